@@ -1,0 +1,51 @@
+# hub: make targets. `make help` lists them.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo up test test-unit test-integration lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the project with its dev tools
+
+demo: $(STAMP) ## embedded broker + hub + a North Worcestershire scenario, live summary
+	$(BIN)/hub demo
+
+up: $(STAMP) ## run the hub until Ctrl-C (embedded broker unless HUB_KAFKA_BOOTSTRAP)
+	$(BIN)/hub up
+
+test: $(STAMP) ## the whole test suite (unit, integration on the real broker, e2e)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-unit: $(STAMP) ## unit tests only (no network)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) ## integration and e2e tests on the embedded broker
+	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict
+	$(BIN)/ruff format --check hub tests scripts
+	$(BIN)/ruff check hub tests scripts
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff format and safe fixes
+	$(BIN)/ruff format hub tests scripts
+	$(BIN)/ruff check --fix hub tests scripts
+
+bench: $(STAMP) ## benchmarks (issue 8): not yet written
+	@echo "make bench: benchmarks arrive with the benchmarks issue" >&2; exit 1
+
+clean: ## remove the venv, caches and the local data dir
+	rm -rf $(VENV) .hub .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,182 @@
+"""The faust app: router agents over ``hub.in.*`` and the audit sink over ``hub.audit``.
+
+Thin glue: ``Router.route`` (pure) decides; these agents read, remember event ids in a
+changelog-backed table, and write. Processing is at-least-once with deterministic ids
+(Tansu's transactions are not safe for exactly-once): every output of an event is
+acknowledged by the broker before the agent takes the next event, so a committed offset
+never covers an event whose deliveries or audit records were not written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+from hub.agents.routing import Router
+from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
+from hub.audit.checkpoint import log_signer
+from hub.audit.log import AuditLog
+from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
+from hub.audit.store import open_store
+from hub.broker import topics
+from hub.envelope.crypto import DataKeyCache
+from hub.envelope.escrow import make_escrow
+from hub.envelope.party import PartyEnvelope
+from hub.keys.cases import CaseKeys
+from hub.keys.file_store import FileKeyStore
+from hub.keys.model import HUB_PARTY
+from hub.log import get_logger
+from hub.models import Origin
+from hub.policies.model import Protocol
+from hub.schemas import SchemaRegistry
+from hub.settings import HubSettings
+
+__all__ = ["create_app"]
+
+_log = get_logger("router")
+
+
+def create_app(
+    settings: HubSettings, *, protocol: Protocol, bootstrap: str, app_id: str = "hub-router"
+) -> faust.App:
+    """Build the faust app for a protocol. Nothing connects until a worker starts it."""
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=100,
+        broker_commit_interval=0.5,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        # Tansu holds a JoinGroup for the whole rebalance timeout before answering, so a
+        # short timeout is the difference between a worker ready in seconds and in a minute.
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=1.0,
+    )
+    pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
+    keys = FileKeyStore(settings.keys_dir)
+    envelope = PartyEnvelope(
+        HUB_PARTY,
+        store=keys,
+        cache=DataKeyCache(
+            max_uses=protocol.crypto.max_data_key_uses,
+            max_age=protocol.crypto.max_data_key_age_s,
+        ),
+    )
+    cases = CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case)
+    router = Router(
+        protocol,
+        registry=SchemaRegistry(),
+        pseudonymiser=pseudonymiser,
+        envelope=envelope,
+        escrow=make_escrow(cases),
+        max_event_bytes=settings.max_event_bytes,
+    )
+    inbound = app.topic(
+        *(topics.inbound(p) for p in protocol.party_ids), key_type=bytes, value_type=bytes
+    )
+    audit_topic = app.topic(topics.AUDIT, key_type=bytes, value_type=bytes)
+    seen = app.Table(
+        "hub-seen-events",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
+    out_topics: dict[str, Any] = {}
+
+    def topic_for(name: str) -> Any:
+        if name not in out_topics:
+            out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes)
+        return out_topics[name]
+
+    gate = AuditGate(limit=settings.audit_outage_limit)
+
+    @app.agent(inbound, name="hub-route")
+    async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            await gate.wait_open()  # no delivery while its audit record cannot be written
+            message = event.message
+            origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
+
+            def lookup(event_id: str) -> str | None:
+                found = seen.get(event_id.encode())
+                return found.decode() if found else None
+
+            result = router.route(
+                origin=origin,
+                key=message.key,
+                value=message.value,
+                headers=list(message.headers or ()),
+                seen=lookup,
+            )
+            pending = [
+                await audit_topic.send(
+                    force=True,
+                    key=record.event_id.encode(),
+                    value=record.model_dump_json().encode(),
+                )
+                for record in result.audit
+            ]
+            pending += [
+                await topic_for(out.topic).send(
+                    key=out.key, value=out.value, headers=out.headers, force=True
+                )
+                for out in result.messages
+            ]
+            await asyncio.gather(*pending)
+            if result.remember:
+                seen[result.event_id.encode()] = str(origin).encode()
+            _log.info(
+                "routed",
+                event_id=result.event_id,
+                origin=str(origin),
+                outcome=result.outcome,
+                delivered=result.delivered,
+                withheld=result.withheld,
+            )
+            yield None
+
+    def make_sink() -> AuditSink:
+        store = open_store(settings)
+        return AuditSink(
+            store=store,
+            log=AuditLog(store, signer=log_signer(settings)),
+            gate=gate,
+            envelope=envelope,
+            parties=protocol.party_ids,
+            checkpoint_every=settings.checkpoint_every,
+            checkpoint_interval=settings.checkpoint_interval,
+        )
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
+    async def audit_sink() -> None:
+        await run_audit_sink(
+            make_sink(),
+            bootstrap=bootstrap,
+            group_id=f"{app_id}-audit-sink",
+            rebalance_timeout=settings.rebalance_timeout,
+            session_timeout=settings.session_timeout,
+        )
+
+    @app.on_rebalance_complete.connect
+    async def _ready(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
+        """Tell ``hub up`` this worker has its partitions (a file per worker process)."""
+        marker = settings.data_dir / "workers" / f"{os.getpid()}.ready"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(len(app.assignor.assigned_actives())))
+        _log.info("worker_ready", pid=os.getpid())
+
+    return app

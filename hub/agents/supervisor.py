@@ -1,0 +1,189 @@
+"""Run a whole hub on one machine: broker (embedded unless external), workers, state file.
+
+``hub up`` and ``hub demo`` use this; so do the integration tests, which kill -9 a worker and
+start another through it. Workers are separate processes so a crash is a real crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr
+
+from hub.broker import EmbeddedBroker
+from hub.broker.topics import all_topics, ensure_topics
+from hub.errors import BrokerError, ConfigError
+from hub.keys.file_store import FileKeyStore
+from hub.keys.model import KeySuite
+from hub.keys.store import ensure_dev_keys
+from hub.log import get_logger
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
+
+__all__ = ["HubState", "Supervisor", "read_state"]
+
+_log = get_logger("supervisor")
+
+
+class HubState(BaseModel):
+    """What a running hub writes to ``<data_dir>/hub.json`` for the CLI and SDK to find it."""
+
+    bootstrap: str
+    embedded: bool
+    pid: int
+    workers: list[int]
+    started_at: dt.datetime
+    protocol_hash: str
+
+
+def read_state(settings: HubSettings) -> HubState:
+    """The running hub's state, or a ``ConfigError`` that says how to start one."""
+    path = settings.state_file
+    if not path.exists():
+        raise ConfigError(
+            f"no running hub found in {settings.data_dir.resolve()}: start one with `hub up` "
+            "(or set HUB_KAFKA_BOOTSTRAP / HUB_DATA_DIR)"
+        )
+    state = HubState.model_validate_json(path.read_text())
+    try:
+        os.kill(state.pid, 0)
+    except ProcessLookupError:
+        raise ConfigError(
+            f"the hub that wrote {path} (pid {state.pid}) is no longer running: "
+            "start one with `hub up`"
+        ) from None
+    except PermissionError:
+        pass
+    return state
+
+
+class Supervisor:
+    """Owns the broker and worker processes of one hub."""
+
+    def __init__(self, settings: HubSettings, *, worker_log: Path | None = None) -> None:
+        self.settings = settings
+        self.protocol = load_protocol(settings.protocol)
+        self.broker: EmbeddedBroker | None = None
+        self.bootstrap = settings.kafka_bootstrap or ""
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.worker_log = worker_log or settings.data_dir / "worker.log"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 90.0) -> str:
+        """Start everything and wait until every worker has its partitions."""
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.settings.kafka_bootstrap:
+            self.broker = EmbeddedBroker(log_path=data_dir / "broker.log")
+            self.bootstrap = self.broker.start()
+        ensure_dev_keys(
+            FileKeyStore(self.settings.keys_dir),
+            self.protocol.party_ids,
+            suite=KeySuite(self.protocol.crypto.suite),
+        )
+        asyncio.run(
+            ensure_topics(
+                self.bootstrap,
+                all_topics(self.protocol.party_ids),
+                partitions=self.settings.partitions,
+            )
+        )
+        for _ in range(self.settings.workers):
+            self.start_worker()
+        self.wait_ready(timeout=timeout)
+        self._write_state()
+        return self.bootstrap
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """Start one more router worker process in the hub's consumer group."""
+        env = dict(os.environ)
+        # the worker gets exactly this hub's settings, however they were given to us
+        for name, value in self.settings.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Path):
+                value = value.resolve()
+            env[f"HUB_{name.upper()}"] = str(value)
+        env["HUB_KAFKA_BOOTSTRAP"] = self.bootstrap
+        self.worker_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.worker_log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hub.agents.worker"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self.workers.append(proc)
+        _log.info("worker_started", pid=proc.pid)
+        return proc
+
+    def wait_ready(self, *, timeout: float = 90.0) -> None:
+        """Wait until every live worker has reported a completed rebalance."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [w for w in self.workers if w.poll() is not None]
+            if dead:
+                raise BrokerError(
+                    f"router worker {dead[0].pid} exited with code {dead[0].returncode} "
+                    f"during start: see {self.worker_log}"
+                )
+            if all(self._ready_marker(w.pid).exists() for w in self.workers):
+                return
+            time.sleep(0.1)
+        raise BrokerError(f"router workers not ready within {timeout:.0f}s: see {self.worker_log}")
+
+    def _ready_marker(self, pid: int) -> Path:
+        return self.settings.data_dir / "workers" / f"{pid}.ready"
+
+    def kill_worker(self, index: int = 0) -> int:
+        """Kill -9 a worker (fault injection); returns its pid."""
+        proc = self.workers.pop(index)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self._ready_marker(proc.pid).unlink(missing_ok=True)
+        return proc.pid
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop workers gracefully (SIGTERM), then the broker; remove the state file."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            self._ready_marker(proc.pid).unlink(missing_ok=True)
+        self.workers.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        self.settings.state_file.unlink(missing_ok=True)
+
+    def alive(self) -> bool:
+        """Whether every worker (and the embedded broker) still runs."""
+        return all(w.poll() is None for w in self.workers)
+
+    def _write_state(self) -> None:
+        state = HubState(
+            bootstrap=self.bootstrap,
+            embedded=self.broker is not None,
+            pid=os.getpid(),
+            workers=[w.pid for w in self.workers],
+            started_at=dt.datetime.now(dt.UTC),
+            protocol_hash=self.protocol.content_hash,
+        )
+        self.settings.state_file.write_text(json.dumps(state.model_dump(mode="json"), indent=2))

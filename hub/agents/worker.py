@@ -1,0 +1,48 @@
+"""A router worker process: ``python -m hub.agents.worker``.
+
+``hub up`` starts one or more of these with ``HUB_KAFKA_BOOTSTRAP`` pointing at the broker;
+they join one consumer group and share the partitions. SIGTERM/SIGINT stop them cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import faust
+
+from hub.agents.app import create_app
+from hub.broker.topics import all_topics, ensure_topics
+from hub.errors import ConfigError, HubError
+from hub.log import configure_logging
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
+
+
+def main() -> None:
+    """Run one worker until signalled."""
+    settings = HubSettings()
+    configure_logging(settings.log_level)
+    try:
+        if not settings.kafka_bootstrap:
+            raise ConfigError("worker: HUB_KAFKA_BOOTSTRAP must name the broker")
+        protocol = load_protocol(settings.protocol)
+        asyncio.run(
+            ensure_topics(
+                settings.kafka_bootstrap,
+                all_topics(protocol.party_ids),
+                partitions=settings.partitions,
+            )
+        )
+        app = create_app(settings, protocol=protocol, bootstrap=settings.kafka_bootstrap)
+    except HubError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(1) from None
+    worker = faust.Worker(
+        app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False
+    )
+    worker.execute_from_commandline()  # runs until signalled, then exits the process
+
+
+if __name__ == "__main__":
+    main()

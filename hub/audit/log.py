@@ -1,0 +1,370 @@
+"""The tamper-evident audit log: an RFC 9162 Merkle tree over the audit store, with checkpoints.
+
+Leaf i is the canonical bytes of the i-th stored record in append order; the hub signs
+checkpoints (C2SP tlog-checkpoint notes) of the tree head and hands them to every party, so
+anyone holding one can demand an inclusion proof for a record or a consistency proof
+between two checkpoints, and check both with their own RFC 9162 implementation.
+
+What ``AuditLog.verify`` can and cannot detect:
+
+* A hand edit of one record's columns, or of its ``canonical`` bytes alone, is found at its
+  exact index: the store re-derives every column from ``canonical`` and compares.
+* A consistent rewrite (``canonical`` and columns changed together), a deleted, reordered or
+  inserted record changes the Merkle root of every tree that covers it, so it is found at the
+  first checkpoint whose size exceeds the changed index; the report names the size of the
+  last checkpoint that still verifies, the first index the change can be at. With a
+  checkpoint every N records the change is pinned to a window of N.
+* Changes after the newest checkpoint are not detectable: nothing commits to them yet. That
+  is why checkpoints are signed every N records or T seconds.
+* Deleting stored checkpoints hides nothing from a party that kept its copy: pass those
+  copies (``verify(checkpoints=...)``, ``hub audit verify --checkpoint FILE``). Forging one
+  needs the log signing key.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hub.audit.checkpoint import Checkpoint, NoteSigner
+from hub.audit.merkle import CompactRange, MerkleTree, leaf_hash, verify_inclusion
+from hub.audit.store import AuditStore
+from hub.errors import AuditError, AuditIntegrityError
+from hub.models import AuditRecord
+
+__all__ = ["AuditLog", "ConsistencyProof", "Finding", "InclusionProof", "VerifyReport"]
+
+#: leaves read per store round trip when building or verifying the tree
+_BATCH = 5000
+#: records of one event: a handful of recipients, never thousands
+_MAX_EVENT_RECORDS = 10_000
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``verify`` found wrong.
+
+    Attributes:
+        kind: ``record`` (a row altered by hand), ``checkpoint`` (a root that no longer
+            matches: the change lies in ``[index, size)``) or ``signature`` (a checkpoint
+            note that does not verify, so it says nothing about the records).
+        index: the altered record's leaf index, or for a checkpoint the first index the
+            change can be at (the size of the last checkpoint that still verifies).
+        size: the tree size of the checkpoint concerned, if any.
+        message: what did not match.
+    """
+
+    kind: Literal["record", "checkpoint", "signature"]
+    index: int | None
+    message: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``AuditLog.verify`` recomputed and what did not match."""
+
+    size: int
+    root: bytes
+    checkpoints_checked: int
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether every record and every checkpoint verified."""
+        return not self.findings
+
+    @property
+    def first(self) -> Finding | None:
+        """The finding that best locates the earliest change, or ``None`` if all verified.
+
+        An altered record before the first failing checkpoint's size explains that
+        checkpoint and is exact, so it wins; otherwise the failing checkpoint's window does.
+        """
+        if not self.findings:
+            return None
+        records = [f for f in self.findings if f.kind == "record"]
+        heads = [f for f in self.findings if f.kind == "checkpoint"]
+        head = min(heads, key=lambda f: (f.index or 0, f.size or 0), default=None)
+        record = min(records, key=lambda f: f.index or 0, default=None)
+        if record is not None and record.index is not None:
+            if head is None or head.size is None or record.index < head.size:
+                return record
+        if head is not None:
+            return head
+        return self.findings[0]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary (hashes base64)."""
+        first = self.first
+        return {
+            "ok": self.ok,
+            "tree_size": self.size,
+            "root_hash": _b64(self.root),
+            "checkpoints_checked": self.checkpoints_checked,
+            "first_index": None if first is None else first.index,
+            "findings": [
+                {"kind": f.kind, "index": f.index, "message": f.message} for f in self.findings
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """RFC 9162 section 2.1.3 inclusion proof of one audit record against a checkpoint."""
+
+    record_id: str
+    event_id: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: bytes
+    proof: tuple[bytes, ...]
+    checkpoint: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready proof (hashes base64, as in tlog-checkpoint and the RFC vectors)."""
+        return {
+            "record_id": self.record_id,
+            "event_id": self.event_id,
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "leaf_hash": _b64(self.leaf_hash),
+            "proof": [_b64(h) for h in self.proof],
+            "checkpoint": self.checkpoint,
+        }
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """RFC 9162 section 2.1.4 consistency proof between two tree sizes."""
+
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    proof: tuple[bytes, ...]
+    #: stored checkpoint notes at exactly these sizes, if any
+    old_checkpoint: str | None = None
+    new_checkpoint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready proof (hashes base64)."""
+        return {
+            "old_size": self.old_size,
+            "new_size": self.new_size,
+            "old_root": _b64(self.old_root),
+            "new_root": _b64(self.new_root),
+            "proof": [_b64(h) for h in self.proof],
+            "old_checkpoint": self.old_checkpoint,
+            "new_checkpoint": self.new_checkpoint,
+        }
+
+
+@dataclass
+class _Heads:
+    """Checkpoints grouped by size while verifying."""
+
+    by_size: dict[int, list[Checkpoint]] = field(default_factory=dict)
+    count: int = 0
+
+
+class AuditLog:
+    """The Merkle log over an ``AuditStore``: roots, signed checkpoints, proofs, verify.
+
+    Proofs and checkpoints are served from a tree of every level of perfect subtrees, built
+    once from the store and extended as records arrive (about 64 bytes per record held in
+    memory). A long-lived instance therefore signs the history it read, even if the rows
+    are altered later; ``verify`` always re-reads everything from the store.
+    """
+
+    def __init__(self, store: AuditStore, *, signer: NoteSigner, origin: str | None = None):
+        self._store = store
+        self._signer = signer
+        self._verifier = signer.verifier()
+        self.origin = signer.name if origin is None else origin
+        self._tree = MerkleTree()
+
+    def size(self) -> int:
+        """Number of records (leaves) in the store now."""
+        return self._store.size()
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` leaves (all by default), RFC 9162 section 2.1.1."""
+        tree = self._sync()
+        return tree.root(size)
+
+    def checkpoint(self) -> str:
+        """Sign the current tree head, keep it in the store and return the note.
+
+        Refuses to sign when the newest stored checkpoint does not match the stored records:
+        signing over altered history would launder it, and tlog-checkpoint forbids signing
+        a checkpoint inconsistent with an earlier one.
+
+        Raises:
+            AuditIntegrityError: the newest stored checkpoint does not match the records.
+        """
+        tree = self._sync()
+        stored = self._store.checkpoints()
+        if stored:
+            previous = self._open(stored[-1][1])
+            if previous.size > tree.size or tree.root(previous.size) != previous.root_hash:
+                raise AuditIntegrityError(
+                    f"checkpoint: the stored records no longer match the checkpoint at size "
+                    f"{previous.size}; run `hub audit verify`"
+                )
+        head = Checkpoint(origin=self.origin, size=tree.size, root_hash=tree.root())
+        note = self._signer.sign(head.body())
+        self._store.save_checkpoint(head.size, note)
+        return note
+
+    def inclusion_proofs(self, ref: str) -> list[InclusionProof]:
+        """Inclusion proofs for a record id, or for every record of an event id.
+
+        Each proof is against the newest stored checkpoint that covers the record; if none
+        does yet, a checkpoint is signed now. Every proof is checked before it is returned.
+
+        Raises:
+            AuditError: no record has this record id or event id.
+            AuditIntegrityError: the stored records do not match the checkpoint.
+        """
+        records = self._store.query(event_id=ref, limit=_MAX_EVENT_RECORDS)
+        indexed = [(r.record_id, r.event_id) for r in records]
+        if not indexed and (index := self._store.record_index(ref)) is not None:
+            (data,) = self._store.leaves(index, index + 1)
+            indexed = [(ref, AuditRecord.model_validate_json(data).event_id)]
+        if not indexed:
+            raise AuditError(f"audit proof: expected a stored event or record id, got {ref!r}")
+        proofs: list[InclusionProof] = []
+        for record_id, event_id in indexed:
+            index = self._store.record_index(record_id)
+            if index is None:
+                raise AuditError(f"audit proof: record {record_id} vanished from the store")
+            note, head = self._covering_checkpoint(index)
+            tree = self._sync()
+            if tree.root(head.size) != head.root_hash:
+                raise AuditIntegrityError(
+                    f"audit proof: the stored records no longer match the checkpoint at size "
+                    f"{head.size}; run `hub audit verify`"
+                )
+            path = tuple(tree.inclusion_proof(index, head.size))
+            leaf = tree.leaf(index)
+            verify_inclusion(
+                leaf=leaf, index=index, size=head.size, proof=path, root=head.root_hash
+            )
+            proofs.append(InclusionProof(record_id, event_id, index, head.size, leaf, path, note))
+        return proofs
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        """PROOF(old_size, D[new_size]) (RFC 9162 section 2.1.4.1) with both roots.
+
+        Raises:
+            AuditIntegrityError: sizes outside 1 <= old <= new <= size of the log.
+        """
+        tree = self._sync()
+        proof = tuple(tree.consistency_proof(old_size, new_size))
+        notes = dict(self._store.checkpoints())
+        return ConsistencyProof(
+            old_size=old_size,
+            new_size=new_size,
+            old_root=tree.root(old_size),
+            new_root=tree.root(new_size),
+            proof=proof,
+            old_checkpoint=notes.get(old_size),
+            new_checkpoint=notes.get(new_size),
+        )
+
+    def verify(self, *, checkpoints: Iterable[str] = ()) -> VerifyReport:
+        """Recompute the tree from the stored bytes and check every record and checkpoint.
+
+        Streams the store (O(log n) memory). Stored checkpoints and any given ones (copies
+        the parties kept) are checked for signature and origin, then their root against the
+        recomputed root at their size. See the module docstring for what this detects.
+        """
+        findings: list[Finding] = []
+        heads = _Heads()
+        notes = [note for _, note in self._store.checkpoints()]
+        for note in [*notes, *checkpoints]:
+            try:
+                head = self._open(note)
+            except AuditIntegrityError as exc:
+                findings.append(Finding("signature", None, f"checkpoint does not verify: {exc}"))
+                continue
+            heads.by_size.setdefault(head.size, []).append(head)
+            heads.count += 1
+
+        size = self._store.size()
+        acc = CompactRange()
+        last_good = 0
+        for start in range(0, size, _BATCH):
+            end = min(start + _BATCH, size)
+            for index in self._store.mismatched_rows(start, end):
+                findings.append(
+                    Finding("record", index, "stored columns do not match the record's bytes")
+                )
+            for data in self._store.leaves(start, end):
+                acc.append(leaf_hash(data))
+                for head in heads.by_size.get(acc.size, ()):
+                    if acc.root() == head.root_hash:
+                        last_good = max(last_good, head.size)
+                    else:
+                        findings.append(
+                            Finding(
+                                "checkpoint",
+                                last_good,
+                                f"root at size {head.size} does not match its checkpoint "
+                                f"(records changed, removed, reordered or inserted since "
+                                f"size {last_good})",
+                                head.size,
+                            )
+                        )
+        for missing in sorted(s for s in heads.by_size if s > acc.size):
+            findings.append(
+                Finding(
+                    "checkpoint",
+                    min(last_good, acc.size),
+                    f"checkpoint at size {missing} but the log holds only {acc.size} records",
+                    missing,
+                )
+            )
+        return VerifyReport(
+            size=acc.size,
+            root=acc.root(),
+            checkpoints_checked=heads.count,
+            findings=tuple(_explain(findings)),
+        )
+
+    def _open(self, note: str) -> Checkpoint:
+        return self._verifier.open_checkpoint(note, origin=self.origin)
+
+    def _covering_checkpoint(self, index: int) -> tuple[str, Checkpoint]:
+        for _, note in reversed(self._store.checkpoints()):
+            head = self._open(note)
+            if head.size > index:
+                return note, head
+        note = self.checkpoint()
+        return note, self._open(note)
+
+    def _sync(self) -> MerkleTree:
+        """Extend the cached tree with records appended since the last call."""
+        size = self._store.size()
+        while self._tree.size < size:
+            start = self._tree.size
+            batch = self._store.leaves(start, min(start + _BATCH, size))
+            if not batch:
+                break
+            self._tree.extend(leaf_hash(data) for data in batch)
+        return self._tree
+
+
+def _explain(findings: list[Finding]) -> list[Finding]:
+    """Order findings by index, records before checkpoints, unlocated ones last."""
+    order = {"record": 0, "checkpoint": 1, "signature": 2}
+    return sorted(
+        findings, key=lambda f: (f.index is None, f.index or 0, order[f.kind], f.size or 0)
+    )

@@ -1,0 +1,469 @@
+"""PostgreSQL audit store: the same table and semantics as SQLite, shared by several hosts.
+
+Why PostgreSQL: a partnership running router workers on more than one host needs one audit
+log they can all append to; a SQLite file only serves one host.
+
+Append order, and why writers take a lock. The Merkle log (RFC 9162) is built over records
+in ``seq`` order, and a verifier or checkpointer reading the store must never see record
+``N+1`` before record ``N``, nor a gap that is filled later. A sequence or identity column
+alone does not give that: values are handed out when a row is inserted, not when it commits,
+so two concurrent transactions can commit out of order (a reader briefly sees ``seq`` 6
+without 5), and a rolled-back insert or an ``ON CONFLICT DO NOTHING`` skip burns a value for
+good, leaving a gap that SQLite (whose counter is transactional) never has. So every append
+runs in one READ COMMITTED transaction that first takes a transaction-scoped advisory lock
+(``pg_advisory_xact_lock``), then numbers its rows from a one-row counter (``audit_seq``)
+that is updated in the same transaction. Writers are therefore serialised: the next writer
+gets the lock only after the previous commit is visible, so ``seq`` order is commit order,
+``seq`` is dense (1, 2, 3, ... exactly like SQLite's, whatever is rolled back), and readers,
+which take no lock, see a consistent prefix at every statement (MVCC). The counter, not
+``MAX(seq)``, is the source so that a seq is never reused even if rows are later pruned
+(SQLite's ``AUTOINCREMENT`` promise). The cost is one writer at a time, which an append of a
+few small rows per event easily bears; a SERIALIZABLE transaction would also order commits
+but fails with serialisation errors under contention instead of waiting.
+
+``seq`` is ``GENERATED ALWAYS AS IDENTITY`` as the layout asks, but the store always supplies
+it (``OVERRIDING SYSTEM VALUE``) and never uses the generator: an ``INSERT`` by anything that
+bypasses the lock and the counter fails on the primary key instead of silently reordering
+the log.
+
+Other choices: ``time``/``event_time`` are ``TIMESTAMPTZ`` (so ``since`` compares instants),
+``fields``/``subject_pseudonyms`` are ``TEXT[]``, ``canonical`` is ``BYTEA`` and, as in
+SQLite, is what queries return and what the Merkle log hashes. The schema version lives in
+``audit_schema``; a newer one is refused. A connection lost (database restart, network) is
+reopened on the next call, so the audit sink's retry loop recovers by itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from hub.audit.sqlite import canonical_bytes
+from hub.errors import AuditError
+from hub.models import AuditDecision, AuditRecord
+
+__all__ = ["SCHEMA_VERSION", "PostgresAuditStore", "redacted_url"]
+
+#: version of the layout below, kept in ``audit_schema``; a newer database is refused
+SCHEMA_VERSION = 1
+#: key of the advisory lock every writer holds for its whole transaction (an arbitrary
+#: constant: the first 8 bytes of SHA-256("hub.audit.append") as a signed integer)
+_APPEND_LOCK = 0x0293_0A7E_87B9_5C3B
+_CONNECT_TIMEOUT_S = 10
+_LOCK_TIMEOUT = "30s"  # as long as SQLite's busy timeout; then AuditError and the sink retries
+
+_COLUMNS = (
+    "record_id", "time", "event_id", "event_type", "event_time", "publisher", "recipient",
+    "decision", "rule", "reason", "lawful_basis", "condition", "purpose", "protocol_hash",
+    "fields", "payload_sha256", "case_pseudonym", "subject_pseudonyms", "origin",
+    "ack_event_id", "canonical",
+)  # fmt: skip
+
+_DDL = (
+    """CREATE TABLE audit_records (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        record_id TEXT NOT NULL UNIQUE,
+        time TIMESTAMPTZ NOT NULL,
+        event_id TEXT NOT NULL,
+        event_type TEXT,
+        event_time TIMESTAMPTZ,
+        publisher TEXT,
+        recipient TEXT,
+        decision TEXT NOT NULL,
+        rule TEXT,
+        reason TEXT NOT NULL,
+        lawful_basis TEXT,
+        condition TEXT,
+        purpose TEXT,
+        protocol_hash TEXT,
+        fields TEXT[] NOT NULL,
+        payload_sha256 TEXT,
+        case_pseudonym TEXT,
+        subject_pseudonyms TEXT[] NOT NULL,
+        origin TEXT,
+        ack_event_id TEXT,
+        canonical BYTEA NOT NULL
+    )""",
+    """CREATE TABLE audit_subjects (
+        seq BIGINT NOT NULL REFERENCES audit_records (seq),
+        pseudonym TEXT NOT NULL,
+        PRIMARY KEY (pseudonym, seq)
+    )""",
+    "CREATE INDEX audit_records_event_id ON audit_records (event_id)",
+    "CREATE INDEX audit_records_recipient ON audit_records (recipient)",
+    "CREATE INDEX audit_records_publisher ON audit_records (publisher)",
+    "CREATE INDEX audit_records_case ON audit_records (case_pseudonym)",
+    "CREATE INDEX audit_records_time ON audit_records (time)",
+    "CREATE TABLE audit_seq (last_seq BIGINT NOT NULL)",
+    "INSERT INTO audit_seq (last_seq) VALUES (0)",
+    # Signed checkpoints (C2SP tlog-checkpoint notes) of the Merkle log, in saving order.
+    """CREATE TABLE audit_checkpoints (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tree_size BIGINT NOT NULL,
+        note TEXT NOT NULL UNIQUE
+    )""",
+)
+_INSERT = (
+    f"INSERT INTO audit_records (seq, {', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
+    f"OVERRIDING SYSTEM VALUE VALUES (%s, {', '.join('%s' for _ in _COLUMNS)}) "
+    "ON CONFLICT (record_id) DO NOTHING RETURNING seq"
+)
+_INSERT_SUBJECT = (
+    "INSERT INTO audit_subjects (seq, pseudonym) VALUES (%s, %s) "
+    "ON CONFLICT (pseudonym, seq) DO NOTHING"
+)
+
+
+def redacted_url(url: str) -> str:
+    """The URL without its password (or anything else), safe for messages and logs."""
+    try:
+        parts = conninfo_to_dict(_libpq_url(url))
+    except psycopg.Error:
+        return "postgresql://<unparseable URL>"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host') or ''}{port}/{parts.get('dbname') or ''}"
+
+
+def _libpq_url(url: str) -> str:
+    """Accept SQLAlchemy-style ``postgresql+driver://`` and ``postgres://`` as libpq URLs."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+        return f"postgresql://{rest}"
+    return url
+
+
+def _utc(value: datetime) -> datetime:
+    """An aware UTC datetime (naive means UTC), so TIMESTAMPTZ never applies a session zone."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _row(record: AuditRecord) -> tuple[Any, ...]:
+    values = record.model_dump(mode="json")
+    values["time"] = _utc(record.time)
+    values["event_time"] = _utc(record.event_time) if record.event_time else None
+    values["fields"] = list(record.fields)
+    values["subject_pseudonyms"] = list(record.subject_pseudonyms)
+    values["canonical"] = canonical_bytes(record)
+    return tuple(values[name] for name in _COLUMNS)
+
+
+class _StoreClosedError(Exception):
+    """Raised inside a call after ``close``; ``_guard`` reports it as ``AuditError``."""
+
+
+class PostgresAuditStore:
+    """``AuditStore`` over one PostgreSQL database (see the module docstring for ordering).
+
+    One connection per instance (autocommit; writes use explicit transactions), guarded by a
+    lock so a thread pool may share it, and reopened if the server drops it.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = _libpq_url(url)
+        self.display_url = redacted_url(url)
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._closed = False
+        with self._lock, self._guard("open"):
+            conn = self._connection()
+            try:
+                self._migrate(conn)
+            except BaseException:
+                self._close_quietly()
+                raise
+
+    def __repr__(self) -> str:
+        return f"PostgresAuditStore({self.display_url!r})"
+
+    def __enter__(self) -> PostgresAuditStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def append(self, records: Sequence[AuditRecord]) -> int:
+        """Append records in one transaction, skipping record ids already stored.
+
+        Returns:
+            How many records were newly stored.
+        """
+        rows = [(_row(r), dict.fromkeys(r.subject_pseudonyms)) for r in records]
+        if not rows:
+            return 0
+        inserted = 0
+        with self._lock, self._guard("append"):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+                # A statement after the lock: READ COMMITTED gives it a snapshot that
+                # includes the previous writer's commit.
+                counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
+                if counter is None:
+                    raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
+                seq = int(counter[0])
+                for values, subjects in rows:
+                    returned = conn.execute(_INSERT, (seq + 1, *values)).fetchone()
+                    if returned is None:
+                        continue  # a replayed record: the first write stands, no seq used
+                    seq += 1
+                    inserted += 1
+                    if subjects:
+                        with conn.cursor() as cur:
+                            cur.executemany(_INSERT_SUBJECT, [(seq, p) for p in subjects])
+                if inserted:
+                    conn.execute("UPDATE audit_seq SET last_seq = %s", (seq,))
+        return inserted
+
+    def query(
+        self,
+        *,
+        event_id: str | None = None,
+        party: str | None = None,
+        subject_pseudonym: str | None = None,
+        case_pseudonym: str | None = None,
+        decision: AuditDecision | str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """Records matching every given filter, in append order (see ``AuditStore``)."""
+        if limit < 1:
+            raise AuditError(f"audit query limit: expected at least 1, got {limit}")
+        clauses: list[str] = []
+        params: list[Any] = []
+        if event_id is not None:
+            clauses.append("event_id = %s")
+            params.append(event_id)
+        if party is not None:
+            clauses.append("(recipient = %s OR publisher = %s)")
+            params += [party, party]
+        if subject_pseudonym is not None:
+            clauses.append("seq IN (SELECT seq FROM audit_subjects WHERE pseudonym = %s)")
+            params.append(subject_pseudonym)
+        if case_pseudonym is not None:
+            clauses.append("case_pseudonym = %s")
+            params.append(case_pseudonym)
+        if decision is not None:
+            clauses.append("decision = %s")
+            params.append(AuditDecision(decision).value)
+        if since is not None:
+            clauses.append("time >= %s")
+            params.append(_utc(since))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        sql = f"SELECT canonical FROM audit_records {where}ORDER BY seq LIMIT %s"  # noqa: S608
+        with self._lock, self._guard("query"):
+            rows = self._connection().execute(sql, [*params, limit]).fetchall()
+        return [AuditRecord.model_validate_json(bytes(row[0])) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of records per decision, every decision present (zero if none)."""
+        result = {d.value: 0 for d in AuditDecision}
+        with self._lock, self._guard("count"):
+            rows = (
+                self._connection()
+                .execute("SELECT decision, COUNT(*) FROM audit_records GROUP BY decision")
+                .fetchall()
+            )
+        result.update({str(decision): int(n) for decision, n in rows})
+        return result
+
+    def has_event(self, event_id: str) -> bool:
+        """Whether any record about this event is stored."""
+        with self._lock, self._guard("query"):
+            row = (
+                self._connection()
+                .execute("SELECT 1 FROM audit_records WHERE event_id = %s LIMIT 1", (event_id,))
+                .fetchone()
+            )
+        return row is not None
+
+    def size(self) -> int:
+        """Number of records: the size of the Merkle tree over them (see ``AuditStore``)."""
+        with self._lock, self._guard("count"):
+            row = self._connection().execute("SELECT COUNT(*) FROM audit_records").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        """Canonical bytes of leaves ``start`` .. ``end - 1``, append order (see ``AuditStore``).
+
+        Leaf i is the row at position i in ``seq`` order (as in SQLite), not ``seq - 1``: the
+        two agree while nothing is deleted, and positions keep a deleted row detectable.
+        """
+        if not 0 <= start <= end:
+            raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
+        with self._lock, self._guard("read"):
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT canonical FROM audit_records ORDER BY seq LIMIT %s OFFSET %s",
+                    (end - start, start),
+                )
+                .fetchall()
+            )
+        return [bytes(row[0]) for row in rows]
+
+    def record_index(self, record_id: str) -> int | None:
+        """Leaf index of a record (0-based, append order), or ``None`` if not stored."""
+        with self._lock, self._guard("query"):
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT (SELECT COUNT(*) FROM audit_records AS before "
+                    "WHERE before.seq < r.seq) FROM audit_records AS r WHERE r.record_id = %s",
+                    (record_id,),
+                )
+                .fetchone()
+            )
+        return None if row is None else int(row[0])
+
+    def mismatched_rows(self, start: int, end: int) -> list[int]:
+        """Leaf indices in ``[start, end)`` whose columns disagree with their canonical bytes.
+
+        The Merkle log hashes only ``canonical``; queries and reports read the other columns
+        and ``audit_subjects``, so a hand edit of either is found here, at its own index.
+        """
+        if not 0 <= start <= end:
+            raise AuditError(f"audit rows: expected 0 <= start <= end, got {start}, {end}")
+        columns = ", ".join(_COLUMNS)
+        subjects: dict[int, set[str]] = {}
+        with self._lock, self._guard("read"):
+            conn = self._connection()
+            # One snapshot for both reads, so a concurrent append cannot pair rows and
+            # subject index entries from different moments.
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                rows = conn.execute(
+                    f"SELECT seq, {columns} FROM audit_records "  # noqa: S608 - constant names
+                    "ORDER BY seq LIMIT %s OFFSET %s",
+                    (end - start, start),
+                ).fetchall()
+                if rows:
+                    for seq, pseudonym in conn.execute(
+                        "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN %s AND %s",
+                        (rows[0][0], rows[-1][0]),
+                    ):
+                        subjects.setdefault(int(seq), set()).add(str(pseudonym))
+        faults: list[int] = []
+        for offset, (seq, *stored) in enumerate(rows):
+            stored[-1] = bytes(stored[-1])
+            try:
+                record = AuditRecord.model_validate_json(stored[-1])
+            except ValueError:
+                faults.append(start + offset)
+                continue
+            if tuple(stored) != _row(record) or subjects.get(int(seq), set()) != set(
+                record.subject_pseudonyms
+            ):
+                faults.append(start + offset)
+        return faults
+
+    def save_checkpoint(self, tree_size: int, note: str) -> None:
+        """Keep a signed checkpoint note of the tree at ``tree_size`` (see ``AuditStore``).
+
+        Under the append lock, so checkpoints are numbered in commit order like records.
+        """
+        with self._lock, self._guard("save checkpoint"):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+                conn.execute(
+                    "INSERT INTO audit_checkpoints (tree_size, note) VALUES (%s, %s) "
+                    "ON CONFLICT (note) DO NOTHING",
+                    (tree_size, note),
+                )
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        """Every saved checkpoint as ``(tree_size, note)``, in the order saved."""
+        with self._lock, self._guard("read checkpoints"):
+            rows = (
+                self._connection()
+                .execute("SELECT tree_size, note FROM audit_checkpoints ORDER BY id")
+                .fetchall()
+            )
+        return [(int(size), str(note)) for size, note in rows]
+
+    def close(self) -> None:
+        """Close the connection (idempotent); further calls raise ``AuditError``."""
+        with self._lock:
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        """Close without taking the lock (for ``__init__``, which already holds it)."""
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The open connection, reconnecting if the server dropped the last one."""
+        if self._closed:
+            raise _StoreClosedError("the store is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+            try:
+                conn.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
+                # Timestamps come back as UTC whatever the server's default zone.
+                conn.execute("SET TIME ZONE 'UTC'")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn psycopg and socket errors into ``AuditError`` naming the (redacted) URL."""
+        try:
+            yield
+        except (psycopg.Error, OSError, _StoreClosedError) as exc:
+            message = str(exc).strip()
+            raise AuditError(f"audit store {self.display_url}: cannot {action}: {message}") from exc
+
+    def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        if self._schema_version(conn) == SCHEMA_VERSION:
+            return  # readers never take the lock once the schema exists
+        with conn.transaction():
+            # The same lock as writers: two hubs starting at once create the tables once.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+            version = self._schema_version(conn)
+            if version == 0:
+                conn.execute("CREATE TABLE audit_schema (version INTEGER NOT NULL)")
+                for statement in _DDL:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO audit_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif version != SCHEMA_VERSION:
+                raise AuditError(
+                    f"audit store {self.display_url}: expected schema version "
+                    f"{SCHEMA_VERSION}, got {version} (written by a newer hub?)"
+                )
+
+    @staticmethod
+    def _schema_version(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+        """The stored schema version, 0 for an empty database."""
+        # A query on pg_tables, not to_regclass(): the catalog cache behind to_regclass may
+        # not yet know a table another opener created while we waited for the lock.
+        exists = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'audit_schema')"
+        ).fetchone()
+        if exists is None or not exists[0]:
+            return 0
+        row = conn.execute("SELECT MAX(version) FROM audit_schema").fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0

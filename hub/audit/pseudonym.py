@@ -1,0 +1,115 @@
+"""Keyed pseudonyms for subjects and cases, so the audit log can be searched but not read.
+
+The audit log must answer a subject access request ("who received what about this person")
+without holding the person's reference in clear. A keyed HMAC-SHA256 (RFC 2104) gives a
+stable pseudonym that only a holder of the key can compute from a reference; a plain hash
+would let anyone confirm a guessed reference against the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import tempfile
+from pathlib import Path
+
+from hub.errors import ConfigError
+from hub.settings import HubSettings
+
+__all__ = ["KEY_BYTES", "Pseudonymiser", "load_pseudonym_key"]
+
+#: length of a generated key: the SHA-256 block output size, as RFC 2104 section 3 advises
+KEY_BYTES = 32
+_KEY_FILE = "pseudonym.key"
+_HEX_CHARS = 32  # 128 bits of pseudonym: collisions are negligible at partnership volumes
+
+# Domain separation: the same reference used as a subject and as a case must not yield the
+# same pseudonym, or a case lookup could surface a subject's records and vice versa.
+_SUBJECT_DOMAIN = b"hub.audit.subject.v1\x00"
+_CASE_DOMAIN = b"hub.audit.case.v1\x00"
+
+
+class Pseudonymiser:
+    """Turns subject and case references into keyed pseudonyms.
+
+    References are normalised (surrounding whitespace removed, case folded) first, so the
+    same person typed two ways by two agencies still has one pseudonym.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ConfigError(f"pseudonym key: expected at least 16 bytes, got {len(key)}")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "Pseudonymiser(key=<hidden>)"  # never put the key in a log or traceback
+
+    def subject(self, ref: str) -> str:
+        """The pseudonym of a subject reference: ``ps_`` and 32 hex characters."""
+        return "ps_" + self._digest(_SUBJECT_DOMAIN, ref)
+
+    def case(self, ref: str) -> str:
+        """The pseudonym of a case reference: ``pc_`` and 32 hex characters."""
+        return "pc_" + self._digest(_CASE_DOMAIN, ref)
+
+    def _digest(self, domain: bytes, ref: str) -> str:
+        message = domain + ref.strip().casefold().encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:_HEX_CHARS]
+
+
+def load_pseudonym_key(settings: HubSettings) -> bytes:
+    """The HMAC key: ``HUB_PSEUDONYM_KEY`` if set, else ``<data_dir>/pseudonym.key``.
+
+    The file is created on first use (32 random bytes, hex, mode 0600) so a development hub
+    works out of the box; every process sharing the data dir then computes the same
+    pseudonyms. Losing the key makes past pseudonyms unsearchable, so it is never rotated
+    silently.
+
+    Raises:
+        ConfigError: the configured key or the key file is not valid hex of at least 32
+            bytes, or the file cannot be read or created.
+    """
+    if settings.pseudonym_key is not None:
+        return _decode(settings.pseudonym_key.get_secret_value(), where="HUB_PSEUDONYM_KEY")
+    path = settings.data_dir / _KEY_FILE
+    try:
+        if not path.exists():
+            _create_key_file(path)
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"pseudonym key file {path}: cannot read or create: {exc}") from exc
+    return _decode(text, where=str(path))
+
+
+def _decode(text: str, *, where: str) -> bytes:
+    # The message names the place and the length only: a key must never reach a log.
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ConfigError(f"pseudonym key {where}: expected hex, got non-hex text") from None
+    if len(key) < KEY_BYTES:
+        raise ConfigError(
+            f"pseudonym key {where}: expected at least {KEY_BYTES} bytes, got {len(key)}"
+        )
+    return key
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key atomically; if another process won the race, keep its key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates the file 0600; link() refuses to overwrite, so two hub processes
+    # starting together cannot end up with different keys or read a half-written file.
+    fd, tmp = tempfile.mkstemp(prefix=".pseudonym-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(os.urandom(KEY_BYTES).hex() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)

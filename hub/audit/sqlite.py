@@ -1,0 +1,364 @@
+"""SQLite audit store: one file in the data dir, one writer and any number of readers.
+
+WAL mode lets ``hub audit query`` read while the hub writes; writers take the lock up front
+(``BEGIN IMMEDIATE``) and wait up to 30 s for it, so several router workers can share the
+file too. The SQL sticks to what PostgreSQL also accepts (``ON CONFLICT ... DO NOTHING``,
+``RETURNING``) except the ``seq`` column type and the ``?`` placeholders, so issue 4's
+PostgreSQL store can reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from hub.errors import AuditError
+from hub.models import AuditDecision, AuditRecord
+
+__all__ = ["SCHEMA_VERSION", "SQLiteAuditStore", "canonical_bytes"]
+
+#: ``PRAGMA user_version`` of the layout below; a newer file is refused, not guessed at
+SCHEMA_VERSION = 1
+_TIMEOUT_S = 30.0
+
+#: every ``AuditRecord`` field has a column; ``canonical`` holds the record itself
+_COLUMNS = (
+    "record_id", "time", "event_id", "event_type", "event_time", "publisher", "recipient",
+    "decision", "rule", "reason", "lawful_basis", "condition", "purpose", "protocol_hash",
+    "fields", "payload_sha256", "case_pseudonym", "subject_pseudonyms", "origin",
+    "ack_event_id", "canonical",
+)  # fmt: skip
+
+# seq: append order, never reused (AUTOINCREMENT), the leaf index of the Merkle log.
+# PostgreSQL: BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, BYTEA for canonical.
+_DDL = (
+    """CREATE TABLE audit_records (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id TEXT NOT NULL UNIQUE,
+        time TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_type TEXT,
+        event_time TEXT,
+        publisher TEXT,
+        recipient TEXT,
+        decision TEXT NOT NULL,
+        rule TEXT,
+        reason TEXT NOT NULL,
+        lawful_basis TEXT,
+        condition TEXT,
+        purpose TEXT,
+        protocol_hash TEXT,
+        fields TEXT NOT NULL,
+        payload_sha256 TEXT,
+        case_pseudonym TEXT,
+        subject_pseudonyms TEXT NOT NULL,
+        origin TEXT,
+        ack_event_id TEXT,
+        canonical BLOB NOT NULL
+    )""",
+    """CREATE TABLE audit_subjects (
+        seq INTEGER NOT NULL REFERENCES audit_records (seq),
+        pseudonym TEXT NOT NULL,
+        PRIMARY KEY (pseudonym, seq)
+    )""",
+    "CREATE INDEX audit_records_event_id ON audit_records (event_id)",
+    "CREATE INDEX audit_records_recipient ON audit_records (recipient)",
+    "CREATE INDEX audit_records_publisher ON audit_records (publisher)",
+    "CREATE INDEX audit_records_case ON audit_records (case_pseudonym)",
+    "CREATE INDEX audit_records_time ON audit_records (time)",
+)
+# Signed checkpoints (C2SP tlog-checkpoint notes) of the Merkle log, in signing order. An
+# additive table: created IF NOT EXISTS by any hub that knows it, ignored by older ones, so
+# it needs no schema version bump.
+_CHECKPOINT_DDL = """CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tree_size INTEGER NOT NULL,
+    note TEXT NOT NULL UNIQUE
+)"""
+_INSERT = (
+    f"INSERT INTO audit_records ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+    "ON CONFLICT (record_id) DO NOTHING RETURNING seq"
+)
+_INSERT_SUBJECT = (
+    "INSERT INTO audit_subjects (seq, pseudonym) VALUES (?, ?) "
+    "ON CONFLICT (pseudonym, seq) DO NOTHING"
+)
+
+
+def canonical_bytes(record: AuditRecord) -> bytes:
+    """The record as sorted, compact JSON: what the Merkle log will hash as a leaf."""
+    dumped = record.model_dump(mode="json")
+    return json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _utc_text(value: datetime) -> str:
+    """Fixed-width UTC ISO 8601, so text order is time order (naive means UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _row(record: AuditRecord) -> tuple[Any, ...]:
+    values = record.model_dump(mode="json")
+    values["time"] = _utc_text(record.time)
+    values["event_time"] = _utc_text(record.event_time) if record.event_time else None
+    values["fields"] = json.dumps(list(record.fields))
+    values["subject_pseudonyms"] = json.dumps(list(record.subject_pseudonyms))
+    values["canonical"] = canonical_bytes(record)
+    return tuple(values[name] for name in _COLUMNS)
+
+
+class SQLiteAuditStore:
+    """``AuditStore`` over one SQLite file (see the module docstring for concurrency).
+
+    One connection per instance, guarded by a lock so a thread pool may share it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        with self._guard("open"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
+            self._conn = sqlite3.connect(
+                path, timeout=_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed audit record survives power loss, not just a crash.
+                self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteAuditStore({str(self.path)!r})"
+
+    def __enter__(self) -> SQLiteAuditStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def append(self, records: Sequence[AuditRecord]) -> int:
+        """Append records in one transaction, skipping record ids already stored.
+
+        Returns:
+            How many records were newly stored.
+        """
+        rows = [(_row(r), dict.fromkeys(r.subject_pseudonyms)) for r in records]
+        if not rows:
+            return 0
+        inserted = 0
+        with self._lock, self._guard("append"), self._write():
+            for values, subjects in rows:
+                returned = self._conn.execute(_INSERT, values).fetchall()
+                if not returned:
+                    continue  # a replayed record: the first write stands
+                inserted += 1
+                seq = returned[0][0]
+                self._conn.executemany(_INSERT_SUBJECT, [(seq, p) for p in subjects])
+        return inserted
+
+    def query(
+        self,
+        *,
+        event_id: str | None = None,
+        party: str | None = None,
+        subject_pseudonym: str | None = None,
+        case_pseudonym: str | None = None,
+        decision: AuditDecision | str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """Records matching every given filter, in append order (see ``AuditStore``)."""
+        if limit < 1:
+            raise AuditError(f"audit query limit: expected at least 1, got {limit}")
+        clauses: list[str] = []
+        params: list[Any] = []
+        if event_id is not None:
+            clauses.append("event_id = ?")
+            params.append(event_id)
+        if party is not None:
+            clauses.append("(recipient = ? OR publisher = ?)")
+            params += [party, party]
+        if subject_pseudonym is not None:
+            clauses.append("seq IN (SELECT seq FROM audit_subjects WHERE pseudonym = ?)")
+            params.append(subject_pseudonym)
+        if case_pseudonym is not None:
+            clauses.append("case_pseudonym = ?")
+            params.append(case_pseudonym)
+        if decision is not None:
+            clauses.append("decision = ?")
+            params.append(AuditDecision(decision).value)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(_utc_text(since))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        sql = f"SELECT canonical FROM audit_records {where}ORDER BY seq LIMIT ?"  # noqa: S608
+        with self._lock, self._guard("query"):
+            rows = self._conn.execute(sql, [*params, limit]).fetchall()
+        return [AuditRecord.model_validate_json(row[0]) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of records per decision, every decision present (zero if none)."""
+        result = {d.value: 0 for d in AuditDecision}
+        with self._lock, self._guard("count"):
+            rows = self._conn.execute(
+                "SELECT decision, COUNT(*) FROM audit_records GROUP BY decision"
+            ).fetchall()
+        result.update({str(decision): int(n) for decision, n in rows})
+        return result
+
+    def has_event(self, event_id: str) -> bool:
+        """Whether any record about this event is stored."""
+        with self._lock, self._guard("query"):
+            row = self._conn.execute(
+                "SELECT 1 FROM audit_records WHERE event_id = ? LIMIT 1", (event_id,)
+            ).fetchone()
+        return row is not None
+
+    def size(self) -> int:
+        """Number of records: the size of the Merkle tree over them (see ``AuditStore``)."""
+        with self._lock, self._guard("count"):
+            (n,) = self._conn.execute("SELECT COUNT(*) FROM audit_records").fetchone()
+        return int(n)
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        """Canonical bytes of leaves ``start`` .. ``end - 1``, append order (see ``AuditStore``)."""
+        if not 0 <= start <= end:
+            raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
+        with self._lock, self._guard("read"):
+            rows = self._conn.execute(
+                "SELECT canonical FROM audit_records ORDER BY seq LIMIT ? OFFSET ?",
+                (end - start, start),
+            ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def record_index(self, record_id: str) -> int | None:
+        """Leaf index of a record (0-based, append order), or ``None`` if not stored."""
+        with self._lock, self._guard("query"):
+            row = self._conn.execute(
+                "SELECT (SELECT COUNT(*) FROM audit_records AS before WHERE before.seq < r.seq) "
+                "FROM audit_records AS r WHERE r.record_id = ?",
+                (record_id,),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def mismatched_rows(self, start: int, end: int) -> list[int]:
+        """Leaf indices in ``[start, end)`` whose columns disagree with their canonical bytes.
+
+        The Merkle log hashes only ``canonical``; queries and reports read the other columns
+        and ``audit_subjects``. A row is consistent when re-deriving every column (and the
+        subject index) from the record in ``canonical`` gives back exactly what is stored, so
+        a hand edit of any column, or of ``canonical`` alone, is found at its own index.
+        """
+        if not 0 <= start <= end:
+            raise AuditError(f"audit rows: expected 0 <= start <= end, got {start}, {end}")
+        columns = ", ".join(_COLUMNS)
+        with self._lock, self._guard("read"):
+            rows = self._conn.execute(
+                f"SELECT seq, {columns} FROM audit_records "  # noqa: S608 - constant names
+                "ORDER BY seq LIMIT ? OFFSET ?",
+                (end - start, start),
+            ).fetchall()
+            subjects: dict[int, set[str]] = {}
+            if rows:
+                for seq, pseudonym in self._conn.execute(
+                    "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN ? AND ?",
+                    (rows[0][0], rows[-1][0]),
+                ):
+                    subjects.setdefault(seq, set()).add(pseudonym)
+        faults: list[int] = []
+        for offset, (seq, *stored) in enumerate(rows):
+            try:
+                record = AuditRecord.model_validate_json(stored[-1])
+            except ValueError:
+                faults.append(start + offset)
+                continue
+            if tuple(stored) != _row(record) or subjects.get(seq, set()) != set(
+                record.subject_pseudonyms
+            ):
+                faults.append(start + offset)
+        return faults
+
+    def save_checkpoint(self, tree_size: int, note: str) -> None:
+        """Keep a signed checkpoint note of the tree at ``tree_size`` (see ``AuditStore``)."""
+        with self._lock, self._guard("save checkpoint"), self._write():
+            self._conn.execute(
+                "INSERT INTO audit_checkpoints (tree_size, note) VALUES (?, ?) "
+                "ON CONFLICT (note) DO NOTHING",
+                (tree_size, note),
+            )
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        """Every saved checkpoint as ``(tree_size, note)``, in the order saved."""
+        with self._lock, self._guard("read checkpoints"):
+            rows = self._conn.execute(
+                "SELECT tree_size, note FROM audit_checkpoints ORDER BY id"
+            ).fetchall()
+        return [(int(size), str(note)) for size, note in rows]
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn sqlite3 and file errors into ``AuditError`` naming the file."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditError(f"audit store {self.path}: cannot {action}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock now (waiting up to the timeout) rather than at the
+        # first INSERT, where a lock upgrade can fail at once with SQLITE_BUSY.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION and self._has_checkpoints():
+            return  # readers never take the write lock once the schema exists
+        with self._write():
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                for statement in _DDL:
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise AuditError(
+                    f"audit store {self.path}: expected schema version {SCHEMA_VERSION}, "
+                    f"got {version} (written by a newer hub?)"
+                )
+            self._conn.execute(_CHECKPOINT_DDL)
+
+    def _has_checkpoints(self) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_checkpoints'"
+        ).fetchone()
+        return row is not None

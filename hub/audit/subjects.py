@@ -1,0 +1,86 @@
+"""Which references in an event name a person or a case, per event type.
+
+The audit record keeps subjects only as pseudonyms; this module says which payload values
+to pseudonymise, so a subject access request or a Domestic Homicide Review chronology can
+find every record about a person or a case. It is lenient by design: a payload missing a
+field yields no reference rather than an error, because the audit must still be written
+for events that were rejected as malformed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["case_ref", "person_ref", "subject_refs"]
+
+_VERSION = re.compile(r"\.v[0-9]+$")
+
+
+def _family(event_type: str) -> str:
+    """``uk.csp.marac.flag.raised.v1`` -> ``uk.csp.marac.flag.raised``."""
+    return _VERSION.sub("", event_type)
+
+
+def _is_marac_flag(event_type: str) -> bool:
+    return _family(event_type).startswith("uk.csp.marac.flag.")
+
+
+def person_ref(name: str, date_of_birth: dt.date | str) -> str:
+    """The reference of a person known by name and date of birth: ``name|YYYY-MM-DD``.
+
+    Pub Watch bans name a person rather than an agency reference, so the name is case
+    folded and its whitespace collapsed to give one reference however it was typed.
+    """
+    if isinstance(date_of_birth, dt.datetime):
+        date_of_birth = date_of_birth.date()
+    dob = date_of_birth.isoformat() if isinstance(date_of_birth, dt.date) else date_of_birth
+    return " ".join(name.split()).casefold() + "|" + dob.strip()
+
+
+def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
+    """The subject references in an event's payload, in payload order, without repeats.
+
+    Args:
+        event_type: the CloudEvents type, e.g. ``uk.csp.socjag.intel.v1``.
+        data: the decoded payload (dates as ``datetime.date`` or ISO strings).
+
+    Returns:
+        References to pseudonymise; empty for types that name nobody (acknowledgements)
+        and for unknown types.
+    """
+    family = _family(event_type)
+    refs: list[str] = []
+    if _is_marac_flag(event_type):
+        refs = _strings([data.get("subject_ref")])
+    elif family == "uk.csp.socjag.intel":
+        value = data.get("subject_refs")
+        refs = _strings(value if isinstance(value, list | tuple) else [])
+    elif family == "uk.csp.pubwatch.ban":
+        person = data.get("subject")
+        if isinstance(person, Mapping):
+            name, dob = person.get("name"), person.get("date_of_birth")
+            if isinstance(name, str) and isinstance(dob, dt.date | str) and name.strip():
+                refs = [person_ref(name, dob)]
+    return list(dict.fromkeys(refs))
+
+
+def case_ref(event_type: str, data: Mapping[str, Any]) -> str | None:
+    """The case reference in an event's payload, or ``None`` if the type has none."""
+    family = _family(event_type)
+    if _is_marac_flag(event_type):
+        key = "case_ref"
+    elif family == "uk.csp.socjag.intel":
+        key = "intel_ref"
+    elif family == "uk.csp.pubwatch.ban":
+        key = "ban_ref"
+    else:
+        return None
+    found = _strings([data.get(key)])
+    return found[0] if found else None
+
+
+def _strings(values: Any) -> list[str]:
+    return [v for v in values if isinstance(v, str) and v.strip()]

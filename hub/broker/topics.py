@@ -1,0 +1,77 @@
+"""Topic names and creation. Kafka is the contract between agencies and the hub.
+
+``hub.in.<party>``: what a party publishes (only it may write, only the hub reads);
+``hub.out.<party>``: what the hub delivers to it; ``hub.quarantine``: rejected input with
+reasons; ``hub.audit``: one record per decision, sunk to the audit store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from hub.errors import BrokerError
+
+__all__ = [
+    "AUDIT",
+    "INBOUND_PREFIX",
+    "OUTBOUND_PREFIX",
+    "QUARANTINE",
+    "all_topics",
+    "ensure_topics",
+    "inbound",
+    "outbound",
+    "owner_of",
+]
+
+INBOUND_PREFIX = "hub.in."
+OUTBOUND_PREFIX = "hub.out."
+QUARANTINE = "hub.quarantine"
+AUDIT = "hub.audit"
+
+
+def inbound(party: str) -> str:
+    """Topic a party publishes to."""
+    return f"{INBOUND_PREFIX}{party}"
+
+
+def outbound(party: str) -> str:
+    """Topic the hub delivers a party's events to."""
+    return f"{OUTBOUND_PREFIX}{party}"
+
+
+def owner_of(topic: str) -> str | None:
+    """The party that owns an inbound topic (only it may publish there)."""
+    return topic.removeprefix(INBOUND_PREFIX) if topic.startswith(INBOUND_PREFIX) else None
+
+
+def all_topics(parties: Iterable[str]) -> list[str]:
+    """Every topic a hub for these parties uses."""
+    names = [QUARANTINE, AUDIT]
+    for party in parties:
+        names += [inbound(party), outbound(party)]
+    return names
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int) -> None:
+    """Create missing topics with ``partitions`` partitions (existing ones are left alone)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        wanted = [n for n in dict.fromkeys(names) if n not in existing]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted]
+                )
+    except TopicAlreadyExistsError:
+        pass
+    except Exception as exc:
+        raise BrokerError(f"broker at {bootstrap}: cannot create hub topics: {exc!r}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()

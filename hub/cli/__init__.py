@@ -1,0 +1,1 @@
+"""The ``hub`` command-line interface (typer), split by command group."""

@@ -1,0 +1,61 @@
+"""Shared CLI plumbing: settings, one place that turns ``HubError`` into a clean exit."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from hub.errors import ConfigError, HubError
+from hub.settings import HubSettings
+
+__all__ = ["echo_json", "fail", "handle_errors", "load_settings"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def load_settings() -> HubSettings:
+    """Build settings once per command; invalid ``HUB_*`` values become a ``ConfigError``."""
+    try:
+        return HubSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "HUB_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(f"setting {name}: {first['msg']}") from exc
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line error to stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Catch ``HubError`` once: one line a user can act on, exit code 1, no stack trace."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except HubError as exc:
+            findings = getattr(exc, "findings", None)
+            typer.echo(f"error: {exc}", err=True)
+            for finding in findings or ():
+                typer.echo(f"  {finding}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def echo_json(obj: Any) -> None:
+    """One JSON object per line on stdout (dates as ISO strings)."""
+    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+    sys.stdout.flush()

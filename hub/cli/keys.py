@@ -1,0 +1,256 @@
+"""`hub keys ...`: party keys (init, list, rotate, revoke, export), shredding and legal holds.
+
+Keys live in ``<data_dir>/keys`` (``FileKeyStore``, the development store). Settings are
+read when a command runs, never at import; every ``HubError`` becomes one actionable line
+through ``handle_errors``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hub.audit.actions import audit_case_action
+from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
+from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.errors import UnknownPartyError
+from hub.keys.cases import CaseKeys
+from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
+from hub.keys.model import HUB_PARTY, KeySuite, PartyKeys
+from hub.models import AuditDecision
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Manage party keys: create, list, rotate, revoke, shred.",
+    no_args_is_help=True,
+)
+hold_app = typer.Typer(
+    help="Legal holds: a held case cannot be shredded until the hold is lifted.",
+    no_args_is_help=True,
+)
+app.add_typer(hold_app, name="hold")
+
+_JSON = Annotated[bool, typer.Option("--json", help="Print JSON, one object per line.")]
+_PARTIES = Annotated[
+    list[str] | None,
+    typer.Option("--party", metavar="PARTY", help="A party id; repeat for several."),
+]
+_CASE = Annotated[str, typer.Option("--case", metavar="REF", help="The case reference.")]
+
+
+def _store(settings: HubSettings) -> FileKeyStore:
+    return FileKeyStore(settings.keys_dir)
+
+
+def _cases(settings: HubSettings) -> CaseKeys:
+    pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
+    return CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case)
+
+
+def _protocol_keying(settings: HubSettings) -> tuple[list[str], KeySuite]:
+    """Every party of the configured protocol then the hub, and the protocol's suite."""
+    protocol = load_protocol(settings.protocol)
+    return [*protocol.party_ids, HUB_PARTY], KeySuite(protocol.crypto.suite)
+
+
+def _line(record: PartyKeys) -> str:
+    return (
+        f"{record.party:<28} {record.status.value:<8} {record.suite.value:<16} "
+        f"sign={record.signing_key_id} enc={record.encryption_key_id} "
+        f"created={record.created:%Y-%m-%dT%H:%M:%SZ}"
+    )
+
+
+@app.command("init")
+@handle_errors
+def init_command(
+    parties: _PARTIES = None,
+    suite: Annotated[
+        KeySuite | None,
+        typer.Option("--suite", help="HPKE suite for new keys (default: the protocol's)."),
+    ] = None,
+    as_json: _JSON = False,
+) -> None:
+    """Create keys for every party of the protocol (and the hub) that has none.
+
+    Idempotent: parties that already have keys are left alone (use `rotate`).
+    """
+    settings = load_settings()
+    known, protocol_suite = _protocol_keying(settings)
+    suite = suite or protocol_suite
+    wanted = parties or known
+    unknown = [p for p in wanted if p not in known]
+    if unknown:
+        raise UnknownPartyError(
+            f"party {', '.join(unknown)}: expected a party of {settings.protocol} or "
+            f"{HUB_PARTY!r}, got an undeclared id"
+        )
+    store = _store(settings)
+    targets = list(dict.fromkeys(wanted))
+    created = [store.create_party(p, suite=suite) for p in targets if not store.public(p)]
+    for record in created:
+        if as_json:
+            echo_json(record.model_dump(mode="json"))
+        else:
+            typer.echo(f"created {_line(record)}")
+    if not as_json:
+        typer.echo(f"{len(created)} created, {len(targets) - len(created)} already had keys")
+
+
+@app.command("list")
+@handle_errors
+def list_command(parties: _PARTIES = None, as_json: _JSON = False) -> None:
+    """List key generations, newest first per party."""
+    store = _store(load_settings())
+    for party in parties or store.parties():
+        for record in store.public(party):
+            if as_json:
+                echo_json(record.model_dump(mode="json"))
+            else:
+                typer.echo(_line(record))
+
+
+@app.command("rotate")
+@handle_errors
+def rotate_command(
+    party: Annotated[str, typer.Option("--party", metavar="PARTY", help="The party.")],
+    suite: Annotated[
+        KeySuite | None,
+        typer.Option("--suite", help="Suite of the new key (default: the current one)."),
+    ] = None,
+    as_json: _JSON = False,
+) -> None:
+    """New active keys for a party; the old ones are retired (they still decrypt)."""
+    record = _store(load_settings()).rotate(party, suite=suite)
+    if as_json:
+        echo_json(record.model_dump(mode="json"))
+    else:
+        typer.echo(f"rotated {_line(record)}")
+
+
+@app.command("revoke")
+@handle_errors
+def revoke_command(
+    kid: Annotated[str, typer.Option("--key", metavar="KID", help="Signing or encryption id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded with the key).")],
+    as_json: _JSON = False,
+) -> None:
+    """Revoke a key generation: it never signs or is encrypted to again.
+
+    Signatures by it are rejected. Run `rotate` to give the party new keys.
+    """
+    record = _store(load_settings()).revoke(kid, reason=reason)
+    if as_json:
+        echo_json(record.model_dump(mode="json"))
+    else:
+        typer.echo(f"revoked {_line(record)}")
+        typer.echo(f"party {record.party} has no active key until `hub keys rotate`")
+
+
+@app.command("export")
+@handle_errors
+def export_command(
+    parties: _PARTIES = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Public keys as JSON, to share with agencies (every generation, with status)."""
+    store = _store(load_settings())
+    names = parties or store.parties()
+    records: list[dict[str, Any]] = []
+    for party in names:
+        found = store.public(party)
+        if not found:
+            raise UnknownPartyError(f"party {party}: expected keys, found none; run `init`")
+        records.extend(r.model_dump(mode="json") for r in found)
+    text = json.dumps({"format": DIRECTORY_FORMAT, "keys": records}, indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(records)} key generations to {out}")
+
+
+@app.command("shred")
+@handle_errors
+def shred_command(
+    case: _CASE,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Destroy a case key: its stored ciphertext becomes unreadable, for good.
+
+    Refused while the case is under a legal hold. Audit records of disclosures remain.
+    """
+    settings = load_settings()
+    cases = _cases(settings)
+    name = cases.pseudonym(case)
+    if not yes:
+        typer.confirm(f"shred case {name}? this cannot be undone", abort=True)
+    destroyed = cases.shred(case)
+    state = "key destroyed" if destroyed else "no key held; tombstone recorded"
+    audit_case_action(
+        settings,
+        case_ref=case,
+        decision=AuditDecision.SHREDDED,
+        reason=f"case key shredded: {state}",
+        by=getpass.getuser(),
+    )
+    typer.echo(f"shredded case {name}: {state}")
+
+
+@hold_app.command("add")
+@handle_errors
+def hold_add_command(
+    case: _CASE,
+    reason: Annotated[str, typer.Option("--reason", help="e.g. 'Domestic Homicide Review'.")],
+    by: Annotated[str, typer.Option("--by", help="Who places the hold.")],
+) -> None:
+    """Place a legal hold on a case."""
+    settings = load_settings()
+    hold = _cases(settings).add_hold(case, reason, by)
+    audit_case_action(
+        settings,
+        case_ref=case,
+        decision=AuditDecision.HOLD_PLACED,
+        reason=f"legal hold: {reason}",
+        by=by,
+    )
+    typer.echo(f"hold placed on case {hold.case} by {hold.by}: {hold.reason}")
+
+
+@hold_app.command("lift")
+@handle_errors
+def hold_lift_command(
+    case: _CASE,
+    by: Annotated[str, typer.Option("--by", help="Who lifts the hold.")],
+) -> None:
+    """Lift a case's legal hold (the case may then be shredded)."""
+    settings = load_settings()
+    hold = _cases(settings).lift_hold(case, by)
+    audit_case_action(
+        settings,
+        case_ref=case,
+        decision=AuditDecision.HOLD_LIFTED,
+        reason=f"legal hold lifted (placed by {hold.by}: {hold.reason})",
+        by=by,
+    )
+    typer.echo(f"hold lifted on case {hold.case} by {by} (placed by {hold.by}: {hold.reason})")
+
+
+@hold_app.command("list")
+@handle_errors
+def hold_list_command(as_json: _JSON = False) -> None:
+    """List current legal holds (cases by pseudonym)."""
+    for hold in _cases(load_settings()).holds():
+        if as_json:
+            echo_json(hold.model_dump(mode="json"))
+        else:
+            typer.echo(f"{hold.case}  since {hold.placed_at:%Y-%m-%d}  by {hold.by}: {hold.reason}")

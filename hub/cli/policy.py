@@ -1,0 +1,161 @@
+"""`hub policy check` and `hub policy explain`: prove a protocol safe, then see what it does.
+
+Both read the protocol path from settings at run time (never at import), so ``HUB_PROTOCOL``
+and ``hub.toml`` apply; bad input becomes one ``HubError`` line via ``handle_errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.errors import EventError, EventValidationError
+from hub.policies.check import check_protocol
+from hub.policies.explain import Explanation, explain
+from hub.policies.loader import load_protocol
+from hub.schemas.codec import SchemaRegistry
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Check a sharing protocol and explain what it discloses to whom.",
+    no_args_is_help=True,
+)
+
+_JSON = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+
+
+@app.command("check")
+@handle_errors
+def check_command(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Protocol YAML file (default: the configured HUB_PROTOCOL)."),
+    ] = None,
+    as_json: _JSON = False,
+) -> None:
+    """Reject an unsafe protocol, naming each problem's file and line.
+
+    Exit status 1 when there is any error; warnings alone exit 0.
+    """
+    target = path if path is not None else load_settings().protocol
+    report = check_protocol(target, SchemaRegistry())
+    if as_json:
+        echo_json(report.model_dump(mode="json"))
+    else:
+        for line in report.lines():
+            typer.echo(line)
+        verdict = "FAILED" if report.errors else "ok"
+        typer.echo(
+            f"{target}: {verdict}: {_count(len(report.errors), 'error')}, "
+            f"{_count(len(report.warnings), 'warning')}"
+        )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command("explain")
+@handle_errors
+def explain_command(
+    event: Annotated[
+        str,
+        typer.Option(
+            "--event",
+            metavar="FILE",
+            help='JSON file {"type": ..., "source": PARTY, "data": {...}}, or - for stdin.',
+        ),
+    ],
+    as_party: Annotated[
+        str, typer.Option("--as", metavar="PARTY", help="The party whose view to explain.")
+    ],
+    protocol: Annotated[
+        Path | None,
+        typer.Option("--protocol", help="Protocol YAML file (default: HUB_PROTOCOL)."),
+    ] = None,
+    as_json: _JSON = False,
+) -> None:
+    """Show exactly what PARTY would receive for a sample event, and which rule decides."""
+    sample = _read_event(event)
+    loaded = load_protocol(protocol if protocol is not None else load_settings().protocol)
+    result = explain(
+        loaded,
+        SchemaRegistry(),
+        event_type=sample["type"],
+        publisher=sample["source"],
+        data=sample["data"],
+        as_party=as_party,
+    )
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+    else:
+        typer.echo(_render(result))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _read_event(name: str) -> dict[str, Any]:
+    """Read and shape-check the sample event, so mistakes read as one actionable line."""
+    where = "stdin" if name == "-" else f"event file {name}"
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EventError(f"{where}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise EventValidationError(f"{where}: expected UTF-8 JSON, got undecodable bytes") from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EventValidationError(
+            f"{where}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise EventValidationError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+    missing = [k for k in ("type", "source", "data") if k not in doc]
+    if missing:
+        raise EventValidationError(
+            f"{where}: expected keys type, source and data, missing {', '.join(missing)}"
+        )
+    for key, kind in (("type", str), ("source", str), ("data", dict)):
+        if not isinstance(doc[key], kind):
+            raise EventValidationError(
+                f"{where}: {key}: expected a JSON {'object' if kind is dict else 'string'}, "
+                f"got {type(doc[key]).__name__}"
+            )
+    return doc
+
+
+def _render(result: Explanation) -> str:
+    head = f"{result.party} <- {result.event_type} from {result.publisher}"
+    if result.outcome != "deliver":
+        lines = [
+            head,
+            f"outcome: {result.outcome} (receives nothing)",
+            f"decided by: {result.rule_id or 'default deny'}",
+            f"reason: {result.reason}",
+        ]
+        return "\n".join(lines)
+    lines = [
+        head,
+        "outcome: deliver",
+        f"decided by: rule {result.rule_id}",
+        f"lawful basis: {result.lawful_basis}",
+    ]
+    for label, value in (
+        ("condition", result.condition),
+        ("purpose", result.purpose),
+        ("retention", result.retention),
+    ):
+        if value:
+            lines.append(f"{label}: {value}")
+    lines.append(f"fields allowed: {', '.join(result.fields)}")
+    lines.append(f"removed: {', '.join(result.removed) or 'nothing'}")
+    lines.append("receives:")
+    lines.append(json.dumps(result.payload, indent=2, sort_keys=True))
+    return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""`hub up`, `hub demo`, `hub broker`, `hub publish`, `hub consume`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hub.agents.sink import CHECKPOINT_TYPE
+from hub.agents.supervisor import Supervisor, read_state
+from hub.audit.store import open_store
+from hub.broker import EmbeddedBroker
+from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.client import HubClient
+from hub.client.sdk import ACK_TYPE
+from hub.errors import EventValidationError, SchemaError, UnknownPartyError
+from hub.keys.file_store import FileKeyStore
+from hub.log import configure_logging
+from hub.models import Delivery
+from hub.policies.loader import load_protocol
+from hub.schemas import SchemaRegistry
+from hub.settings import HubSettings
+
+REJECTED_NOTICE = "uk.csp.hub.rejected.v1"
+
+
+def _wait_for_signal(check: Any = None) -> None:
+    """Block until SIGINT/SIGTERM; ``check()`` runs twice a second (health, restarts)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        if check is not None:
+            check()
+
+
+def _bootstrap(settings: HubSettings) -> str:
+    return settings.kafka_bootstrap or read_state(settings).bootstrap
+
+
+def up() -> None:
+    """Run the hub: embedded broker (unless HUB_KAFKA_BOOTSTRAP), router workers, audit sink.
+
+    Prints `hub ready bootstrap=HOST:PORT` when every worker has its partitions; stops cleanly
+    on SIGINT/SIGTERM. A worker that dies is restarted (it resumes from committed offsets).
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    supervisor = Supervisor(settings)
+    try:
+        bootstrap = supervisor.start()
+        typer.echo(f"hub ready bootstrap={bootstrap}", err=False)
+        sys.stdout.flush()
+
+        def heal() -> None:
+            for index, proc in enumerate(list(supervisor.workers)):
+                if proc.poll() is not None:
+                    supervisor.workers.pop(index)
+                    typer.echo(
+                        f"router worker {proc.pid} exited ({proc.returncode}): restarting", err=True
+                    )
+                    supervisor.start_worker()
+
+        _wait_for_signal(heal)
+    finally:
+        supervisor.stop()
+    typer.echo("hub stopped", err=True)
+
+
+def demo(
+    events: Annotated[int, typer.Option(help="how many scenario events to publish", min=1)] = 300,
+    rate: Annotated[float, typer.Option(help="events per second", min=0.1)] = 25.0,
+    seed: Annotated[int, typer.Option(help="scenario seed (same seed, same traffic)")] = 7,
+    keep_running: Annotated[bool, typer.Option(help="stay up after the scenario")] = False,
+) -> None:
+    """`hub up` plus a realistic North Worcestershire scenario, with a live summary."""
+    from hub.scenarios.demo import run_demo
+
+    settings = load_settings()
+    configure_logging("WARNING")
+    supervisor = Supervisor(settings)
+    try:
+        bootstrap = supervisor.start()
+        typer.echo(f"hub ready bootstrap={bootstrap}")
+        typer.echo(f"playing {events} events of North Worcestershire traffic (seed {seed})")
+        store = open_store(settings)
+        summary = asyncio.run(
+            run_demo(
+                bootstrap=bootstrap,
+                protocol=supervisor.protocol,
+                store=store,
+                events=events,
+                rate=rate,
+                seed=seed,
+                keys=FileKeyStore(settings.keys_dir),
+                report=typer.echo,
+            )
+        )
+        typer.echo("")
+        typer.echo(
+            f"done: {summary.published} published, {summary.decided} decided by the hub "
+            f"({summary.expected_rejections} were meant to be refused), "
+            f"{summary.notices} rejection notices sent to publishers, "
+            f"{summary.checkpoints} signed checkpoints delivered to parties"
+        )
+        typer.echo("received per party:")
+        for party in supervisor.protocol.party_ids:
+            typer.echo(f"  {party:42} {summary.received.get(party, 0):5}")
+        typer.echo(f"audit store: {settings.audit_db_path}  (try: hub audit query --json)")
+        store.close()
+        if keep_running:
+            typer.echo("hub still running; Ctrl-C to stop")
+            _wait_for_signal()
+    finally:
+        supervisor.stop()
+
+
+def broker(
+    port: Annotated[int | None, typer.Option(help="port (default: a free one)")] = None,
+) -> None:
+    """Run only the embedded Kafka-compatible broker (Tansu, memory storage)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    embedded = EmbeddedBroker(port=port)
+    embedded.start()
+    typer.echo(f"broker ready bootstrap={embedded.bootstrap}")
+    try:
+        _wait_for_signal()
+    finally:
+        embedded.stop()
+
+
+def _read_data(path: str, event_type: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise EventValidationError(f"data file {path}: cannot read: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EventValidationError(
+            f"data file {path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if isinstance(data, dict) and set(data) == {"type", "source", "data"}:
+        if data["type"] != event_type:
+            raise EventValidationError(
+                f"data file {path}: holds a {data['type']} event, not {event_type}"
+            )
+        data = data["data"]
+    if not isinstance(data, dict):
+        raise EventValidationError(
+            f"data file {path}: expected a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+def _check_party(settings: HubSettings, party: str) -> None:
+    protocol = load_protocol(settings.protocol)
+    if protocol.party(party) is None:
+        raise UnknownPartyError(
+            f"--as {party}: not a party of protocol {protocol.protocol.id} "
+            f"(see `hub policy check`; parties: "
+            f"{', '.join(protocol.party_ids[:4])}, ...)"
+        )
+
+
+@handle_errors
+def publish(
+    as_party: Annotated[str, typer.Option("--as", help="publishing party id")],
+    event_type: Annotated[str, typer.Option("--type", help="CloudEvents type")],
+    data: Annotated[str, typer.Option("--data", help="JSON payload file, or - for stdin")],
+    key: Annotated[str | None, typer.Option(help="Kafka key (default: the case ref)")] = None,
+    subject: Annotated[str | None, typer.Option(help="ce_subject (default: the key)")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="event id (default: new)")] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the hub's decision and print it")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 30.0,
+) -> None:
+    """Validate an event against its schema, produce it to hub.in.PARTY; print its id."""
+    settings = load_settings()
+    registry = SchemaRegistry()
+    if event_type not in registry:
+        raise SchemaError(
+            f"--type: expected one of {', '.join(registry.types)}, got {event_type!r}"
+        )
+    _check_party(settings, as_party)
+    payload = _read_data(data, event_type)
+    bootstrap = _bootstrap(settings)
+
+    async def send() -> tuple[str, str]:
+        async with HubClient(
+            as_party,
+            bootstrap=bootstrap,
+            keys=FileKeyStore(settings.keys_dir),
+            registry=registry,
+            max_event_bytes=settings.max_event_bytes,
+        ) as client:
+            message = client.build(event_type, payload, key=key, subject=subject, event_id=event_id)
+            origin = await client.send(message)
+            return dict(message.headers)["ce_id"].decode(), origin
+
+    new_id, origin = asyncio.run(send())
+    typer.echo(new_id)
+    if wait:
+        _report_decision(settings, new_id, origin, timeout)
+
+
+def _report_decision(settings: HubSettings, event_id: str, origin: str, timeout: float) -> None:
+    """Wait for the hub's decision about this very record (found by its Kafka origin).
+
+    Matching on the origin, not only the id, means a replayed id reports its own rejection,
+    not the decisions about the record that first used the id.
+    """
+    store = open_store(settings)
+    try:
+        deadline = time.monotonic() + timeout
+        settled = -1
+        while True:
+            records = [
+                r
+                for ref in (event_id, f"duplicate:{origin}", f"unparsed:{origin}")
+                for r in store.query(event_id=ref)
+                if r.origin == origin and r.decision != "acknowledged"
+            ]
+            if records and len(records) == settled:
+                break  # the same records twice in a row: the sink has written the decision
+            settled = len(records)
+            if time.monotonic() > deadline:
+                typer.echo(f"error: no decision for {event_id} within {timeout:.0f}s", err=True)
+                raise typer.Exit(2)
+            time.sleep(0.2)
+    finally:
+        store.close()
+    rejected = [r for r in records if r.decision == "rejected"]
+    if rejected:
+        typer.echo(f"error: rejected by the hub: {rejected[0].reason}", err=True)
+        raise typer.Exit(3)
+    for r in records:
+        target = r.recipient or "(nobody)"
+        typer.echo(f"  {r.decision.value:9} {target:40} {r.rule or ''}", err=True)
+
+
+def _print_delivery(delivery: Delivery, as_json: bool) -> None:
+    if as_json:
+        echo_json(delivery.model_dump(mode="json"))
+        return
+    typer.echo(
+        f"{delivery.time.isoformat()}  {delivery.type}  from {delivery.source}  "
+        f"id={delivery.id}  rule={delivery.rule or '-'}"
+    )
+    typer.echo(json.dumps(delivery.data, indent=2, sort_keys=True))
+
+
+@handle_errors
+def consume(
+    as_party: Annotated[str, typer.Option("--as", help="receiving party id")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep waiting for more")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    ack: Annotated[bool, typer.Option(help="acknowledge each delivery")] = True,
+) -> None:
+    """Print the deliveries for PARTY (minimised for it) and acknowledge each."""
+    settings = load_settings()
+    _check_party(settings, as_party)
+    bootstrap = _bootstrap(settings)
+    inbox = settings.data_dir / "inbox" / f"{as_party}.sqlite3"
+
+    async def run() -> int:
+        count = 0
+        async with HubClient(
+            as_party, bootstrap=bootstrap, inbox=inbox, keys=FileKeyStore(settings.keys_dir)
+        ) as client:
+            async for delivery in client.deliveries(follow=follow):
+                _print_delivery(delivery, as_json)
+                count += 1
+                if ack and delivery.type not in (REJECTED_NOTICE, ACK_TYPE, CHECKPOINT_TYPE):
+                    await client.acknowledge(delivery)
+            for where in client.rejected:
+                typer.echo(f"warning: delivery at {where} failed verification: skipped", err=True)
+        return count
+
+    try:
+        count = asyncio.run(run())
+    except KeyboardInterrupt:
+        return
+    if count == 0 and not as_json:
+        typer.echo(f"no new deliveries for {as_party}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the runtime commands to the top-level app."""
+    app.command("up")(handle_errors(up))
+    app.command("demo")(handle_errors(demo))
+    app.command("broker")(handle_errors(broker))
+    app.command("publish")(publish)
+    app.command("consume")(consume)

@@ -1,0 +1,313 @@
+"""The agency SDK: publish, consume and acknowledge, over plain aiokafka.
+
+Agency systems need no faust and no hub internals: this module validates a payload against
+its Avro schema before it leaves (so the publisher gets the error, not the quarantine),
+produces CloudEvents in Kafka binary mode, and reads deliveries from the party's own topic.
+
+```python
+async with HubClient("redditch-bc.housing-repairs", bootstrap="127.0.0.1:9092") as hub:
+    async for delivery in hub.deliveries(follow=True):
+        update_flags(delivery.data)
+        await hub.acknowledge(delivery)
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from hub.audit.subjects import case_ref
+from hub.broker import topics
+from hub.client.inbox import Inbox
+from hub.envelope import wire
+from hub.envelope.crypto import CryptoError
+from hub.envelope.party import PartyEnvelope
+from hub.envelope.sealing import OpenedRecord
+from hub.errors import BrokerError, EventTooLargeError, EventValidationError, UnknownPartyError
+from hub.keys.model import HUB_PARTY
+from hub.keys.store import KeyStore
+from hub.log import get_logger
+from hub.models import PARTY_ID_PATTERN, Delivery, EventAttributes
+from hub.schemas import SchemaRegistry
+
+__all__ = ["ACK_TYPE", "HubClient"]
+
+ACK_TYPE = "uk.csp.delivery.ack.v1"
+_log = get_logger("client")
+
+
+class HubClient:
+    """One party's connection to the hub."""
+
+    def __init__(
+        self,
+        party: str,
+        *,
+        bootstrap: str,
+        keys: KeyStore,
+        registry: SchemaRegistry | None = None,
+        max_event_bytes: int = 256 * 1024,
+        inbox: Path | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        if not re.fullmatch(PARTY_ID_PATTERN, party):
+            raise UnknownPartyError(
+                f"party id: expected lowercase words like "
+                f"'redditch-bc.housing-repairs', got {party!r}"
+            )
+        self.party = party
+        self.bootstrap = bootstrap
+        self.registry = registry or SchemaRegistry()
+        self.max_event_bytes = max_event_bytes
+        self.group_id = group_id or f"hub-consumer.{party}"
+        self._inbox = Inbox(inbox) if inbox else None
+        self._producer: AIOKafkaProducer | None = None
+        self.envelope = PartyEnvelope(party, store=keys)
+        #: deliveries that failed verification or decryption (skipped, never shown)
+        self.rejected: list[str] = []
+
+    async def __aenter__(self) -> HubClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush and close connections."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        if self._inbox is not None:
+            self._inbox.close()
+            self._inbox = None
+
+    async def _get_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=False, linger_ms=0
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise BrokerError(f"broker at {self.bootstrap}: cannot connect ({exc})") from exc
+            self._producer = producer
+        return self._producer
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def build(
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        subject: str | None = None,
+        event_id: str | None = None,
+        time: dt.datetime | None = None,
+    ) -> wire.WireMessage:
+        """Validate, encode, seal to the hub and sign an event without sending it."""
+        payload = self.registry.encode(event_type, data)
+        if len(payload) > self.max_event_bytes:
+            raise EventTooLargeError(
+                f"{event_type}: payload is {len(payload)} bytes: expected at most "
+                f"{self.max_event_bytes}"
+            )
+        key = key or case_ref(event_type, data)
+        attrs = EventAttributes(
+            id=event_id or wire.new_event_id(),
+            source=wire.source_for(self.party),
+            type=event_type,
+            time=time or dt.datetime.now(dt.UTC),
+            subject=subject or key,
+            datacontenttype=wire.AVRO,
+        )
+        return self.seal(attrs, key=key.encode() if key else None, plaintext=payload)
+
+    def seal(
+        self,
+        attrs: EventAttributes,
+        *,
+        key: bytes | None,
+        plaintext: bytes,
+    ) -> wire.WireMessage:
+        """Seal any plaintext to the hub under these attributes and sign it.
+
+        ``publish`` is the normal path; this is for systems that encode Avro themselves.
+        """
+        sealed = self.envelope.seal(attrs, key=key, plaintext=plaintext, recipient=HUB_PARTY)
+        return wire.WireMessage(
+            topic=topics.inbound(self.party), key=key, value=sealed.value, headers=sealed.headers
+        )
+
+    async def publish(
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        subject: str | None = None,
+        event_id: str | None = None,
+    ) -> str:
+        """Validate, produce to ``hub.in.<party>`` and wait for the broker; returns the id.
+
+        Raises:
+            EventValidationError: the payload does not match the event type's schema.
+            EventTooLargeError: the encoded payload is over the limit.
+            BrokerError: the broker did not accept the write.
+        """
+        message = self.build(event_type, data, key=key, subject=subject, event_id=event_id)
+        await self.send(message)
+        return dict(message.headers)["ce_id"].decode()
+
+    async def send(self, message: wire.WireMessage) -> str:
+        """Produce a prepared record, wait until the broker has it; returns its origin.
+
+        The origin (``topic/partition/offset``) is how the hub's audit records name the
+        record, so a caller can find the decision about this very record.
+        """
+        producer = await self._get_producer()
+        try:
+            meta = await producer.send_and_wait(
+                message.topic, key=message.key, value=message.value, headers=message.headers
+            )
+        except KafkaError as exc:
+            raise BrokerError(
+                f"broker at {self.bootstrap}: write to {message.topic} failed ({exc})"
+            ) from exc
+        return f"{meta.topic}/{meta.partition}/{meta.offset}"
+
+    async def acknowledge(
+        self, delivery: Delivery, *, status: str = "received", note: str | None = None
+    ) -> str:
+        """Send the receipt the hub audits as ``acknowledged``."""
+        return await self.publish(
+            ACK_TYPE,
+            {
+                "acknowledged_event_id": delivery.id,
+                "acknowledged_type": delivery.type,
+                "received_at": dt.datetime.now(dt.UTC).isoformat(),
+                "status": status,
+                "note": note,
+            },
+            key=delivery.key or delivery.id,
+            subject=delivery.subject,
+        )
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def deliveries(
+        self,
+        *,
+        follow: bool = False,
+        poll_timeout: float = 1.0,
+    ) -> AsyncIterator[Delivery]:
+        """Deliveries on ``hub.out.<party>`` not yet handled by this party's group.
+
+        Without ``follow`` it stops at the end of what is there now. Each delivery's offset is
+        committed once the caller asks for the next one, so a crash re-delivers at most the
+        one in hand, and the inbox (when given) skips ids already handled.
+        """
+        topic = topics.outbound(self.party)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            raise BrokerError(f"broker at {self.bootstrap}: cannot connect ({exc})") from exc
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                return
+            consumer.assign(tps)
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            ends = await consumer.end_offsets(tps)
+            while True:
+                batches = await consumer.getmany(*tps, timeout_ms=int(poll_timeout * 1000))
+                for tp, records in batches.items():
+                    for record in records:
+                        delivery = self._open_delivery(record)
+                        if delivery is not None and not self._already(delivery):
+                            yield delivery
+                            self._mark(delivery)
+                        await consumer.commit({tp: record.offset + 1})
+                if not follow:
+                    positions = {tp: await consumer.position(tp) for tp in tps}
+                    if all(positions[tp] >= ends[tp] for tp in tps):
+                        return
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(consumer.stop())
+
+    def _open_delivery(self, record: Any) -> Delivery | None:
+        """Verify the hub's signature and decrypt; a record that fails is skipped, noted."""
+        try:
+            headers = wire.decode_headers(record.headers)
+            opened = self.envelope.open(
+                headers, key=record.key, value=record.value or b"", expected_signer=HUB_PARTY
+            )
+            return _delivery_from(self.party, record, opened)
+        except (wire.HeaderError, CryptoError, EventValidationError) as exc:
+            where = f"{record.topic}/{record.partition}/{record.offset}"
+            self.rejected.append(where)
+            _log.warning("delivery_rejected", origin=where, reason=getattr(exc, "reason", ""))
+            return None
+
+    def _already(self, delivery: Delivery) -> bool:
+        return self._inbox is not None and self._inbox.seen(delivery.id)
+
+    def _mark(self, delivery: Delivery) -> None:
+        if self._inbox is not None:
+            self._inbox.mark(delivery.id)
+
+
+def _delivery_from(party: str, record: Any, opened: OpenedRecord) -> Delivery:
+    """A delivery from a verified, decrypted record."""
+    headers = opened.headers
+    attrs = wire.attributes_from_headers(headers)
+    try:
+        data = json.loads(opened.plaintext or b"{}")
+    except ValueError as exc:
+        raise CryptoError("delivery plaintext is not JSON", "bad_envelope") from exc
+    return Delivery(
+        id=attrs.id,
+        type=attrs.type,
+        source=attrs.source,
+        time=attrs.time,
+        subject=attrs.subject,
+        recipient=headers.get("ce_hubrecipient", party),
+        rule=headers.get("ce_hubrule") or None,
+        protocol_hash=headers.get("ce_hubprotocol"),
+        data=data if isinstance(data, dict) else {"value": data},
+        key=record.key.decode() if record.key else None,
+    )

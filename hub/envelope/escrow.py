@@ -1,0 +1,61 @@
+"""Hub-side escrow of per-case message keys, and crypto-shredding by destroying them.
+
+Every delivery carries ``ce_hubescrow``: the delivery's case key sealed (AES-256-GCM) under
+the hub's secret for that case (``hub.keys.cases.CaseKeys``). While the case secret exists
+the hub can reopen its own stored deliveries (breach review, re-delivery after a recipient
+loses data); ``hub keys shred --case REF`` destroys the secret, after which no stored
+ciphertext of that case on ``hub.out.*`` can be opened on the hub side. Recipients keep what
+they were lawfully given; Art 19 notices reach them through the audit log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from hub.envelope import crypto
+from hub.envelope.sealing import context_aad
+from hub.errors import CaseShreddedError
+from hub.keys.cases import CaseKeys
+
+__all__ = ["make_escrow", "open_escrowed"]
+
+_AAD = b"hub/escrow/v1\x00"
+
+
+def make_escrow(cases: CaseKeys) -> Callable[[str, bytes, str], str | None]:
+    """The router's escrow hook: seal a case key under the case secret (None if shredded)."""
+
+    def escrow(case_ref: str, case_key: bytes, dek_id: str) -> str | None:
+        try:
+            secret = cases.key_for(case_ref)
+        except CaseShreddedError:
+            return None  # a shredded case gets no hub-side copy of new keys either
+        nonce = os.urandom(12)
+        return crypto.b64e(nonce + AESGCM(secret).encrypt(nonce, case_key, _AAD + dek_id.encode()))
+
+    return escrow
+
+
+def open_escrowed(
+    cases: CaseKeys, case_ref: str, headers: Mapping[str, str], *, key: bytes | None, value: bytes
+) -> bytes:
+    """Reopen a stored delivery on the hub side; fails once the case is shredded.
+
+    Raises:
+        CaseShreddedError: the case secret was destroyed.
+        crypto.CryptoError: no escrow header, or the record was altered.
+    """
+    if "ce_hubescrow" not in headers:
+        raise crypto.CryptoError("delivery carries no hub-side escrow", "bad_envelope")
+    secret = cases.key_for(case_ref)  # raises CaseShreddedError once shredded
+    blob = crypto.b64d(headers["ce_hubescrow"], what="ce_hubescrow")
+    try:
+        case_key = AESGCM(secret).decrypt(
+            blob[:12], blob[12:], _AAD + headers["ce_hubdekid"].encode()
+        )
+    except Exception as exc:  # InvalidTag, ValueError
+        raise crypto.CryptoError("escrowed case key does not open", "bad_ciphertext") from exc
+    return crypto.open_payload(case_key, value, context_aad(headers, key))

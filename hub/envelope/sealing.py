@@ -1,0 +1,200 @@
+"""Seal and open hub records: the construction of ``hub.envelope.crypto`` on Kafka headers.
+
+Both directions use it: a publisher seals to the hub (recipient ``hub``), the hub seals each
+minimised delivery to its recipient. Headers added (CloudEvents extension attributes):
+
+===================  =====================================================================
+``ce_hubrecipient``  the party the payload is sealed to
+``ce_hubkid``        recipient encryption key id
+``ce_hubsuite``      HPKE suite (``x25519`` or ``mlkem768-x25519``)
+``ce_hubdekid``      epoch data key id
+``ce_hubdek``        base64(HPKE enc || ct) of the epoch data key
+``ce_hubescrow``     (deliveries only) the case key sealed under the hub's case secret, so the
+                     hub can reopen its own deliveries until the case is shredded
+``ce_hubsigkid``     signing key id
+``ce_hubsig``        base64 Ed25519 signature over ``signing_input``
+===================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from hub.envelope import crypto, wire
+from hub.models import EventAttributes
+
+__all__ = [
+    "KeyDirectory",
+    "OpenedRecord",
+    "SealedRecord",
+    "Signer",
+    "context_aad",
+    "open_record",
+    "seal_record",
+]
+
+REQUIRED = (
+    "ce_hubrecipient",
+    "ce_hubkid",
+    "ce_hubsuite",
+    "ce_hubdekid",
+    "ce_hubdek",
+    "ce_hubsigkid",
+    "ce_hubsig",
+)
+
+
+class Signer(Protocol):
+    """Signs with one key (a dev key file, or a KMS that never releases the key)."""
+
+    @property
+    def kid(self) -> str:
+        """Signing key id."""
+        ...
+
+    def sign(self, data: bytes) -> bytes:
+        """Ed25519 signature of ``data``."""
+        ...
+
+
+class KeyDirectory(Protocol):
+    """Public keys by id, with owner and status: what a verifier needs."""
+
+    def signing_key(self, kid: str) -> tuple[str, Ed25519PublicKey, bool]:
+        """(owner party, public key, revoked?) for a signing key id; KeyError if unknown."""
+        ...
+
+
+@dataclass(frozen=True)
+class SealedRecord:
+    """Headers and value ready to produce."""
+
+    headers: list[tuple[str, bytes]]
+    value: bytes
+
+
+@dataclass(frozen=True)
+class OpenedRecord:
+    """A verified, decrypted record: who signed it and the plaintext."""
+
+    signer: str
+    signer_kid: str
+    plaintext: bytes
+    headers: dict[str, str]
+    case_key: bytes
+
+
+def context_aad(headers: Mapping[str, str], key: bytes | None) -> bytes:
+    """AAD: the fields a ciphertext is bound to (moving it anywhere else fails)."""
+    return crypto.canonical_context(
+        {
+            "id": headers.get("ce_id"),
+            "source": headers.get("ce_source"),
+            "type": headers.get("ce_type"),
+            "time": headers.get("ce_time"),
+            "subject": headers.get("ce_subject"),
+            "recipient": headers.get("ce_hubrecipient"),
+            "protocol": headers.get("ce_hubprotocol"),
+            "dek": headers.get("ce_hubdekid"),
+            "kid": headers.get("ce_hubkid"),
+            "key": crypto.b64e(key) if key is not None else None,
+        }
+    )
+
+
+def seal_record(
+    attrs: EventAttributes,
+    *,
+    key: bytes | None,
+    plaintext: bytes,
+    recipient: str,
+    recipient_kid: str,
+    suite: str,
+    recipient_public: Any,
+    cache: crypto.DataKeyCache,
+    signer: Signer,
+    extensions: Mapping[str, str] | None = None,
+    escrow: Callable[[bytes, str], str | None] | None = None,
+) -> SealedRecord:
+    """Encrypt ``plaintext`` to ``recipient`` and sign the whole record."""
+    dk = cache.get(recipient=recipient, kid=recipient_kid, suite=suite, public_key=recipient_public)
+    ext = dict(extensions or {})
+    ext.update(
+        hubrecipient=recipient,
+        hubkid=recipient_kid,
+        hubsuite=suite,
+        hubdekid=dk.dek_id,
+        hubdek=crypto.b64e(dk.wrapped),
+        hubsigkid=signer.kid,
+    )
+    ck = crypto.case_key(dk.key, dek_id=dk.dek_id, kafka_key=key)
+    escrowed = escrow(ck, dk.dek_id) if escrow is not None else None
+    if escrowed is not None:
+        ext["hubescrow"] = escrowed
+    headers = dict(wire.to_headers(attrs, ext))
+    text = {k: v.decode() for k, v in headers.items()}
+    value = crypto.seal_payload(ck, plaintext, context_aad(text, key))
+    text["ce_hubsig"] = crypto.b64e(signer.sign(crypto.signing_input(text, key, value)))
+    return SealedRecord(headers=sorted((k, v.encode()) for k, v in text.items()), value=value)
+
+
+def open_record(
+    headers: Mapping[str, str],
+    *,
+    key: bytes | None,
+    value: bytes,
+    recipient: str,
+    directory: KeyDirectory,
+    hpke_open: Callable[[str, bytes, bytes], bytes],
+    expected_signer: str,
+) -> OpenedRecord:
+    """Verify the signature (key known, not revoked, owned by ``expected_signer``), decrypt.
+
+    ``hpke_open(kid, ciphertext, info)`` opens the data key: a dev key file does it locally,
+    a KMS would do it remotely, so the private key never needs to leave it.
+
+    Raises:
+        crypto.CryptoError: with ``reason`` one of unsigned, unknown_key, revoked_key,
+            wrong_signer, bad_signature, not_for_recipient, bad_ciphertext, bad_envelope.
+    """
+    missing = [h for h in REQUIRED if h not in headers]
+    if missing:
+        raise crypto.CryptoError(
+            f"unsigned or unsealed: missing header(s) {', '.join(missing)}", "unsigned"
+        )
+    kid = headers["ce_hubsigkid"]
+    try:
+        owner, public, revoked = directory.signing_key(kid)
+    except KeyError:
+        raise crypto.CryptoError(
+            f"signing key {kid} is unknown to this hub", "unknown_key"
+        ) from None
+    if revoked:
+        raise crypto.CryptoError(f"signing key {kid} is revoked", "revoked_key")
+    if owner != expected_signer:
+        raise crypto.CryptoError(
+            f"signed by {owner}'s key {kid}: expected a key of {expected_signer}", "wrong_signer"
+        )
+    signature = crypto.b64d(headers["ce_hubsig"], what="ce_hubsig")
+    crypto.verify_signature(public, signature, crypto.signing_input(headers, key, value))
+    if headers["ce_hubrecipient"] != recipient:
+        raise crypto.CryptoError(
+            f"sealed for {headers['ce_hubrecipient']}, not for {recipient}", "not_for_recipient"
+        )
+    dek_id = headers["ce_hubdekid"]
+    epoch_key = crypto.unwrap_data_key(
+        headers["ce_hubkid"],
+        crypto.b64d(headers["ce_hubdek"], what="ce_hubdek"),
+        hpke_open,
+        recipient=recipient,
+        dek_id=dek_id,
+    )
+    ck = crypto.case_key(epoch_key, dek_id=dek_id, kafka_key=key)
+    plaintext = crypto.open_payload(ck, value, context_aad(headers, key))
+    return OpenedRecord(
+        signer=owner, signer_kid=kid, plaintext=plaintext, headers=dict(headers), case_key=ck
+    )

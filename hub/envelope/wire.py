@@ -1,0 +1,199 @@
+"""Events on the wire: CloudEvents 1.0 in Kafka binary mode (``ce_*`` headers).
+
+Inbound events carry the payload as schemaless Avro (``content-type: application/avro``);
+deliveries carry the minimised payload as canonical JSON, because a minimised record is no
+longer the full schema (removed fields are absent, not null). Hub extension attributes:
+
+- ``ce_hubprotocol``   content hash of the protocol that decided the delivery
+- ``ce_hubrecipient``  the party the delivery is for
+- ``ce_hubrule``       the rule that permits it
+- ``ce_hubfields``     comma-separated list of the disclosed field paths
+
+The mapping of attributes to headers is the cloudevents SDK's; this module adds the checks
+a hostile publisher needs: duplicate headers, non-UTF-8 values, missing attributes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import ValidationError
+
+from hub.errors import EventError
+from hub.models import EventAttributes, QuarantineReason
+
+__all__ = [
+    "AVRO",
+    "JSON",
+    "HeaderError",
+    "WireMessage",
+    "attributes_from_headers",
+    "canonical_json",
+    "decode_headers",
+    "new_event_id",
+    "source_for",
+    "to_headers",
+]
+
+AVRO = "application/avro"
+JSON = "application/json"
+_REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
+_MAX_HEADER_BYTES = 4096
+_FORMAT = JSONFormat()
+
+
+class HeaderError(EventError):
+    """Headers do not carry valid CloudEvents attributes; ``reason`` says which kind."""
+
+    def __init__(self, message: str, reason: QuarantineReason) -> None:
+        super().__init__(message)
+        self.reason = reason.value
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """A Kafka record ready to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def new_event_id() -> str:
+    """A unique, time-sortable event id: a UUIDv7 (RFC 9562) string."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def source_for(party: str) -> str:
+    """The ``ce_source`` of a party."""
+    return f"/parties/{party}"
+
+
+def canonical_json(data: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys, no spaces, UTF-8): hashed into the audit record."""
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    ).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def to_headers(
+    attributes: EventAttributes,
+    extensions: Mapping[str, str] | None = None,
+) -> list[tuple[str, bytes]]:
+    """Kafka binary-mode headers for a set of attributes (the SDK's mapping)."""
+    attrs: dict[str, Any] = {
+        "specversion": attributes.specversion,
+        "id": attributes.id,
+        "source": attributes.source,
+        "type": attributes.type,
+        "time": attributes.time,
+        "datacontenttype": attributes.datacontenttype,
+    }
+    if attributes.subject is not None:
+        attrs["subject"] = attributes.subject
+    if attributes.dataschema is not None:
+        attrs["dataschema"] = attributes.dataschema
+    for name, value in (extensions or {}).items():
+        attrs[name] = value
+    event = CloudEvent(attributes=attrs, data=None)
+    message = ce_kafka.to_binary(event, _FORMAT, key_mapper=lambda _e: None)
+    return sorted(message.headers.items())
+
+
+def decode_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """Headers as a dict, refusing duplicates, oversized and non-UTF-8 values.
+
+    A duplicated ``ce_source`` would let a publisher show one value to one reader and another
+    to the next, so the hub refuses any duplicated header outright.
+    """
+    out: dict[str, str] = {}
+    for name, raw in headers or ():
+        lname = name.lower()
+        if lname in out:
+            raise HeaderError(
+                f"header {name!r} appears more than once", QuarantineReason.BAD_ATTRIBUTE
+            )
+        raw = raw or b""
+        if len(raw) > _MAX_HEADER_BYTES:
+            raise HeaderError(
+                f"header {name!r}: expected at most {_MAX_HEADER_BYTES} bytes, got {len(raw)}",
+                QuarantineReason.BAD_ATTRIBUTE,
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HeaderError(
+                f"header {name!r}: not UTF-8", QuarantineReason.BAD_ATTRIBUTE
+            ) from exc
+        if any(ord(c) < 0x20 for c in text):
+            raise HeaderError(
+                f"header {name!r}: control characters are not allowed",
+                QuarantineReason.BAD_ATTRIBUTE,
+            )
+        out[lname] = text
+    return out
+
+
+def attributes_from_headers(headers: Mapping[str, str]) -> EventAttributes:
+    """Validated CloudEvents attributes from decoded headers."""
+    missing = [h for h in _REQUIRED if h not in headers]
+    if missing:
+        raise HeaderError(
+            f"missing CloudEvents header(s): {', '.join(missing)}",
+            QuarantineReason.MISSING_ATTRIBUTE,
+        )
+    if headers["ce_specversion"] != "1.0":
+        raise HeaderError(
+            f"ce_specversion: expected 1.0, got {headers['ce_specversion']!r}",
+            QuarantineReason.BAD_ATTRIBUTE,
+        )
+    try:
+        return EventAttributes(
+            id=headers["ce_id"],
+            source=headers["ce_source"],
+            type=headers["ce_type"],
+            time=dt.datetime.fromisoformat(headers["ce_time"].replace("Z", "+00:00")),
+            subject=headers.get("ce_subject"),
+            datacontenttype=headers.get("content-type", AVRO),
+            dataschema=headers.get("ce_dataschema"),
+        )
+    except (ValueError, ValidationError) as exc:
+        detail = exc.errors()[0] if isinstance(exc, ValidationError) else None
+        where = f"ce_{detail['loc'][0]}" if detail else "ce_time"
+        message = detail["msg"] if detail else "expected an RFC 3339 timestamp"
+        raise HeaderError(f"{where}: {message}", QuarantineReason.BAD_ATTRIBUTE) from exc
+
+
+def header_list(headers: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str, bytes]]:
+    """Encode string headers for a Kafka producer."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(k, v.encode()) for k, v in items]

@@ -1,0 +1,256 @@
+"""Per-case keys for retention by crypto-shredding, and the legal holds that stop it.
+
+Kafka logs are immutable: a record cannot be deleted when its retention ends. So every
+payload the hub stores is encrypted under a key scoped to its *case*, and destroying that key
+makes every copy of the case's ciphertext unreadable, wherever it sits (the audit record of
+each disclosure stays; it never held the payload). ICO guidance accepts deletion by putting
+data "beyond use"; destroying the only key is how envelope-encryption systems do it.
+
+Layout under ``root`` (the ``keys`` directory; directories 0700, files 0600)::
+
+    cases/<pseudonym>.key       32 random bytes, the case key
+    cases/<pseudonym>.shredded  tombstone: the case was shredded, and stays shredded
+    holds.json                  legal holds, by case pseudonym
+
+File names use the keyed case pseudonym (``hub.audit.pseudonym.Pseudonymiser.case``), never
+the case reference, so a directory listing does not disclose which cases exist; it is the
+same pseudonym the audit log shows, so an operator can match the two.
+
+Limits: overwriting before unlinking defeats casual recovery from a plain disk, but not
+from copy-on-write filesystems, SSD wear levelling or backups of the data dir. Production
+keeps case keys in a KMS (or wrapped by one) and destroys them there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
+from hub.keys.file_store import ensure_private_dir, fsync_dir, write_private_file
+
+__all__ = ["CASE_KEY_BYTES", "CaseKeys", "LegalHold"]
+
+#: case key length: an AES-256 / HKDF-SHA256 input key
+CASE_KEY_BYTES = 32
+_FILE_MODE = 0o600
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{7,127}")
+
+
+class LegalHold(BaseModel):
+    """A hold on a case (e.g. a Domestic Homicide Review): no shredding until lifted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    case: str  # the case pseudonym, never the reference
+    reason: str
+    by: str
+    placed_at: dt.datetime
+
+
+_HOLDS = TypeAdapter(dict[str, LegalHold])
+
+
+class CaseKeys:
+    """Case keys, tombstones and legal holds in one directory.
+
+    Args:
+        root: the ``keys`` directory (``HUB_DATA_DIR/keys``).
+        pseudonymise: case reference to a file-name-safe pseudonym, normally
+            ``Pseudonymiser(load_pseudonym_key(settings)).case``.
+    """
+
+    def __init__(self, root: Path, *, pseudonymise: Callable[[str], str]) -> None:
+        self._root = root
+        self._dir = root / "cases"
+        self._holds_file = root / "holds.json"
+        self._pseudonymise = pseudonymise
+        self._cache: dict[str, bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"CaseKeys({str(self._root)!r})"
+
+    def pseudonym(self, case_ref: str) -> str:
+        """The pseudonym naming this case's files (checked safe as a file name)."""
+        name = self._pseudonymise(case_ref)
+        if not _SAFE_NAME.fullmatch(name):
+            raise KeyStoreError(
+                f"case pseudonym: expected 8-128 letters, digits, '_' or '-', got {name!r}"
+            )
+        return name
+
+    def key_for(self, case_ref: str) -> bytes:
+        """The case's 32-byte key, created on first use.
+
+        The tombstone is checked on every call (one ``stat``), so a shred by another process
+        (``hub keys shred``) takes effect in a running hub at once, cache or not.
+
+        Raises:
+            CaseShreddedError: the case was shredded.
+        """
+        name = self.pseudonym(case_ref)
+        if self._tombstone(name).exists():
+            self._cache.pop(name, None)
+            raise CaseShreddedError(
+                f"case {name}: shredded; its key was destroyed and will not be re-created"
+            )
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        key = self._read_key(name)
+        if key is None:
+            with self._locked():
+                if self._tombstone(name).exists():  # shredded while we waited for the lock
+                    raise CaseShreddedError(f"case {name}: shredded")
+                key = self._read_key(name)
+                if key is None:
+                    key = os.urandom(CASE_KEY_BYTES)
+                    write_private_file(self._key_file(name), key)
+        self._cache[name] = key
+        return key
+
+    def is_shredded(self, case_ref: str) -> bool:
+        """Whether the case has been shredded."""
+        return self._tombstone(self.pseudonym(case_ref)).exists()
+
+    def shred(self, case_ref: str) -> bool:
+        """Destroy the case key and leave a tombstone; True if key material was destroyed.
+
+        False means there was nothing to destroy (no key yet, or already shredded); the
+        tombstone is written either way, so the case can never get a key afterwards.
+
+        Raises:
+            LegalHoldError: the case is under a legal hold.
+        """
+        name = self.pseudonym(case_ref)
+        with self._locked():
+            hold = self._read_holds().get(name)
+            if hold is not None:
+                raise LegalHoldError(
+                    f"case {name}: under legal hold since {hold.placed_at:%Y-%m-%d} by "
+                    f"{hold.by} ({hold.reason}); lift it with `hub keys hold lift` first"
+                )
+            tombstone = self._tombstone(name)
+            if not tombstone.exists():
+                # tombstone first: if we crash before the key is gone, key_for still refuses
+                body = {"case": name, "shredded_at": _now().isoformat()}
+                write_private_file(tombstone, (json.dumps(body) + "\n").encode())
+            destroyed = _destroy(self._key_file(name))
+        self._cache.pop(name, None)
+        return destroyed
+
+    def add_hold(self, case_ref: str, reason: str, by: str) -> LegalHold:
+        """Place a legal hold on a case.
+
+        Raises:
+            LegalHoldError: the case is already held, or reason/by is empty.
+            CaseShreddedError: the case was already shredded (nothing left to hold).
+        """
+        if not reason.strip() or not by.strip():
+            raise LegalHoldError("legal hold: expected a reason and who places it, got empty")
+        name = self.pseudonym(case_ref)
+        with self._locked():
+            if self._tombstone(name).exists():
+                raise CaseShreddedError(f"case {name}: already shredded; nothing to hold")
+            holds = self._read_holds()
+            if name in holds:
+                held = holds[name]
+                raise LegalHoldError(f"case {name}: already under hold by {held.by}")
+            hold = LegalHold(case=name, reason=reason.strip(), by=by.strip(), placed_at=_now())
+            holds[name] = hold
+            self._write_holds(holds)
+        return hold
+
+    def lift_hold(self, case_ref: str, by: str) -> LegalHold:
+        """Lift a case's legal hold; returns the hold that was lifted.
+
+        ``by`` is required so the CLI and the audit record can say who lifted it.
+
+        Raises:
+            LegalHoldError: the case has no hold, or ``by`` is empty.
+        """
+        if not by.strip():
+            raise LegalHoldError("lift legal hold: expected who lifts it, got empty")
+        name = self.pseudonym(case_ref)
+        with self._locked():
+            holds = self._read_holds()
+            hold = holds.pop(name, None)
+            if hold is None:
+                raise LegalHoldError(f"case {name}: expected a legal hold to lift, found none")
+            self._write_holds(holds)
+        return hold
+
+    def holds(self) -> list[LegalHold]:
+        """Every current hold, oldest first."""
+        return sorted(self._read_holds().values(), key=lambda h: h.placed_at)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _key_file(self, name: str) -> Path:
+        return self._dir / f"{name}.key"
+
+    def _tombstone(self, name: str) -> Path:
+        return self._dir / f"{name}.shredded"
+
+    def _read_key(self, name: str) -> bytes | None:
+        try:
+            key = self._key_file(name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise KeyStoreError(f"case key {name}: unreadable: {exc}") from exc
+        if len(key) != CASE_KEY_BYTES:
+            raise KeyStoreError(f"case key {name}: expected {CASE_KEY_BYTES} bytes, got {len(key)}")
+        return key
+
+    def _read_holds(self) -> dict[str, LegalHold]:
+        try:
+            return _HOLDS.validate_json(self._holds_file.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValidationError) as exc:
+            raise KeyStoreError(f"legal holds {self._holds_file}: unreadable: {exc}") from exc
+
+    def _write_holds(self, holds: dict[str, LegalHold]) -> None:
+        write_private_file(self._holds_file, _HOLDS.dump_json(holds, indent=2) + b"\n")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """flock(2) across processes: a hold and a shred must not interleave."""
+        ensure_private_dir(self._root)
+        ensure_private_dir(self._dir)
+        fd = os.open(self._dir / ".lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _destroy(path: Path) -> bool:
+    """Overwrite with random bytes, fsync, unlink; False if there was no file."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        os.write(fd, os.urandom(max(size, CASE_KEY_BYTES)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+    fsync_dir(path.parent)
+    return True

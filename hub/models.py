@@ -1,0 +1,213 @@
+"""Pydantic models at the hub's boundaries: events, decisions, audit records, deliveries.
+
+These are the contracts between the packages: the router turns an ``InboundEvent`` into a
+``Decision`` (policy engine), a set of deliveries and one ``AuditRecord`` per decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "PARTY_ID_PATTERN",
+    "AuditDecision",
+    "AuditRecord",
+    "Decision",
+    "Delivery",
+    "EventAttributes",
+    "InboundEvent",
+    "Origin",
+    "QuarantineReason",
+    "RecipientDecision",
+    "record_id_for",
+]
+
+#: party ids: lowercase words joined by '-', departments after a '.'
+PARTY_ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)*$"
+
+
+class QuarantineReason(StrEnum):
+    """Machine-readable reasons an inbound message is quarantined."""
+
+    MISSING_ATTRIBUTE = "missing_attribute"
+    BAD_ATTRIBUTE = "bad_attribute"
+    UNKNOWN_TYPE = "unknown_type"
+    MALFORMED_PAYLOAD = "malformed_payload"
+    SCHEMA_INVALID = "schema_invalid"
+    SPOOFED_SOURCE = "spoofed_source"
+    UNKNOWN_PARTY = "unknown_party"
+    OVERSIZED = "oversized"
+    DUPLICATE_EVENT_ID = "duplicate_event_id"
+    PUBLISHER_NOT_PERMITTED = "publisher_not_permitted"
+    POLICY_REJECTED = "policy_rejected"
+    INTERNAL_ERROR = "internal_error"
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    REVOKED_KEY = "revoked_key"
+    WRONG_SIGNER = "wrong_signer"
+    NOT_FOR_RECIPIENT = "not_for_recipient"
+    BAD_CIPHERTEXT = "bad_ciphertext"
+    BAD_ENVELOPE = "bad_envelope"
+
+
+class AuditDecision(StrEnum):
+    """What happened to an event with respect to one party (or to the event as a whole)."""
+
+    DELIVERED = "delivered"
+    WITHHELD = "withheld"
+    REJECTED = "rejected"
+    ACKNOWLEDGED = "acknowledged"
+    #: an IG officer withheld a delivery from a subject access response (DPA 2018 exemption)
+    EXEMPTED = "exempted"
+    SHREDDED = "shredded"
+    HOLD_PLACED = "hold_placed"
+    HOLD_LIFTED = "hold_lifted"
+
+
+class Origin(BaseModel):
+    """Where the hub read a message: Kafka coordinates, used for idempotent reprocessing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+class EventAttributes(BaseModel):
+    """CloudEvents 1.0 context attributes as carried in Kafka binary mode (``ce_*`` headers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=128)
+    source: str = Field(pattern=r"^/parties/[a-z0-9.\-]+$")
+    type: str = Field(min_length=1, max_length=256)
+    time: datetime
+    subject: str | None = Field(default=None, max_length=256)
+    datacontenttype: str = "application/avro"
+    dataschema: str | None = None
+
+    @property
+    def party(self) -> str:
+        """The publishing party named by ``source``."""
+        return self.source.removeprefix("/parties/")
+
+
+class InboundEvent(BaseModel):
+    """A validated event read from ``hub.in.<party>``: attributes, decoded payload, origin."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attributes: EventAttributes
+    key: str | None
+    data: dict[str, Any]
+    origin: Origin | None = None
+    size: int = 0
+
+
+class RecipientDecision(BaseModel):
+    """The protocol's answer for one party: deliver these fields under this rule, or withhold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    party: str
+    outcome: Literal["deliver", "withhold"]
+    rule_id: str | None = None
+    reason: str
+    fields: tuple[str, ...] = ()
+    lawful_basis: str | None = None
+    condition: str | None = None
+    purpose: str | None = None
+    retention: str | None = None
+
+
+class Decision(BaseModel):
+    """The engine's verdict on one event: per-party outcomes, or a rejection of the event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    event_type: str
+    publisher: str
+    protocol_hash: str
+    rejected: bool = False
+    reject_reason: str | None = None
+    reject_rule: str | None = None
+    recipients: tuple[RecipientDecision, ...] = ()
+
+    @property
+    def deliveries(self) -> tuple[RecipientDecision, ...]:
+        """The parties that receive the event."""
+        return tuple(r for r in self.recipients if r.outcome == "deliver")
+
+
+def record_id_for(event_id: str, party: str | None, decision: str) -> str:
+    """Deterministic audit record id, so a reprocessed event yields the same records.
+
+    At-least-once processing may write a record twice after a crash; the store keeps one.
+    """
+    material = f"{event_id}\x00{party or '-'}\x00{decision}".encode()
+    return hashlib.sha256(material).hexdigest()[:32]
+
+
+class AuditRecord(BaseModel):
+    """One decision about one event, as kept in the audit store.
+
+    Holds ids, parties, rule, protocol hash, lawful basis, disclosed field names and the
+    SHA-256 of the exact bytes delivered; never the payload, and subjects only as keyed
+    pseudonyms (HMAC) so a subject access request can still find them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    record_id: str
+    time: datetime
+    event_id: str
+    event_type: str | None = None
+    event_time: datetime | None = None
+    publisher: str | None = None
+    recipient: str | None = None
+    decision: AuditDecision
+    rule: str | None = None
+    reason: str
+    lawful_basis: str | None = None
+    condition: str | None = None
+    purpose: str | None = None
+    protocol_hash: str | None = None
+    fields: tuple[str, ...] = ()
+    payload_sha256: str | None = None
+    case_pseudonym: str | None = None
+    subject_pseudonyms: tuple[str, ...] = ()
+    origin: str | None = None
+    ack_event_id: str | None = Field(
+        default=None,
+        description="for acknowledgements: the id of the acknowledgement event itself "
+        "(event_id is the event acknowledged, so a case chronology finds it)",
+    )
+
+
+class Delivery(BaseModel):
+    """What a recipient sees: one event from ``hub.out.<party>``, minimised for that party."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str
+    source: str
+    time: datetime
+    subject: str | None
+    recipient: str
+    rule: str | None
+    protocol_hash: str | None
+    data: dict[str, Any]
+    key: str | None = None

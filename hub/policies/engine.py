@@ -1,0 +1,267 @@
+"""The policy engine: protocol + event -> Decision. Pure, no I/O.
+
+Default deny: a party receives an event only when a rule covering the event type permits the
+publisher, every condition of the rule and of the recipient clause holds, and no prohibition
+names the party. A deny is a value, not an exception (OPA logs allow and deny alike); every
+outcome names the rule or the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hub.models import Decision, RecipientDecision
+from hub.policies.model import Condition, Party, Protocol, RecipientClause, Rule
+
+__all__ = ["evaluate", "get_path", "minimise"]
+
+_MISSING = object()
+_TEMPLATE = re.compile(r"\{([a-z0-9_.]+)\}")
+
+
+def get_path(data: Mapping[str, Any], path: str) -> Any:
+    """Value at a dotted path, or a private sentinel when absent (``None`` is a value)."""
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def minimise(data: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """Keep only the allow-listed dotted paths; everything else is removed.
+
+    ``address`` keeps the whole sub-record; ``address.district`` keeps only that sub-field.
+    ``*`` keeps everything.
+    """
+    if "*" in fields:
+        everything: dict[str, Any] = _deep_copy(data)
+        return everything
+    out: dict[str, Any] = {}
+    for path in sorted(fields):
+        value = get_path(data, path)
+        if value is _MISSING:
+            continue
+        parts = path.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _deep_copy(value)
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _party_attr(party: Party, name: str) -> Any:
+    return getattr(party, name)
+
+
+def _holds(cond: Condition, data: Mapping[str, Any], party: Party | None) -> bool:
+    if cond.field is not None:
+        subject = get_path(data, cond.field)
+    else:
+        if party is None or cond.party is None:
+            return False
+        subject = _party_attr(party, cond.party)
+    if subject is _MISSING:
+        return False
+    if cond.equals is not None:
+        return bool(subject == cond.equals)
+    if cond.in_ is not None:
+        return subject in cond.in_
+    if cond.not_in is not None:
+        return subject not in cond.not_in
+    if cond.equals_field is not None:
+        other = get_path(data, cond.equals_field)
+        return other is not _MISSING and subject == other
+    if cond.in_field is not None:
+        other = get_path(data, cond.in_field)
+        return isinstance(other, list) and subject in other
+    return False
+
+
+def _failed(conds: Sequence[Condition], data: Mapping[str, Any], party: Party | None) -> list[str]:
+    return [c.describe() for c in conds if not _holds(c, data, party)]
+
+
+def _fill(role: str, data: Mapping[str, Any]) -> str | None:
+    """Fill ``{field}`` placeholders from the event; ``None`` when a field is missing."""
+    missing = False
+
+    def sub(match: re.Match[str]) -> str:
+        nonlocal missing
+        value = get_path(data, match.group(1))
+        if value is _MISSING or value is None:
+            missing = True
+            return ""
+        return str(value)
+
+    filled = _TEMPLATE.sub(sub, role)
+    return None if missing else filled
+
+
+def _selects(clause: RecipientClause, party: Party, data: Mapping[str, Any]) -> bool:
+    if party.id in clause.parties:
+        return True
+    for role in clause.roles:
+        filled = _fill(role, data)
+        if filled is not None and party.has_role(filled):
+            return True
+    return False
+
+
+def _may_publish(rule: Rule, publisher: Party | None, data: Mapping[str, Any]) -> bool:
+    """Publisher named by id, by role, by role template (``pubwatch-member:{scheme}``)."""
+    if publisher is None:
+        return False
+    if publisher.id in rule.publishers.parties:
+        return True
+    for role in rule.publishers.roles:
+        filled = _fill(role, data)
+        if filled is not None and publisher.has_role(filled):
+            return True
+    return False
+
+
+def evaluate(
+    protocol: Protocol,
+    *,
+    event_id: str,
+    event_type: str,
+    publisher: str,
+    data: Mapping[str, Any],
+) -> Decision:
+    """Decide who receives an event and which fields each may see."""
+    base = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "publisher": publisher,
+        "protocol_hash": protocol.content_hash,
+    }
+    for rejection in protocol.rejections:
+        if event_type in rejection.events and not _failed(rejection.when, data, None):
+            return Decision(
+                **base, rejected=True, reject_reason=rejection.reason, reject_rule=rejection.id
+            )
+    covering = protocol.rules_for(event_type)
+    pub = protocol.party(publisher)
+    permitted = [r for r in covering if _may_publish(r, pub, data)]
+    if covering and not permitted:
+        return Decision(
+            **base,
+            rejected=True,
+            reject_reason=(
+                f"{publisher} may not publish {event_type}: rules "
+                f"{', '.join(r.id for r in covering)} name other publishers"
+            ),
+            reject_rule=None,
+        )
+
+    outcomes: list[RecipientDecision] = []
+    for party in protocol.parties:
+        if party.id == publisher:
+            continue
+        outcome = _decide_for(protocol, party, permitted, event_type, data)
+        if outcome is not None:
+            outcomes.append(outcome)
+    if not outcomes:
+        outcomes.append(
+            RecipientDecision(
+                party="*",
+                outcome="withhold",
+                reason=(
+                    f"default deny: no rule discloses {event_type} from {publisher}"
+                    if not covering
+                    else "default deny: no recipient matches the rules' conditions"
+                ),
+            )
+        )
+    return Decision(**base, recipients=tuple(outcomes))
+
+
+def _decide_for(
+    protocol: Protocol,
+    party: Party,
+    rules: Sequence[Rule],
+    event_type: str,
+    data: Mapping[str, Any],
+) -> RecipientDecision | None:
+    grants: list[Rule] = []
+    misses: list[tuple[str, str]] = []
+    for rule in rules:
+        # A rule's recipient clauses are alternatives: the party is granted when any clause
+        # that selects it has all its conditions met, not only the first selecting clause.
+        failures: list[str] = []
+        for clause in rule.recipients:
+            if not _selects(clause, party, data):
+                continue
+            failed = _failed(rule.when, data, None) + _failed(clause.when, data, party)
+            if not failed:
+                grants.append(rule)
+                break
+            failures.extend(f for f in failed if f not in failures)
+        else:
+            if failures:
+                misses.append(
+                    (rule.id, f"rule {rule.id}: condition not met: {'; '.join(failures)}")
+                )
+    if not grants and not misses:
+        return None  # no rule names this party for this event: nothing to record
+    for prohibition in protocol.prohibitions:
+        if event_type not in prohibition.events:
+            continue
+        everyone = not prohibition.parties and not prohibition.role_families
+        named = (
+            everyone
+            or party.id in prohibition.parties
+            or any(party.has_role_family(f) for f in prohibition.role_families)
+        )
+        if named and not _failed(prohibition.when, data, party):
+            return RecipientDecision(
+                party=party.id,
+                outcome="withhold",
+                rule_id=prohibition.id,
+                reason=f"prohibited by {prohibition.id}: {prohibition.reason}",
+            )
+    if not grants:
+        return RecipientDecision(
+            party=party.id,
+            outcome="withhold",
+            rule_id=misses[0][0],
+            reason="; ".join(text for _, text in misses),
+        )
+    first = grants[0]
+    disagreeing = [
+        g.id
+        for g in grants[1:]
+        if set(g.fields) != set(first.fields) or g.lawful_basis != first.lawful_basis
+    ]
+    if disagreeing:
+        return RecipientDecision(
+            party=party.id,
+            outcome="withhold",
+            reason=(
+                f"default deny: rules {first.id} and {', '.join(disagreeing)} disagree on "
+                "fields or lawful basis (run hub policy check)"
+            ),
+        )
+    return RecipientDecision(
+        party=party.id,
+        outcome="deliver",
+        rule_id=first.id,
+        reason=f"rule {first.id}",
+        fields=first.fields,
+        lawful_basis=first.lawful_basis,
+        condition="; ".join(first.conditions) or None,
+        purpose=first.purpose,
+        retention=first.retention,
+    )

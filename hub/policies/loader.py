@@ -1,0 +1,103 @@
+"""Load a protocol YAML file, keeping line numbers so findings can say where.
+
+ruamel.yaml's round-trip loader records the line of every mapping key and sequence item;
+``LineIndex`` maps a location such as ``rules[2].fields[1]`` to its line in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from hub.errors import ProtocolError
+from hub.policies.model import Protocol
+
+__all__ = ["LineIndex", "load_protocol", "load_protocol_with_lines"]
+
+
+class LineIndex:
+    """Line numbers (1-based) of locations in a protocol file."""
+
+    def __init__(self, path: Path, lines: dict[str, int]) -> None:
+        self.path = path
+        self._lines = lines
+
+    def line(self, location: str) -> int:
+        """The line of ``location``, or of its nearest enclosing location that has one."""
+        loc = location
+        while loc:
+            if loc in self._lines:
+                return self._lines[loc]
+            cut = max(loc.rfind("."), loc.rfind("["))
+            loc = loc[:cut] if cut > 0 else ""
+        return 1
+
+    def where(self, location: str) -> str:
+        """``file:line`` for a location."""
+        return f"{self.path}:{self.line(location)}"
+
+
+def _index(node: Any, prefix: str, out: dict[str, int]) -> None:
+    if isinstance(node, CommentedMap):
+        for key in node:
+            loc = f"{prefix}.{key}" if prefix else str(key)
+            pos = node.lc.key(key)
+            out[loc] = pos[0] + 1
+            _index(node[key], loc, out)
+    elif isinstance(node, CommentedSeq):
+        for i, item in enumerate(node):
+            loc = f"{prefix}[{i}]"
+            out[loc] = node.lc.item(i)[0] + 1
+            _index(item, loc, out)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, CommentedMap):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [_plain(v) for v in node]
+    return node
+
+
+def load_protocol_with_lines(path: Path) -> tuple[Protocol, LineIndex]:
+    """Parse and validate a protocol file; errors name the file and line."""
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise ProtocolError(f"protocol {path}: cannot read: {exc.strerror}") from exc
+    yaml = YAML(typ="rt")
+    try:
+        doc = yaml.load(raw_bytes)
+    except YAMLError as exc:
+        raise ProtocolError(f"protocol {path}: not valid YAML: {exc}") from exc
+    lines: dict[str, int] = {}
+    _index(doc, "", lines)
+    index = LineIndex(path, lines)
+    data = _plain(doc)
+    if not isinstance(data, dict):
+        raise ProtocolError(f"protocol {path}: expected a mapping at the top, got {type(data)}")
+    data["content_hash"] = "sha256:" + hashlib.sha256(raw_bytes).hexdigest()
+    try:
+        protocol = Protocol.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ""
+            for part in err["loc"]:
+                loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+            problems.append(f"{index.where(loc)}: {loc}: {err['msg']}")
+        raise ProtocolError(
+            f"protocol {path}: {len(problems)} problem(s):\n" + "\n".join(problems)
+        ) from exc
+    return protocol, index
+
+
+def load_protocol(path: Path) -> Protocol:
+    """Parse and validate a protocol file."""
+    return load_protocol_with_lines(path)[0]

@@ -1,0 +1,229 @@
+"""The sharing protocol as data: parties, rules, prohibitions and rejections.
+
+A protocol file (``hub/policies/*.yaml``) is the partnership's Section 115 information sharing
+protocol. The engine (``hub.policies.engine``) reads only these models; ``hub policy check``
+(``hub.policies.check``) proves a protocol safe before it is used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hub.models import PARTY_ID_PATTERN
+
+__all__ = [
+    "Condition",
+    "CryptoPolicy",
+    "Party",
+    "Prohibition",
+    "Protocol",
+    "ProtocolInfo",
+    "Publishers",
+    "RecipientClause",
+    "Rejection",
+    "Rule",
+]
+
+PartyId = str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProtocolInfo(_Strict):
+    """Identity and governance of the protocol document."""
+
+    id: str
+    title: str
+    version: str
+    review_date: dt.date | None = None
+    controllers: str | None = None
+
+
+class CryptoPolicy(_Strict):
+    """How payloads are protected under this protocol (see ``hub.envelope.crypto``).
+
+    ``mlkem768-x25519`` (post-quantum hybrid) suits long-lived safeguarding data: a
+    protocol that selects it gets party keys of that suite from ``hub keys init``.
+    """
+
+    suite: Literal["x25519", "mlkem768-x25519"] = "x25519"
+    max_data_key_uses: int = Field(default=1000, ge=1, description="messages per epoch key")
+    max_data_key_age_s: float = Field(default=3600.0, gt=0, description="epoch key lifetime")
+
+
+class Party(_Strict):
+    """Anything that can receive: an agency or one of its departments."""
+
+    id: PartyId = Field(pattern=PARTY_ID_PATTERN)
+    name: str
+    kind: str = Field(description="organisation kind, e.g. police, council, pubwatch, retail")
+    signatory: bool = True
+    roles: tuple[str, ...] = ()
+    district: str | None = None
+    scope: Literal["agency", "department", "named"] = Field(
+        default="agency",
+        description="department: a department-wide feed; named: need-to-know named roles",
+    )
+
+    def has_role(self, role: str) -> bool:
+        """Exact role match (``pubwatch-member:redditch``)."""
+        return role in self.roles
+
+    def has_role_family(self, family: str) -> bool:
+        """Role family match: ``pubwatch-member`` matches ``pubwatch-member:redditch``."""
+        return any(r == family or r.startswith(f"{family}:") for r in self.roles)
+
+
+class Condition(_Strict):
+    """One test. ``field`` is a dotted path in the event payload; ``party`` a party attribute.
+
+    Exactly one operator: ``equals``/``in``/``not_in`` compare with literals;
+    ``equals_field``/``in_field`` compare a party attribute with an event field.
+    """
+
+    field: str | None = None
+    party: Literal["id", "district", "scope", "kind"] | None = None
+    equals: Any = None
+    in_: tuple[Any, ...] | None = Field(default=None, alias="in")
+    not_in: tuple[Any, ...] | None = None
+    equals_field: str | None = None
+    in_field: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_subject_one_operator(self) -> Condition:
+        if (self.field is None) == (self.party is None):
+            raise ValueError("a condition names exactly one of 'field' or 'party'")
+        ops = [
+            name
+            for name, value in (
+                ("equals", self.equals),
+                ("in", self.in_),
+                ("not_in", self.not_in),
+                ("equals_field", self.equals_field),
+                ("in_field", self.in_field),
+            )
+            if value is not None
+        ]
+        if len(ops) != 1:
+            raise ValueError(
+                f"a condition has exactly one operator (equals, in, not_in, equals_field, "
+                f"in_field), got {ops or 'none'}"
+            )
+        if self.field is not None and (self.equals_field or self.in_field):
+            raise ValueError("equals_field/in_field compare a 'party' attribute, not a 'field'")
+        return self
+
+    def describe(self) -> str:
+        """Human-readable form used in decision reasons."""
+        subject = f"event.{self.field}" if self.field else f"party.{self.party}"
+        if self.equals is not None:
+            return f"{subject} == {self.equals!r}"
+        if self.in_ is not None:
+            return f"{subject} in {list(self.in_)!r}"
+        if self.not_in is not None:
+            return f"{subject} not in {list(self.not_in)!r}"
+        if self.equals_field is not None:
+            return f"{subject} == event.{self.equals_field}"
+        return f"{subject} in event.{self.in_field}"
+
+
+class Publishers(_Strict):
+    """Who may publish the events a rule covers."""
+
+    parties: tuple[PartyId, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+class RecipientClause(_Strict):
+    """Recipients selected by id or by role, with conditions relating party and event.
+
+    A role may be a template filled from the event: ``pubwatch-member:{scheme}``.
+    """
+
+    parties: tuple[PartyId, ...] = ()
+    roles: tuple[str, ...] = ()
+    when: tuple[Condition, ...] = ()
+
+
+class Rule(_Strict):
+    """A permission to disclose: which events, from whom, to whom, which fields, on what basis."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    description: str
+    events: tuple[str, ...] = Field(min_length=1)
+    publishers: Publishers
+    when: tuple[Condition, ...] = ()
+    recipients: tuple[RecipientClause, ...] = Field(min_length=1)
+    fields: tuple[str, ...] = Field(min_length=1, description="allow-list; '*' = every field")
+    lawful_basis: str | None = None
+    conditions: tuple[str, ...] = Field(
+        default=(), description="UK GDPR Art 9 / Art 10 / DPA 2018 Sch 1 conditions relied on"
+    )
+    gateway: str | None = Field(default=None, description="e.g. Crime and Disorder Act 1998 s115")
+    purpose: str | None = None
+    retention: str | None = Field(default=None, description="ISO 8601 duration, e.g. P12M")
+    agreement: str | None = Field(default=None, description="information sharing agreement id")
+    sources: tuple[str, ...] = ()
+
+
+class Prohibition(_Strict):
+    """A party or role family that must never receive some events, whatever a rule says."""
+
+    id: str
+    events: tuple[str, ...] = Field(min_length=1)
+    parties: tuple[PartyId, ...] = ()
+    role_families: tuple[str, ...] = ()
+    when: tuple[Condition, ...] = ()
+    reason: str
+
+
+class Rejection(_Strict):
+    """Events the partnership refuses outright (quarantined, publisher told why)."""
+
+    id: str
+    events: tuple[str, ...] = Field(min_length=1)
+    when: tuple[Condition, ...] = Field(min_length=1)
+    reason: str
+
+
+class Protocol(_Strict):
+    """A whole sharing protocol. ``content_hash`` is the SHA-256 of the file it came from."""
+
+    protocol: ProtocolInfo
+    relevant_authorities: tuple[str, ...] = Field(
+        description="party kinds that are relevant authorities under s115 CDA 1998"
+    )
+    parties: tuple[Party, ...]
+    rules: tuple[Rule, ...]
+    prohibitions: tuple[Prohibition, ...] = ()
+    rejections: tuple[Rejection, ...] = ()
+    crypto: CryptoPolicy = CryptoPolicy()
+    content_hash: str = ""
+
+    def party(self, party_id: str) -> Party | None:
+        """The party with this id, or ``None``."""
+        return self._by_id.get(party_id)
+
+    @property
+    def _by_id(self) -> dict[str, Party]:
+        cached: dict[str, Party] | None = self.__dict__.get("_party_index")
+        if cached is None:
+            cached = {p.id: p for p in self.parties}
+            object.__setattr__(self, "_party_index", cached)  # frozen model: cache once
+        return cached
+
+    @property
+    def party_ids(self) -> tuple[str, ...]:
+        """Every declared party id."""
+        return tuple(p.id for p in self.parties)
+
+    def rules_for(self, event_type: str) -> tuple[Rule, ...]:
+        """Rules that cover an event type, in protocol order."""
+        return tuple(r for r in self.rules if event_type in r.events)

@@ -1,0 +1,310 @@
+"""Avro codec (fastavro) for event payloads, with the hub's extra constraints.
+
+Payloads travel as schemaless Avro: the event type names the schema, so no schema id prefix.
+Schemas may carry ``hub_pattern``, ``hub_min`` and ``hub_max`` properties (Avro allows extra
+attributes) for checks Avro cannot express: reference formats, postcodes, 3x5x2 grades.
+Decoding rejects trailing bytes, so a payload has exactly one reading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import fastavro.validation
+from fastavro.types import Schema
+
+from hub.errors import EventValidationError, SchemaError
+
+__all__ = ["SchemaRegistry", "to_jsonable"]
+
+_SCHEMA_DIR = Path(__file__).parent
+_MAX_DEPTH = 32
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn decoded Avro (dates, timestamps) into JSON values: ISO 8601 strings."""
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+class SchemaRegistry:
+    """All event schemas known to this hub, by CloudEvents type."""
+
+    def __init__(self, directory: Path = _SCHEMA_DIR) -> None:
+        self._raw: dict[str, dict[str, Any]] = {}
+        self._parsed: dict[str, Schema] = {}
+        for path in sorted(directory.glob("*.avsc")):
+            event_type = path.name.removesuffix(".avsc")
+            raw = json.loads(path.read_text())
+            try:
+                self._parsed[event_type] = fastavro.parse_schema(raw, named_schemas={})
+            except Exception as exc:  # fastavro raises several unrelated types
+                raise SchemaError(f"schema {path.name}: cannot parse: {exc}") from exc
+            self._raw[event_type] = raw
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """Every event type with a schema."""
+        return tuple(self._raw)
+
+    def __contains__(self, event_type: object) -> bool:
+        return event_type in self._raw
+
+    def raw(self, event_type: str) -> dict[str, Any]:
+        """The schema as written in its ``.avsc`` file."""
+        return self._raw[self._known(event_type)]
+
+    def schema(self, event_type: str) -> Schema:
+        """The parsed schema."""
+        return self._parsed[self._known(event_type)]
+
+    def _known(self, event_type: str) -> str:
+        if event_type not in self._raw:
+            raise SchemaError(
+                f"unknown event type: expected one of {', '.join(sorted(self._raw))}, "
+                f"got {event_type!r}"
+            )
+        return event_type
+
+    @cached_property
+    def _paths(self) -> dict[str, frozenset[str]]:
+        return {t: frozenset(_field_paths(self._raw[t])) for t in self._raw}
+
+    def field_paths(self, event_type: str) -> frozenset[str]:
+        """Dotted paths of every field and sub-field (``address.district``)."""
+        return self._paths[self._known(event_type)]
+
+    def encode(self, event_type: str, data: Mapping[str, Any]) -> bytes:
+        """Validate a JSON-like payload and encode it as schemaless Avro."""
+        schema = self.schema(event_type)
+        if _too_deep(data):
+            raise EventValidationError(
+                f"{event_type}: payload nests deeper than {_MAX_DEPTH} levels; no schema does"
+            )
+        value = _coerce(self._raw[event_type], data, named={})
+        try:
+            fastavro.validation.validate(value, schema, raise_errors=True)
+        except fastavro.validation.ValidationError as exc:
+            raise EventValidationError(
+                f"{event_type}: payload does not match its schema: {_first_error(exc)}"
+            ) from exc
+        _check_constraints(self._raw[event_type], value, event_type, path="", named={})
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, value)
+        return buf.getvalue()
+
+    def decode(self, event_type: str, payload: bytes) -> dict[str, Any]:
+        """Decode schemaless Avro; reject truncated, trailing or out-of-range data."""
+        schema = self.schema(event_type)
+        buf = io.BytesIO(payload)
+        try:
+            value = fastavro.schemaless_reader(buf, schema, None)
+        except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError...
+            raise EventValidationError(
+                f"{event_type}: payload is not valid Avro for this type ({type(exc).__name__})"
+            ) from exc
+        if buf.tell() != len(payload):
+            raise EventValidationError(
+                f"{event_type}: payload has {len(payload) - buf.tell()} trailing bytes "
+                "after the Avro record"
+            )
+        if not isinstance(value, dict):
+            raise EventValidationError(f"{event_type}: payload is not a record")
+        _check_constraints(self._raw[event_type], value, event_type, path="", named={})
+        return value
+
+
+def _first_error(exc: Exception) -> str:
+    """The first schema mismatch as "field F: expected X, got <type>".
+
+    fastavro's own message is a JSON list (its first line is just ``[``) that echoes the
+    value; payloads are confidential, so only the value's type is named.
+    """
+    errors = getattr(exc, "errors", ())
+    if not errors:
+        text = str(exc).strip().splitlines()
+        return text[0][:300] if text else type(exc).__name__
+    first = errors[0]
+    # A union reports one error per branch, all for the same field.
+    expected = " or ".join(_describe(e.schema) for e in errors if e.field == first.field)
+    got = "nothing" if first.datum is None else f"a {type(first.datum).__name__}"
+    return f"field {first.field}: expected {expected}, got {got}"[:300]
+
+
+def _describe(schema: Any) -> str:
+    if isinstance(schema, list):
+        return " or ".join(_describe(branch) for branch in schema)
+    if isinstance(schema, dict):
+        if schema.get("type") == "enum":
+            return f"one of {', '.join(schema['symbols'])}"
+        if "logicalType" in schema:
+            return str(schema["logicalType"])
+        return str(schema.get("name") or _describe(schema.get("type")))
+    return str(schema)
+
+
+def _too_deep(value: Any, limit: int = _MAX_DEPTH) -> bool:
+    """Whether containers nest deeper than ``limit``; iterative, so it cannot overflow.
+
+    fastavro's validator recurses into (and its error message repr()s) whatever it is given,
+    so a hostile, deeply nested payload would otherwise end in RecursionError.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _resolve(schema: Any, named: dict[str, Any]) -> Any:
+    """Follow a by-name reference to a named type defined earlier in the same file."""
+    if isinstance(schema, str) and schema in named:
+        return named[schema]
+    if isinstance(schema, dict) and schema.get("type") in ("record", "enum", "fixed"):
+        ns = schema.get("namespace", "")
+        name = schema["name"]
+        named[name] = schema
+        if ns and "." not in name:
+            named[f"{ns}.{name}"] = schema
+    return schema
+
+
+def _field_paths(
+    schema: Any, prefix: str = "", named: dict[str, Any] | None = None
+) -> Iterator[str]:
+    named = {} if named is None else named
+    schema = _resolve(schema, named)
+    if isinstance(schema, list):
+        for branch in schema:
+            yield from _field_paths(branch, prefix, named)
+        return
+    if isinstance(schema, dict) and schema.get("type") == "record":
+        for field in schema["fields"]:
+            path = f"{prefix}{field['name']}"
+            yield path
+            yield from _field_paths(field["type"], f"{path}.", named)
+    elif isinstance(schema, dict) and schema.get("type") == "array":
+        yield from _field_paths(schema["items"], prefix, named)
+
+
+def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> Any:
+    """Turn JSON values into what fastavro expects (ISO dates to ``date`` objects)."""
+    if depth > _MAX_DEPTH:
+        raise EventValidationError("payload nests deeper than any schema allows")
+    schema = _resolve(schema, named)
+    if isinstance(schema, list):
+        if value is None:
+            return None
+        for branch in schema:
+            if branch != "null":
+                return _coerce(branch, value, named, depth + 1)
+        return value
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        logical = schema.get("logicalType")
+        if logical == "date" and isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError as exc:
+                raise EventValidationError(f"expected a date YYYY-MM-DD, got {value!r}") from exc
+        if logical == "timestamp-millis" and isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise EventValidationError(
+                    f"expected an ISO 8601 timestamp, got {value!r}"
+                ) from exc
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        if kind == "record" and isinstance(value, Mapping):
+            fields = {f["name"]: f for f in schema["fields"]}
+            unknown = sorted(set(value) - set(fields))
+            if unknown:
+                raise EventValidationError(
+                    f"unexpected field(s) {', '.join(map(repr, unknown))}: "
+                    f"expected only {', '.join(fields)}"
+                )
+            return {
+                name: _coerce(f["type"], value[name], named, depth + 1)
+                for name, f in fields.items()
+                if name in value
+            }
+        if kind == "array" and isinstance(value, list):
+            return [_coerce(schema["items"], v, named, depth + 1) for v in value]
+        if isinstance(kind, dict | list):
+            return _coerce(kind, value, named, depth + 1)
+    return value
+
+
+def _check_constraints(
+    schema: Any, value: Any, event_type: str, path: str, named: dict[str, Any], depth: int = 0
+) -> None:
+    if depth > _MAX_DEPTH:
+        raise EventValidationError(f"{event_type}: payload nests too deeply")
+    schema = _resolve(schema, named)
+    if isinstance(schema, list):
+        if value is None:
+            return
+        for branch in schema:
+            if branch != "null":
+                _check_constraints(branch, value, event_type, path, named, depth + 1)
+                return
+        return
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    where = path or "payload"
+    _check_props(schema, value, event_type, where)
+    if kind == "record" and isinstance(value, Mapping):
+        for field in schema["fields"]:
+            name = field["name"]
+            field_path = f"{path}.{name}" if path else name
+            # The properties may sit on the field (``{"name": "postcode", "type": "string",
+            # "hub_pattern": ...}``) as well as on the type; both must be enforced.
+            _check_props(field, value.get(name), event_type, field_path)
+            _check_constraints(
+                field["type"], value.get(name), event_type, field_path, named, depth + 1
+            )
+    elif kind == "array" and isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_constraints(schema["items"], item, event_type, f"{where}[{i}]", named, depth + 1)
+    elif isinstance(kind, dict | list):
+        _check_constraints(kind, value, event_type, path, named, depth + 1)
+
+
+def _check_props(props: Mapping[str, Any], value: Any, event_type: str, where: str) -> None:
+    """Enforce ``hub_pattern``/``hub_min``/``hub_max`` found in ``props`` on one value."""
+    if "hub_pattern" in props and isinstance(value, str):
+        if not re.fullmatch(props["hub_pattern"], value):
+            raise EventValidationError(
+                f"{event_type}: field {where}: expected to match {props['hub_pattern']}, "
+                f"got a value of length {len(value)}"
+            )
+    if isinstance(value, int) and not isinstance(value, bool):
+        low, high = props.get("hub_min"), props.get("hub_max")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise EventValidationError(
+                f"{event_type}: field {where}: expected {low}..{high}, got {value}"
+            )

@@ -1,0 +1,82 @@
+"""Settings: environment ``HUB_*`` and an optional ``hub.toml``, read once by the CLI.
+
+Nothing reads the environment at import time; callers build ``HubSettings()`` when they
+start, so tests can give each run its own data dir and broker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["HubSettings", "default_protocol_path"]
+
+
+def default_protocol_path() -> Path:
+    """The reference North Worcestershire protocol shipped with the package."""
+    return Path(__file__).parent / "policies" / "north-worcestershire.yaml"
+
+
+class HubSettings(BaseSettings):
+    """Runtime configuration of a hub process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", toml_file="hub.toml", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(default=Path(".hub"), description="state: audit db, keys, hub address")
+    kafka_bootstrap: str | None = Field(
+        default=None, description="external Kafka bootstrap servers; unset = embedded broker"
+    )
+    protocol: Path = Field(default_factory=default_protocol_path)
+    partitions: int = Field(default=3, ge=1, description="partitions per hub topic")
+    workers: int = Field(default=1, ge=1, description="router worker processes started by hub up")
+    max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    audit_url: str | None = Field(
+        default=None, description="audit store URL; unset = SQLite in the data dir"
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None, description="HMAC key for subject pseudonyms; unset = generated in data dir"
+    )
+    rebalance_timeout: float = Field(default=3.0, gt=0, description="consumer group rebalance (s)")
+    session_timeout: float = Field(default=10.0, gt=0, description="worker liveness timeout (s)")
+    audit_outage_limit: float = Field(
+        default=10.0, gt=0, description="seconds audit may fail before delivery pauses"
+    )
+    checkpoint_every: int = Field(default=500, ge=1, description="records per checkpoint")
+    checkpoint_interval: float = Field(default=10.0, gt=0, description="seconds per checkpoint")
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init arguments, then the environment, then ``hub.toml``."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def audit_db_path(self) -> Path:
+        """SQLite audit database used when ``audit_url`` is unset."""
+        return self.data_dir / "audit.sqlite3"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Development key store (private keys 0600) and per-case secrets."""
+        return self.data_dir / "keys"
+
+    @property
+    def state_file(self) -> Path:
+        """Where a running hub writes its broker address (read by publish/consume)."""
+        return self.data_dir / "hub.json"

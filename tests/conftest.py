@@ -1,0 +1,151 @@
+"""Shared fixtures: one embedded broker for the session, one running hub on it.
+
+The broker is the real Tansu binary on a random loopback port; the hub is the real
+supervisor with real worker processes. Tests wait on conditions with deadlines (the audit
+store, the topics), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from hub.agents.supervisor import Supervisor
+from hub.audit.sqlite import SQLiteAuditStore
+from hub.broker import EmbeddedBroker
+from hub.client import HubClient
+from hub.keys.file_store import FileKeyStore
+from hub.models import AuditRecord, Delivery
+from hub.settings import HubSettings
+
+pytest_plugins = ["tests.postgres"]
+
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HUB_* setting leaks in from the developer's shell (httpx's clean environ)."""
+    for name in list(os.environ):
+        if name.startswith("HUB_"):
+            monkeypatch.delenv(name)
+
+
+def wait_for(check: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:
+    """Poll ``check`` until it returns a truthy value; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or check}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """The embedded Kafka-protocol broker for the whole session."""
+    embedded = EmbeddedBroker()
+    embedded.start()
+    yield embedded
+    embedded.stop()
+
+
+class RunningHub:
+    """A hub under test: supervisor, settings and helpers to observe it."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.settings = supervisor.settings
+        self.bootstrap = supervisor.bootstrap
+        self.keys = FileKeyStore(self.settings.keys_dir)
+
+    def store(self) -> SQLiteAuditStore:
+        return SQLiteAuditStore(self.settings.audit_db_path)
+
+    def records(self, event_id: str) -> list[AuditRecord]:
+        if not self.settings.audit_db_path.exists():
+            return []
+        with self.store() as store:
+            return store.query(event_id=event_id)
+
+    def wait_records(
+        self, event_id: str, *, at_least: int = 1, timeout: float = 30.0
+    ) -> list[AuditRecord]:
+        """Audit records of an event, once the sink has written at least ``at_least``."""
+        return wait_for(
+            lambda: r if len(r := self.records(event_id)) >= at_least else None,
+            timeout=timeout,
+            what=f"audit records of {event_id}",
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "HUB_DATA_DIR": str(self.settings.data_dir),
+            "HUB_PROTOCOL": str(self.settings.protocol),
+        }
+
+    def publish(self, party: str, event_type: str, data: dict[str, Any], **kw: Any) -> str:
+        async def run() -> str:
+            async with HubClient(party, bootstrap=self.bootstrap, keys=self.keys) as client:
+                return await client.publish(event_type, data, **kw)
+
+        return asyncio.run(run())
+
+    def deliveries(
+        self,
+        party: str,
+        *,
+        timeout: float = 20.0,
+        until: Callable[[list[Delivery]], bool] | None = None,
+    ) -> list[Delivery]:
+        """Everything on hub.out.<party> so far, read with a fresh consumer group.
+
+        With ``until``, keeps reading until the predicate holds or the deadline passes.
+        """
+
+        async def run() -> list[Delivery]:
+            got: list[Delivery] = []
+            deadline = time.monotonic() + timeout
+            group = f"test-{uuid.uuid4().hex[:8]}"
+            while True:
+                got = []
+                async with HubClient(
+                    party, bootstrap=self.bootstrap, group_id=group, keys=self.keys
+                ) as c:
+                    async for d in c.deliveries(follow=False, poll_timeout=0.2):
+                        got.append(d)
+                group = f"test-{uuid.uuid4().hex[:8]}"
+                if until is None or until(got) or time.monotonic() > deadline:
+                    return got
+                await asyncio.sleep(0.2)
+
+        return asyncio.run(run())
+
+
+def start_hub(broker_bootstrap: str, data_dir: Path, **overrides: Any) -> RunningHub:
+    settings = HubSettings(data_dir=data_dir, kafka_bootstrap=broker_bootstrap, **overrides)
+    supervisor = Supervisor(settings)
+    supervisor.start()
+    return RunningHub(supervisor)
+
+
+@pytest.fixture(scope="session")
+def hub(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    """One running hub (one worker) on the session broker."""
+    running = start_hub(broker.bootstrap, tmp_path_factory.mktemp("hub"))
+    yield running
+    running.supervisor.stop()
+
+
+def unique(prefix: str) -> str:
+    """A reference no other test uses (so tests on one hub never see each other's data)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10].upper()}"

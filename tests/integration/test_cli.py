@@ -1,0 +1,440 @@
+"""The `hub` command as a user runs it: the real console script in a subprocess.
+
+The session hub's data dir holds the ``hub.json`` its supervisor wrote, so `hub publish`,
+`hub consume` and `hub audit` find the broker and the audit store through ``HUB_DATA_DIR``
+exactly as they would next to `hub up`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.models import AuditDecision, AuditRecord
+from tests.conftest import RunningHub, unique, wait_for
+from tests.factories import BAN, MARAC_RAISED, marac_flag, pubwatch_ban
+
+pytestmark = pytest.mark.integration
+
+HUB = Path(sys.executable).parent / "hub"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events"
+COORDINATOR = "marac.north-worcs"
+DEPARTMENT = "redditch-bc.housing-repairs"
+DEPARTMENT_FIELDS = {
+    "case_ref",
+    "subject_ref",
+    "markers",
+    "risk_level",
+    "address",
+    "review_date",
+    "contact",
+}
+REDDITCH_RECIPIENTS = {
+    "west-mercia-police",
+    "redditch-bc.housing-repairs",
+    "redditch-bc.neighbourhood-tenancy",
+    "redditch-bc.community-safety",
+}
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_hub(
+    *args: str, env: Mapping[str, str], stdin: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `hub` console script and capture everything it printed."""
+    return subprocess.run(
+        [str(HUB), *args],
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli(hub: RunningHub) -> Run:
+    """`hub ...` against the session hub; ``extra_env`` adds or overrides settings."""
+
+    def run(
+        *args: str,
+        stdin: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess[str]:
+        return run_hub(*args, env={**hub.env(), **(extra_env or {})}, stdin=stdin, timeout=timeout)
+
+    return run
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line a failed command printed, with no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def published_id(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line `hub publish` prints on stdout: the event id, a UUID."""
+    assert result.stdout.endswith("\n"), result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    assert str(uuid.UUID(lines[0])) == lines[0]
+    return lines[0]
+
+
+def delivered(records: list[AuditRecord]) -> set[str]:
+    return {
+        r.recipient
+        for r in records
+        if r.decision == AuditDecision.DELIVERED and r.recipient is not None
+    }
+
+
+# -- publish -----------------------------------------------------------------------------------
+
+
+def test_publish_prints_only_the_event_id(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+    data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
+    result = cli("publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data))
+    assert result.returncode == 0, result.stderr
+    event_id = published_id(result)
+    records = hub.wait_records(event_id, at_least=8)
+    assert delivered(records) == REDDITCH_RECIPIENTS
+
+
+def test_publish_wait_prints_decisions(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+    data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
+    result = cli(
+        "publish",
+        "--as",
+        COORDINATOR,
+        "--type",
+        MARAC_RAISED,
+        "--data",
+        str(data),
+        "--wait",
+        "--timeout",
+        "30",
+    )
+    assert result.returncode == 0, result.stderr
+    event_id = published_id(result)
+    decisions = [line.split() for line in result.stderr.splitlines()]
+    assert {d[1] for d in decisions if d[0] == "delivered"} == REDDITCH_RECIPIENTS
+    assert any(d[0] == "withheld" for d in decisions)
+    # --wait returned after the decision was in the store: no waiting needed here
+    assert delivered(hub.records(event_id)) == REDDITCH_RECIPIENTS
+
+
+def test_publish_reads_stdin(cli: Run, hub: RunningHub) -> None:
+    payload = json.dumps(marac_flag(unique("MARAC")))
+    result = cli(
+        "publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", "-", stdin=payload
+    )
+    assert result.returncode == 0, result.stderr
+    assert delivered(hub.wait_records(published_id(result), at_least=8)) == REDDITCH_RECIPIENTS
+
+
+def test_publish_accepts_an_example_wrapper_file(cli: Run, hub: RunningHub) -> None:
+    example = EXAMPLES / "marac-flag-raised-redditch.json"
+    wrapper = json.loads(example.read_text())
+    result = cli(
+        "publish", "--as", wrapper["source"], "--type", wrapper["type"], "--data", str(example)
+    )
+    assert result.returncode == 0, result.stderr
+    records = hub.wait_records(published_id(result), at_least=8)
+    assert all(r.publisher == "west-mercia-police" for r in records)
+    assert "redditch-bc.housing-repairs" in delivered(records)
+
+
+# -- consume -----------------------------------------------------------------------------------
+
+
+def consume_json(cli: Run, party: str) -> list[dict[str, Any]]:
+    result = cli("consume", "--as", party, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(isinstance(o, dict) for o in objects)
+    return objects
+
+
+def test_consume_prints_json_once_and_acknowledges(
+    cli: Run, hub: RunningHub, tmp_path: Path
+) -> None:
+    data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
+    published = cli("publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data))
+    assert published.returncode == 0, published.stderr
+    event_id = published_id(published)
+    hub.wait_records(event_id, at_least=8)
+
+    seen: list[dict[str, Any]] = []
+
+    def mine() -> dict[str, Any] | None:
+        # each run prints what is new for the party's group; the delivery may land a moment
+        # after its audit records, so keep consuming until it shows up
+        seen.extend(consume_json(cli, DEPARTMENT))
+        return next((o for o in seen if o["id"] == event_id), None)
+
+    got = wait_for(mine, timeout=30, what=f"{event_id} from hub consume")
+    for obj in seen:
+        assert {"id", "type", "source", "time", "data"} <= set(obj), obj
+    assert got["type"] == MARAC_RAISED
+    assert got["source"] == f"/parties/{COORDINATOR}"
+    assert got["recipient"] == DEPARTMENT
+    assert "notes" not in got["data"]
+    assert got["data"]["case_ref"] == json.loads(data.read_text())["case_ref"]
+    assert sum(o["id"] == event_id for o in seen) == 1
+
+    again = consume_json(cli, DEPARTMENT)
+    assert all(o["id"] != event_id for o in again)
+
+    ack = wait_for(
+        lambda: [
+            r
+            for r in hub.records(event_id)
+            if r.decision == AuditDecision.ACKNOWLEDGED and r.recipient == DEPARTMENT
+        ],
+        timeout=30,
+        what=f"acknowledgement of {event_id}",
+    )
+    assert len(ack) == 1
+    assert ack[0].ack_event_id is not None
+    assert ack[0].ack_event_id != event_id
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+AUDIT_KEYS = {"event_id", "recipient", "decision", "rule", "lawful_basis", "fields", "time"}
+
+
+def audit_json(cli: Run, *args: str) -> list[dict[str, Any]]:
+    result = cli("audit", "query", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_audit_query_by_event_and_by_subject(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+    flag = marac_flag(unique("MARAC"))
+    data = write_json(tmp_path / "flag.json", flag)
+    published = cli(
+        "publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data), "--wait"
+    )
+    assert published.returncode == 0, published.stderr
+    event_id = published_id(published)
+    stored = hub.wait_records(event_id, at_least=8)
+
+    by_event = audit_json(cli, "--event", event_id)
+    assert len(by_event) == len(stored)
+    for obj in by_event:
+        assert AUDIT_KEYS <= set(obj), obj
+        assert obj["event_id"] == event_id
+    police = next(o for o in by_event if o["recipient"] == "west-mercia-police")
+    assert police["decision"] == "delivered"
+    assert police["rule"]
+    assert police["lawful_basis"]
+    assert "notes" in police["fields"]  # the whole event, each field named
+    assert "dash_score" in police["fields"]
+    dept = next(o for o in by_event if o["recipient"] == DEPARTMENT)
+    assert dept["fields"] == sorted(DEPARTMENT_FIELDS)
+
+    subject = flag["subject_ref"]
+    by_subject = audit_json(cli, "--subject", subject)
+    assert {o["event_id"] for o in by_subject} == {event_id}
+    assert {o["record_id"] for o in by_subject} == {r.record_id for r in stored}
+
+    # the store holds only the keyed pseudonym, never the subject reference itself
+    assert subject not in json.dumps(by_event + by_subject)
+    for path in hub.settings.data_dir.glob(hub.settings.audit_db_path.name + "*"):
+        assert subject.encode() not in path.read_bytes(), path
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str | None, dict[str, str], str]]:
+    """name -> (arguments, stdin, extra env, fragment the error line must contain)."""
+    good = write_json(tmp / "good.json", marac_flag("MARAC-BAD-000001"))
+    malformed = tmp / "malformed.json"
+    malformed.write_text('{"case_ref": "MARAC-1",')
+    extreme = write_json(tmp / "extreme.json", marac_flag("MARAC-BAD-000002", risk_level="extreme"))
+    large = write_json(tmp / "large.json", marac_flag("MARAC-BAD-000003", notes="x" * 5000))
+    publish = ["publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data"]
+    return {
+        "unknown party": (
+            ["publish", "--as", "nobody", "--type", MARAC_RAISED, "--data", str(good)],
+            None,
+            {},
+            "nobody",
+        ),
+        "unknown consumer": (["consume", "--as", "nobody"], None, {}, "nobody"),
+        "unknown type": (
+            ["publish", "--as", COORDINATOR, "--type", "uk.csp.nothing.v1", "--data", str(good)],
+            None,
+            {},
+            "uk.csp.nothing.v1",
+        ),
+        "malformed json": ([*publish, str(malformed)], None, {}, "not valid JSON"),
+        "malformed stdin": ([*publish, "-"], "{nope", {}, "not valid JSON"),
+        "missing file": ([*publish, str(tmp / "absent.json")], None, {}, "absent.json"),
+        "not an object": ([*publish, "-"], "[1, 2]", {}, "expected a JSON object"),
+        "wrapper of another type": (
+            [
+                "publish",
+                "--as",
+                COORDINATOR,
+                "--type",
+                BAN,
+                "--data",
+                str(EXAMPLES / "marac-flag-raised-redditch.json"),
+            ],
+            None,
+            {},
+            MARAC_RAISED,
+        ),
+        "schema mismatch": ([*publish, str(extreme)], None, {}, "risk_level"),
+        "oversized": ([*publish, str(large)], None, {"HUB_MAX_EVENT_BYTES": "1024"}, "1024"),
+    }
+
+
+BAD_CASES = [
+    "unknown party",
+    "unknown consumer",
+    "unknown type",
+    "malformed json",
+    "malformed stdin",
+    "missing file",
+    "not an object",
+    "wrapper of another type",
+    "schema mismatch",
+    "oversized",
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_one_error_line(cli: Run, tmp_path: Path, case: str) -> None:
+    args, stdin, env, fragment = _bad_cases(tmp_path)[case]
+    result = cli(*args, stdin=stdin, extra_env=env)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    line = one_error_line(result)
+    assert fragment in line, line
+
+
+def test_policy_rejection_with_wait_exits_3(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+    data = write_json(tmp_path / "ban.json", pubwatch_ban(unique("PW"), decided_by="police"))
+    result = cli(
+        "publish",
+        "--as",
+        "pubwatch.redditch.crown-inn",
+        "--type",
+        BAN,
+        "--data",
+        str(data),
+        "--wait",
+    )
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    event_id = published_id(result)  # the event was published; the hub refused it
+    line = one_error_line(result)
+    assert line.startswith("error: rejected by the hub: policy_rejected"), line
+    records = hub.records(event_id)
+    assert [r.decision for r in records] == [AuditDecision.REJECTED]
+
+
+def test_duplicate_event_id_is_quarantined(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+    data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
+    event_id = str(uuid.uuid4())
+    args = (
+        "publish",
+        "--as",
+        COORDINATOR,
+        "--type",
+        MARAC_RAISED,
+        "--data",
+        str(data),
+        "--id",
+        event_id,
+        "--wait",
+    )
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert published_id(first) == event_id
+    original = hub.wait_records(event_id, at_least=8)
+
+    second = cli(*args)
+    assert published_id(second) == event_id
+    # --wait reports the decision about this very record (matched by its Kafka origin), not
+    # the original's decisions that carry the same id
+    assert second.returncode == 3, second.stderr
+    line = one_error_line(second)
+    assert line.startswith("error: rejected by the hub: duplicate_event_id"), line
+
+    def quarantine() -> list[AuditRecord]:
+        with hub.store() as store:
+            rows = store.query(decision=AuditDecision.REJECTED, limit=100_000)
+        return [
+            r for r in rows if r.reason.startswith("duplicate_event_id") and event_id in r.reason
+        ]
+
+    [record] = wait_for(quarantine, timeout=30, what=f"quarantine record of {event_id}")
+    assert record.event_id.startswith("duplicate:hub.in.")
+    assert record.publisher == COORDINATOR
+    # the original keeps its records unchanged and is delivered once
+    assert hub.records(event_id) == original
+    deliveries = hub.deliveries(DEPARTMENT)
+    assert sum(d.id == event_id for d in deliveries) == 1
+
+
+# -- no hub running ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["publish", "consume"])
+def test_without_a_running_hub_says_hub_up(tmp_path: Path, command: str) -> None:
+    data = write_json(tmp_path / "flag.json", marac_flag("MARAC-NOHUB-000001"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = (
+        ["publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data)]
+        if command == "publish"
+        else ["consume", "--as", DEPARTMENT]
+    )
+    result = run_hub(*args, env={"HUB_DATA_DIR": str(empty)})
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "`hub up`" in one_error_line(result)
+
+
+# -- help --------------------------------------------------------------------------------------
+
+COMMANDS = ["up", "demo", "broker", "publish", "consume", "policy", "audit"]
+
+
+def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
+    result = run_hub("--help", env={"HUB_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    listed = {line.strip("│ ").split(" ", 1)[0] for line in result.stdout.splitlines()}
+    assert set(COMMANDS) <= listed, result.stdout
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "policy check", "policy explain", "audit query"])
+def test_every_command_has_help(tmp_path: Path, command: str) -> None:
+    result = run_hub(*command.split(), "--help", env={"HUB_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout

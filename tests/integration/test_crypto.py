@@ -1,0 +1,147 @@
+"""Encryption, signatures and shredding through the running hub on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
+from hub.envelope.crypto import CryptoError
+from hub.envelope.escrow import open_escrowed
+from hub.envelope.party import PartyEnvelope
+from hub.errors import CaseShreddedError
+from hub.keys.cases import CaseKeys
+from hub.models import AuditDecision
+from tests.conftest import RunningHub, unique, wait_for
+from tests.factories import MARAC_RAISED, marac_flag
+
+pytestmark = pytest.mark.integration
+
+HUB = os.path.join(os.path.dirname(sys.executable), "hub")
+DEPT = "redditch-bc.housing-repairs"
+
+
+def raw_deliveries(hub: RunningHub, party: str, event_id: str) -> list[Any]:
+    async def scan() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            f"hub.out.{party}",
+            bootstrap_servers=hub.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=2000)
+            return [
+                r
+                for rs in batches.values()
+                for r in rs
+                if dict(r.headers).get("ce_id") == event_id.encode()
+            ]
+        finally:
+            await consumer.stop()
+
+    return wait_for(lambda: asyncio.run(scan()), what=f"delivery of {event_id} to {party}")
+
+
+def headers_of(record: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
+
+
+def test_broker_sees_only_ciphertext_and_another_party_cannot_read(hub: RunningHub) -> None:
+    flag = marac_flag(unique("MARAC"))
+    event_id = hub.publish("marac.north-worcs", MARAC_RAISED, flag)
+    record = raw_deliveries(hub, DEPT, event_id)[0]
+    for secret in (flag["address"]["line1"], flag["contact"]["email"], flag["subject_ref"]):
+        assert secret.encode() not in record.value
+    mine = PartyEnvelope(DEPT, store=hub.keys).open(
+        headers_of(record), key=record.key, value=record.value, expected_signer="hub"
+    )
+    assert b"Church Green East" in mine.plaintext
+    thief = PartyEnvelope("bromsgrove-dc.housing", store=hub.keys)
+    with pytest.raises(CryptoError) as err:
+        thief.open(headers_of(record), key=record.key, value=record.value, expected_signer="hub")
+    assert err.value.reason == "not_for_recipient"
+
+
+def test_rotated_recipient_key_old_deliveries_still_open(hub: RunningHub) -> None:
+    party = "redditch-bc.neighbourhood-tenancy"
+    before = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(unique("MARAC")))
+    old = raw_deliveries(hub, party, before)[0]
+    old_kid = headers_of(old)["ce_hubkid"]
+    rotated = hub.keys.rotate(party)
+    after = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(unique("MARAC")))
+    new = raw_deliveries(hub, party, after)[0]
+    assert headers_of(new)["ce_hubkid"] == rotated.encryption_key_id != old_kid
+    envelope = PartyEnvelope(party, store=hub.keys)
+    for record in (old, new):
+        envelope.open(headers_of(record), key=record.key, value=record.value, expected_signer="hub")
+
+
+def test_shred_makes_hub_side_copies_unreadable_and_is_audited(hub: RunningHub) -> None:
+    case = unique("MARAC")
+    event_id = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(case))
+    record = raw_deliveries(hub, DEPT, event_id)[0]
+    cases = CaseKeys(
+        hub.settings.keys_dir, pseudonymise=Pseudonymiser(load_pseudonym_key(hub.settings)).case
+    )
+    assert b"Church Green East" in open_escrowed(
+        cases, case, headers_of(record), key=record.key, value=record.value
+    )
+    env = {**os.environ, **hub.env()}
+    held = subprocess.run(
+        [HUB, "keys", "hold", "add", "--case", case, "--reason", "DHR", "--by", "ig-officer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert held.returncode == 0, held.stderr
+    refused = subprocess.run(
+        [HUB, "keys", "shred", "--case", case, "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "hold" in refused.stderr
+    subprocess.run(
+        [HUB, "keys", "hold", "lift", "--case", case, "--by", "ig-officer"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    shredded = subprocess.run(
+        [HUB, "keys", "shred", "--case", case, "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert shredded.returncode == 0, shredded.stderr
+    with pytest.raises(CaseShreddedError):
+        open_escrowed(cases, case, headers_of(record), key=record.key, value=record.value)
+    pseudonym = Pseudonymiser(load_pseudonym_key(hub.settings)).case(case)
+    with hub.store() as store:
+        actions = [
+            r.decision
+            for r in store.query(case_pseudonym=pseudonym)
+            if r.event_id.startswith("case-action:")
+        ]
+        delivered = [
+            r for r in store.query(event_id=event_id) if r.decision == AuditDecision.DELIVERED
+        ]
+    assert actions == [AuditDecision.HOLD_PLACED, AuditDecision.HOLD_LIFTED, AuditDecision.SHREDDED]
+    assert delivered, "the disclosure records remain after shredding"

@@ -1,0 +1,430 @@
+"""The Avro codec: every payload has exactly one reading, and bad input fails as a HubError.
+
+Payloads cross trust boundaries between partner agencies, so decoding must never accept a
+truncated, padded or mislabelled payload, never let an out-of-range value through just because
+Avro itself cannot express the range, and never crash with anything but EventValidationError
+(the hub reports HubErrors to the sender; anything else would kill a worker).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import fastavro
+import fastavro.utils
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hub.errors import EventValidationError, SchemaError
+from hub.schemas.codec import SchemaRegistry, to_jsonable
+from tests.factories import (
+    BAN,
+    MARAC_RAISED,
+    MARAC_UPDATED,
+    MARAC_WITHDRAWN,
+    SOCJAG,
+    marac_flag,
+    marac_withdrawn,
+    pubwatch_ban,
+    socjag_intel,
+)
+
+ACK = "uk.csp.delivery.ack.v1"
+REGISTRY = SchemaRegistry()
+
+#: One valid payload per event type, every optional field filled so a round trip shows all.
+SAMPLES: dict[str, dict[str, Any]] = {
+    MARAC_RAISED: marac_flag("MARAC-2026-000101"),
+    MARAC_UPDATED: marac_flag("MARAC-2026-000101", risk_level="medium", change_reason="review"),
+    MARAC_WITHDRAWN: marac_withdrawn("MARAC-2026-000101"),
+    SOCJAG: socjag_intel("SJ-2026-000007", handling_code="C", share_with=["wmp", "redditch-bc"]),
+    BAN: pubwatch_ban("PW-REDDITCH-0042"),
+    ACK: {
+        "acknowledged_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
+        "acknowledged_type": BAN,
+        "received_at": "2026-11-20T10:15:30.250000Z",
+        "status": "actioned",
+        "note": "Added to the door team briefing.",
+    },
+}
+
+#: Values that satisfy each ``hub_pattern`` in the schemas; a new pattern must be added here.
+PATTERN_EXAMPLES: dict[str, list[str]] = {
+    r"^[A-Za-z0-9][A-Za-z0-9\-/:.]{1,63}$": ["MARAC-2026-000101", "SJ/7", "a1:b.c"],
+    r"^[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2}$": ["B97 4HJ", "DY10 1AB", "WR12AA", "SW1A 1AA"],
+    r"^[a-z0-9-]+$": ["redditch", "wyre-forest", "scheme-2"],
+    r"^(OFFICIAL|OFFICIAL-SENSITIVE)$": ["OFFICIAL", "OFFICIAL-SENSITIVE"],
+}
+
+
+def _encoded(event_type: str) -> bytes:
+    return REGISTRY.encode(event_type, SAMPLES[event_type])
+
+
+def _raw_write(event_type: str, value: dict[str, Any]) -> bytes:
+    """Encode with plain fastavro, bypassing the hub's checks, as a careless sender would."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, REGISTRY.schema(event_type), value)
+    return buf.getvalue()
+
+
+def _conform(schema: Any, value: Any) -> Any:
+    """Bend a random record from ``generate_many`` into the hub's extra constraints.
+
+    fastavro only knows Avro types, so its random strings never look like postcodes and its
+    ints are rarely a 3x5x2 grade; replacing just the offending values keeps the rest random.
+    """
+    if isinstance(schema, list):
+        if value is None:
+            return None
+        branch = next(b for b in schema if b != "null")
+        return _conform(branch, value)
+    if not isinstance(schema, dict):
+        return value
+    value = _fix_props(schema, value)
+    kind = schema["type"]
+    if kind == "record":
+        out = {}
+        for field in schema["fields"]:
+            name = field["name"]
+            out[name] = _fix_props(field, _conform(field["type"], value[name]))
+        return out
+    if kind == "array":
+        return [_conform(schema["items"], item) for item in value]
+    if isinstance(kind, dict | list):
+        return _conform(kind, value)
+    return value
+
+
+def _fix_props(props: dict[str, Any], value: Any) -> Any:
+    pattern = props.get("hub_pattern")
+    if pattern is not None and isinstance(value, str):
+        examples = PATTERN_EXAMPLES[pattern]  # KeyError: add the new pattern to the table
+        if not re.fullmatch(pattern, value):
+            return examples[sum(map(ord, value)) % len(examples)]
+    low, high = props.get("hub_min"), props.get("hub_max")
+    if isinstance(value, int) and low is not None and high is not None:
+        return low + (value - low) % (high - low + 1)
+    return value
+
+
+def _random_records(event_type: str, count: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Seeded ``generate_many`` records for ``event_type``, conformed to the hub constraints."""
+    state = random.getstate()  # generate_many draws from the global generator
+    random.seed(seed)
+    try:
+        records = list(fastavro.utils.generate_many(REGISTRY.raw(event_type), count))
+    finally:
+        random.setstate(state)
+    for record in records:
+        yield _conform(REGISTRY.raw(event_type), record)
+
+
+def test_every_type_has_a_sample() -> None:
+    """A new schema must come with a sample here, or none of these tests would cover it."""
+    assert set(SAMPLES) == set(REGISTRY.types)
+
+
+@pytest.mark.parametrize("event_type", sorted(SAMPLES))
+def test_round_trip_sample(event_type: str) -> None:
+    decoded = REGISTRY.decode(event_type, _encoded(event_type))
+    assert to_jsonable(decoded) == SAMPLES[event_type]
+
+
+@pytest.mark.parametrize("event_type", sorted(SAMPLES))
+def test_round_trip_random_records(event_type: str) -> None:
+    """Random valid records survive bytes -> JSON form -> the very same bytes."""
+    for record in _random_records(event_type, 40, seed=7):
+        payload = REGISTRY.encode(event_type, record)
+        decoded = REGISTRY.decode(event_type, payload)
+        assert REGISTRY.encode(event_type, to_jsonable(decoded)) == payload
+
+
+def test_optional_fields_default_when_left_out() -> None:
+    payload = dict(SAMPLES[MARAC_RAISED])
+    del payload["notes"], payload["dash_score"]
+    decoded = REGISTRY.decode(MARAC_RAISED, REGISTRY.encode(MARAC_RAISED, payload))
+    assert decoded["notes"] is None
+    assert decoded["dash_score"] is None
+
+
+@pytest.mark.parametrize("event_type", sorted(SAMPLES))
+def test_truncated_payload_never_reads_as_the_original(event_type: str) -> None:
+    payload = _encoded(event_type)
+    original = REGISTRY.decode(event_type, payload)
+    for cut in range(len(payload)):
+        try:
+            decoded = REGISTRY.decode(event_type, payload[:cut])
+        except EventValidationError:
+            continue
+        assert decoded != original, f"a {cut}-byte prefix decoded as the whole payload"
+
+
+@pytest.mark.parametrize("event_type", sorted(SAMPLES))
+@pytest.mark.parametrize("garbage", [b"\x00", b"\x02x", b"junk" * 10])
+def test_trailing_bytes_rejected(event_type: str, garbage: bytes) -> None:
+    with pytest.raises(EventValidationError, match="trailing bytes"):
+        REGISTRY.decode(event_type, _encoded(event_type) + garbage)
+
+
+@pytest.mark.parametrize(
+    ("written_as", "read_as"), [(w, r) for w in sorted(SAMPLES) for r in sorted(SAMPLES) if w != r]
+)
+def test_payload_of_another_type_rejected(written_as: str, read_as: str) -> None:
+    """A mislabelled payload must fail, not be read as some other event's fields."""
+    with pytest.raises(EventValidationError):
+        REGISTRY.decode(read_as, _encoded(written_as))
+
+
+@pytest.mark.parametrize("grade", [0, 4, -1, 2**31 - 1])
+def test_out_of_range_source_grade_rejected_on_decode(grade: int) -> None:
+    value = REGISTRY.decode(SOCJAG, _encoded(SOCJAG)) | {"source_grade": grade}
+    with pytest.raises(EventValidationError, match=r"source_grade: expected 1\.\.3"):
+        REGISTRY.decode(SOCJAG, _raw_write(SOCJAG, value))
+
+
+def test_out_of_range_dash_score_rejected_on_decode() -> None:
+    """The range sits on the non-null branch of a union; it must still be enforced."""
+    value = REGISTRY.decode(MARAC_RAISED, _encoded(MARAC_RAISED)) | {"dash_score": 25}
+    with pytest.raises(EventValidationError, match=r"dash_score: expected 0\.\.24"):
+        REGISTRY.decode(MARAC_RAISED, _raw_write(MARAC_RAISED, value))
+
+
+@pytest.mark.parametrize(
+    ("event_type", "override", "field"),
+    [
+        (SOCJAG, {"source_grade": 5}, "source_grade"),
+        (MARAC_RAISED, {"dash_score": -1}, "dash_score"),
+        (MARAC_RAISED, {"case_ref": "-leading-dash"}, "case_ref"),
+        (SOCJAG, {"classification": "SECRET"}, "classification"),
+        (SOCJAG, {"subject_refs": ["SUBJ-1", "bad ref"]}, r"subject_refs\[1\]"),
+        (BAN, {"scheme": "Redditch Town"}, "scheme"),
+    ],
+)
+def test_constraint_violations_rejected_on_encode(
+    event_type: str, override: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(EventValidationError, match=f"field {field}: expected"):
+        REGISTRY.encode(event_type, SAMPLES[event_type] | override)
+
+
+@pytest.mark.parametrize("postcode", ["not a postcode", "b97 4hj", "B97 4HJ\n", "", "12345"])
+def test_bad_postcode_rejected(postcode: str) -> None:
+    """The pattern sits on the field, not its type; both encode and decode enforce it."""
+    payload = marac_flag("MARAC-2026-000101", address={"postcode": postcode})
+    with pytest.raises(EventValidationError, match=r"field address\.postcode"):
+        REGISTRY.encode(MARAC_RAISED, payload)
+    value = REGISTRY.decode(MARAC_RAISED, _encoded(MARAC_RAISED))
+    value["address"]["postcode"] = postcode
+    with pytest.raises(EventValidationError, match=r"field address\.postcode"):
+        REGISTRY.decode(MARAC_RAISED, _raw_write(MARAC_RAISED, value))
+
+
+@pytest.mark.parametrize("postcode", ["B97 4HJ", "B974HJ", "DY10 1AB", "SW1A 1AA"])
+def test_good_postcodes_accepted(postcode: str) -> None:
+    payload = marac_flag("MARAC-2026-000101", address={"postcode": postcode})
+    decoded = REGISTRY.decode(MARAC_RAISED, REGISTRY.encode(MARAC_RAISED, payload))
+    assert decoded["address"]["postcode"] == postcode
+
+
+def test_pattern_error_does_not_echo_the_value() -> None:
+    """Error messages reach logs and senders; payload values may be confidential."""
+    with pytest.raises(EventValidationError) as caught:
+        REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-1", address={"postcode": "Jane Doe"}))
+    assert "Jane Doe" not in str(caught.value)
+
+
+def test_schema_mismatch_names_the_field_not_the_value() -> None:
+    with pytest.raises(EventValidationError) as caught:
+        REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-1", risk_level="Jane Doe at No 14"))
+    message = str(caught.value)
+    assert "risk_level" in message
+    assert "standard, medium, high" in message
+    assert "Jane Doe" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        ({"victim_name": "Jane"}, "victim_name"),
+        ({"address": {"flat": "2"}}, "flat"),
+        ({"contact": {"mobile": "07700 900000"}}, "mobile"),
+    ],
+)
+def test_unknown_field_rejected_naming_it(override: dict[str, Any], name: str) -> None:
+    """Avro would silently drop an unknown field: a typo'd or smuggled field must fail."""
+    with pytest.raises(EventValidationError, match=f"unexpected field.*'{name}'"):
+        REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-2026-000101", **override))
+
+
+def test_missing_required_field_rejected_naming_it() -> None:
+    payload = dict(SAMPLES[MARAC_RAISED])
+    del payload["case_ref"]
+    with pytest.raises(EventValidationError, match=r"case_ref: expected .*got nothing"):
+        REGISTRY.encode(MARAC_RAISED, payload)
+
+
+@pytest.mark.parametrize("date", ["2026-13-01", "19/11/2026", "", "2026-02-30", "tomorrow"])
+def test_bad_date_rejected(date: str) -> None:
+    with pytest.raises(EventValidationError, match="expected a date YYYY-MM-DD"):
+        REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-2026-000101", marac_date=date))
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", "2026-11-20 25:00", ""])
+def test_bad_timestamp_rejected(stamp: str) -> None:
+    with pytest.raises(EventValidationError, match="expected an ISO 8601 timestamp"):
+        REGISTRY.encode(ACK, SAMPLES[ACK] | {"received_at": stamp})
+
+
+def _nested_dict(depth: int) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    node = top
+    for _ in range(depth):
+        node["x"] = {}
+        node = node["x"]
+    return top
+
+
+def _nested_list(depth: int) -> list[Any]:
+    top: list[Any] = []
+    for _ in range(depth):
+        top = [top]
+    return top
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"notes": _nested_dict(5000)},
+        {"markers": _nested_list(5000)},
+        {"address": _nested_dict(5000)},
+        {"contact": {"name": _nested_list(5000)}},
+        {"dash_score": _nested_dict(40)},
+    ],
+    ids=["dict-in-string", "list-in-array", "dict-as-record", "list-in-record", "shallow"],
+)
+def test_deep_nesting_rejected_cleanly(override: dict[str, Any]) -> None:
+    """A hostile payload nested thousands deep must fail as invalid, not as RecursionError."""
+    with pytest.raises(EventValidationError):
+        REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-2026-000101", **override))
+
+
+def test_self_referencing_payload_rejected() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(EventValidationError, match="nests deeper"):
+        REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-2026-000101", markers=loop))
+
+
+def test_unknown_event_type_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match="unknown event type"):
+        REGISTRY.encode("uk.csp.nope.v1", {})
+    with pytest.raises(SchemaError, match="unknown event type"):
+        REGISTRY.decode("uk.csp.nope.v1", b"")
+
+
+def test_field_paths_of_raised() -> None:
+    """Policies select on these paths; a path that is not in the schema must not appear."""
+    assert REGISTRY.field_paths(MARAC_RAISED) == {
+        "case_ref",
+        "subject_ref",
+        "address",
+        "address.line1",
+        "address.town",
+        "address.postcode",
+        "address.district",
+        "risk_level",
+        "referral_reason",
+        "dash_score",
+        "marac_date",
+        "review_date",
+        "contact",
+        "contact.name",
+        "contact.phone",
+        "contact.email",
+        "markers",
+        "notes",
+    }
+    assert "district" not in REGISTRY.field_paths(MARAC_RAISED)
+    assert "address.flat" not in REGISTRY.field_paths(MARAC_RAISED)
+
+
+def test_field_paths_follow_unions_and_arrays() -> None:
+    paths = REGISTRY.field_paths(SOCJAG)
+    assert {"location.district", "handling_conditions.share_with"} <= paths
+    assert "handling_conditions.share_with.items" not in paths
+
+
+# --- properties: whatever arrives, the only failure is EventValidationError -------------------
+
+_TYPES = st.sampled_from(sorted(SAMPLES))
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+
+
+def _accept_or_reject(event_type: str, payload: bytes) -> None:
+    try:
+        decoded = REGISTRY.decode(event_type, payload)
+    except EventValidationError:
+        return
+    # Whatever decode accepts, encode must accept back: no value escapes the hub's checks.
+    REGISTRY.encode(event_type, to_jsonable(decoded))
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_type=_TYPES, payload=st.binary(max_size=300))
+def test_decode_random_bytes_only_raises_validation_error(event_type: str, payload: bytes) -> None:
+    _accept_or_reject(event_type, payload)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event_type=_TYPES, data=st.data())
+def test_decode_mutated_payload_only_raises_validation_error(
+    event_type: str, data: st.DataObject
+) -> None:
+    """Near-valid bytes reach much deeper into the decoder than random ones do."""
+    payload = bytearray(_encoded(event_type))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(payload)))
+        action = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if action == "insert" or at == len(payload):
+            payload[at:at] = data.draw(st.binary(min_size=1, max_size=9))
+        elif action == "flip":
+            payload[at] = data.draw(st.integers(0, 255))
+        else:
+            del payload[at]
+    _accept_or_reject(event_type, bytes(payload))
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_type=_TYPES, payload=st.dictionaries(st.text(max_size=12), _JSON, max_size=6))
+def test_encode_random_dict_only_raises_validation_error(
+    event_type: str, payload: dict[str, Any]
+) -> None:
+    try:
+        REGISTRY.encode(event_type, payload)
+    except EventValidationError:
+        return
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_type=_TYPES, data=st.data())
+def test_encode_sample_with_one_field_replaced(event_type: str, data: st.DataObject) -> None:
+    """One wrong field in an otherwise valid payload fails cleanly; if accepted, it round-trips."""
+    payload = dict(SAMPLES[event_type])
+    key = data.draw(st.sampled_from(sorted(payload)))
+    payload[key] = data.draw(_JSON)
+    try:
+        encoded = REGISTRY.encode(event_type, payload)
+    except EventValidationError:
+        return
+    decoded = REGISTRY.decode(event_type, encoded)
+    assert REGISTRY.encode(event_type, to_jsonable(decoded)) == encoded

@@ -1,0 +1,136 @@
+"""``hub keys ...`` through typer's CliRunner, against a temporary data dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from hub.cli.keys import app
+from hub.keys import HUB_PARTY, FileKeyStore, KeyStatus
+from hub.policies.loader import load_protocol
+from hub.settings import default_protocol_path
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)  # no stray hub.toml
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str, ok: bool = True) -> Result:
+    result = runner.invoke(app, list(args))
+    assert (result.exit_code == 0) is ok, result.output
+    return result
+
+
+def json_lines(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def store(tmp_path: Path) -> FileKeyStore:
+    return FileKeyStore(tmp_path / "data" / "keys")
+
+
+def test_init_creates_every_protocol_party_and_the_hub(runner: CliRunner, tmp_path: Path) -> None:
+    result = run(runner, "init")
+    expected = {*load_protocol(default_protocol_path()).party_ids, HUB_PARTY}
+    assert set(store(tmp_path).parties()) == expected
+    assert f"{len(expected)} created, 0 already had keys" in result.stdout
+
+    again = run(runner, "init")  # idempotent
+    assert f"0 created, {len(expected)} already had keys" in again.stdout
+    protocol_suite = load_protocol(default_protocol_path()).crypto.suite
+    assert {store(tmp_path).active(p).suite.value for p in expected} == {protocol_suite}
+
+
+def test_init_suite_option_overrides_the_protocol(runner: CliRunner, tmp_path: Path) -> None:
+    run(runner, "init", "--party", HUB_PARTY, "--suite", "x25519")
+    assert store(tmp_path).active(HUB_PARTY).suite.value == "x25519"
+
+
+def test_init_selected_parties_with_pq_suite(runner: CliRunner, tmp_path: Path) -> None:
+    party = load_protocol(default_protocol_path()).party_ids[0]
+    result = run(runner, "init", "--party", party, "--suite", "mlkem768-x25519", "--json")
+    (record,) = json_lines(result)
+    assert record["party"] == party
+    assert record["suite"] == "mlkem768-x25519"
+    assert store(tmp_path).parties() == [party]
+
+
+def test_init_unknown_party_is_one_line_error(runner: CliRunner) -> None:
+    result = run(runner, "init", "--party", "no-such-agency", ok=False)
+    assert result.exit_code == 1
+    assert "no-such-agency" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_list_rotate_revoke(runner: CliRunner, tmp_path: Path) -> None:
+    run(runner, "init", "--party", HUB_PARTY)
+    (first,) = json_lines(run(runner, "list", "--json"))
+    assert first["status"] == "active"
+
+    (rotated,) = json_lines(run(runner, "rotate", "--party", HUB_PARTY, "--json"))
+    listed = json_lines(run(runner, "list", "--party", HUB_PARTY, "--json"))
+    assert [r["status"] for r in listed] == ["active", "retired"]
+    assert listed[0]["signing_key_id"] == rotated["signing_key_id"]
+
+    result = run(runner, "revoke", "--key", rotated["signing_key_id"], "--reason", "compromised")
+    assert "no active key" in result.stdout
+    assert store(tmp_path).by_key_id(rotated["signing_key_id"]).status is KeyStatus.REVOKED
+    text = run(runner, "list").stdout
+    assert "revoked" in text
+    assert "retired" in text
+
+    missing = run(runner, "revoke", "--key", "hub#0000000000000000", "--reason", "x", ok=False)
+    assert "no such key id" in missing.stderr
+
+
+def test_rotate_unknown_party_fails_cleanly(runner: CliRunner) -> None:
+    result = run(runner, "rotate", "--party", "nobody", ok=False)
+    assert "hub keys init --party nobody" in result.stderr
+
+
+def test_export_public_keys(runner: CliRunner, tmp_path: Path) -> None:
+    run(runner, "init", "--party", HUB_PARTY)
+    body = json.loads(run(runner, "export", "--party", HUB_PARTY).stdout)
+    assert body["format"] == "hub.keys.directory.v1"
+    (record,) = body["keys"]
+    assert record["party"] == HUB_PARTY
+    assert not any("private" in name for name in record)
+
+    out = tmp_path / "hub-keys.json"
+    run(runner, "export", "--out", str(out))
+    assert json.loads(out.read_text()) == body
+    assert "found none" in run(runner, "export", "--party", "x", ok=False).stderr
+
+
+def test_shred_with_hold(runner: CliRunner, tmp_path: Path) -> None:
+    hold = run(runner, "hold", "add", "--case", "DHR-7", "--reason", "DHR", "--by", "csp")
+    assert "hold placed on case pc_" in hold.stdout
+    (listed,) = json_lines(run(runner, "hold", "list", "--json"))
+    assert listed["reason"] == "DHR"
+    assert "DHR-7" not in json.dumps(listed)  # only the pseudonym is kept
+
+    refused = run(runner, "shred", "--case", "DHR-7", "--yes", ok=False)
+    assert "legal hold" in refused.stderr
+    assert "hub keys hold lift" in refused.stderr
+
+    run(runner, "hold", "lift", "--case", "DHR-7", "--by", "csp")
+    assert run(runner, "hold", "list").stdout == ""
+    shredded = run(runner, "shred", "--case", "DHR-7", "--yes")
+    assert "shredded case pc_" in shredded.stdout
+    assert "DHR-7" not in "".join(p.name for p in (tmp_path / "data").rglob("*"))
+
+
+def test_shred_asks_for_confirmation(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["shred", "--case", "C-1"], input="n\n")
+    assert result.exit_code == 1  # aborted
+    assert not list((tmp_path / "data").rglob("*.shredded"))
+    result = runner.invoke(app, ["shred", "--case", "C-1"], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "data").rglob("*.shredded"))) == 1

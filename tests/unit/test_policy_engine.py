@@ -1,0 +1,641 @@
+"""The policy engine against the reference protocol: who receives what, and properties.
+
+Every rule of hub/policies/north-worcestershire.yaml is exercised with realistic, schema-valid
+events; hypothesis then checks the invariants that make default deny trustworthy over random
+payloads, publishers and protocols.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.models import Decision, RecipientDecision
+from hub.policies.engine import evaluate, minimise
+from hub.policies.loader import load_protocol
+from hub.policies.model import Protocol, Rule
+from hub.schemas.codec import SchemaRegistry
+from hub.settings import default_protocol_path
+
+REGISTRY = SchemaRegistry()
+REF = load_protocol(default_protocol_path())
+
+RAISED = "uk.csp.marac.flag.raised.v1"
+UPDATED = "uk.csp.marac.flag.updated.v1"
+WITHDRAWN = "uk.csp.marac.flag.withdrawn.v1"
+INTEL = "uk.csp.socjag.intel.v1"
+BAN = "uk.csp.pubwatch.ban.v1"
+
+POLICE = "west-mercia-police"
+LICENSING = "west-mercia-police.licensing"
+MARAC = "marac.north-worcs"
+CROWN, SUN = "pubwatch.redditch.crown-inn", "pubwatch.redditch.rising-sun"
+RETAIL = "bcrp.redditch.kingfisher-retail"
+SCHEME_PARTIES = {CROWN, SUN, RETAIL}
+REDDITCH_DEPTS = {
+    "redditch-bc.housing-repairs",
+    "redditch-bc.neighbourhood-tenancy",
+    "redditch-bc.community-safety",
+}
+BROMSGROVE_DEPTS = {"bromsgrove-dc.housing", "bromsgrove-dc.community-safety"}
+WYRE_FOREST_DEPTS = {"wyre-forest-dc.housing", "wyre-forest-dc.community-safety"}
+SOCJAG_DEPARTMENTS = {
+    "redditch-bc.community-safety",
+    "bromsgrove-dc.community-safety",
+    "wyre-forest-dc.community-safety",
+    "wrs",
+}
+SOCJAG_NEED_TO_KNOW = {"worcestershire-cc.childrens-services", "hwfrs", "probation"}
+SOCJAG_OTHERS = SOCJAG_DEPARTMENTS | SOCJAG_NEED_TO_KNOW  # socjag members but the publisher
+
+DEPARTMENT_FLAG = {
+    "case_ref",
+    "subject_ref",
+    "markers",
+    "risk_level",
+    "address",
+    "review_date",
+    "contact",
+}
+BAN_SUMMARY = {"ban_ref", "scheme", "subject", "ban_start", "ban_end"}
+
+
+# --- sample events (schema-valid, as publishers would send them) ---------------------------
+
+
+def marac_flag(district: str = "redditch", **extra: Any) -> dict[str, Any]:
+    return {
+        "case_ref": "MARAC-2026-0042",
+        "subject_ref": "SUBJ-7F3A",
+        "address": {
+            "line1": "12 Church Road",
+            "town": "Redditch",
+            "postcode": "B97 4AB",
+            "district": district,
+        },
+        "risk_level": "high",
+        "referral_reason": "dash",
+        "dash_score": 16,
+        "marac_date": "2026-11-19",
+        "review_date": "2027-05-19",
+        "contact": {
+            "name": "MARAC coordinator",
+            "phone": "01527 000000",
+            "email": "marac@example.org",
+        },
+        "markers": ["property", "person"],
+        "notes": "confidential: perpetrator damaged the front door lock",
+        **extra,
+    }
+
+
+def marac_withdrawal(district: str = "redditch") -> dict[str, Any]:
+    flag = marac_flag(district)
+    return {
+        "case_ref": flag["case_ref"],
+        "subject_ref": flag["subject_ref"],
+        "address": flag["address"],
+        "withdrawn_on": "2027-05-19",
+        "reason": "risk_reduced",
+        "contact": flag["contact"],
+        "notes": "confidential: closed at MARAC",
+    }
+
+
+def intel(
+    handling_code: str = "P",
+    classification: str = "OFFICIAL",
+    share_with: Sequence[str] = (),
+) -> dict[str, Any]:
+    return {
+        "intel_ref": "INT-2026-0099",
+        "subject_refs": ["SUBJ-1", "SUBJ-2"],
+        "category": "county_lines",
+        "location": {"area": "Winyates", "district": "redditch"},
+        "source_grade": 2,
+        "intel_grade": "B",
+        "handling_code": handling_code,
+        "handling_conditions": (
+            {"conditions": "not to be shared further", "share_with": list(share_with)}
+            if handling_code == "C"
+            else None
+        ),
+        "classification": classification,
+        "summary": "suspected cuckooing at a flat in Winyates",
+    }
+
+
+def ban(
+    incident_type: str = "violence", *, scheme: str = "redditch", decided_by: str = "scheme_board"
+) -> dict[str, Any]:
+    return {
+        "ban_ref": "BAN-2026-0007",
+        "scheme": scheme,
+        "subject": {"name": "A Person", "date_of_birth": "1990-01-02", "photo_ref": "PHOTO-77"},
+        "premises": "The Crown Inn",
+        "incident_type": incident_type,
+        "ban_start": "2026-11-20",
+        "ban_end": "2027-11-19",
+        "decided_by": decided_by,
+    }
+
+
+def decide(event_type: str, publisher: str, data: Mapping[str, Any]) -> Decision:
+    REGISTRY.encode(event_type, data)  # the samples must be events a publisher could send
+    return evaluate(REF, event_id="evt-1", event_type=event_type, publisher=publisher, data=data)
+
+
+def deliveries(decision: Decision) -> dict[str, RecipientDecision]:
+    return {r.party: r for r in decision.deliveries}
+
+
+def outcome_for(decision: Decision, party: str) -> RecipientDecision | None:
+    return next((r for r in decision.recipients if r.party == party), None)
+
+
+# --- MARAC ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", [RAISED, UPDATED, WITHDRAWN])
+@pytest.mark.parametrize(("publisher", "holder"), [(MARAC, POLICE), (POLICE, MARAC)])
+def test_marac_flag_in_full_to_police_and_coordinator(
+    event_type: str, publisher: str, holder: str
+) -> None:
+    data = marac_withdrawal() if event_type == WITHDRAWN else marac_flag()
+    got = deliveries(decide(event_type, publisher, data))[holder]
+    assert got.rule_id == "marac-flag-full"
+    assert minimise(data, got.fields) == data
+    assert got.lawful_basis == "UK GDPR Art 6(1)(e) public task"
+    assert publisher not in deliveries(decide(event_type, publisher, data))
+
+
+@pytest.mark.parametrize("event_type", [RAISED, UPDATED])
+def test_marac_flag_district_departments_get_minimal_flag(event_type: str) -> None:
+    data = marac_flag("redditch", **({"change_reason": "risk up"} if event_type == UPDATED else {}))
+    decision = decide(event_type, MARAC, data)
+    got = deliveries(decision)
+    assert set(got) == REDDITCH_DEPTS | {POLICE}
+    for dept in REDDITCH_DEPTS:
+        assert got[dept].rule_id == "marac-flag-district-departments"
+        payload = minimise(data, got[dept].fields)
+        assert set(payload) == DEPARTMENT_FLAG
+        assert not {"notes", "dash_score", "referral_reason", "marac_date"} & set(payload)
+        assert payload["address"] == data["address"]
+    for dept in BROMSGROVE_DEPTS | WYRE_FOREST_DEPTS:
+        withheld = outcome_for(decision, dept)
+        assert withheld is not None
+        assert withheld.outcome == "withhold"
+        assert "party.district == event.address.district" in withheld.reason
+
+
+def test_marac_flag_follows_the_district_of_the_address() -> None:
+    got = deliveries(decide(RAISED, MARAC, marac_flag("bromsgrove")))
+    assert set(got) == BROMSGROVE_DEPTS | {POLICE}
+    outside = deliveries(decide(RAISED, MARAC, marac_flag("worcester")))
+    assert set(outside) == {POLICE}
+
+
+def test_marac_withdrawal_reaches_the_departments_holding_the_flag() -> None:
+    data = marac_withdrawal("wyre_forest")
+    got = deliveries(decide(WITHDRAWN, POLICE, data))
+    assert set(got) == WYRE_FOREST_DEPTS | {MARAC}
+    for dept in WYRE_FOREST_DEPTS:
+        assert got[dept].rule_id == "marac-withdrawal-district-departments"
+        payload = minimise(data, got[dept].fields)
+        assert set(payload) == {"case_ref", "subject_ref", "address", "withdrawn_on", "contact"}
+
+
+@pytest.mark.parametrize("event_type", [RAISED, UPDATED, WITHDRAWN])
+def test_marac_never_reaches_pubwatch_or_retail(event_type: str) -> None:
+    data = marac_withdrawal() if event_type == WITHDRAWN else marac_flag()
+    assert not SCHEME_PARTIES & set(deliveries(decide(event_type, MARAC, data)))
+
+
+def test_marac_flag_from_a_department_is_rejected() -> None:
+    decision = decide(RAISED, "redditch-bc.housing-repairs", marac_flag())
+    assert decision.rejected
+    assert decision.reject_reason is not None
+    assert "may not publish" in decision.reject_reason
+    assert decision.recipients == ()
+
+
+# --- SOCJAG ---------------------------------------------------------------------------------
+
+
+def test_socjag_p_official_reaches_every_socjag_member() -> None:
+    data = intel("P", "OFFICIAL")
+    got = deliveries(decide(INTEL, POLICE, data))
+    assert set(got) == SOCJAG_OTHERS
+    for party in got.values():
+        assert party.rule_id == "socjag-intel-p-official"
+        assert "handling_conditions" not in minimise(data, party.fields)
+
+
+def test_socjag_p_official_sensitive_never_to_department_feeds() -> None:
+    decision = decide(INTEL, POLICE, intel("P", "OFFICIAL-SENSITIVE"))
+    got = deliveries(decision)
+    assert set(got) == SOCJAG_NEED_TO_KNOW
+    assert all(r.rule_id == "socjag-intel-p-sensitive" for r in got.values())
+    for dept in SOCJAG_DEPARTMENTS:
+        withheld = outcome_for(decision, dept)
+        assert withheld is not None
+        assert withheld.outcome == "withhold"
+
+
+def test_socjag_c_only_to_parties_its_conditions_name() -> None:
+    share = ["probation", "redditch-bc.community-safety", CROWN, "hw-icb"]
+    data = intel("C", "OFFICIAL", share)
+    got = deliveries(decide(INTEL, POLICE, data))
+    # police publish it; crown-inn and hw-icb are not socjag members, so the role never
+    # selects them even though the conditions name them
+    assert set(got) == {"probation", "redditch-bc.community-safety"}
+    for party in got.values():
+        assert party.rule_id == "socjag-intel-c-conditions"
+        assert minimise(data, party.fields)["handling_conditions"] == data["handling_conditions"]
+
+
+def test_socjag_c_sensitive_still_never_to_department_feeds() -> None:
+    decision = decide(
+        INTEL, POLICE, intel("C", "OFFICIAL-SENSITIVE", ["probation", "wrs", "hwfrs"])
+    )
+    assert set(deliveries(decision)) == {"probation", "hwfrs"}
+    wrs = outcome_for(decision, "wrs")
+    assert wrs is not None
+    assert wrs.outcome == "withhold"
+    assert wrs.rule_id == "sensitive-never-department-wide"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        intel("P", "OFFICIAL"),
+        intel("P", "OFFICIAL-SENSITIVE"),
+        intel("C", "OFFICIAL", [CROWN, SUN, RETAIL]),
+    ],
+)
+def test_intel_never_reaches_pubwatch_or_retail(data: dict[str, Any]) -> None:
+    assert not SCHEME_PARTIES & set(deliveries(decide(INTEL, POLICE, data)))
+
+
+def test_intel_from_anyone_but_the_police_is_rejected() -> None:
+    assert decide(INTEL, "probation", intel()).rejected
+
+
+# --- Pub Watch and the retail partnership ---------------------------------------------------
+
+
+def test_ban_reaches_other_scheme_members_and_police_licensing() -> None:
+    data = ban("violence")
+    decision = decide(BAN, CROWN, data)
+    got = deliveries(decision)
+    assert set(got) == {SUN, LICENSING}
+    member = minimise(data, got[SUN].fields)
+    assert set(member) == BAN_SUMMARY
+    assert member["subject"] == data["subject"]  # name, date of birth, photo reference
+    assert got[SUN].rule_id == "pubwatch-ban-scheme-members"
+    assert got[LICENSING].rule_id == "pubwatch-ban-police-licensing"
+    assert minimise(data, got[LICENSING].fields) == data
+    retail = outcome_for(decision, RETAIL)
+    assert retail is not None
+    assert retail.outcome == "withhold"
+
+
+def test_theft_ban_also_reaches_the_retail_partnership() -> None:
+    data = ban("theft")
+    got = deliveries(decide(BAN, SUN, data))
+    assert set(got) == {CROWN, LICENSING, RETAIL}
+    assert got[RETAIL].rule_id == "pubwatch-theft-ban-retail"
+    assert set(minimise(data, got[RETAIL].fields)) == BAN_SUMMARY
+
+
+@pytest.mark.parametrize("incident", ["violence", "disorder", "drugs", "other"])
+def test_night_time_bans_never_reach_retail(incident: str) -> None:
+    assert RETAIL not in deliveries(decide(BAN, CROWN, ban(incident)))
+
+
+def test_ban_decided_by_police_is_rejected() -> None:
+    decision = decide(BAN, CROWN, ban(decided_by="police"))
+    assert decision.rejected
+    assert decision.reject_rule == "ban-decided-by-police"
+    assert decision.recipients == ()
+
+
+@pytest.mark.parametrize(
+    ("publisher", "data"),
+    [
+        (CROWN, ban(scheme="bromsgrove")),  # not a member of that scheme
+        (RETAIL, ban("theft")),  # retailers do not publish Pub Watch bans
+        (POLICE, ban()),  # the scheme decides, not the police
+        ("no-such-party", ban()),
+    ],
+)
+def test_ban_from_a_publisher_not_allowed_is_rejected(publisher: str, data: dict[str, Any]) -> None:
+    decision = decide(BAN, publisher, data)
+    assert decision.rejected
+    assert decision.reject_reason is not None
+    assert "may not publish" in decision.reject_reason
+
+
+def test_an_event_type_no_rule_covers_is_default_denied() -> None:
+    decision = evaluate(
+        REF,
+        event_id="e",
+        event_type="uk.csp.delivery.ack.v1",
+        publisher=POLICE,
+        data={"acknowledged_event_id": "x"},
+    )
+    assert not decision.rejected
+    assert decision.deliveries == ()
+    assert [r.party for r in decision.recipients] == ["*"]
+    assert "default deny" in decision.recipients[0].reason
+
+
+def test_every_reference_rule_is_exercised() -> None:
+    """A new rule in the reference protocol needs a who-receives-what test here."""
+    samples = [
+        (RAISED, MARAC, marac_flag()),
+        (UPDATED, POLICE, marac_flag()),
+        (WITHDRAWN, MARAC, marac_withdrawal()),
+        (INTEL, POLICE, intel("P", "OFFICIAL")),
+        (INTEL, POLICE, intel("P", "OFFICIAL-SENSITIVE")),
+        (INTEL, POLICE, intel("C", "OFFICIAL", ["probation"])),
+        (BAN, CROWN, ban("theft")),
+    ]
+    used = {r.rule_id for t, p, d in samples for r in decide(t, p, d).deliveries}
+    assert used == {r.id for r in REF.rules}
+
+
+# --- the engine itself ------------------------------------------------------------------------
+
+
+def _tiny_protocol(recipients: list[dict[str, Any]]) -> Protocol:
+    return Protocol.model_validate(
+        {
+            "protocol": {"id": "t", "title": "t", "version": "1"},
+            "relevant_authorities": ["council"],
+            "parties": [
+                {"id": "pub", "name": "P", "kind": "council"},
+                {"id": "a.dept", "name": "A", "kind": "council", "roles": ["r"], "district": "x"},
+            ],
+            "rules": [
+                {
+                    "id": "r1",
+                    "description": "d",
+                    "events": [WITHDRAWN],
+                    "publishers": {"parties": ["pub"]},
+                    "recipients": recipients,
+                    "fields": ["case_ref"],
+                    "lawful_basis": "b",
+                }
+            ],
+        }
+    )
+
+
+def test_recipient_clauses_are_alternatives() -> None:
+    """A later clause still grants when an earlier clause selects the party but fails."""
+    protocol = _tiny_protocol(
+        [
+            {"roles": ["r"], "when": [{"party": "district", "equals_field": "address.district"}]},
+            {"parties": ["a.dept"]},
+        ]
+    )
+    decision = evaluate(
+        protocol, event_id="e", event_type=WITHDRAWN, publisher="pub", data=marac_withdrawal()
+    )
+    assert set(deliveries(decision)) == {"a.dept"}
+
+
+def test_failed_clauses_explain_the_withhold() -> None:
+    protocol = _tiny_protocol(
+        [{"roles": ["r"], "when": [{"party": "district", "equals_field": "address.district"}]}]
+    )
+    decision = evaluate(
+        protocol, event_id="e", event_type=WITHDRAWN, publisher="pub", data=marac_withdrawal()
+    )
+    withheld = outcome_for(decision, "a.dept")
+    assert withheld is not None
+    assert withheld.outcome == "withhold"
+    assert withheld.rule_id == "r1"
+    assert "condition not met" in withheld.reason
+
+
+def test_minimise_keeps_only_allow_listed_paths() -> None:
+    data: dict[str, Any] = {"a": {"b": 1, "c": {"d": 2}}, "e": [1, 2], "f": None}
+    assert minimise(data, ["a.c.d", "f", "zz", "a.b.q"]) == {"a": {"c": {"d": 2}}, "f": None}
+    assert minimise(data, ["a", "a.b"]) == {"a": {"b": 1, "c": {"d": 2}}}
+    everything = minimise(data, ["*"])
+    assert everything == data
+    everything["a"]["b"] = 99
+    assert data["a"]["b"] == 1  # a copy, never the publisher's object
+
+
+# --- properties -------------------------------------------------------------------------------
+
+_INTERESTING = [
+    *REF.party_ids,
+    "redditch",
+    "bromsgrove",
+    "wyre_forest",
+    "OFFICIAL",
+    "OFFICIAL-SENSITIVE",
+    "P",
+    "C",
+    "theft",
+    "police",
+]
+_STRINGS = st.sampled_from(_INTERESTING) | st.text(max_size=6)
+
+
+def _payloads(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Random JSON payloads shaped by an Avro schema, strings biased to policy-relevant ones."""
+    if isinstance(schema, str):
+        if schema in named:
+            return _payloads(named[schema], named)
+        primitives: dict[str, st.SearchStrategy[Any]] = {
+            "string": _STRINGS,
+            "int": st.integers(-3, 30),
+            "long": st.integers(-3, 30),
+            "boolean": st.booleans(),
+            "null": st.none(),
+        }
+        return primitives[schema]
+    if isinstance(schema, list):
+        return st.one_of(*(_payloads(branch, named) for branch in schema))
+    kind = schema["type"]
+    if isinstance(kind, dict | list):
+        return _payloads(kind, named)
+    if kind in ("record", "enum"):
+        named[schema["name"]] = schema
+        if "namespace" in schema:
+            named[f"{schema['namespace']}.{schema['name']}"] = schema
+    if kind == "record":
+        required = {f["name"]: _payloads(f["type"], named) for f in schema["fields"]}
+        optional = {
+            k: required.pop(k) for k in [f["name"] for f in schema["fields"] if "default" in f]
+        }
+        return st.fixed_dictionaries(required, optional=optional)
+    if kind == "enum":
+        return st.sampled_from(schema["symbols"])
+    if kind == "array":
+        return st.lists(_payloads(schema["items"], named), max_size=4)
+    if schema.get("logicalType") == "date":
+        return st.dates().map(lambda d: d.isoformat())
+    if "hub_min" in schema:
+        return st.integers(schema["hub_min"], schema["hub_max"])
+    return _payloads(kind, named)
+
+
+_EVENTS = {t: _payloads(REGISTRY.raw(t), {}) for t in REGISTRY.types}
+
+
+def _role_regex(role: str) -> re.Pattern[str]:
+    """A role template (``pubwatch-member:{scheme}``) as the roles it can become."""
+    parts = re.split(r"\{[a-z0-9_.]+\}", role)
+    return re.compile(".+".join(re.escape(part) for part in parts))
+
+
+def _holding(protocol: Protocol, roles: Sequence[str]) -> set[str]:
+    patterns = [_role_regex(role) for role in roles]
+    return {
+        p.id for p in protocol.parties if any(x.fullmatch(r) for x in patterns for r in p.roles)
+    }
+
+
+def _may_publish(event_type: str) -> list[str]:
+    """Parties some reference rule lets publish this type, so most samples reach recipients."""
+    ids: set[str] = set()
+    for rule in REF.rules_for(event_type):
+        ids |= set(rule.publishers.parties) | _holding(REF, rule.publishers.roles)
+    return sorted(ids)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> tuple[str, str, dict[str, Any]]:
+    event_type = draw(st.sampled_from(REGISTRY.types))
+    anyone = st.sampled_from([*REF.party_ids, "no-such-party"])
+    likely = _may_publish(event_type)
+    publisher = draw(st.sampled_from(likely) | anyone if likely else anyone)
+    return event_type, publisher, draw(_EVENTS[event_type])
+
+
+_ROLES = [
+    *sorted({r for p in REF.parties for r in p.roles}),
+    "pubwatch-member:{scheme}",
+    "retail-member:{scheme}",
+]
+
+
+@st.composite
+def protocols(draw: st.DrawFn) -> Protocol:
+    """The reference parties and prohibitions with random rules."""
+    rules = []
+    for i in range(draw(st.integers(1, 5))):
+        covered = draw(
+            st.lists(st.sampled_from(REGISTRY.types), min_size=1, max_size=2, unique=True)
+        )
+        common = sorted(set.intersection(*(set(REGISTRY.field_paths(t)) for t in covered)))
+        some = st.lists(st.sampled_from(common), min_size=1, max_size=4) if common else st.nothing()
+        fields = draw(st.just(["*"]) | some)
+        ids = st.lists(st.sampled_from(REF.party_ids), max_size=3)
+        roles = st.lists(st.sampled_from(_ROLES), max_size=2)
+        clauses = st.fixed_dictionaries({"parties": ids, "roles": roles})
+        rules.append(
+            Rule.model_validate(
+                {
+                    "id": f"rule-{i}",
+                    "description": "random",
+                    "events": covered,
+                    "publishers": draw(clauses),
+                    "recipients": draw(st.lists(clauses, min_size=1, max_size=2)),
+                    "fields": fields,
+                    "lawful_basis": draw(st.sampled_from(["public task", "legitimate interests"])),
+                }
+            )
+        )
+    return REF.model_copy(update={"rules": tuple(rules)})
+
+
+def _named(protocol: Protocol, event_type: str) -> set[str]:
+    """Every party a rule covering the event type names, by id or (template) role."""
+    named: set[str] = set()
+    for rule in protocol.rules_for(event_type):
+        for clause in rule.recipients:
+            named |= set(clause.parties) | _holding(protocol, clause.roles)
+    return named
+
+
+def _paths(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, bool]]:
+    """Every dotted path of a payload, with whether it is a leaf (not a non-empty mapping)."""
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield path, False
+            yield from _paths(value, f"{path}.")
+        else:
+            yield path, True
+
+
+def _allowed(path: str, *, leaf: bool, allow: Sequence[str]) -> bool:
+    """A leaf must be an allowed path or inside one; a sub-record may also lead to one."""
+    if "*" in allow:
+        return True
+    return any(
+        path == f or path.startswith(f"{f}.") or (not leaf and f.startswith(f"{path}."))
+        for f in allow
+    )
+
+
+def test_allowed_helper_catches_leaks() -> None:
+    leaked = {"address": {"district": "x", "line1": "y"}, "notes": "z"}
+    bad = [
+        p for p, leaf in _paths(leaked) if not _allowed(p, leaf=leaf, allow=["address.district"])
+    ]
+    assert bad == ["address.line1", "notes"]
+
+
+def _check_invariants(protocol: Protocol, event_type: str, publisher: str, data: Any) -> None:
+    decision = evaluate(
+        protocol, event_id="e", event_type=event_type, publisher=publisher, data=data
+    )
+    # (c) deterministic, and independent of the order of the payload's keys
+    again = evaluate(
+        protocol,
+        event_id="e",
+        event_type=event_type,
+        publisher=publisher,
+        data=dict(reversed(list(data.items()))),
+    )
+    assert again == decision
+    # (a) no delivery to a party no rule names for this event type, nor to the publisher
+    got = deliveries(decision)
+    assert set(got) <= _named(protocol, event_type) - {publisher}
+    # (b) a delivery never carries a path outside its rule's allow-list
+    by_id = {r.id: r for r in protocol.rules}
+    for party, recipient in got.items():
+        assert recipient.rule_id is not None
+        rule = by_id[recipient.rule_id]
+        assert event_type in rule.events
+        assert recipient.fields == rule.fields
+        payload = minimise(data, recipient.fields)
+        leaks = [p for p, leaf in _paths(payload) if not _allowed(p, leaf=leaf, allow=rule.fields)]
+        assert not leaks, f"{party} would receive {leaks} outside {rule.fields}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(events())
+def test_reference_protocol_invariants(event: tuple[str, str, dict[str, Any]]) -> None:
+    _check_invariants(REF, *event)
+
+
+@settings(max_examples=200, deadline=None)
+@given(protocols(), events())
+def test_random_protocol_invariants(
+    protocol: Protocol, event: tuple[str, str, dict[str, Any]]
+) -> None:
+    _check_invariants(protocol, *event)
