@@ -63,7 +63,8 @@ def parse_received(lines: list[str]) -> dict[str, int]:
 DEMO_SEED = "9"
 DONE = re.compile(
     r"^done: (\d+) published, (\d+) decided by the hub \((\d+) were meant to be "
-    r"refused\), (\d+) rejection notices sent to publishers$"
+    r"refused\), (\d+) rejection notices sent to publishers, (\d+) signed checkpoints "
+    r"delivered to parties$"
 )
 
 
@@ -85,7 +86,7 @@ def test_demo_plays_the_scenario_and_audits_it(tmp_path: Path) -> None:
     ), result.stdout
     done = next((m for line in lines if (m := DONE.match(line))), None)
     assert done is not None, result.stdout
-    published, decided, refusals, notices = map(int, done.groups())
+    published, decided, refusals, notices, _checkpoints = map(int, done.groups())
     assert (published, decided) == (60, 60)
     assert refusals > 0
     assert notices <= refusals

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.agents.sink import CHECKPOINT_TYPE
 from hub.broker import EmbeddedBroker
 from hub.client import HubClient
 from hub.models import AuditDecision, Delivery
@@ -25,6 +26,8 @@ from tests.conftest import RunningHub, start_hub, wait_for
 pytestmark = pytest.mark.integration
 
 EVENTS = 160
+#: what the hub itself sends a party: refusal notices and signed audit checkpoints
+HUB_NOTICES = {"uk.csp.hub.rejected.v1", CHECKPOINT_TYPE}
 
 
 @pytest.fixture
@@ -106,7 +109,7 @@ def test_kill_worker_mid_stream_loses_nothing(crash_hub: RunningHub) -> None:
             return e <= {d.id for d in ds}
 
         handled = hub.deliveries(party, until=complete)
-        ids = [d.id for d in handled if d.type != "uk.csp.hub.rejected.v1"]
+        ids = [d.id for d in handled if d.type not in HUB_NOTICES]
         assert expected <= set(ids), party
         assert set(ids) <= expected | set(published)
 
