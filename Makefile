@@ -36,16 +36,16 @@ test-integration: $(STAMP) ## integration and e2e tests on the embedded broker
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict
-	$(BIN)/ruff format --check hub tests scripts
-	$(BIN)/ruff check hub tests scripts
+	$(BIN)/ruff format --check hub tests scripts bench
+	$(BIN)/ruff check hub tests scripts bench
 	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff format and safe fixes
-	$(BIN)/ruff format hub tests scripts
-	$(BIN)/ruff check --fix hub tests scripts
+	$(BIN)/ruff format hub tests scripts bench
+	$(BIN)/ruff check --fix hub tests scripts bench
 
-bench: $(STAMP) ## benchmarks (issue 8): not yet written
-	@echo "make bench: benchmarks arrive with the benchmarks issue" >&2; exit 1
+bench: $(STAMP) ## benchmarks: bench/results/*.json and the README table (BENCH="crypto ...")
+	$(BIN)/python -m bench $(BENCH)
 
 clean: ## remove the venv, caches and the local data dir
 	rm -rf $(VENV) .hub .pytest_cache .mypy_cache .ruff_cache

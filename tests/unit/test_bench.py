@@ -1,0 +1,132 @@
+"""The benchmark harness: a tiny crypto run records the right shape; the README block swaps.
+
+Speed is never asserted here: only that the numbers exist, are positive and are labelled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bench
+from bench.__main__ import main
+from bench.readme import END, START, replace_block, update_readme
+
+SUITES = ["x25519", "mlkem768-x25519"]
+RECIPIENTS = [1, 3]
+
+
+@pytest.fixture(scope="module")
+def crypto_record(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    results = tmp_path_factory.mktemp("results")
+    path = bench.run_benchmark(
+        bench.load("crypto"),
+        results_dir=results,
+        quick=True,
+        overrides={"suites": SUITES, "recipients": RECIPIENTS},
+    )
+    assert path == results / "crypto.json"
+    assert sorted(p.name for p in results.iterdir()) == ["crypto.json"]  # no .tmp left
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+def test_crypto_record_describes_the_run(crypto_record: dict[str, Any]) -> None:
+    assert crypto_record["format"] == "hub.bench.result.v1"
+    assert crypto_record["benchmark"] == "crypto"
+    assert crypto_record["quick"] is True
+    machine = crypto_record["machine"]
+    assert machine["cpu_count"] >= 1
+    assert machine["python"].count(".") == 2
+    assert machine["cryptography"]
+    assert machine["aiokafka"]
+    assert "git_commit" in machine
+    assert crypto_record["parameters"]["suites"] == SUITES
+    assert crypto_record["parameters"]["recipients"] == RECIPIENTS
+
+
+def test_crypto_measures_every_case_with_positive_numbers(crypto_record: dict[str, Any]) -> None:
+    measured = crypto_record["measurements"]
+    seals = {
+        (m["suite"], m["recipients"], m["reuse"]): m
+        for m in measured
+        if m["operation"] == "seal per event"
+    }
+    assert set(seals) == {(s, n, r) for s in SUITES for n in RECIPIENTS for r in (True, False)}
+    opens = {(m["suite"], m["reuse"]): m for m in measured if m["operation"] == "open per delivery"}
+    assert set(opens) == {(s, r) for s in SUITES for r in (True, False)}
+    raw = {(m["operation"], m["suite"]) for m in measured if m["operation"].startswith("hpke")}
+    assert raw == {(op, s) for op in ("hpke seal (raw)", "hpke open (raw)") for s in SUITES}
+    assert {"ed25519 sign", "ed25519 verify"} <= {m["operation"] for m in measured}
+    for m in measured:
+        assert m["n"] >= 1
+        assert 0 < m["min_us"] <= m["median_us"] <= m["p95_us"]
+    for (_suite, n, reuse), m in seals.items():
+        assert m["median_us_per_recipient"] == pytest.approx(m["median_us"] / n, abs=0.01)
+        # without reuse every delivery pays its own HPKE seal; with it, fewer do
+        assert (m["hpke_per_delivery"] == 1.0) is (not reuse)
+        assert (m.get("speedup_from_reuse", 0) > 0) is reuse
+    table = crypto_record["table"]
+    assert table["rows"]
+    assert all(len(row) == len(table["columns"]) for row in table["rows"])
+
+
+def _record(name: str, value: float) -> dict[str, Any]:
+    return {
+        "format": "hub.bench.result.v1",
+        "benchmark": name,
+        "summary": f"{name} summary.",
+        "started_at": "2026-11-23T09:30:00+00:00",
+        "duration_s": 1.0,
+        "quick": False,
+        "machine": {"cpu_count": 2, "python": "3.11.7", "git_commit": "0123456789abcdef"},
+        "parameters": {},
+        "measurements": [],
+        "table": {"columns": ["operation", "median µs"], "rows": [["op|x", value]]},
+        "notes": ["a note"],
+    }
+
+
+def test_readme_renderer_replaces_only_between_the_markers(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, value in (("zeta", 2.5), ("crypto", 1234.5)):
+        (results / f"{name}.json").write_text(json.dumps(_record(name, value)))
+    head = "# Title\n\nIntro with `code` and a table:\n\n| a |\n| - |\n\n## Benchmarks\n\n"
+    tail = "\n\n## Status and limits\n\nUnchanged text.\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{head}{START}\nold table\n{END}{tail}")
+
+    assert update_readme(readme, results) is True
+    text = readme.read_text()
+    assert text.startswith(head + START + "\n")
+    assert text.endswith(END + tail)
+    block = text[len(head) + len(START) : -len(END + tail)]
+    assert "old table" not in block
+    assert block.index("### crypto") < block.index("### zeta")  # registered ones first
+    assert "| operation | median µs |" in block
+    assert "| op\\|x | 1,234 |" in block
+    assert "- a note" in block
+    assert update_readme(readme, results) is False  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["no markers", f"{START} only", f"{END} {START}", f"{START}{END}{START}{END}"],
+)
+def test_readme_renderer_refuses_bad_markers(text: str) -> None:
+    with pytest.raises(ValueError, match="marker"):
+        replace_block(text, "table")
+
+
+def test_registry_and_cli_reject_unknown_names() -> None:
+    assert "crypto" in bench.names()
+    with pytest.raises(KeyError, match="crypto"):
+        bench.load("nope")
+    with pytest.raises(SystemExit):
+        main(["nope", "--no-readme"])
+    with pytest.raises(KeyError, match="no parameter"):
+        bench.load("crypto").parameters(overrides={"iterations": 1})
