@@ -328,6 +328,7 @@ class Router:
                 "hubfields": ",".join(sorted(outcome.fields)),
             },
             escrow=(lambda ck, dek: escrow(case, ck, dek)) if escrow and case else None,
+            suite=self.protocol.crypto.suite_for(attrs.type),
         )
         message = wire.WireMessage(
             topic=topics.outbound(outcome.party),

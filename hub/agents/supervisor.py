@@ -89,6 +89,7 @@ class Supervisor:
             FileKeyStore(self.settings.keys_dir),
             self.protocol.party_ids,
             suite=KeySuite(self.protocol.crypto.suite),
+            extra_suites=[KeySuite(s) for s in self.protocol.crypto.suites[1:]],
         )
         asyncio.run(
             ensure_topics(

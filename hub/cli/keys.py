@@ -21,6 +21,7 @@ from hub.errors import UnknownPartyError
 from hub.keys.cases import CaseKeys
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import HUB_PARTY, KeySuite, PartyKeys
+from hub.keys.store import add_missing_suites
 from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
@@ -54,16 +55,21 @@ def _cases(settings: HubSettings) -> CaseKeys:
     return CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case)
 
 
-def _protocol_keying(settings: HubSettings) -> tuple[list[str], KeySuite]:
-    """Every party of the configured protocol then the hub, and the protocol's suite."""
+def _protocol_keying(settings: HubSettings) -> tuple[list[str], list[KeySuite]]:
+    """Every party of the configured protocol then the hub, and every suite it uses.
+
+    The first suite is the protocol's default (each party's primary key); the others come
+    from ``crypto.event_types``.
+    """
     protocol = load_protocol(settings.protocol)
-    return [*protocol.party_ids, HUB_PARTY], KeySuite(protocol.crypto.suite)
+    return [*protocol.party_ids, HUB_PARTY], [KeySuite(s) for s in protocol.crypto.suites]
 
 
 def _line(record: PartyKeys) -> str:
+    encryption = " ".join(f"enc={k.key_id}" for k in record.encryption_keys)
     return (
         f"{record.party:<28} {record.status.value:<8} {record.suite.value:<16} "
-        f"sign={record.signing_key_id} enc={record.encryption_key_id} "
+        f"sign={record.signing_key_id} {encryption} "
         f"created={record.created:%Y-%m-%dT%H:%M:%SZ}"
     )
 
@@ -80,11 +86,14 @@ def init_command(
 ) -> None:
     """Create keys for every party of the protocol (and the hub) that has none.
 
-    Idempotent: parties that already have keys are left alone (use `rotate`).
+    Every party gets an encryption key for each suite the protocol uses. Idempotent:
+    parties that have keys are left alone (use `rotate`), unless their active keys lack a
+    suite the protocol now uses: they are rotated to keys that have it.
     """
     settings = load_settings()
-    known, protocol_suite = _protocol_keying(settings)
-    suite = suite or protocol_suite
+    known, protocol_suites = _protocol_keying(settings)
+    suite = suite or protocol_suites[0]
+    extra = [s for s in protocol_suites if s is not suite]
     wanted = parties or known
     unknown = [p for p in wanted if p not in known]
     if unknown:
@@ -94,14 +103,22 @@ def init_command(
         )
     store = _store(settings)
     targets = list(dict.fromkeys(wanted))
-    created = [store.create_party(p, suite=suite) for p in targets if not store.public(p)]
-    for record in created:
+    created: list[PartyKeys] = []
+    rotated: list[PartyKeys] = []
+    for party in targets:
+        if not store.public(party):
+            created.append(store.create_party(party, suite=suite, extra_suites=extra))
+        elif (new := add_missing_suites(store, party, [suite, *extra])) is not None:
+            rotated.append(new)
+    for verb, record in [*(("created", r) for r in created), *(("rotated", r) for r in rotated)]:
         if as_json:
             echo_json(record.model_dump(mode="json"))
         else:
-            typer.echo(f"created {_line(record)}")
+            typer.echo(f"{verb} {_line(record)}")
     if not as_json:
-        typer.echo(f"{len(created)} created, {len(targets) - len(created)} already had keys")
+        had = len(targets) - len(created)
+        note = f" ({len(rotated)} rotated to add a suite)" if rotated else ""
+        typer.echo(f"{len(created)} created, {had} already had keys{note}")
 
 
 @app.command("list")

@@ -39,6 +39,7 @@ from hub.keys.model import HUB_PARTY
 from hub.keys.store import KeyStore
 from hub.log import get_logger
 from hub.models import PARTY_ID_PATTERN, Delivery, EventAttributes
+from hub.policies.model import CryptoPolicy
 from hub.schemas import SchemaRegistry
 
 __all__ = ["ACK_TYPE", "HubClient"]
@@ -60,6 +61,7 @@ class HubClient:
         max_event_bytes: int = 256 * 1024,
         inbox: Path | None = None,
         group_id: str | None = None,
+        crypto: CryptoPolicy | None = None,
     ) -> None:
         if not re.fullmatch(PARTY_ID_PATTERN, party):
             raise UnknownPartyError(
@@ -74,6 +76,9 @@ class HubClient:
         self._inbox = Inbox(inbox) if inbox else None
         self._producer: AIOKafkaProducer | None = None
         self.envelope = PartyEnvelope(party, store=keys)
+        #: the protocol's crypto section: which HPKE suite seals each event type to the hub
+        #: (None: the hub's primary key for every type)
+        self.crypto = crypto
         #: deliveries that failed verification or decryption (skipped, never shown)
         self.rejected: list[str] = []
 
@@ -152,7 +157,10 @@ class HubClient:
 
         ``publish`` is the normal path; this is for systems that encode Avro themselves.
         """
-        sealed = self.envelope.seal(attrs, key=key, plaintext=plaintext, recipient=HUB_PARTY)
+        suite = self.crypto.suite_for(attrs.type) if self.crypto is not None else None
+        sealed = self.envelope.seal(
+            attrs, key=key, plaintext=plaintext, recipient=HUB_PARTY, suite=suite
+        )
         return wire.WireMessage(
             topic=topics.inbound(self.party), key=key, value=sealed.value, headers=sealed.headers
         )

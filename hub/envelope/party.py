@@ -71,22 +71,28 @@ class PartyEnvelope:
         recipient: str,
         extensions: Mapping[str, str] | None = None,
         escrow: Callable[[bytes, str], str | None] | None = None,
+        suite: str | None = None,
     ) -> SealedRecord:
-        """Encrypt to ``recipient``'s active key and sign with this party's active key.
+        """Encrypt to ``recipient``'s active key of ``suite`` and sign with this party's key.
+
+        ``suite`` is the protocol's choice for the event type (``CryptoPolicy.suite_for``);
+        None means the recipient's primary key. The ``ce_hubsuite`` and ``ce_hubkid`` headers
+        say which was used, so the recipient knows which private key opens it.
 
         Raises:
-            KeyStoreError: either party has no active key (run ``hub keys init``/``rotate``).
+            KeyStoreError: either party has no active key (run ``hub keys init``/``rotate``),
+                or the recipient has no key of ``suite`` (``UnknownKeyError``).
         """
-        target = self.store.active(recipient)
+        target = self.store.active(recipient).encryption_for(suite)
         me = self.store.active(self.party)
         return seal_record(
             attrs,
             key=key,
             plaintext=plaintext,
             recipient=recipient,
-            recipient_kid=target.encryption_key_id,
+            recipient_kid=target.key_id,
             suite=target.suite.value,
-            recipient_public=target.encryption_public(),
+            recipient_public=target.public(),
             cache=self.cache,
             signer=_StoreSigner(self.store, me.signing_key_id),
             extensions=extensions,
@@ -96,7 +102,22 @@ class PartyEnvelope:
     def open(
         self, headers: Mapping[str, str], *, key: bytes | None, value: bytes, expected_signer: str
     ) -> OpenedRecord:
-        """Verify that ``expected_signer`` signed it, and decrypt it with this party's keys."""
+        """Verify that ``expected_signer`` signed it, and decrypt it with this party's keys.
+
+        The ``ce_hubsuite`` header must name the suite of the ``ce_hubkid`` key (both are
+        signed; a mismatch is a malformed envelope, reason ``bad_envelope``).
+        """
+        kid, suite = headers.get("ce_hubkid"), headers.get("ce_hubsuite")
+        if kid is not None and suite is not None:
+            try:
+                enc = self.store.by_key_id(kid).encryption_key(kid)
+            except UnknownKeyError:
+                enc = None  # open_record reports it (not_for_recipient)
+            if enc is not None and enc.suite.value != suite:
+                raise crypto.CryptoError(
+                    f"ce_hubsuite: expected {enc.suite.value} for key {kid}, got {suite!r}",
+                    "bad_envelope",
+                )
         return open_record(
             headers,
             key=key,
@@ -117,7 +138,7 @@ class PartyEnvelope:
             record = self.store.by_key_id(kid)
         except UnknownKeyError:
             raise KeyError(kid) from None
-        if record.party != self.party or kid != record.encryption_key_id:
+        if record.party != self.party or record.encryption_key(kid) is None:
             raise KeyError(kid)
         if record.status is KeyStatus.REVOKED:
             raise crypto.CryptoError(f"sealed to revoked key {kid}", "revoked_key")

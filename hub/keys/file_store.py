@@ -5,7 +5,7 @@ renamed into place so a crash or a concurrent reader never sees half a key)::
 
     keys/
       directory.json          public records (``PartyKeys``) of every generation
-      private/<party>_<fp>.key one JSON file per key id: algorithm and raw private key
+      private/<kid>.key       one JSON file per key id ('#' and ':' as '_'): algorithm, raw key
       .lock                   flock(2) serialising writers across hub processes
 
 Private keys are written before the directory names them, so the directory never points at
@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from hub.errors import KeyRevokedError, KeyStoreError, UnknownKeyError
 from hub.keys.model import (
+    EncryptionKey,
     HpkePrivateKey,
     KeyStatus,
     KeySuite,
@@ -47,7 +48,10 @@ from hub.models import PARTY_ID_PATTERN
 __all__ = ["DIRECTORY_FORMAT", "FileKeyStore"]
 
 #: format tag of ``directory.json`` (and of ``hub keys export``), bumped on breaking change
-DIRECTORY_FORMAT = "hub.keys.directory.v1"
+#: (v2: ``additional_encryption_keys``, encryption key ids naming their suite)
+DIRECTORY_FORMAT = "hub.keys.directory.v2"
+#: formats this store still reads (a v1 directory is a v2 one with no additional keys)
+_READABLE_FORMATS = ("hub.keys.directory.v1", DIRECTORY_FORMAT)
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _ED25519 = "ed25519"
@@ -103,7 +107,13 @@ class FileKeyStore:
 
     # -- KeyStore: lifecycle -------------------------------------------------------------
 
-    def create_party(self, party: str, *, suite: KeySuite = KeySuite.X25519) -> PartyKeys:
+    def create_party(
+        self,
+        party: str,
+        *,
+        suite: KeySuite = KeySuite.X25519,
+        extra_suites: Iterable[KeySuite] = (),
+    ) -> PartyKeys:
         """Create a party's first generation (see ``KeyStore.create_party``)."""
         if not re.fullmatch(PARTY_ID_PATTERN, party):
             raise KeyStoreError(
@@ -114,11 +124,17 @@ class FileKeyStore:
                 raise KeyStoreError(
                     f"party {party}: already has keys; use `hub keys rotate --party {party}`"
                 )
-            record = self._generate(party, suite)
+            record = self._generate(party, suite, extra_suites)
             records.append(record)
         return record
 
-    def rotate(self, party: str, *, suite: KeySuite | None = None) -> PartyKeys:
+    def rotate(
+        self,
+        party: str,
+        *,
+        suite: KeySuite | None = None,
+        extra_suites: Iterable[KeySuite] | None = None,
+    ) -> PartyKeys:
         """Retire the active generation and create a new one (see ``KeyStore.rotate``)."""
         with self._writing() as records:
             mine = [r for r in records if r.party == party]
@@ -132,7 +148,9 @@ class FileKeyStore:
                     records[i] = record.model_copy(
                         update={"status": KeyStatus.RETIRED, "retired_at": now}
                     )
-            new = self._generate(party, suite or mine[-1].suite)
+            newest = mine[-1]
+            extra = newest.suites[1:] if extra_suites is None else tuple(extra_suites)
+            new = self._generate(party, suite or newest.suite, extra)
             records.append(new)
         return new
 
@@ -171,9 +189,12 @@ class FileKeyStore:
 
     def hpke_open(self, kid: str, ciphertext: bytes, *, info: bytes = b"") -> bytes:
         """Open ``enc || ct`` sealed to ``kid`` (see ``KeyStore.hpke_open``)."""
-        record = self.by_key_id(kid)
+        enc = self.by_key_id(kid).encryption_key(kid)
+        if enc is None:
+            raise UnknownKeyError(f"key {kid}: expected an encryption key id, got a signing key")
+        private = self.hpke_private(kid)
         try:
-            return record.suite.hpke_suite().decrypt(ciphertext, self.hpke_private(kid), info)
+            return enc.suite.hpke_suite().decrypt(ciphertext, private, info)
         except (InvalidTag, ValueError) as exc:
             raise KeyStoreError(
                 f"HPKE ciphertext for {kid}: expected one sealed to this key with this info, "
@@ -185,10 +206,10 @@ class FileKeyStore:
         cached = self._openers.get(kid)
         if cached is not None:
             return cached
-        record = self.by_key_id(kid)
-        if kid != record.encryption_key_id:
+        enc = self.by_key_id(kid).encryption_key(kid)
+        if enc is None:
             raise UnknownKeyError(f"key {kid}: expected an encryption key id, got a signing key")
-        key = _hpke_private_from(record.suite, self._read_private(kid, record.suite.value))
+        key = _hpke_private_from(enc.suite, self._read_private(kid, enc.suite.value))
         self._openers[kid] = key
         return key
 
@@ -206,27 +227,39 @@ class FileKeyStore:
 
     # -- files -----------------------------------------------------------------------------
 
-    def _generate(self, party: str, suite: KeySuite) -> PartyKeys:
-        """New keys: private files first, then the record the caller adds to the directory."""
+    def _generate(
+        self, party: str, suite: KeySuite, extra_suites: Iterable[KeySuite] = ()
+    ) -> PartyKeys:
+        """New keys: private files first, then the record the caller adds to the directory.
+
+        One signing key, and one encryption key for ``suite`` (the primary) and for each of
+        ``extra_suites`` not equal to it.
+        """
         signer = Ed25519PrivateKey.generate()
         signing_public = signer.public_key().public_bytes_raw()
-        hpke_raw, hpke_public = _hpke_generate(suite)
+        keys: list[EncryptionKey] = []
+        for each in dict.fromkeys([suite, *extra_suites]):
+            hpke_raw, hpke_public = _hpke_generate(each)
+            kid = key_id(party, hpke_public, suite=each)
+            self._write_private(kid, each.value, hpke_raw)
+            keys.append(EncryptionKey(key_id=kid, suite=each, public_key=b64encode(hpke_public)))
         record = PartyKeys(
             party=party,
             signing_key_id=key_id(party, signing_public),
             signing_public_key=b64encode(signing_public),
-            encryption_key_id=key_id(party, hpke_public),
+            encryption_key_id=keys[0].key_id,
             suite=suite,
-            encryption_public_key=b64encode(hpke_public),
+            encryption_public_key=keys[0].public_key,
+            additional_encryption_keys=tuple(keys[1:]),
             created=_now(),
         )
         self._write_private(record.signing_key_id, _ED25519, signer.private_bytes_raw())
-        self._write_private(record.encryption_key_id, suite.value, hpke_raw)
         return record
 
     def _private_path(self, kid: str) -> Path:
-        # '#' is awkward in shells; '_' never occurs in a party id, so the name is unambiguous
-        return self._private_dir / (kid.replace("#", "_") + ".key")
+        # '#' is awkward in shells and ':' on some filesystems; '_' never occurs in a party id
+        # or a suite name, so the name is unambiguous
+        return self._private_dir / (kid.replace("#", "_").replace(":", "_") + ".key")
 
     def _write_private(self, kid: str, algorithm: str, raw: bytes) -> None:
         body = {"kid": kid, "algorithm": algorithm, "private_key": b64encode(raw)}
@@ -267,7 +300,7 @@ class FileKeyStore:
         where = self._directory_file
         try:
             body: dict[str, Any] = json.loads(text)
-            if body.get("format") != DIRECTORY_FORMAT:
+            if body.get("format") not in _READABLE_FORMATS:
                 raise ValueError(f"expected format {DIRECTORY_FORMAT}, got {body.get('format')}")
             records = [PartyKeys.model_validate(item) for item in body["keys"]]
         except (ValueError, KeyError, TypeError, ValidationError) as exc:

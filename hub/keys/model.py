@@ -5,13 +5,21 @@ HPKE (RFC 9180) encryption key, created together, rotated together, revoked toge
 record holds public material only, so the directory of records can be exported to agencies
 and checked into a protocol.
 
+A generation may hold more than one encryption key, one per HPKE suite the protocol uses
+(``crypto.event_types`` can put some event types on the post-quantum suite): the *primary*
+key (``encryption_key_id``, ``suite``) is the protocol's default suite, the others are in
+``additional_encryption_keys``. They are created, rotated and revoked with the generation.
+
 Key ids
-    ``<party>#<fingerprint>``, where the fingerprint is the first 16 hex characters (64 bits)
-    of SHA-256 over the raw public key bytes (:func:`key_id`). The id is derived, not
-    assigned, so anyone holding the public key can recompute and check it, and the same key
-    always has the same id in every store and export. 64 bits is enough to tell a handful of
-    keys per party apart; it is a label, not a security boundary (the full public key is
-    what gets checked). The party prefix lets a verifier see who claims a key at a glance.
+    Signing: ``<party>#<fingerprint>``. Encryption: ``<party>#<suite>:<fingerprint>``, so
+    the id says which HPKE suite opens it (``redditch-bc#mlkem768-x25519:1f0e...``). The
+    fingerprint is the first 16 hex characters (64 bits) of SHA-256 over the raw public key
+    bytes (:func:`key_id`). The id is derived, not assigned, so anyone holding the public
+    key can recompute and check it, and the same key always has the same id in every store
+    and export. 64 bits is enough to tell a handful of keys per party apart; it is a label,
+    not a security boundary (the full public key is what gets checked). The party prefix
+    lets a verifier see who claims a key at a glance. (Encryption ids made before suites
+    were named, ``<party>#<fingerprint>``, are still accepted for the primary key.)
 
 Raw public key encodings
     - Ed25519: the 32-byte RFC 8032 public key.
@@ -33,12 +41,13 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.errors import KeyStoreError
+from hub.errors import KeyStoreError, UnknownKeyError
 from hub.models import PARTY_ID_PATTERN
 
 __all__ = [
     "FINGERPRINT_HEX",
     "HUB_PARTY",
+    "EncryptionKey",
     "HpkePrivateKey",
     "HpkePublicKey",
     "KeyStatus",
@@ -132,9 +141,27 @@ def b64decode(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
-def key_id(party: str, raw_public_key: bytes) -> str:
-    """The key id ``<party>#<first 16 hex of SHA-256(raw public key)>``."""
-    return f"{party}#{hashlib.sha256(raw_public_key).hexdigest()[:FINGERPRINT_HEX]}"
+def key_id(party: str, raw_public_key: bytes, *, suite: KeySuite | None = None) -> str:
+    """``<party>#<fingerprint>`` (signing) or ``<party>#<suite>:<fingerprint>`` (encryption).
+
+    The fingerprint is the first 16 hex characters of SHA-256 over the raw public key.
+    """
+    fingerprint = hashlib.sha256(raw_public_key).hexdigest()[:FINGERPRINT_HEX]
+    return f"{party}#{suite.value}:{fingerprint}" if suite is not None else f"{party}#{fingerprint}"
+
+
+class EncryptionKey(BaseModel):
+    """One HPKE public key of a generation: its id, suite and raw public key (base64)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str
+    suite: KeySuite
+    public_key: str = Field(description="HPKE raw public key, base64")
+
+    def public(self) -> HpkePublicKey:
+        """The HPKE public key object."""
+        return self.suite.public_from_bytes(b64decode(self.public_key))
 
 
 class PartyKeys(BaseModel):
@@ -148,6 +175,9 @@ class PartyKeys(BaseModel):
     encryption_key_id: str
     suite: KeySuite
     encryption_public_key: str = Field(description="HPKE raw public key, base64")
+    additional_encryption_keys: tuple[EncryptionKey, ...] = Field(
+        default=(), description="one key per further suite the protocol uses"
+    )
     created: dt.datetime
     status: KeyStatus = KeyStatus.ACTIVE
     retired_at: dt.datetime | None = None
@@ -155,30 +185,75 @@ class PartyKeys(BaseModel):
     revocation_reason: str | None = None
 
     @property
-    def key_ids(self) -> tuple[str, str]:
-        """Both key ids of the generation: signing, then encryption."""
-        return (self.signing_key_id, self.encryption_key_id)
+    def key_ids(self) -> tuple[str, ...]:
+        """Every key id of the generation: signing, primary encryption, then the others."""
+        return (self.signing_key_id, *(k.key_id for k in self.encryption_keys))
+
+    @property
+    def encryption_keys(self) -> tuple[EncryptionKey, ...]:
+        """Every encryption key of the generation, the primary (default suite) first."""
+        primary = EncryptionKey(
+            key_id=self.encryption_key_id, suite=self.suite, public_key=self.encryption_public_key
+        )
+        return (primary, *self.additional_encryption_keys)
+
+    @property
+    def suites(self) -> tuple[KeySuite, ...]:
+        """The suites this generation can be encrypted to, the primary first."""
+        return tuple(k.suite for k in self.encryption_keys)
+
+    def encryption_for(self, suite: KeySuite | str | None = None) -> EncryptionKey:
+        """The encryption key of ``suite`` (the primary if None).
+
+        Raises:
+            UnknownKeyError: the generation has no key of that suite.
+        """
+        if suite is None:
+            return self.encryption_keys[0]
+        for key in self.encryption_keys:
+            if key.suite == suite:
+                return key
+        raise UnknownKeyError(
+            f"party {self.party}: expected a {KeySuite(suite).value} encryption key, found only "
+            f"{', '.join(s.value for s in self.suites)}; run `hub keys init` (it rotates in "
+            "keys for every suite the protocol uses)"
+        )
+
+    def encryption_key(self, kid: str) -> EncryptionKey | None:
+        """The encryption key with id ``kid`` in this generation, or None."""
+        return next((k for k in self.encryption_keys if k.key_id == kid), None)
 
     def signing_public(self) -> Ed25519PublicKey:
         """The Ed25519 public key object (whatever the status: callers check it)."""
         return Ed25519PublicKey.from_public_bytes(b64decode(self.signing_public_key))
 
     def encryption_public(self) -> HpkePublicKey:
-        """The HPKE public key object for ``suite`` (whatever the status)."""
+        """The primary HPKE public key object for ``suite`` (whatever the status)."""
         return self.suite.public_from_bytes(b64decode(self.encryption_public_key))
 
     def check_ids(self) -> None:
-        """Recompute both key ids from the public keys, so an edited record is caught.
+        """Recompute every key id from its public key, so an edited record is caught.
 
         Raises:
-            KeyStoreError: an id does not match its public key.
+            KeyStoreError: an id does not match its public key, or a suite appears twice.
         """
-        for kid, text in (
-            (self.signing_key_id, self.signing_public_key),
-            (self.encryption_key_id, self.encryption_public_key),
-        ):
-            expected = key_id(self.party, b64decode(text))
-            if kid != expected:
+        signing = key_id(self.party, b64decode(self.signing_public_key))
+        if self.signing_key_id != signing:
+            raise KeyStoreError(
+                f"key {self.signing_key_id}: expected id {signing} derived from its public key, "
+                f"got {self.signing_key_id}"
+            )
+        for i, key in enumerate(self.encryption_keys):
+            raw = b64decode(key.public_key)
+            expected = key_id(self.party, raw, suite=key.suite)
+            legacy = key_id(self.party, raw) if i == 0 else None  # ids made before suites
+            if key.key_id not in (expected, legacy):
                 raise KeyStoreError(
-                    f"key {kid}: expected id {expected} derived from its public key, got {kid}"
+                    f"key {key.key_id}: expected id {expected} derived from its public key, "
+                    f"got {key.key_id}"
                 )
+        if len(set(self.suites)) != len(self.suites):
+            raise KeyStoreError(
+                f"party {self.party}: expected one encryption key per suite, got "
+                f"{', '.join(s.value for s in self.suites)}"
+            )

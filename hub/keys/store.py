@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hub.errors import KeyRevokedError, UnknownKeyError
 from hub.keys.model import HUB_PARTY, HpkePrivateKey, KeyStatus, KeySuite, PartyKeys
 
-__all__ = ["KeyDirectory", "KeyStore", "ensure_dev_keys", "verifying_key"]
+__all__ = ["KeyDirectory", "KeyStore", "add_missing_suites", "ensure_dev_keys", "verifying_key"]
 
 
 @runtime_checkable
@@ -62,19 +62,34 @@ class KeyDirectory(Protocol):
 class KeyStore(KeyDirectory, Protocol):
     """Private keys and their lifecycle; see the module docstring for KMS readiness."""
 
-    def create_party(self, party: str, *, suite: KeySuite = KeySuite.X25519) -> PartyKeys:
+    def create_party(
+        self,
+        party: str,
+        *,
+        suite: KeySuite = KeySuite.X25519,
+        extra_suites: Iterable[KeySuite] = (),
+    ) -> PartyKeys:
         """Create the first generation of a party's keys.
+
+        ``suite`` is the primary encryption key's; ``extra_suites`` add one encryption key
+        each (for event types the protocol puts on another suite).
 
         Raises:
             KeyStoreError: the party already has keys (use ``rotate``) or the id is invalid.
         """
         ...
 
-    def rotate(self, party: str, *, suite: KeySuite | None = None) -> PartyKeys:
+    def rotate(
+        self,
+        party: str,
+        *,
+        suite: KeySuite | None = None,
+        extra_suites: Iterable[KeySuite] | None = None,
+    ) -> PartyKeys:
         """Retire the active generation (if any) and create a new active one.
 
-        ``suite`` defaults to the suite of the newest generation, so rotation never silently
-        downgrades a post-quantum party to X25519.
+        ``suite`` and ``extra_suites`` default to those of the newest generation, so rotation
+        never silently downgrades a post-quantum party to X25519.
 
         Raises:
             UnknownKeyError: the party has never had keys (use ``create_party``).
@@ -151,17 +166,45 @@ def verifying_key(directory: KeyDirectory, kid: str) -> tuple[PartyKeys, Ed25519
 
 
 def ensure_dev_keys(
-    store: KeyStore, party_ids: Iterable[str], *, suite: KeySuite = KeySuite.X25519
+    store: KeyStore,
+    party_ids: Iterable[str],
+    *,
+    suite: KeySuite = KeySuite.X25519,
+    extra_suites: Iterable[KeySuite] = (),
 ) -> list[PartyKeys]:
     """Create keys for every listed party, and for ``hub``, that has none yet.
 
-    ``hub up`` calls this in a fresh data dir so a development hub works out of the box.
-    Parties that already have any generation (even only revoked ones) are left alone: a
-    revoked party must be rotated on purpose, never re-keyed silently. Returns what it made.
+    ``hub up`` calls this so a development hub works out of the box. Parties that already
+    have any generation (even only revoked ones) get no new first generation: a revoked
+    party must be rotated on purpose, never re-keyed silently. A party whose *active*
+    generation lacks a suite in ``suite``/``extra_suites`` (the protocol started using it)
+    is rotated to a generation that has every suite it had plus the missing ones; the old
+    generation is retired and still decrypts. Returns what it made.
     """
+    extras = tuple(extra_suites)
     created: list[PartyKeys] = []
     wanted = dict.fromkeys([HUB_PARTY, *party_ids])  # ordered, deduplicated
     for party in wanted:
         if not store.public(party):
-            created.append(store.create_party(party, suite=suite))
+            created.append(store.create_party(party, suite=suite, extra_suites=extras))
+            continue
+        rotated = add_missing_suites(store, party, [suite, *extras])
+        if rotated is not None:
+            created.append(rotated)
     return created
+
+
+def add_missing_suites(store: KeyStore, party: str, suites: Iterable[KeySuite]) -> PartyKeys | None:
+    """Rotate ``party`` to a generation with every suite in ``suites``, if it lacks any.
+
+    Returns the new generation, or None when the active one already has them all (or the
+    party has no active generation: revoked parties are never re-keyed silently).
+    """
+    try:
+        active = store.active(party)
+    except UnknownKeyError:
+        return None
+    missing = [s for s in dict.fromkeys(suites) if s not in active.suites]
+    if not missing:
+        return None
+    return store.rotate(party, suite=active.suite, extra_suites=[*active.suites[1:], *missing])

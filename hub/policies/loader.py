@@ -18,6 +18,9 @@ from ruamel.yaml.error import YAMLError
 from hub.errors import ProtocolError
 from hub.policies.model import Protocol
 
+#: where the event schemas live (``hub/schemas/<type>.avsc``)
+_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
 __all__ = ["LineIndex", "load_protocol", "load_protocol_with_lines"]
 
 
@@ -95,7 +98,26 @@ def load_protocol_with_lines(path: Path) -> tuple[Protocol, LineIndex]:
         raise ProtocolError(
             f"protocol {path}: {len(problems)} problem(s):\n" + "\n".join(problems)
         ) from exc
+    _check_crypto_event_types(protocol, index)
     return protocol, index
+
+
+def _check_crypto_event_types(protocol: Protocol, index: LineIndex) -> None:
+    """Refuse a ``crypto.event_types`` entry without a schema.
+
+    A typo would otherwise leave that type silently on the default suite.
+    """
+    known = {p.name.removesuffix(".avsc") for p in _SCHEMA_DIR.glob("*.avsc")}
+    problems = [
+        f"{index.where(f'crypto.event_types.{t}')}: crypto.event_types.{t}: expected an event "
+        f"type with a schema ({', '.join(sorted(known))}), got {t!r}"
+        for t in protocol.crypto.event_types
+        if t not in known
+    ]
+    if problems:
+        raise ProtocolError(
+            f"protocol {index.path}: {len(problems)} problem(s):\n" + "\n".join(problems)
+        )
 
 
 def load_protocol(path: Path) -> Protocol:

@@ -44,16 +44,35 @@ class ProtocolInfo(_Strict):
     controllers: str | None = None
 
 
+SuiteName = Literal["x25519", "mlkem768-x25519"]
+
+
 class CryptoPolicy(_Strict):
     """How payloads are protected under this protocol (see ``hub.envelope.crypto``).
 
-    ``mlkem768-x25519`` (post-quantum hybrid) suits long-lived safeguarding data: a
-    protocol that selects it gets party keys of that suite from ``hub keys init``.
+    ``suite`` is the HPKE suite for every event type not named in ``event_types``, which
+    maps an event type to its own suite, e.g. ``{uk.csp.marac.flag.raised.v1:
+    mlkem768-x25519}``: the post-quantum hybrid suits long-lived safeguarding data. Every
+    party gets an encryption key for every suite used here (``hub keys init``, ``hub up``);
+    the loader checks that each event type named has a schema.
     """
 
-    suite: Literal["x25519", "mlkem768-x25519"] = "x25519"
+    suite: SuiteName = "x25519"
+    event_types: dict[str, SuiteName] = Field(
+        default_factory=dict, description="event type -> suite, overriding ``suite``"
+    )
     max_data_key_uses: int = Field(default=1000, ge=1, description="messages per epoch key")
     max_data_key_age_s: float = Field(default=3600.0, gt=0, description="epoch key lifetime")
+
+    def suite_for(self, event_type: str) -> SuiteName:
+        """The suite that protects events of ``event_type`` (to the hub and from it)."""
+        return self.event_types.get(event_type, self.suite)
+
+    @property
+    def suites(self) -> tuple[SuiteName, ...]:
+        """Every suite the protocol uses: the default first, then the others sorted."""
+        others = sorted({s for s in self.event_types.values() if s != self.suite})
+        return (self.suite, *others)
 
 
 class Party(_Strict):

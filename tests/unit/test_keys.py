@@ -70,8 +70,10 @@ def test_key_ids_derive_from_public_key(store: FileKeyStore) -> None:
     raw = b64decode(record.signing_public_key)
     assert record.signing_key_id == "redditch-bc#" + hashlib.sha256(raw).hexdigest()[:16]
     assert record.signing_key_id == key_id("redditch-bc", raw)
-    assert record.encryption_key_id == key_id(
-        "redditch-bc", b64decode(record.encryption_public_key)
+    enc_raw = b64decode(record.encryption_public_key)
+    assert record.encryption_key_id == key_id("redditch-bc", enc_raw, suite=KeySuite.X25519)
+    assert record.encryption_key_id == (
+        "redditch-bc#x25519:" + hashlib.sha256(enc_raw).hexdigest()[:16]
     )
     record.check_ids()
     forged = record.model_copy(update={"signing_key_id": "redditch-bc#0000000000000000"})
@@ -231,10 +233,59 @@ def test_ensure_dev_keys_creates_missing_only(store: FileKeyStore) -> None:
     assert store.parties() == ["a", "b", HUB_PARTY]
 
 
+def test_generation_with_two_suites_opens_each_with_its_own_key(store: FileKeyStore) -> None:
+    record = store.create_party(
+        "p", suite=KeySuite.X25519, extra_suites=[KeySuite.MLKEM768_X25519, KeySuite.X25519]
+    )
+    assert record.suites == (KeySuite.X25519, KeySuite.MLKEM768_X25519)
+    pq = record.encryption_for("mlkem768-x25519")
+    assert pq.key_id.startswith("p#mlkem768-x25519:")
+    assert record.encryption_for(None).key_id == record.encryption_key_id
+    assert set(record.key_ids) == {record.signing_key_id, record.encryption_key_id, pq.key_id}
+    for key in record.encryption_keys:
+        sealed = key.suite.hpke_suite().encrypt(b"m", key.public(), b"i")
+        assert store.hpke_open(key.key_id, sealed, info=b"i") == b"m"
+        assert store.by_key_id(key.key_id) == record
+    wrong = record.encryption_keys[0]
+    sealed_pq = pq.suite.hpke_suite().encrypt(b"m", pq.public(), b"i")
+    with pytest.raises(KeyStoreError):
+        store.hpke_open(wrong.key_id, sealed_pq, info=b"i")
+    rotated = store.rotate("p")
+    assert rotated.suites == record.suites  # rotation keeps every suite
+    record.check_ids()
+    forged = record.model_copy(
+        update={"additional_encryption_keys": (pq.model_copy(update={"key_id": "p#x"}),)}
+    )
+    with pytest.raises(KeyStoreError, match="derived from its public key"):
+        forged.check_ids()
+
+
+def test_missing_suite_is_refused_then_added_by_ensure_dev_keys(store: FileKeyStore) -> None:
+    old = store.create_party("a")
+    with pytest.raises(UnknownKeyError, match="mlkem768-x25519"):
+        old.encryption_for(KeySuite.MLKEM768_X25519)
+    made = ensure_dev_keys(store, ["a"], extra_suites=[KeySuite.MLKEM768_X25519])
+    assert {r.party for r in made} == {"a", HUB_PARTY}
+    new = store.active("a")
+    assert new.suites == (KeySuite.X25519, KeySuite.MLKEM768_X25519)
+    assert store.by_key_id(old.encryption_key_id).status is KeyStatus.RETIRED
+    assert ensure_dev_keys(store, ["a"], extra_suites=[KeySuite.MLKEM768_X25519]) == []
+
+
+def test_v1_directory_with_unqualified_ids_still_loads(store: FileKeyStore) -> None:
+    record = store.create_party("p")
+    raw = b64decode(record.encryption_public_key)
+    legacy = record.model_copy(update={"encryption_key_id": key_id("p", raw)})
+    legacy.check_ids()  # the id scheme before suites were named is still accepted
+    body = {"format": "hub.keys.directory.v1", "keys": [legacy.model_dump(mode="json")]}
+    (store.root / "directory.json").write_text(json.dumps(body))
+    assert FileKeyStore(store.root).active("p").encryption_key_id == key_id("p", raw)
+
+
 def test_directory_json_is_public_only(store: FileKeyStore) -> None:
     store.create_party("p")
     body = json.loads((store.root / "directory.json").read_text())
-    assert body["format"] == "hub.keys.directory.v1"
+    assert body["format"] == "hub.keys.directory.v2"
     assert all("private" not in name for name in body["keys"][0])
     assert PartyKeys.model_validate(body["keys"][0]).party == "p"
 

@@ -44,8 +44,8 @@ def test_init_creates_every_protocol_party_and_the_hub(runner: CliRunner, tmp_pa
 
     again = run(runner, "init")  # idempotent
     assert f"0 created, {len(expected)} already had keys" in again.stdout
-    protocol_suite = load_protocol(default_protocol_path()).crypto.suite
-    assert {store(tmp_path).active(p).suite.value for p in expected} == {protocol_suite}
+    suites = load_protocol(default_protocol_path()).crypto.suites
+    assert {tuple(s.value for s in store(tmp_path).active(p).suites) for p in expected} == {suites}
 
 
 def test_init_suite_option_overrides_the_protocol(runner: CliRunner, tmp_path: Path) -> None:
@@ -98,7 +98,7 @@ def test_rotate_unknown_party_fails_cleanly(runner: CliRunner) -> None:
 def test_export_public_keys(runner: CliRunner, tmp_path: Path) -> None:
     run(runner, "init", "--party", HUB_PARTY)
     body = json.loads(run(runner, "export", "--party", HUB_PARTY).stdout)
-    assert body["format"] == "hub.keys.directory.v1"
+    assert body["format"] == "hub.keys.directory.v2"
     (record,) = body["keys"]
     assert record["party"] == HUB_PARTY
     assert not any("private" in name for name in record)
@@ -134,3 +134,18 @@ def test_shred_asks_for_confirmation(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["shred", "--case", "C-1"], input="y\n")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "data").rglob("*.shredded"))) == 1
+
+
+def test_init_rotates_in_a_suite_the_protocol_started_using(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    keys = store(tmp_path)
+    old = keys.create_party(HUB_PARTY)  # x25519 only, as before crypto.event_types
+    result = run(runner, "init", "--party", HUB_PARTY)
+    assert "rotated hub" in result.stdout
+    assert "(1 rotated to add a suite)" in result.stdout
+    new = keys.active(HUB_PARTY)
+    assert [s.value for s in new.suites] == list(
+        load_protocol(default_protocol_path()).crypto.suites
+    )
+    assert keys.by_key_id(old.encryption_key_id).status is KeyStatus.RETIRED

@@ -13,6 +13,7 @@ from hub.audit.pseudonym import Pseudonymiser
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.keys.file_store import FileKeyStore
+from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
 from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason
 from hub.policies.loader import load_protocol
@@ -28,7 +29,8 @@ FIXED = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> FileKeyStore:
     store = FileKeyStore(tmp_path_factory.mktemp("keys"))
-    ensure_dev_keys(store, PROTOCOL.party_ids)
+    extra = [KeySuite(s) for s in PROTOCOL.crypto.suites[1:]]
+    ensure_dev_keys(store, PROTOCOL.party_ids, extra_suites=extra)
     return store
 
 
@@ -127,3 +129,57 @@ def test_oversized_is_checked_before_decoding() -> None:
     result = make_router(max_event_bytes=16).route(**rec, seen=never_seen)
     assert result.quarantined is QuarantineReason.OVERSIZED
     assert result.audit[0].event_id == "e-1"
+
+
+def test_marac_flags_are_sealed_with_the_hybrid_suite_and_bans_with_x25519() -> None:
+    marac = make_router().route(
+        **record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-9")), seen=never_seen
+    )
+    ban = make_router().route(
+        **record("pubwatch.redditch.crown-inn", BAN, pubwatch_ban("PW-9"), event_id="e-ban"),
+        seen=never_seen,
+    )
+    assert marac.messages
+    assert ban.messages
+    for result, event_type in ((marac, MARAC_RAISED), (ban, BAN)):
+        suite = PROTOCOL.crypto.suite_for(event_type)
+        for message in result.messages:
+            headers = dict(message.headers)
+            assert headers["ce_hubsuite"].decode() == suite
+            assert headers["ce_hubkid"].decode().split("#")[1].startswith(f"{suite}:")
+
+
+def test_a_recipient_without_the_suite_is_withheld_never_downgraded(tmp_path: Path) -> None:
+    store = FileKeyStore(tmp_path / "keys")
+    ensure_dev_keys(store, PROTOCOL.party_ids)  # x25519 only
+    router = Router(
+        PROTOCOL,
+        registry=REGISTRY,
+        envelope=PartyEnvelope("hub", store=store),
+        pseudonymiser=Pseudonymiser(b"k" * 32),
+        max_event_bytes=64 * 1024,
+        clock=lambda: FIXED,
+    )
+    attrs = EventAttributes(
+        id="e-pq", source=wire.source_for("marac.north-worcs"), type=MARAC_RAISED, time=FIXED
+    )
+    sealed = PartyEnvelope("marac.north-worcs", store=store).seal(
+        attrs,
+        key=b"MARAC-8",
+        plaintext=REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-8")),
+        recipient="hub",
+    )
+    result = router.route(
+        origin=Origin(topic="hub.in.marac.north-worcs", partition=0, offset=0),
+        key=b"MARAC-8",
+        value=sealed.value,
+        headers=sealed.headers,
+        seen=never_seen,
+    )
+    assert result.messages == []
+    permitted = [
+        r for r in result.audit if r.reason.startswith("rule ") and "permits it" in r.reason
+    ]
+    assert permitted, "permitted recipients are recorded as withheld, with the key problem"
+    assert {r.decision for r in permitted} == {AuditDecision.WITHHELD}
+    assert all("mlkem768-x25519" in r.reason for r in permitted)
