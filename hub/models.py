@@ -68,6 +68,8 @@ class AuditDecision(StrEnum):
     SHREDDED = "shredded"
     HOLD_PLACED = "hold_placed"
     HOLD_LIFTED = "hold_lifted"
+    #: records before a size were pruned under the protocol's audit retention (their hashes kept)
+    PRUNED = "pruned"
 
 
 class Origin(BaseModel):

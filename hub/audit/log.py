@@ -19,22 +19,46 @@ What ``AuditLog.verify`` can and cannot detect:
 * Deleting stored checkpoints hides nothing from a party that kept its copy: pass those
   copies (``verify(checkpoints=...)``, ``hub audit verify --checkpoint FILE``). Forging one
   needs the log signing key.
+
+After ``prune`` (audit retention, ``hub.audit.retention``) the records before K are gone but
+their subtree hashes are kept: verification starts from those hashes at K, so every
+checkpoint of size >= K is rechecked as before, and a checkpoint below K is rechecked
+through the consistency proof to K kept when it was pruned (stored checkpoints always have
+one; a party's copy at another size below K cannot be rechecked and is counted as such).
+Altering the kept hashes changes the root at every size above K, so the checkpoints after
+the prune find it.
 """
 
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from hub.audit.checkpoint import Checkpoint, NoteSigner
-from hub.audit.merkle import CompactRange, MerkleTree, leaf_hash, verify_inclusion
+from hub.audit.merkle import (
+    CompactRange,
+    MerkleTree,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from hub.audit.retention import PrunedPrefix, PrunePlan
 from hub.audit.store import AuditStore
 from hub.errors import AuditError, AuditIntegrityError
-from hub.models import AuditRecord
+from hub.models import AuditDecision, AuditRecord, record_id_for
 
-__all__ = ["AuditLog", "ConsistencyProof", "Finding", "InclusionProof", "VerifyReport"]
+__all__ = [
+    "AuditLog",
+    "ConsistencyProof",
+    "Finding",
+    "InclusionProof",
+    "PruneResult",
+    "VerifyReport",
+]
 
 #: leaves read per store round trip when building or verifying the tree
 _BATCH = 5000
@@ -52,15 +76,16 @@ class Finding:
 
     Attributes:
         kind: ``record`` (a row altered by hand), ``checkpoint`` (a root that no longer
-            matches: the change lies in ``[index, size)``) or ``signature`` (a checkpoint
-            note that does not verify, so it says nothing about the records).
+            matches: the change lies in ``[index, size)``), ``signature`` (a checkpoint
+            note that does not verify, so it says nothing about the records) or ``pruned``
+            (the hashes kept for a pruned prefix are malformed or do not chain).
         index: the altered record's leaf index, or for a checkpoint the first index the
             change can be at (the size of the last checkpoint that still verifies).
         size: the tree size of the checkpoint concerned, if any.
         message: what did not match.
     """
 
-    kind: Literal["record", "checkpoint", "signature"]
+    kind: Literal["record", "checkpoint", "signature", "pruned"]
     index: int | None
     message: str
     size: int | None = None
@@ -74,6 +99,13 @@ class VerifyReport:
     root: bytes
     checkpoints_checked: int
     findings: tuple[Finding, ...] = ()
+    #: records before this leaf index were pruned under audit retention (hashes kept)
+    pruned: int = 0
+    #: when the last prune ran, and its cut-off
+    pruned_at: datetime | None = None
+    pruned_before: datetime | None = None
+    #: checkpoints below the pruned size with no kept proof (a party's copy): not rechecked
+    checkpoints_unchecked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -108,6 +140,9 @@ class VerifyReport:
             "tree_size": self.size,
             "root_hash": _b64(self.root),
             "checkpoints_checked": self.checkpoints_checked,
+            "checkpoints_unchecked": self.checkpoints_unchecked,
+            "pruned_records": self.pruned,
+            "pruned_before": None if self.pruned_before is None else self.pruned_before.isoformat(),
             "first_index": None if first is None else first.index,
             "findings": [
                 {"kind": f.kind, "index": f.index, "message": f.message} for f in self.findings
@@ -166,6 +201,31 @@ class ConsistencyProof:
         }
 
 
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``AuditLog.prune`` did: the plan carried out and the signed evidence of it."""
+
+    plan: PrunePlan
+    deleted: int
+    record: AuditRecord
+    checkpoint_before: str
+    checkpoint_after: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "pruned": self.deleted,
+            "from_index": self.plan.start,
+            "to_index": self.plan.end,
+            "before": self.plan.before.isoformat(),
+            "stopped_by": self.plan.stop,
+            "held_case": self.plan.held_case,
+            "record_id": self.record.record_id,
+            "checkpoint_before": self.checkpoint_before,
+            "checkpoint_after": self.checkpoint_after,
+        }
+
+
 @dataclass
 class _Heads:
     """Checkpoints grouped by size while verifying."""
@@ -213,7 +273,11 @@ class AuditLog:
         stored = self._store.checkpoints()
         if stored:
             previous = self._open(stored[-1][1])
-            if previous.size > tree.size or tree.root(previous.size) != previous.root_hash:
+            # Below the pruned size the kept proofs check it (``verify``); a prune always
+            # signs a newer checkpoint, so that happens only with checkpoints deleted by hand.
+            if previous.size >= tree.pruned and (
+                previous.size > tree.size or tree.root(previous.size) != previous.root_hash
+            ):
                 raise AuditIntegrityError(
                     f"checkpoint: the stored records no longer match the checkpoint at size "
                     f"{previous.size}; run `hub audit verify`"
@@ -239,7 +303,16 @@ class AuditLog:
             (data,) = self._store.leaves(index, index + 1)
             indexed = [(ref, AuditRecord.model_validate_json(data).event_id)]
         if not indexed:
-            raise AuditError(f"audit proof: expected a stored event or record id, got {ref!r}")
+            prunes = self._store.prunes()
+            note = (
+                f" (records written before {prunes[-1].before:%Y-%m-%d} were pruned under "
+                f"audit retention)"
+                if prunes
+                else ""
+            )
+            raise AuditError(
+                f"audit proof: expected a stored event or record id, got {ref!r}{note}"
+            )
         proofs: list[InclusionProof] = []
         for record_id, event_id in indexed:
             index = self._store.record_index(record_id)
@@ -282,9 +355,11 @@ class AuditLog:
     def verify(self, *, checkpoints: Iterable[str] = ()) -> VerifyReport:
         """Recompute the tree from the stored bytes and check every record and checkpoint.
 
-        Streams the store (O(log n) memory). Stored checkpoints and any given ones (copies
-        the parties kept) are checked for signature and origin, then their root against the
-        recomputed root at their size. See the module docstring for what this detects.
+        Streams the store (O(log n) memory), from the kept subtree hashes if the log was
+        pruned. Stored checkpoints and any given ones (copies the parties kept) are checked
+        for signature and origin, then their root against the recomputed root at their size
+        (below the pruned size: through the kept consistency proofs). See the module
+        docstring for what this detects.
         """
         findings: list[Finding] = []
         heads = _Heads()
@@ -298,10 +373,22 @@ class AuditLog:
             heads.by_size.setdefault(head.size, []).append(head)
             heads.count += 1
 
+        try:
+            prunes = self._store.prunes()
+        except AuditIntegrityError as exc:
+            findings.append(Finding("pruned", 0, f"kept hashes of pruned records: {exc}"))
+            return VerifyReport(
+                size=self._store.size(),
+                root=b"",
+                checkpoints_checked=heads.count,
+                findings=tuple(findings),
+            )
+        pruned = prunes[-1] if prunes else None
+        acc = CompactRange.from_frontier(pruned.size, pruned.frontier) if pruned else CompactRange()
+        unchecked = _check_pruned(prunes, heads, findings)
         size = self._store.size()
-        acc = CompactRange()
-        last_good = 0
-        for start in range(0, size, _BATCH):
+        last_good = acc.size
+        for start in range(acc.size, size, _BATCH):
             end = min(start + _BATCH, size)
             for index in self._store.mismatched_rows(start, end):
                 findings.append(
@@ -335,9 +422,84 @@ class AuditLog:
         return VerifyReport(
             size=acc.size,
             root=acc.root(),
-            checkpoints_checked=heads.count,
+            checkpoints_checked=heads.count - unchecked,
             findings=tuple(_explain(findings)),
+            pruned=pruned.size if pruned else 0,
+            pruned_at=pruned.pruned_at if pruned else None,
+            pruned_before=pruned.before if pruned else None,
+            checkpoints_unchecked=unchecked,
         )
+
+    def prune(
+        self, plan: PrunePlan, *, reason: str, by: str, now: datetime | None = None
+    ) -> PruneResult:
+        """Carry out a prune planned by ``hub.audit.retention.plan_prune``, signed and audited.
+
+        In order: verify the whole log (pruning would destroy the evidence of any tampering,
+        so a log that does not verify is never pruned); sign a checkpoint at the current
+        size; append a ``pruned`` audit record naming the range, the cut-off and that
+        checkpoint; sign a checkpoint over that record; then delete the records of
+        ``[plan.start, plan.end)`` and keep their compact range and the consistency proofs
+        to ``plan.end`` from every stored checkpoint size below it. The record comes before
+        the deletion, so a crash in between leaves an audited intent, never an unaudited
+        deletion; running the prune again finishes it.
+
+        Raises:
+            AuditError: nothing to prune, or the log was pruned since the plan was made.
+            AuditIntegrityError: the log does not verify.
+        """
+        if not plan.count:
+            raise AuditError(
+                f"audit prune: expected records to prune, got none ({plan.describe()})"
+            )
+        report = self.verify()
+        if report.first is not None:
+            where = "" if report.first.index is None else f" at index {report.first.index}"
+            raise AuditIntegrityError(
+                f"audit prune: the log does not verify ({report.first.message}{where}); "
+                f"pruning would destroy the evidence, so run `hub audit verify` and "
+                f"investigate first"
+            )
+        prunes = self._store.prunes()
+        current = prunes[-1].size if prunes else 0
+        if current != plan.start or self._store.size() < plan.end:
+            raise AuditError(
+                f"audit prune: expected the log pruned to {plan.start} as planned, got "
+                f"{current}; plan again"
+            )
+        note_before = self.checkpoint()
+        size_before = self._open(note_before).size
+        now = now or datetime.now(UTC)
+        event_id = f"audit-prune:{uuid.uuid4()}"
+        held = f" (case {plan.held_case} is under legal hold)" if plan.held_case else ""
+        record = AuditRecord(
+            record_id=record_id_for(event_id, None, AuditDecision.PRUNED.value),
+            time=now,
+            event_id=event_id,
+            decision=AuditDecision.PRUNED,
+            reason=(
+                f"{reason} (by {by}): records [{plan.start}, {plan.end}) written before "
+                f"{plan.before.isoformat()} pruned; subtree hashes kept; checkpoint at size "
+                f"{size_before} signed before pruning; prefix ended by {plan.stop}{held}"
+            ),
+        )
+        self._store.append([record])
+        note_after = self.checkpoint()
+        tree = self._sync()
+        sizes = {
+            s for s, _ in self._store.checkpoints() if max(current, tree.pruned, 1) <= s < plan.end
+        }
+        if current:
+            sizes.add(current)
+        prefix = PrunedPrefix(
+            size=plan.end,
+            frontier=tree.frontier(plan.end),
+            before=plan.before,
+            pruned_at=now,
+            proofs={s: tuple(tree.consistency_proof(s, plan.end)) for s in sorted(sizes)},
+        )
+        deleted = self._store.prune(prefix)
+        return PruneResult(plan, deleted, record, note_before, note_after)
 
     def _open(self, note: str) -> Checkpoint:
         return self._verifier.open_checkpoint(note, origin=self.origin)
@@ -351,8 +513,16 @@ class AuditLog:
         return note, self._open(note)
 
     def _sync(self) -> MerkleTree:
-        """Extend the cached tree with records appended since the last call."""
+        """Extend the cached tree with records appended since the last call.
+
+        A tree that has not reached the pruned size (a fresh one, or one left behind by a
+        prune in another process) restarts from the kept subtree hashes.
+        """
         size = self._store.size()
+        if self._tree.size < size:
+            prunes = self._store.prunes()
+            if prunes and self._tree.size < prunes[-1].size:
+                self._tree = MerkleTree.from_frontier(prunes[-1].size, prunes[-1].frontier)
         while self._tree.size < size:
             start = self._tree.size
             batch = self._store.leaves(start, min(start + _BATCH, size))
@@ -362,9 +532,75 @@ class AuditLog:
         return self._tree
 
 
+def _check_pruned(prunes: list[PrunedPrefix], heads: _Heads, findings: list[Finding]) -> int:
+    """Check the chain of pruned prefixes and the checkpoints at or below the pruned size.
+
+    Each prune's kept proof from the previous pruned size must lead from that root to its
+    own; a checkpoint of size m <= K is checked against the first prune at or above m,
+    directly when the sizes are equal, else through the proof kept from m. Appends findings
+    and returns how many checkpoints had no proof (a party's copy at an unstored size).
+    """
+    if not prunes:
+        return 0
+    roots = {p.size: CompactRange.from_frontier(p.size, p.frontier).root() for p in prunes}
+    previous = 0
+    for prefix in prunes:
+        if previous:
+            try:
+                proof = prefix.proofs.get(previous)
+                if proof is None:
+                    raise AuditIntegrityError(f"no consistency proof from size {previous}")
+                verify_consistency(
+                    old_size=previous,
+                    new_size=prefix.size,
+                    old_root=roots[previous],
+                    new_root=roots[prefix.size],
+                    proof=proof,
+                )
+            except AuditIntegrityError as exc:
+                findings.append(
+                    Finding("pruned", 0, f"pruned prefix {previous} -> {prefix.size}: {exc}")
+                )
+        previous = prefix.size
+    unchecked = 0
+    for size, group in heads.by_size.items():
+        target = next((p for p in prunes if p.size >= size), None)
+        if target is None:
+            continue  # above the pruned size: the stream checks it
+        for head in group:
+            try:
+                if size == target.size:
+                    if head.root_hash != roots[size]:
+                        raise AuditIntegrityError("root does not match the kept subtree hashes")
+                elif size == 0:
+                    if head.root_hash != CompactRange().root():
+                        raise AuditIntegrityError("root of an empty tree is not the empty root")
+                elif (proof := target.proofs.get(size)) is not None:
+                    verify_consistency(
+                        old_size=size,
+                        new_size=target.size,
+                        old_root=head.root_hash,
+                        new_root=roots[target.size],
+                        proof=proof,
+                    )
+                else:
+                    unchecked += 1
+            except AuditIntegrityError as exc:
+                findings.append(
+                    Finding(
+                        "checkpoint",
+                        0,
+                        f"checkpoint at size {size}, before the pruned size {prunes[-1].size}, "
+                        f"does not match the kept hashes: {exc}",
+                        size,
+                    )
+                )
+    return unchecked
+
+
 def _explain(findings: list[Finding]) -> list[Finding]:
     """Order findings by index, records before checkpoints, unlocated ones last."""
-    order = {"record": 0, "checkpoint": 1, "signature": 2}
+    order = {"record": 0, "pruned": 1, "checkpoint": 2, "signature": 3}
     return sorted(
         findings, key=lambda f: (f.index is None, f.index or 0, order[f.kind], f.size or 0)
     )

@@ -14,6 +14,14 @@ Two ways to compute roots are provided:
   definitions need is then O(log n) lookups, so roots at any earlier size and proofs cost
   O(log^2 n) hashing after one O(n) build.
 
+Both can start from a pruned prefix: the hashes of the perfect subtrees covering leaves
+``[0, K)`` (the compact range, or left frontier: one hash per set bit of K, largest first).
+Every node that a root of size >= K, an inclusion proof of a leaf >= K or a consistency
+proof between sizes >= K needs is either one of those hashes or built from them and the
+leaves from K on (the RFC 9162 recursion never emits a node that straddles K whole without
+splitting it at K's bits), so audit retention can delete the leaves before K and keep every
+later proof byte-identical (``hub.audit.retention``).
+
 Verification raises ``AuditIntegrityError`` naming the first thing that did not match; it
 follows the RFC 9162 section 2.1.3.2 and 2.1.4.2 algorithms step by step and agrees with
 every case of the transparency-dev/merkle test vectors (tests/vectors/rfc9162/).
@@ -24,13 +32,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from hub.errors import AuditIntegrityError
+from hub.errors import AuditError, AuditIntegrityError
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
     "MerkleTree",
+    "check_frontier",
     "leaf_hash",
     "node_hash",
     "root_from_inclusion_proof",
@@ -59,6 +68,27 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(_NODE_PREFIX + left + right).digest()
 
 
+def check_frontier(size: int, frontier: Sequence[bytes]) -> None:
+    """Check that ``frontier`` can be the compact range of ``[0, size)``.
+
+    Raises:
+        AuditIntegrityError: not one 32-byte hash per set bit of ``size``.
+    """
+    if size < 0:
+        raise AuditIntegrityError(f"pruned prefix: expected a size >= 0, got {size}")
+    if len(frontier) != size.bit_count():
+        raise AuditIntegrityError(
+            f"pruned prefix of {size} leaves: expected {size.bit_count()} subtree hashes, "
+            f"got {len(frontier)}"
+        )
+    for position, hash_ in enumerate(frontier):
+        if len(hash_) != HASH_SIZE:
+            raise AuditIntegrityError(
+                f"pruned prefix: subtree hash {position}: expected {HASH_SIZE} bytes, "
+                f"got {len(hash_)}"
+            )
+
+
 def _split(n: int) -> int:
     """The largest power of two strictly smaller than ``n`` (n > 1): the RFC's ``k``."""
     return 1 << ((n - 1).bit_length() - 1)
@@ -75,6 +105,24 @@ class CompactRange:
     def __init__(self) -> None:
         self._size = 0
         self._stack: list[bytes] = []
+
+    @classmethod
+    def from_frontier(cls, size: int, frontier: Sequence[bytes]) -> CompactRange:
+        """Resume after ``size`` leaves whose compact range (largest subtree first) is given.
+
+        Raises:
+            AuditIntegrityError: ``frontier`` is not one hash per set bit of ``size``.
+        """
+        check_frontier(size, frontier)
+        resumed = cls()
+        resumed._size = size
+        resumed._stack = list(frontier)
+        return resumed
+
+    @property
+    def frontier(self) -> tuple[bytes, ...]:
+        """The perfect-subtree hashes covering the leaves so far, largest first."""
+        return tuple(self._stack)
 
     @property
     def size(self) -> int:
@@ -113,12 +161,57 @@ class MerkleTree:
 
     def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
         self._levels: list[bytearray] = [bytearray()]
+        self._pruned = 0
         self.extend(leaf_hashes)
+
+    @classmethod
+    def from_frontier(cls, size: int, frontier: Sequence[bytes]) -> MerkleTree:
+        """A tree whose first ``size`` leaves were pruned, keeping their compact range.
+
+        Each frontier hash is placed where ``extend`` would have computed it; the slots of
+        the pruned subtrees below them stay zero and are never read, because every method
+        refuses a size or index under ``size`` (see the module docstring).
+
+        Raises:
+            AuditIntegrityError: ``frontier`` is not one hash per set bit of ``size``.
+        """
+        check_frontier(size, frontier)
+        tree = cls()
+        tree._pruned = size
+        tree._levels = [bytearray(HASH_SIZE * (size >> h)) for h in range(size.bit_length())]
+        if not tree._levels:
+            tree._levels = [bytearray()]
+        hashes = iter(frontier)
+        for height in reversed(range(size.bit_length())):
+            if (size >> height) & 1:
+                offset = ((size >> height) - 1) * HASH_SIZE
+                tree._levels[height][offset : offset + HASH_SIZE] = next(hashes)
+        return tree
 
     @property
     def size(self) -> int:
-        """Number of leaves."""
+        """Number of leaves (pruned ones included)."""
         return len(self._levels[0]) // HASH_SIZE
+
+    @property
+    def pruned(self) -> int:
+        """Leaves before this index were pruned: no size or index below it is served."""
+        return self._pruned
+
+    def frontier(self, size: int | None = None) -> tuple[bytes, ...]:
+        """The compact range of ``[0, size)``: a perfect-subtree hash per set bit, largest first."""
+        size = self.size if size is None else size
+        if not self._pruned <= size <= self.size:
+            raise AuditIntegrityError(
+                f"tree size: expected {self._pruned}..{self.size}, got {size}"
+            )
+        hashes: list[bytes] = []
+        start = 0
+        for height in reversed(range(size.bit_length())):
+            if (size >> height) & 1:
+                hashes.append(self._perfect(height, start >> height))
+                start += 1 << height
+        return tuple(hashes)
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append leaf hashes and compute the perfect subtrees they complete."""
@@ -144,6 +237,7 @@ class MerkleTree:
     def leaf(self, index: int) -> bytes:
         """The leaf hash at ``index``."""
         self._check_index(index, self.size)
+        self._check_kept("leaf index", index)
         return self._perfect(0, index)
 
     def root(self, size: int | None = None) -> bytes:
@@ -151,6 +245,8 @@ class MerkleTree:
         size = self.size if size is None else size
         if not 0 <= size <= self.size:
             raise AuditIntegrityError(f"tree size: expected 0..{self.size}, got {size}")
+        if size:
+            self._check_kept("tree size", size)
         return EMPTY_ROOT if size == 0 else self._subtree(0, size)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
@@ -159,6 +255,7 @@ class MerkleTree:
         if not 0 < size <= self.size:
             raise AuditIntegrityError(f"tree size: expected 1..{self.size}, got {size}")
         self._check_index(index, size)
+        self._check_kept("leaf index", index)
         proof: list[bytes] = []
         start, end, m = 0, size, index
         # The RFC's recursion appends the sibling after the deeper path: walk down, then
@@ -184,6 +281,7 @@ class MerkleTree:
             raise AuditIntegrityError(f"new tree size: expected 1..{self.size}, got {new_size}")
         if not 0 < old_size <= new_size:
             raise AuditIntegrityError(f"old tree size: expected 1..{new_size}, got {old_size}")
+        self._check_kept("old tree size", old_size)
         proof: list[bytes] = []
         start, end, m, complete = 0, new_size, old_size, True
         while True:
@@ -213,6 +311,14 @@ class MerkleTree:
     def _perfect(self, height: int, position: int) -> bytes:
         offset = position * HASH_SIZE
         return bytes(self._levels[height][offset : offset + HASH_SIZE])
+
+    def _check_kept(self, what: str, value: int) -> None:
+        """Refuse a size or index whose answer needs the hashes of pruned leaves."""
+        if value < self._pruned:
+            raise AuditError(
+                f"{what}: expected at least {self._pruned} (leaves before it were pruned under "
+                f"audit retention), got {value}"
+            )
 
     @staticmethod
     def _check_index(index: int, size: int) -> None:

@@ -45,14 +45,16 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from hub.audit.retention import PrunedPrefix
 from hub.audit.sqlite import canonical_bytes
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 
 __all__ = ["SCHEMA_VERSION", "PostgresAuditStore", "redacted_url"]
 
-#: version of the layout below, kept in ``audit_schema``; a newer database is refused
-SCHEMA_VERSION = 1
+#: version of the layout below, kept in ``audit_schema``; a newer database is refused.
+#: 2: ``audit_pruned`` (audit retention); a version 1 database is upgraded when opened.
+SCHEMA_VERSION = 2
 #: key of the advisory lock every writer holds for its whole transaction (an arbitrary
 #: constant: the first 8 bytes of SHA-256("hub.audit.append") as a signed integer)
 _APPEND_LOCK = 0x0293_0A7E_87B9_5C3B
@@ -110,6 +112,17 @@ _DDL = (
         note TEXT NOT NULL UNIQUE
     )""",
 )
+# Audit retention (``hub.audit.retention``), as in SQLite: one row per prune; leaf i is the
+# row at position i - K in seq order, K = MAX(pruned_size).
+_PRUNED_DDL = """CREATE TABLE IF NOT EXISTS audit_pruned (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pruned_size BIGINT NOT NULL UNIQUE,
+    frontier BYTEA NOT NULL,
+    proofs TEXT NOT NULL,
+    before TIMESTAMPTZ NOT NULL,
+    pruned_at TIMESTAMPTZ NOT NULL
+)"""
+_PRUNED_SIZE = "(SELECT COALESCE(MAX(pruned_size), 0) FROM audit_pruned)"
 _INSERT = (
     f"INSERT INTO audit_records (seq, {', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
     f"OVERRIDING SYSTEM VALUE VALUES (%s, {', '.join('%s' for _ in _COLUMNS)}) "
@@ -292,9 +305,16 @@ class PostgresAuditStore:
         return row is not None
 
     def size(self) -> int:
-        """Number of records: the size of the Merkle tree over them (see ``AuditStore``)."""
+        """Leaves pruned plus records stored: the size of the Merkle tree (see ``AuditStore``).
+
+        One statement, so one snapshot: a concurrent prune cannot be seen half done.
+        """
         with self._lock, self._guard("count"):
-            row = self._connection().execute("SELECT COUNT(*) FROM audit_records").fetchone()
+            row = (
+                self._connection()
+                .execute(f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records)")  # noqa: S608
+                .fetchone()
+            )
         return int(row[0]) if row is not None else 0
 
     def leaves(self, start: int, end: int) -> list[bytes]:
@@ -306,14 +326,14 @@ class PostgresAuditStore:
         if not 0 <= start <= end:
             raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
         with self._lock, self._guard("read"):
-            rows = (
-                self._connection()
-                .execute(
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                offset = self._offset(conn, start, "audit leaves")
+                rows = conn.execute(
                     "SELECT canonical FROM audit_records ORDER BY seq LIMIT %s OFFSET %s",
-                    (end - start, start),
-                )
-                .fetchall()
-            )
+                    (end - start, offset),
+                ).fetchall()
         return [bytes(row[0]) for row in rows]
 
     def record_index(self, record_id: str) -> int | None:
@@ -322,7 +342,7 @@ class PostgresAuditStore:
             row = (
                 self._connection()
                 .execute(
-                    "SELECT (SELECT COUNT(*) FROM audit_records AS before "
+                    f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records AS before "  # noqa: S608
                     "WHERE before.seq < r.seq) FROM audit_records AS r WHERE r.record_id = %s",
                     (record_id,),
                 )
@@ -346,10 +366,11 @@ class PostgresAuditStore:
             # subject index entries from different moments.
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                offset = self._offset(conn, start, "audit rows")
                 rows = conn.execute(
                     f"SELECT seq, {columns} FROM audit_records "  # noqa: S608 - constant names
                     "ORDER BY seq LIMIT %s OFFSET %s",
-                    (end - start, start),
+                    (end - start, offset),
                 ).fetchall()
                 if rows:
                     for seq, pseudonym in conn.execute(
@@ -370,6 +391,72 @@ class PostgresAuditStore:
             ):
                 faults.append(start + offset)
         return faults
+
+    def prunes(self) -> list[PrunedPrefix]:
+        """Every prune so far, oldest first (see ``AuditStore``)."""
+        with self._lock, self._guard("read prunes"):
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT pruned_size, frontier, proofs, before, pruned_at FROM audit_pruned "
+                    "ORDER BY pruned_size"
+                )
+                .fetchall()
+            )
+        return [
+            PrunedPrefix.from_stored(
+                size=int(size),
+                frontier=bytes(frontier),
+                proofs=str(proofs),
+                before=before,
+                pruned_at=pruned_at,
+            )
+            for size, frontier, proofs, before, pruned_at in rows
+        ]
+
+    def prune(self, prefix: PrunedPrefix) -> int:
+        """Delete the rows of leaves below ``prefix.size`` and keep ``prefix`` (see ``AuditStore``).
+
+        Under the append lock, so no writer or checkpoint interleaves. Deleted tuples stay
+        in the table files until ``VACUUM`` reclaims them, so a plain ``VACUUM`` of both
+        tables follows (it does not block readers or writers).
+        """
+        with self._lock, self._guard("prune"):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+                row = conn.execute(
+                    f"SELECT {_PRUNED_SIZE}, (SELECT COUNT(*) FROM audit_records)"  # noqa: S608
+                ).fetchone()
+                pruned, stored = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+                count = prefix.size - pruned
+                if not 0 < count <= stored:
+                    raise AuditError(
+                        f"audit prune: expected a size in {pruned + 1}..{pruned + stored}, "
+                        f"got {prefix.size}"
+                    )
+                doomed = "SELECT seq FROM audit_records ORDER BY seq LIMIT %s"
+                conn.execute(
+                    f"DELETE FROM audit_subjects WHERE seq IN ({doomed})",  # noqa: S608
+                    (count,),
+                )
+                conn.execute(
+                    f"DELETE FROM audit_records WHERE seq IN ({doomed})",  # noqa: S608
+                    (count,),
+                )
+                conn.execute(
+                    "INSERT INTO audit_pruned (pruned_size, frontier, proofs, before, pruned_at) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (
+                        prefix.size,
+                        prefix.frontier_bytes(),
+                        prefix.proofs_json(),
+                        _utc(prefix.before),
+                        _utc(prefix.pruned_at),
+                    ),
+                )
+            conn.execute("VACUUM audit_records, audit_subjects")
+        return count
 
     def save_checkpoint(self, tree_size: int, note: str) -> None:
         """Keep a signed checkpoint note of the tree at ``tree_size`` (see ``AuditStore``).
@@ -447,12 +534,28 @@ class PostgresAuditStore:
                 conn.execute("CREATE TABLE audit_schema (version INTEGER NOT NULL)")
                 for statement in _DDL:
                     conn.execute(statement)
-                conn.execute("INSERT INTO audit_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
-            elif version != SCHEMA_VERSION:
+            elif version > SCHEMA_VERSION:
                 raise AuditError(
                     f"audit store {self.display_url}: expected schema version "
                     f"{SCHEMA_VERSION}, got {version} (written by a newer hub?)"
                 )
+            elif version == SCHEMA_VERSION:
+                return  # another opener upgraded it while we waited for the lock
+            # From 0 or 1 (a row per version, so the history of upgrades stays visible).
+            conn.execute(_PRUNED_DDL)
+            conn.execute("INSERT INTO audit_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    @staticmethod
+    def _offset(conn: psycopg.Connection[tuple[Any, ...]], start: int, what: str) -> int:
+        """The row offset of leaf ``start`` in this transaction's snapshot."""
+        row = conn.execute(f"SELECT {_PRUNED_SIZE}").fetchone()
+        pruned = int(row[0]) if row is not None else 0
+        if start < pruned:
+            raise AuditError(
+                f"{what}: expected a leaf index of at least {pruned} (earlier records were "
+                f"pruned under audit retention), got {start}"
+            )
+        return start - pruned
 
     @staticmethod
     def _schema_version(conn: psycopg.Connection[tuple[Any, ...]]) -> int:

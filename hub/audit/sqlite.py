@@ -19,13 +19,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from hub.audit.retention import PrunedPrefix
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 
 __all__ = ["SCHEMA_VERSION", "SQLiteAuditStore", "canonical_bytes"]
 
-#: ``PRAGMA user_version`` of the layout below; a newer file is refused, not guessed at
-SCHEMA_VERSION = 1
+#: ``PRAGMA user_version`` of the layout below; a newer file is refused, not guessed at.
+#: 2: ``audit_pruned`` (audit retention). A version 1 file is upgraded when opened; a hub that
+#: only knows version 1 refuses a version 2 file, since it would number the leaves of a
+#: pruned log from 0 and report every checkpoint as broken.
+SCHEMA_VERSION = 2
 _TIMEOUT_S = 30.0
 
 #: every ``AuditRecord`` field has a column; ``canonical`` holds the record itself
@@ -82,6 +86,20 @@ _CHECKPOINT_DDL = """CREATE TABLE IF NOT EXISTS audit_checkpoints (
     tree_size INTEGER NOT NULL,
     note TEXT NOT NULL UNIQUE
 )"""
+# Audit retention (``hub.audit.retention``): one row per prune. ``pruned_size`` K is
+# cumulative, so leaf i is the row at position i - K in seq order; ``frontier`` holds the
+# RFC 9162 compact range of [0, K) (32-byte hashes, largest subtree first) and ``proofs``
+# JSON consistency proofs to K from earlier checkpoint sizes.
+_PRUNED_DDL = """CREATE TABLE IF NOT EXISTS audit_pruned (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pruned_size INTEGER NOT NULL UNIQUE,
+    frontier BLOB NOT NULL,
+    proofs TEXT NOT NULL,
+    before TEXT NOT NULL,
+    pruned_at TEXT NOT NULL
+)"""
+#: the pruned size K as a scalar subquery, so size and offsets come from one statement
+_PRUNED_SIZE = "(SELECT COALESCE(MAX(pruned_size), 0) FROM audit_pruned)"
 _INSERT = (
     f"INSERT INTO audit_records ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
@@ -234,19 +252,22 @@ class SQLiteAuditStore:
         return row is not None
 
     def size(self) -> int:
-        """Number of records: the size of the Merkle tree over them (see ``AuditStore``)."""
+        """Leaves pruned plus records stored: the size of the Merkle tree (see ``AuditStore``)."""
         with self._lock, self._guard("count"):
-            (n,) = self._conn.execute("SELECT COUNT(*) FROM audit_records").fetchone()
+            (n,) = self._conn.execute(
+                f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records)"  # noqa: S608
+            ).fetchone()
         return int(n)
 
     def leaves(self, start: int, end: int) -> list[bytes]:
         """Canonical bytes of leaves ``start`` .. ``end - 1``, append order (see ``AuditStore``)."""
         if not 0 <= start <= end:
             raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
-        with self._lock, self._guard("read"):
+        with self._lock, self._guard("read"), self._read():
+            offset = self._offset(start, "audit leaves")
             rows = self._conn.execute(
                 "SELECT canonical FROM audit_records ORDER BY seq LIMIT ? OFFSET ?",
-                (end - start, start),
+                (end - start, offset),
             ).fetchall()
         return [bytes(row[0]) for row in rows]
 
@@ -254,11 +275,70 @@ class SQLiteAuditStore:
         """Leaf index of a record (0-based, append order), or ``None`` if not stored."""
         with self._lock, self._guard("query"):
             row = self._conn.execute(
-                "SELECT (SELECT COUNT(*) FROM audit_records AS before WHERE before.seq < r.seq) "
-                "FROM audit_records AS r WHERE r.record_id = ?",
+                f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records AS before "  # noqa: S608
+                "WHERE before.seq < r.seq) FROM audit_records AS r WHERE r.record_id = ?",
                 (record_id,),
             ).fetchone()
         return None if row is None else int(row[0])
+
+    def prunes(self) -> list[PrunedPrefix]:
+        """Every prune so far, oldest first (see ``AuditStore``)."""
+        with self._lock, self._guard("read prunes"):
+            rows = self._conn.execute(
+                "SELECT pruned_size, frontier, proofs, before, pruned_at FROM audit_pruned "
+                "ORDER BY pruned_size"
+            ).fetchall()
+        return [
+            PrunedPrefix.from_stored(
+                size=int(size),
+                frontier=bytes(frontier),
+                proofs=str(proofs),
+                before=datetime.fromisoformat(before),
+                pruned_at=datetime.fromisoformat(pruned_at),
+            )
+            for size, frontier, proofs, before, pruned_at in rows
+        ]
+
+    def prune(self, prefix: PrunedPrefix) -> int:
+        """Delete the rows of leaves below ``prefix.size`` and keep ``prefix`` (see ``AuditStore``).
+
+        ``secure_delete`` zeroes the freed content in the file, and a truncating WAL
+        checkpoint afterwards copies the zeroed pages back and empties the WAL, so the
+        records' bytes do not linger on disk (backups of the file are another matter).
+        """
+        with self._lock, self._guard("prune"):
+            self._conn.execute("PRAGMA secure_delete = ON")
+            with self._write():
+                (pruned,) = self._conn.execute(f"SELECT {_PRUNED_SIZE}").fetchone()
+                (stored,) = self._conn.execute("SELECT COUNT(*) FROM audit_records").fetchone()
+                count = prefix.size - int(pruned)
+                if not 0 < count <= int(stored):
+                    raise AuditError(
+                        f"audit prune: expected a size in {int(pruned) + 1}..{int(pruned) + stored}"
+                        f", got {prefix.size}"
+                    )
+                doomed = "SELECT seq FROM audit_records ORDER BY seq LIMIT ?"
+                self._conn.execute(
+                    f"DELETE FROM audit_subjects WHERE seq IN ({doomed})",  # noqa: S608
+                    (count,),
+                )
+                self._conn.execute(
+                    f"DELETE FROM audit_records WHERE seq IN ({doomed})",  # noqa: S608
+                    (count,),
+                )
+                self._conn.execute(
+                    "INSERT INTO audit_pruned (pruned_size, frontier, proofs, before, pruned_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        prefix.size,
+                        prefix.frontier_bytes(),
+                        prefix.proofs_json(),
+                        _utc_text(prefix.before),
+                        _utc_text(prefix.pruned_at),
+                    ),
+                )
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return count
 
     def mismatched_rows(self, start: int, end: int) -> list[int]:
         """Leaf indices in ``[start, end)`` whose columns disagree with their canonical bytes.
@@ -271,11 +351,12 @@ class SQLiteAuditStore:
         if not 0 <= start <= end:
             raise AuditError(f"audit rows: expected 0 <= start <= end, got {start}, {end}")
         columns = ", ".join(_COLUMNS)
-        with self._lock, self._guard("read"):
+        with self._lock, self._guard("read"), self._read():
+            offset = self._offset(start, "audit rows")
             rows = self._conn.execute(
                 f"SELECT seq, {columns} FROM audit_records "  # noqa: S608 - constant names
                 "ORDER BY seq LIMIT ? OFFSET ?",
-                (end - start, start),
+                (end - start, offset),
             ).fetchall()
             subjects: dict[int, set[str]] = {}
             if rows:
@@ -327,6 +408,25 @@ class SQLiteAuditStore:
         except (sqlite3.Error, OSError) as exc:
             raise AuditError(f"audit store {self.path}: cannot {action}: {exc}") from exc
 
+    def _offset(self, start: int, what: str) -> int:
+        """The row offset of leaf ``start``; refuses a pruned leaf."""
+        (pruned,) = self._conn.execute(f"SELECT {_PRUNED_SIZE}").fetchone()
+        if start < int(pruned):
+            raise AuditError(
+                f"{what}: expected a leaf index of at least {pruned} (earlier records were "
+                f"pruned under audit retention), got {start}"
+            )
+        return start - int(pruned)
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        """One read transaction: a WAL snapshot, so a concurrent prune cannot shift offsets."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
     @contextmanager
     def _write(self) -> Iterator[None]:
         # IMMEDIATE takes the write lock now (waiting up to the timeout) rather than at the
@@ -342,23 +442,20 @@ class SQLiteAuditStore:
 
     def _migrate(self) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-        if version == SCHEMA_VERSION and self._has_checkpoints():
+        if version == SCHEMA_VERSION:
             return  # readers never take the write lock once the schema exists
         with self._write():
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
             if version == 0:
                 for statement in _DDL:
                     self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+            elif version > SCHEMA_VERSION:
                 raise AuditError(
                     f"audit store {self.path}: expected schema version {SCHEMA_VERSION}, "
                     f"got {version} (written by a newer hub?)"
                 )
+            # From 0 or 1: a version 1 file may predate audit_checkpoints, and lacks
+            # audit_pruned; both statements are IF NOT EXISTS.
             self._conn.execute(_CHECKPOINT_DDL)
-
-    def _has_checkpoints(self) -> bool:
-        row = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_checkpoints'"
-        ).fetchone()
-        return row is not None
+            self._conn.execute(_PRUNED_DDL)
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from hub.audit.retention import PrunedPrefix
 from hub.audit.sqlite import SQLiteAuditStore
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
@@ -70,19 +71,41 @@ class AuditStore(Protocol):
     # --- Merkle log (RFC 9162) support: leaf i is the i-th stored record in append order ---
 
     def size(self) -> int:
-        """Number of records stored: the size of the Merkle tree over them."""
+        """The size of the Merkle tree: leaves pruned under audit retention plus rows stored."""
         ...
 
     def leaves(self, start: int, end: int) -> list[bytes]:
         """The ``canonical`` bytes of leaves ``start`` .. ``end - 1`` (0-based, append order).
 
-        Leaf i is the record with the (i+1)-th smallest ``seq``. Returns fewer than
-        ``end - start`` items only when the store holds fewer records.
+        Leaf i is the record with the (i+1-K)-th smallest ``seq``, K the pruned size. Returns
+        fewer than ``end - start`` items only when the store holds fewer records.
+
+        Raises:
+            AuditError: ``start`` is below the pruned size (those records are gone).
         """
         ...
 
     def record_index(self, record_id: str) -> int | None:
-        """The leaf index of a record (rows with a smaller ``seq``), or ``None`` if absent."""
+        """The leaf index of a record (K plus rows with a smaller ``seq``), or ``None``."""
+        ...
+
+    def prunes(self) -> list[PrunedPrefix]:
+        """Every prune so far, oldest first; the last one's ``size`` is the pruned size K."""
+        ...
+
+    def prune(self, prefix: PrunedPrefix) -> int:
+        """Delete the rows of leaves ``[K, prefix.size)`` and keep ``prefix``, atomically.
+
+        The caller (``AuditLog.prune``) computed ``prefix.frontier`` from those rows; the
+        store only checks the sizes. Deleted rows are overwritten where the engine allows
+        (SQLite ``secure_delete``), since they hold personal data.
+
+        Returns:
+            How many rows were deleted.
+
+        Raises:
+            AuditError: ``prefix.size`` is not above K or beyond the stored records.
+        """
         ...
 
     def mismatched_rows(self, start: int, end: int) -> list[int]:

@@ -71,6 +71,20 @@ def _print_report(report: VerifyReport) -> None:
     typer.echo(
         f"{report.size} records, root {root}, {report.checkpoints_checked} checkpoints checked"
     )
+    if report.pruned:
+        pruned_at = f" on {report.pruned_at:%Y-%m-%d}" if report.pruned_at else ""
+        before = f"{report.pruned_before:%Y-%m-%d}" if report.pruned_before else "?"
+        typer.echo(
+            f"  {report.pruned} records (leaves 0..{report.pruned - 1}, written before {before}) "
+            f"were pruned under audit retention{pruned_at}; verified from their kept subtree "
+            f"hashes, and checkpoints below size {report.pruned} through the kept proofs"
+        )
+    if report.checkpoints_unchecked:
+        typer.echo(
+            f"  {report.checkpoints_unchecked} checkpoint copies below the pruned size "
+            f"{report.pruned} match no kept proof and could not be rechecked against the log",
+            err=True,
+        )
     for finding in report.findings:
         where = "" if finding.index is None else f"index {finding.index}: "
         typer.echo(f"  {finding.kind}: {where}{finding.message}", err=True)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.audit.retention import check_duration
+from hub.errors import AuditError
 from hub.models import PARTY_ID_PATTERN
 
 __all__ = [
@@ -42,6 +44,22 @@ class ProtocolInfo(_Strict):
     version: str
     review_date: dt.date | None = None
     controllers: str | None = None
+    audit_retention: str | None = Field(
+        default=None,
+        description="ISO 8601 duration the audit log is kept, e.g. P6Y; "
+        "older records may be pruned with `hub audit prune`",
+    )
+
+    @field_validator("audit_retention")
+    @classmethod
+    def _audit_retention_is_a_duration(cls, value: str | None) -> str | None:
+        # Checked at load so a typo fails `hub policy check`, not a prune years later.
+        if value is None:
+            return None
+        try:
+            return check_duration(value)
+        except AuditError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 SuiteName = Literal["x25519", "mlkem768-x25519"]

@@ -340,6 +340,10 @@ def test_store_leaf_helpers(db: Path, log8: AuditLog) -> None:
 def test_existing_version_1_file_gains_checkpoint_table(db: Path) -> None:
     SQLiteAuditStore(db).close()
     with raw(db) as conn:
+        # A version 1 file from before checkpoints (and audit retention) existed.
         conn.execute("DROP TABLE audit_checkpoints")
+        conn.execute("DROP TABLE audit_pruned")
+        conn.execute("PRAGMA user_version = 1")
     with SQLiteAuditStore(db) as store:
         assert store.checkpoints() == []
+        assert store.prunes() == []

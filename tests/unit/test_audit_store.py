@@ -279,7 +279,7 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(AuditError, match="expected schema version 1, got 99"):
+    with pytest.raises(AuditError, match="expected schema version 2, got 99"):
         SQLiteAuditStore(path)
 
 

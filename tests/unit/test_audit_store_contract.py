@@ -395,7 +395,7 @@ def test_pg_newer_schema_refused(postgres_url: str) -> None:
     PostgresAuditStore(postgres_url).close()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE audit_schema SET version = 99")
-    with pytest.raises(AuditError, match="expected schema version 1, got 99"):
+    with pytest.raises(AuditError, match="expected schema version 2, got 99"):
         PostgresAuditStore(postgres_url)
 
 
