@@ -47,6 +47,8 @@ def _cell(value: Any) -> str:
             return f"{value:,.0f}"
         if abs(value) >= 10:
             return f"{value:.1f}"
+        if 0 < abs(value) < 1:
+            return f"{value:.2g}"
         return f"{value:.2f}"
     if isinstance(value, int):
         return f"{value:,}"

@@ -16,6 +16,7 @@ __all__ = ["load", "names"]
 #: name -> module; run in this order by ``python -m bench``
 _MODULES: dict[str, str] = {
     "crypto": "bench.crypto",
+    "passthrough": "bench.passthrough",
 }
 
 
