@@ -10,6 +10,7 @@ never covers an event whose deliveries or audit records were not written.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,7 +27,9 @@ from hub.broker import topics
 from hub.envelope.crypto import DataKeyCache
 from hub.envelope.escrow import make_escrow
 from hub.envelope.party import PartyEnvelope
+from hub.errors import HubError
 from hub.keys.cases import CaseKeys
+from hub.keys.expiry import SWEEP_INTERVAL_S, expire_cases
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import HUB_PARTY
 from hub.log import get_logger
@@ -170,6 +173,22 @@ def create_app(
             rebalance_timeout=settings.rebalance_timeout,
             session_timeout=settings.session_timeout,
         )
+
+    @app.timer(interval=SWEEP_INTERVAL_S, on_leader=True)  # type: ignore[untyped-decorator]
+    async def expiry_sweep() -> None:
+        """Crypto-shred cases whose retention ended (``hub.keys.expiry``); the leader only."""
+
+        def sweep() -> None:
+            store = open_store(settings)
+            try:
+                expire_cases(cases, store, protocol, clock=lambda: dt.datetime.now(dt.UTC))
+            finally:
+                store.close()
+
+        try:
+            await asyncio.to_thread(sweep)
+        except HubError as exc:  # the next sweep retries; routing carries on meanwhile
+            _log.error("expiry_sweep_failed", error=str(exc))
 
     @app.on_rebalance_complete.connect
     async def _ready(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:

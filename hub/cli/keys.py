@@ -1,4 +1,4 @@
-"""`hub keys ...`: party keys (init, list, rotate, revoke, export), shredding and legal holds.
+"""`hub keys ...`: party keys (init, list, rotate, revoke, export), shredding, expiry, holds.
 
 Keys live in ``<data_dir>/keys`` (``FileKeyStore``, the development store). Settings are
 read when a command runs, never at import; every ``HubError`` becomes one actionable line
@@ -7,6 +7,7 @@ through ``handle_errors``.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 from pathlib import Path
@@ -16,9 +17,11 @@ import typer
 
 from hub.audit.actions import audit_case_action
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
+from hub.audit.store import open_store
 from hub.cli.common import echo_json, handle_errors, load_settings
-from hub.errors import UnknownPartyError
+from hub.errors import ConfigError, UnknownPartyError
 from hub.keys.cases import CaseKeys
+from hub.keys.expiry import expire_cases
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import HUB_PARTY, KeySuite, PartyKeys
 from hub.keys.store import add_missing_suites
@@ -221,6 +224,63 @@ def shred_command(
         by=getpass.getuser(),
     )
     typer.echo(f"shredded case {name}: {state}")
+
+
+@app.command("expire")
+@handle_errors
+def expire_command(
+    now: Annotated[
+        str | None,
+        typer.Option("--now", metavar="ISO", help="Judge as of this time (default: now)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be shredded; change nothing.")
+    ] = False,
+    as_json: _JSON = False,
+) -> None:
+    """Shred every case whose retention has ended (held cases are skipped).
+
+    A case expires at the latest end of retention among its disclosures (each rule's
+    `retention`, counted from the disclosure). Each expiry is audited as `shredded`.
+    """
+    settings = load_settings()
+    at = _parse_now(now)
+    store = open_store(settings)
+    try:
+        results = expire_cases(
+            _cases(settings),
+            store,
+            load_protocol(settings.protocol),
+            clock=lambda: at,
+            dry_run=dry_run,
+            by=getpass.getuser(),
+        )
+    finally:
+        store.close()
+    for item in results:
+        if as_json:
+            echo_json({**item.as_json(), "dry_run": dry_run})
+        elif item.status in ("expired", "held", "kept"):
+            verb = {"expired": "would shred" if dry_run else "shredded"}.get(item.status)
+            typer.echo(f"{verb or item.status:<11} case {item.case}: {item.reason}")
+    if not as_json:
+        count = {s: sum(r.status == s for r in results) for s in ("expired", "held", "kept")}
+        later = len(results) - sum(count.values())
+        done = "due (dry run)" if dry_run else "shredded"
+        typer.echo(
+            f"{count['expired']} {done}, {count['held']} held (skipped), "
+            f"{count['kept']} kept (no automatic retention), {later} not yet due"
+        )
+
+
+def _parse_now(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"--now: expected an ISO 8601 time, got {text!r}") from exc
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 @hold_app.command("add")

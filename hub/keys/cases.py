@@ -130,7 +130,17 @@ class CaseKeys:
         Raises:
             LegalHoldError: the case is under a legal hold.
         """
-        name = self.pseudonym(case_ref)
+        return self.shred_pseudonym(self.pseudonym(case_ref))
+
+    def shred_pseudonym(self, name: str) -> bool:
+        """``shred`` by the case's pseudonym (the automatic expiry knows no references).
+
+        Raises:
+            LegalHoldError: the case is under a legal hold.
+            KeyStoreError: ``name`` is not a case pseudonym.
+        """
+        if not _SAFE_NAME.fullmatch(name):
+            raise KeyStoreError(f"case pseudonym: expected a file-name-safe id, got {name!r}")
         with self._locked():
             hold = self._read_holds().get(name)
             if hold is not None:
@@ -187,6 +197,21 @@ class CaseKeys:
                 raise LegalHoldError(f"case {name}: expected a legal hold to lift, found none")
             self._write_holds(holds)
         return hold
+
+    def live_cases(self) -> list[str]:
+        """Pseudonyms of every case that still has a key (not shredded), sorted."""
+        if not self._dir.is_dir():
+            return []
+        return sorted(
+            p.name.removesuffix(".key")
+            for p in self._dir.glob("*.key")
+            if _SAFE_NAME.fullmatch(p.name.removesuffix(".key"))
+            and not self._tombstone(p.name.removesuffix(".key")).exists()
+        )
+
+    def hold_on(self, name: str) -> LegalHold | None:
+        """The legal hold on the case with pseudonym ``name``, if any."""
+        return self._read_holds().get(name)
 
     def holds(self) -> list[LegalHold]:
         """Every current hold, oldest first."""
