@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from hub.envelope.escrow import open_escrowed
 from hub.envelope.party import PartyEnvelope
 from hub.errors import CaseShreddedError
 from hub.keys.cases import CaseKeys
+from hub.keys.expiry import add_duration
 from hub.models import AuditDecision
 from tests.conftest import RunningHub, unique, wait_for
 from tests.factories import BAN, MARAC_RAISED, marac_flag, pubwatch_ban
@@ -192,3 +195,35 @@ def test_each_event_type_travels_under_its_protocol_suite(
     assert opened.plaintext
     delivered = [r for r in hub.wait_records(event_id) if r.decision == AuditDecision.DELIVERED]
     assert recipient in {r.recipient for r in delivered}
+
+
+def test_expiry_judges_real_disclosures_by_their_rule_retention(hub: RunningHub) -> None:
+    case = unique("MARAC")
+    event_id = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(case))
+    delivered = wait_for(
+        lambda: [r for r in hub.records(event_id) if r.decision == AuditDecision.DELIVERED],
+        what=f"disclosures of {event_id}",
+    )
+    rules = {r.id: r for r in hub.supervisor.protocol.rules}
+    expected = max(add_duration(r.time, rules[r.rule or ""].retention or "") for r in delivered)
+    pseudonym = Pseudonymiser(load_pseudonym_key(hub.settings)).case(case)
+    env = {**os.environ, **hub.env()}
+
+    def judge(now: dt.datetime) -> dict[str, Any]:
+        # --dry-run: the session hub's other cases must keep their keys
+        out = subprocess.run(
+            [HUB, "keys", "expire", "--now", now.isoformat(), "--dry-run", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        rows = {row["case"]: row for row in map(json.loads, out.splitlines())}
+        return rows[pseudonym]
+
+    assert judge(expected - dt.timedelta(seconds=1))["status"] == "due_later"
+    due = judge(expected)
+    assert due["status"] == "expired"
+    assert dt.datetime.fromisoformat(due["expires_at"]) == expected
+    assert case not in json.dumps(due)
