@@ -15,6 +15,10 @@ Each report answers one question a partnership is asked in law:
 - ``volumes``: disclosures per rule and party, for the regular review of the information
   sharing agreement (ICO Data Sharing Code).
 
+Audit retention (``hub audit prune``) removes the oldest records; each report then carries a
+``PrunedNote`` (records written before a date are gone), so an officer never mistakes a
+pruned period for one with no disclosures.
+
 The functions are pure reads over ``AuditStore.query`` (plus one ``append`` in
 ``mark_exempt``): no SQL of their own, so they run unchanged on SQLite and PostgreSQL.
 Where ``query`` cannot filter or join, the report fetches and aggregates in Python; each
@@ -44,12 +48,14 @@ __all__ = [
     "Disclosure",
     "EventRecipient",
     "Exemption",
+    "PrunedNote",
     "SubjectAccessReport",
     "VolumeRow",
     "WithheldFromResponse",
     "chronology",
     "mark_exempt",
     "normalise_subject_ref",
+    "pruned_note",
     "recipients",
     "subject_access",
     "volumes",
@@ -66,6 +72,22 @@ _Timed = TypeVar("_Timed", AuditRecord, "Exemption")
 
 class _Report(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class PrunedNote(_Report):
+    """Records written before ``before`` were pruned under the protocol's audit retention."""
+
+    records: int
+    before: datetime
+    pruned_at: datetime
+
+    def text(self) -> str:
+        """The note as a sentence for the report."""
+        return (
+            f"records written before {_utc(self.before):%Y-%m-%d} were pruned under audit "
+            f"retention on {_utc(self.pruned_at):%Y-%m-%d} ({self.records} records); "
+            f"nothing before that date can be reported"
+        )
 
 
 class Disclosure(_Report):
@@ -110,6 +132,7 @@ class SubjectAccessReport(_Report):
     generated_at: datetime
     disclosures: tuple[Disclosure, ...]
     withheld_from_response: tuple[WithheldFromResponse, ...]
+    pruned: PrunedNote | None = None
 
 
 class ChronologyReceipt(_Report):
@@ -152,6 +175,7 @@ class Chronology(_Report):
     case_pseudonym: str
     generated_at: datetime
     entries: tuple[ChronologyEntry, ...]
+    pruned: PrunedNote | None = None
 
 
 class EventRecipient(_Report):
@@ -238,6 +262,7 @@ def subject_access(
         generated_at=datetime.now(UTC),
         disclosures=tuple(disclosures),
         withheld_from_response=tuple(withheld),
+        pruned=pruned_note(store),
     )
 
 
@@ -338,7 +363,10 @@ def chronology(store: AuditStore, pseudonymiser: Pseudonymiser, case_ref: str) -
     entries = [_chronology_entry(store, event_id, recs) for event_id, recs in events.items()]
     entries.sort(key=lambda e: _utc(e.event_time or _first_time(e)))
     return Chronology(
-        case_pseudonym=pseudonym, generated_at=datetime.now(UTC), entries=tuple(entries)
+        case_pseudonym=pseudonym,
+        generated_at=datetime.now(UTC),
+        entries=tuple(entries),
+        pruned=pruned_note(store),
     )
 
 
@@ -453,6 +481,21 @@ def volumes(store: AuditStore, since: datetime) -> list[VolumeRow]:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def pruned_note(store: AuditStore, *, since: datetime | None = None) -> PrunedNote | None:
+    """The note a report needs if the log was pruned (and, given ``since``, reaches into it).
+
+    ``recipients`` and ``volumes`` return plain lists, so their callers ask for it; with
+    ``since`` the note is ``None`` when the period starts at or after the cut-off.
+    """
+    prunes = store.prunes()
+    if not prunes:
+        return None
+    last = prunes[-1]
+    if since is not None and _utc(since) >= _utc(last.before):
+        return None
+    return PrunedNote(records=last.size, before=last.before, pruned_at=last.pruned_at)
 
 
 def _fetch_all(store: AuditStore, **filters: Any) -> list[AuditRecord]:

@@ -115,11 +115,12 @@ def _cells(record: AuditRecord) -> tuple[str, ...]:
 
 
 def _register_more() -> None:
-    """Commands kept in their own modules (integrity proofs, IG reports)."""
-    from hub.cli import audit_integrity, audit_reports
+    """Commands kept in their own modules (integrity proofs, IG reports, retention)."""
+    from hub.cli import audit_integrity, audit_reports, audit_retention
 
     audit_integrity.register(app)
     audit_reports.register(app)
+    audit_retention.register(app)
 
 
 _register_more()

@@ -64,6 +64,8 @@ def sar(
     settings = _settings_with_store()
     with _store(settings) as store:
         report = reports.subject_access(store, _pseudonymiser(settings), subject)
+    if fmt == "csv" and report.pruned:
+        typer.echo(f"note: {report.pruned.text()}", err=True)
     if fmt == "json":
         _echo_document(report.model_dump(mode="json"))
     elif fmt == "csv":
@@ -117,6 +119,8 @@ def chronology(
     settings = _settings_with_store()
     with _store(settings) as store:
         report = reports.chronology(store, _pseudonymiser(settings), case)
+    if fmt == "csv" and report.pruned:
+        typer.echo(f"note: {report.pruned.text()}", err=True)
     if fmt == "json":
         _echo_document(report.model_dump(mode="json"))
     elif fmt == "csv":
@@ -171,12 +175,22 @@ def recipients(
     fmt = _format(as_json, as_csv)
     settings = _settings_with_store()
     with _store(settings) as store:
+        pruned = reports.pruned_note(store)
         if not store.has_event(event):
-            raise fail(f"event {event}: no audit records, expected an event id the hub routed")
+            hint = f" ({pruned.text()})" if pruned else ""
+            raise fail(
+                f"event {event}: no audit records, expected an event id the hub routed{hint}"
+            )
         found = reports.recipients(store, event)
+    if pruned and fmt != "json":
+        typer.echo(f"note: {pruned.text()}", err=True)
     if fmt == "json":
         _echo_document(
-            {"event_id": event, "recipients": [r.model_dump(mode="json") for r in found]}
+            {
+                "event_id": event,
+                "recipients": [r.model_dump(mode="json") for r in found],
+                "pruned": pruned.model_dump(mode="json") if pruned else None,
+            }
         )
     elif fmt == "csv":
         _echo_csv(
@@ -241,9 +255,16 @@ def volumes(
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     with _store(settings) as store:
         rows = reports.volumes(store, since)
+        pruned = reports.pruned_note(store, since=since)
+    if pruned and fmt != "json":
+        typer.echo(f"note: {pruned.text()}; counts start there", err=True)
     if fmt == "json":
         _echo_document(
-            {"since": since.isoformat(), "volumes": [r.model_dump(mode="json") for r in rows]}
+            {
+                "since": since.isoformat(),
+                "volumes": [r.model_dump(mode="json") for r in rows],
+                "pruned": pruned.model_dump(mode="json") if pruned else None,
+            }
         )
     elif fmt == "csv":
         _echo_csv(
@@ -393,11 +414,15 @@ def _sar_text(report: reports.SubjectAccessReport) -> str:
         lines += [f"    {_when(e.time)}  {e.reason}" for e in entry.exemptions]
     if not withheld:
         lines.append("  none")
+    if report.pruned:
+        lines += ["", f"Note: {report.pruned.text()}."]
     return "\n".join(lines)
 
 
 def _chronology_text(report: reports.Chronology) -> str:
     lines = [f"Chronology for case {report.case_pseudonym} ({len(report.entries)} events)"]
+    if report.pruned:
+        lines.append(f"Note: {report.pruned.text()}.")
     if not report.entries:
         lines.append("  no events recorded for this case")
     for e in report.entries:

@@ -1,4 +1,9 @@
-"""IG reports over a real SQLite audit store seeded with a small partnership's traffic."""
+"""IG reports over real audit stores (SQLite and PostgreSQL) seeded with a small partnership.
+
+Every report test runs against both backends: the reports use only the ``AuditStore``
+protocol, and this is what shows it (PostgreSQL runs on a throwaway server,
+``tests/postgres.py``, and is skipped only when its binaries are absent).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,18 @@ import pytest
 
 from hub.audit import reports
 from hub.audit.pseudonym import Pseudonymiser
-from hub.audit.sqlite import SQLiteAuditStore
+from hub.audit.store import AuditStore, open_store
 from hub.audit.subjects import person_ref
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord, record_id_for
+from hub.settings import HubSettings
+from tests.postgres import find_pg_bindir
+
+_NO_PG = pytest.mark.skipif(
+    find_pg_bindir() is None,
+    reason="PostgreSQL binaries not found (initdb/pg_ctl): PostgreSQL report tests skipped",
+)
+BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="pg", marks=_NO_PG)]
 
 T0 = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)
@@ -177,11 +190,19 @@ def pseudo() -> Pseudonymiser:
     return Pseudonymiser(KEY)
 
 
-@pytest.fixture
-def store(tmp_path: Path, pseudo: Pseudonymiser) -> Iterator[SQLiteAuditStore]:
-    with SQLiteAuditStore(tmp_path / "audit.sqlite3") as opened:
+@pytest.fixture(params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, pseudo: Pseudonymiser
+) -> Iterator[AuditStore]:
+    location = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    if request.param == "postgres":
+        location = request.getfixturevalue("postgres_url")
+    opened = open_store(HubSettings(data_dir=tmp_path, audit_url=location))
+    try:
         opened.append(seed_records(pseudo))
         yield opened
+    finally:
+        opened.close()
 
 
 def rid(event_id: str, recipient: str) -> str:
@@ -192,7 +213,7 @@ def rid(event_id: str, recipient: str) -> str:
 
 
 def test_sar_lists_every_disclosure_in_time_order_with_its_details(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     report = reports.subject_access(store, pseudo, VICTIM)
 
@@ -216,7 +237,7 @@ def test_sar_lists_every_disclosure_in_time_order_with_its_details(
 
 
 def test_sar_leaves_out_withheld_events_and_other_subjects(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     report = reports.subject_access(store, pseudo, VICTIM)
 
@@ -226,7 +247,7 @@ def test_sar_leaves_out_withheld_events_and_other_subjects(
 
 
 def test_sar_normalises_a_pub_watch_person_reference(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     report = reports.subject_access(store, pseudo, "  JOHN   smith |1990-02-03")
 
@@ -237,9 +258,7 @@ def test_sar_normalises_a_pub_watch_person_reference(
     assert reports.normalise_subject_ref("SUBJ-1") == "SUBJ-1"
 
 
-def test_sar_for_an_unknown_subject_is_empty(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
-) -> None:
+def test_sar_for_an_unknown_subject_is_empty(store: AuditStore, pseudo: Pseudonymiser) -> None:
     report = reports.subject_access(store, pseudo, "SUBJ-NOBODY")
 
     assert report.disclosures == ()
@@ -247,7 +266,7 @@ def test_sar_for_an_unknown_subject_is_empty(
 
 
 def test_exemptions_are_listed_one_by_one_with_their_reasons(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     reports.mark_exempt(
         store,
@@ -291,7 +310,7 @@ def test_exemptions_are_listed_one_by_one_with_their_reasons(
 
 
 def test_an_exemption_is_itself_an_append_only_audit_record(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     original = rid("evt-raise", "hw-icb")
     before = store.counts()
@@ -318,7 +337,7 @@ def test_an_exemption_is_itself_an_append_only_audit_record(
 
 
 def test_marking_twice_is_idempotent_but_a_second_officer_adds_a_reason(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     original = rid("evt-raise", "hw-icb")
     first = reports.mark_exempt(
@@ -350,7 +369,7 @@ def test_marking_twice_is_idempotent_but_a_second_officer_adds_a_reason(
     ],
 )
 def test_mark_exempt_refuses_bad_input(
-    store: SQLiteAuditStore, record_id: str, kwargs: dict[str, str], message: str
+    store: AuditStore, record_id: str, kwargs: dict[str, str], message: str
 ) -> None:
     args = {"exemption": "crime", "reason": "why", "officer": "A"} | kwargs
     with pytest.raises(AuditError, match=message):
@@ -368,7 +387,7 @@ def test_mark_exempt_refuses_bad_input(
 
 
 def test_chronology_orders_events_by_event_time_and_joins_acknowledgements(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     chron = reports.chronology(store, pseudo, CASE)
 
@@ -396,7 +415,7 @@ def test_chronology_orders_events_by_event_time_and_joins_acknowledgements(
 
 
 def test_chronology_ignores_sar_exemptions_and_other_cases(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser
+    store: AuditStore, pseudo: Pseudonymiser
 ) -> None:
     reports.mark_exempt(
         store, record_id=rid("evt-raise", "hw-icb"), exemption="crime", reason="x", officer="A"
@@ -414,7 +433,7 @@ def test_chronology_ignores_sar_exemptions_and_other_cases(
 
 
 def test_recipients_lists_every_party_with_digest_and_acknowledgement(
-    store: SQLiteAuditStore,
+    store: AuditStore,
 ) -> None:
     found = reports.recipients(store, "evt-raise")
 
@@ -431,7 +450,7 @@ def test_recipients_lists_every_party_with_digest_and_acknowledgement(
 
 
 def test_recipients_of_a_withheld_only_or_unknown_event_are_empty(
-    store: SQLiteAuditStore,
+    store: AuditStore,
 ) -> None:
     assert reports.recipients(store, "evt-bad") == []
     assert reports.recipients(store, "evt-unknown") == []
@@ -441,7 +460,7 @@ def test_recipients_of_a_withheld_only_or_unknown_event_are_empty(
 
 
 def test_volumes_count_deliveries_and_withholdings_per_rule_and_party(
-    store: SQLiteAuditStore,
+    store: AuditStore,
 ) -> None:
     rows = reports.volumes(store, T0)
 
@@ -457,7 +476,7 @@ def test_volumes_count_deliveries_and_withholdings_per_rule_and_party(
 
 
 def test_volumes_start_at_the_date_and_ignore_acks_rejections_and_exemptions(
-    store: SQLiteAuditStore,
+    store: AuditStore,
 ) -> None:
     reports.mark_exempt(
         store,
@@ -478,7 +497,7 @@ def test_volumes_start_at_the_date_and_ignore_acks_rejections_and_exemptions(
 
 
 def test_reports_read_every_record_past_one_query_page(
-    store: SQLiteAuditStore, pseudo: Pseudonymiser, monkeypatch: pytest.MonkeyPatch
+    store: AuditStore, pseudo: Pseudonymiser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reports, "_PAGE", 2)
 
