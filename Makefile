@@ -47,5 +47,8 @@ format: $(STAMP) ## apply ruff format and safe fixes
 bench: $(STAMP) ## benchmarks: bench/results/*.json and the README table (BENCH="crypto ...")
 	$(BIN)/python -m bench $(BENCH)
 
+vectors: $(STAMP) ## rebuild the byte-exact envelope vectors in tests/vectors/envelope (review the diff)
+	$(BIN)/python scripts/make_envelope_vectors.py
+
 clean: ## remove the venv, caches and the local data dir
 	rm -rf $(VENV) .hub .pytest_cache .mypy_cache .ruff_cache

@@ -107,9 +107,16 @@ def case_key(epoch_key: bytes, *, dek_id: str, kafka_key: bytes | None) -> bytes
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(epoch_key)
 
 
-def seal_payload(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    """``nonce || AES-256-GCM(key, nonce, plaintext, aad)`` with a random 96-bit nonce."""
-    nonce = os.urandom(_NONCE)
+def seal_payload(key: bytes, plaintext: bytes, aad: bytes, *, nonce: bytes | None = None) -> bytes:
+    """``nonce || AES-256-GCM(key, nonce, plaintext, aad)`` with a random 96-bit nonce.
+
+    ``nonce`` is for the byte-exact test vectors only: a nonce repeated under one key
+    breaks GCM's confidentiality and authenticity (NIST SP 800-38D section 8).
+    """
+    if nonce is None:
+        nonce = os.urandom(_NONCE)
+    elif len(nonce) != _NONCE:
+        raise CryptoError(f"nonce: expected {_NONCE} bytes, got {len(nonce)}", "bad_envelope")
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 

@@ -119,9 +119,17 @@ def seal_record(
     signer: Signer,
     extensions: Mapping[str, str] | None = None,
     escrow: Callable[[bytes, str], str | None] | None = None,
+    data_key: crypto.DataKey | None = None,
+    nonce: bytes | None = None,
 ) -> SealedRecord:
-    """Encrypt ``plaintext`` to ``recipient`` and sign the whole record."""
-    dk = cache.get(recipient=recipient, kid=recipient_kid, suite=suite, public_key=recipient_public)
+    """Encrypt ``plaintext`` to ``recipient`` and sign the whole record.
+
+    ``data_key`` and ``nonce`` fix what is otherwise random, for the byte-exact vectors in
+    ``tests/vectors/envelope`` (``scripts/make_envelope_vectors.py``); never in production.
+    """
+    dk = data_key or cache.get(
+        recipient=recipient, kid=recipient_kid, suite=suite, public_key=recipient_public
+    )
     ext = dict(extensions or {})
     ext.update(
         hubrecipient=recipient,
@@ -137,7 +145,7 @@ def seal_record(
         ext["hubescrow"] = escrowed
     headers = dict(wire.to_headers(attrs, ext))
     text = {k: v.decode() for k, v in headers.items()}
-    value = crypto.seal_payload(ck, plaintext, context_aad(text, key))
+    value = crypto.seal_payload(ck, plaintext, context_aad(text, key), nonce=nonce)
     text["ce_hubsig"] = crypto.b64e(signer.sign(crypto.signing_input(text, key, value)))
     return SealedRecord(headers=sorted((k, v.encode()) for k, v in text.items()), value=value)
 
