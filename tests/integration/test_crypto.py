@@ -219,7 +219,9 @@ def test_expiry_judges_real_disclosures_by_their_rule_retention(hub: RunningHub)
             check=True,
             timeout=60,
         ).stdout
-        rows = {row["case"]: row for row in map(json.loads, out.splitlines())}
+        rows: dict[str, dict[str, Any]] = {
+            row["case"]: row for row in map(json.loads, out.splitlines())
+        }
         return rows[pseudonym]
 
     assert judge(expected - dt.timedelta(seconds=1))["status"] == "due_later"
