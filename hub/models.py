@@ -146,6 +146,8 @@ class Decision(BaseModel):
     reject_reason: str | None = None
     reject_rule: str | None = None
     recipients: tuple[RecipientDecision, ...] = ()
+    #: agreements past their review date that withheld this event from someone
+    suspended_agreements: tuple[str, ...] = ()
 
     @property
     def deliveries(self) -> tuple[RecipientDecision, ...]:
@@ -213,3 +215,8 @@ class Delivery(BaseModel):
     protocol_hash: str | None
     data: dict[str, Any]
     key: str | None = None
+
+    @property
+    def from_hub(self) -> bool:
+        """A notice the hub itself sent (refusal, suspension, checkpoint), not a disclosure."""
+        return self.source == "/parties/hub"

@@ -52,6 +52,15 @@ class HubSettings(BaseSettings):
     )
     checkpoint_every: int = Field(default=500, ge=1, description="records per checkpoint")
     checkpoint_interval: float = Field(default=10.0, gt=0, description="seconds per checkpoint")
+    clock_file: Path | None = Field(
+        default=None,
+        description="drills and tests only: a file holding the hub's current time (ISO 8601)",
+    )
+    workflow_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds between MARAC workflow sweeps in each worker; 0 = only on demand",
+    )
     log_level: str = "INFO"
 
     @classmethod
@@ -70,6 +79,11 @@ class HubSettings(BaseSettings):
     def audit_db_path(self) -> Path:
         """SQLite audit database used when ``audit_url`` is unset."""
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def register_path(self) -> Path:
+        """The MARAC flag register (workflow state: status, review dates, referrals)."""
+        return self.data_dir / "workflows.sqlite3"
 
     @property
     def keys_dir(self) -> Path:

@@ -121,3 +121,91 @@ def pubwatch_ban(
         "decided_by": decided_by,
     }
     return _merge(base, overrides)
+
+
+MARAC_REVIEWED = "uk.csp.marac.flag.reviewed.v1"
+MARAC_EXPIRED = "uk.csp.marac.flag.expired.v1"
+MARAC_OBSERVATION = "uk.csp.marac.observation.v1"
+MARAC_REFERRED = "uk.csp.marac.observation.referred.v1"
+MARAC_ALERT = "uk.csp.marac.alert.v1"
+
+
+def marac_reviewed(
+    case_ref: str, *, district: str = "redditch", **overrides: Any
+) -> dict[str, Any]:
+    flag = marac_flag(case_ref, district=district)
+    base = {
+        "case_ref": case_ref,
+        "subject_ref": flag["subject_ref"],
+        "address": flag["address"],
+        "reviewed_on": "2027-05-19",
+        "outcome": "reconfirmed",
+        "risk_level": "high",
+        "review_date": "2027-11-19",
+        "contact": flag["contact"],
+        "markers": ["property", "person"],
+        "notes": "Reconfirmed at the May MARAC.",
+    }
+    return _merge(base, overrides)
+
+
+def marac_expired(case_ref: str) -> dict[str, Any]:
+    flag = marac_flag(case_ref)
+    return {
+        "case_ref": case_ref,
+        "subject_ref": flag["subject_ref"],
+        "expired_on": "2027-06-03",
+        "review_date": "2027-05-19",
+        "grace": "P14D",
+        "reason": "not reconfirmed within P14D of its review date 2027-05-19: remove the flag",
+        "contact": flag["contact"],
+    }
+
+
+def marac_observation(case_ref: str, observation_id: str = "OBS-0001") -> dict[str, Any]:
+    return {
+        "observation_id": observation_id,
+        "case_ref": case_ref,
+        "observed_on": "2026-11-24",
+        "category": "property_damage",
+        "summary": "Repair request: front-door lock damaged, tenant says by ex-partner.",
+        "reported_by": {
+            "name": "Repairs desk",
+            "phone": "01527 000300",
+            "email": "repairs@example.gov.uk",
+        },
+    }
+
+
+def marac_referred(
+    case_ref: str, observation_id: str = "OBS-0001", *, basis: str = "would_prejudice_protection"
+) -> dict[str, Any]:
+    return {
+        "observation_id": observation_id,
+        "case_ref": case_ref,
+        "category": "property_damage",
+        "summary": "Front-door lock damaged by the perpetrator; victim at risk.",
+        "consent": {
+            "basis": basis,
+            "recorded_by": "MARAC coordinator",
+            "recorded_on": "2026-11-24",
+            "rationale": "Asking would alert the perpetrator, who has a key.",
+        },
+        "contact": {
+            "name": "MARAC coordinator",
+            "phone": "01527 000200",
+            "email": "marac@example.gov.uk",
+        },
+    }
+
+
+def marac_alert(case_ref: str, kind: str = "ack_overdue") -> dict[str, Any]:
+    return {
+        "alert_id": "5d1e0b7a-1c2d-5e3f-8a9b-0c1d2e3f4a5b",
+        "kind": kind,
+        "case_ref": case_ref,
+        "subject_ref": f"SUBJ-{case_ref[-6:]}",
+        "parties": ["redditch-bc.housing-repairs"],
+        "due_on": "2026-11-25",
+        "detail": "1 department(s) have not acknowledged the flag within P2D",
+    }

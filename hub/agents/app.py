@@ -10,7 +10,6 @@ never covers an event whose deliveries or audit records were not written.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +23,7 @@ from hub.audit.log import AuditLog
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import open_store
 from hub.broker import topics
+from hub.clock import clock_for
 from hub.envelope.crypto import DataKeyCache
 from hub.envelope.escrow import make_escrow
 from hub.envelope.party import PartyEnvelope
@@ -37,6 +37,8 @@ from hub.models import Origin
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
+from hub.workflows.marac import earlier_recipients
+from hub.workflows.register import FlagRegister
 
 __all__ = ["create_app"]
 
@@ -86,9 +88,15 @@ def create_app(
         envelope=envelope,
         escrow=make_escrow(cases),
         max_event_bytes=settings.max_event_bytes,
+        clock=clock_for(settings.clock_file),
+        register=FlagRegister(settings.register_path),
+        previous=earlier_recipients(settings, pseudonymiser),
     )
     inbound = app.topic(
-        *(topics.inbound(p) for p in protocol.party_ids), key_type=bytes, value_type=bytes
+        *(topics.inbound(p) for p in protocol.party_ids),
+        topics.HUB_INBOUND,
+        key_type=bytes,
+        value_type=bytes,
     )
     audit_topic = app.topic(topics.AUDIT, key_type=bytes, value_type=bytes)
     seen = app.Table(
@@ -174,6 +182,21 @@ def create_app(
             session_timeout=settings.session_timeout,
         )
 
+    if protocol.marac is not None and settings.workflow_interval > 0:
+
+        @app.timer(interval=settings.workflow_interval, on_leader=True)  # type: ignore[untyped-decorator]
+        async def marac_sweep() -> None:
+            """Reviews due, expiries, overdue acknowledgements, repeats (``hub marac sweep``)."""
+            from hub.workflows.sweep import sweep_once  # the client side of the hub
+
+            try:
+                result = await asyncio.to_thread(sweep_once, settings)
+            except HubError as exc:  # the next sweep retries; routing carries on meanwhile
+                _log.error("marac_sweep_failed", error=str(exc))
+                return
+            if result["published"]:
+                _log.info("marac_sweep", published=result["published"], held=len(result["held"]))
+
     @app.timer(interval=SWEEP_INTERVAL_S, on_leader=True)  # type: ignore[untyped-decorator]
     async def expiry_sweep() -> None:
         """Crypto-shred cases whose retention ended (``hub.keys.expiry``); the leader only."""
@@ -181,7 +204,7 @@ def create_app(
         def sweep() -> None:
             store = open_store(settings)
             try:
-                expire_cases(cases, store, protocol, clock=lambda: dt.datetime.now(dt.UTC))
+                expire_cases(cases, store, protocol, clock=clock_for(settings.clock_file))
             finally:
                 store.close()
 

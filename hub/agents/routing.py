@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +41,23 @@ from hub.models import (
 from hub.policies.engine import evaluate, minimise
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry, to_jsonable
+from hub.workflows.referral import ReferralCheck, check_referral
+from hub.workflows.register import FlagRegister, Referral
 
-__all__ = ["ACK_TYPE", "REJECTED_TYPE", "Escrow", "RouteResult", "Router", "SeenLookup"]
+__all__ = [
+    "ACK_TYPE",
+    "REJECTED_TYPE",
+    "SUSPENDED_TYPE",
+    "Escrow",
+    "RouteResult",
+    "Router",
+    "SeenLookup",
+]
 
 ACK_TYPE = "uk.csp.delivery.ack.v1"
 REJECTED_TYPE = "uk.csp.hub.rejected.v1"
+#: told to a publisher when a rule it relied on is suspended (agreement past its review date)
+SUSPENDED_TYPE = "uk.csp.hub.suspended.v1"
 _log = get_logger("router")
 _NOTICE_NS = uuid.UUID("6f1c3c9e-8e4b-4b7e-9d8a-2f0a1c5e7b11")
 
@@ -54,6 +67,12 @@ Escrow = Callable[[str, bytes, str], str | None]
 
 #: event id -> origin string of the record that first carried it, or None if never seen
 SeenLookup = Callable[[str], str | None]
+
+#: case ref -> parties the audit log says received an earlier event of the case
+PreviousLookup = Callable[[str], Collection[str]]
+
+_RECENT_CASES = 10_000
+_MARAC_FLAG = "uk.csp.marac.flag."
 
 
 @dataclass
@@ -94,8 +113,14 @@ class Router:
         max_event_bytes: int,
         escrow: Escrow | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        register: FlagRegister | None = None,
+        previous: PreviousLookup | None = None,
     ) -> None:
         self.protocol = protocol
+        self.register = register
+        self.previous = previous
+        # deliveries by case routed by this process: the audit store may not have them yet
+        self._recent: OrderedDict[str, set[str]] = OrderedDict()
         self.registry = registry
         self.pseudonymiser = pseudonymiser
         self.envelope = envelope
@@ -217,12 +242,17 @@ class Router:
 
     def _decide(self, event: InboundEvent) -> RouteResult:
         attrs = event.attributes
+        now = self.clock()
+        case = case_ref(attrs.type, event.data)
+        referral = self._check_referral(event, now)
         decision = evaluate(
             self.protocol,
             event_id=attrs.id,
             event_type=attrs.type,
             publisher=attrs.party,
             data=event.data,
+            today=now.date(),
+            previous=self._previous(attrs.type, case),
         )
         if decision.rejected:
             reason = (
@@ -258,7 +288,120 @@ class Router:
             else:
                 result.audit.append(self._record(common, outcome, AuditDecision.WITHHELD))
                 result.withheld += 1
+        if decision.suspended_agreements:
+            result.messages.extend(self._suspension_notice(event, decision))
+        if case is not None:
+            delivered = {r.recipient for r in result.audit if r.decision == AuditDecision.DELIVERED}
+            self._remember(case, {p for p in delivered if p})
+            self._record_flag(event, case, now, referral)
         return result
+
+    # -- workflows ---------------------------------------------------------------------------
+
+    def _previous(self, event_type: str, case: str | None) -> Collection[str]:
+        """Earlier recipients of the case, when a correction (Art 19) covers this type."""
+        if case is None or not self.protocol.corrections_for(event_type):
+            return ()
+        found = set(self._recent.get(case, ()))
+        if self.previous is not None:
+            found |= set(self.previous(case))
+        return found
+
+    def _remember(self, case: str, parties: set[str]) -> None:
+        if not parties:
+            return
+        self._recent.setdefault(case, set()).update(parties)
+        self._recent.move_to_end(case)
+        while len(self._recent) > _RECENT_CASES:
+            self._recent.popitem(last=False)
+
+    def _subject(self, event: InboundEvent) -> str | None:
+        refs = subject_refs(event.attributes.type, event.data)
+        return self.pseudonymiser.subject(refs[0]) if refs else None
+
+    def _check_referral(self, event: InboundEvent, now: dt.datetime) -> ReferralCheck | None:
+        """SafeLives criteria for a raised flag; an invalid referral is refused, with why."""
+        policy = self.protocol.marac
+        attrs = event.attributes
+        if policy is None or not attrs.type.startswith(f"{_MARAC_FLAG}raised."):
+            return None
+        subject = self._subject(event)
+        last = (
+            self.register.last_referral(subject, other_than=attrs.id)
+            if self.register is not None and subject is not None
+            else None
+        )
+        check = check_referral(
+            event.data, policy, now=now, last_referral=last.referred_at if last else None
+        )
+        if not check.valid:
+            raise _Reject(
+                QuarantineReason.POLICY_REJECTED,
+                "invalid MARAC referral (SafeLives criteria): " + "; ".join(check.problems),
+            )
+        return check
+
+    def _record_flag(
+        self, event: InboundEvent, case: str, now: dt.datetime, check: ReferralCheck | None
+    ) -> None:
+        """Keep the flag register in step with the lifecycle event just routed."""
+        attrs = event.attributes
+        if self.register is None or not attrs.type.startswith(_MARAC_FLAG):
+            return
+        stage = attrs.type.removeprefix(_MARAC_FLAG).split(".", 1)[0]
+        status = {"withdrawn": "withdrawn", "expired": "expired"}.get(stage, "active")
+        review = event.data.get("review_date") if stage != "expired" else None
+        subject = self._subject(event)
+        if stage == "raised" and subject is not None:
+            last = self.register.last_referral(subject, other_than=attrs.id)
+            self.register.add_referral(
+                Referral(
+                    event_id=attrs.id,
+                    case_ref=case,
+                    subject_pseudonym=subject,
+                    referred_at=now,
+                    reason=str(event.data.get("referral_reason", "")),
+                    repeat_of=last.event_id
+                    if last is not None and check and check.repeat
+                    else None,
+                )
+            )
+        subject_ref = event.data.get("subject_ref")
+        self.register.record(
+            case_ref=case,
+            subject_ref=str(subject_ref) if subject_ref else None,
+            subject_pseudonym=subject,
+            status=status,  # type: ignore[arg-type]
+            review_date=dt.date.fromisoformat(str(review)) if review else None,
+            at=now,
+            event_id=attrs.id,
+            event_type=attrs.type,
+        )
+
+    def _suspension_notice(self, event: InboundEvent, decision: Decision) -> list[wire.WireMessage]:
+        """Tell the publisher which agreements lapsed and who did not receive its event."""
+        attrs = event.attributes
+        agreements = [a for a in self.protocol.agreements if a.id in decision.suspended_agreements]
+        withheld = sorted(
+            r.party
+            for r in decision.recipients
+            if r.outcome == "withhold" and r.reason.startswith(f"rule {r.rule_id} suspended")
+        )
+        detail = "; ".join(
+            f"information sharing agreement {a.id} ({a.title}) passed its review date "
+            f"{a.review_date}"
+            for a in agreements
+        )
+        body = {
+            "event_id": attrs.id,
+            "reason": "agreement_suspended",
+            "agreements": [a.id for a in agreements],
+            "withheld_from": withheld,
+            "detail": f"{detail}: not shared with {', '.join(withheld)} until it is reviewed",
+        }
+        notice_id = str(uuid.uuid5(_NOTICE_NS, f"suspended/{attrs.id}"))
+        message = self._notice_message(attrs.party, notice_id, SUSPENDED_TYPE, body)
+        return [message] if message is not None else []
 
     def _common(self, event: InboundEvent, decision: Decision | None) -> dict[str, Any]:
         attrs = event.attributes
@@ -416,20 +559,25 @@ class Router:
         audit record and the quarantine copy remain).
         """
         notice_id = str(uuid.uuid5(_NOTICE_NS, str(origin)))
-        attrs = EventAttributes(
-            id=notice_id,
-            source="/parties/hub",
-            type=REJECTED_TYPE,
-            time=self.clock(),
-            subject=None,
-            datacontenttype=wire.JSON,
-        )
         body = {
             "rejected_event_id": event_id,
             "reason": rej.reason.value,
             "detail": rej.detail,
             "origin": str(origin),
         }
+        return self._notice_message(owner, notice_id, REJECTED_TYPE, body)
+
+    def _notice_message(
+        self, owner: str, notice_id: str, notice_type: str, body: Mapping[str, Any]
+    ) -> wire.WireMessage | None:
+        attrs = EventAttributes(
+            id=notice_id,
+            source="/parties/hub",
+            type=notice_type,
+            time=self.clock(),
+            subject=None,
+            datacontenttype=wire.JSON,
+        )
         try:
             sealed = self.envelope.seal(
                 attrs, key=None, plaintext=wire.canonical_json(body), recipient=owner

@@ -24,8 +24,9 @@ def _family(event_type: str) -> str:
     return _VERSION.sub("", event_type)
 
 
-def _is_marac_flag(event_type: str) -> bool:
-    return _family(event_type).startswith("uk.csp.marac.flag.")
+def _is_marac(event_type: str) -> bool:
+    """Every MARAC event (flags, observations, referrals, alerts) is filed by ``case_ref``."""
+    return _family(event_type).startswith("uk.csp.marac.")
 
 
 def person_ref(name: str, date_of_birth: dt.date | str) -> str:
@@ -53,7 +54,7 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
     """
     family = _family(event_type)
     refs: list[str] = []
-    if _is_marac_flag(event_type):
+    if _is_marac(event_type):
         refs = _strings([data.get("subject_ref")])
     elif family == "uk.csp.socjag.intel":
         value = data.get("subject_refs")
@@ -70,7 +71,7 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
 def case_ref(event_type: str, data: Mapping[str, Any]) -> str | None:
     """The case reference in an event's payload, or ``None`` if the type has none."""
     family = _family(event_type)
-    if _is_marac_flag(event_type):
+    if _is_marac(event_type):
         key = "case_ref"
     elif family == "uk.csp.socjag.intel":
         key = "intel_ref"

@@ -1,6 +1,8 @@
 """Topic names and creation. Kafka is the contract between agencies and the hub.
 
 ``hub.in.<party>``: what a party publishes (only it may write, only the hub reads);
+``hub.in.hub``: the hub's own workflow events (flag expiries, coordinator alerts), routed by
+the protocol like any party's;
 ``hub.out.<party>``: what the hub delivers to it; ``hub.quarantine``: rejected input with
 reasons; ``hub.audit``: one record per decision, sunk to the audit store.
 """
@@ -17,6 +19,7 @@ from hub.errors import BrokerError
 
 __all__ = [
     "AUDIT",
+    "HUB_INBOUND",
     "INBOUND_PREFIX",
     "OUTBOUND_PREFIX",
     "QUARANTINE",
@@ -31,6 +34,8 @@ INBOUND_PREFIX = "hub.in."
 OUTBOUND_PREFIX = "hub.out."
 QUARANTINE = "hub.quarantine"
 AUDIT = "hub.audit"
+#: the hub publishes its workflow events here, signed with its own key (party id "hub")
+HUB_INBOUND = "hub.in.hub"
 
 
 def inbound(party: str) -> str:
@@ -50,7 +55,7 @@ def owner_of(topic: str) -> str | None:
 
 def all_topics(parties: Iterable[str]) -> list[str]:
     """Every topic a hub for these parties uses."""
-    names = [QUARANTINE, AUDIT]
+    names = [QUARANTINE, AUDIT, HUB_INBOUND]
     for party in parties:
         names += [inbound(party), outbound(party)]
     return names

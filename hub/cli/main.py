@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
-from hub.cli import audit, keys, policy, runtime
+from hub.cli import audit, keys, marac, policy, runtime
+from hub.log import configure_logging
 
 app = typer.Typer(
     name="hub",
@@ -13,9 +16,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _setup() -> None:
+    """Logs go to stderr from the first line, so stdout carries only a command's output."""
+    configure_logging(os.environ.get("HUB_LOG_LEVEL", "INFO"))
+
+
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(marac.app, name="marac")
 runtime.register(app)
 
 

@@ -6,6 +6,7 @@ and ``hub.toml`` apply; bad input becomes one ``HubError`` line via ``handle_err
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.clock import clock_for
 from hub.errors import EventError, EventValidationError
 from hub.policies.check import check_protocol
 from hub.policies.explain import Explanation, explain
@@ -38,13 +40,24 @@ def check_command(
         typer.Argument(help="Protocol YAML file (default: the configured HUB_PROTOCOL)."),
     ] = None,
     as_json: _JSON = False,
+    today: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="check as of this date (plan ahead: which agreements will lapse by then?)",
+        ),
+    ] = None,
 ) -> None:
     """Reject an unsafe protocol, naming each problem's file and line.
 
+    Warns when the protocol or an information sharing agreement is within 30 days of its
+    review date, and when one has passed it (its rules are then suspended by the hub).
     Exit status 1 when there is any error; warnings alone exit 0.
     """
-    target = path if path is not None else load_settings().protocol
-    report = check_protocol(target, SchemaRegistry())
+    settings = load_settings()
+    target = path if path is not None else settings.protocol
+    on = today.date() if today is not None else clock_for(settings.clock_file)().date()
+    report = check_protocol(target, SchemaRegistry(), today=on)
     if as_json:
         echo_json(report.model_dump(mode="json"))
     else:

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.agents.sink import CHECKPOINT_TYPE
 from hub.agents.supervisor import Supervisor, read_state
 from hub.audit.store import open_store
 from hub.broker import EmbeddedBroker
@@ -27,8 +26,6 @@ from hub.models import Delivery
 from hub.policies.loader import load_protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
-
-REJECTED_NOTICE = "uk.csp.hub.rejected.v1"
 
 
 def _wait_for_signal(check: Any = None) -> None:
@@ -244,6 +241,17 @@ def _report_decision(settings: HubSettings, event_id: str, origin: str, timeout:
     for r in records:
         target = r.recipient or "(nobody)"
         typer.echo(f"  {r.decision.value:9} {target:40} {r.rule or ''}", err=True)
+    suspended = sorted(
+        {
+            r.reason
+            for r in records
+            if r.decision == "withheld" and " suspended: " in (r.reason or "")
+        }
+    )
+    for reason in suspended:
+        typer.echo(f"error: {reason}", err=True)
+    if suspended and not any(r.decision == "delivered" for r in records):
+        raise typer.Exit(4)  # nothing was shared: the publisher must know, not just read a list
 
 
 def _print_delivery(delivery: Delivery, as_json: bool) -> None:
@@ -278,7 +286,7 @@ def consume(
             async for delivery in client.deliveries(follow=follow):
                 _print_delivery(delivery, as_json)
                 count += 1
-                if ack and delivery.type not in (REJECTED_NOTICE, ACK_TYPE, CHECKPOINT_TYPE):
+                if ack and not delivery.from_hub and delivery.type != ACK_TYPE:
                     await client.acknowledge(delivery)
             for where in client.rejected:
                 typer.echo(f"warning: delivery at {where} failed verification: skipped", err=True)

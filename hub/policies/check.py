@@ -24,6 +24,7 @@ from hub.errors import ProtocolError
 from hub.policies.engine import _TEMPLATE
 from hub.policies.loader import LineIndex, _index, load_protocol_with_lines
 from hub.policies.model import (
+    HUB,
     Condition,
     Party,
     Prohibition,
@@ -279,6 +280,8 @@ class _Checker:
         self.check_overlaps()
         self.check_prohibition_families()
         self.check_review(today)
+        self.check_agreements(today)
+        self.check_workflows()
         self.check_cancelled_rules()
 
     # ids -------------------------------------------------------------------------------
@@ -332,7 +335,8 @@ class _Checker:
             base = f"rules[{i}]"
             for k, pid in enumerate(rule.publishers.parties):
                 party = self._known_party(f"{base}.publishers.parties[{k}]", pid)
-                if party is not None and not party.signatory:
+                # the hub publishes its workflow events under the protocol it enforces
+                if party is not None and not party.signatory and party is not HUB:
                     self.error(
                         f"{base}.publishers.parties[{k}]",
                         "not-signatory",
@@ -342,6 +346,13 @@ class _Checker:
             for c, clause in enumerate(rule.recipients):
                 cbase = f"{base}.recipients[{c}]"
                 for k, pid in enumerate(clause.parties):
+                    if pid == HUB.id:
+                        self.error(
+                            f"{cbase}.parties[{k}]",
+                            "hub-not-recipient",
+                            "the hub publishes workflow events but never receives: remove 'hub'",
+                        )
+                        continue
                     party = self._known_party(f"{cbase}.parties[{k}]", pid)
                     if party is not None and not party.signatory:
                         self.error(
@@ -574,6 +585,89 @@ class _Checker:
                 "review-due",
                 f"review date {review} is within {_REVIEW_NOTICE.days} days",
             )
+
+    def check_workflows(self) -> None:
+        """Art 19 corrections and the MARAC settings name real types, fields and parties."""
+        for i, fix in enumerate(self.p.corrections):
+            base = f"corrections[{i}]"
+            types = self._events(base, fix.events)
+            known = set().union(*(self.registry.field_paths(t) for t in types)) if types else set()
+            for k, field in enumerate(fix.fields):
+                if field == "*":
+                    self.error(
+                        f"{base}.fields[{k}]",
+                        "correction-wildcard",
+                        f"correction {fix.id}: name the fields a holder needs, not '*'",
+                    )
+                elif types and field not in known:
+                    self.error(
+                        f"{base}.fields[{k}]",
+                        "unknown-field",
+                        f"field {field!r} is in none of {', '.join(types)}"
+                        + _hint(field, sorted(known)),
+                    )
+        if self.p.marac is not None:
+            party = self._known_party("marac.coordinator", self.p.marac.coordinator)
+            if party is not None and party.id == HUB.id:
+                self.error("marac.coordinator", "hub-not-recipient", "the hub cannot coordinate")
+            if not any(p.has_role(self.p.marac.department_role) for p in self.p.parties):
+                self.warn(
+                    "marac.department_role",
+                    "no-departments",
+                    f"no party has role {self.p.marac.department_role!r}: "
+                    "acknowledgements will not be tracked",
+                )
+        for i, party in enumerate(self.p.parties):
+            if party.id == HUB.id:
+                self.error(
+                    f"parties[{i}].id",
+                    "reserved-id",
+                    "party id 'hub' is reserved for the hub's own workflow events",
+                )
+
+    def check_agreements(self, today: dt.date) -> None:
+        """Rules name declared agreements; the engine suspends those past their review date."""
+        self._unique(
+            [(f"agreements[{i}]", a.id) for i, a in enumerate(self.p.agreements)], "agreement"
+        )
+        declared = {a.id for a in self.p.agreements}
+        for i, rule in enumerate(self.p.rules):
+            if rule.agreement is None:
+                if self.p.agreements:
+                    self.warn(
+                        f"rules[{i}]",
+                        "no-agreement",
+                        f"rule {rule.id} names no information sharing agreement",
+                    )
+            elif self.p.agreements and rule.agreement not in declared:
+                hint = difflib.get_close_matches(rule.agreement, sorted(declared), n=1)
+                self.error(
+                    f"rules[{i}].agreement",
+                    "unknown-agreement",
+                    f"rule {rule.id} relies on agreement {rule.agreement!r}, which the protocol "
+                    "does not declare under agreements"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+                )
+        for i, agreement in enumerate(self.p.agreements):
+            users = [r.id for r in self.p.rules if r.agreement == agreement.id]
+            path = f"agreements[{i}].review_date"
+            if agreement.suspended_on(today):
+                self.warn(
+                    path,
+                    "agreement-suspended",
+                    f"agreement {agreement.id} passed its review date {agreement.review_date}: "
+                    f"rules {', '.join(users) or '(none)'} are suspended and withhold until "
+                    "it is reviewed",
+                )
+            elif agreement.review_date - today <= _REVIEW_NOTICE:
+                days = (agreement.review_date - today).days
+                self.warn(
+                    path,
+                    "agreement-review-due",
+                    f"agreement {agreement.id} is due for review on {agreement.review_date} "
+                    f"(in {days} days): rules {', '.join(users) or '(none)'} will be "
+                    "suspended after that date",
+                )
 
     def check_cancelled_rules(self) -> None:
         """Flag grants a prohibition always overrides: harmless, but probably not meant."""

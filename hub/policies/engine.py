@@ -8,8 +8,9 @@ outcome names the rule or the reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from hub.models import Decision, RecipientDecision
@@ -139,8 +140,16 @@ def evaluate(
     event_type: str,
     publisher: str,
     data: Mapping[str, Any],
+    today: dt.date | None = None,
+    previous: Collection[str] = (),
 ) -> Decision:
-    """Decide who receives an event and which fields each may see."""
+    """Decide who receives an event and which fields each may see.
+
+    With ``today``, rules whose information sharing agreement is past its review date are
+    suspended: a party they alone would have served is withheld, naming the agreement.
+    ``previous`` names the parties that received earlier events of the same case: a
+    correction (UK GDPR Art 19) covering this event type reaches those no rule serves now.
+    """
     base = {
         "event_id": event_id,
         "event_type": event_type,
@@ -166,11 +175,27 @@ def evaluate(
             reject_rule=None,
         )
 
+    active = [r for r in permitted if protocol.suspension(r, today) is None]
+    paused = [r for r in permitted if protocol.suspension(r, today) is not None]
     outcomes: list[RecipientDecision] = []
+    suspended: list[str] = []
     for party in protocol.parties:
         if party.id == publisher:
             continue
-        outcome = _decide_for(protocol, party, permitted, event_type, data)
+        outcome = _decide_for(protocol, party, active, event_type, data)
+        if paused and (outcome is None or outcome.outcome == "withhold"):
+            held = _suspended_for(protocol, party, paused, event_type, data, today)
+            if held is not None and (outcome is None or not _prohibited(protocol, outcome)):
+                outcome = held
+                agreement = protocol.agreement(
+                    next(r.agreement for r in paused if r.id == held.rule_id)
+                )
+                if agreement is not None and agreement.id not in suspended:
+                    suspended.append(agreement.id)
+            elif outcome is None:  # keep the record of why a suspended rule did not apply
+                outcome = _decide_for(protocol, party, paused, event_type, data)
+        if previous and party.id in previous:
+            outcome = _correct(protocol, party, outcome, event_type, data)
         if outcome is not None:
             outcomes.append(outcome)
     if not outcomes:
@@ -185,7 +210,91 @@ def evaluate(
                 ),
             )
         )
-    return Decision(**base, recipients=tuple(outcomes))
+    return Decision(**base, recipients=tuple(outcomes), suspended_agreements=tuple(suspended))
+
+
+def _correct(
+    protocol: Protocol,
+    party: Party,
+    outcome: RecipientDecision | None,
+    event_type: str,
+    data: Mapping[str, Any],
+) -> RecipientDecision | None:
+    """An earlier recipient no rule serves now still gets the correction, unless prohibited."""
+    corrections = protocol.corrections_for(event_type)
+    if not corrections or (outcome is not None and outcome.outcome == "deliver"):
+        return outcome
+    if outcome is not None and _prohibited(protocol, outcome):
+        return outcome
+    prohibited = _prohibition_for(protocol, party, event_type, data)
+    if prohibited is not None:
+        return prohibited
+    fix = corrections[0]
+    return RecipientDecision(
+        party=party.id,
+        outcome="deliver",
+        rule_id=fix.id,
+        reason=f"correction {fix.id}: {party.id} received earlier events of this case",
+        fields=fix.fields,
+        lawful_basis=fix.lawful_basis,
+        condition="; ".join(fix.conditions) or None,
+        purpose=fix.purpose,
+    )
+
+
+def _prohibition_for(
+    protocol: Protocol, party: Party, event_type: str, data: Mapping[str, Any]
+) -> RecipientDecision | None:
+    """The first prohibition that withholds ``event_type`` from ``party``, as a decision."""
+    for prohibition in protocol.prohibitions:
+        if event_type not in prohibition.events:
+            continue
+        everyone = not prohibition.parties and not prohibition.role_families
+        named = (
+            everyone
+            or party.id in prohibition.parties
+            or any(party.has_role_family(f) for f in prohibition.role_families)
+        )
+        if named and not _failed(prohibition.when, data, party):
+            return RecipientDecision(
+                party=party.id,
+                outcome="withhold",
+                rule_id=prohibition.id,
+                reason=f"prohibited by {prohibition.id}: {prohibition.reason}",
+            )
+    return None
+
+
+def _prohibited(protocol: Protocol, outcome: RecipientDecision) -> bool:
+    return any(p.id == outcome.rule_id for p in protocol.prohibitions)
+
+
+def _suspended_for(
+    protocol: Protocol,
+    party: Party,
+    paused: Sequence[Rule],
+    event_type: str,
+    data: Mapping[str, Any],
+    today: dt.date | None,
+) -> RecipientDecision | None:
+    """What a suspended rule would have given ``party``, turned into a named withhold."""
+    would = _decide_for(protocol, party, paused, event_type, data)
+    if would is None or would.outcome != "deliver" or would.rule_id is None:
+        return None
+    rule = next(r for r in paused if r.id == would.rule_id)
+    agreement = protocol.suspension(rule, today)
+    if agreement is None:  # paused rules are suspended by construction
+        return None
+    return RecipientDecision(
+        party=party.id,
+        outcome="withhold",
+        rule_id=rule.id,
+        reason=(
+            f"rule {rule.id} suspended: information sharing agreement {agreement.id} "
+            f"passed its review date {agreement.review_date}; the partnership must review "
+            "it before this sharing resumes"
+        ),
+    )
 
 
 def _decide_for(
@@ -216,22 +325,9 @@ def _decide_for(
                 )
     if not grants and not misses:
         return None  # no rule names this party for this event: nothing to record
-    for prohibition in protocol.prohibitions:
-        if event_type not in prohibition.events:
-            continue
-        everyone = not prohibition.parties and not prohibition.role_families
-        named = (
-            everyone
-            or party.id in prohibition.parties
-            or any(party.has_role_family(f) for f in prohibition.role_families)
-        )
-        if named and not _failed(prohibition.when, data, party):
-            return RecipientDecision(
-                party=party.id,
-                outcome="withhold",
-                rule_id=prohibition.id,
-                reason=f"prohibited by {prohibition.id}: {prohibition.reason}",
-            )
+    prohibited = _prohibition_for(protocol, party, event_type, data)
+    if prohibited is not None:
+        return prohibited
     if not grants:
         return RecipientDecision(
             party=party.id,
@@ -254,6 +350,12 @@ def _decide_for(
                 "fields or lawful basis (run hub policy check)"
             ),
         )
+    condition = "; ".join(first.conditions)
+    if first.condition_field is not None:
+        relied = get_path(data, first.condition_field)
+        if relied is not _MISSING and relied is not None:
+            relied_on = f"relied on {first.condition_field}={relied}"
+            condition = f"{condition}; {relied_on}" if condition else relied_on
     return RecipientDecision(
         party=party.id,
         outcome="deliver",
@@ -261,7 +363,7 @@ def _decide_for(
         reason=f"rule {first.id}",
         fields=first.fields,
         lawful_basis=first.lawful_basis,
-        condition="; ".join(first.conditions) or None,
+        condition=condition or None,
         purpose=first.purpose,
         retention=first.retention,
     )

@@ -13,12 +13,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.audit.retention import check_duration
-from hub.errors import AuditError
+from hub.errors import AuditError, ProtocolError
 from hub.models import PARTY_ID_PATTERN
+from hub.policies import durations
 
 __all__ = [
+    "HUB",
+    "Agreement",
     "Condition",
+    "Correction",
     "CryptoPolicy",
+    "MaracPolicy",
     "Party",
     "Prohibition",
     "Protocol",
@@ -207,7 +212,87 @@ class Rule(_Strict):
     purpose: str | None = None
     retention: str | None = Field(default=None, description="ISO 8601 duration, e.g. P12M")
     agreement: str | None = Field(default=None, description="information sharing agreement id")
+    condition_field: str | None = Field(
+        default=None,
+        description="event field naming the condition the publisher relied on (e.g. the "
+        "consent given or the DPA 2018 Sch 1 para 18 override); recorded in the audit",
+    )
     sources: tuple[str, ...] = ()
+
+
+class Correction(_Strict):
+    """UK GDPR Art 19: a correction, update or withdrawal reaches every earlier recipient.
+
+    Applies to parties that received an earlier event of the same case (from the audit log)
+    and that no rule serves for this event, e.g. a department of the district the victim
+    moved away from. Prohibitions still apply; agreement suspensions do not, because telling
+    a holder to correct or remove what it holds only reduces harm.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    description: str
+    events: tuple[str, ...] = Field(min_length=1)
+    fields: tuple[str, ...] = Field(min_length=1)
+    lawful_basis: str
+    conditions: tuple[str, ...] = ()
+    purpose: str
+    sources: tuple[str, ...] = ()
+
+
+class Contact(_Strict):
+    """Who to call: a professional's desk, never the victim."""
+
+    name: str
+    phone: str
+    email: str
+
+
+class MaracPolicy(_Strict):
+    """How the partnership runs MARAC flags (SafeLives guidance, the partnership's own limits)."""
+
+    coordinator: PartyId
+    department_role: str = Field(
+        default="marac-department", description="parties that must acknowledge each flag"
+    )
+    ack_limit: str = Field(default="P2D", description="ISO 8601: time to acknowledge a flag")
+    review_grace: str = Field(
+        default="P14D", description="ISO 8601: after the review date, before a flag expires"
+    )
+    repeat_window: str = Field(
+        default="P12M", description="ISO 8601: a referral within this of the last is a repeat"
+    )
+    dash_threshold: int = Field(default=14, ge=1, le=24, description="visible high risk")
+    contact: Contact | None = Field(
+        default=None, description="named on the hub's expiry notices: who holders should call"
+    )
+
+    @field_validator("ack_limit", "review_grace", "repeat_window")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        try:
+            durations.parse(value)
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
+class Agreement(_Strict):
+    """An information sharing agreement that rules rely on, with its review date.
+
+    ICO Data Sharing Code and the Information Sharing Gateway: an agreement past its review
+    date should stop being relied on until it is reviewed, so the engine suspends every rule
+    that names it from the day after ``review_date``.
+    """
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-]*$")
+    title: str
+    review_date: dt.date
+    signatories: tuple[PartyId, ...] = ()
+    document: str | None = Field(default=None, description="where the signed agreement lives")
+
+    def suspended_on(self, today: dt.date) -> bool:
+        """Whether rules relying on this agreement are suspended on ``today``."""
+        return today > self.review_date
 
 
 class Prohibition(_Strict):
@@ -230,6 +315,18 @@ class Rejection(_Strict):
     reason: str
 
 
+#: The hub as a publisher of its own workflow events (flag expiries, coordinator alerts). It is
+#: never a recipient: it is not among ``Protocol.parties``, only found by ``Protocol.party``,
+#: so rules may name it as a publisher and the router accepts what it signs on hub.in.hub.
+HUB = Party(
+    id="hub",
+    name="The information sharing hub (workflow events)",
+    kind="hub",
+    signatory=False,
+    roles=("hub",),
+)
+
+
 class Protocol(_Strict):
     """A whole sharing protocol. ``content_hash`` is the SHA-256 of the file it came from."""
 
@@ -242,11 +339,31 @@ class Protocol(_Strict):
     prohibitions: tuple[Prohibition, ...] = ()
     rejections: tuple[Rejection, ...] = ()
     crypto: CryptoPolicy = CryptoPolicy()
+    agreements: tuple[Agreement, ...] = ()
+    corrections: tuple[Correction, ...] = ()
+    marac: MaracPolicy | None = None
     content_hash: str = ""
 
+    def corrections_for(self, event_type: str) -> tuple[Correction, ...]:
+        """Art 19 corrections that cover an event type, in protocol order."""
+        return tuple(c for c in self.corrections if event_type in c.events)
+
+    def agreement(self, agreement_id: str | None) -> Agreement | None:
+        """The declared agreement with this id, or ``None``."""
+        if agreement_id is None:
+            return None
+        return next((a for a in self.agreements if a.id == agreement_id), None)
+
+    def suspension(self, rule: Rule, today: dt.date | None) -> Agreement | None:
+        """The agreement that suspends ``rule`` on ``today``, or ``None`` if it may be used."""
+        if today is None:
+            return None
+        agreement = self.agreement(rule.agreement)
+        return agreement if agreement is not None and agreement.suspended_on(today) else None
+
     def party(self, party_id: str) -> Party | None:
-        """The party with this id, or ``None``."""
-        return self._by_id.get(party_id)
+        """The party with this id, or ``None``; ``hub`` is the hub itself (see HUB)."""
+        return self._by_id.get(party_id) or (HUB if party_id == HUB.id else None)
 
     @property
     def _by_id(self) -> dict[str, Party]:

@@ -58,7 +58,7 @@ async def _consume(client: HubClient, summary: DemoSummary, stop: asyncio.Event)
             summary.notices += 1
         elif delivery.type == CHECKPOINT_TYPE:
             summary.checkpoints += 1
-        elif delivery.type != ACK_TYPE:
+        elif not delivery.from_hub and delivery.type != ACK_TYPE:
             summary.received[client.party] += 1
             await client.acknowledge(delivery)
         if stop.is_set():

@@ -83,6 +83,15 @@ _KINDS = ("marac", "intel", "ban")  # reference series, numbered per year
 _TUESDAY = 1  # the fictional MARAC sits on Tuesdays
 
 
+_DASH_THRESHOLD = 14  # SafeLives visible high risk, as the reference protocol sets it
+_RATIONALES = (
+    "Coercive control escalating since separation; victim too frightened to finish the DASH.",
+    "Third police call-out in ten weeks; children present each time.",
+    "Perpetrator released from custody this week and has made threats to the victim's family.",
+    "Health visitor concerns: isolation, injuries explained away, pregnancy.",
+)
+
+
 class ScenarioEvent(BaseModel):
     """One event of the scenario, with what the hub should do with it.
 
@@ -270,14 +279,24 @@ class _Run:
             ("dash", "professional_judgement", "escalation", "repeat"), weights=(60, 15, 12, 13)
         )[0]
         recent = [s for s, day in self.closed if (self.today - day).days < 365]
-        subject_ref = rng.choice(recent) if reason == "repeat" and recent else self._subject_ref()
+        if reason == "repeat" and not recent:
+            reason = "dash"  # a repeat needs an earlier referral of the same subject
+        subject_ref = rng.choice(recent) if reason == "repeat" else self._subject_ref()
         score: int | None = {
             "dash": rng.choice((14, 14, 15, 15, 16, 17, 18, 19, 21)),
             "professional_judgement": rng.randint(7, 13),
             "escalation": rng.randint(9, 16),
             "repeat": rng.choice((None, rng.randint(8, 18))),
         }[reason]
-        risk = "medium" if reason == "repeat" and rng.random() < 0.3 else "high"
+        # professional judgement may raise a level, never lower a DASH-based one
+        lowerable = score is None or score < _DASH_THRESHOLD
+        risk = "medium" if reason == "repeat" and lowerable and rng.random() < 0.3 else "high"
+        rationale = (
+            rng.choice(_RATIONALES) if reason in ("professional_judgement", "escalation") else None
+        )
+        invalid = rng.random() < 0.03  # a referral that does not meet the criteria
+        if invalid:
+            reason, score, rationale = "dash", rng.randint(8, 13), None
         address = self._address()
         marac_date = self.today - dt.timedelta(days=(self.today.weekday() - _TUESDAY) % 7)
         case_ref = self._ref("marac", "MARAC-NW-{year}-{n:04d}", year=marac_date.year)
@@ -294,8 +313,19 @@ class _Run:
             "contact": self._contact(address["district"]),
             "markers": list(markers),
             "notes": rng.choice(fx.MARAC_NOTES),
+            "rationale": rationale,
         }
         where = f"{address['town']} ({address['district']})"
+        if invalid:
+            return self._event(
+                rng.choices(_MARAC_PUBLISHERS, weights=(80, 20))[0],
+                MARAC_RAISED,
+                flag,
+                case_ref,
+                subject_ref,
+                f"MARAC referral on DASH {score}, under the threshold of {_DASH_THRESHOLD}",
+                expect="rejected",
+            )
         if rng.random() < 0.04:
             publisher = rng.choice(_UNAUTHORISED_MARAC)
             return self._event(

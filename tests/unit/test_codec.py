@@ -24,11 +24,21 @@ from hub.errors import EventValidationError, SchemaError
 from hub.schemas.codec import SchemaRegistry, to_jsonable
 from tests.factories import (
     BAN,
+    MARAC_ALERT,
+    MARAC_EXPIRED,
+    MARAC_OBSERVATION,
     MARAC_RAISED,
+    MARAC_REFERRED,
+    MARAC_REVIEWED,
     MARAC_UPDATED,
     MARAC_WITHDRAWN,
     SOCJAG,
+    marac_alert,
+    marac_expired,
     marac_flag,
+    marac_observation,
+    marac_referred,
+    marac_reviewed,
     marac_withdrawn,
     pubwatch_ban,
     socjag_intel,
@@ -39,9 +49,16 @@ REGISTRY = SchemaRegistry()
 
 #: One valid payload per event type, every optional field filled so a round trip shows all.
 SAMPLES: dict[str, dict[str, Any]] = {
-    MARAC_RAISED: marac_flag("MARAC-2026-000101"),
-    MARAC_UPDATED: marac_flag("MARAC-2026-000101", risk_level="medium", change_reason="review"),
+    MARAC_RAISED: marac_flag("MARAC-2026-000101", rationale="DASH 17 with escalating threats."),
+    MARAC_UPDATED: marac_flag(
+        "MARAC-2026-000101", risk_level="medium", change_reason="review", rationale="Reviewed."
+    ),
     MARAC_WITHDRAWN: marac_withdrawn("MARAC-2026-000101"),
+    MARAC_REVIEWED: marac_reviewed("MARAC-2026-000101"),
+    MARAC_EXPIRED: marac_expired("MARAC-2026-000101"),
+    MARAC_OBSERVATION: marac_observation("MARAC-2026-000101"),
+    MARAC_REFERRED: marac_referred("MARAC-2026-000101"),
+    MARAC_ALERT: marac_alert("MARAC-2026-000101"),
     SOCJAG: socjag_intel("SJ-2026-000007", handling_code="C", share_with=["wmp", "redditch-bc"]),
     BAN: pubwatch_ban("PW-REDDITCH-0042"),
     ACK: {
@@ -349,6 +366,7 @@ def test_field_paths_of_raised() -> None:
         "contact.email",
         "markers",
         "notes",
+        "rationale",
     }
     assert "district" not in REGISTRY.field_paths(MARAC_RAISED)
     assert "address.flat" not in REGISTRY.field_paths(MARAC_RAISED)

@@ -29,6 +29,7 @@ MARAC_NOTES_RULE = """\
     fields: [case_ref, notes]
     lawful_basis: UK GDPR Art 6(1)(e) public task
     retention: P12M
+    agreement: NW-CSP-ISA-MARAC-2025
 
 """
 

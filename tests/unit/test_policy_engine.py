@@ -21,6 +21,7 @@ from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol, Rule
 from hub.schemas.codec import SchemaRegistry
 from hub.settings import default_protocol_path
+from tests import factories
 
 REGISTRY = SchemaRegistry()
 REF = load_protocol(default_protocol_path())
@@ -159,6 +160,74 @@ def outcome_for(decision: Decision, party: str) -> RecipientDecision | None:
 
 
 # --- MARAC ----------------------------------------------------------------------------------
+
+EXPIRED = factories.MARAC_EXPIRED
+ALERT = factories.MARAC_ALERT
+OBSERVATION = factories.MARAC_OBSERVATION
+REFERRED = factories.MARAC_REFERRED
+REVIEWED = factories.MARAC_REVIEWED
+
+
+def test_hub_expiry_reaches_police_and_coordinator_in_full() -> None:
+    decision = decide(EXPIRED, "hub", factories.marac_expired("MARAC-2026-0042"))
+    assert set(deliveries(decision)) == {POLICE, MARAC}
+    assert all(r.rule_id == "marac-expiry-full" for r in decision.deliveries)
+
+
+def test_expiry_and_updates_reach_earlier_holders_by_the_art19_correction() -> None:
+    holders = REDDITCH_DEPTS | {"bromsgrove-dc.housing"}
+    data = factories.marac_expired("MARAC-2026-0042")
+    REGISTRY.encode(EXPIRED, data)
+    decision = evaluate(
+        REF, event_id="e", event_type=EXPIRED, publisher="hub", data=data, previous=holders
+    )
+    got = deliveries(decision)
+    assert set(got) == holders | {POLICE, MARAC}
+    for party in holders:
+        assert got[party].rule_id == "marac-art19-holders"
+        assert "address" not in got[party].fields
+
+
+def test_a_correction_never_overrides_a_prohibition() -> None:
+    decision = evaluate(
+        REF,
+        event_id="e",
+        event_type=UPDATED,
+        publisher=MARAC,
+        data=marac_flag(),
+        previous={CROWN},  # a scheme that somehow held it must still not be sent MARAC data
+    )
+    crown = outcome_for(decision, CROWN)
+    assert crown is not None
+    assert crown.outcome == "withhold"
+    assert crown.rule_id == "marac-never-to-schemes"
+
+
+def test_a_review_reaches_district_departments_minimally() -> None:
+    decision = decide(REVIEWED, MARAC, factories.marac_reviewed("MARAC-2026-0042"))
+    got = deliveries(decision)
+    assert REDDITCH_DEPTS | {POLICE} <= set(got)
+    assert set(got[sorted(REDDITCH_DEPTS)[0]].fields) <= DEPARTMENT_FLAG | {"markers"}
+
+
+def test_alerts_reach_only_the_coordinator_and_only_from_the_hub() -> None:
+    alert = factories.marac_alert("MARAC-2026-0042")
+    assert set(deliveries(decide(ALERT, "hub", alert))) == {MARAC}
+    assert decide(ALERT, POLICE, alert).rejected
+
+
+def test_an_observation_goes_to_the_coordinator_only() -> None:
+    decision = decide(OBSERVATION, "redditch-bc.housing-repairs", factories.marac_observation("M1"))
+    assert set(deliveries(decision)) == {MARAC}
+    assert decide(OBSERVATION, CROWN, factories.marac_observation("M1")).rejected
+
+
+def test_a_referred_observation_goes_to_the_police_naming_the_condition_relied_on() -> None:
+    data = factories.marac_referred("M1", basis="cannot_reasonably_be_obtained")
+    got = deliveries(decide(REFERRED, MARAC, data))
+    assert set(got) == {POLICE}
+    condition = got[POLICE].condition or ""
+    assert condition.endswith("relied on consent.basis=cannot_reasonably_be_obtained")
 
 
 @pytest.mark.parametrize("event_type", [RAISED, UPDATED, WITHDRAWN])
@@ -365,6 +434,10 @@ def test_every_reference_rule_is_exercised() -> None:
         (INTEL, POLICE, intel("P", "OFFICIAL-SENSITIVE")),
         (INTEL, POLICE, intel("C", "OFFICIAL", ["probation"])),
         (BAN, CROWN, ban("theft")),
+        (EXPIRED, "hub", factories.marac_expired("MARAC-2026-0042")),
+        (ALERT, "hub", factories.marac_alert("MARAC-2026-0042")),
+        (OBSERVATION, "redditch-bc.housing-repairs", factories.marac_observation("MARAC-1")),
+        (REFERRED, MARAC, factories.marac_referred("MARAC-1")),
     ]
     used = {r.rule_id for t, p, d in samples for r in decide(t, p, d).deliveries}
     assert used == {r.id for r in REF.rules}

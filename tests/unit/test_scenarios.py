@@ -32,6 +32,7 @@ from hub.scenarios.north_worcs import (
     sample_event,
 )
 from hub.schemas.codec import SchemaRegistry
+from hub.workflows.referral import ReferralCheck, check_referral
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "hub" / "policies" / "north-worcestershire.yaml"
@@ -171,9 +172,31 @@ def test_addresses_and_contacts(events: list[ScenarioEvent]) -> None:
         assert contact["phone"].startswith(code)
 
 
-def test_marac_flags_follow_safelives(events: list[ScenarioEvent]) -> None:
-    for event in events:
+def _referral_checks(events: list[ScenarioEvent], protocol: Protocol) -> dict[int, ReferralCheck]:
+    """The router's SafeLives check of every raised flag, with the scenario's own history."""
+    assert protocol.marac is not None
+    now = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    referred: set[str] = set()
+    checks = {}
+    for i, event in enumerate(events):
         if event.event_type != MARAC_RAISED:
+            continue
+        subject = event.data["subject_ref"]
+        last = now - dt.timedelta(days=30) if subject in referred else None
+        checks[i] = check_referral(event.data, protocol.marac, now=now, last_referral=last)
+        if event.expect == "routed":
+            referred.add(subject)
+    return checks
+
+
+def test_marac_flags_follow_safelives(events: list[ScenarioEvent], protocol: Protocol) -> None:
+    checks = _referral_checks(events, protocol)
+    invalid = [i for i, check in checks.items() if not check.valid]
+    assert invalid  # the scenario shows the check refusing a referral now and then
+    for i in invalid:
+        assert events[i].expect == "rejected", (events[i].note, checks[i].problems)
+    for i, event in enumerate(events):
+        if event.event_type != MARAC_RAISED or i in invalid:
             continue
         data = event.data
         marac = dt.date.fromisoformat(data["marac_date"])
@@ -254,19 +277,24 @@ def test_updates_and_withdrawals_refer_to_earlier_cases(events: list[ScenarioEve
     assert updated
 
 
-def test_rejected_events_are_the_expected_kinds(events: list[ScenarioEvent]) -> None:
+def test_rejected_events_are_the_expected_kinds(
+    events: list[ScenarioEvent], protocol: Protocol
+) -> None:
+    checks = _referral_checks(events, protocol)
     kinds: Counter[str] = Counter()
-    for event in events:
+    for i, event in enumerate(events):
         if event.expect != "rejected":
             continue
-        if event.event_type == MARAC_RAISED:
-            assert event.publisher not in MARAC_PUBLISHERS
+        if event.event_type == MARAC_RAISED and event.publisher in MARAC_PUBLISHERS:
+            assert not checks[i].valid
+            kinds["invalid-referral"] += 1
+        elif event.event_type == MARAC_RAISED:
             kinds["unauthorised-marac"] += 1
         else:
             assert event.event_type == PUBWATCH_BAN
             assert event.data["decided_by"] == "police"
             kinds["police-ban"] += 1
-    assert set(kinds) == {"unauthorised-marac", "police-ban"}
+    assert set(kinds) == {"unauthorised-marac", "invalid-referral", "police-ban"}
     assert sum(kinds.values()) < 0.06 * COUNT
 
 
@@ -286,8 +314,12 @@ def test_routed_events_come_from_permitted_publishers(events: list[ScenarioEvent
 def test_expectations_agree_with_the_protocol(
     events: list[ScenarioEvent], protocol: Protocol
 ) -> None:
+    checks = _referral_checks(events, protocol)
     for i, event in enumerate(events):
         assert protocol.party(event.publisher) is not None
+        if i in checks and not checks[i].valid:  # the router refuses it before the engine
+            assert event.expect == "rejected"
+            continue
         decision = evaluate(
             protocol,
             event_id=f"scenario-{i}",

@@ -1,0 +1,117 @@
+"""`hub marac status|sweep`: what a MARAC coordinator needs to know, and the hub's follow-ups.
+
+``status`` answers "is the flag on every department's system?": per flag, which departments
+acknowledged it, which are overdue (past the protocol's ``marac.ack_limit``) and which were
+escalated. ``sweep`` does now what the running hub does every ``HUB_WORKFLOW_INTERVAL``
+seconds: prompt reviews that are due, expire flags not reconfirmed in time (unless under a
+legal hold), escalate overdue acknowledgements and report repeat referrals.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
+from hub.audit.store import open_store
+from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.clock import clock_for
+from hub.policies.loader import load_protocol
+from hub.workflows.marac import FlagReport, flag_status
+from hub.workflows.register import FlagRegister
+from hub.workflows.sweep import sweep_once
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="MARAC flags: acknowledgement status, reviews, expiries and escalations.",
+    no_args_is_help=True,
+)
+_JSON = Annotated[bool, typer.Option("--json", help="one JSON document")]
+
+
+def _print(report: FlagReport) -> None:
+    flag = report.flag
+    review = f"review {flag.review_date}" if flag.review_date else "no review date"
+    due = "  REVIEW DUE" if report.review_due else ""
+    typer.echo(f"{flag.case_ref}  {flag.status}  {review}  expires {report.expires_on}{due}")
+    latest: dict[str, Any] = {}
+    for ack in report.acks:  # newest delivery per department decides its line
+        if ack.party not in latest or ack.delivered_at >= latest[ack.party].delivered_at:
+            latest[ack.party] = ack
+    if not latest:
+        typer.echo("  (no department has been sent this flag)")
+    for party, ack in sorted(latest.items()):
+        if ack.acknowledged_at is not None:
+            state = f"acknowledged {ack.acknowledged_at:%Y-%m-%d %H:%M}"
+        elif ack.overdue:
+            state = f"OVERDUE since {ack.due_by:%Y-%m-%d %H:%M}"
+            if party in report.escalated:
+                state += " (escalated to the coordinator)"
+        else:
+            state = f"awaiting acknowledgement until {ack.due_by:%Y-%m-%d %H:%M}"
+        typer.echo(f"  {party:40} {ack.event_type.rsplit('.', 2)[-2]:9} {state}")
+
+
+@app.command("status")
+@handle_errors
+def status_command(
+    case: Annotated[str | None, typer.Option("--case", help="one case reference")] = None,
+    include_closed: Annotated[
+        bool, typer.Option("--all", help="include withdrawn and expired flags")
+    ] = False,
+    as_json: _JSON = False,
+) -> None:
+    """Per flag: which departments acknowledged it, which are overdue, which were escalated.
+
+    Exit status 1 when any department is overdue, so a scheduled job can alert on it.
+    """
+    settings = load_settings()
+    protocol = load_protocol(settings.protocol)
+    now = clock_for(settings.clock_file)()
+    store = open_store(settings)
+    try:
+        with FlagRegister(settings.register_path) as register:
+            reports = flag_status(
+                register=register,
+                store=store,
+                protocol=protocol,
+                pseudonymiser=Pseudonymiser(load_pseudonym_key(settings)),
+                now=now,
+                case=case,
+                include_closed=include_closed or case is not None,
+            )
+    finally:
+        store.close()
+    if as_json:
+        echo_json({"now": now.isoformat(), "flags": [r.to_json() for r in reports]})
+    else:
+        if not reports:
+            typer.echo(f"no {'such' if case else 'active'} MARAC flag", err=True)
+        for report in reports:
+            _print(report)
+    if any(r.overdue for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command("sweep")
+@handle_errors
+def sweep_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what is due without publishing")
+    ] = False,
+    as_json: _JSON = False,
+) -> None:
+    """Prompt due reviews, expire lapsed flags, escalate overdue acknowledgements, now."""
+    result = sweep_once(load_settings(), dry_run=dry_run)
+    if as_json:
+        echo_json(result)
+        return
+    for item in result["planned"]:
+        verb = "would publish" if dry_run else "published"
+        typer.echo(f"{verb} {item['kind']:16} case {item['case_ref']}  ({item['event_type']})")
+    for case in result["held"]:
+        typer.echo(f"kept by a legal hold: case {case} (not expired)")
+    if not result["planned"]:
+        typer.echo("nothing due")

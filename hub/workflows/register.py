@@ -1,0 +1,282 @@
+"""The MARAC flag register: the state the hub keeps so flags can be reviewed and expired.
+
+The audit log says who received what; it never holds payloads, so it cannot say when a flag
+is due for review. The router records here, as it routes each flag event, the few facts the
+workflows need: case reference, subject pseudonym, status, review date and the referral
+history. No names, addresses or narrative. Writes are idempotent (an event reprocessed after
+a crash changes nothing) and ordered by the hub's own clock.
+
+SQLite in the data dir (WAL, like the audit store), shared by the hub's workers on one host.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from hub.errors import HubError
+
+__all__ = ["Flag", "FlagRegister", "Referral", "RegisterError"]
+
+FlagStatus = Literal["active", "withdrawn", "expired"]
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS marac_flags (
+        case_ref TEXT PRIMARY KEY,
+        subject_ref TEXT,
+        subject_pseudonym TEXT,
+        status TEXT NOT NULL,
+        review_date TEXT,
+        raised_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        last_event_id TEXT NOT NULL,
+        last_event_type TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS marac_referrals (
+        event_id TEXT PRIMARY KEY,
+        case_ref TEXT NOT NULL,
+        subject_pseudonym TEXT NOT NULL,
+        referred_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        repeat_of TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS marac_referrals_subject ON marac_referrals (subject_pseudonym)",
+    """CREATE TABLE IF NOT EXISTS marac_alerts (
+        alert_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        case_ref TEXT NOT NULL,
+        sent_at TEXT NOT NULL
+    )""",
+)
+
+
+class RegisterError(HubError):
+    """The flag register cannot be read or written."""
+
+
+class Flag(BaseModel):
+    """One flag as the workflows see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    case_ref: str
+    subject_ref: str | None
+    subject_pseudonym: str | None
+    status: FlagStatus
+    review_date: dt.date | None
+    raised_at: dt.datetime
+    updated_at: dt.datetime
+    last_event_id: str
+    last_event_type: str
+
+
+class Referral(BaseModel):
+    """One referral (a raised flag): repeats point at the referral they repeat."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    case_ref: str
+    subject_pseudonym: str
+    referred_at: dt.datetime
+    reason: str
+    repeat_of: str | None
+
+
+class FlagRegister:
+    """The register in one SQLite file; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            for ddl in _DDL:
+                self._conn.execute(ddl)
+        except sqlite3.Error as exc:
+            raise RegisterError(f"flag register {path}: cannot open: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the file."""
+        self._conn.close()
+
+    def __enter__(self) -> FlagRegister:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise RegisterError(f"flag register {self.path}: {exc}") from exc
+
+    # -- writes (the router) -----------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        case_ref: str,
+        subject_ref: str | None,
+        subject_pseudonym: str | None,
+        status: FlagStatus,
+        review_date: dt.date | None,
+        at: dt.datetime,
+        event_id: str,
+        event_type: str,
+    ) -> None:
+        """Apply one lifecycle event; an older or repeated event never overwrites a newer one."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT updated_at, last_event_id FROM marac_flags WHERE case_ref = ?", (case_ref,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO marac_flags VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        case_ref,
+                        subject_ref,
+                        subject_pseudonym,
+                        status,
+                        review_date.isoformat() if review_date else None,
+                        at.isoformat(),
+                        at.isoformat(),
+                        event_id,
+                        event_type,
+                    ),
+                )
+                return
+            if row[1] == event_id or dt.datetime.fromisoformat(row[0]) > at:
+                return
+            conn.execute(
+                """UPDATE marac_flags SET status = ?,
+                       review_date = COALESCE(?, review_date),
+                       subject_ref = COALESCE(?, subject_ref),
+                       subject_pseudonym = COALESCE(?, subject_pseudonym),
+                       updated_at = ?, last_event_id = ?, last_event_type = ?
+                   WHERE case_ref = ?""",
+                (
+                    status,
+                    review_date.isoformat() if review_date else None,
+                    subject_ref,
+                    subject_pseudonym,
+                    at.isoformat(),
+                    event_id,
+                    event_type,
+                    case_ref,
+                ),
+            )
+
+    def add_referral(self, referral: Referral) -> None:
+        """Remember a referral (idempotent by event id)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO marac_referrals VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    referral.event_id,
+                    referral.case_ref,
+                    referral.subject_pseudonym,
+                    referral.referred_at.isoformat(),
+                    referral.reason,
+                    referral.repeat_of,
+                ),
+            )
+
+    def mark_alert(self, alert_id: str, kind: str, case_ref: str, at: dt.datetime) -> bool:
+        """Record that an alert was sent; False when it already was (send each once)."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO marac_alerts VALUES (?, ?, ?, ?)",
+                (alert_id, kind, case_ref, at.isoformat()),
+            )
+            return cur.rowcount == 1
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def last_referral(self, subject_pseudonym: str, *, other_than: str) -> Referral | None:
+        """The subject's latest referral, other than the event being routed."""
+        with self._lock:
+            row = self._conn.execute(
+                """SELECT * FROM marac_referrals WHERE subject_pseudonym = ? AND event_id != ?
+                   ORDER BY referred_at DESC LIMIT 1""",
+                (subject_pseudonym, other_than),
+            ).fetchone()
+        return _referral(row) if row else None
+
+    def referrals(self) -> list[Referral]:
+        """Every referral, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM marac_referrals ORDER BY referred_at"
+            ).fetchall()
+        return [_referral(r) for r in rows]
+
+    def flag(self, case_ref: str) -> Flag | None:
+        """One flag, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM marac_flags WHERE case_ref = ?", (case_ref,)
+            ).fetchone()
+        return _flag(row) if row else None
+
+    def flags(self, *, status: FlagStatus | None = None) -> list[Flag]:
+        """Every flag (or those with ``status``), by case reference."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM marac_flags WHERE ? IS NULL OR status = ? ORDER BY case_ref",
+                (status, status),
+            ).fetchall()
+        return [_flag(r) for r in rows]
+
+    def alert_sent(self, alert_id: str) -> bool:
+        """Whether this alert was already sent."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM marac_alerts WHERE alert_id = ?", (alert_id,)
+            ).fetchone()
+        return row is not None
+
+
+def _flag(row: tuple[object, ...]) -> Flag:
+    return Flag(
+        case_ref=str(row[0]),
+        subject_ref=None if row[1] is None else str(row[1]),
+        subject_pseudonym=None if row[2] is None else str(row[2]),
+        status=str(row[3]),
+        review_date=None if row[4] is None else dt.date.fromisoformat(str(row[4])),
+        raised_at=dt.datetime.fromisoformat(str(row[5])),
+        updated_at=dt.datetime.fromisoformat(str(row[6])),
+        last_event_id=str(row[7]),
+        last_event_type=str(row[8]),
+    )
+
+
+def _referral(row: tuple[object, ...]) -> Referral:
+    return Referral(
+        event_id=str(row[0]),
+        case_ref=str(row[1]),
+        subject_pseudonym=str(row[2]),
+        referred_at=dt.datetime.fromisoformat(str(row[3])),
+        reason=str(row[4]),
+        repeat_of=None if row[5] is None else str(row[5]),
+    )
