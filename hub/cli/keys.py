@@ -29,14 +29,15 @@ from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
 
-__all__ = ["app"]
+__all__ = ["app", "hold_app"]
 
 app = typer.Typer(
     help="Manage party keys: create, list, rotate, revoke, shred.",
     no_args_is_help=True,
 )
 hold_app = typer.Typer(
-    help="Legal holds: a held case cannot be shredded until the hold is lifted.",
+    help="Legal holds: a held case is not shredded, expired or pruned until it is lifted. "
+    "For a Domestic Homicide Review, say; placing and lifting a hold are audited.",
     no_args_is_help=True,
 )
 app.add_typer(hold_app, name="hold")
@@ -288,10 +289,13 @@ def _parse_now(text: str | None) -> dt.datetime:
 def hold_add_command(
     case: _CASE,
     reason: Annotated[str, typer.Option("--reason", help="e.g. 'Domestic Homicide Review'.")],
-    by: Annotated[str, typer.Option("--by", help="Who places the hold.")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who places the hold (default: your login).")
+    ] = None,
 ) -> None:
     """Place a legal hold on a case."""
     settings = load_settings()
+    by = by or getpass.getuser()
     hold = _cases(settings).add_hold(case, reason, by)
     audit_case_action(
         settings,
@@ -307,10 +311,13 @@ def hold_add_command(
 @handle_errors
 def hold_lift_command(
     case: _CASE,
-    by: Annotated[str, typer.Option("--by", help="Who lifts the hold.")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who lifts the hold (default: your login).")
+    ] = None,
 ) -> None:
     """Lift a case's legal hold (the case may then be shredded)."""
     settings = load_settings()
+    by = by or getpass.getuser()
     hold = _cases(settings).lift_hold(case, by)
     audit_case_action(
         settings,

@@ -149,3 +149,27 @@ def test_init_rotates_in_a_suite_the_protocol_started_using(
         load_protocol(default_protocol_path()).crypto.suites
     )
     assert keys.by_key_id(old.encryption_key_id).status is KeyStatus.RETIRED
+
+
+def test_hub_holds_records_who_placed_and_lifted_the_hold(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.audit.sqlite import SQLiteAuditStore
+    from hub.cli.main import app as hub_app
+    from hub.models import AuditDecision
+
+    monkeypatch.setenv("USER", "ig.officer")
+    monkeypatch.setenv("LOGNAME", "ig.officer")
+    placed = runner.invoke(
+        hub_app, ["holds", "add", "--case", "MARAC-NW-2026-0007", "--reason", "DHR 2026/03"]
+    )
+    assert placed.exit_code == 0, placed.output
+    assert "by ig.officer" in placed.stdout
+    lifted = runner.invoke(hub_app, ["holds", "lift", "--case", "MARAC-NW-2026-0007"])
+    assert lifted.exit_code == 0, lifted.output
+    with SQLiteAuditStore(tmp_path / "data" / "audit.sqlite3") as audit:
+        records = audit.query(limit=100)
+    decisions = [r.decision for r in records]
+    assert decisions == [AuditDecision.HOLD_PLACED, AuditDecision.HOLD_LIFTED]
+    assert all("ig.officer" in (r.reason or "") + (r.publisher or "") for r in records)
+    assert "DHR 2026/03" in (records[0].reason or "")
