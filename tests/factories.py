@@ -9,6 +9,7 @@ MARAC_RAISED = "uk.csp.marac.flag.raised.v1"
 MARAC_UPDATED = "uk.csp.marac.flag.updated.v1"
 MARAC_WITHDRAWN = "uk.csp.marac.flag.withdrawn.v1"
 SOCJAG = "uk.csp.socjag.intel.v1"
+SOCJAG_SANITISED = "uk.csp.socjag.intel.sanitised.v1"
 BAN = "uk.csp.pubwatch.ban.v1"
 
 _TOWNS = {
@@ -75,6 +76,7 @@ def socjag_intel(
     handling_code: str = "P",
     classification: str = "OFFICIAL",
     share_with: list[str] | None = None,
+    requirements: list[str] | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     base = {
@@ -89,12 +91,36 @@ def socjag_intel(
             {
                 "conditions": "Not to be disclosed further; no action without police consent.",
                 "share_with": share_with or [],
+                "requirements": requirements or [],
             }
             if handling_code == "C"
             else None
         ),
         "classification": classification,
         "summary": "Suspected cuckooing of a flat by a county line.",
+    }
+    return _merge(base, overrides)
+
+
+def socjag_legacy(intel_ref: str, *, handling: int = 2, **overrides: Any) -> dict[str, Any]:
+    """An older item graded 5x5x5 (source B, intelligence 2), with its 3x5x2 reading."""
+    legacy = {"source_evaluation": "B", "intelligence_evaluation": 2, "handling_code": handling}
+    return socjag_intel(intel_ref, grading_system="5x5x5", legacy_grading=legacy, **overrides)
+
+
+def socjag_sanitised(
+    intel_ref: str, sanitised_from: str, *, classification: str = "OFFICIAL", **overrides: Any
+) -> dict[str, Any]:
+    """The sanitised version of ``socjag_intel(intel_ref)``: no grades, no handling details."""
+    original = socjag_intel(intel_ref)
+    base = {
+        "intel_ref": intel_ref,
+        "sanitised_from": sanitised_from,
+        "subject_refs": original["subject_refs"],
+        "category": original["category"],
+        "location": original["location"],
+        "classification": classification,
+        "summary": "A flat in Winyates is believed to be used by a county line.",
     }
     return _merge(base, overrides)
 

@@ -43,6 +43,7 @@ from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry, to_jsonable
 from hub.workflows.referral import ReferralCheck, check_referral
 from hub.workflows.register import FlagRegister, Referral
+from hub.workflows.socjag import check_intel
 
 __all__ = [
     "ACK_TYPE",
@@ -245,6 +246,7 @@ class Router:
         now = self.clock()
         case = case_ref(attrs.type, event.data)
         referral = self._check_referral(event, now)
+        marks = self._check_socjag(event)
         decision = evaluate(
             self.protocol,
             event_id=attrs.id,
@@ -261,6 +263,7 @@ class Router:
                 else QuarantineReason.PUBLISHER_NOT_PERMITTED
             )
             raise _Reject(reason, decision.reject_reason or reason.value)
+        decision = _marked(decision, marks)
         result = RouteResult(event_id=attrs.id)
         common = self._common(event, decision)
         for outcome in decision.recipients:
@@ -340,6 +343,18 @@ class Router:
                 "invalid MARAC referral (SafeLives criteria): " + "; ".join(check.problems),
             )
         return check
+
+    def _check_socjag(self, event: InboundEvent) -> tuple[str, ...]:
+        """SOCJAG grading and handling checks; marks to record on every audit record."""
+        check = check_intel(event.attributes.type, event.data, self.protocol.socjag)
+        if check is None:
+            return ()
+        if not check.valid:
+            raise _Reject(
+                QuarantineReason.POLICY_REJECTED,
+                "SOCJAG intelligence refused: " + "; ".join(check.problems),
+            )
+        return check.marks
 
     def _record_flag(
         self, event: InboundEvent, case: str, now: dt.datetime, check: ReferralCheck | None
@@ -587,3 +602,30 @@ class Router:
         return wire.WireMessage(
             topic=topics.outbound(owner), key=None, value=sealed.value, headers=sealed.headers
         )
+
+
+def _marked(decision: Decision, marks: Sequence[str]) -> Decision:
+    """Append ``marks`` (legacy grading, the original of a sanitised item) to every outcome.
+
+    The condition of a delivery and the reason of every outcome carry them, so the audit
+    record of each recipient, delivered or withheld, says it (``hub audit chronology`` shows
+    reasons, ``hub audit recipients`` conditions).
+    """
+    if not marks:
+        return decision
+    note = "; ".join(marks)
+    return decision.model_copy(
+        update={
+            "recipients": tuple(
+                r.model_copy(
+                    update={
+                        "reason": f"{r.reason}; {note}",
+                        "condition": f"{r.condition}; {note}" if r.condition else note,
+                    }
+                    if r.outcome == "deliver"
+                    else {"reason": f"{r.reason}; {note}"}
+                )
+                for r in decision.recipients
+            )
+        }
+    )

@@ -146,6 +146,8 @@ class ChronologyReceipt(_Report):
     fields: tuple[str, ...]
     acknowledged_at: datetime | None
     acknowledgement: str | None
+    #: conditions relied on and marks (a sanitised item's original, a legacy grading)
+    condition: str | None = None
 
 
 class ChronologyWithheld(_Report):
@@ -190,6 +192,8 @@ class EventRecipient(_Report):
     payload_sha256: str | None
     acknowledged: bool
     acknowledged_at: datetime | None
+    #: conditions relied on and marks (a sanitised item's original, a legacy grading)
+    condition: str | None = None
 
 
 class VolumeRow(_Report):
@@ -389,6 +393,7 @@ def _chronology_entry(
                     fields=record.fields,
                     acknowledged_at=ack.time if ack else None,
                     acknowledgement=ack.reason if ack else None,
+                    condition=record.condition,
                 )
             )
         elif record.decision is AuditDecision.WITHHELD:
@@ -445,6 +450,7 @@ def recipients(store: AuditStore, event_id: str) -> list[EventRecipient]:
                 payload_sha256=record.payload_sha256,
                 acknowledged=ack is not None,
                 acknowledged_at=ack.time if ack else None,
+                condition=record.condition,
             )
         )
     return out

@@ -17,6 +17,9 @@ from typing import Any
 __all__ = ["case_ref", "person_ref", "subject_refs"]
 
 _VERSION = re.compile(r"\.v[0-9]+$")
+#: an intelligence item and its sanitised versions share the item reference, so one case
+#: pseudonym (and ``hub audit chronology --case``) links them
+_SOCJAG = ("uk.csp.socjag.intel", "uk.csp.socjag.intel.sanitised")
 
 
 def _family(event_type: str) -> str:
@@ -56,7 +59,7 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
     refs: list[str] = []
     if _is_marac(event_type):
         refs = _strings([data.get("subject_ref")])
-    elif family == "uk.csp.socjag.intel":
+    elif family in _SOCJAG:
         value = data.get("subject_refs")
         refs = _strings(value if isinstance(value, list | tuple) else [])
     elif family == "uk.csp.pubwatch.ban":
@@ -73,7 +76,7 @@ def case_ref(event_type: str, data: Mapping[str, Any]) -> str | None:
     family = _family(event_type)
     if _is_marac(event_type):
         key = "case_ref"
-    elif family == "uk.csp.socjag.intel":
+    elif family in _SOCJAG:
         key = "intel_ref"
     elif family == "uk.csp.pubwatch.ban":
         key = "ban_ref"

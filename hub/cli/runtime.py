@@ -262,7 +262,23 @@ def _print_delivery(delivery: Delivery, as_json: bool) -> None:
         f"{delivery.time.isoformat()}  {delivery.type}  from {delivery.source}  "
         f"id={delivery.id}  rule={delivery.rule or '-'}"
     )
+    for line in _handling_banner(delivery.data):
+        typer.echo(line)
     typer.echo(json.dumps(delivery.data, indent=2, sort_keys=True))
+
+
+def _handling_banner(data: dict[str, Any]) -> list[str]:
+    """SOCJAG handling conditions and legacy grading, shown above the payload."""
+    lines: list[str] = []
+    conditions = data.get("handling_conditions")
+    if isinstance(conditions, dict):
+        lines.append(f"  HANDLING CODE C: {conditions.get('conditions', '')}")
+        required = conditions.get("requirements") or []
+        if required:
+            lines.append(f"  YOU MUST MEET: {', '.join(map(str, required))}")
+    if data.get("grading_system") == "5x5x5":
+        lines.append(f"  GRADED 5x5x5 (LEGACY): {data.get('legacy_grading')}")
+    return lines
 
 
 @handle_errors

@@ -152,7 +152,7 @@ def _holders(protocol: Protocol, role: str) -> list[Party]:
 def _party_may_pass(conds: Iterable[Condition], party: Party) -> bool:
     """False only when a literal party condition provably fails for this party."""
     for cond in conds:
-        if cond.party is None or cond.equals_field is not None or cond.in_field is not None:
+        if cond.party is None or cond.event_dependent:
             continue  # event-dependent: cannot be decided without an event
         value = getattr(party, cond.party)
         if cond.equals is not None and value != cond.equals:
@@ -167,7 +167,7 @@ def _party_may_pass(conds: Iterable[Condition], party: Party) -> bool:
 def _party_provably_passes(conds: Iterable[Condition], party: Party) -> bool:
     """True only when every party condition is literal and holds for this party."""
     party_conds = [c for c in conds if c.party is not None]
-    if any(c.equals_field is not None or c.in_field is not None for c in party_conds):
+    if any(c.event_dependent for c in party_conds):
         return False
     return _party_may_pass(party_conds, party)
 
@@ -282,6 +282,7 @@ class _Checker:
         self.check_review(today)
         self.check_agreements(today)
         self.check_workflows()
+        self.check_socjag()
         self.check_cancelled_rules()
 
     # ids -------------------------------------------------------------------------------
@@ -696,4 +697,21 @@ class _Checker:
                         f"prohibition {prohibition.id} always withholds {', '.join(types)} "
                         f"from {', '.join(sorted(set(cancelled)))} although rule {rule.id} "
                         "grants it",
+                    )
+
+    def check_socjag(self) -> None:
+        """Handling requirements a party claims to meet must be declared codes.
+
+        A typo (``secure-storge``) would silently keep that party from every item carrying
+        the real code, and an undeclared code is a promise nobody wrote down.
+        """
+        declared = self.p.socjag.handling_requirements if self.p.socjag is not None else {}
+        for i, party in enumerate(self.p.parties):
+            for k, code in enumerate(party.handling):
+                if code not in declared:
+                    self.error(
+                        f"parties[{i}].handling[{k}]",
+                        "unknown-handling-requirement",
+                        f"party {party.id} claims handling requirement {code!r}, which "
+                        "socjag.handling_requirements does not declare" + _hint(code, declared),
                     )

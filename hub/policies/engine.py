@@ -87,11 +87,39 @@ def _holds(cond: Condition, data: Mapping[str, Any], party: Party | None) -> boo
     if cond.in_field is not None:
         other = get_path(data, cond.in_field)
         return isinstance(other, list) and subject in other
+    if cond.covers_field is not None:
+        return not _uncovered(cond.covers_field, subject, data)
     return False
 
 
+def _uncovered(path: str, subject: Any, data: Mapping[str, Any]) -> list[Any] | None:
+    """Items of the event's list at ``path`` missing from ``subject``; ``None`` = no list.
+
+    An absent or null list (an item with no requirements) is covered by anyone: the
+    condition guards what the event demands, and it demands nothing.
+    """
+    wanted = get_path(data, path)
+    if wanted is _MISSING or wanted is None:
+        return []
+    if not isinstance(wanted, list) or not isinstance(subject, list | tuple):
+        return None  # not comparable: fails closed
+    return [item for item in wanted if item not in subject]
+
+
+def _describe(cond: Condition, data: Mapping[str, Any], party: Party | None) -> str:
+    """A failed condition in words; ``covers_field`` names exactly what was not met."""
+    if cond.covers_field is not None and party is not None and cond.party is not None:
+        missing = _uncovered(cond.covers_field, _party_attr(party, cond.party), data)
+        if missing:
+            return (
+                f"party.{cond.party} does not cover event.{cond.covers_field}: "
+                f"cannot meet {', '.join(map(str, missing))}"
+            )
+    return cond.describe()
+
+
 def _failed(conds: Sequence[Condition], data: Mapping[str, Any], party: Party | None) -> list[str]:
-    return [c.describe() for c in conds if not _holds(c, data, party)]
+    return [_describe(c, data, party) for c in conds if not _holds(c, data, party)]
 
 
 def _fill(role: str, data: Mapping[str, Any]) -> str | None:
@@ -297,6 +325,10 @@ def _suspended_for(
     )
 
 
+def _rule(rules: Sequence[Rule], rule_id: str) -> Rule:
+    return next(r for r in rules if r.id == rule_id)
+
+
 def _decide_for(
     protocol: Protocol,
     party: Party,
@@ -329,10 +361,13 @@ def _decide_for(
     if prohibited is not None:
         return prohibited
     if not grants:
+        # Name the rule that would have served the party but for a recipient condition (a
+        # handling requirement it cannot meet), not one that never covered this event.
+        relevant = [m for m in misses if not _failed(_rule(rules, m[0]).when, data, None)]
         return RecipientDecision(
             party=party.id,
             outcome="withhold",
-            rule_id=misses[0][0],
+            rule_id=(relevant or misses)[0][0],
             reason="; ".join(text for _, text in misses),
         )
     first = grants[0]

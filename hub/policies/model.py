@@ -8,6 +8,7 @@ protocol. The engine (``hub.policies.engine``) reads only these models; ``hub po
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,6 +33,7 @@ __all__ = [
     "RecipientClause",
     "Rejection",
     "Rule",
+    "SocjagPolicy",
 ]
 
 PartyId = str
@@ -111,6 +113,12 @@ class Party(_Strict):
         default="agency",
         description="department: a department-wide feed; named: need-to-know named roles",
     )
+    handling: tuple[str, ...] = Field(
+        default=(),
+        description="SOCJAG handling requirements this party can meet (codes declared under "
+        "socjag.handling_requirements); a handling code C item reaches it only if it can "
+        "meet every requirement the item carries",
+    )
 
     def has_role(self, role: str) -> bool:
         """Exact role match (``pubwatch-member:redditch``)."""
@@ -125,16 +133,19 @@ class Condition(_Strict):
     """One test. ``field`` is a dotted path in the event payload; ``party`` a party attribute.
 
     Exactly one operator: ``equals``/``in``/``not_in`` compare with literals;
-    ``equals_field``/``in_field`` compare a party attribute with an event field.
+    ``equals_field``/``in_field`` compare a party attribute with an event field;
+    ``covers_field`` holds when a party's list attribute contains every item of an event's
+    list field (``party: handling``: the party can meet every handling requirement).
     """
 
     field: str | None = None
-    party: Literal["id", "district", "scope", "kind"] | None = None
+    party: Literal["id", "district", "scope", "kind", "handling"] | None = None
     equals: Any = None
     in_: tuple[Any, ...] | None = Field(default=None, alias="in")
     not_in: tuple[Any, ...] | None = None
     equals_field: str | None = None
     in_field: str | None = None
+    covers_field: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -150,17 +161,25 @@ class Condition(_Strict):
                 ("not_in", self.not_in),
                 ("equals_field", self.equals_field),
                 ("in_field", self.in_field),
+                ("covers_field", self.covers_field),
             )
             if value is not None
         ]
         if len(ops) != 1:
             raise ValueError(
                 f"a condition has exactly one operator (equals, in, not_in, equals_field, "
-                f"in_field), got {ops or 'none'}"
+                f"in_field, covers_field), got {ops or 'none'}"
             )
-        if self.field is not None and (self.equals_field or self.in_field):
-            raise ValueError("equals_field/in_field compare a 'party' attribute, not a 'field'")
+        if self.field is not None and (self.equals_field or self.in_field or self.covers_field):
+            raise ValueError(
+                "equals_field/in_field/covers_field compare a 'party' attribute, not a 'field'"
+            )
         return self
+
+    @property
+    def event_dependent(self) -> bool:
+        """A party condition whose outcome depends on the event (``*_field`` operators)."""
+        return any(op is not None for op in (self.equals_field, self.in_field, self.covers_field))
 
     def describe(self) -> str:
         """Human-readable form used in decision reasons."""
@@ -173,6 +192,8 @@ class Condition(_Strict):
             return f"{subject} not in {list(self.not_in)!r}"
         if self.equals_field is not None:
             return f"{subject} == event.{self.equals_field}"
+        if self.covers_field is not None:
+            return f"{subject} covers every item of event.{self.covers_field}"
         return f"{subject} in event.{self.in_field}"
 
 
@@ -276,6 +297,33 @@ class MaracPolicy(_Strict):
         return value
 
 
+_REQUIREMENT_CODE = re.compile(r"^[a-z0-9-]+$")
+
+
+class SocjagPolicy(_Strict):
+    """How the partnership handles SOCJAG intelligence (police grading, handling conditions).
+
+    ``handling_requirements`` is the vocabulary of handling-condition codes an item may carry
+    (code -> what the recipient undertakes); parties declare which they can meet in
+    ``Party.handling``. ``accept_5x5x5`` lets older items graded on the 5x5x5 model through,
+    marked as legacy; otherwise the hub refuses them and the publisher must regrade on 3x5x2.
+    """
+
+    accept_5x5x5: bool = False
+    handling_requirements: dict[str, str] = Field(
+        default_factory=dict, description="condition code -> what a recipient undertakes"
+    )
+
+    @field_validator("handling_requirements")
+    @classmethod
+    def _codes(cls, value: dict[str, str]) -> dict[str, str]:
+        # the same shape as the schema's hub_pattern on handling_conditions.requirements
+        bad = [code for code in value if not _REQUIREMENT_CODE.fullmatch(code)]
+        if bad:
+            raise ValueError(f"handling requirement codes: expected [a-z0-9-]+, got {bad}")
+        return value
+
+
 class Agreement(_Strict):
     """An information sharing agreement that rules rely on, with its review date.
 
@@ -342,6 +390,7 @@ class Protocol(_Strict):
     agreements: tuple[Agreement, ...] = ()
     corrections: tuple[Correction, ...] = ()
     marac: MaracPolicy | None = None
+    socjag: SocjagPolicy | None = None
     content_hash: str = ""
 
     def corrections_for(self, event_type: str) -> tuple[Correction, ...]:

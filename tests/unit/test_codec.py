@@ -33,6 +33,7 @@ from tests.factories import (
     MARAC_UPDATED,
     MARAC_WITHDRAWN,
     SOCJAG,
+    SOCJAG_SANITISED,
     marac_alert,
     marac_expired,
     marac_flag,
@@ -41,7 +42,8 @@ from tests.factories import (
     marac_reviewed,
     marac_withdrawn,
     pubwatch_ban,
-    socjag_intel,
+    socjag_legacy,
+    socjag_sanitised,
 )
 
 ACK = "uk.csp.delivery.ack.v1"
@@ -59,7 +61,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
     MARAC_OBSERVATION: marac_observation("MARAC-2026-000101"),
     MARAC_REFERRED: marac_referred("MARAC-2026-000101"),
     MARAC_ALERT: marac_alert("MARAC-2026-000101"),
-    SOCJAG: socjag_intel("SJ-2026-000007", handling_code="C", share_with=["wmp", "redditch-bc"]),
+    SOCJAG: socjag_legacy(
+        "SJ-2026-000007",
+        handling_code="C",
+        share_with=["wmp", "redditch-bc"],
+        requirements=["secure-storage", "not-for-court"],
+    ),
+    SOCJAG_SANITISED: socjag_sanitised("SJ-2026-000007", "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10"),
     BAN: pubwatch_ban("PW-REDDITCH-0042"),
     ACK: {
         "acknowledged_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
@@ -76,6 +84,7 @@ PATTERN_EXAMPLES: dict[str, list[str]] = {
     r"^[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2}$": ["B97 4HJ", "DY10 1AB", "WR12AA", "SW1A 1AA"],
     r"^[a-z0-9-]+$": ["redditch", "wyre-forest", "scheme-2"],
     r"^(OFFICIAL|OFFICIAL-SENSITIVE)$": ["OFFICIAL", "OFFICIAL-SENSITIVE"],
+    r"^(3x5x2|5x5x5)$": ["3x5x2", "5x5x5"],
 }
 
 

@@ -433,6 +433,7 @@ def test_every_reference_rule_is_exercised() -> None:
         (INTEL, POLICE, intel("P", "OFFICIAL")),
         (INTEL, POLICE, intel("P", "OFFICIAL-SENSITIVE")),
         (INTEL, POLICE, intel("C", "OFFICIAL", ["probation"])),
+        (factories.SOCJAG_SANITISED, POLICE, factories.socjag_sanitised("INT-1", "e-1")),
         (BAN, CROWN, ban("theft")),
         (EXPIRED, "hub", factories.marac_expired("MARAC-2026-0042")),
         (ALERT, "hub", factories.marac_alert("MARAC-2026-0042")),
