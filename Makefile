@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo up test test-unit test-integration lint format bench clean
+.PHONY: help venv demo up test test-unit test-integration lint format bench clean deploy-manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,19 @@ bench: $(STAMP) ## benchmarks: bench/results/*.json and the README table (BENCH=
 
 vectors: $(STAMP) ## rebuild the byte-exact envelope vectors in tests/vectors/envelope (review the diff)
 	$(BIN)/python scripts/make_envelope_vectors.py
+
+# the same arguments as tests/unit/test_deploy.py, which fails when the committed files drift
+DEPLOY_PROTOCOL  := --protocol hub/policies/north-worcestershire.yaml --partitions 3
+DEPLOY_BOOTSTRAP := kafka-1:9092,kafka-2:9092,kafka-3:9092
+DEPLOY_ACL_ARGS  := $(DEPLOY_PROTOCOL) --bootstrap $(DEPLOY_BOOTSTRAP) \
+	--command-config /tmp/admin.properties --tool-dir /opt/kafka/bin
+
+deploy-manifests: $(STAMP) ## regenerate deploy/compose and deploy/k8s files derived from the protocol (`hub acl`)
+	$(BIN)/hub acl --format principals $(DEPLOY_PROTOCOL) > deploy/compose/principals.txt
+	$(BIN)/hub acl --format kafka-acls $(DEPLOY_ACL_ARGS) > deploy/compose/acls.sh
+	$(BIN)/hub acl --format kafka-topics $(DEPLOY_ACL_ARGS) > deploy/compose/topics.sh
+	$(BIN)/hub acl --format strimzi $(DEPLOY_PROTOCOL) --cluster hub > deploy/k8s/users.yaml
+	$(BIN)/hub acl --format strimzi-topics $(DEPLOY_PROTOCOL) --cluster hub > deploy/k8s/topics.yaml
 
 clean: ## remove the venv, caches and the local data dir
 	rm -rf $(VENV) .hub .pytest_cache .mypy_cache .ruff_cache

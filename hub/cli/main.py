@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from hub.cli import audit, keys, marac, policy, runtime
+from hub.cli import acl, audit, keys, marac, policy, runtime
 from hub.log import configure_logging
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(keys.hold_app, name="holds")  # also `hub keys hold`: one implementation
 app.add_typer(marac.app, name="marac")
 runtime.register(app)
+app.command("acl")(acl.acl_command)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Deployment artefacts derived from the protocol: Kafka ACLs, topics, Strimzi resources."""
