@@ -160,7 +160,7 @@ def test_publish_accepts_an_example_wrapper_file(cli: Run, hub: RunningHub) -> N
     )
     assert result.returncode == 0, result.stderr
     records = hub.wait_records(published_id(result), at_least=8)
-    assert all(r.publisher == "west-mercia-police" for r in records)
+    assert all(r.publisher == wrapper["source"] for r in records)
     assert "redditch-bc.housing-repairs" in delivered(records)
 
 
