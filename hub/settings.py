@@ -7,14 +7,18 @@ start, so tests can give each run its own data dir and broker.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from hub.broker.security import KafkaSecurity
+from hub.errors import ConfigError
 
 __all__ = ["HubSettings", "default_protocol_path"]
 
@@ -35,6 +39,15 @@ class HubSettings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="external Kafka bootstrap servers; unset = embedded broker"
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how clients connect to Kafka; production: SASL_SSL"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_username: str | None = Field(default=None, description="the Kafka principal (SASL)")
+    kafka_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for broker TLS")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="TLS client certificate")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="TLS client key")
     protocol: Path = Field(default_factory=default_protocol_path)
     partitions: int = Field(default=3, ge=1, description="partitions per hub topic")
     workers: int = Field(default=1, ge=1, description="router worker processes started by hub up")
@@ -79,6 +92,26 @@ class HubSettings(BaseSettings):
     def audit_db_path(self) -> Path:
         """SQLite audit database used when ``audit_url`` is unset."""
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """The Kafka credentials and TLS settings, checked as a whole.
+
+        Raises:
+            ConfigError: an incomplete combination (e.g. SASL_SSL without a password).
+        """
+        try:
+            return KafkaSecurity(
+                protocol=self.kafka_security_protocol,
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                username=self.kafka_username,
+                password=self.kafka_password,
+                ssl_cafile=self.kafka_ssl_cafile,
+                ssl_certfile=self.kafka_ssl_certfile,
+                ssl_keyfile=self.kafka_ssl_keyfile,
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"Kafka security: {exc.errors()[0]['msg']}") from exc
 
     @property
     def register_path(self) -> Path:

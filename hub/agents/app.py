@@ -69,6 +69,7 @@ def create_app(
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=1.0,
+        broker_credentials=settings.kafka_security.faust_credentials(),
     )
     pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
     keys = FileKeyStore(settings.keys_dir)
@@ -180,6 +181,7 @@ def create_app(
             group_id=f"{app_id}-audit-sink",
             rebalance_timeout=settings.rebalance_timeout,
             session_timeout=settings.session_timeout,
+            security=settings.kafka_security,
         )
 
     if protocol.marac is not None and settings.workflow_interval > 0:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from hub.audit.log import AuditLog
 from hub.audit.store import AuditStore
+from hub.broker.security import KafkaSecurity
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import AuditError, KeyStoreError
@@ -161,6 +162,7 @@ async def run_audit_sink(
     group_id: str,
     rebalance_timeout: float,
     session_timeout: float,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Consume ``hub.audit`` with its own consumer group and write it to the store.
 
@@ -172,6 +174,7 @@ async def run_audit_sink(
 
     from hub.broker import topics
 
+    kafka = (security or KafkaSecurity()).client_kwargs()
     consumer = AIOKafkaConsumer(
         topics.AUDIT,
         bootstrap_servers=bootstrap,
@@ -181,8 +184,9 @@ async def run_audit_sink(
         rebalance_timeout_ms=int(rebalance_timeout * 1000),
         session_timeout_ms=int(session_timeout * 1000),
         heartbeat_interval_ms=1000,
+        **kafka,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **kafka)
     await consumer.start()
     await producer.start()
     try:

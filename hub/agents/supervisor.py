@@ -96,6 +96,7 @@ class Supervisor:
                 self.bootstrap,
                 all_topics(self.protocol.party_ids),
                 partitions=self.settings.partitions,
+                security=self.settings.kafka_security,
             )
         )
         for _ in range(self.settings.workers):

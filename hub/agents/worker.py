@@ -32,6 +32,7 @@ def main() -> None:
                 settings.kafka_bootstrap,
                 all_topics(protocol.party_ids),
                 partitions=settings.partitions,
+                security=settings.kafka_security,
             )
         )
         app = create_app(settings, protocol=protocol, bootstrap=settings.kafka_bootstrap)

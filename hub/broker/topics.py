@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from hub.broker.security import KafkaSecurity
 from hub.errors import BrokerError
 
 __all__ = [
@@ -61,9 +62,19 @@ def all_topics(parties: Iterable[str]) -> list[str]:
     return names
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int) -> None:
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    partitions: int,
+    security: KafkaSecurity | None = None,
+) -> None:
     """Create missing topics with ``partitions`` partitions (existing ones are left alone)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=10000,
+        **(security or KafkaSecurity()).client_kwargs(),
+    )
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -97,6 +97,7 @@ def demo(
                 rate=rate,
                 seed=seed,
                 keys=FileKeyStore(settings.keys_dir),
+                security=settings.kafka_security,
                 report=typer.echo,
             )
         )
@@ -195,6 +196,7 @@ def publish(
             as_party,
             bootstrap=bootstrap,
             keys=FileKeyStore(settings.keys_dir),
+            security=settings.kafka_security,
             registry=registry,
             max_event_bytes=settings.max_event_bytes,
         ) as client:
@@ -297,7 +299,11 @@ def consume(
     async def run() -> int:
         count = 0
         async with HubClient(
-            as_party, bootstrap=bootstrap, inbox=inbox, keys=FileKeyStore(settings.keys_dir)
+            as_party,
+            bootstrap=bootstrap,
+            inbox=inbox,
+            keys=FileKeyStore(settings.keys_dir),
+            security=settings.kafka_security,
         ) as client:
             async for delivery in client.deliveries(follow=follow):
                 _print_delivery(delivery, as_json)

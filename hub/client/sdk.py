@@ -19,7 +19,7 @@ import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from hub.audit.subjects import case_ref
 from hub.broker import topics
+from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
 from hub.envelope import wire
 from hub.envelope.crypto import CryptoError
@@ -62,6 +63,7 @@ class HubClient:
         inbox: Path | None = None,
         group_id: str | None = None,
         crypto: CryptoPolicy | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if not re.fullmatch(PARTY_ID_PATTERN, party):
             raise UnknownPartyError(
@@ -70,6 +72,8 @@ class HubClient:
             )
         self.party = party
         self.bootstrap = bootstrap
+        #: TLS and SASL for this party's Kafka principal (production: SASL_SSL, SCRAM)
+        self._kafka = (security or KafkaSecurity()).client_kwargs()
         self.registry = registry or SchemaRegistry()
         self.max_event_bytes = max_event_bytes
         self.group_id = group_id or f"hub-consumer.{party}"
@@ -105,14 +109,22 @@ class HubClient:
     async def _get_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=False, linger_ms=0
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                enable_idempotence=False,
+                linger_ms=0,
+                **self._kafka,
             )
             try:
                 await producer.start()
-            except KafkaError as exc:
+            except BaseException as exc:  # a failed or cancelled connect must not leak sockets
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                raise BrokerError(f"broker at {self.bootstrap}: cannot connect ({exc})") from exc
+                if isinstance(exc, KafkaError):
+                    raise BrokerError(
+                        f"broker at {self.bootstrap}: cannot connect ({exc})"
+                    ) from exc
+                raise
             self._producer = producer
         return self._producer
 
@@ -226,7 +238,7 @@ class HubClient:
         *,
         follow: bool = False,
         poll_timeout: float = 1.0,
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncGenerator[Delivery, None]:
         """Deliveries on ``hub.out.<party>`` not yet handled by this party's group.
 
         Without ``follow`` it stops at the end of what is there now. Each delivery's offset is
@@ -239,11 +251,16 @@ class HubClient:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self._kafka,
         )
         try:
             await consumer.start()
-        except KafkaError as exc:
-            raise BrokerError(f"broker at {self.bootstrap}: cannot connect ({exc})") from exc
+        except BaseException as exc:  # a failed or cancelled connect must not leak sockets
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            if isinstance(exc, KafkaError):
+                raise BrokerError(f"broker at {self.bootstrap}: cannot connect ({exc})") from exc
+            raise
         try:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:

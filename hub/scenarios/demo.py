@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from hub.agents.sink import CHECKPOINT_TYPE
 from hub.audit.store import AuditStore
+from hub.broker.security import KafkaSecurity
 from hub.client import HubClient
 from hub.client.sdk import ACK_TYPE
 from hub.errors import HubError
@@ -76,11 +77,15 @@ async def run_demo(
     seed: int,
     report: Callable[[str], None],
     settle_timeout: float = 60.0,
+    security: KafkaSecurity | None = None,
 ) -> DemoSummary:
     """Publish ``events`` scenario events at ``rate`` per second and report as they route."""
     summary = DemoSummary()
     stop = asyncio.Event()
-    clients = {p: HubClient(p, bootstrap=bootstrap, keys=keys) for p in protocol.party_ids}
+    clients = {
+        p: HubClient(p, bootstrap=bootstrap, keys=keys, security=security)
+        for p in protocol.party_ids
+    }
     consumers = [asyncio.create_task(_consume(c, summary, stop)) for c in clients.values()]
     pending: set[str] = set()
     started = time.monotonic()

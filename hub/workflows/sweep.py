@@ -55,7 +55,10 @@ def sweep_once(settings: HubSettings, *, dry_run: bool = False) -> dict[str, Any
 
                 async def publish_all() -> int:
                     async with HubClient(
-                        HUB_PARTY, bootstrap=bootstrap, keys=FileKeyStore(settings.keys_dir)
+                        HUB_PARTY,
+                        bootstrap=bootstrap,
+                        keys=FileKeyStore(settings.keys_dir),
+                        security=settings.kafka_security,
                     ) as client:
 
                         async def publish(
