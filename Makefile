@@ -36,13 +36,13 @@ test-integration: $(STAMP) ## integration and e2e tests on the embedded broker
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict
-	$(BIN)/ruff format --check hub tests scripts bench
-	$(BIN)/ruff check hub tests scripts bench
+	$(BIN)/ruff format --check hub tests scripts bench examples
+	$(BIN)/ruff check hub tests scripts bench examples
 	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff format and safe fixes
-	$(BIN)/ruff format hub tests scripts bench
-	$(BIN)/ruff check --fix hub tests scripts bench
+	$(BIN)/ruff format hub tests scripts bench examples
+	$(BIN)/ruff check --fix hub tests scripts bench examples
 
 bench: $(STAMP) ## benchmarks: bench/results/*.json and the README table (BENCH="crypto ...")
 	$(BIN)/python -m bench $(BENCH)

@@ -1,0 +1,1 @@
+"""Example agency integrations built on the ``hub.client`` SDK."""
