@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 
 from hub.agents.supervisor import read_state
+from hub.broker.security import KafkaSecurity
 from hub.envelope import wire
 from hub.errors import BrokerError, ConfigError
 from hub.ingress.app import RecentIds, TrustedProxy, create_app
@@ -33,9 +34,12 @@ class KafkaSender:
     ``BrokerError``; the producer is then rebuilt, so the next request reconnects.
     """
 
-    def __init__(self, bootstrap: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap: str, *, timeout: float = 10.0, security: KafkaSecurity | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.timeout = timeout
+        self._kafka = (security or KafkaSecurity()).client_kwargs()
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -48,6 +52,7 @@ class KafkaSender:
                     enable_idempotence=False,
                     linger_ms=0,
                     request_timeout_ms=int(self.timeout * 1000),
+                    **self._kafka,
                 )
                 try:
                     await asyncio.wait_for(producer.start(), self.timeout)
@@ -103,7 +108,9 @@ def build_app(
     protocol = load_protocol(settings.protocol)
     if bootstrap is None:
         bootstrap = settings.kafka_bootstrap or read_state(settings).bootstrap
-    sender = KafkaSender(bootstrap)
+    # The ingress writes every served party's inbound topic, so in production it needs its own
+    # Kafka principal with Write on those topics (HUB_KAFKA_USERNAME etc. for this process).
+    sender = KafkaSender(bootstrap, security=settings.kafka_security)
     return create_app(
         keys=FileKeyStore(settings.keys_dir),
         tokens=TokenStore.in_data_dir(settings.data_dir),
