@@ -70,6 +70,14 @@ def acl_command(
     ] = None,
     replicas: Annotated[int, typer.Option(help="Replication factor per topic.", min=1)] = 3,
     min_insync: Annotated[int, typer.Option(help="min.insync.replicas per topic.", min=1)] = 2,
+    ingress_for: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ingress-for",
+            help="A party the HTTP ingress publishes for (repeat); its Kafka user 'ingress' "
+            "may write only their inbound topics.",
+        ),
+    ] = None,
 ) -> None:
     """Kafka ACLs (and Strimzi KafkaUser resources) derived from the protocol.
 
@@ -78,7 +86,7 @@ def acl_command(
     """
     settings = load_settings()
     protocol = load_protocol(protocol_path or settings.protocol)
-    entries = derive_acls(protocol)
+    entries = derive_acls(protocol, ingress_for=ingress_for or ())
     spec = TopicSpec(
         partitions=partitions or settings.partitions, replicas=replicas, min_insync=min_insync
     )

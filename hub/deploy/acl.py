@@ -19,6 +19,7 @@ and ACLs": operation implications).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Literal
 
@@ -35,6 +36,7 @@ __all__ = [
     "HUB_INTERNAL_TOPIC_PREFIX",
     "HUB_LEADER_TOPIC",
     "HUB_PRINCIPAL",
+    "INGRESS_PRINCIPAL",
     "AclEntry",
     "Operation",
     "PatternType",
@@ -47,6 +49,8 @@ __all__ = [
 
 #: the hub's Kafka user (the reserved party id of its own workflow events)
 HUB_PRINCIPAL = HUB.id
+#: the HTTP ingress publishes for the parties it serves (and reads nothing)
+INGRESS_PRINCIPAL = "ingress"
 #: ``hub.client.HubClient``'s default group is ``hub-consumer.<party>``
 CONSUMER_GROUP_PREFIX = "hub-consumer."
 #: party ids never contain ``:``, so ``hub-consumer.<a>:`` can never match another party's
@@ -159,11 +163,15 @@ def _grant(
     ]
 
 
-def derive_acls(protocol: Protocol) -> list[AclEntry]:
+def derive_acls(protocol: Protocol, *, ingress_for: Sequence[str] = ()) -> list[AclEntry]:
     """Every ACL a hub for this protocol needs, and nothing more (parties first, then the hub).
 
+    ``ingress_for`` names the parties the HTTP ingress publishes for (``hub ingress``): its
+    own principal, ``ingress``, may then write those parties' inbound topics and nothing else.
+
     Raises:
-        ProtocolError: a party id is the hub's principal (``hub`` is reserved).
+        ProtocolError: a party id is the hub's or the ingress's principal, or ``ingress_for``
+            names a party the protocol does not declare.
     """
     topic, group = ResourceType.TOPIC, ResourceType.GROUP
     read, write = Operation.READ, Operation.WRITE
@@ -172,6 +180,15 @@ def derive_acls(protocol: Protocol) -> list[AclEntry]:
         raise ProtocolError(
             f"party id {HUB_PRINCIPAL!r}: reserved for the hub's own Kafka user, "
             "expected another id"
+        )
+    if ingress_for and INGRESS_PRINCIPAL in parties:
+        raise ProtocolError(
+            f"party id {INGRESS_PRINCIPAL!r}: reserved for the HTTP ingress's Kafka user"
+        )
+    unknown = [p for p in ingress_for if p not in parties]
+    if unknown:
+        raise ProtocolError(
+            f"--ingress-for: expected parties of the protocol, got {', '.join(unknown)}"
         )
     entries: list[AclEntry] = []
     for party in parties:
@@ -205,6 +222,8 @@ def derive_acls(protocol: Protocol) -> list[AclEntry]:
         pattern=PatternType.PREFIXED,
     )
     entries += _grant(hub, group, HUB_GROUP_PREFIX, read, pattern=PatternType.PREFIXED)
+    for party in dict.fromkeys(ingress_for):
+        entries += _grant(INGRESS_PRINCIPAL, topic, topics.inbound(party), write)
     return entries
 
 

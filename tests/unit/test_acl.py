@@ -224,3 +224,41 @@ def test_cli_formats_and_bad_protocol(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["acl", "--protocol", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1
     assert "error: protocol" in missing.stderr
+
+
+def test_the_ingress_writes_only_the_inbound_topics_of_the_parties_it_serves() -> None:
+    protocol = load_protocol(default_protocol_path())
+    served = ["redditch-bc.housing-repairs", "wrs"]
+    entries = derive_acls(protocol, ingress_for=served)
+    for party in protocol.party_ids:
+        for operation, topic in (
+            (Operation.WRITE, topics.inbound(party)),
+            (Operation.READ, topics.inbound(party)),
+            (Operation.READ, topics.outbound(party)),
+            (Operation.WRITE, topics.outbound(party)),
+        ):
+            expected = (
+                operation is Operation.WRITE
+                and topic == topics.inbound(party)
+                and (party in served)
+            )
+            got = allows(
+                entries,
+                principal="ingress",
+                operation=operation,
+                resource_type=ResourceType.TOPIC,
+                name=topic,
+            )
+            assert got is expected, (party, operation, topic)
+    for name in (topics.AUDIT, topics.QUARANTINE, topics.HUB_INBOUND):
+        for operation in (Operation.READ, Operation.WRITE):
+            assert not allows(
+                entries,
+                principal="ingress",
+                operation=operation,
+                resource_type=ResourceType.TOPIC,
+                name=name,
+            )
+    assert "ingress" not in principals(derive_acls(protocol))  # only when asked for
+    with pytest.raises(ProtocolError, match="no-such-party"):
+        derive_acls(protocol, ingress_for=["no-such-party"])
