@@ -11,6 +11,8 @@ MARAC_WITHDRAWN = "uk.csp.marac.flag.withdrawn.v1"
 SOCJAG = "uk.csp.socjag.intel.v1"
 SOCJAG_SANITISED = "uk.csp.socjag.intel.sanitised.v1"
 BAN = "uk.csp.pubwatch.ban.v1"
+BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
+BAN_EXPIRED = "uk.csp.pubwatch.ban.expired.v1"
 
 _TOWNS = {
     "redditch": ("Redditch", "B97 4HJ"),
@@ -145,6 +147,37 @@ def pubwatch_ban(
         "ban_start": "2026-11-20",
         "ban_end": "2027-11-19",
         "decided_by": decided_by,
+    }
+    return _merge(base, overrides)
+
+
+def pubwatch_ban_updated(
+    ban_ref: str, *, review: str = "early_review", **overrides: Any
+) -> dict[str, Any]:
+    """An early review of ``pubwatch_ban(ban_ref)`` after six months: the ban is shortened."""
+    base = {
+        "ban_ref": ban_ref,
+        "scheme": "redditch",
+        "review": review,
+        "reviewed_on": "2027-05-21",
+        "ban_start": "2026-11-20",
+        "ban_end": "2027-08-19",
+        "previous_ban_end": "2027-11-19",
+        "reason": "No incident since the ban started; the board shortened it at review.",
+        "decided_by": "scheme_board",
+    }
+    return _merge(base, overrides)
+
+
+def pubwatch_ban_expired(ban_ref: str, **overrides: Any) -> dict[str, Any]:
+    """The hub's notice at the end of ``pubwatch_ban(ban_ref)``."""
+    base = {
+        "ban_ref": ban_ref,
+        "scheme": "redditch",
+        "ban_end": "2027-11-19",
+        "ended_on": "2027-11-20",
+        "photo_ref": "photo:pw-redditch-0042",
+        "instruction": "The ban has ended: remove it and delete the photo.",
     }
     return _merge(base, overrides)
 

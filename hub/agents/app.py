@@ -37,6 +37,7 @@ from hub.models import Origin
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
+from hub.workflows.bans import BanRegister
 from hub.workflows.marac import earlier_recipients
 from hub.workflows.register import FlagRegister
 
@@ -92,6 +93,7 @@ def create_app(
         clock=clock_for(settings.clock_file),
         register=FlagRegister(settings.register_path),
         previous=earlier_recipients(settings, pseudonymiser),
+        bans=BanRegister(settings.register_path),
     )
     inbound = app.topic(
         *(topics.inbound(p) for p in protocol.party_ids),
@@ -198,6 +200,21 @@ def create_app(
                 return
             if result["published"]:
                 _log.info("marac_sweep", published=result["published"], held=len(result["held"]))
+
+    if protocol.pubwatch is not None and settings.workflow_interval > 0:
+
+        @app.timer(interval=settings.workflow_interval, on_leader=True)  # type: ignore[untyped-decorator]
+        async def pubwatch_sweep() -> None:
+            """Expiries of bans that have ended (``hub pubwatch sweep``)."""
+            from hub.workflows.pubwatch import sweep_bans  # the client side of the hub
+
+            try:
+                result = await asyncio.to_thread(sweep_bans, settings)
+            except HubError as exc:  # the next sweep retries; routing carries on meanwhile
+                _log.error("pubwatch_sweep_failed", error=str(exc))
+                return
+            if result["published"]:
+                _log.info("pubwatch_sweep", published=result["published"])
 
     @app.timer(interval=SWEEP_INTERVAL_S, on_leader=True)  # type: ignore[untyped-decorator]
     async def expiry_sweep() -> None:

@@ -41,6 +41,7 @@ from hub.models import (
 from hub.policies.engine import evaluate, minimise
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry, to_jsonable
+from hub.workflows.bans import BanRegister, check_ban_update
 from hub.workflows.referral import ReferralCheck, check_referral
 from hub.workflows.register import FlagRegister, Referral
 from hub.workflows.socjag import check_intel
@@ -74,6 +75,11 @@ PreviousLookup = Callable[[str], Collection[str]]
 
 _RECENT_CASES = 10_000
 _MARAC_FLAG = "uk.csp.marac.flag."
+_BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
+
+
+def _is_ban(event_type: str) -> bool:
+    return event_type.startswith("uk.csp.pubwatch.ban.")
 
 
 @dataclass
@@ -116,8 +122,10 @@ class Router:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         register: FlagRegister | None = None,
         previous: PreviousLookup | None = None,
+        bans: BanRegister | None = None,
     ) -> None:
         self.protocol = protocol
+        self.bans = bans
         self.register = register
         self.previous = previous
         # deliveries by case routed by this process: the audit store may not have them yet
@@ -245,6 +253,7 @@ class Router:
         attrs = event.attributes
         now = self.clock()
         case = case_ref(attrs.type, event.data)
+        self._check_ban(event, now)
         referral = self._check_referral(event, now)
         marks = self._check_socjag(event)
         decision = evaluate(
@@ -297,6 +306,7 @@ class Router:
             delivered = {r.recipient for r in result.audit if r.decision == AuditDecision.DELIVERED}
             self._remember(case, {p for p in delivered if p})
             self._record_flag(event, case, now, referral)
+            self._record_ban(event, now)
         return result
 
     # -- workflows ---------------------------------------------------------------------------
@@ -308,6 +318,9 @@ class Router:
         found = set(self._recent.get(case, ()))
         if self.previous is not None:
             found |= set(self.previous(case))
+        known = self.bans.ban(case) if self.bans is not None and _is_ban(event_type) else None
+        if known is not None:  # the member that published a ban holds it too
+            found.add(known.publisher)
         return found
 
     def _remember(self, case: str, parties: set[str]) -> None:
@@ -355,6 +368,28 @@ class Router:
                 "SOCJAG intelligence refused: " + "; ".join(check.problems),
             )
         return check.marks
+
+    def _check_ban(self, event: InboundEvent, now: dt.datetime) -> None:
+        """An early review before the protocol's limit is refused, with why."""
+        attrs = event.attributes
+        policy = self.protocol.pubwatch
+        if policy is None or attrs.type != _BAN_UPDATED:
+            return
+        known = self.bans.ban(str(event.data.get("ban_ref"))) if self.bans else None
+        problems = check_ban_update(event.data, policy, known=known, today=now.date())
+        if problems:
+            raise _Reject(
+                QuarantineReason.POLICY_REJECTED,
+                "ban update refused: " + "; ".join(problems),
+            )
+
+    def _record_ban(self, event: InboundEvent, now: dt.datetime) -> None:
+        """Keep the ban register in step (the hub sends the expiry at the ban's end)."""
+        attrs = event.attributes
+        if self.bans is not None and _is_ban(attrs.type):
+            self.bans.record(
+                attrs.type, event.data, publisher=attrs.party, at=now, event_id=attrs.id
+            )
 
     def _record_flag(
         self, event: InboundEvent, case: str, now: dt.datetime, check: ReferralCheck | None

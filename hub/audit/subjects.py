@@ -78,8 +78,8 @@ def case_ref(event_type: str, data: Mapping[str, Any]) -> str | None:
         key = "case_ref"
     elif family in _SOCJAG:
         key = "intel_ref"
-    elif family == "uk.csp.pubwatch.ban":
-        key = "ban_ref"
+    elif family == "uk.csp.pubwatch.ban" or family.startswith("uk.csp.pubwatch.ban."):
+        key = "ban_ref"  # a ban and its lifecycle (updated, expired) are one case
     else:
         return None
     found = _strings([data.get(key)])

@@ -9,7 +9,9 @@ How a case's retention is determined
     disclosure under that rule, and every new disclosure (an ``updated`` flag) restarts the
     clock. Retention is looked up by rule id in the protocol the hub runs now; the audit
     record names the protocol hash that decided the disclosure, but the running protocol is
-    the partnership's current word on how long data is kept.
+    the partnership's current word on how long data is kept. Deliveries under an Art 19
+    correction (``corrections:``) do not count: they only tell a holder to correct or
+    remove what it already holds.
 
     A case is never expired automatically when any of its disclosures is under a rule with
     no ``retention``, a rule the protocol no longer has, or a retention that does not parse,
@@ -115,11 +117,16 @@ def _judge(
 ) -> CaseExpiry:
     """When the case's retention ends (see the module docstring), without side effects."""
     rules = {r.id: r for r in protocol.rules}
+    # An Art 19 correction (an update or expiry told to an earlier holder) discloses nothing
+    # the holder did not hold: it neither restarts nor sets the case's retention.
+    corrections = {c.id for c in protocol.corrections}
     latest: tuple[dt.datetime, str, str, dt.datetime] | None = None
     last_seen: dt.datetime | None = None
     for record in records:
         when = _utc(record.time)
         last_seen = when if last_seen is None else max(last_seen, when)
+        if record.rule in corrections:
+            continue
         rule = rules.get(record.rule or "")
         if rule is None or rule.retention is None:
             what = "has no retention" if rule is not None else "is not in the protocol"

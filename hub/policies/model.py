@@ -30,6 +30,7 @@ __all__ = [
     "Protocol",
     "ProtocolInfo",
     "Publishers",
+    "PubwatchPolicy",
     "RecipientClause",
     "Rejection",
     "Rule",
@@ -324,6 +325,29 @@ class SocjagPolicy(_Strict):
         return value
 
 
+class PubwatchPolicy(_Strict):
+    """How the partnership runs Pub Watch and retail exclusion schemes (shared/domain.md).
+
+    Who receives a ban, and segregation between pubs and retailers, are rules and
+    prohibitions like any other disclosure; this section holds the lifecycle limits.
+    """
+
+    early_review_after: str = Field(
+        default="P6M",
+        description="ISO 8601: a ban may be reviewed early only this long after ban_start "
+        "without incident (an earlier early review is refused)",
+    )
+
+    @field_validator("early_review_after")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        try:
+            durations.parse(value)
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
 class Agreement(_Strict):
     """An information sharing agreement that rules rely on, with its review date.
 
@@ -390,6 +414,7 @@ class Protocol(_Strict):
     agreements: tuple[Agreement, ...] = ()
     corrections: tuple[Correction, ...] = ()
     marac: MaracPolicy | None = None
+    pubwatch: PubwatchPolicy | None = None
     socjag: SocjagPolicy | None = None
     content_hash: str = ""
 

@@ -24,6 +24,8 @@ from hub.errors import EventValidationError, SchemaError
 from hub.schemas.codec import SchemaRegistry, to_jsonable
 from tests.factories import (
     BAN,
+    BAN_EXPIRED,
+    BAN_UPDATED,
     MARAC_ALERT,
     MARAC_EXPIRED,
     MARAC_OBSERVATION,
@@ -42,6 +44,8 @@ from tests.factories import (
     marac_reviewed,
     marac_withdrawn,
     pubwatch_ban,
+    pubwatch_ban_expired,
+    pubwatch_ban_updated,
     socjag_legacy,
     socjag_sanitised,
 )
@@ -69,6 +73,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     ),
     SOCJAG_SANITISED: socjag_sanitised("SJ-2026-000007", "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10"),
     BAN: pubwatch_ban("PW-REDDITCH-0042"),
+    BAN_UPDATED: pubwatch_ban_updated("PW-REDDITCH-0042"),
+    BAN_EXPIRED: pubwatch_ban_expired("PW-REDDITCH-0042"),
     ACK: {
         "acknowledged_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
         "acknowledged_type": BAN,

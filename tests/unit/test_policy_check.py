@@ -168,8 +168,10 @@ def test_non_signatory_recipient(mutant: Mutant) -> None:
         "    name: West Mercia Police licensing unit\n",
         "    name: West Mercia Police licensing unit\n    signatory: false\n",
     )
-    assert errors(mutant.check()) == {
-        ("not-signatory", mutant.where("- parties: [west-mercia-police.licensing]"))
+    licensing = "- parties: [west-mercia-police.licensing]"
+    assert errors(mutant.check()) == {  # the ban rule and the ban expiry rule
+        ("not-signatory", mutant.where(licensing)),
+        ("not-signatory", mutant.where(licensing, after="- id: pubwatch-ban-expiry-licensing")),
     }
 
 

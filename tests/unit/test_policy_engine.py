@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -410,6 +411,98 @@ def test_ban_from_a_publisher_not_allowed_is_rejected(publisher: str, data: dict
     assert "may not publish" in decision.reject_reason
 
 
+BAN_UPDATED = factories.BAN_UPDATED
+BAN_EXPIRED = factories.BAN_EXPIRED
+LINK = "{field: scheme, in: [redditch]}"
+
+
+def _protocol_with(old: str, new: str, tmp_path: Path) -> Protocol:
+    """The reference protocol with one edit (e.g. a scheme's link removed)."""
+    text = default_protocol_path().read_text()
+    assert text.count(old) == 1
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text.replace(old, new))
+    return load_protocol(path)
+
+
+def test_theft_ban_reaches_pubs_only_through_the_schemes_link() -> None:
+    got = deliveries(decide(BAN, CROWN, ban("theft")))
+    assert got[SUN].rule_id == "pubwatch-linked-theft-ban-pubs"
+    assert got[RETAIL].rule_id == "pubwatch-theft-ban-retail"
+    assert set(minimise(ban("theft"), got[SUN].fields)) == BAN_SUMMARY
+
+
+def test_theft_ban_of_an_unlinked_scheme_reaches_retail_not_pubs(tmp_path: Path) -> None:
+    unlinked = _protocol_with(LINK, "{field: scheme, in: [bromsgrove]}", tmp_path)
+    data = ban("theft")
+    decision = evaluate(unlinked, event_id="e", event_type=BAN, publisher=CROWN, data=data)
+    assert set(deliveries(decision)) == {RETAIL, LICENSING}
+    sun = outcome_for(decision, SUN)
+    assert sun is not None
+    assert sun.outcome == "withhold"
+    assert "event.scheme in ['bromsgrove']" in sun.reason
+
+
+def test_night_time_ban_never_reaches_retail_even_where_theft_is_linked() -> None:
+    decision = decide(BAN, CROWN, ban("disorder"))
+    retail = outcome_for(decision, RETAIL)
+    assert retail is not None
+    assert retail.outcome == "withhold"
+    assert retail.rule_id == "night-time-bans-never-to-retail"
+
+
+def test_ban_update_reaches_licensing_and_every_earlier_holder_with_the_period_only() -> None:
+    data = factories.pubwatch_ban_updated("BAN-2026-0007")
+    REGISTRY.encode(BAN_UPDATED, data)
+    holders = {CROWN, RETAIL, LICENSING}  # CROWN published the theft ban: it holds it too
+    decision = evaluate(
+        REF, event_id="e", event_type=BAN_UPDATED, publisher=SUN, data=data, previous=holders
+    )
+    got = deliveries(decision)
+    assert set(got) == holders
+    assert got[LICENSING].rule_id == "pubwatch-ban-police-licensing"
+    for party in (CROWN, RETAIL):
+        assert got[party].rule_id == "pubwatch-art19-holders"
+        assert set(minimise(data, got[party].fields)) == set(data) - {"decided_by"}
+
+
+def test_ban_update_reaches_no_party_that_never_held_the_ban() -> None:
+    data = factories.pubwatch_ban_updated("BAN-2026-0007")
+    got = deliveries(evaluate(REF, event_id="e", event_type=BAN_UPDATED, publisher=SUN, data=data))
+    assert set(got) == {LICENSING}
+
+
+def test_ban_update_decided_by_police_or_sent_by_a_retailer_is_rejected() -> None:
+    police = factories.pubwatch_ban_updated("BAN-1", decided_by="police")
+    assert decide(BAN_UPDATED, CROWN, police).reject_rule == "ban-decided-by-police"
+    retailer = decide(BAN_UPDATED, RETAIL, factories.pubwatch_ban_updated("BAN-1"))
+    assert retailer.rejected
+    assert retailer.reject_reason is not None
+    assert "may not publish" in retailer.reject_reason
+
+
+def test_ban_expiry_from_the_hub_withdraws_the_photo_at_every_holder() -> None:
+    data = factories.pubwatch_ban_expired("BAN-2026-0007")
+    REGISTRY.encode(BAN_EXPIRED, data)
+    holders = {CROWN, SUN, LICENSING}
+    decision = evaluate(
+        REF, event_id="e", event_type=BAN_EXPIRED, publisher="hub", data=data, previous=holders
+    )
+    got = deliveries(decision)
+    assert set(got) == holders
+    assert got[LICENSING].rule_id == "pubwatch-ban-expiry-licensing"
+    for party in (CROWN, SUN):
+        assert got[party].rule_id == "pubwatch-art19-holders"
+        assert minimise(data, got[party].fields) == data  # reference, period, photo to delete
+
+
+def test_ban_expiry_from_anyone_but_the_hub_is_rejected() -> None:
+    decision = decide(BAN_EXPIRED, CROWN, factories.pubwatch_ban_expired("BAN-2026-0007"))
+    assert decision.rejected
+    assert decision.reject_reason is not None
+    assert "may not publish" in decision.reject_reason
+
+
 def test_an_event_type_no_rule_covers_is_default_denied() -> None:
     decision = evaluate(
         REF,
@@ -435,6 +528,8 @@ def test_every_reference_rule_is_exercised() -> None:
         (INTEL, POLICE, intel("C", "OFFICIAL", ["probation"])),
         (factories.SOCJAG_SANITISED, POLICE, factories.socjag_sanitised("INT-1", "e-1")),
         (BAN, CROWN, ban("theft")),
+        (BAN, CROWN, ban("violence")),
+        (BAN_EXPIRED, "hub", factories.pubwatch_ban_expired("BAN-2026-0007")),
         (EXPIRED, "hub", factories.marac_expired("MARAC-2026-0042")),
         (ALERT, "hub", factories.marac_alert("MARAC-2026-0042")),
         (OBSERVATION, "redditch-bc.housing-repairs", factories.marac_observation("MARAC-1")),

@@ -1,0 +1,271 @@
+"""The Pub Watch ban register, and the check an early review must pass.
+
+The audit log says who received a ban; it never holds payloads, so it cannot say when a ban
+ends. The router records here, as it routes each ban event, the few facts the hub needs to
+send the expiry at the ban's end: reference, scheme, who published it (it holds the ban too),
+offence, period, and the photo reference to withdraw. No name or date of birth. The photo
+reference is cleared when the expiry is routed: it is withdrawn with the ban.
+
+Same SQLite file as the MARAC flag register (``workflows.sqlite3`` in the data dir), own
+tables. Writes are idempotent and ordered by the hub's clock, like ``FlagRegister``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from hub.policies import durations
+from hub.policies.model import PubwatchPolicy
+from hub.workflows.register import RegisterError
+
+__all__ = [
+    "BAN_TYPE",
+    "EXPIRED_TYPE",
+    "UPDATED_TYPE",
+    "Ban",
+    "BanRegister",
+    "check_ban_update",
+]
+
+BAN_TYPE = "uk.csp.pubwatch.ban.v1"
+UPDATED_TYPE = "uk.csp.pubwatch.ban.updated.v1"
+EXPIRED_TYPE = "uk.csp.pubwatch.ban.expired.v1"
+
+BanStatus = Literal["active", "expired"]
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS pubwatch_bans (
+        ban_ref TEXT PRIMARY KEY,
+        scheme TEXT NOT NULL,
+        publisher TEXT NOT NULL,
+        incident_type TEXT,
+        ban_start TEXT NOT NULL,
+        ban_end TEXT NOT NULL,
+        photo_ref TEXT,
+        status TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        last_event_id TEXT NOT NULL,
+        last_event_type TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS pubwatch_notices (
+        notice_id TEXT PRIMARY KEY,
+        ban_ref TEXT NOT NULL,
+        sent_at TEXT NOT NULL
+    )""",
+)
+
+
+class Ban(BaseModel):
+    """One ban as the workflows see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ban_ref: str
+    scheme: str
+    publisher: str
+    incident_type: str | None
+    ban_start: dt.date
+    ban_end: dt.date
+    photo_ref: str | None
+    status: BanStatus
+    updated_at: dt.datetime
+    last_event_id: str
+    last_event_type: str
+
+    def ended(self, today: dt.date) -> bool:
+        """``ban_end`` is the ban's last day: it has ended from the day after."""
+        return today > self.ban_end
+
+
+class BanRegister:
+    """The ban tables in one SQLite file; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            for ddl in _DDL:
+                self._conn.execute(ddl)
+        except sqlite3.Error as exc:
+            raise RegisterError(f"ban register {path}: cannot open: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the file."""
+        self._conn.close()
+
+    def __enter__(self) -> BanRegister:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise RegisterError(f"ban register {self.path}: {exc}") from exc
+
+    # -- writes (the router) -----------------------------------------------------------------
+
+    def record(
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        publisher: str,
+        at: dt.datetime,
+        event_id: str,
+    ) -> None:
+        """Apply one routed ban event; an older or repeated event never overwrites a newer one."""
+        ref = str(data["ban_ref"])
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT updated_at, last_event_id FROM pubwatch_bans WHERE ban_ref = ?", (ref,)
+            ).fetchone()
+            if row is not None and (row[1] == event_id or dt.datetime.fromisoformat(row[0]) > at):
+                return
+            stamp = (at.isoformat(), event_id, event_type, ref)
+            if event_type == BAN_TYPE:
+                subject = data.get("subject") or {}
+                conn.execute(
+                    "INSERT OR REPLACE INTO pubwatch_bans VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+                    (
+                        ref,
+                        str(data["scheme"]),
+                        publisher,
+                        str(data.get("incident_type")),
+                        _iso(data["ban_start"]),
+                        _iso(data["ban_end"]),
+                        subject.get("photo_ref"),
+                        *stamp[:3],
+                    ),
+                )
+            elif row is None:
+                return  # a change to a ban the hub never routed: nothing to keep in step
+            elif event_type == UPDATED_TYPE:
+                conn.execute(
+                    """UPDATE pubwatch_bans SET ban_end = ?, status = 'active',
+                           updated_at = ?, last_event_id = ?, last_event_type = ?
+                       WHERE ban_ref = ?""",
+                    (_iso(data["ban_end"]), *stamp),
+                )
+            elif event_type == EXPIRED_TYPE:  # the photo reference is withdrawn with the ban
+                conn.execute(
+                    """UPDATE pubwatch_bans SET status = 'expired', photo_ref = NULL,
+                           updated_at = ?, last_event_id = ?, last_event_type = ?
+                       WHERE ban_ref = ?""",
+                    stamp,
+                )
+
+    def mark_sent(self, notice_id: str, ban_ref: str, at: dt.datetime) -> bool:
+        """Record that a notice was published; False when it already was (send each once)."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO pubwatch_notices VALUES (?, ?, ?)",
+                (notice_id, ban_ref, at.isoformat()),
+            )
+            return cur.rowcount == 1
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def ban(self, ban_ref: str) -> Ban | None:
+        """One ban, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM pubwatch_bans WHERE ban_ref = ?", (ban_ref,)
+            ).fetchone()
+        return _ban(row) if row else None
+
+    def bans(self, *, status: BanStatus | None = None) -> list[Ban]:
+        """Every ban (or those with ``status``), by reference."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM pubwatch_bans WHERE ? IS NULL OR status = ? ORDER BY ban_ref",
+                (status, status),
+            ).fetchall()
+        return [_ban(r) for r in rows]
+
+    def sent(self, notice_id: str) -> bool:
+        """Whether this notice was already published."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM pubwatch_notices WHERE notice_id = ?", (notice_id,)
+            ).fetchone()
+        return row is not None
+
+
+def check_ban_update(
+    data: Mapping[str, Any], policy: PubwatchPolicy, *, known: Ban | None, today: dt.date
+) -> list[str]:
+    """Why an update must be refused (empty: it may be shared).
+
+    An early review comes after ``policy.early_review_after`` without incident, counted from
+    the start of the ban as the hub first shared it (``known``), and shortens or lifts the
+    ban, never extends it (shared/domain.md; R (Boyle) v Haverhill Pubwatch: the scheme
+    decides, within its own terms).
+    """
+    if data.get("review") != "early_review":
+        return []
+    start = known.ban_start if known is not None else _date(data["ban_start"])
+    reviewed = _date(data["reviewed_on"])
+    earliest = durations.add(start, policy.early_review_after)
+    problems = []
+    if reviewed < earliest or today < earliest:
+        when = reviewed if reviewed < earliest else today
+        problems.append(
+            f"an early review needs {policy.early_review_after} without incident since the "
+            f"ban started on {start}: not before {earliest}, got {when}; "
+            "republish as review=correction if the period was recorded wrongly"
+        )
+    if known is not None and _date(data["ban_end"]) > known.ban_end:
+        problems.append(
+            f"an early review shortens or lifts a ban, never extends it: ban_end "
+            f"{_date(data['ban_end'])} is after the current end {known.ban_end}"
+        )
+    return problems
+
+
+def _date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _iso(value: Any) -> str:
+    return _date(value).isoformat()
+
+
+def _ban(row: tuple[object, ...]) -> Ban:
+    return Ban(
+        ban_ref=str(row[0]),
+        scheme=str(row[1]),
+        publisher=str(row[2]),
+        incident_type=None if row[3] is None else str(row[3]),
+        ban_start=dt.date.fromisoformat(str(row[4])),
+        ban_end=dt.date.fromisoformat(str(row[5])),
+        photo_ref=None if row[6] is None else str(row[6]),
+        status=str(row[7]),
+        updated_at=dt.datetime.fromisoformat(str(row[8])),
+        last_event_id=str(row[9]),
+        last_event_type=str(row[10]),
+    )
