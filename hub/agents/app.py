@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import faust
@@ -44,6 +44,27 @@ from hub.workflows.register import FlagRegister
 __all__ = ["create_app"]
 
 _log = get_logger("router")
+
+
+def _periodic_sweep(
+    app: faust.App,
+    settings: HubSettings,
+    name: str,
+    sweep: Callable[[HubSettings], dict[str, Any]],
+) -> None:
+    """Run ``sweep`` every ``HUB_WORKFLOW_INTERVAL`` seconds on the leader, off the loop."""
+
+    async def run() -> None:
+        try:
+            result = await asyncio.to_thread(sweep, settings)
+        except HubError as exc:  # the next sweep retries; routing carries on meanwhile
+            _log.error(f"{name}_failed", error=str(exc))
+            return
+        if result["published"]:
+            _log.info(name, published=result["published"], held=len(result.get("held", ())))
+
+    run.__name__ = run.__qualname__ = name  # faust names the timer after the function
+    app.timer(interval=settings.workflow_interval, on_leader=True)(run)
 
 
 def create_app(
@@ -186,35 +207,19 @@ def create_app(
             security=settings.kafka_security,
         )
 
-    if protocol.marac is not None and settings.workflow_interval > 0:
+    # Workflow sweeps (``hub marac sweep``, ``hub pubwatch sweep``) on the leader worker only.
+    sweeps: list[tuple[str, Callable[[HubSettings], dict[str, Any]]]] = []
+    if protocol.marac is not None:
+        from hub.workflows.sweep import sweep_once  # the client side of the hub
 
-        @app.timer(interval=settings.workflow_interval, on_leader=True)  # type: ignore[untyped-decorator]
-        async def marac_sweep() -> None:
-            """Reviews due, expiries, overdue acknowledgements, repeats (``hub marac sweep``)."""
-            from hub.workflows.sweep import sweep_once  # the client side of the hub
+        sweeps.append(("marac_sweep", sweep_once))
+    if protocol.pubwatch is not None:
+        from hub.workflows.pubwatch import sweep_bans
 
-            try:
-                result = await asyncio.to_thread(sweep_once, settings)
-            except HubError as exc:  # the next sweep retries; routing carries on meanwhile
-                _log.error("marac_sweep_failed", error=str(exc))
-                return
-            if result["published"]:
-                _log.info("marac_sweep", published=result["published"], held=len(result["held"]))
-
-    if protocol.pubwatch is not None and settings.workflow_interval > 0:
-
-        @app.timer(interval=settings.workflow_interval, on_leader=True)  # type: ignore[untyped-decorator]
-        async def pubwatch_sweep() -> None:
-            """Expiries of bans that have ended (``hub pubwatch sweep``)."""
-            from hub.workflows.pubwatch import sweep_bans  # the client side of the hub
-
-            try:
-                result = await asyncio.to_thread(sweep_bans, settings)
-            except HubError as exc:  # the next sweep retries; routing carries on meanwhile
-                _log.error("pubwatch_sweep_failed", error=str(exc))
-                return
-            if result["published"]:
-                _log.info("pubwatch_sweep", published=result["published"])
+        sweeps.append(("pubwatch_sweep", sweep_bans))
+    if settings.workflow_interval > 0:
+        for name, sweep in sweeps:
+            _periodic_sweep(app, settings, name, sweep)
 
     @app.timer(interval=SWEEP_INTERVAL_S, on_leader=True)  # type: ignore[untyped-decorator]
     async def expiry_sweep() -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.audit.retention import check_duration
 from hub.errors import AuditError, ProtocolError
@@ -38,6 +38,18 @@ __all__ = [
 ]
 
 PartyId = str
+
+
+def _duration(value: str) -> str:
+    try:
+        durations.parse(value)
+    except ProtocolError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+#: an ISO 8601 duration the hub can apply by the calendar (P12M, P14D, PT48H)
+Duration = Annotated[str, AfterValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -276,26 +288,17 @@ class MaracPolicy(_Strict):
     department_role: str = Field(
         default="marac-department", description="parties that must acknowledge each flag"
     )
-    ack_limit: str = Field(default="P2D", description="ISO 8601: time to acknowledge a flag")
-    review_grace: str = Field(
+    ack_limit: Duration = Field(default="P2D", description="ISO 8601: time to acknowledge a flag")
+    review_grace: Duration = Field(
         default="P14D", description="ISO 8601: after the review date, before a flag expires"
     )
-    repeat_window: str = Field(
+    repeat_window: Duration = Field(
         default="P12M", description="ISO 8601: a referral within this of the last is a repeat"
     )
     dash_threshold: int = Field(default=14, ge=1, le=24, description="visible high risk")
     contact: Contact | None = Field(
         default=None, description="named on the hub's expiry notices: who holders should call"
     )
-
-    @field_validator("ack_limit", "review_grace", "repeat_window")
-    @classmethod
-    def _is_duration(cls, value: str) -> str:
-        try:
-            durations.parse(value)
-        except ProtocolError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
 
 
 _REQUIREMENT_CODE = re.compile(r"^[a-z0-9-]+$")
@@ -332,20 +335,11 @@ class PubwatchPolicy(_Strict):
     prohibitions like any other disclosure; this section holds the lifecycle limits.
     """
 
-    early_review_after: str = Field(
+    early_review_after: Duration = Field(
         default="P6M",
         description="ISO 8601: a ban may be reviewed early only this long after ban_start "
         "without incident (an earlier early review is refused)",
     )
-
-    @field_validator("early_review_after")
-    @classmethod
-    def _is_duration(cls, value: str) -> str:
-        try:
-            durations.parse(value)
-        except ProtocolError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
 
 
 class Agreement(_Strict):

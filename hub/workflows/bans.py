@@ -13,18 +13,14 @@ tables. Writes are idempotent and ordered by the hub's clock, like ``FlagRegiste
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from hub.policies import durations
 from hub.policies.model import PubwatchPolicy
-from hub.workflows.register import RegisterError
+from hub.workflows.sqlite_state import SQLiteState
 
 __all__ = [
     "BAN_TYPE",
@@ -85,46 +81,11 @@ class Ban(BaseModel):
         return today > self.ban_end
 
 
-class BanRegister:
+class BanRegister(SQLiteState):
     """The ban tables in one SQLite file; safe to share between threads of one process."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            for ddl in _DDL:
-                self._conn.execute(ddl)
-        except sqlite3.Error as exc:
-            raise RegisterError(f"ban register {path}: cannot open: {exc}") from exc
-
-    def close(self) -> None:
-        """Close the file."""
-        self._conn.close()
-
-    def __enter__(self) -> BanRegister:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise RegisterError(f"ban register {self.path}: {exc}") from exc
+    label = "ban register"
+    ddl = _DDL
 
     # -- writes (the router) -----------------------------------------------------------------
 
@@ -192,16 +153,16 @@ class BanRegister:
 
     def ban(self, ban_ref: str) -> Ban | None:
         """One ban, or None."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._read() as conn:
+            row = conn.execute(
                 "SELECT * FROM pubwatch_bans WHERE ban_ref = ?", (ban_ref,)
             ).fetchone()
         return _ban(row) if row else None
 
     def bans(self, *, status: BanStatus | None = None) -> list[Ban]:
         """Every ban (or those with ``status``), by reference."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT * FROM pubwatch_bans WHERE ? IS NULL OR status = ? ORDER BY ban_ref",
                 (status, status),
             ).fetchall()
@@ -209,8 +170,8 @@ class BanRegister:
 
     def sent(self, notice_id: str) -> bool:
         """Whether this notice was already published."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._read() as conn:
+            row = conn.execute(
                 "SELECT 1 FROM pubwatch_notices WHERE notice_id = ?", (notice_id,)
             ).fetchone()
         return row is not None

@@ -12,16 +12,11 @@ SQLite in the data dir (WAL, like the audit store), shared by the hub's workers 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from hub.errors import HubError
+from hub.workflows.sqlite_state import RegisterError, SQLiteState
 
 __all__ = ["Flag", "FlagRegister", "Referral", "RegisterError"]
 
@@ -57,10 +52,6 @@ _DDL = (
 )
 
 
-class RegisterError(HubError):
-    """The flag register cannot be read or written."""
-
-
 class Flag(BaseModel):
     """One flag as the workflows see it."""
 
@@ -90,46 +81,11 @@ class Referral(BaseModel):
     repeat_of: str | None
 
 
-class FlagRegister:
+class FlagRegister(SQLiteState):
     """The register in one SQLite file; safe to share between threads of one process."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            for ddl in _DDL:
-                self._conn.execute(ddl)
-        except sqlite3.Error as exc:
-            raise RegisterError(f"flag register {path}: cannot open: {exc}") from exc
-
-    def close(self) -> None:
-        """Close the file."""
-        self._conn.close()
-
-    def __enter__(self) -> FlagRegister:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise RegisterError(f"flag register {self.path}: {exc}") from exc
+    label = "flag register"
+    ddl = _DDL
 
     # -- writes (the router) -----------------------------------------------------------------
 
@@ -215,8 +171,8 @@ class FlagRegister:
 
     def last_referral(self, subject_pseudonym: str, *, other_than: str) -> Referral | None:
         """The subject's latest referral, other than the event being routed."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._read() as conn:
+            row = conn.execute(
                 """SELECT * FROM marac_referrals WHERE subject_pseudonym = ? AND event_id != ?
                    ORDER BY referred_at DESC LIMIT 1""",
                 (subject_pseudonym, other_than),
@@ -225,24 +181,22 @@ class FlagRegister:
 
     def referrals(self) -> list[Referral]:
         """Every referral, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT * FROM marac_referrals ORDER BY referred_at"
-            ).fetchall()
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM marac_referrals ORDER BY referred_at").fetchall()
         return [_referral(r) for r in rows]
 
     def flag(self, case_ref: str) -> Flag | None:
         """One flag, or None."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._read() as conn:
+            row = conn.execute(
                 "SELECT * FROM marac_flags WHERE case_ref = ?", (case_ref,)
             ).fetchone()
         return _flag(row) if row else None
 
     def flags(self, *, status: FlagStatus | None = None) -> list[Flag]:
         """Every flag (or those with ``status``), by case reference."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT * FROM marac_flags WHERE ? IS NULL OR status = ? ORDER BY case_ref",
                 (status, status),
             ).fetchall()
@@ -250,8 +204,8 @@ class FlagRegister:
 
     def alert_sent(self, alert_id: str) -> bool:
         """Whether this alert was already sent."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._read() as conn:
+            row = conn.execute(
                 "SELECT 1 FROM marac_alerts WHERE alert_id = ?", (alert_id,)
             ).fetchone()
         return row is not None

@@ -10,26 +10,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hub.broker import EmbeddedBroker
 from hub.client import HubClient
-from hub.clock import FileClock
 from hub.models import AuditDecision, Delivery
 from hub.workflows.register import FlagRegister
-from tests.conftest import RunningHub, start_hub, unique
+from tests.conftest import unique
 from tests.factories import MARAC_RAISED, MARAC_UPDATED, marac_flag
+from tests.scenarios.harness import TimedHub, timed_hub
 
 pytestmark = pytest.mark.integration
 
-HUB = Path(sys.executable).parent / "hub"
 COORDINATOR = "marac.north-worcs"
 POLICE = "west-mercia-police"
 REDDITCH = {
@@ -45,23 +39,8 @@ REFERRED = "uk.csp.marac.observation.referred.v1"
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
-class Scenario:
+class Scenario(TimedHub):
     """A hub with a clock, and the moves a scenario makes on it."""
-
-    def __init__(self, hub: RunningHub, clock: FileClock) -> None:
-        self.hub = hub
-        self.clock = clock
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(HUB), *args],
-            env={**os.environ, **self.hub.env(), "HUB_KAFKA_BOOTSTRAP": self.hub.bootstrap,
-                 "HUB_CLOCK_FILE": str(self.clock.path)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )  # fmt: skip
 
     def status(self, case: str) -> tuple[int, dict[str, Any]]:
         result = self.cli("marac", "status", "--case", case, "--json")
@@ -90,10 +69,6 @@ class Scenario:
             if r.decision == AuditDecision.DELIVERED
         }
 
-    def received(self, party: str, event_id: str) -> Delivery:
-        found = self.hub.deliveries(party, until=lambda ds: event_id in {d.id for d in ds})
-        return next(d for d in found if d.id == event_id)
-
     def alerts(self, case: str, kind: str) -> list[Delivery]:
         def matching(ds: list[Delivery]) -> list[Delivery]:
             return [
@@ -115,17 +90,8 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    root = tmp_path_factory.mktemp("marac")
-    clock = FileClock(root / "clock")
-    clock.set(START)
-    with EmbeddedBroker() as broker:
-        running = start_hub(
-            broker.bootstrap, root / "data", clock_file=clock.path, workflow_interval=0
-        )
-        try:
-            yield Scenario(running, clock)
-        finally:
-            running.supervisor.stop()
+    with timed_hub(tmp_path_factory.mktemp("marac"), START) as (running, clock):
+        yield Scenario(running, clock)
 
 
 def test_overdue_acknowledgements_are_shown_and_escalated_once(scenario: Scenario) -> None:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +16,11 @@ from typing import Any
 import pytest
 
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.broker import EmbeddedBroker
-from hub.clock import FileClock
-from hub.models import AuditDecision, AuditRecord, Delivery
+from hub.models import AuditDecision, AuditRecord
 from hub.policies import durations
 from hub.settings import default_protocol_path
 from hub.workflows.bans import BanRegister
-from tests.conftest import RunningHub, start_hub, unique
+from tests.conftest import unique
 from tests.factories import (
     BAN,
     BAN_EXPIRED,
@@ -33,10 +28,10 @@ from tests.factories import (
     pubwatch_ban,
     pubwatch_ban_updated,
 )
+from tests.scenarios.harness import TimedHub, timed_hub
 
 pytestmark = pytest.mark.integration
 
-HUB = Path(sys.executable).parent / "hub"
 CROWN, SUN = "pubwatch.redditch.crown-inn", "pubwatch.redditch.rising-sun"
 RETAIL = "bcrp.redditch.kingfisher-retail"
 LICENSING = "west-mercia-police.licensing"
@@ -44,29 +39,8 @@ ART19 = "pubwatch-art19-holders"
 START = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 
 
-class Scenario:
+class Scenario(TimedHub):
     """A hub with a clock, and the moves a scenario makes on it."""
-
-    def __init__(self, hub: RunningHub, clock: FileClock) -> None:
-        self.hub = hub
-        self.clock = clock
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(HUB), *args],
-            env={**os.environ, **self.hub.env(), "HUB_KAFKA_BOOTSTRAP": self.hub.bootstrap,
-                 "HUB_CLOCK_FILE": str(self.clock.path)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )  # fmt: skip
-
-    def at(self, day: dt.date) -> None:
-        self.clock.set(dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC))
-
-    def today(self) -> dt.date:
-        return self.clock().date()
 
     def ban(self, ref: str, publisher: str = CROWN, **overrides: Any) -> tuple[str, set[str]]:
         """Publish a ban starting today; its event id and who was delivered it."""
@@ -92,12 +66,6 @@ class Scenario:
             if r.decision == AuditDecision.DELIVERED
         }
 
-    def received(self, party: str, event_id: str) -> Delivery:
-        found = self.hub.deliveries(
-            party, timeout=60.0, until=lambda ds: event_id in {d.id for d in ds}
-        )  # a generous deadline: other hubs may share the machine
-        return next(d for d in found if d.id == event_id)
-
     def sweep(self) -> dict[str, Any]:
         result = self.cli("pubwatch", "sweep", "--json")
         assert result.returncode == 0, result.stderr
@@ -116,16 +84,8 @@ class Scenario:
 
 
 def _scenario(root: Path, **settings: Any) -> Iterator[Scenario]:
-    clock = FileClock(root / "clock")
-    clock.set(START)
-    with EmbeddedBroker() as broker:
-        running = start_hub(
-            broker.bootstrap, root / "data", clock_file=clock.path, workflow_interval=0, **settings
-        )
-        try:
-            yield Scenario(running, clock)
-        finally:
-            running.supervisor.stop()
+    with timed_hub(root, START, **settings) as (running, clock):
+        yield Scenario(running, clock)
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hub.broker import EmbeddedBroker
 from hub.clock import FileClock
-from hub.models import AuditDecision, AuditRecord, Delivery
+from hub.models import AuditDecision, AuditRecord
 from hub.policies.engine import evaluate
 from hub.policies.loader import load_protocol
 from hub.settings import default_protocol_path
-from tests.conftest import RunningHub, start_hub, unique
+from tests.conftest import RunningHub, unique
 from tests.factories import (
     SOCJAG,
     SOCJAG_SANITISED,
@@ -34,10 +29,10 @@ from tests.factories import (
     socjag_legacy,
     socjag_sanitised,
 )
+from tests.scenarios.harness import TimedHub, timed_hub
 
 pytestmark = pytest.mark.integration
 
-HUB = Path(sys.executable).parent / "hub"
 REF = load_protocol(default_protocol_path())
 POLICE = "west-mercia-police"
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -49,24 +44,12 @@ def can_meet(requirements: set[str]) -> set[str]:
     return {p.id for p in REF.parties if requirements <= set(p.handling)}
 
 
-class Scenario:
+class Scenario(TimedHub):
     """A hub with a clock; the police publish, the test watches the audit and the topics."""
 
     def __init__(self, hub: RunningHub, clock: FileClock) -> None:
-        self.hub = hub
-        self.clock = clock
+        super().__init__(hub, clock)
         self._outcomes: dict[str, int] = {}
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(HUB), *args],
-            env={**os.environ, **self.hub.env(), "HUB_KAFKA_BOOTSTRAP": self.hub.bootstrap,
-                 "HUB_CLOCK_FILE": str(self.clock.path)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )  # fmt: skip
 
     def publish(self, event_type: str, data: dict[str, Any]) -> str:
         event_id = self.hub.publish(POLICE, event_type, data, key=data["intel_ref"])
@@ -81,10 +64,6 @@ class Scenario:
         records = self.hub.wait_records(event_id, at_least=self._outcomes[event_id])
         return {str(r.recipient): r for r in records}
 
-    def received(self, party: str, event_id: str) -> Delivery:
-        found = self.hub.deliveries(party, until=lambda ds: event_id in {d.id for d in ds})
-        return next(d for d in found if d.id == event_id)
-
     def never_received(self, party: str, event_id: str) -> bool:
         return event_id not in {d.id for d in self.hub.deliveries(party)}
 
@@ -95,17 +74,8 @@ def delivered(records: dict[str, AuditRecord]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    root = tmp_path_factory.mktemp("socjag")
-    clock = FileClock(root / "clock")
-    clock.set(START)
-    with EmbeddedBroker() as broker:
-        running = start_hub(
-            broker.bootstrap, root / "data", clock_file=clock.path, workflow_interval=0
-        )
-        try:
-            yield Scenario(running, clock)
-        finally:
-            running.supervisor.stop()
+    with timed_hub(tmp_path_factory.mktemp("socjag"), START) as (running, clock):
+        yield Scenario(running, clock)
 
 
 def test_c_conditions_travel_and_parties_that_cannot_meet_them_get_nothing(

@@ -100,19 +100,29 @@ def test_rules_under_other_agreements_keep_working() -> None:
             )
         }
     )
-    decision = evaluate(
-        protocol,
-        event_type=BAN,
-        event_id="e-2",
-        publisher="pubwatch.redditch.crown-inn",
-        data=ban(incident_type="theft"),
-        today=dt.date(2026, 11, 23),
-    )
-    assert {SUN, LICENSING} <= delivered(decision)
-    assert RETAIL not in delivered(decision)
-    retail = next(r for r in decision.recipients if r.party == RETAIL)
-    assert LINK_ISA.id in retail.reason
-    assert decision.suspended_agreements == (LINK_ISA.id,)
+
+    def decide_ban(incident: str) -> Decision:
+        return evaluate(
+            protocol,
+            event_type=BAN,
+            event_id=f"e-{incident}",
+            publisher="pubwatch.redditch.crown-inn",
+            data=ban(incident_type=incident),
+            today=dt.date(2026, 11, 23),
+        )
+
+    # a theft ban travels to retail, and to pubs, only under the linked-scheme agreement
+    theft = decide_ban("theft")
+    assert LICENSING in delivered(theft)  # under the scheme's own agreement
+    assert not {RETAIL, SUN} & delivered(theft)
+    for party in (RETAIL, SUN):
+        outcome = next(r for r in theft.recipients if r.party == party)
+        assert LINK_ISA.id in outcome.reason
+    assert theft.suspended_agreements == (LINK_ISA.id,)
+    # a night-time ban relies on the scheme's own agreement only: unaffected
+    violence = decide_ban("violence")
+    assert {SUN, LICENSING} <= delivered(violence)
+    assert violence.suspended_agreements == ()
 
 
 def test_a_prohibition_still_wins_over_a_suspended_rule() -> None:
@@ -183,3 +193,13 @@ def test_check_refuses_duplicate_agreement_ids(mutant: Mutant) -> None:
         "  - id: NW-CSP-ISA-MARAC-2025\n", after="title: North Worcestershire MARAC"
     )
     assert ("duplicate-id", second) in {(f.code, f.location) for f in report.errors}
+
+
+@pytest.mark.parametrize("field", ["ack_limit", "review_grace", "repeat_window"])
+def test_marac_periods_must_be_iso_durations(mutant: Mutant, field: str) -> None:
+    line = next(ln for ln in mutant.text.splitlines() if ln.strip().startswith(f"{field}:"))
+    mutant.replace(line, f"  {field}: 2 weeks")
+    mutant.path.write_text(mutant.text)
+    report = check_protocol(mutant.path, REGISTRY, today=dt.date(2026, 11, 23))
+    assert not report.ok
+    assert any("ISO 8601 duration" in f.message for f in report.errors), report.lines()
