@@ -70,6 +70,8 @@ class AuditDecision(StrEnum):
     HOLD_LIFTED = "hold_lifted"
     #: records before a size were pruned under the protocol's audit retention (their hashes kept)
     PRUNED = "pruned"
+    #: a person consulted personal data in the console (DPA 2018 s62: who, what, why, when)
+    CONSULTED = "consulted"
 
 
 class Origin(BaseModel):

@@ -74,6 +74,20 @@ class HubSettings(BaseSettings):
         ge=0,
         description="seconds between MARAC workflow sweeps in each worker; 0 = only on demand",
     )
+    console_host: str = Field(default="127.0.0.1", description="address the web console binds")
+    console_port: int = Field(
+        default=8089, ge=0, le=65535, description="web console port; 0 = `hub up` starts none"
+    )
+    console_accounts: Path | None = Field(
+        default=None,
+        description="console accounts (TOML); unset = <data_dir>/console-accounts.toml",
+    )
+    console_session_lifetime: float = Field(
+        default=1800.0, gt=0, description="seconds a console sign-in lasts"
+    )
+    console_secret: SecretStr | None = Field(
+        default=None, description="key signing console sessions; unset = generated in data dir"
+    )
     log_level: str = "INFO"
 
     @classmethod
@@ -122,6 +136,11 @@ class HubSettings(BaseSettings):
     def keys_dir(self) -> Path:
         """Development key store (private keys 0600) and per-case secrets."""
         return self.data_dir / "keys"
+
+    @property
+    def console_accounts_path(self) -> Path:
+        """The console's accounts file (names, roles, parties, password hashes)."""
+        return self.console_accounts or self.data_dir / "console-accounts.toml"
 
     @property
     def state_file(self) -> Path:

@@ -2,15 +2,14 @@
 
 Each report prints a readable table by default, one JSON document with ``--json`` (for a
 case management system), or CSV with a header row with ``--csv`` (for a spreadsheet or
-the response letter). The report logic lives in ``hub.audit.reports``; this module only
-opens the store, picks the format and prints.
+the response letter). The report logic lives in ``hub.audit.reports`` and the CSV in
+``hub.audit.report_csv`` (shared with the web console); this module only opens the store,
+picks the format and prints.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.audit import reports
+from hub.audit import report_csv, reports
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import AuditStore, open_store, sqlite_path
 from hub.cli.common import fail, handle_errors, load_settings
@@ -29,9 +28,6 @@ __all__ = ["register"]
 
 _JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON document")]
 _CsvOpt = Annotated[bool, typer.Option("--csv", help="CSV with a header row")]
-# Spreadsheets run a cell that starts with one of these as a formula (OWASP CSV injection);
-# officers' free-text reasons end up in these files, so such cells get a leading quote.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def register(app: typer.Typer) -> None:
@@ -69,42 +65,7 @@ def sar(
     if fmt == "json":
         _echo_document(report.model_dump(mode="json"))
     elif fmt == "csv":
-        rows: list[Sequence[Any]] = [
-            (
-                "disclosed",
-                d.record_id,
-                d.time,
-                d.event_id,
-                d.event_type,
-                d.publisher,
-                d.recipient,
-                d.rule,
-                d.lawful_basis,
-                _join(d.fields),
-                "",
-            )
-            for d in report.disclosures
-        ]
-        rows += [
-            ("withheld", w.delivery_record_id, *[""] * 8, "; ".join(e.reason for e in w.exemptions))
-            for w in report.withheld_from_response
-        ]
-        _echo_csv(
-            (
-                "status",
-                "record_id",
-                "time",
-                "event_id",
-                "event_type",
-                "publisher",
-                "recipient",
-                "rule",
-                "lawful_basis",
-                "fields",
-                "exemption_reason",
-            ),
-            rows,
-        )
+        typer.echo(report_csv.sar_csv(report), nl=False)
     else:
         typer.echo(_sar_text(report))
 
@@ -124,44 +85,7 @@ def chronology(
     if fmt == "json":
         _echo_document(report.model_dump(mode="json"))
     elif fmt == "csv":
-        rows: list[Sequence[Any]] = []
-        for e in report.entries:
-            head = (e.event_time, e.event_id, e.event_type, e.publisher)
-            rows += [
-                (
-                    *head,
-                    r.recipient,
-                    "received",
-                    r.time,
-                    r.rule,
-                    r.lawful_basis,
-                    _join(r.fields),
-                    r.acknowledged_at,
-                    "",
-                )
-                for r in e.received
-            ]
-            rows += [
-                (*head, w.recipient, "withheld", w.time, w.rule, "", "", "", w.reason)
-                for w in e.withheld
-            ]
-        _echo_csv(
-            (
-                "event_time",
-                "event_id",
-                "event_type",
-                "publisher",
-                "recipient",
-                "outcome",
-                "time",
-                "rule",
-                "lawful_basis",
-                "fields",
-                "acknowledged_at",
-                "reason",
-            ),
-            rows,
-        )
+        typer.echo(report_csv.chronology_csv(report), nl=False)
     else:
         typer.echo(_chronology_text(report))
 
@@ -342,18 +266,7 @@ def _echo_document(document: Any) -> None:
 
 
 def _echo_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([_csv_cell(v) for v in row] for row in rows)
-    typer.echo(buffer.getvalue(), nl=False)
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    typer.echo(report_csv.to_csv(header, rows), nl=False)
 
 
 def _join(fields: Sequence[str]) -> str:

@@ -1,0 +1,260 @@
+"""Operations pages: live counters, log integrity, the protocol, explain, the MARAC board.
+
+Each page calls what the CLI calls: ``AuditLog.verify`` (``hub audit verify``),
+``check_protocol`` and ``explain`` (``hub policy check|explain``), ``flag_status``
+(``hub marac status``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hub.audit.checkpoint import log_signer
+from hub.audit.log import AuditLog
+from hub.errors import HubError
+from hub.policies.check import check_protocol
+from hub.policies.explain import explain
+from hub.policies.loader import load_protocol
+from hub.schemas.codec import SchemaRegistry
+from hub.web.accounts import Role
+from hub.web.consult import record_consultation
+from hub.web.context import console, justified, render, require
+from hub.web.counters import CHART_MINUTES, live_counters
+from hub.web.session import check_csrf
+from hub.workflows.marac import flag_status
+from hub.workflows.register import FlagRegister
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_LAST_VERIFY = "console-last-verify.json"
+_RECENT_LIMIT = 200_000
+
+
+# -- live counters ---------------------------------------------------------------------------
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request) -> Response:
+    """Totals per decision, events per minute by type, volumes over the last hour."""
+    require(request)
+    return render(request, "dashboard.html", {"live": _live(request)})
+
+
+@router.get("/dashboard/live", response_class=HTMLResponse)
+def dashboard_live(request: Request) -> Response:
+    """The counters alone, for the page's refresh script."""
+    require(request)
+    return render(request, "_live.html", {"live": _live(request)})
+
+
+def _live(request: Request) -> Any:
+    app = console(request)
+    now = app.now()
+    with app.store() as store:
+        totals = store.counts()
+        recent = store.query(since=now - dt.timedelta(minutes=CHART_MINUTES), limit=_RECENT_LIMIT)
+    return live_counters(totals, recent, now=now)
+
+
+# -- log integrity ---------------------------------------------------------------------------
+
+
+@router.get("/integrity", response_class=HTMLResponse)
+def integrity(request: Request) -> Response:
+    """The latest signed checkpoint, the last verification, and a button to verify now."""
+    require(request, Role.IG_OFFICER)
+    app = console(request)
+    signer = log_signer(app.settings)
+    latest: dict[str, Any] | None = None
+    with app.store() as store:
+        size = store.size()
+        notes = store.checkpoints()
+    if notes:
+        note = notes[-1][1]
+        try:
+            head = signer.verifier().open_checkpoint(note)
+            latest = {"note": note, "size": head.size, "ok": True, "error": None}
+        except HubError as exc:
+            latest = {"note": note, "size": notes[-1][0], "ok": False, "error": str(exc)}
+    path = app.settings.data_dir / _LAST_VERIFY
+    last = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return render(
+        request,
+        "integrity.html",
+        {
+            "size": size,
+            "latest": latest,
+            "last": last,
+            "verifier_key": signer.verifier_key,
+            "checkpoints": len(notes),
+        },
+    )
+
+
+@router.post("/integrity/verify")
+def integrity_verify(request: Request, csrf_token: Annotated[str, Form()] = "") -> RedirectResponse:
+    """Recompute the Merkle tree and check every record and checkpoint, now."""
+    check_csrf(request, csrf_token)
+    user = require(request, Role.IG_OFFICER)
+    app = console(request)
+    started = app.now()
+    with app.store() as store:
+        report = AuditLog(store, signer=log_signer(app.settings)).verify()
+    result = report.to_json()
+    first = report.first
+    result.update(
+        at=started.isoformat(),
+        by=user.describe(),
+        first=None
+        if first is None
+        else f"{first.message}" + ("" if first.index is None else f" at index {first.index}"),
+    )
+    path = app.settings.data_dir / _LAST_VERIFY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
+    return RedirectResponse("/integrity", status_code=303)
+
+
+# -- protocol and explain ----------------------------------------------------------------------
+
+
+@router.get("/protocol", response_class=HTMLResponse)
+def protocol_page(request: Request) -> Response:
+    """Parties, rules, lawful bases, review dates and the checker's warnings."""
+    require(request)
+    app = console(request)
+    today = app.now().date()
+    protocol = load_protocol(app.settings.protocol)
+    check = check_protocol(app.settings.protocol, SchemaRegistry(), today=today)
+    return render(
+        request,
+        "protocol.html",
+        {"protocol": protocol, "check": check, "today": today},
+    )
+
+
+@router.get("/explain", response_class=HTMLResponse)
+def explain_form(request: Request) -> Response:
+    """The form: paste a sample event, pick a party."""
+    require(request)
+    return _explain_page(request, sample="", party="", result=None, errors=[])
+
+
+@router.post("/explain", response_class=HTMLResponse)
+def explain_post(
+    request: Request,
+    sample: Annotated[str, Form()] = "",
+    party: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """What ``party`` would receive for the pasted event, and which rule decides."""
+    check_csrf(request, csrf_token)
+    require(request)
+    errors: list[str] = []
+    result = None
+    try:
+        event = json.loads(sample)
+    except json.JSONDecodeError as exc:
+        event = None
+        errors.append(f"The sample is not valid JSON: {exc.msg} at line {exc.lineno}.")
+    if event is not None and (
+        not isinstance(event, dict)
+        or not {"type", "source", "data"} <= set(event)
+        or not isinstance(event["data"], dict)
+    ):
+        errors.append('The sample must be an object with "type", "source" and "data" (an object).')
+    if not errors:
+        assert isinstance(event, dict)  # noqa: S101 (narrowing: checked just above)
+        try:
+            result = explain(
+                load_protocol(console(request).settings.protocol),
+                SchemaRegistry(),
+                event_type=str(event["type"]),
+                publisher=str(event["source"]),
+                data=event["data"],
+                as_party=party,
+            )
+        except HubError as exc:
+            errors.append(str(exc))
+    status = 400 if errors else 200
+    return _explain_page(
+        request, sample=sample, party=party, result=result, errors=errors, status=status
+    )
+
+
+def _explain_page(
+    request: Request,
+    *,
+    sample: str,
+    party: str,
+    result: Any,
+    errors: list[str],
+    status: int = 200,
+) -> Response:
+    protocol = load_protocol(console(request).settings.protocol)
+    return render(
+        request,
+        "explain.html",
+        {
+            "sample": sample,
+            "party": party,
+            "parties": protocol.party_ids,
+            "result": result,
+            "payload": json.dumps(result.payload, indent=2, sort_keys=True)
+            if result is not None and result.payload is not None
+            else None,
+            "errors": errors,
+        },
+        status=status,
+    )
+
+
+# -- MARAC board -----------------------------------------------------------------------------
+
+
+@router.get("/marac", response_class=HTMLResponse)
+def marac_board(request: Request, closed: str = "") -> Response:
+    """Flags, departments, acknowledgements and overdue escalations (``hub marac status``)."""
+    user = require(request, Role.IG_OFFICER, Role.MARAC_COORDINATOR)
+    grant = justified(request, "marac-board", "the MARAC board (case references)")
+    if isinstance(grant, Response):
+        return grant
+    app = console(request)
+    now = app.now()
+    protocol = load_protocol(app.settings.protocol)
+    with app.store() as store, FlagRegister(app.settings.register_path) as register:
+        flags = flag_status(
+            register=register,
+            store=store,
+            protocol=protocol,
+            pseudonymiser=app.pseudonymiser(),
+            now=now,
+            include_closed=bool(closed),
+        )
+        record_consultation(store, viewer=user, grant=grant, what="MARAC board", now=now)
+    rows = []
+    for report in flags:
+        latest: dict[str, Any] = {}
+        for ack in report.acks:  # the newest delivery per department decides its line
+            if ack.party not in latest or ack.delivered_at >= latest[ack.party].delivered_at:
+                latest[ack.party] = ack
+        rows.append((report, sorted(latest.items())))
+    return render(
+        request,
+        "marac.html",
+        {
+            "rows": rows,
+            "now": now,
+            "closed": bool(closed),
+            "overdue": sum(len(r.overdue) for r in flags),
+            "escalated": sum(len(r.escalated) for r in flags),
+            "contact": protocol.marac.contact if protocol.marac else None,
+        },
+    )
