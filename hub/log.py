@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "stdlib_logging_config"]
 
 
 class _Stderr:
@@ -47,3 +48,36 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     """A logger bound to a component name."""
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(component=name)
     return logger
+
+
+def stdlib_logging_config(level: str = "INFO") -> dict[str, Any]:
+    """``logging.config.dictConfig`` for the libraries (faust, mode, aiokafka): JSON lines.
+
+    A worker's own events go through structlog; this makes what faust and aiokafka log land
+    in the same JSON shape on stderr (``logger`` names the library), so one parser reads a
+    worker's whole log. They log ids, topics and offsets, not payloads.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processor": structlog.processors.JSONRenderer(),
+                "foreign_pre_chain": [
+                    structlog.stdlib.add_logger_name,
+                    structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                ],
+            }
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+                "level": level.upper(),
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["default"]},
+    }

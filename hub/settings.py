@@ -88,6 +88,15 @@ class HubSettings(BaseSettings):
     console_secret: SecretStr | None = Field(
         default=None, description="key signing console sessions; unset = generated in data dir"
     )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address the workers' metrics and health endpoint binds"
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="metrics/health port of the first worker (the Nth gets port + N - 1); 0 = none",
+    )
     log_level: str = "INFO"
 
     @classmethod

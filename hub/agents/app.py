@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 
+from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.routing import Router
 from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
 from hub.audit.checkpoint import log_signer
@@ -138,10 +139,19 @@ def create_app(
         return out_topics[name]
 
     gate = AuditGate(limit=settings.audit_outage_limit)
+    state = OpsState()
+    metrics = Metrics(state)
+    sinks: list[AuditSink] = []
+    #: set between events; graceful shutdown waits for it (the event in hand is finished)
+    idle = asyncio.Event()
+    idle.set()
 
     @app.agent(inbound, name="hub-route")
     async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
+            if state.stopping:  # draining: leave the rest uncommitted for the next owner
+                await asyncio.Event().wait()
+            idle.clear()
             await gate.wait_open()  # no delivery while its audit record cannot be written
             message = event.message
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
@@ -174,6 +184,9 @@ def create_app(
             await asyncio.gather(*pending)
             if result.remember:
                 seen[result.event_id.encode()] = str(origin).encode()
+            event.ack()  # every output is on the broker: the offset may be committed
+            idle.set()
+            metrics.observe(message.topic, result)
             _log.info(
                 "routed",
                 event_id=result.event_id,
@@ -186,7 +199,7 @@ def create_app(
 
     def make_sink() -> AuditSink:
         store = open_store(settings)
-        return AuditSink(
+        sink = AuditSink(
             store=store,
             log=AuditLog(store, signer=log_signer(settings)),
             gate=gate,
@@ -195,6 +208,8 @@ def create_app(
             checkpoint_every=settings.checkpoint_every,
             checkpoint_interval=settings.checkpoint_interval,
         )
+        sinks[:] = [sink]
+        return sink
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def audit_sink() -> None:
@@ -236,6 +251,68 @@ def create_app(
             await asyncio.to_thread(sweep)
         except HubError as exc:  # the next sweep retries; routing carries on meanwhile
             _log.error("expiry_sweep_failed", error=str(exc))
+
+    def consumer_lag() -> tuple[int, dict[str, int]]:
+        """Inbound partitions owned, and per topic the end offset minus the committed offset."""
+        lag: dict[str, int] = {}
+        try:
+            assignment = app.consumer.assignment()
+        except Exception:  # not started, or between generations: nothing owned
+            return 0, lag
+        owned = [tp for tp in assignment if tp.topic.startswith(topics.INBOUND_PREFIX)]
+        # faust keeps the offsets it committed (not on its ConsumerT protocol)
+        committed: dict[Any, int | None] = getattr(app.consumer, "_committed_offset", {})
+        for tp in owned:
+            end = app.consumer.highwater(tp)
+            if end is not None:
+                done = committed.get(tp) or 0
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
+        return len(owned), lag
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def ops() -> None:
+        """Refresh the ops snapshot every second; serve it when ``HUB_METRICS_PORT`` is set."""
+        server: OpsServer | None = None
+        if settings.metrics_port:
+            try:
+                server = OpsServer(
+                    host=settings.metrics_host,
+                    port=settings.metrics_port,
+                    state=state,
+                    metrics=metrics,
+                )
+            except OSError as exc:  # routing matters more than metrics: carry on without
+                _log.error("ops_port_unavailable", port=settings.metrics_port, error=str(exc))
+            else:
+                server.start()
+                _log.info("ops_listening", port=server.port, pid=os.getpid())
+        try:
+            while True:
+                owned, lag = consumer_lag()
+                sink = sinks[0] if sinks else None
+                state.tick(
+                    partitions=owned,
+                    audit_open=not gate.blocked,
+                    consumer_lag=lag,
+                    audit_lag=sink.lag if sink else 0,
+                    checkpoint_age=sink.checkpoint_age if sink else 0.0,
+                )
+                await asyncio.sleep(1.0)
+        finally:
+            if server is not None:
+                server.stop()
+
+    @app.on_before_shutdown.connect
+    async def _drain(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
+        """SIGTERM: finish the event in hand, commit what is done (the producer is flushed next)."""
+        state.stopping = True
+        try:
+            await asyncio.wait_for(idle.wait(), timeout=settings.session_timeout)
+            await app.consumer.commit()
+        except TimeoutError:
+            _log.warning("drain_timeout", pid=os.getpid())
+            return
+        _log.info("worker_drained", pid=os.getpid())
 
     @app.on_rebalance_complete.connect
     async def _ready(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:

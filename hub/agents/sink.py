@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hub.audit.log import AuditLog
 from hub.audit.store import AuditStore
@@ -84,6 +85,13 @@ class AuditSink:
     clock: Callable[[], float] = time.monotonic
     _since_checkpoint: int = 0
     _last_checkpoint: float = field(default_factory=time.monotonic)
+    #: records in this sink's hub.audit partitions not yet written (metrics: hub_audit_lag)
+    lag: int = 0
+
+    @property
+    def checkpoint_age(self) -> float:
+        """Seconds since this sink last signed a checkpoint (or since it started)."""
+        return self.clock() - self._last_checkpoint
 
     async def write(self, records: list[AuditRecord]) -> int:
         """Write a batch, retrying with backoff until it lands: a record is never dropped."""
@@ -155,6 +163,19 @@ class AuditSink:
         return out
 
 
+async def _lag(consumer: Any) -> int:
+    """End offsets minus positions over the assignment: what is in hub.audit, not yet written.
+
+    Called after the commit, so the position is the committed offset.
+    """
+    total = 0
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is not None:
+            total += max(0, end - await consumer.position(tp))
+    return total
+
+
 async def run_audit_sink(
     sink: AuditSink,
     *,
@@ -213,6 +234,7 @@ async def run_audit_sink(
                 )
             if raw:
                 await consumer.commit()
+            sink.lag = await _lag(consumer)
     finally:
         await consumer.stop()
         await producer.stop()

@@ -74,6 +74,8 @@ class Supervisor:
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = settings.kafka_bootstrap or ""
         self.workers: list[subprocess.Popen[bytes]] = []
+        #: worker pid -> slot (0, 1, ...): the Nth slot serves metrics on HUB_METRICS_PORT + N
+        self.slots: dict[int, int] = {}
         self.worker_log = worker_log or settings.data_dir / "worker.log"
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -105,8 +107,16 @@ class Supervisor:
         self._write_state()
         return self.bootstrap
 
+    def metrics_port(self, pid: int) -> int | None:
+        """Where a worker serves ``/metrics``, ``/healthz``, ``/readyz`` (None: disabled)."""
+        if not self.settings.metrics_port or pid not in self.slots:
+            return None
+        return self.settings.metrics_port + self.slots[pid]
+
     def start_worker(self) -> subprocess.Popen[bytes]:
         """Start one more router worker process in the hub's consumer group."""
+        live = {self.slots.get(w.pid) for w in self.workers if w.poll() is None}
+        slot = next(n for n in range(len(self.workers) + 1) if n not in live)
         env = dict(os.environ)
         # the worker gets exactly this hub's settings, however they were given to us
         for name, value in self.settings.model_dump().items():
@@ -118,6 +128,8 @@ class Supervisor:
                 value = value.resolve()
             env[f"HUB_{name.upper()}"] = str(value)
         env["HUB_KAFKA_BOOTSTRAP"] = self.bootstrap
+        if self.settings.metrics_port:
+            env["HUB_METRICS_PORT"] = str(self.settings.metrics_port + slot)
         self.worker_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.worker_log, "ab") as log:
             proc = subprocess.Popen(
@@ -128,7 +140,8 @@ class Supervisor:
                 start_new_session=True,
             )
         self.workers.append(proc)
-        _log.info("worker_started", pid=proc.pid)
+        self.slots[proc.pid] = slot
+        _log.info("worker_started", pid=proc.pid, slot=slot)
         return proc
 
     def wait_ready(self, *, timeout: float = 90.0) -> None:
@@ -156,6 +169,18 @@ class Supervisor:
         proc.wait()
         self._ready_marker(proc.pid).unlink(missing_ok=True)
         return proc.pid
+
+    def terminate_worker(self, index: int = 0, *, timeout: float = 60.0) -> tuple[int, int]:
+        """SIGTERM a worker and wait for it to drain and exit; returns (pid, exit code)."""
+        proc = self.workers.pop(index)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        self._ready_marker(proc.pid).unlink(missing_ok=True)
+        return proc.pid, code
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop workers gracefully (SIGTERM), then the broker; remove the state file."""

@@ -14,7 +14,7 @@ import faust
 from hub.agents.app import create_app
 from hub.broker.topics import all_topics, ensure_topics
 from hub.errors import ConfigError, HubError
-from hub.log import configure_logging
+from hub.log import configure_logging, stdlib_logging_config
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
 
@@ -40,7 +40,11 @@ def main() -> None:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(1) from None
     worker = faust.Worker(
-        app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False
+        app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=stdlib_logging_config(settings.log_level),  # JSON lines, like ours
     )
     worker.execute_from_commandline()  # runs until signalled, then exits the process
 

@@ -1,0 +1,223 @@
+"""Operations endpoint of one worker: Prometheus metrics, ``/healthz`` and ``/readyz``.
+
+The HTTP server runs in a thread of its own, so a probe still gets an answer (a failing one)
+when the worker's event loop is stuck: ``/healthz`` reports the age of the loop's last
+heartbeat, which only the loop can refresh. Everything the thread reads is a snapshot the
+loop writes once a second (``OpsState.tick``) or a thread-safe prometheus_client metric, so
+the thread never touches faust or aiokafka objects.
+
+Label cardinality is bounded by the protocol and the schema registry: parties, event types,
+inbound topics and quarantine reasons, never event ids, case references or pseudonyms.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hub.agents.routing import RouteResult
+from hub.log import get_logger
+from hub.models import AuditDecision
+
+__all__ = ["HEARTBEAT_LIMIT_S", "Metrics", "OpsServer", "OpsState"]
+
+_log = get_logger("ops")
+
+#: /healthz fails when the event loop has not ticked for this long (a stuck or blocked loop)
+HEARTBEAT_LIMIT_S = 10.0
+
+
+@dataclass
+class OpsState:
+    """What the loop knows, copied for the HTTP thread once a second."""
+
+    started: float = field(default_factory=time.monotonic)
+    heartbeat: float = field(default_factory=time.monotonic)
+    partitions: int = 0
+    audit_open: bool = True
+    stopping: bool = False
+    consumer_lag: dict[str, int] = field(default_factory=dict)
+    audit_lag: int = 0
+    checkpoint_age: float = 0.0
+
+    def tick(
+        self,
+        *,
+        partitions: int,
+        audit_open: bool,
+        consumer_lag: Mapping[str, int],
+        audit_lag: int,
+        checkpoint_age: float,
+    ) -> None:
+        """Refresh the snapshot (called on the event loop)."""
+        self.partitions = partitions
+        self.audit_open = audit_open
+        self.consumer_lag = dict(consumer_lag)
+        self.audit_lag = audit_lag
+        self.checkpoint_age = checkpoint_age
+        self.heartbeat = time.monotonic()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Alive: the loop ticked within ``HEARTBEAT_LIMIT_S``."""
+        age = time.monotonic() - self.heartbeat
+        ok = age <= HEARTBEAT_LIMIT_S
+        return ok, {"status": "ok" if ok else "loop_stalled", "heartbeat_age_s": round(age, 3)}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: alive, not stopping, partitions assigned, audit gate open."""
+        alive, _ = self.health()
+        checks = {
+            "loop": alive,
+            "partitions_assigned": self.partitions > 0,
+            "audit_gate_open": self.audit_open,
+            "not_stopping": not self.stopping,
+        }
+        ok = all(checks.values())
+        return ok, {"status": "ready" if ok else "not_ready", "checks": checks}
+
+
+class _Gauges(Collector):
+    """Gauges read from the snapshot at scrape time."""
+
+    def __init__(self, state: OpsState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.state
+        lag = GaugeMetricFamily(
+            "hub_consumer_lag",
+            "records on the inbound topics this worker owns not yet committed by the router",
+            labels=["topic"],
+        )
+        for topic, value in sorted(state.consumer_lag.items()):
+            lag.add_metric([topic], value)
+        yield lag
+        yield GaugeMetricFamily(
+            "hub_audit_lag",
+            "records in hub.audit (this worker's partitions) not yet written to the audit store",
+            value=state.audit_lag,
+        )
+        yield GaugeMetricFamily(
+            "hub_checkpoint_age_seconds",
+            "seconds since this worker's audit sink last signed a checkpoint (or started)",
+            value=state.checkpoint_age,
+        )
+        yield GaugeMetricFamily(
+            "hub_partitions_assigned", "partitions assigned to this worker", value=state.partitions
+        )
+        yield GaugeMetricFamily(
+            "hub_ready", "1 when /readyz answers 200", value=float(state.readiness()[0])
+        )
+
+
+class Metrics:
+    """The worker's Prometheus registry (its own, not the process-global one)."""
+
+    def __init__(self, state: OpsState) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_in = Counter(
+            "hub_events_in",
+            "inbound records read by the router",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.delivered = Counter(
+            "hub_delivered",
+            "deliveries written (one per recipient of an event)",
+            ["recipient", "event_type"],
+            registry=self.registry,
+        )
+        self.withheld = Counter(
+            "hub_withheld",
+            "negative decisions audited (a rule's party whose condition failed, a prohibition)",
+            ["recipient", "event_type"],
+            registry=self.registry,
+        )
+        self.quarantined = Counter(
+            "hub_quarantined",
+            "inbound records refused to hub.quarantine",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_Gauges(state))
+
+    def observe(self, topic: str, result: RouteResult) -> None:
+        """Count one routed record (after its outputs were acknowledged by the broker)."""
+        self.events_in.labels(topic=topic).inc()
+        if result.quarantined is not None:
+            self.quarantined.labels(reason=result.quarantined.value).inc()
+        for record in result.audit:
+            if record.decision == AuditDecision.DELIVERED:
+                counter = self.delivered
+            elif record.decision == AuditDecision.WITHHELD:
+                counter = self.withheld
+            else:
+                continue
+            counter.labels(recipient=record.recipient or "-", event_type=record.event_type).inc()
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+class OpsServer:
+    """``GET /metrics``, ``/healthz``, ``/readyz`` on a thread (stdlib HTTP server)."""
+
+    def __init__(self, *, host: str, port: int, state: OpsState, metrics: Metrics) -> None:
+        self.state = state
+        self.metrics = metrics
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="hub-ops", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when asked for port 0 in tests)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Serve until ``stop``."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        ops = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._send(200, ops.metrics.exposition(), "text/plain; version=0.0.4")
+                    return
+                if self.path in ("/healthz", "/readyz"):
+                    check = ops.state.health if self.path == "/healthz" else ops.state.readiness
+                    ok, body = check()
+                    self._send(200 if ok else 503, json.dumps(body).encode(), "application/json")
+                    return
+                self._send(404, b'{"status":"not_found"}', "application/json")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Probes every few seconds are not worth a log line each."""
+
+        return Handler
