@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo up test test-unit test-integration lint format bench clean deploy-manifests
+.PHONY: help venv demo up test test-unit test-integration lint format bench clean deploy-manifests browser-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,7 +25,20 @@ demo: $(STAMP) ## embedded broker + hub + a North Worcestershire scenario, live 
 up: $(STAMP) ## run the hub until Ctrl-C (embedded broker unless HUB_KAFKA_BOOTSTRAP)
 	$(BIN)/hub up
 
-test: $(STAMP) ## the whole test suite (unit, integration on the real broker, e2e)
+# The console's browser tests need Debian's chromium and chromium-driver: installed here when
+# missing and possible (root with apt); otherwise the tests skip with a loud reason.
+browser-deps: ## chromium + chromium-driver for the browser tests (apt, root only; no-op if present)
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver for the browser tests (apt)"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium chromium-driver >/dev/null \
+			|| echo "warning: apt could not install chromium: the browser tests will SKIP" >&2; \
+	else \
+		echo "warning: chromium/chromedriver missing and not installable here (needs root and apt): the browser tests will SKIP" >&2; \
+	fi
+
+test: $(STAMP) browser-deps ## the whole test suite (unit, integration on the real broker, e2e, browser)
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

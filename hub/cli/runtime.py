@@ -19,13 +19,14 @@ from hub.broker import EmbeddedBroker
 from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.client import HubClient
 from hub.client.sdk import ACK_TYPE
-from hub.errors import EventValidationError, SchemaError, UnknownPartyError
+from hub.errors import ConfigError, EventValidationError, SchemaError, UnknownPartyError
 from hub.keys.file_store import FileKeyStore
 from hub.log import configure_logging
 from hub.models import Delivery
 from hub.policies.loader import load_protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
+from hub.web.server import ConsoleServer, console_server
 
 
 def _wait_for_signal(check: Any = None) -> None:
@@ -45,14 +46,17 @@ def _bootstrap(settings: HubSettings) -> str:
 def up() -> None:
     """Run the hub: embedded broker (unless HUB_KAFKA_BOOTSTRAP), router workers, audit sink.
 
-    Prints `hub ready bootstrap=HOST:PORT` when every worker has its partitions; stops cleanly
+    Prints `console ready url=...` (the web console, unless HUB_CONSOLE_PORT=0), then
+    `hub ready bootstrap=HOST:PORT` when every worker has its partitions; stops cleanly
     on SIGINT/SIGTERM. A worker that dies is restarted (it resumes from committed offsets).
     """
     settings = load_settings()
     configure_logging(settings.log_level)
     supervisor = Supervisor(settings)
+    console = None
     try:
         bootstrap = supervisor.start()
+        console = _start_console(settings)  # first: `hub ready` means everything is up
         typer.echo(f"hub ready bootstrap={bootstrap}", err=False)
         sys.stdout.flush()
 
@@ -67,8 +71,23 @@ def up() -> None:
 
         _wait_for_signal(heal)
     finally:
+        if console is not None:
+            console.stop()
         supervisor.stop()
     typer.echo("hub stopped", err=True)
+
+
+def _start_console(settings: HubSettings) -> ConsoleServer | None:
+    """The web console next to the hub (``HUB_CONSOLE_PORT=0``: none); a busy port warns."""
+    if not settings.console_port:
+        return None
+    try:
+        console = console_server(settings)
+        typer.echo(f"console ready url={console.start()}")
+    except ConfigError as exc:
+        typer.echo(f"warning: web console not started: {exc}", err=True)
+        return None
+    return console
 
 
 def demo(

@@ -5,7 +5,8 @@
 - ``marac-coordinator``: MARAC cases and their acknowledgements: the board, and the audit
   records and chronology entries of MARAC events (``uk.csp.marac.*``) and their
   acknowledgements.
-- ``agency-user``: the deliveries to (and events from) their own party, nothing else.
+- ``agency-user``: the deliveries to (and events from) their own party, nothing else (not
+  even that an event was withheld from them).
 
 Every signed-in role sees the protocol, the explain form and the aggregate counters, which
 hold no personal data.
@@ -28,7 +29,13 @@ def _sees(user: SignedIn, record: AuditRecord) -> bool:
     if user.role is Role.IG_OFFICER:
         return True
     if user.role is Role.AGENCY_USER:
-        return user.party is not None and user.party in (record.recipient, record.publisher)
+        # their own publications and what reached them; a withholding from them is the
+        # protocol's business, and showing it would say an event they may not see exists
+        if user.party is None:
+            return False
+        return record.publisher == user.party or (
+            record.recipient == user.party and record.decision is not AuditDecision.WITHHELD
+        )
     # MARAC coordinator: MARAC events and their acknowledgements, whose records carry the
     # acknowledged event's type (``event_id`` is that event; see ``Router._acknowledge``).
     return (record.event_type or "").startswith(MARAC_PREFIX)

@@ -345,6 +345,15 @@ def test_an_agency_user_cannot_open_another_partys_event(client: TestClient) -> 
     assert client.get("/events/no-such-event").status_code == 404
 
 
+def test_every_page_renders_for_the_roles_it_allows(client: TestClient) -> None:
+    sign_in(client, "ig")
+    for path in ("/audit", "/reports/sar", "/reports/chronology", "/integrity", "/protocol",
+                 "/explain", "/dashboard"):  # fmt: skip
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "<h1>" in page.text, path
+
+
 def test_roles_bound_the_pages(client: TestClient) -> None:
     sign_in(client, "housing")
     for path in ("/reports/sar", "/reports/chronology", "/marac", "/integrity"):
