@@ -72,6 +72,12 @@ class AuditDecision(StrEnum):
     PRUNED = "pruned"
     #: a person consulted personal data in the console (DPA 2018 s62: who, what, why, when)
     CONSULTED = "consulted"
+    #: the party's webhook dispatcher POSTed a delivery (one record per attempt)
+    WEBHOOK_ATTEMPTED = "webhook_attempted"
+    #: the endpoint answered 2xx: the party has the delivery (and acknowledges it)
+    WEBHOOK_DELIVERED = "webhook_delivered"
+    #: the retry limit was reached: the delivery is on hub.deadletter.<party>
+    WEBHOOK_FAILED = "webhook_failed"
 
 
 class Origin(BaseModel):

@@ -97,6 +97,14 @@ class HubSettings(BaseSettings):
         le=65535,
         description="metrics/health port of the first worker (the Nth gets port + N - 1); 0 = none",
     )
+    webhook_max_attempts: int = Field(
+        default=6, ge=1, description="POSTs of one delivery before it is dead-lettered"
+    )
+    webhook_backoff: float = Field(
+        default=1.0, gt=0, description="first retry delay (s); doubles per attempt, full jitter"
+    )
+    webhook_backoff_max: float = Field(default=300.0, gt=0, description="longest retry delay (s)")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds per webhook POST")
     log_level: str = "INFO"
 
     @classmethod
@@ -150,6 +158,11 @@ class HubSettings(BaseSettings):
     def console_accounts_path(self) -> Path:
         """The console's accounts file (names, roles, parties, password hashes)."""
         return self.console_accounts or self.data_dir / "console-accounts.toml"
+
+    @property
+    def webhooks_path(self) -> Path:
+        """Party -> webhook endpoint and signing secret (0600; ``hub webhooks add``)."""
+        return self.data_dir / "webhooks.json"
 
     @property
     def state_file(self) -> Path:

@@ -27,6 +27,7 @@ from hub.keys.store import ensure_dev_keys
 from hub.log import get_logger
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
+from hub.webhooks.config import WebhookConfig
 
 __all__ = ["HubState", "Supervisor", "read_state"]
 
@@ -76,6 +77,8 @@ class Supervisor:
         self.workers: list[subprocess.Popen[bytes]] = []
         #: worker pid -> slot (0, 1, ...): the Nth slot serves metrics on HUB_METRICS_PORT + N
         self.slots: dict[int, int] = {}
+        #: the webhook dispatcher process, when any party has a webhook (``hub webhooks add``)
+        self.webhooks: subprocess.Popen[bytes] | None = None
         self.worker_log = worker_log or settings.data_dir / "worker.log"
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -104,6 +107,8 @@ class Supervisor:
         for _ in range(self.settings.workers):
             self.start_worker()
         self.wait_ready(timeout=timeout)
+        if WebhookConfig(self.settings.webhooks_path).endpoints():
+            self.webhooks = self._spawn("hub.webhooks", self._env())
         self._write_state()
         return self.bootstrap
 
@@ -117,6 +122,16 @@ class Supervisor:
         """Start one more router worker process in the hub's consumer group."""
         live = {self.slots.get(w.pid) for w in self.workers if w.poll() is None}
         slot = next(n for n in range(len(self.workers) + 1) if n not in live)
+        env = self._env()
+        if self.settings.metrics_port:
+            env["HUB_METRICS_PORT"] = str(self.settings.metrics_port + slot)
+        proc = self._spawn("hub.agents.worker", env)
+        self.workers.append(proc)
+        self.slots[proc.pid] = slot
+        _log.info("worker_started", pid=proc.pid, slot=slot)
+        return proc
+
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         # the worker gets exactly this hub's settings, however they were given to us
         for name, value in self.settings.model_dump().items():
@@ -128,21 +143,18 @@ class Supervisor:
                 value = value.resolve()
             env[f"HUB_{name.upper()}"] = str(value)
         env["HUB_KAFKA_BOOTSTRAP"] = self.bootstrap
-        if self.settings.metrics_port:
-            env["HUB_METRICS_PORT"] = str(self.settings.metrics_port + slot)
+        return env
+
+    def _spawn(self, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.worker_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.worker_log, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hub.agents.worker"],
+            return subprocess.Popen(  # noqa: S603 - our own module, this interpreter
+                [sys.executable, "-m", module],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
             )
-        self.workers.append(proc)
-        self.slots[proc.pid] = slot
-        _log.info("worker_started", pid=proc.pid, slot=slot)
-        return proc
 
     def wait_ready(self, *, timeout: float = 90.0) -> None:
         """Wait until every live worker has reported a completed rebalance."""
@@ -184,6 +196,14 @@ class Supervisor:
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop workers gracefully (SIGTERM), then the broker; remove the state file."""
+        if self.webhooks is not None:
+            self.webhooks.send_signal(signal.SIGTERM)
+            try:
+                self.webhooks.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.webhooks.kill()
+                self.webhooks.wait()
+            self.webhooks = None
         for proc in self.workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -25,6 +25,7 @@ __all__ = [
     "OUTBOUND_PREFIX",
     "QUARANTINE",
     "all_topics",
+    "deadletter",
     "ensure_topics",
     "inbound",
     "outbound",
@@ -42,6 +43,11 @@ HUB_INBOUND = "hub.in.hub"
 def inbound(party: str) -> str:
     """Topic a party publishes to."""
     return f"{INBOUND_PREFIX}{party}"
+
+
+def deadletter(party: str) -> str:
+    """Deliveries a party's webhook never accepted (the sealed originals, for replay)."""
+    return f"hub.deadletter.{party}"
 
 
 def outbound(party: str) -> str:

@@ -6,7 +6,18 @@ import os
 
 import typer
 
-from hub.cli import acl, audit, console, ingress, keys, marac, policy, pubwatch, runtime
+from hub.cli import (
+    acl,
+    audit,
+    console,
+    ingress,
+    keys,
+    marac,
+    policy,
+    pubwatch,
+    runtime,
+    webhooks,
+)
 from hub.log import configure_logging
 
 app = typer.Typer(
@@ -31,6 +42,7 @@ app.add_typer(keys.hold_app, name="holds")  # also `hub keys hold`: one implemen
 app.add_typer(marac.app, name="marac")
 app.add_typer(pubwatch.app, name="pubwatch")
 app.add_typer(ingress.app, name="ingress")
+app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(console.app, name="console")
 runtime.register(app)
 app.command("acl")(acl.acl_command)

@@ -294,6 +294,13 @@ class HubClient:
             with contextlib.suppress(Exception):
                 await asyncio.shield(consumer.stop())
 
+    def open_delivery(self, record: Any) -> Delivery | None:
+        """Verify and decrypt one raw ``hub.out.<party>`` record (None: failed, noted).
+
+        For agents that run their own consumer loop (the webhook dispatcher).
+        """
+        return self._open_delivery(record)
+
     def _open_delivery(self, record: Any) -> Delivery | None:
         """Verify the hub's signature and decrypt; a record that fails is skipped, noted."""
         try:
