@@ -118,7 +118,7 @@ async def test_the_sdk_speaks_tls_on_the_wire_when_told_to(
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    security = KafkaSecurity(protocol=protocol)  # type: ignore[arg-type]
+    security = KafkaSecurity.model_validate({"protocol": protocol})
     client = HubClient(
         "west-mercia-police",
         bootstrap=f"127.0.0.1:{port}",
