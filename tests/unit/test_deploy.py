@@ -155,8 +155,16 @@ def test_k8s_manifests_have_kinds_and_required_fields() -> None:
     (deployment,) = kinds["Deployment"]
     assert deployment["spec"]["replicas"] == 2
     (worker,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert "exec" in worker["livenessProbe"]
-    assert "exec" in worker["readinessProbe"]
     env = {e["name"]: e for e in worker["env"]}
+    port = int(env["HUB_METRICS_PORT"]["value"])
+    assert env["HUB_METRICS_HOST"]["value"] == "0.0.0.0"  # noqa: S104 - the kubelet probes the pod IP
+    (metrics,) = [p for p in worker["ports"] if p["name"] == "metrics"]
+    assert metrics["containerPort"] == port
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    for name in ("HUB_KAFKA_SECURITY_PROTOCOL", "HUB_KAFKA_SASL_MECHANISM", "HUB_KAFKA_USERNAME"):
+        assert env[name]["value"]
+    assert env["HUB_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+    assert "secretKeyRef" in env["HUB_KAFKA_PASSWORD"]["valueFrom"]
     assert "secretKeyRef" in env["HUB_AUDIT_URL"]["valueFrom"]
     assert "secretKeyRef" in env["HUB_PSEUDONYM_KEY"]["valueFrom"]
