@@ -215,7 +215,53 @@ CASES: dict[str, tuple[Callable[[RunningHub, str], Record], str]] = {
         "not_for_recipient",
     ),
 }
-HEADER_LEVEL = {"duplicate_header", "header_injection", "bad_utf8_header", "bad_time"}
+#: the rest of the hostile corpus (issue 8): shapes an attacker or a broken system sends
+_UTF8_BAD = VALID_MARAC.replace(b"MARAC-BAD-0001", b"\xff\xfe" * 7)
+_DEEP = b"[" * 100_000 + b"]" * 100_000  # deep nesting: a JSON bomb where Avro is expected
+CASES.update(
+    {
+        "huge_length_prefix": (  # a string claiming gigabytes, then nothing
+            lambda h, e: sealed(h, e, b"\xfe\xff\xff\xff\x7f" + VALID_MARAC),
+            "malformed_payload",
+        ),
+        "negative_length": (lambda h, e: sealed(h, e, b"\x01" + VALID_MARAC), "malformed_payload"),
+        "bad_utf8_in_payload": (lambda h, e: sealed(h, e, _UTF8_BAD), "malformed_payload"),
+        "deep_nesting": (lambda h, e: sealed(h, e, _DEEP[:150_000]), "malformed_payload"),
+        "wrong_types": (  # a SOCJAG record labelled as a MARAC flag
+            lambda h, e: sealed(h, e, REGISTRY.encode(SOCJAG, socjag_intel("INT-BAD-1"))),
+            "malformed_payload",
+        ),
+        "empty_payload": (lambda h, e: sealed(h, e, b""), "malformed_payload"),
+        "huge_string": (  # a valid record whose one string is 400 KB: over the size limit
+            lambda h, e: sealed(
+                h,
+                e,
+                REGISTRY.encode(MARAC_RAISED, marac_flag("MARAC-BAD-2", rationale="x" * 400_000)),
+            ),
+            "oversized",
+        ),
+        "unknown_schema_version": (
+            lambda h, e: sealed(h, e, event_type="uk.csp.marac.flag.raised.v0"),
+            "unknown_type",
+        ),
+        "huge_header": (
+            lambda h, e: mutate(sealed(h, e), "ce_subject", lambda v: b"S" * 100_000),
+            "bad_attribute",
+        ),
+        "nul_in_header": (
+            lambda h, e: mutate(sealed(h, e), "ce_id", lambda v: v + b"\x00"),
+            "bad_attribute",
+        ),
+    }
+)
+HEADER_LEVEL = {
+    "duplicate_header",
+    "header_injection",
+    "bad_utf8_header",
+    "bad_time",
+    "huge_header",
+    "nul_in_header",
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -304,3 +350,19 @@ def test_duplicate_event_id_is_quarantined_and_original_delivered_once(hub: Runn
     assert [d.id for d in deliveries].count(event_id) == 1
     records = hub.records(event_id)
     assert sum(r.recipient == "probation" for r in records) == 1
+
+
+def test_whole_corpus_in_one_burst_then_still_routing(hub: RunningHub) -> None:
+    """Every hostile record at once, back to back: each quarantined with its own reason."""
+    sent: list[tuple[str, str, str, str]] = []  # case, origin, reason, audited event id
+    for case, (make, reason) in sorted(CASES.items()):
+        event_id = wire.new_event_id()
+        value, headers = make(hub, event_id)
+        origin = produce(hub, TOPIC, value, headers)
+        audited = f"unparsed:{origin}" if case in HEADER_LEVEL else event_id
+        sent.append((case, origin, reason, audited))
+    assert_still_routing(hub)
+    for case, origin, reason, audited in sent:
+        kept, _ = quarantined(hub, origin)
+        assert kept["hub_reason"] == reason.encode(), case
+        assert rejected_record(hub, origin, audited).startswith(f"{reason}: "), case
