@@ -112,6 +112,28 @@ class Supervisor:
         self._write_state()
         return self.bootstrap
 
+    def heal(self) -> list[str]:
+        """Restart any router worker or webhook dispatcher that died; say what was restarted.
+
+        A restarted worker resumes from its group's committed offsets; a restarted dispatcher
+        from each party's committed offsets, so nothing is skipped (at-least-once, and the
+        receivers recognise repeats by event id).
+        """
+        said: list[str] = []
+        for proc in [w for w in self.workers if w.poll() is not None]:
+            self.workers.remove(proc)
+            said.append(f"router worker {proc.pid} exited ({proc.returncode}): restarting")
+            self.start_worker()
+        if self.webhooks is not None and self.webhooks.poll() is not None:
+            said.append(
+                f"webhook dispatcher {self.webhooks.pid} exited ({self.webhooks.returncode}): "
+                "restarting"
+            )
+            self.webhooks = self._spawn("hub.webhooks", self._env())
+        for line in said:
+            _log.warning("process_restarted", detail=line)
+        return said
+
     def metrics_port(self, pid: int) -> int | None:
         """Where a worker serves ``/metrics``, ``/healthz``, ``/readyz`` (None: disabled)."""
         if not self.settings.metrics_port or pid not in self.slots:

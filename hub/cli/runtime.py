@@ -61,13 +61,8 @@ def up() -> None:
         sys.stdout.flush()
 
         def heal() -> None:
-            for index, proc in enumerate(list(supervisor.workers)):
-                if proc.poll() is not None:
-                    supervisor.workers.pop(index)
-                    typer.echo(
-                        f"router worker {proc.pid} exited ({proc.returncode}): restarting", err=True
-                    )
-                    supervisor.start_worker()
+            for line in supervisor.heal():
+                typer.echo(line, err=True)
 
         _wait_for_signal(heal)
     finally:
