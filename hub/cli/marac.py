@@ -13,11 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.audit.store import open_store
 from hub.cli.common import echo_json, handle_errors, load_settings
-from hub.clock import clock_for
-from hub.policies.loader import load_protocol
+from hub.workflows.context import workflow_context
 from hub.workflows.marac import FlagReport, flag_status
 from hub.workflows.register import FlagRegister
 from hub.workflows.sweep import sweep_once
@@ -68,22 +65,17 @@ def status_command(
     Exit status 1 when any department is overdue, so a scheduled job can alert on it.
     """
     settings = load_settings()
-    protocol = load_protocol(settings.protocol)
-    now = clock_for(settings.clock_file)()
-    store = open_store(settings)
-    try:
-        with FlagRegister(settings.register_path) as register:
-            reports = flag_status(
-                register=register,
-                store=store,
-                protocol=protocol,
-                pseudonymiser=Pseudonymiser(load_pseudonym_key(settings)),
-                now=now,
-                case=case,
-                include_closed=include_closed or case is not None,
-            )
-    finally:
-        store.close()
+    with workflow_context(settings) as ctx, FlagRegister(settings.register_path) as register:
+        reports = flag_status(
+            register=register,
+            store=ctx.store,
+            protocol=ctx.protocol,
+            pseudonymiser=ctx.pseudonymiser,
+            now=ctx.now,
+            case=case,
+            include_closed=include_closed or case is not None,
+        )
+    now = ctx.now
     if as_json:
         echo_json({"now": now.isoformat(), "flags": [r.to_json() for r in reports]})
     else:

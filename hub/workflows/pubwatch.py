@@ -20,17 +20,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from hub.agents.supervisor import read_state
-from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.audit.store import AuditStore, open_store
-from hub.client import HubClient
+from hub.audit.pseudonym import Pseudonymiser
+from hub.audit.store import AuditStore
 from hub.clock import clock_for
-from hub.keys.file_store import FileKeyStore
-from hub.keys.model import HUB_PARTY
 from hub.log import get_logger
 from hub.models import AuditDecision
 from hub.settings import HubSettings
 from hub.workflows.bans import EXPIRED_TYPE, Ban, BanRegister
+from hub.workflows.context import hub_publisher, workflow_context
 
 __all__ = [
     "BanReport",
@@ -170,10 +167,7 @@ def sweep_bans(settings: HubSettings, *, dry_run: bool = False) -> dict[str, Any
 async def _publish(
     settings: HubSettings, plan: list[PlannedExpiry], register: BanRegister, now: dt.datetime
 ) -> int:
-    bootstrap = settings.kafka_bootstrap or read_state(settings).bootstrap
-    async with HubClient(
-        HUB_PARTY, bootstrap=bootstrap, keys=FileKeyStore(settings.keys_dir)
-    ) as client:
+    async with hub_publisher(settings) as client:
         for item in plan:
             await client.publish(EXPIRED_TYPE, item.data, key=item.ban_ref, event_id=item.event_id)
             register.mark_sent(item.event_id, item.ban_ref, now)
@@ -185,18 +179,13 @@ def open_status(
     settings: HubSettings, *, ban: str | None = None, include_closed: bool = False
 ) -> tuple[dt.datetime, list[BanReport]]:
     """``ban_status`` against the hub's data dir, as of the hub's clock."""
-    now = clock_for(settings.clock_file)()
-    store = open_store(settings)
-    try:
-        with BanRegister(settings.register_path) as register:
-            reports = ban_status(
-                register=register,
-                store=store,
-                pseudonymiser=Pseudonymiser(load_pseudonym_key(settings)),
-                today=now.date(),
-                ban=ban,
-                include_closed=include_closed or ban is not None,
-            )
-    finally:
-        store.close()
-    return now, reports
+    with workflow_context(settings) as ctx, BanRegister(settings.register_path) as register:
+        reports = ban_status(
+            register=register,
+            store=ctx.store,
+            pseudonymiser=ctx.pseudonymiser,
+            today=ctx.now.date(),
+            ban=ban,
+            include_closed=include_closed or ban is not None,
+        )
+    return ctx.now, reports
