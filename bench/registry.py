@@ -17,6 +17,7 @@ __all__ = ["load", "names"]
 _MODULES: dict[str, str] = {
     "crypto": "bench.crypto",
     "passthrough": "bench.passthrough",
+    "hub": "bench.hub_e2e",
 }
 
 

@@ -1,0 +1,437 @@
+"""The whole hub end to end on the embedded broker, beside the passthrough baselines.
+
+Traffic is the reference protocol's seeded scenario (``hub.scenarios.north_worcs``: MARAC,
+SOCJAG, Pub Watch; about 4 recipients an event), sealed and signed by each publisher before
+the clock starts (the publishers' cost is theirs, not the hub's). Encryption and audit are
+on, as in production. Three measurements in one run, each hub on a fresh embedded broker:
+
+- **throughput**: ``events`` records produced as fast as the broker takes them; the clock
+  stops when every event has its audit records in the store *and* every delivery the audit
+  names has been read back from the recipients' topics. With 1 and with 2 worker processes.
+- **latency**: events offered at ``rate`` per second for ``latency_s`` seconds; for every
+  delivery, the time from its event being produced to the delivery being read (p50/p95/p99).
+- **baselines**: ``bench.passthrough`` (raw aiokafka, bare faust) in the same run, so the
+  hub's rate is reported as a ratio to each.
+
+``profile`` (off by default, not yet working): meant to run the first worker under
+pyinstrument (``HUB_PROFILE_FILE``) and record the top costs by own time; the worker
+(``hub.agents.worker``) does not honour that variable yet, so no profile is recorded. With ``soak_s`` a worker is fed
+at half the measured throughput for that long and its RSS sampled every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench import passthrough
+from bench._harness import Benchmark, Measured
+from hub.agents.supervisor import Supervisor
+from hub.broker import EmbeddedBroker
+from hub.broker import topics as hub_topics
+from hub.client import HubClient
+from hub.envelope import wire
+from hub.keys.file_store import FileKeyStore
+from hub.scenarios.north_worcs import Scenario
+from hub.settings import HubSettings
+
+__all__ = ["BENCHMARK", "run"]
+
+COLUMNS = ["measurement", "workers", "events", "value", "unit", "ratio to bare faust batched"]
+
+
+def _seal(settings: HubSettings, protocol: Any, count: int, seed: int) -> list[wire.WireMessage]:
+    keys = FileKeyStore(settings.keys_dir)
+    clients: dict[str, HubClient] = {}
+    out = []
+    for item in Scenario(seed=seed).events(count):
+        client = clients.setdefault(
+            item.publisher,
+            HubClient(item.publisher, bootstrap="unused:0", keys=keys, crypto=protocol.crypto),
+        )
+        out.append(client.build(item.event_type, item.data, key=item.key, subject=item.subject))
+    return out
+
+
+def _event_id(message: wire.WireMessage) -> str:
+    return next(v for k, v in message.headers if k == "ce_id").decode()
+
+
+def _audit_progress(db: Path, ids: set[str]) -> tuple[int, int]:
+    """(events of ``ids`` decided, deliveries audited for them) straight from the store."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT event_id, decision FROM audit_records").fetchall()
+    finally:
+        conn.close()
+    decided = {e for e, _ in rows if e in ids}
+    delivered = sum(1 for e, d in rows if e in ids and d == "delivered")
+    return len(decided), delivered
+
+
+async def _drive(
+    bootstrap: str,
+    db: Path,
+    messages: list[wire.WireMessage],
+    parties: tuple[str, ...],
+    *,
+    rate: float | None,
+    within: float,
+) -> dict[str, Any]:
+    """Produce ``messages`` (at ``rate``/s, or flat out) and read every delivery back."""
+    ids = {_event_id(m) for m in messages}
+    reader = AIOKafkaConsumer(
+        *[hub_topics.outbound(p) for p in parties],
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=1024 * 1024
+    )
+    await reader.start()
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    delivered = 0
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        nonlocal delivered
+        while not stop.is_set():
+            batches = await reader.getmany(timeout_ms=100, max_records=5000)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    event_id = next((v for k, v in record.headers if k == "ce_id"), b"").decode()
+                    if event_id in sent_at:
+                        delivered += 1
+                        latencies.append(now - sent_at[event_id])
+
+    try:
+        # make sure the reader sits at the end of every topic before anything is sent
+        while not reader.assignment():  # noqa: ASYNC110 - aiokafka offers no event for it
+            await asyncio.sleep(0.05)
+        for tp in reader.assignment():
+            await reader.position(tp)
+        task = asyncio.create_task(read())
+        t0 = time.perf_counter()
+        for i, m in enumerate(messages):
+            if rate is not None:
+                due = t0 + i / rate
+                if (lag := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(lag)
+            sent_at[_event_id(m)] = time.perf_counter()
+            await producer.send(m.topic, key=m.key, value=m.value, headers=m.headers)
+        await producer.flush()
+        produced = time.perf_counter() - t0
+        deadline = time.monotonic() + within
+        while True:
+            decided, audited = await asyncio.to_thread(_audit_progress, db, ids)
+            if decided == len(ids) and delivered >= audited:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{decided}/{len(ids)} decided, {delivered}/{audited} read")
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        await task
+    finally:
+        await producer.stop()
+        await reader.stop()
+    return {
+        "events": len(messages),
+        "deliveries": delivered,
+        "elapsed_s": elapsed,
+        "produce_s": produced,
+        "latencies": sorted(latencies),
+    }
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] if ordered else 0.0
+
+
+def _rss_kib(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of a process in KiB, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+class _Hub:
+    """One hub (supervisor, workers) on the bench broker, in a throwaway data dir."""
+
+    def __init__(self, *, workers: int, profile: Path | None) -> None:
+        # its own broker: a hub started after another on one broker waits out the old
+        # consumer group members (Tansu holds JoinGroup for the rebalance timeout)
+        self.broker = EmbeddedBroker()
+        bootstrap = self.broker.start()
+        self.bootstrap = bootstrap
+        self.dir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+        if profile is not None:
+            os.environ["HUB_PROFILE_FILE"] = str(profile)
+        self.settings = HubSettings(
+            data_dir=self.dir / "data",
+            kafka_bootstrap=bootstrap,
+            workers=workers,
+            workflow_interval=0,
+            log_level="WARNING",
+        )
+        self.supervisor = Supervisor(self.settings)
+
+    def __enter__(self) -> _Hub:
+        try:
+            self.supervisor.start()
+        finally:
+            os.environ.pop("HUB_PROFILE_FILE", None)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.supervisor.stop()
+        self.broker.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -> dict[str, Any]:
+    with _Hub(workers=workers, profile=profile) as hub:
+        bootstrap = hub.bootstrap
+        protocol = hub.supervisor.protocol
+        warm = _seal(hub.settings, protocol, 20, seed=99)
+        asyncio.run(
+            _drive(
+                bootstrap,
+                hub.settings.audit_db_path,
+                warm,
+                protocol.party_ids,
+                rate=None,
+                within=float(params["timeout_s"]),
+            )
+        )
+        messages = _seal(hub.settings, protocol, int(params["events"]), seed=int(params["seed"]))
+        result = asyncio.run(
+            _drive(
+                bootstrap,
+                hub.settings.audit_db_path,
+                messages,
+                protocol.party_ids,
+                rate=None,
+                within=float(params["timeout_s"]),
+            )
+        )
+        if profile is not None:
+            hub.supervisor.stop()  # the worker writes its profile as it exits
+        return result
+
+
+def _latency(params: Mapping[str, Any]) -> dict[str, Any]:
+    rate = float(params["rate"])
+    with _Hub(workers=1, profile=None) as hub:
+        bootstrap = hub.bootstrap
+        protocol = hub.supervisor.protocol
+        count = int(rate * float(params["latency_s"]))
+        messages = _seal(hub.settings, protocol, count, seed=int(params["seed"]) + 1)
+        return asyncio.run(
+            _drive(
+                bootstrap,
+                hub.settings.audit_db_path,
+                messages,
+                protocol.party_ids,
+                rate=rate,
+                within=float(params["timeout_s"]),
+            )
+        )
+
+
+def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
+    """Feed one worker at ``rate`` for ``soak_s`` seconds in one-second slices; sample RSS."""
+    with _Hub(workers=1, profile=None) as hub:
+        bootstrap = hub.bootstrap
+        protocol = hub.supervisor.protocol
+        pid = hub.supervisor.workers[0].pid
+        per_slice = max(1, int(rate * float(params["soak_slice_s"])))
+        samples: list[tuple[float, int]] = []
+        t0 = time.monotonic()
+        seed = 1000
+        while time.monotonic() - t0 < float(params["soak_s"]):
+            seed += 1
+            messages = _seal(hub.settings, protocol, per_slice, seed=seed)
+            asyncio.run(
+                _drive(
+                    bootstrap,
+                    hub.settings.audit_db_path,
+                    messages,
+                    protocol.party_ids,
+                    rate=rate,
+                    within=float(params["timeout_s"]),
+                )
+            )
+            samples.append((time.monotonic() - t0, _rss_kib(pid)[0]))
+        peak = _rss_kib(pid)[1]
+    tenth = max(1, len(samples) // 10)
+    return {
+        "rate": rate,
+        "duration_s": round(time.monotonic() - t0, 1),
+        "samples": len(samples),
+        "rss_first_tenth_kib": max(r for _, r in samples[:tenth]),
+        "rss_last_tenth_kib": max(r for _, r in samples[-tenth:]),
+        "peak_rss_kib": peak,
+    }
+
+
+def _top_costs(profile: Path, top: int) -> list[dict[str, Any]]:
+    """Functions by own (self) time in a pyinstrument session file."""
+    from pyinstrument.session import Session
+
+    session = Session.load(str(profile))
+    own: dict[str, float] = {}
+    total = session.duration or 1.0
+
+    def walk(frame: Any) -> None:
+        key = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"
+        own[key] = own.get(key, 0.0) + frame.total_self_time
+        for child in frame.children:
+            walk(child)
+
+    root = session.root_frame()
+    if root is not None:
+        walk(root)
+    ranked = sorted(own.items(), key=lambda kv: kv[1], reverse=True)[:top]
+    return [{"function": k, "self_s": round(v, 3), "share": round(v / total, 4)} for k, v in ranked]
+
+
+def run(params: Mapping[str, Any]) -> Measured:
+    """Baselines, then the hub: throughput (1 and 2 workers), latency, soak, profile."""
+    base = passthrough.run(
+        {**passthrough.BENCHMARK.defaults, "messages": int(params["baseline_messages"])}
+    )
+    rates = {m["variant"]: float(m["msgs_per_s"]) for m in base.measurements}
+    faust_rate = rates["faust batched"]
+    measurements: list[dict[str, Any]] = [dict(m, operation="baseline") for m in base.measurements]
+    rows: list[list[Any]] = [
+        [f"baseline: {v}", "-", int(params["baseline_messages"]), r, "msg/s", r / faust_rate]
+        for v, r in rates.items()
+    ]
+    profile_path = Path(tempfile.mkdtemp(prefix="hub-profile-")) / "worker.pyisession"
+    top: list[dict[str, Any]] = []
+    try:
+        best = 0.0
+        for workers in params["workers"]:
+            profile = profile_path if params["profile"] and workers == 1 else None
+            got = _throughput(params, workers, profile)
+            rate = got["events"] / got["elapsed_s"]
+            best = max(best, rate) if workers == 1 else best
+            lat = got["latencies"]
+            measurements.append(
+                {
+                    "operation": "hub throughput",
+                    "workers": workers,
+                    "events": got["events"],
+                    "deliveries": got["deliveries"],
+                    "elapsed_s": round(got["elapsed_s"], 3),
+                    "events_per_s": round(rate, 1),
+                    "deliveries_per_s": round(got["deliveries"] / got["elapsed_s"], 1),
+                    "ratio_to_faust_batched": round(rate / faust_rate, 3),
+                    "ratio_to_raw_aiokafka": round(rate / rates["raw aiokafka"], 4),
+                    "profiled": profile is not None,
+                    "p50_ms_flat_out": round(_quantile(lat, 0.5) * 1000, 1),
+                }
+            )
+            rows.append(
+                [
+                    "hub throughput" + (" (profiled)" if profile else ""),
+                    workers,
+                    got["events"],
+                    round(rate, 0),
+                    "events/s",
+                    rate / faust_rate,
+                ]
+            )
+            if profile is not None and profile.exists():
+                top = _top_costs(profile, int(params["profile_top"]))
+        lat = _latency(params)
+        q = {p: _quantile(lat["latencies"], p / 100) * 1000 for p in (50, 95, 99)}
+        measurements.append(
+            {
+                "operation": "hub latency",
+                "workers": 1,
+                "offered_per_s": params["rate"],
+                "events": lat["events"],
+                "deliveries": lat["deliveries"],
+                **{f"p{p}_ms": round(v, 1) for p, v in q.items()},
+            }
+        )
+        for p, v in q.items():
+            rows.append([f"latency p{p} at {params['rate']}/s", 1, lat["events"], v, "ms", None])
+        if float(params["soak_s"]) > 0:
+            soak = _soak(params, rate=max(1.0, best / 2))
+            measurements.append({"operation": "soak", "workers": 1, **soak})
+            rows.append(
+                ["soak RSS first tenth", 1, "-", soak["rss_first_tenth_kib"] / 1024, "MiB", None]
+            )
+            rows.append(
+                ["soak RSS last tenth", 1, "-", soak["rss_last_tenth_kib"] / 1024, "MiB", None]
+            )
+        if top:
+            measurements.append({"operation": "profile", "top_self_time": top})
+    finally:
+        shutil.rmtree(profile_path.parent, ignore_errors=True)
+    notes = [
+        "Reference protocol scenario traffic (seeded), HPKE sealing per recipient, Ed25519, "
+        "audit to SQLite (synchronous=FULL) with signed checkpoints; complete = every event "
+        "audited and every audited delivery read back from its recipient's topic.",
+        "Baselines from bench.passthrough in the same run (1 KB records, 1 partition); the "
+        "hub runs 3 partitions per topic.",
+        f"Latency: events offered at {params['rate']}/s for {params['latency_s']} s; per "
+        "delivery, produce to read by a consumer in the same process as the producer.",
+    ]
+    if top:
+        notes.append(
+            "Top own-time costs in the worker (pyinstrument): "
+            + "; ".join(f"{t['function']} {t['share']:.0%}" for t in top[:5])
+        )
+    return Measured(measurements=measurements, columns=COLUMNS, rows=rows, notes=notes)
+
+
+BENCHMARK = Benchmark(
+    name="hub",
+    summary="The whole hub end to end (issue 8): throughput with 1 and 2 workers, latency at "
+    "an offered rate, a memory soak, as ratios to the passthrough baselines of the same run.",
+    run=run,
+    defaults={
+        "events": 3000,
+        "seed": 8,
+        "workers": [1, 2],
+        "rate": 1000,
+        "latency_s": 10,
+        "soak_s": 600,
+        "soak_slice_s": 10,
+        "baseline_messages": 20000,
+        "profile": False,
+        "profile_top": 12,
+        "timeout_s": 300.0,
+    },
+    quick={
+        "events": 100,
+        "workers": [1],
+        "rate": 50,
+        "latency_s": 2,
+        "soak_s": 0,
+        "baseline_messages": 300,
+        "profile": False,
+        "timeout_s": 120.0,
+    },
+)
