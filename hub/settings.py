@@ -60,6 +60,11 @@ class HubSettings(BaseSettings):
     )
     rebalance_timeout: float = Field(default=3.0, gt=0, description="consumer group rebalance (s)")
     session_timeout: float = Field(default=10.0, gt=0, description="worker liveness timeout (s)")
+    max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="events a worker routes ahead of the broker's acknowledgements",
+    )
     audit_outage_limit: float = Field(
         default=10.0, gt=0, description="seconds audit may fail before delivery pauses"
     )

@@ -42,9 +42,37 @@ from hub.workflows.bans import BanRegister
 from hub.workflows.marac import earlier_recipients
 from hub.workflows.register import FlagRegister
 
-__all__ = ["create_app"]
+__all__ = ["build_router", "create_app"]
 
 _log = get_logger("router")
+
+
+def build_router(settings: HubSettings, protocol: Protocol) -> Router:
+    """The router a worker runs: the hub's keys, pseudonyms, escrow, clock and registers."""
+    pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
+    keys = FileKeyStore(settings.keys_dir)
+    envelope = PartyEnvelope(
+        HUB_PARTY,
+        store=keys,
+        cache=DataKeyCache(
+            max_uses=protocol.crypto.max_data_key_uses,
+            max_age=protocol.crypto.max_data_key_age_s,
+        ),
+    )
+    cases = CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case)
+    router = Router(
+        protocol,
+        registry=SchemaRegistry(),
+        pseudonymiser=pseudonymiser,
+        envelope=envelope,
+        escrow=make_escrow(cases),
+        max_event_bytes=settings.max_event_bytes,
+        clock=clock_for(settings.clock_file),
+        register=FlagRegister(settings.register_path),
+        previous=earlier_recipients(settings, pseudonymiser),
+        bans=BanRegister(settings.register_path),
+    )
+    return router
 
 
 def _periodic_sweep(
@@ -94,29 +122,9 @@ def create_app(
         broker_heartbeat_interval=1.0,
         broker_credentials=settings.kafka_security.faust_credentials(),
     )
-    pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
-    keys = FileKeyStore(settings.keys_dir)
-    envelope = PartyEnvelope(
-        HUB_PARTY,
-        store=keys,
-        cache=DataKeyCache(
-            max_uses=protocol.crypto.max_data_key_uses,
-            max_age=protocol.crypto.max_data_key_age_s,
-        ),
-    )
-    cases = CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case)
-    router = Router(
-        protocol,
-        registry=SchemaRegistry(),
-        pseudonymiser=pseudonymiser,
-        envelope=envelope,
-        escrow=make_escrow(cases),
-        max_event_bytes=settings.max_event_bytes,
-        clock=clock_for(settings.clock_file),
-        register=FlagRegister(settings.register_path),
-        previous=earlier_recipients(settings, pseudonymiser),
-        bans=BanRegister(settings.register_path),
-    )
+    router = build_router(settings, protocol)
+    envelope = router.envelope
+    cases = CaseKeys(settings.keys_dir, pseudonymise=router.pseudonymiser.case)
     inbound = app.topic(
         *(topics.inbound(p) for p in protocol.party_ids),
         topics.HUB_INBOUND,
@@ -146,13 +154,51 @@ def create_app(
     idle = asyncio.Event()
     idle.set()
 
+    # Pipelining: an event's outputs are handed to the producer and the next event is routed
+    # while the broker acknowledges them; the event is acked (its offset may be committed) only
+    # once every output is on the broker. faust commits only contiguous acked offsets, so a
+    # crash re-routes whatever was not yet confirmed (same ids: repeats are recognised).
+    window = asyncio.Semaphore(settings.max_in_flight)
+    in_flight: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+
+    async def confirm(event: Any, pending: list[Any], result: Any, origin: Origin) -> None:
+        try:
+            await asyncio.gather(*pending)
+        except Exception as exc:  # not on the broker: never ack; the agent stops the worker
+            _log.critical("delivery_not_confirmed", event_id=result.event_id, error=str(exc))
+            failures.append(exc)
+            return
+        finally:
+            window.release()
+        event.ack()  # every output is on the broker: the offset may be committed
+        metrics.observe(origin.topic, result)
+        _log.info(
+            "routed",
+            event_id=result.event_id,
+            origin=str(origin),
+            outcome=result.outcome,
+            delivered=result.delivered,
+            withheld=result.withheld,
+        )
+
+    def settled(task: asyncio.Task[None]) -> None:
+        in_flight.discard(task)
+        if not in_flight:
+            idle.set()
+
     @app.agent(inbound, name="hub-route")
     async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
+        # acks are ours (noack): an event is acked when its outputs are confirmed, not when
+        # the loop moves on to the next one
+        async for event in stream.noack().events():
+            if failures:  # a produce failed: restart from the last committed offset
+                raise failures[0]
             if state.stopping:  # draining: leave the rest uncommitted for the next owner
                 await asyncio.Event().wait()
-            idle.clear()
             await gate.wait_open()  # no delivery while its audit record cannot be written
+            await window.acquire()
+            idle.clear()
             message = event.message
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
 
@@ -160,41 +206,38 @@ def create_app(
                 found = seen.get(event_id.encode())
                 return found.decode() if found else None
 
-            result = router.route(
-                origin=origin,
-                key=message.key,
-                value=message.value,
-                headers=list(message.headers or ()),
-                seen=lookup,
-            )
-            pending = [
-                await audit_topic.send(
-                    force=True,
-                    key=record.event_id.encode(),
-                    value=record.model_dump_json().encode(),
+            try:
+                result = router.route(
+                    origin=origin,
+                    key=message.key,
+                    value=message.value,
+                    headers=list(message.headers or ()),
+                    seen=lookup,
                 )
-                for record in result.audit
-            ]
-            pending += [
-                await topic_for(out.topic).send(
-                    key=out.key, value=out.value, headers=out.headers, force=True
-                )
-                for out in result.messages
-            ]
-            await asyncio.gather(*pending)
+                pending = [
+                    await audit_topic.send(
+                        force=True,
+                        key=record.event_id.encode(),
+                        value=record.model_dump_json().encode(),
+                    )
+                    for record in result.audit
+                ]
+                pending += [
+                    await topic_for(out.topic).send(
+                        key=out.key, value=out.value, headers=out.headers, force=True
+                    )
+                    for out in result.messages
+                ]
+            except BaseException:
+                window.release()
+                if not in_flight:
+                    idle.set()
+                raise
             if result.remember:
                 seen[result.event_id.encode()] = str(origin).encode()
-            event.ack()  # every output is on the broker: the offset may be committed
-            idle.set()
-            metrics.observe(message.topic, result)
-            _log.info(
-                "routed",
-                event_id=result.event_id,
-                origin=str(origin),
-                outcome=result.outcome,
-                delivered=result.delivered,
-                withheld=result.withheld,
-            )
+            task = asyncio.ensure_future(confirm(event, pending, result, origin))
+            in_flight.add(task)
+            task.add_done_callback(settled)
             yield None
 
     def make_sink() -> AuditSink:
