@@ -15,8 +15,9 @@ on, as in production. Three measurements in one run, each hub on a fresh embedde
 
 ``profile`` (off by default, not yet working): meant to run the first worker under
 pyinstrument (``HUB_PROFILE_FILE``) and record the top costs by own time; the worker
-(``hub.agents.worker``) does not honour that variable yet, so no profile is recorded. With ``soak_s`` a worker is fed
-at half the measured throughput for that long and its RSS sampled every second.
+(``hub.agents.worker``) does not honour that variable yet, so no profile is recorded.
+With ``soak_s`` a worker is fed at half the measured throughput for that long and its RSS
+sampled every second.
 """
 
 from __future__ import annotations

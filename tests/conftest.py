@@ -23,6 +23,7 @@ from hub.broker import EmbeddedBroker
 from hub.client import HubClient
 from hub.keys.file_store import FileKeyStore
 from hub.models import AuditRecord, Delivery
+from hub.scenarios.north_worcs import Scenario
 from hub.settings import HubSettings
 
 pytest_plugins = ["tests.postgres"]
@@ -86,6 +87,38 @@ class RunningHub:
             timeout=timeout,
             what=f"audit records of {event_id}",
         )
+
+    def decided(self, ids: list[str]) -> int:
+        """How many of these events the audit store already has a decision for."""
+        with self.store() as store:
+            return sum(store.has_event(i) for i in ids)
+
+    def publish_scenario(
+        self, published: list[str], *, events: int, seed: int, pause: float = 0.01
+    ) -> None:
+        """Publish seeded North Worcestershire traffic as a stream (``pause`` between events),
+        appending each event id as the broker accepts it (tests read it from another thread).
+        """
+
+        async def run() -> None:
+            clients: dict[str, HubClient] = {}
+            try:
+                for item in Scenario(seed=seed).events(events):
+                    client = clients.setdefault(
+                        item.publisher,
+                        HubClient(item.publisher, bootstrap=self.bootstrap, keys=self.keys),
+                    )
+                    published.append(
+                        await client.publish(
+                            item.event_type, item.data, key=item.key, subject=item.subject
+                        )
+                    )
+                    await asyncio.sleep(pause)
+            finally:
+                for client in clients.values():
+                    await client.close()
+
+        asyncio.run(run())
 
     def env(self) -> dict[str, str]:
         return {

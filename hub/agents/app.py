@@ -191,7 +191,8 @@ def create_app(
     async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         # acks are ours (noack): an event is acked when its outputs are confirmed, not when
         # the loop moves on to the next one
-        async for event in stream.noack().events():
+        manual: faust.StreamT[bytes] = stream.noack()  # type: ignore[attr-defined]  # on Stream, not in StreamT
+        async for event in manual.events():
             if failures:  # a produce failed: restart from the last committed offset
                 raise failures[0]
             if state.stopping:  # draining: leave the rest uncommitted for the next owner

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from hub.errors import BrokerError, ConfigError
 from hub.ingress.app import RecentIds, TrustedProxy, create_app
 from hub.ingress.tokens import TokenStore
 from hub.keys.file_store import FileKeyStore
+from hub.net import is_loopback
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
 
@@ -124,20 +124,11 @@ def build_app(
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_transport(
     host: str, *, tls_cert: Path | None, tls_key: Path | None, allow_plain_http: bool
 ) -> None:
     """Refuse plain HTTP off loopback (unless allowed) and half a TLS configuration."""
-    if tls_cert is None and not _is_loopback(host) and not allow_plain_http:
+    if tls_cert is None and not is_loopback(host) and not allow_plain_http:
         raise ConfigError(
             f"--host {host}: bearer tokens would cross the network in clear: give "
             "--tls-cert/--tls-key, bind to 127.0.0.1 behind a TLS proxy, or pass "

@@ -7,7 +7,6 @@ thread next to their other work (uvicorn installs no signal handlers off the mai
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from hub.errors import ConfigError
+from hub.net import is_loopback
 from hub.settings import HubSettings
 from hub.web.app import create_app
 from hub.web.context import Console
@@ -27,7 +27,7 @@ class ConsoleServer:
     """One console on one socket; ``run`` blocks, ``start``/``stop`` use a thread."""
 
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
-        if not _is_loopback(host):
+        if not is_loopback(host):
             # Passwords and session cookies would cross the network in clear: a deployment
             # puts a TLS-terminating proxy in front of a loopback console instead.
             raise ConfigError(
@@ -85,12 +85,3 @@ def console_server(settings: HubSettings, *, port: int | None = None) -> Console
     return ConsoleServer(
         app, host=settings.console_host, port=settings.console_port if port is None else port
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -8,7 +8,6 @@ worker had not committed is routed again with the same ids).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -16,44 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from hub.agents.sink import CHECKPOINT_TYPE
 from hub.broker import EmbeddedBroker
-from hub.client import HubClient
 from hub.models import AuditDecision, Delivery
-from hub.scenarios.north_worcs import Scenario
 from tests.conftest import RunningHub, start_hub, wait_for
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 120
-HUB_NOTICES = {"uk.csp.hub.rejected.v1", CHECKPOINT_TYPE}
-
-
-def _publish_all(hub: RunningHub, published: list[str]) -> None:
-    async def run() -> None:
-        clients: dict[str, HubClient] = {}
-        try:
-            for item in Scenario(seed=13).events(EVENTS):
-                client = clients.setdefault(
-                    item.publisher,
-                    HubClient(item.publisher, bootstrap=hub.bootstrap, keys=hub.keys),
-                )
-                published.append(
-                    await client.publish(
-                        item.event_type, item.data, key=item.key, subject=item.subject
-                    )
-                )
-                await asyncio.sleep(0.01)  # a stream, not one burst: the stop lands mid-way
-        finally:
-            for client in clients.values():
-                await client.close()
-
-    asyncio.run(run())
-
-
-def _decided(hub: RunningHub, ids: list[str]) -> int:
-    with hub.store() as store:
-        return sum(store.has_event(i) for i in ids)
 
 
 @pytest.fixture
@@ -69,9 +37,11 @@ def two_workers(tmp_path: Path) -> Iterator[RunningHub]:
 def test_sigterm_mid_stream_drains_and_loses_nothing(two_workers: RunningHub) -> None:
     hub = two_workers
     published: list[str] = []
-    publisher = threading.Thread(target=_publish_all, args=(hub, published))
+    publisher = threading.Thread(
+        target=hub.publish_scenario, args=(published,), kwargs={"events": EVENTS, "seed": 13}
+    )
     publisher.start()
-    wait_for(lambda: _decided(hub, list(published)) >= 25, timeout=60, what="25 events routed")
+    wait_for(lambda: hub.decided(list(published)) >= 25, timeout=60, what="25 events routed")
     pid, code = hub.supervisor.terminate_worker(0)
     assert code == 0  # a clean exit, not killed at the deadline
     log = hub.supervisor.worker_log.read_text()
@@ -79,7 +49,7 @@ def test_sigterm_mid_stream_drains_and_loses_nothing(two_workers: RunningHub) ->
     publisher.join(timeout=120)
     assert len(published) == EVENTS
     wait_for(
-        lambda: _decided(hub, published) == EVENTS,
+        lambda: hub.decided(published) == EVENTS,
         timeout=120,
         what="every event decided by the remaining worker",
     )
@@ -101,5 +71,5 @@ def test_sigterm_mid_stream_drains_and_loses_nothing(two_workers: RunningHub) ->
         def complete(ds: list[Delivery], e: set[str] = expected) -> bool:
             return e <= {d.id for d in ds}
 
-        ids = {d.id for d in hub.deliveries(party, until=complete) if d.type not in HUB_NOTICES}
+        ids = {d.id for d in hub.deliveries(party, until=complete) if not d.from_hub}
         assert expected <= ids, party
