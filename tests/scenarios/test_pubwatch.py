@@ -54,7 +54,8 @@ class Scenario(TimedHub):
         return {CROWN, SUN, RETAIL, LICENSING}
 
     def records(self, event_id: str, *, at_least: int = 1) -> list[AuditRecord]:
-        return self.hub.wait_records(event_id, at_least=at_least)
+        # a generous deadline, as for deliveries: a full suite run shares the machine
+        return self.hub.wait_records(event_id, at_least=at_least, timeout=90.0)
 
     def delivered_to(self, event_id: str, *, at_least: int = 1) -> set[str]:
         return set(self.rules(event_id, at_least=at_least))
