@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "PARTY_ID_PATTERN",
+    "AuditBatch",
     "AuditDecision",
     "AuditRecord",
     "Decision",
@@ -206,6 +207,19 @@ class AuditRecord(BaseModel):
         description="for acknowledgements: the id of the acknowledgement event itself "
         "(event_id is the event acknowledged, so a case chronology finds it)",
     )
+
+
+class AuditBatch(BaseModel):
+    """Every audit record of one routed event, as one message on ``hub.audit``.
+
+    One message per event rather than per record: the router's produce calls per event drop
+    from about a dozen to a handful, and an event's records land in the store together.
+    The sink also accepts a lone ``AuditRecord`` (the webhook dispatcher sends those).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    records: tuple[AuditRecord, ...]
 
 
 class Delivery(BaseModel):

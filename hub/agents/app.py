@@ -25,6 +25,7 @@ from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import open_store
 from hub.broker import topics
 from hub.clock import clock_for
+from hub.durable import GroupSync
 from hub.envelope.crypto import DataKeyCache
 from hub.envelope.escrow import make_escrow
 from hub.envelope.party import PartyEnvelope
@@ -34,7 +35,7 @@ from hub.keys.expiry import SWEEP_INTERVAL_S, expire_cases
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import HUB_PARTY
 from hub.log import get_logger
-from hub.models import Origin
+from hub.models import AuditBatch, Origin
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
@@ -47,8 +48,14 @@ __all__ = ["build_router", "create_app"]
 _log = get_logger("router")
 
 
-def build_router(settings: HubSettings, protocol: Protocol) -> Router:
-    """The router a worker runs: the hub's keys, pseudonyms, escrow, clock and registers."""
+def build_router(
+    settings: HubSettings, protocol: Protocol, *, group: GroupSync | None = None
+) -> Router:
+    """The router a worker runs: the hub's keys, pseudonyms, escrow, clock and registers.
+
+    With ``group``, new case keys and register commits are fsynced by the group commit
+    before the events that wrote them are acknowledged (``hub.durable``), not one by one.
+    """
     pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
     keys = FileKeyStore(settings.keys_dir)
     envelope = PartyEnvelope(
@@ -59,7 +66,7 @@ def build_router(settings: HubSettings, protocol: Protocol) -> Router:
             max_age=protocol.crypto.max_data_key_age_s,
         ),
     )
-    cases = CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case)
+    cases = CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case, group=group)
     router = Router(
         protocol,
         registry=SchemaRegistry(),
@@ -68,9 +75,9 @@ def build_router(settings: HubSettings, protocol: Protocol) -> Router:
         escrow=make_escrow(cases),
         max_event_bytes=settings.max_event_bytes,
         clock=clock_for(settings.clock_file),
-        register=FlagRegister(settings.register_path),
+        register=FlagRegister(settings.register_path, group=group),
         previous=earlier_recipients(settings, pseudonymiser),
-        bans=BanRegister(settings.register_path),
+        bans=BanRegister(settings.register_path, group=group),
     )
     return router
 
@@ -122,7 +129,8 @@ def create_app(
         broker_heartbeat_interval=1.0,
         broker_credentials=settings.kafka_security.faust_credentials(),
     )
-    router = build_router(settings, protocol)
+    group = GroupSync()
+    router = build_router(settings, protocol, group=group)
     envelope = router.envelope
     cases = CaseKeys(settings.keys_dir, pseudonymise=router.pseudonymiser.case)
     inbound = app.topic(
@@ -131,7 +139,6 @@ def create_app(
         key_type=bytes,
         value_type=bytes,
     )
-    audit_topic = app.topic(topics.AUDIT, key_type=bytes, value_type=bytes)
     seen = app.Table(
         "hub-seen-events",
         default=None,
@@ -139,13 +146,6 @@ def create_app(
         value_type=bytes,
         partitions=settings.partitions,
     )
-    out_topics: dict[str, Any] = {}
-
-    def topic_for(name: str) -> Any:
-        if name not in out_topics:
-            out_topics[name] = app.topic(name, key_type=bytes, value_type=bytes)
-        return out_topics[name]
-
     gate = AuditGate(limit=settings.audit_outage_limit)
     state = OpsState()
     metrics = Metrics(state)
@@ -162,10 +162,13 @@ def create_app(
     in_flight: set[asyncio.Task[None]] = set()
     failures: list[BaseException] = []
 
-    async def confirm(event: Any, pending: list[Any], result: Any, origin: Origin) -> None:
+    async def confirm(
+        event: Any, pending: list[Any], result: Any, origin: Origin, written: int
+    ) -> None:
         try:
             await asyncio.gather(*pending)
-        except Exception as exc:  # not on the broker: never ack; the agent stops the worker
+            await group.wait(written)  # this event's case keys and register rows on disk
+        except Exception as exc:  # not on the broker or not on disk: never ack; stop the worker
             _log.critical("delivery_not_confirmed", event_id=result.event_id, error=str(exc))
             failures.append(exc)
             return
@@ -215,18 +218,23 @@ def create_app(
                     headers=list(message.headers or ()),
                     seen=lookup,
                 )
+                written = group.position
+                # straight to the producer (faust's Topic.send adds a channel hop per message);
+                # each returns a future the broker resolves. The audit batch goes first.
+                batch = AuditBatch(records=tuple(result.audit)) if result.audit else None
                 pending = [
-                    await audit_topic.send(
-                        force=True,
-                        key=record.event_id.encode(),
-                        value=record.model_dump_json().encode(),
+                    await app.producer.send(
+                        topics.AUDIT,
+                        result.event_id.encode(),
+                        batch.model_dump_json().encode(),
+                        None,
+                        None,
+                        None,
                     )
-                    for record in result.audit
+                    for batch in ([batch] if batch is not None else [])
                 ]
                 pending += [
-                    await topic_for(out.topic).send(
-                        key=out.key, value=out.value, headers=out.headers, force=True
-                    )
+                    await app.producer.send(out.topic, out.key, out.value, None, None, out.headers)
                     for out in result.messages
                 ]
             except BaseException:
@@ -236,7 +244,7 @@ def create_app(
                 raise
             if result.remember:
                 seen[result.event_id.encode()] = str(origin).encode()
-            task = asyncio.ensure_future(confirm(event, pending, result, origin))
+            task = asyncio.ensure_future(confirm(event, pending, result, origin, written))
             in_flight.add(task)
             task.add_done_callback(settled)
             yield None

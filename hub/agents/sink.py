@@ -19,7 +19,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
 
 from hub.audit.log import AuditLog
 from hub.audit.store import AuditStore
@@ -28,13 +30,26 @@ from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import AuditError, KeyStoreError
 from hub.log import get_logger
-from hub.models import AuditRecord, EventAttributes
+from hub.models import AuditBatch, AuditRecord, EventAttributes
 
-__all__ = ["CHECKPOINT_TYPE", "AuditGate", "AuditSink"]
+__all__ = ["CHECKPOINT_TYPE", "AuditGate", "AuditSink", "decode_audit_message"]
 
 CHECKPOINT_TYPE = "uk.csp.audit.checkpoint.v1"
 _log = get_logger("audit-sink")
 _NS = uuid.UUID("0b7f7a8e-3f8e-4d0c-9d55-5b1c1f1e2a01")
+_MESSAGE: TypeAdapter[AuditBatch | AuditRecord] = TypeAdapter(
+    Annotated[AuditBatch | AuditRecord, Field(union_mode="left_to_right")]
+)
+
+
+def decode_audit_message(value: bytes | None) -> list[AuditRecord]:
+    """The records in one ``hub.audit`` message: a router's batch, or a lone record.
+
+    Raises:
+        ValueError: neither (the sink stops rather than skip an audit record).
+    """
+    decoded = _MESSAGE.validate_json(value or b"")
+    return list(decoded.records) if isinstance(decoded, AuditBatch) else [decoded]
 
 
 @dataclass
@@ -216,7 +231,7 @@ async def run_audit_sink(
             raw = [r.value for rs in batches.values() for r in rs]
             if raw:
                 try:
-                    records = [AuditRecord.model_validate_json(v or b"") for v in raw]
+                    records = [r for v in raw for r in decode_audit_message(v)]
                 except ValueError:
                     # never skip an audit record: stay stuck, the gate pauses delivery
                     sink.gate.trying()

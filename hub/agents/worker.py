@@ -7,7 +7,10 @@ they join one consumer group and share the partitions. SIGTERM/SIGINT stop them 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from pathlib import Path
+from typing import NoReturn
 
 import faust
 
@@ -46,7 +49,28 @@ def main() -> None:
         redirect_stdouts=False,
         logging_config=stdlib_logging_config(settings.log_level),  # JSON lines, like ours
     )
+    profile = os.environ.get("HUB_PROFILE_FILE")
+    if profile:
+        _profiled(worker, Path(profile))
     worker.execute_from_commandline()  # runs until signalled, then exits the process
+
+
+def _profiled(worker: faust.Worker, path: Path) -> NoReturn:
+    """Run the worker under pyinstrument and save the session as it exits (``make bench``).
+
+    A benchmark aid, never on in production: sampling all threads (the consumer thread, the
+    audit sink's store writes) costs a little on every event.
+    """
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        session = profiler.stop()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        session.save(str(path))
 
 
 if __name__ == "__main__":

@@ -29,11 +29,13 @@ import fcntl
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.keys.file_store import ensure_private_dir, fsync_dir, write_private_file
 
@@ -66,14 +68,26 @@ class CaseKeys:
         root: the ``keys`` directory (``HUB_DATA_DIR/keys``).
         pseudonymise: case reference to a file-name-safe pseudonym, normally
             ``Pseudonymiser(load_pseudonym_key(settings)).case``.
+        group: the router's group commit: new case keys are written at once but fsynced by
+            ``group.sync_to`` before the event that created them is acknowledged. Without
+            it (the CLI, the console) every new key is fsynced as it is written.
     """
 
-    def __init__(self, root: Path, *, pseudonymise: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        pseudonymise: Callable[[str], str],
+        group: GroupSync | None = None,
+    ) -> None:
         self._root = root
         self._dir = root / "cases"
         self._holds_file = root / "holds.json"
         self._pseudonymise = pseudonymise
         self._cache: dict[str, bytes] = {}
+        self._group = group
+        self._unsynced: list[Path] = []
+        self._unsynced_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CaseKeys({str(self._root)!r})"
@@ -113,9 +127,51 @@ class CaseKeys:
                 key = self._read_key(name)
                 if key is None:
                     key = os.urandom(CASE_KEY_BYTES)
-                    write_private_file(self._key_file(name), key)
+                    self._create(name, key)
         self._cache[name] = key
         return key
+
+    def sync(self) -> None:
+        """Make the key files created since the last call durable (one fsync each, one dir).
+
+        Called by the router's group commit (``hub.durable``) in a worker thread.
+        """
+        with self._unsynced_lock:
+            pending, self._unsynced = self._unsynced, []
+        if not pending:
+            return
+        for path in pending:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:  # shredded meanwhile: nothing left to keep
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(self._dir)
+
+    def _create(self, name: str, key: bytes) -> None:
+        """Write a new key file atomically; fsynced now, or by the group commit."""
+        if self._group is None:
+            write_private_file(self._key_file(name), key)
+            return
+        path = self._key_file(name)  # the directory exists: _locked made it
+        # a fixed temporary name is safe: the caller holds the directory's flock
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if not self._group.whole_filesystem:  # else the round's syncfs covers it
+            with self._unsynced_lock:
+                self._unsynced.append(path)
+        self._group.dirty(self.sync, self._dir)
 
     def is_shredded(self, case_ref: str) -> bool:
         """Whether the case has been shredded."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 from enum import StrEnum
 from typing import TypeAlias
@@ -160,8 +161,8 @@ class EncryptionKey(BaseModel):
     public_key: str = Field(description="HPKE raw public key, base64")
 
     def public(self) -> HpkePublicKey:
-        """The HPKE public key object."""
-        return self.suite.public_from_bytes(b64decode(self.public_key))
+        """The HPKE public key object, decoded once per process (sealed to on every delivery)."""
+        return _public_key(self.suite, self.public_key)
 
 
 class PartyKeys(BaseModel):
@@ -257,3 +258,9 @@ class PartyKeys(BaseModel):
                 f"party {self.party}: expected one encryption key per suite, got "
                 f"{', '.join(s.value for s in self.suites)}"
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(suite: KeySuite, encoded: str) -> HpkePublicKey:
+    """A public key decoded from its base64 text; keys are immutable, so safe to share."""
+    return suite.public_from_bytes(b64decode(encoded))

@@ -8,6 +8,7 @@ for a file that cannot be used.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
+from hub.durable import GroupSync
 from hub.errors import HubError
 
 __all__ = ["RegisterError", "SQLiteState"]
@@ -25,15 +27,22 @@ class RegisterError(HubError):
 
 
 class SQLiteState:
-    """One SQLite file with a schema; safe to share between threads of one process."""
+    """One SQLite file with a schema; safe to share between threads of one process.
+
+    With ``group`` (the router's group commit, ``hub.durable``) commits do not fsync
+    (``synchronous=NORMAL``, still atomic and consistent); ``sync`` fsyncs the write-ahead
+    log once for every commit before it, before the events that wrote are acknowledged.
+    Without it every commit is fsynced (``synchronous=FULL``): the CLI and the sweeps.
+    """
 
     #: what the file is, for error messages ("flag register", "ban register")
     label = "register"
     #: CREATE ... IF NOT EXISTS statements, run on every open
     ddl: Sequence[str] = ()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, group: GroupSync | None = None) -> None:
         self.path = path
+        self._group = group
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +50,7 @@ class SQLiteState:
                 path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'NORMAL' if group else 'FULL'}")
             for statement in self.ddl:
                 self._conn.execute(statement)
         except sqlite3.Error as exc:
@@ -70,6 +80,26 @@ class SQLiteState:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise RegisterError(f"{self.label} {self.path}: {exc}") from exc
+        if self._group is not None:
+            self._group.dirty(self.sync, self.path.parent)
+
+    def sync(self) -> None:
+        """Make every commit so far durable (by any process): one fsync of the write-ahead log.
+
+        In WAL mode a commit is complete once its frames are in the ``-wal`` file; with
+        ``synchronous=NORMAL`` SQLite writes them without fsync, so one fsync of that file
+        (from any descriptor) covers every commit before it. A checkpoint that moved them into
+        the database already synced both files (SQLite does that in NORMAL mode too).
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:  # checkpointed and removed: already durable
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
