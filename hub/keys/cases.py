@@ -140,16 +140,21 @@ class CaseKeys:
             pending, self._unsynced = self._unsynced, []
         if not pending:
             return
-        for path in pending:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:  # shredded meanwhile: nothing left to keep
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(self._dir)
+        try:
+            for path in pending:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:  # shredded meanwhile: nothing left to keep
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fsync_dir(self._dir)
+        except BaseException:
+            with self._unsynced_lock:  # not durable yet: the next round tries them again
+                self._unsynced[:0] = pending
+            raise
 
     def _create(self, name: str, key: bytes) -> None:
         """Write a new key file atomically; fsynced now, or by the group commit."""
