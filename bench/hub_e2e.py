@@ -439,8 +439,8 @@ BENCHMARK = Benchmark(
         "soak_s": 600,
         "soak_slice_s": 10,
         "baseline_messages": 20000,
-        "profile": False,
-        "profile_top": 12,
+        "profile": True,
+        "profile_top": 15,
         "timeout_s": 300.0,
     },
     quick={

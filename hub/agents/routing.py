@@ -63,9 +63,10 @@ SUSPENDED_TYPE = "uk.csp.hub.suspended.v1"
 _log = get_logger("router")
 _NOTICE_NS = uuid.UUID("6f1c3c9e-8e4b-4b7e-9d8a-2f0a1c5e7b11")
 
-#: (case ref, case key, data key id) -> escrow header value (the case key sealed under the
-#: hub's per-case secret), or None when the case has none (shredded)
-Escrow = Callable[[str, bytes, str], str | None]
+#: case ref -> a sealer for that case, or None when the case has no secret (shredded); the
+#: sealer maps (case key, data key id) to the escrow header value (the case key sealed under
+#: the hub's per-case secret)
+Escrow = Callable[[str], Callable[[bytes, str], str] | None]
 
 #: event id -> origin string of the record that first carried it, or None if never seen
 SeenLookup = Callable[[str], str | None]
@@ -275,12 +276,13 @@ class Router:
         decision = _marked(decision, marks)
         result = RouteResult(event_id=attrs.id)
         common = self._common(event, decision)
+        escrow = self._case_escrow(case)
         for outcome in decision.recipients:
             if outcome.outcome == "deliver":
                 if "*" in outcome.fields:  # the audit names each field disclosed, not "*"
                     outcome = outcome.model_copy(update={"fields": tuple(sorted(event.data))})
                 try:
-                    message, digest = self._deliver(event, decision, outcome)
+                    message, digest = self._deliver(event, decision, outcome, escrow)
                 except KeyStoreError as exc:  # no usable key: withhold, never send in clear
                     withheld = outcome.model_copy(
                         update={
@@ -493,8 +495,30 @@ class Router:
             payload_sha256=payload_sha256,
         )
 
+    def _case_escrow(self, case: str | None) -> Callable[[bytes, str], str | None] | None:
+        """The escrow hook for one event's deliveries: the case secret looked up once.
+
+        Lazily, on the first delivery: an event that delivers nothing creates no case key.
+        """
+        escrow = self.escrow
+        if escrow is None or case is None:
+            return None
+        resolved: list[Callable[[bytes, str], str | None] | None] = []
+
+        def seal(case_key: bytes, dek_id: str) -> str | None:
+            if not resolved:
+                resolved.append(escrow(case))
+            sealer = resolved[0]
+            return sealer(case_key, dek_id) if sealer is not None else None
+
+        return seal
+
     def _deliver(
-        self, event: InboundEvent, decision: Decision, outcome: RecipientDecision
+        self,
+        event: InboundEvent,
+        decision: Decision,
+        outcome: RecipientDecision,
+        escrow: Callable[[bytes, str], str | None] | None,
     ) -> tuple[wire.WireMessage, str]:
         """Minimise, seal to the recipient, sign; the digest is of the exact bytes sent."""
         plaintext = wire.canonical_json(minimise(event.data, outcome.fields))
@@ -508,8 +532,6 @@ class Router:
             datacontenttype=wire.JSON,
         )
         key = event.key.encode() if event.key is not None else None
-        case = case_ref(attrs.type, event.data)
-        escrow = self.escrow
         sealed = self.envelope.seal(
             delivered,
             key=key,
@@ -520,7 +542,7 @@ class Router:
                 "hubrule": outcome.rule_id or "",
                 "hubfields": ",".join(sorted(outcome.fields)),
             },
-            escrow=(lambda ck, dek: escrow(case, ck, dek)) if escrow and case else None,
+            escrow=escrow,
             suite=self.protocol.crypto.suite_for(attrs.type),
         )
         message = wire.WireMessage(

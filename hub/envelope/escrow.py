@@ -25,18 +25,28 @@ __all__ = ["make_escrow", "open_escrowed"]
 _AAD = b"hub/escrow/v1\x00"
 
 
-def make_escrow(cases: CaseKeys) -> Callable[[str, bytes, str], str | None]:
-    """The router's escrow hook: seal a case key under the case secret (None if shredded)."""
+def make_escrow(cases: CaseKeys) -> Callable[[str], Callable[[bytes, str], str] | None]:
+    """The router's escrow hook: a sealer of case keys under a case's secret.
 
-    def escrow(case_ref: str, case_key: bytes, dek_id: str) -> str | None:
+    Called once per event (the secret is read, and the shred tombstone checked, once for all
+    of the event's deliveries); None when the case is shredded: a shredded case gets no
+    hub-side copy of new keys either.
+    """
+
+    def for_case(case_ref: str) -> Callable[[bytes, str], str] | None:
         try:
             secret = cases.key_for(case_ref)
         except CaseShreddedError:
-            return None  # a shredded case gets no hub-side copy of new keys either
-        nonce = os.urandom(12)
-        return crypto.b64e(nonce + AESGCM(secret).encrypt(nonce, case_key, _AAD + dek_id.encode()))
+            return None
+        aead = AESGCM(secret)
 
-    return escrow
+        def seal(case_key: bytes, dek_id: str) -> str:
+            nonce = os.urandom(12)
+            return crypto.b64e(nonce + aead.encrypt(nonce, case_key, _AAD + dek_id.encode()))
+
+        return seal
+
+    return for_case
 
 
 def open_escrowed(

@@ -67,6 +67,9 @@ class FileKeyStore:
         self._private_dir = root / "private"
         self._cache_stamp: tuple[int, int, int] | None = None
         self._records: list[PartyKeys] = []
+        # indexes of _records, rebuilt with it: the router looks keys up for every delivery
+        self._by_party: dict[str, list[PartyKeys]] = {}
+        self._by_kid: dict[str, PartyKeys] = {}
         # private keys never change once written, so they are cached for the process lifetime
         self._signers: dict[str, Ed25519PrivateKey] = {}
         self._openers: dict[str, HpkePrivateKey] = {}
@@ -87,7 +90,8 @@ class FileKeyStore:
 
     def public(self, party: str) -> list[PartyKeys]:
         """All generations of a party, newest first; empty if the party has none."""
-        return [r for r in reversed(self._load()) if r.party == party]
+        self._refresh()
+        return list(self._by_party.get(party, ()))
 
     def active(self, party: str) -> PartyKeys:
         """The party's active generation (see ``KeyDirectory.active``)."""
@@ -100,9 +104,10 @@ class FileKeyStore:
 
     def by_key_id(self, kid: str) -> PartyKeys:
         """The generation holding ``kid`` (see ``KeyDirectory.by_key_id``)."""
-        for record in self._load():
-            if kid in record.key_ids:
-                return record
+        self._refresh()
+        record = self._by_kid.get(kid)
+        if record is not None:
+            return record
         raise UnknownKeyError(f"key {kid}: no such key id in {self._directory_file}")
 
     # -- KeyStore: lifecycle -------------------------------------------------------------
@@ -284,17 +289,35 @@ class FileKeyStore:
             raise KeyStoreError(f"private key file {path}: unreadable: {exc}") from exc
 
     def _load(self) -> list[PartyKeys]:
-        """The directory, re-read only when the file changed (stat is cheap; JSON is not)."""
+        """The directory (a copy the caller may change), re-read only when the file changed."""
+        self._refresh()
+        return list(self._records)
+
+    def _refresh(self) -> None:
+        """Re-read the directory if the file changed (stat is cheap; JSON is not).
+
+        One ``stat`` per lookup, so a rotation or revocation by another process (``hub keys``)
+        takes effect in a running hub at its next lookup.
+        """
         try:
             st = self._directory_file.stat()
         except FileNotFoundError:
             self._cache_stamp, self._records = None, []
-            return []
+            self._by_party, self._by_kid = {}, {}
+            return
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp != self._cache_stamp:
-            self._records = self._parse(self._directory_file.read_text(encoding="utf-8"))
-            self._cache_stamp = stamp
-        return list(self._records)
+        if stamp == self._cache_stamp:
+            return
+        records = self._parse(self._directory_file.read_text(encoding="utf-8"))
+        by_party: dict[str, list[PartyKeys]] = {}
+        by_kid: dict[str, PartyKeys] = {}
+        for record in reversed(records):  # newest first, as public() promises
+            by_party.setdefault(record.party, []).append(record)
+        for record in records:
+            for kid in record.key_ids:
+                by_kid.setdefault(kid, record)  # the first holder, as the scan found it
+        self._records, self._by_party, self._by_kid = records, by_party, by_kid
+        self._cache_stamp = stamp
 
     def _parse(self, text: str) -> list[PartyKeys]:
         where = self._directory_file
