@@ -16,8 +16,10 @@ __all__ = ["load", "names"]
 #: name -> module; run in this order by ``python -m bench``
 _MODULES: dict[str, str] = {
     "crypto": "bench.crypto",
+    "fanout": "bench.fanout",
     "passthrough": "bench.passthrough",
     "hub": "bench.hub_e2e",
+    "audit": "bench.audit_scale",
 }
 
 
