@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +31,17 @@ HUB = Path(sys.executable).with_name("hub")
 
 
 def copy_store(hub: RunningHub, data_dir: Path) -> Path:
+    """The live store and the hub's log signing key, as an IG officer's copy would have them.
+
+    With the key: the running hub may already have signed a checkpoint into the store (one
+    is due every ``HUB_CHECKPOINT_INTERVAL`` seconds), and a copy checked with a new key
+    would fail on that checkpoint, not on what the test is about.
+    """
     data_dir.mkdir()
+    key = hub.settings.data_dir / "keys" / "log-signing.key"
+    if key.exists():
+        (data_dir / "keys").mkdir(mode=0o700)
+        shutil.copy2(key, data_dir / "keys" / "log-signing.key")
     target = data_dir / "audit.sqlite3"
     with (
         sqlite3.connect(hub.settings.audit_db_path) as src,
