@@ -332,6 +332,7 @@ _IDLE = frozenset({"epoll.poll", "poll", "select", "EpollSelector.select"})
 
 def run(params: Mapping[str, Any]) -> Measured:
     """Baselines, then the hub: throughput (1 and 2 workers), latency, soak, profile."""
+    load_before = os.getloadavg()[0]
     base = passthrough.run(
         {**passthrough.BENCHMARK.defaults, "messages": int(params["baseline_messages"])}
     )
@@ -409,6 +410,8 @@ def run(params: Mapping[str, Any]) -> Measured:
     finally:
         shutil.rmtree(profile_path.parent, ignore_errors=True)
     notes = [
+        f"Load average (1 min) {load_before:.2f} before the run and {os.getloadavg()[0]:.2f} "
+        "after: on a shared 2-CPU machine, other work lowers every figure here.",
         "Reference protocol scenario traffic (seeded), HPKE sealing per recipient, Ed25519, "
         "audit to SQLite (synchronous=FULL) with signed checkpoints; complete = every event "
         "audited and every audited delivery read back from its recipient's topic.",
