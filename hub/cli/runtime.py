@@ -29,11 +29,22 @@ from hub.settings import HubSettings
 from hub.web.server import ConsoleServer, console_server
 
 
-def _wait_for_signal(check: Any = None) -> None:
-    """Block until SIGINT/SIGTERM; ``check()`` runs twice a second (health, restarts)."""
+def _stop_on_signals() -> threading.Event:
+    """From now on SIGINT/SIGTERM set the returned event instead of killing the process.
+
+    Installed before anything says "ready": a script that signals as soon as it reads the
+    ready line must get a clean stop, not the default action (which left `hub up` dead with
+    its workers orphaned).
+    """
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for_signal(check: Any = None, *, stop: threading.Event | None = None) -> None:
+    """Block until SIGINT/SIGTERM; ``check()`` runs twice a second (health, restarts)."""
+    stop = stop or _stop_on_signals()
     while not stop.wait(0.5):
         if check is not None:
             check()
@@ -54,6 +65,7 @@ def up() -> None:
     configure_logging(settings.log_level)
     supervisor = Supervisor(settings)
     console = None
+    stop = _stop_on_signals()
     try:
         bootstrap = supervisor.start()
         console = _start_console(settings)  # first: `hub ready` means everything is up
@@ -64,7 +76,7 @@ def up() -> None:
             for line in supervisor.heal():
                 typer.echo(line, err=True)
 
-        _wait_for_signal(heal)
+        _wait_for_signal(heal, stop=stop)
     finally:
         if console is not None:
             console.stop()
@@ -128,8 +140,9 @@ def demo(
         typer.echo(f"audit store: {settings.audit_db_path}  (try: hub audit query --json)")
         store.close()
         if keep_running:
+            stop = _stop_on_signals()
             typer.echo("hub still running; Ctrl-C to stop")
-            _wait_for_signal()
+            _wait_for_signal(stop=stop)
     finally:
         supervisor.stop()
 
@@ -141,10 +154,11 @@ def broker(
     settings = load_settings()
     configure_logging(settings.log_level)
     embedded = EmbeddedBroker(port=port)
+    stop = _stop_on_signals()
     embedded.start()
     typer.echo(f"broker ready bootstrap={embedded.bootstrap}")
     try:
-        _wait_for_signal()
+        _wait_for_signal(stop=stop)
     finally:
         embedded.stop()
 
