@@ -47,6 +47,7 @@ from hub.audit.merkle import (
     verify_inclusion,
 )
 from hub.audit.retention import PrunedPrefix, PrunePlan
+from hub.audit.sqlite import canonical_bytes
 from hub.audit.store import AuditStore
 from hub.errors import AuditError, AuditIntegrityError
 from hub.models import AuditDecision, AuditRecord, record_id_for
@@ -298,10 +299,16 @@ class AuditLog:
             AuditIntegrityError: the stored records do not match the checkpoint.
         """
         records = self._store.query(event_id=ref, limit=_MAX_EVENT_RECORDS)
-        indexed = [(r.record_id, r.event_id) for r in records]
+        indexed = [(r.record_id, r.event_id, canonical_bytes(r)) for r in records]
         if not indexed and (index := self._store.record_index(ref)) is not None:
             (data,) = self._store.leaves(index, index + 1)
-            indexed = [(ref, AuditRecord.model_validate_json(data).event_id)]
+            found = AuditRecord.model_validate_json(data)
+            if found.record_id != ref:
+                raise AuditIntegrityError(
+                    f"audit proof: leaf {index} of the log is not record {ref} (the stored "
+                    f"records were changed by hand); run `hub audit verify`"
+                )
+            indexed = [(ref, found.event_id, data)]
         if not indexed:
             prunes = self._store.prunes()
             note = (
@@ -314,7 +321,7 @@ class AuditLog:
                 f"audit proof: expected a stored event or record id, got {ref!r}{note}"
             )
         proofs: list[InclusionProof] = []
-        for record_id, event_id in indexed:
+        for record_id, event_id, data in indexed:
             index = self._store.record_index(record_id)
             if index is None:
                 raise AuditError(f"audit proof: record {record_id} vanished from the store")
@@ -327,6 +334,14 @@ class AuditLog:
                 )
             path = tuple(tree.inclusion_proof(index, head.size))
             leaf = tree.leaf(index)
+            # The index is the store's leaf number for the record, the tree follows seq
+            # order: they agree unless rows were deleted, inserted or renumbered by hand, and
+            # then the proof would be of another record.
+            if leaf_hash(data) != leaf:
+                raise AuditIntegrityError(
+                    f"audit proof: leaf {index} of the log is not record {record_id} (the "
+                    f"stored records were changed by hand); run `hub audit verify`"
+                )
             verify_inclusion(
                 leaf=leaf, index=index, size=head.size, proof=path, root=head.root_hash
             )
@@ -386,15 +401,17 @@ class AuditLog:
         pruned = prunes[-1] if prunes else None
         acc = CompactRange.from_frontier(pruned.size, pruned.frontier) if pruned else CompactRange()
         unchecked = _check_pruned(prunes, heads, findings)
-        size = self._store.size()
         last_good = acc.size
-        for start in range(acc.size, size, _BATCH):
-            end = min(start + _BATCH, size)
-            for index in self._store.mismatched_rows(start, end):
+        # To the last stored row, not to ``size()``: rows inserted by hand count too. Each
+        # batch carries on from where the previous one stopped (``AuditStore.leaves``).
+        while True:
+            start = acc.size
+            batch = self._store.leaves(start, start + _BATCH)
+            for index in self._store.mismatched_rows(start, start + len(batch)):
                 findings.append(
                     Finding("record", index, "stored columns do not match the record's bytes")
                 )
-            for data in self._store.leaves(start, end):
+            for data in batch:
                 acc.append(leaf_hash(data))
                 for head in heads.by_size.get(acc.size, ()):
                     if acc.root() == head.root_hash:
@@ -410,6 +427,8 @@ class AuditLog:
                                 head.size,
                             )
                         )
+            if len(batch) < _BATCH:
+                break
         for missing in sorted(s for s in heads.by_size if s > acc.size):
             findings.append(
                 Finding(

@@ -31,6 +31,15 @@ Other choices: ``time``/``event_time`` are ``TIMESTAMPTZ`` (so ``since`` compare
 SQLite, is what queries return and what the Merkle log hashes. The schema version lives in
 ``audit_schema``; a newer one is refused. A connection lost (database restart, network) is
 reopened on the next call, so the audit sink's retry loop recovers by itself.
+
+Leaf numbering. Because ``seq`` is dense and audit retention prunes a prefix, leaf i (the row
+of rank i - K in ``seq`` order, K leaves pruned) is the row with ``seq`` i + 1, so reading
+leaves is a primary key range that costs what it returns, and the size of the tree is the
+highest ``seq``. Rows are still always read in ``seq`` order: a read continues from the
+``seq`` where the previous read of this store stopped (``LeafCursors``), or starts at
+``seq`` i + 1; a window whose ``seq`` values do not run on from there (rows deleted or
+inserted by hand) is read again by rank, and ``hub audit verify`` walks the log from its
+first stored row from cursor to cursor, so it sees exactly what is stored, in that order.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from hub.audit.retention import PrunedPrefix
-from hub.audit.sqlite import canonical_bytes
+from hub.audit.sqlite import LeafCursors, WindowStart, canonical_bytes
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 
@@ -123,6 +132,21 @@ _PRUNED_DDL = """CREATE TABLE IF NOT EXISTS audit_pruned (
     pruned_at TIMESTAMPTZ NOT NULL
 )"""
 _PRUNED_SIZE = "(SELECT COALESCE(MAX(pruned_size), 0) FROM audit_pruned)"
+#: the size of the Merkle tree: the highest seq (leaf i is seq i + 1), or K when every stored
+#: row was pruned; an index lookup, not a count of the rows
+SIZE_SQL = (
+    f"SELECT GREATEST({_PRUNED_SIZE}, "  # noqa: S608 - constant names
+    "COALESCE((SELECT MAX(seq) FROM audit_records), 0))"
+)
+# ``mismatched_rows`` reads the subject rows of a seq range; the primary key starts with the
+# pseudonym, so without this the read scanned the whole table. Additive: created when a
+# store without it is opened, ignored by hubs that do not know it (no version bump).
+_SUBJECTS_SEQ_INDEX = "audit_subjects_seq"
+_SUBJECTS_SEQ_DDL = f"CREATE INDEX IF NOT EXISTS {_SUBJECTS_SEQ_INDEX} ON audit_subjects (seq)"
+#: the subject index rows of a seq range, through ``audit_subjects_seq``
+SUBJECTS_SQL = "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN %s AND %s"
+#: a record's leaf index, through the ``record_id`` unique index
+RECORD_INDEX_SQL = "SELECT seq - 1 FROM audit_records WHERE record_id = %s"
 _INSERT = (
     f"INSERT INTO audit_records (seq, {', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
     f"OVERRIDING SYSTEM VALUE VALUES (%s, {', '.join('%s' for _ in _COLUMNS)}) "
@@ -132,6 +156,19 @@ _INSERT_SUBJECT = (
     "INSERT INTO audit_subjects (seq, pseudonym) VALUES (%s, %s) "
     "ON CONFLICT (pseudonym, seq) DO NOTHING"
 )
+
+
+def window_sql(columns: str, how: WindowStart) -> str:
+    """A read of consecutive leaves: ``(seq, *columns)`` in seq order.
+
+    Parameters: ``first``: limit; ``after``: seq, limit; ``at`` (leaf i, read from seq
+    i + 1): i, limit; ``rank``: limit, offset. Every form but ``rank`` is a primary key range
+    that reads only what it returns.
+    """
+    select = f"SELECT seq, {columns} FROM audit_records"  # noqa: S608 - constant names
+    where = {"first": "", "after": " WHERE seq > %s", "at": " WHERE seq > %s", "rank": ""}[how]
+    tail = " ORDER BY seq LIMIT %s OFFSET %s" if how == "rank" else " ORDER BY seq LIMIT %s"
+    return select + where + tail
 
 
 def redacted_url(url: str) -> str:
@@ -185,6 +222,7 @@ class PostgresAuditStore:
         self._url = _libpq_url(url)
         self.display_url = redacted_url(url)
         self._lock = threading.Lock()
+        self._cursors = LeafCursors()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._closed = False
         with self._lock, self._guard("open"):
@@ -307,21 +345,18 @@ class PostgresAuditStore:
     def size(self) -> int:
         """Leaves pruned plus records stored: the size of the Merkle tree (see ``AuditStore``).
 
-        One statement, so one snapshot: a concurrent prune cannot be seen half done.
+        The highest ``seq`` (an index lookup, not a count of the rows). One statement, so one
+        snapshot: a concurrent prune cannot be seen half done.
         """
         with self._lock, self._guard("count"):
-            row = (
-                self._connection()
-                .execute(f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records)")  # noqa: S608
-                .fetchone()
-            )
+            row = self._connection().execute(SIZE_SQL).fetchone()
         return int(row[0]) if row is not None else 0
 
     def leaves(self, start: int, end: int) -> list[bytes]:
         """Canonical bytes of leaves ``start`` .. ``end - 1``, append order (see ``AuditStore``).
 
-        Leaf i is the row at position i in ``seq`` order (as in SQLite), not ``seq - 1``: the
-        two agree while nothing is deleted, and positions keep a deleted row detectable.
+        Leaf i is the row at rank i - K in ``seq`` order (as in SQLite); see the module
+        docstring for how that is read without counting the rows before it.
         """
         if not 0 <= start <= end:
             raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
@@ -329,25 +364,16 @@ class PostgresAuditStore:
             conn = self._connection()
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                offset = self._offset(conn, start, "audit leaves")
-                rows = conn.execute(
-                    "SELECT canonical FROM audit_records ORDER BY seq LIMIT %s OFFSET %s",
-                    (end - start, offset),
-                ).fetchall()
-        return [bytes(row[0]) for row in rows]
+                rows = self._window(conn, start, end, "canonical", "audit leaves")
+        return [bytes(row[1]) for row in rows]
 
     def record_index(self, record_id: str) -> int | None:
-        """Leaf index of a record (0-based, append order), or ``None`` if not stored."""
+        """Leaf index of a record (0-based, append order), or ``None`` if not stored.
+
+        ``seq - 1``, since ``seq`` is dense and only a prefix is ever pruned.
+        """
         with self._lock, self._guard("query"):
-            row = (
-                self._connection()
-                .execute(
-                    f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records AS before "  # noqa: S608
-                    "WHERE before.seq < r.seq) FROM audit_records AS r WHERE r.record_id = %s",
-                    (record_id,),
-                )
-                .fetchone()
-            )
+            row = self._connection().execute(RECORD_INDEX_SQL, (record_id,)).fetchone()
         return None if row is None else int(row[0])
 
     def mismatched_rows(self, start: int, end: int) -> list[int]:
@@ -366,17 +392,9 @@ class PostgresAuditStore:
             # subject index entries from different moments.
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                offset = self._offset(conn, start, "audit rows")
-                rows = conn.execute(
-                    f"SELECT seq, {columns} FROM audit_records "  # noqa: S608 - constant names
-                    "ORDER BY seq LIMIT %s OFFSET %s",
-                    (end - start, offset),
-                ).fetchall()
+                rows = self._window(conn, start, end, columns, "audit rows")
                 if rows:
-                    for seq, pseudonym in conn.execute(
-                        "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN %s AND %s",
-                        (rows[0][0], rows[-1][0]),
-                    ):
+                    for seq, pseudonym in conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
                         subjects.setdefault(int(seq), set()).add(str(pseudonym))
         faults: list[int] = []
         for offset, (seq, *stored) in enumerate(rows):
@@ -524,7 +542,7 @@ class PostgresAuditStore:
             raise AuditError(f"audit store {self.display_url}: cannot {action}: {message}") from exc
 
     def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        if self._schema_version(conn) == SCHEMA_VERSION:
+        if self._schema_version(conn) == SCHEMA_VERSION and self._has_seq_index(conn):
             return  # readers never take the lock once the schema exists
         with conn.transaction():
             # The same lock as writers: two hubs starting at once create the tables once.
@@ -539,15 +557,33 @@ class PostgresAuditStore:
                     f"audit store {self.display_url}: expected schema version "
                     f"{SCHEMA_VERSION}, got {version} (written by a newer hub?)"
                 )
-            elif version == SCHEMA_VERSION:
-                return  # another opener upgraded it while we waited for the lock
-            # From 0 or 1 (a row per version, so the history of upgrades stays visible).
-            conn.execute(_PRUNED_DDL)
-            conn.execute("INSERT INTO audit_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            if version < SCHEMA_VERSION:
+                # From 0 or 1 (a row per version, so the history of upgrades stays visible).
+                conn.execute(_PRUNED_DDL)
+                conn.execute("INSERT INTO audit_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            # Any version: a store written by an earlier hub lacks it (IF NOT EXISTS: another
+            # opener may have created it while we waited for the lock).
+            conn.execute(_SUBJECTS_SEQ_DDL)
 
-    @staticmethod
-    def _offset(conn: psycopg.Connection[tuple[Any, ...]], start: int, what: str) -> int:
-        """The row offset of leaf ``start`` in this transaction's snapshot."""
+    def _window(
+        self,
+        conn: psycopg.Connection[tuple[Any, ...]],
+        start: int,
+        end: int,
+        columns: str,
+        what: str,
+    ) -> list[tuple[Any, ...]]:
+        """Rows ``(seq, *columns)`` of leaves ``[start, end)`` in seq order.
+
+        Inside a REPEATABLE READ transaction, so the pruned size and the rows come from one
+        snapshot. Reads only the rows it returns: from the first stored row (leaf K), after
+        the seq where a previous read stopped, or from seq ``start + 1``. A window whose seqs
+        do not run on from there (rows changed by hand) is read by rank instead, as every
+        read was before.
+
+        Raises:
+            AuditError: ``start`` is below the pruned size.
+        """
         row = conn.execute(f"SELECT {_PRUNED_SIZE}").fetchone()
         pruned = int(row[0]) if row is not None else 0
         if start < pruned:
@@ -555,7 +591,39 @@ class PostgresAuditStore:
                 f"{what}: expected a leaf index of at least {pruned} (earlier records were "
                 f"pruned under audit retention), got {start}"
             )
-        return start - pruned
+        limit = end - start
+        if not limit:
+            return []
+        after = self._cursors.get(start)
+        if start == pruned:
+            rows = conn.execute(window_sql(columns, "first"), (limit,)).fetchall()
+        elif after is not None:
+            rows = conn.execute(window_sql(columns, "after"), (after, limit)).fetchall()
+        else:
+            rows = conn.execute(window_sql(columns, "at"), (start, limit)).fetchall()
+            seqs = [int(r[0]) for r in rows]
+            if seqs != list(range(start + 1, start + 1 + len(rows))) or (
+                not rows and start < self._size(conn)
+            ):
+                rows = conn.execute(window_sql(columns, "rank"), (limit, start - pruned)).fetchall()
+        if rows:
+            self._cursors.remember(start + len(rows), int(rows[-1][0]))
+        return rows
+
+    @staticmethod
+    def _size(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+        row = conn.execute(SIZE_SQL).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    @staticmethod
+    def _has_seq_index(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+        """Whether ``audit_subjects_seq`` exists (stores written before it was added lack it)."""
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes "
+            "WHERE schemaname = current_schema() AND indexname = %s)",
+            (_SUBJECTS_SEQ_INDEX,),
+        ).fetchone()
+        return bool(row is not None and row[0])
 
     @staticmethod
     def _schema_version(conn: psycopg.Connection[tuple[Any, ...]]) -> int:

@@ -5,6 +5,17 @@ WAL mode lets ``hub audit query`` read while the hub writes; writers take the lo
 file too. The SQL sticks to what PostgreSQL also accepts (``ON CONFLICT ... DO NOTHING``,
 ``RETURNING``) except the ``seq`` column type and the ``?`` placeholders, so issue 4's
 PostgreSQL store can reuse it.
+
+Leaf numbering. Leaf i of the Merkle log is the record with the (i+1-K)-th smallest ``seq``
+(K leaves pruned), but ``seq`` is not dense here: a replayed record (``ON CONFLICT DO
+NOTHING``) still uses up an ``AUTOINCREMENT`` value. So each row also keeps its leaf index in
+``position`` (assigned at append, unique, indexed), and every read of leaves costs what it
+returns, not the size of the log: a read continues from the ``seq`` where the previous read
+of this store stopped (``LeafCursors``), or starts at the row whose ``position`` is the first
+leaf wanted. ``seq`` order stays the truth: rows are always read in ``seq`` order, a window
+whose positions do not run on from its first leaf (rows renumbered or written by hand) is
+read again by rank, and ``hub audit verify`` walks the log from its first stored row from
+cursor to cursor, never by position, so it sees exactly what is stored, in that order.
 """
 
 from __future__ import annotations
@@ -17,20 +28,26 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from hub.audit.retention import PrunedPrefix
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 
-__all__ = ["SCHEMA_VERSION", "SQLiteAuditStore", "canonical_bytes"]
+__all__ = ["SCHEMA_VERSION", "LeafCursors", "SQLiteAuditStore", "canonical_bytes"]
 
 #: ``PRAGMA user_version`` of the layout below; a newer file is refused, not guessed at.
 #: 2: ``audit_pruned`` (audit retention). A version 1 file is upgraded when opened; a hub that
 #: only knows version 1 refuses a version 2 file, since it would number the leaves of a
 #: pruned log from 0 and report every checkpoint as broken.
-SCHEMA_VERSION = 2
+#: 3: ``audit_records.position`` (the leaf index) and an index on ``audit_subjects (seq)``;
+#: an older file gains both when opened (positions numbered in ``seq`` order from the pruned
+#: size). A hub that only knows version 2 refuses a version 3 file: it would append rows
+#: without a position.
+SCHEMA_VERSION = 3
 _TIMEOUT_S = 30.0
+#: rows numbered per statement batch when an older file gains positions
+_BACKFILL_BATCH = 10_000
 
 #: every ``AuditRecord`` field has a column; ``canonical`` holds the record itself
 _COLUMNS = (
@@ -86,6 +103,14 @@ _CHECKPOINT_DDL = """CREATE TABLE IF NOT EXISTS audit_checkpoints (
     tree_size INTEGER NOT NULL,
     note TEXT NOT NULL UNIQUE
 )"""
+# Schema 3: each row's leaf index, so reading leaves is an index range, not a rescan from the
+# start of the log (see the module docstring). Added to version 1 and 2 files when opened.
+_ADD_POSITION = "ALTER TABLE audit_records ADD COLUMN position INTEGER"
+_POSITION_INDEX = "CREATE UNIQUE INDEX audit_records_position ON audit_records (position)"
+_DROP_POSITION_INDEX = "DROP INDEX IF EXISTS audit_records_position"
+# ``mismatched_rows`` reads the subject rows of a seq range; the primary key starts with
+# the pseudonym, so without this the read scanned the whole table.
+_SUBJECTS_SEQ_DDL = "CREATE INDEX IF NOT EXISTS audit_subjects_seq ON audit_subjects (seq)"
 # Audit retention (``hub.audit.retention``): one row per prune. ``pruned_size`` K is
 # cumulative, so leaf i is the row at position i - K in seq order; ``frontier`` holds the
 # RFC 9162 compact range of [0, K) (32-byte hashes, largest subtree first) and ``proofs``
@@ -100,15 +125,75 @@ _PRUNED_DDL = """CREATE TABLE IF NOT EXISTS audit_pruned (
 )"""
 #: the pruned size K as a scalar subquery, so size and offsets come from one statement
 _PRUNED_SIZE = "(SELECT COALESCE(MAX(pruned_size), 0) FROM audit_pruned)"
+#: the size of the Merkle tree, which is also the position of the next leaf: one past the
+#: highest position (an index lookup), or K when every stored row was pruned
+SIZE_SQL = (
+    f"SELECT MAX({_PRUNED_SIZE}, "  # noqa: S608 - constant names
+    "COALESCE((SELECT MAX(position) FROM audit_records) + 1, 0))"
+)
 _INSERT = (
-    f"INSERT INTO audit_records ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
-    f"VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+    f"INSERT INTO audit_records (position, {', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
+    f"VALUES (?, {', '.join('?' for _ in _COLUMNS)}) "
     "ON CONFLICT (record_id) DO NOTHING RETURNING seq"
 )
 _INSERT_SUBJECT = (
     "INSERT INTO audit_subjects (seq, pseudonym) VALUES (?, ?) "
     "ON CONFLICT (pseudonym, seq) DO NOTHING"
 )
+#: the subject index rows of a seq range (``mismatched_rows``), through ``audit_subjects_seq``
+SUBJECTS_SQL = "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN ? AND ?"
+#: a record's leaf index and seq, through the ``record_id`` unique index
+RECORD_INDEX_SQL = "SELECT position, seq FROM audit_records WHERE record_id = ?"
+
+#: how ``window_sql`` finds the first row of a window of leaves: the first row of the log
+#: (``first``: leaf K), the row after a remembered seq (``after``), the row holding a
+#: position (``at``), or by rank (``rank``: ``OFFSET``, the slow exact fallback)
+WindowStart = Literal["first", "after", "at", "rank"]
+
+
+def window_sql(columns: str, how: WindowStart) -> str:
+    """A read of consecutive leaves: ``(seq, position, *columns)`` in seq order.
+
+    Parameters: ``first``: limit; ``after``: seq, limit; ``at``: position, limit; ``rank``:
+    limit, offset. Every form but ``rank`` is an index range that reads only what it returns.
+    """
+    select = f"SELECT seq, position, {columns} FROM audit_records"  # noqa: S608 - constant names
+    where = {
+        "first": "",
+        "after": " WHERE seq > ?",
+        "at": " WHERE seq >= (SELECT seq FROM audit_records WHERE position = ?)",
+        "rank": "",
+    }[how]
+    tail = " ORDER BY seq LIMIT ? OFFSET ?" if how == "rank" else " ORDER BY seq LIMIT ?"
+    return select + where + tail
+
+
+class LeafCursors:
+    """Where recent reads of leaves stopped: leaf index -> the ``seq`` of the row before it.
+
+    Leaf i is the first row whose ``seq`` is above the remembered one. That stays true while
+    records are appended (each gets a higher ``seq``) and while prefixes are pruned (kept
+    records keep their leaf index), so a read that continues where the previous one stopped
+    (``AuditLog`` extending its tree, ``verify`` and ``plan_prune`` walking the log) is an
+    index range on ``seq`` that does not depend on ``position`` at all. Rows changed by hand
+    after a read can make a cursor stale, which ``verify`` does not mind: it walks the log
+    from its first stored row. Only the ends of the last few reads are kept.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self._keep = keep
+        self._after: dict[int, int] = {}
+
+    def get(self, index: int) -> int | None:
+        """The seq just before leaf ``index``, if a recent read ended there."""
+        return self._after.get(index)
+
+    def remember(self, index: int, seq: int) -> None:
+        """Leaf ``index`` is the first row after ``seq`` (the last row a read returned)."""
+        self._after.pop(index, None)
+        self._after[index] = seq
+        while len(self._after) > self._keep:
+            del self._after[next(iter(self._after))]
 
 
 def canonical_bytes(record: AuditRecord) -> bytes:
@@ -143,6 +228,7 @@ class SQLiteAuditStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._cursors = LeafCursors()
         with self._guard("open"):
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
@@ -184,8 +270,10 @@ class SQLiteAuditStore:
             return 0
         inserted = 0
         with self._lock, self._guard("append"), self._write():
+            # Under the write lock, so positions are handed out in commit order, densely.
+            (position,) = self._conn.execute(SIZE_SQL).fetchone()
             for values, subjects in rows:
-                returned = self._conn.execute(_INSERT, values).fetchall()
+                returned = self._conn.execute(_INSERT, (position + inserted, *values)).fetchall()
                 if not returned:
                     continue  # a replayed record: the first write stands
                 inserted += 1
@@ -252,11 +340,12 @@ class SQLiteAuditStore:
         return row is not None
 
     def size(self) -> int:
-        """Leaves pruned plus records stored: the size of the Merkle tree (see ``AuditStore``)."""
+        """Leaves pruned plus records stored: the size of the Merkle tree (see ``AuditStore``).
+
+        One past the highest ``position``: an index lookup, not a count of the rows.
+        """
         with self._lock, self._guard("count"):
-            (n,) = self._conn.execute(
-                f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records)"  # noqa: S608
-            ).fetchone()
+            (n,) = self._conn.execute(SIZE_SQL).fetchone()
         return int(n)
 
     def leaves(self, start: int, end: int) -> list[bytes]:
@@ -264,22 +353,24 @@ class SQLiteAuditStore:
         if not 0 <= start <= end:
             raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
         with self._lock, self._guard("read"), self._read():
-            offset = self._offset(start, "audit leaves")
-            rows = self._conn.execute(
-                "SELECT canonical FROM audit_records ORDER BY seq LIMIT ? OFFSET ?",
-                (end - start, offset),
-            ).fetchall()
-        return [bytes(row[0]) for row in rows]
+            rows = self._window(start, end, "canonical", "audit leaves")
+        return [bytes(row[2]) for row in rows]
 
     def record_index(self, record_id: str) -> int | None:
         """Leaf index of a record (0-based, append order), or ``None`` if not stored."""
         with self._lock, self._guard("query"):
-            row = self._conn.execute(
-                f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records AS before "  # noqa: S608
-                "WHERE before.seq < r.seq) FROM audit_records AS r WHERE r.record_id = ?",
-                (record_id,),
+            row = self._conn.execute(RECORD_INDEX_SQL, (record_id,)).fetchone()
+            if row is None:
+                return None
+            if row[0] is not None:
+                return int(row[0])
+            # No position (a row written behind the store's back): count, as before schema 3.
+            (index,) = self._conn.execute(
+                f"SELECT {_PRUNED_SIZE} + (SELECT COUNT(*) FROM audit_records "  # noqa: S608
+                "WHERE seq < ?)",
+                (row[1],),
             ).fetchone()
-        return None if row is None else int(row[0])
+        return int(index)
 
     def prunes(self) -> list[PrunedPrefix]:
         """Every prune so far, oldest first (see ``AuditStore``)."""
@@ -352,21 +443,13 @@ class SQLiteAuditStore:
             raise AuditError(f"audit rows: expected 0 <= start <= end, got {start}, {end}")
         columns = ", ".join(_COLUMNS)
         with self._lock, self._guard("read"), self._read():
-            offset = self._offset(start, "audit rows")
-            rows = self._conn.execute(
-                f"SELECT seq, {columns} FROM audit_records "  # noqa: S608 - constant names
-                "ORDER BY seq LIMIT ? OFFSET ?",
-                (end - start, offset),
-            ).fetchall()
+            rows = self._window(start, end, columns, "audit rows")
             subjects: dict[int, set[str]] = {}
             if rows:
-                for seq, pseudonym in self._conn.execute(
-                    "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN ? AND ?",
-                    (rows[0][0], rows[-1][0]),
-                ):
+                for seq, pseudonym in self._conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
                     subjects.setdefault(seq, set()).add(pseudonym)
         faults: list[int] = []
-        for offset, (seq, *stored) in enumerate(rows):
+        for offset, (seq, _position, *stored) in enumerate(rows):
             try:
                 record = AuditRecord.model_validate_json(stored[-1])
             except ValueError:
@@ -408,23 +491,52 @@ class SQLiteAuditStore:
         except (sqlite3.Error, OSError) as exc:
             raise AuditError(f"audit store {self.path}: cannot {action}: {exc}") from exc
 
-    def _offset(self, start: int, what: str) -> int:
-        """The row offset of leaf ``start``; refuses a pruned leaf."""
+    def _window(self, start: int, end: int, columns: str, what: str) -> list[Any]:
+        """Rows ``(seq, position, *columns)`` of leaves ``[start, end)`` in seq order.
+
+        Inside ``_read``, so the pruned size and the rows come from one snapshot. Reads only
+        the rows it returns: from the first stored row (leaf K), after the seq where a
+        previous read stopped, or from the row holding position ``start``. Positions that
+        do not run on from ``start`` (rows changed by hand) are not trusted: the window is
+        then read by rank, as every read was before schema 3.
+
+        Raises:
+            AuditError: ``start`` is below the pruned size.
+        """
         (pruned,) = self._conn.execute(f"SELECT {_PRUNED_SIZE}").fetchone()
         if start < int(pruned):
             raise AuditError(
                 f"{what}: expected a leaf index of at least {pruned} (earlier records were "
                 f"pruned under audit retention), got {start}"
             )
-        return start - int(pruned)
+        limit = end - start
+        if not limit:
+            return []
+        after = self._cursors.get(start)
+        if start == int(pruned):
+            rows = self._conn.execute(window_sql(columns, "first"), (limit,)).fetchall()
+        elif after is not None:
+            rows = self._conn.execute(window_sql(columns, "after"), (after, limit)).fetchall()
+        else:
+            rows = self._conn.execute(window_sql(columns, "at"), (start, limit)).fetchall()
+            positions = [row[1] for row in rows]
+            if positions != list(range(start, start + len(rows))) or (
+                not rows and start < self._conn.execute(SIZE_SQL).fetchone()[0]
+            ):
+                rows = self._conn.execute(
+                    window_sql(columns, "rank"), (limit, start - int(pruned))
+                ).fetchall()
+        if rows:
+            self._cursors.remember(start + len(rows), rows[-1][0])
+        return rows
 
     @contextmanager
     def _foreign_keys_off(self) -> Iterator[None]:
         """Skip foreign key checks (set outside a transaction, as SQLite requires).
 
-        For ``prune`` only: it deletes the subject rows first, so nothing dangles, and
-        ``audit_subjects`` has no index on ``seq`` alone, so checking each deleted record
-        would scan it once per record (10,000 records took seconds instead of milliseconds).
+        For ``prune`` only: it deletes the subject rows first, so nothing dangles. Before
+        schema 3 ``audit_subjects`` had no index on ``seq`` alone, and checking each deleted
+        record scanned it once per record (10,000 records took seconds, not milliseconds).
         """
         self._conn.execute("PRAGMA foreign_keys = OFF")
         try:
@@ -472,4 +584,41 @@ class SQLiteAuditStore:
             # audit_pruned; both statements are IF NOT EXISTS.
             self._conn.execute(_CHECKPOINT_DDL)
             self._conn.execute(_PRUNED_DDL)
+            # From 0, 1 or 2: positions (numbered after the pruned prefix) and the seq index.
+            # Numbered afresh even if the column exists (a file set back to an older version
+            # by hand), without the unique index while renumbering.
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit_records)")}
+            if "position" not in columns:
+                self._conn.execute(_ADD_POSITION)
+            self._conn.execute(_DROP_POSITION_INDEX)
+            self._number_positions()
+            self._conn.execute(_POSITION_INDEX)
+            self._conn.execute(_SUBJECTS_SEQ_DDL)
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _number_positions(self) -> None:
+        """Give every row its leaf index, K plus its rank in seq order (once, when upgrading).
+
+        In batches by seq, before the unique index exists, so a large file is numbered in
+        one pass of primary key lookups.
+        """
+        (position,) = self._conn.execute(f"SELECT {_PRUNED_SIZE}").fetchone()
+        last: int | None = None
+        while True:
+            if last is None:
+                batch = self._conn.execute(
+                    "SELECT seq FROM audit_records ORDER BY seq LIMIT ?", (_BACKFILL_BATCH,)
+                ).fetchall()
+            else:
+                batch = self._conn.execute(
+                    "SELECT seq FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (last, _BACKFILL_BATCH),
+                ).fetchall()
+            if not batch:
+                return
+            self._conn.executemany(
+                "UPDATE audit_records SET position = ? WHERE seq = ?",
+                [(position + i, seq) for i, (seq,) in enumerate(batch)],
+            )
+            position += len(batch)
+            last = batch[-1][0]

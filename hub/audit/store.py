@@ -69,6 +69,8 @@ class AuditStore(Protocol):
         ...
 
     # --- Merkle log (RFC 9162) support: leaf i is the i-th stored record in append order ---
+    # Each of these costs what it returns, not the size of the log (index lookups and
+    # ranges), so signing a checkpoint stays flat and ``verify`` linear as the log grows.
 
     def size(self) -> int:
         """The size of the Merkle tree: leaves pruned under audit retention plus rows stored."""
@@ -78,7 +80,9 @@ class AuditStore(Protocol):
         """The ``canonical`` bytes of leaves ``start`` .. ``end - 1`` (0-based, append order).
 
         Leaf i is the record with the (i+1-K)-th smallest ``seq``, K the pruned size. Returns
-        fewer than ``end - start`` items only when the store holds fewer records.
+        fewer than ``end - start`` items only when the store holds fewer records. Reading on
+        from where the previous read stopped, or from K, follows ``seq`` order whatever the
+        store's leaf numbering says, so a walk of the log from K sees exactly what is stored.
 
         Raises:
             AuditError: ``start`` is below the pruned size (those records are gone).

@@ -83,11 +83,15 @@ def test_every_model_field_has_a_column(store: SQLiteAuditStore) -> None:
     conn = sqlite3.connect(store.path)
     try:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(audit_records)")}
-        row = conn.execute("SELECT fields, subject_pseudonyms, canonical FROM audit_records")
-        fields, subjects, canonical = row.fetchone()
+        row = conn.execute(
+            "SELECT fields, subject_pseudonyms, canonical, position FROM audit_records"
+        )
+        fields, subjects, canonical, position = row.fetchone()
     finally:
         conn.close()
-    assert set(AuditRecord.model_fields) | {"seq", "canonical"} == columns
+    # position: the leaf index (schema 3), so leaf reads are index ranges
+    assert set(AuditRecord.model_fields) | {"seq", "position", "canonical"} == columns
+    assert position == 0
     assert json.loads(fields) == ["case_ref", "address"]
     assert json.loads(subjects) == [PSEUDO.subject("SUBJ-1")]
     assert canonical == canonical_bytes(record())
@@ -279,7 +283,7 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(AuditError, match="expected schema version 2, got 99"):
+    with pytest.raises(AuditError, match="expected schema version 3, got 99"):
         SQLiteAuditStore(path)
 
 
