@@ -117,7 +117,6 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
-        producer_linger=0.005,  # gather an event's outputs into fewer produce requests
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=0.5,
