@@ -103,7 +103,8 @@ class _Gauges(Collector):
         yield lag
         yield GaugeMetricFamily(
             "hub_audit_lag",
-            "records in hub.audit (this worker's partitions) not yet written to the audit store",
+            "messages in hub.audit (one per routed event; this worker's partitions) not yet "
+            "written to the audit store",
             value=state.audit_lag,
         )
         yield GaugeMetricFamily(

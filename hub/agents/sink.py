@@ -100,7 +100,8 @@ class AuditSink:
     clock: Callable[[], float] = time.monotonic
     _since_checkpoint: int = 0
     _last_checkpoint: float = field(default_factory=time.monotonic)
-    #: records in this sink's hub.audit partitions not yet written (metrics: hub_audit_lag)
+    #: messages (an event's batch of records, or one record) in this sink's hub.audit partitions
+    #: not yet written (metrics: hub_audit_lag)
     lag: int = 0
 
     @property
