@@ -41,7 +41,8 @@ advance by about two minutes an event. Everything is seeded (``seed``).
 
 SQLite runs as the hub runs it (WAL, ``synchronous=FULL``) in a temporary directory.
 PostgreSQL: ``postgres_url`` names an empty database to use, or, if it is ``None``, a
-throwaway server is started (``initdb`` in a temporary directory, the binaries found on
+throwaway server is started (``tests.postgres.PostgresServer(durable=True)``: ``initdb`` in a
+temporary directory, the binaries found on
 ``PATH`` or in ``/usr/lib/postgresql/<major>/bin``, run as ``nobody`` when the benchmark
 runs as root) with PostgreSQL's default durability (``fsync``, ``synchronous_commit`` and
 ``full_page_writes`` on, 128 MB ``shared_buffers``), so its commits cost what SQLite's
@@ -56,14 +57,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import glob
 import itertools
 import os
-import pwd
 import random
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
@@ -84,6 +80,7 @@ from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.sqlite import SQLiteAuditStore
 from hub.audit.store import AuditStore
 from hub.models import AuditDecision, AuditRecord, record_id_for
+from tests.postgres import PostgresServer, find_pg_bindir
 
 __all__ = ["BENCHMARK", "COLUMNS", "run"]
 
@@ -286,95 +283,6 @@ class _Traffic:
 # -- a throwaway PostgreSQL server -----------------------------------------------------------
 
 
-def find_pg_bindir() -> Path | None:
-    """The directory holding ``initdb`` and ``pg_ctl``, or ``None`` if PostgreSQL is absent."""
-    initdb = shutil.which("initdb")
-    if initdb is not None and shutil.which("pg_ctl") is not None:
-        return Path(initdb).resolve().parent
-    found = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")]
-    usable = [p for p in found if (p / "initdb").exists() and (p / "pg_ctl").exists()]
-    usable.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
-    return usable[-1] if usable else None
-
-
-class _PostgresServer:
-    """``initdb`` in a temp dir and ``pg_ctl start`` with default durability; ``stop`` removes it.
-
-    The same recipe as ``tests.postgres`` (run as ``nobody`` under root, loopback on a free
-    port, trust auth) except durability, which a benchmark of commit-bound appends must keep.
-    """
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.port = 0
-        self._root = Path(tempfile.mkdtemp(prefix="hub-bench-pg-"))
-        self._data = self._root / "data"
-        self._log = self._root / "postgres.log"
-        self._user: str | None = None
-        self._gid = 0
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            entry = pwd.getpwnam("nobody")
-            self._user, self._gid = entry.pw_name, entry.pw_gid
-            os.chown(self._root, entry.pw_uid, entry.pw_gid)
-
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        self._run(
-            "initdb", "-D", str(self._data), "-U", "postgres", "--auth=trust",
-            "--encoding=UTF8", "--locale=C", "--no-instructions",
-        )  # fmt: skip
-        for attempt in range(3):  # a lost race for the free port: try another
-            self.port = _free_port()
-            options = (
-                f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                f"-c unix_socket_directories={self._root}"
-            )
-            try:
-                self._run(
-                    "pg_ctl", "start", "-w", "-t", "60", "-D", str(self._data),
-                    "-l", str(self._log), "-o", options,
-                )  # fmt: skip
-                return
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-
-    def stop(self) -> None:
-        try:
-            if (self._data / "postmaster.pid").exists():
-                self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self._data))
-        finally:
-            shutil.rmtree(self._root, ignore_errors=True)
-
-    def _run(self, tool: str, *args: str) -> None:
-        done = subprocess.run(  # noqa: S603 - a PostgreSQL binary by absolute path
-            [str(self.bindir / tool), *args],
-            cwd=self._root,
-            user=self._user,
-            group=self._gid if self._user else None,
-            extra_groups=[] if self._user else None,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            log = self._log.read_text() if self._log.exists() else ""
-            raise RuntimeError(
-                f"{tool} failed with exit code {done.returncode}:\n"
-                f"{done.stdout}\n{done.stderr}\n{log}"
-            )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # -- one backend -------------------------------------------------------------------------------
 
 
@@ -433,7 +341,7 @@ def _postgres(params: Mapping[str, Any], notes: list[str]) -> Iterator[_Backend 
         )
         yield None
         return
-    server = _PostgresServer(bindir)
+    server = PostgresServer(bindir, durable=True)  # appends are commit-bound: keep fsync
     try:
         server.start()
         backend = _postgres_backend(server.url())

@@ -15,7 +15,8 @@ How it runs:
   chowned to it;
 * it listens on 127.0.0.1 on a free port (retried on a lost race) and on a unix socket in
   the same temp dir, with ``trust`` auth for the ``postgres`` superuser;
-* durability is switched off (``initdb -N``, ``fsync=off``): the data is thrown away;
+* durability is switched off (``initdb -N``, ``fsync=off``): the data is thrown away
+  (``durable=True`` keeps PostgreSQL's defaults: ``bench/audit_scale.py`` times commits);
 * ``postgres_url`` gives each test its own fresh database, so tests never see each other's
   records and need no cleanup order.
 """
@@ -70,8 +71,9 @@ def _free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster in a temp dir; ``start`` then ``stop`` (see the module doc)."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
         self.bindir = bindir
+        self.durable = durable
         self.port = 0
         self.startup_seconds = 0.0
         self._root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
@@ -93,15 +95,17 @@ class PostgresServer:
         began = time.monotonic()
         self._run(
             "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-            "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions",
+            "--encoding=UTF8", "--locale=C", "--no-instructions",
+            *(() if self.durable else ("--no-sync",)),
         )  # fmt: skip
         for attempt in range(_START_ATTEMPTS):
             self.port = _free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                f"-c unix_socket_directories={self._root} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                f"-c unix_socket_directories={self._root}"
             )
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             try:
                 self._run(
                     "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir),
