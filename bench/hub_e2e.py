@@ -201,6 +201,21 @@ class _Hub:
             os.environ.pop("HUB_PROFILE_FILE", None)
         return self
 
+    def drive(
+        self, messages: list[wire.WireMessage], *, rate: float | None, within: float
+    ) -> dict[str, Any]:
+        """Publish ``messages`` to this hub and wait until they are audited and delivered."""
+        return asyncio.run(
+            _drive(
+                self.bootstrap,
+                self.settings.audit_db_path,
+                messages,
+                self.supervisor.protocol.party_ids,
+                rate=rate,
+                within=within,
+            )
+        )
+
     def __exit__(self, *_exc: object) -> None:
         self.supervisor.stop()
         self.broker.stop()
@@ -209,30 +224,11 @@ class _Hub:
 
 def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -> dict[str, Any]:
     with _Hub(workers=workers, profile=profile) as hub:
-        bootstrap = hub.bootstrap
         protocol = hub.supervisor.protocol
         warm = _seal(hub.settings, protocol, 20, seed=99)
-        asyncio.run(
-            _drive(
-                bootstrap,
-                hub.settings.audit_db_path,
-                warm,
-                protocol.party_ids,
-                rate=None,
-                within=float(params["timeout_s"]),
-            )
-        )
+        hub.drive(warm, rate=None, within=float(params["timeout_s"]))
         messages = _seal(hub.settings, protocol, int(params["events"]), seed=int(params["seed"]))
-        result = asyncio.run(
-            _drive(
-                bootstrap,
-                hub.settings.audit_db_path,
-                messages,
-                protocol.party_ids,
-                rate=None,
-                within=float(params["timeout_s"]),
-            )
-        )
+        result = hub.drive(messages, rate=None, within=float(params["timeout_s"]))
         if profile is not None:
             hub.supervisor.stop()  # the worker writes its profile as it exits
         return result
@@ -241,26 +237,15 @@ def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -
 def _latency(params: Mapping[str, Any]) -> dict[str, Any]:
     rate = float(params["rate"])
     with _Hub(workers=1, profile=None) as hub:
-        bootstrap = hub.bootstrap
         protocol = hub.supervisor.protocol
         count = int(rate * float(params["latency_s"]))
         messages = _seal(hub.settings, protocol, count, seed=int(params["seed"]) + 1)
-        return asyncio.run(
-            _drive(
-                bootstrap,
-                hub.settings.audit_db_path,
-                messages,
-                protocol.party_ids,
-                rate=rate,
-                within=float(params["timeout_s"]),
-            )
-        )
+        return hub.drive(messages, rate=rate, within=float(params["timeout_s"]))
 
 
 def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
     """Feed one worker at ``rate`` for ``soak_s`` seconds in one-second slices; sample RSS."""
     with _Hub(workers=1, profile=None) as hub:
-        bootstrap = hub.bootstrap
         protocol = hub.supervisor.protocol
         pid = hub.supervisor.workers[0].pid
         per_slice = max(1, int(rate * float(params["soak_slice_s"])))
@@ -270,16 +255,7 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
         while time.monotonic() - t0 < float(params["soak_s"]):
             seed += 1
             messages = _seal(hub.settings, protocol, per_slice, seed=seed)
-            asyncio.run(
-                _drive(
-                    bootstrap,
-                    hub.settings.audit_db_path,
-                    messages,
-                    protocol.party_ids,
-                    rate=rate,
-                    within=float(params["timeout_s"]),
-                )
-            )
+            hub.drive(messages, rate=rate, within=float(params["timeout_s"]))
             samples.append((time.monotonic() - t0, _rss_kib(pid)[0]))
         peak = _rss_kib(pid)[1]
     tenth = max(1, len(samples) // 10)
