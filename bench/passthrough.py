@@ -24,6 +24,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -147,8 +148,10 @@ async def _through_worker(
 
 def _faust(bootstrap: str, src: str, dst: str, *, mode: str, params: Mapping[str, Any]) -> float:
     """Run a bare faust worker process over ``src`` -> ``dst`` and time records through it."""
+    datadir = tempfile.TemporaryDirectory(prefix="bench-faust-")  # faust's table dir
     cmd = [sys.executable, "-m", "bench.passthrough", "worker", bootstrap, src, dst, mode]
     cmd += [str(params["partitions"]), str(params["batch"]), str(params["within_s"])]
+    cmd += [datadir.name]
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
         cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -171,6 +174,7 @@ def _faust(bootstrap: str, src: str, dst: str, *, mode: str, params: Mapping[str
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        datadir.cleanup()
 
 
 def run(params: Mapping[str, Any]) -> Measured:
@@ -225,7 +229,14 @@ def run(params: Mapping[str, Any]) -> Measured:
 
 
 def _worker(
-    bootstrap: str, src: str, dst: str, mode: str, partitions: int, batch: int, within: float
+    bootstrap: str,
+    src: str,
+    dst: str,
+    mode: str,
+    partitions: int,
+    batch: int,
+    within: float,
+    datadir: str,
 ) -> None:
     """The faust side (in its own process): a passthrough agent, run until terminated."""
     import faust
@@ -235,6 +246,7 @@ def _worker(
         broker=f"kafka://{bootstrap}",
         store="memory://",
         web_enabled=False,
+        datadir=datadir,
         topic_partitions=partitions,
         topic_replication_factor=1,
         key_serializer="raw",
@@ -260,6 +272,7 @@ def _worker(
 
     app.agent(source, name="passthrough")(awaited if mode == "awaited" else batched)
     worker = faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # else faust sets the root logger to DEBUG (as the hub's worker does)
     worker.execute_from_commandline()
 
 
@@ -281,5 +294,5 @@ BENCHMARK = Benchmark(
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    _bootstrap, _src, _dst, _mode, _partitions, _batch, _within = sys.argv[2:9]
-    _worker(_bootstrap, _src, _dst, _mode, int(_partitions), int(_batch), float(_within))
+    _bootstrap, _src, _dst, _mode, _partitions, _batch, _within, _datadir = sys.argv[2:10]
+    _worker(_bootstrap, _src, _dst, _mode, int(_partitions), int(_batch), float(_within), _datadir)
