@@ -196,10 +196,13 @@ class LeafCursors:
             del self._after[next(iter(self._after))]
 
 
+#: one encoder for every record: ``json.dumps`` with options builds a new one each call
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def canonical_bytes(record: AuditRecord) -> bytes:
     """The record as sorted, compact JSON: what the Merkle log will hash as a leaf."""
-    dumped = record.model_dump(mode="json")
-    return json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()
+    return _CANONICAL.encode(record.model_dump(mode="json")).encode()
 
 
 def _utc_text(value: datetime) -> str:
@@ -240,6 +243,9 @@ class SQLiteAuditStore:
                 # FULL: a committed audit record survives power loss, not just a crash.
                 self._conn.execute("PRAGMA synchronous=FULL")
                 self._conn.execute("PRAGMA foreign_keys=ON")
+                # statement journals and sorts in memory: in a temp file (the default) every
+                # append spilled its statement journal to /var/tmp, tens of writes an event
+                self._conn.execute("PRAGMA temp_store=MEMORY")
                 self._migrate()
             except BaseException:
                 self._conn.close()

@@ -91,9 +91,13 @@ def b64d(text: str, *, what: str) -> bytes:
         raise CryptoError(f"{what}: not valid base64", "bad_envelope") from exc
 
 
+#: one encoder for every call: ``json.dumps`` with options builds a new one each time
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_context(context: Mapping[str, Any]) -> bytes:
     """Sorted-key compact JSON: the bytes both sides must agree on exactly."""
-    return json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(context).encode()
 
 
 def wrap_info(recipient: str, dek_id: str) -> bytes:
