@@ -51,6 +51,9 @@ class SQLiteState:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'NORMAL' if group else 'FULL'}")
+            # statement journals and sorts in memory, not spilled to files in /var/tmp on the
+            # router's event loop (tens of writes an event, by strace)
+            self._conn.execute("PRAGMA temp_store=MEMORY")
             for statement in self.ddl:
                 self._conn.execute(statement)
         except sqlite3.Error as exc:
