@@ -210,6 +210,27 @@ def _field_paths(
         yield from _field_paths(schema["items"], prefix, named)
 
 
+#: Avro's numeric form of each logical type: a count of these since 1970-01-01 UTC
+_EPOCH_UNITS = {"date": "days", "timestamp-millis": "milliseconds"}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _from_epoch(logical: str, count: int) -> dt.date | dt.datetime:
+    """A number in a date or timestamp field, as the value it stands for, if there is one.
+
+    Avro writes any int, but a count of days or milliseconds outside Python's years 1 to
+    9999 cannot be read back: accepted as it was, it made an event the hub itself could not
+    decode (found by ``test_encode_sample_with_one_field_replaced``).
+    """
+    try:
+        moment = _EPOCH + dt.timedelta(**{_EPOCH_UNITS[logical]: count})
+    except OverflowError as exc:
+        raise EventValidationError(
+            f"{count} {_EPOCH_UNITS[logical]} from 1970-01-01 is outside the years 1 to 9999"
+        ) from exc
+    return moment.date() if logical == "date" else moment
+
+
 def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> Any:
     """Turn JSON values into what fastavro expects (ISO dates to ``date`` objects)."""
     if depth > _MAX_DEPTH:
@@ -230,6 +251,8 @@ def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> A
                 return dt.date.fromisoformat(value)
             except ValueError as exc:
                 raise EventValidationError(f"expected a date YYYY-MM-DD, got {value!r}") from exc
+        if logical in _EPOCH_UNITS and isinstance(value, int) and not isinstance(value, bool):
+            return _from_epoch(logical, value)
         if logical == "timestamp-millis" and isinstance(value, str):
             try:
                 parsed = dt.datetime.fromisoformat(value)
