@@ -25,6 +25,7 @@ from pydantic import Field, TypeAdapter
 
 from hub.audit.log import AuditLog
 from hub.audit.store import AuditStore
+from hub.broker.fetch import FETCH_WAIT_MS
 from hub.broker.security import KafkaSecurity
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
@@ -221,6 +222,7 @@ async def run_audit_sink(
         rebalance_timeout_ms=int(rebalance_timeout * 1000),
         session_timeout_ms=int(session_timeout * 1000),
         heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         **kafka,
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **kafka)

@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from hub.audit.subjects import case_ref
 from hub.broker import topics
+from hub.broker.fetch import FETCH_WAIT_MS
 from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
 from hub.envelope import wire
@@ -251,6 +252,7 @@ class HubClient:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             **self._kafka,
         )
         try:

@@ -36,6 +36,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hub.broker import topics
+from hub.broker.fetch import FETCH_WAIT_MS
 from hub.client.sdk import ACK_TYPE, HubClient
 from hub.keys.file_store import FileKeyStore
 from hub.log import get_logger
@@ -109,6 +110,7 @@ class WebhookDispatcher:
             group_id=f"hub-webhook.{self.party}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             **self._kafka,
         )
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self._kafka)
