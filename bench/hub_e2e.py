@@ -8,8 +8,9 @@ on, as in production. Three measurements in one run, each hub on a fresh embedde
 - **throughput**: ``events`` records produced as fast as the broker takes them; the clock
   stops when every event has its audit records in the store *and* every delivery the audit
   names has been read back from the recipients' topics. With 1 and with 2 worker processes.
-- **latency**: events offered at ``rate`` per second for ``latency_s`` seconds; for every
-  delivery, the time from its event being produced to the delivery being read (p50/p95/p99).
+- **latency**: events offered at ``rate`` per second for ``latency_s`` seconds, then again at
+  half the rate one worker sustained; for every delivery, the time from its event being
+  produced to the delivery being read (p50/p95/p99).
 - **baselines**: ``bench.passthrough`` (raw aiokafka, bare faust) in the same run, so the
   hub's rate is reported as a ratio to each.
 
@@ -39,6 +40,7 @@ from bench._harness import Benchmark, Measured
 from hub.agents.supervisor import Supervisor
 from hub.broker import EmbeddedBroker
 from hub.broker import topics as hub_topics
+from hub.broker.fetch import FETCH_WAIT_MS
 from hub.client import HubClient
 from hub.envelope import wire
 from hub.keys.file_store import FileKeyStore
@@ -117,6 +119,7 @@ async def _drive(
         auto_offset_reset="latest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_wait_ms=FETCH_WAIT_MS,  # as the hub's consumers (``hub.broker.fetch``)
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=1024 * 1024
@@ -243,20 +246,42 @@ class _Hub:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a process has used (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -> dict[str, Any]:
+    """One flat-out run; also the CPU each process spent on it, per event.
+
+    The CPU figures say where the machine's time went: a worker near one CPU-second per
+    second is CPU-bound, and the broker's and this process's shares are taken from the same
+    two cores.
+    """
     with _Hub(workers=workers, profile=profile) as hub:
         protocol = hub.supervisor.protocol
         warm = _seal(hub.settings, protocol, 20, seed=99)
         hub.drive(warm, rate=None, within=float(params["timeout_s"]))
         messages = _seal(hub.settings, protocol, int(params["events"]), seed=int(params["seed"]))
+        pids = {
+            "workers": [w.pid for w in hub.supervisor.workers],
+            "webhooks": [w.pid for w in [hub.supervisor.webhooks] if w is not None],
+            "broker": [hub.broker.pid or 0],
+            "bench": [os.getpid()],
+        }
+        before = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
         result = hub.drive(messages, rate=None, within=float(params["timeout_s"]))
+        after = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
+        result["cpu_ms_per_event"] = {
+            k: round((after[k] - before[k]) * 1000 / len(messages), 2) for k in pids
+        }
         if profile is not None:
             hub.supervisor.stop()  # the worker writes its profile as it exits
         return result
 
 
-def _latency(params: Mapping[str, Any]) -> dict[str, Any]:
-    rate = float(params["rate"])
+def _latency(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
     with _Hub(workers=1, profile=None) as hub:
         protocol = hub.supervisor.protocol
         count = int(rate * float(params["latency_s"]))
@@ -365,6 +390,7 @@ def run(params: Mapping[str, Any]) -> Measured:
                     "ratio_to_raw_aiokafka": round(rate / rates["raw aiokafka"], 4),
                     "profiled": profile is not None,
                     "p50_ms_flat_out": round(_quantile(lat, 0.5) * 1000, 1),
+                    "cpu_ms_per_event": got["cpu_ms_per_event"],
                 }
             )
             rows.append(
@@ -377,22 +403,38 @@ def run(params: Mapping[str, Any]) -> Measured:
                     rate / faust_rate,
                 ]
             )
+            if profile is None:
+                cpu = got["cpu_ms_per_event"]
+                rows.append(
+                    [
+                        "worker CPU per event (broker, webhooks, bench: "
+                        f"{cpu['broker']:.2f}, {cpu['webhooks']:.2f}, {cpu['bench']:.2f} ms)",
+                        workers,
+                        got["events"],
+                        cpu["workers"],
+                        "ms",
+                        None,
+                    ]
+                )
             if profile is not None and profile.exists():
                 top = _top_costs(profile, int(params["profile_top"]))
-        lat = _latency(params)
-        q = {p: _quantile(lat["latencies"], p / 100) * 1000 for p in (50, 95, 99)}
-        measurements.append(
-            {
-                "operation": "hub latency",
-                "workers": 1,
-                "offered_per_s": params["rate"],
-                "events": lat["events"],
-                "deliveries": lat["deliveries"],
-                **{f"p{p}_ms": round(v, 1) for p, v in q.items()},
-            }
-        )
-        for p, v in q.items():
-            rows.append([f"latency p{p} at {params['rate']}/s", 1, lat["events"], v, "ms", None])
+        # at the target's offered rate, then at half what one worker sustained: the first
+        # measures queueing once the hub is saturated, the second the service time
+        for offered in (float(params["rate"]), round(max(1.0, best / 2))):
+            lat = _latency(params, offered)
+            q = {p: _quantile(lat["latencies"], p / 100) * 1000 for p in (50, 95, 99)}
+            measurements.append(
+                {
+                    "operation": "hub latency",
+                    "workers": 1,
+                    "offered_per_s": offered,
+                    "events": lat["events"],
+                    "deliveries": lat["deliveries"],
+                    **{f"p{p}_ms": round(v, 1) for p, v in q.items()},
+                }
+            )
+            for p, v in q.items():
+                rows.append([f"latency p{p} at {offered:g}/s", 1, lat["events"], v, "ms", None])
         if float(params["soak_s"]) > 0:
             soak = _soak(params, rate=max(1.0, best / 2))
             measurements.append({"operation": "soak", "workers": 1, **soak})
@@ -414,7 +456,8 @@ def run(params: Mapping[str, Any]) -> Measured:
         "audited and every audited delivery read back from its recipient's topic.",
         "Baselines from bench.passthrough in the same run (1 KB records, 1 partition); the "
         "hub runs 3 partitions per topic.",
-        f"Latency: events offered at {params['rate']}/s for {params['latency_s']} s; per "
+        f"Latency: events offered at {params['rate']}/s, then at half the one-worker "
+        f"throughput, for {params['latency_s']} s each; per "
         "delivery, produce to read by a consumer in the same process as the producer.",
     ]
     if top:
