@@ -45,7 +45,7 @@ test: $(STAMP) browser-deps ## the whole test suite (unit, integration on the re
 test-unit: $(STAMP) ## unit tests only (no network)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-broker-restart: $(STAMP) ## the broker-restart fault test (flaky on the in-memory broker)
+test-broker-restart: $(STAMP) ## the broker-restart fault test (flaky: Tansu's memory store, see README limits)
 	HUB_TEST_BROKER_RESTART=1 $(BIN)/python -m pytest tests/integration/test_restart.py -k broker_restart $(PYTEST_ARGS)
 
 test-integration: $(STAMP) ## integration and e2e tests on the embedded broker

@@ -155,6 +155,11 @@ class HubSettings(BaseSettings):
         return self.data_dir / "workflows.sqlite3"
 
     @property
+    def seen_path(self) -> Path:
+        """Event ids already accepted, with the record that first carried each (the router)."""
+        return self.data_dir / "seen-events.sqlite"
+
+    @property
     def keys_dir(self) -> Path:
         """Development key store (private keys 0600) and per-case secrets."""
         return self.data_dir / "keys"

@@ -31,7 +31,6 @@ from hub.policies.model import HUB, Protocol
 
 __all__ = [
     "CONSUMER_GROUP_PREFIX",
-    "HUB_CHANGELOG_TOPIC",
     "HUB_GROUP_PREFIX",
     "HUB_INTERNAL_TOPIC_PREFIX",
     "HUB_LEADER_TOPIC",
@@ -56,12 +55,11 @@ CONSUMER_GROUP_PREFIX = "hub-consumer."
 #: party ids never contain ``:``, so ``hub-consumer.<a>:`` can never match another party's
 #: groups (``hub-consumer.<a>`` as a bare prefix would match ``<a>.<department>``'s)
 PARTY_GROUP_SEPARATOR = ":"
-#: faust app id ``hub-router``: its group, ``hub-router-audit-sink``, and its changelog and
-#: leader topics ``hub-router-*``
+#: faust app id ``hub-router``: its group, ``hub-router-audit-sink``, and its internal
+#: topics ``hub-router-*`` (the hub has no faust tables, so today only the leader topic)
 HUB_GROUP_PREFIX = "hub-router"
 HUB_INTERNAL_TOPIC_PREFIX = "hub-router-"
-#: faust's names: ``<app id>-<table>-changelog`` and ``<app id>-__assignor-__leader``
-HUB_CHANGELOG_TOPIC = "hub-router-hub-seen-events-changelog"
+#: faust's name for it: ``<app id>-__assignor-__leader``
 HUB_LEADER_TOPIC = "hub-router-__assignor-__leader"
 
 
@@ -210,7 +208,8 @@ def derive_acls(protocol: Protocol, *, ingress_for: Sequence[str] = ()) -> list[
         entries += _grant(hub, topic, topics.outbound(party), write)
     entries += _grant(hub, topic, topics.AUDIT, read, write)
     entries += _grant(hub, topic, topics.QUARANTINE, write)
-    # faust creates its changelog and leader topics itself (``hub-router-*``)
+    # faust creates its internal topics itself (``hub-router-*``: the leader topic, and the
+    # changelog of any table or repartition topic a later version adds)
     entries += _grant(
         hub,
         topic,

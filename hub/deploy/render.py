@@ -16,7 +16,6 @@ from ruamel.yaml import YAML
 
 from hub.broker.topics import all_topics
 from hub.deploy.acl import (
-    HUB_CHANGELOG_TOPIC,
     HUB_LEADER_TOPIC,
     AclEntry,
     PatternType,
@@ -66,24 +65,18 @@ class Topic(BaseModel):
 
 
 def hub_topics(party_ids: Iterable[str], spec: TopicSpec) -> list[Topic]:
-    """The protocol's topics, then faust's changelog and leader topics.
+    """The protocol's topics, then faust's leader topic.
 
     faust would create its own topics with replication factor 1 (``create_app``); created
-    here first, with the cluster's replication, faust finds them and leaves them alone.
+    here first, with the cluster's replication, faust finds them and leaves them alone. The
+    hub has no faust table (seen event ids are in SQLite, ``hub.agents.seen``), so there is
+    no changelog topic.
     """
     made = [
         Topic(name=n, partitions=spec.partitions, replicas=spec.replicas, config=spec.config)
         for n in all_topics(party_ids)
     ]
     compact = {**spec.config, "cleanup.policy": "compact"}
-    made.append(
-        Topic(
-            name=HUB_CHANGELOG_TOPIC,
-            partitions=spec.partitions,
-            replicas=spec.replicas,
-            config=compact,
-        )
-    )
     made.append(Topic(name=HUB_LEADER_TOPIC, partitions=1, replicas=spec.replicas, config=compact))
     return made
 

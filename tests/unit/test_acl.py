@@ -18,6 +18,7 @@ from hub.broker import topics
 from hub.cli.main import app
 from hub.client.sdk import HubClient
 from hub.deploy.acl import (
+    HUB_LEADER_TOPIC,
     HUB_PRINCIPAL,
     AclEntry,
     Operation,
@@ -86,7 +87,7 @@ def _assert_least_privilege(party_ids: list[str], entries: list[AclEntry]) -> No
     # the hub's own internals
     assert _can(entries, HUB_PRINCIPAL, R, G, "hub-router")
     assert _can(entries, HUB_PRINCIPAL, R, G, "hub-router-audit-sink")
-    assert _can(entries, HUB_PRINCIPAL, Operation.CREATE, T, "hub-router-hub-seen-events-changelog")
+    assert _can(entries, HUB_PRINCIPAL, Operation.CREATE, T, HUB_LEADER_TOPIC)
     assert not _can(entries, HUB_PRINCIPAL, Operation.CREATE, T, topics.AUDIT)
     assert not any(e.resource_type is ResourceType.CLUSTER for e in entries)
     assert all(e.host == "*" and e.permission == "Allow" for e in entries)

@@ -1,0 +1,245 @@
+"""The seen-event store (``hub.agents.seen``): real SQLite files under ``tmp_path``.
+
+Two ``SeenEvents`` on one file stand for two worker processes of one hub (each has its own
+connection, so SQLite's locking is what keeps a claim exact, as it is between processes).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import hub.durable
+from hub.agents.seen import SeenEvents
+from hub.durable import GroupSync
+from hub.settings import HubSettings
+from hub.workflows.sqlite_state import RegisterError
+
+T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+A = "hub.in.police.west-mercia/0@17"
+B = "hub.in.council.redditch/2@4"
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "seen-events.sqlite"
+
+
+@pytest.fixture
+def seen(path: Path) -> Iterator[SeenEvents]:
+    with SeenEvents(path) as store:
+        yield store
+
+
+def seen_at(store: SeenEvents, event_id: str) -> str:
+    row = store._conn.execute(
+        "SELECT seen_at FROM seen_events WHERE event_id = ?", (event_id,)
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+# -- first and remember --------------------------------------------------------------------
+
+
+def test_unknown_id_was_never_seen(seen: SeenEvents) -> None:
+    assert seen.first("evt-1") is None
+    assert seen.count() == 0
+
+
+def test_remember_claims_the_id_for_its_origin(seen: SeenEvents) -> None:
+    assert seen.remember("evt-1", origin=A, at=T0) == A
+    assert seen.first("evt-1") == A
+    assert seen.first("evt-2") is None
+    assert seen.count() == 1
+
+
+def test_the_same_record_again_keeps_its_claim(seen: SeenEvents) -> None:
+    # a reprocess after a crash: same record, same origin, later clock
+    seen.remember("evt-1", origin=A, at=T0)
+    assert seen.remember("evt-1", origin=A, at=T0 + timedelta(hours=1)) == A
+    assert seen.count() == 1
+    assert seen_at(seen, "evt-1") == T0.isoformat(timespec="microseconds")
+
+
+def test_a_second_worker_gets_the_first_workers_origin(path: Path) -> None:
+    with SeenEvents(path) as one, SeenEvents(path) as two:
+        assert one.remember("evt-1", origin=A, at=T0) == A
+        assert two.first("evt-1") == A  # the other worker's lookup is exact
+        assert two.remember("evt-1", origin=B, at=T0 + timedelta(seconds=1)) == A
+        assert one.first("evt-1") == two.first("evt-1") == A  # the loser overwrote nothing
+        assert seen_at(two, "evt-1") == T0.isoformat(timespec="microseconds")
+        assert two.count() == 1
+
+
+def test_racing_workers_agree_on_one_winner_per_id(path: Path) -> None:
+    ids = [f"evt-{i}" for i in range(200)]
+    stores = [SeenEvents(path), SeenEvents(path)]
+    start = threading.Barrier(2)
+    claims: list[dict[str, str]] = [{}, {}]
+
+    def work(n: int, origin: str) -> None:
+        start.wait()
+        for event_id in ids:
+            claims[n][event_id] = stores[n].remember(event_id, origin=origin, at=T0)
+
+    threads = [threading.Thread(target=work, args=(n, o)) for n, o in enumerate((A, B))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert claims[0] == claims[1]  # both claimants were told the same holder
+        assert set(claims[0].values()) <= {A, B}
+        for event_id, holder in claims[0].items():
+            assert stores[0].first(event_id) == holder
+        assert stores[0].count() == len(ids)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_reopened_store_remembers(path: Path) -> None:
+    with SeenEvents(path) as store:
+        store.remember("evt-1", origin=A, at=T0)
+    with SeenEvents(path) as store:
+        assert store.first("evt-1") == A
+        assert store.remember("evt-1", origin=B, at=T0) == A
+        assert store.count() == 1
+
+
+# -- prune ---------------------------------------------------------------------------------
+
+
+def test_prune_forgets_ids_seen_strictly_before_the_cut_off(seen: SeenEvents) -> None:
+    for i in range(4):
+        seen.remember(f"evt-{i}", origin=A, at=T0 + timedelta(seconds=i))
+    assert seen.prune(T0 + timedelta(seconds=2)) == 2
+    assert [seen.first(f"evt-{i}") for i in range(4)] == [None, None, A, A]
+    assert seen.count() == 2
+    assert seen.prune(T0 + timedelta(seconds=2)) == 0  # nothing left before it
+
+
+def test_prune_compares_instants_not_text(seen: SeenEvents) -> None:
+    plus_one = timezone(timedelta(hours=1))
+    # 09:59:59 at +01:00 is 08:59:59 UTC: before the cut-off, though its text is later
+    seen.remember("early", origin=A, at=datetime(2024, 5, 1, 9, 59, 59, tzinfo=plus_one))
+    # a whole second and a fraction of one: microseconds always written, so text order holds
+    seen.remember("on-time", origin=A, at=T0)
+    seen.remember("just-after", origin=A, at=T0 + timedelta(microseconds=1))
+    seen.remember("naive-late", origin=A, at=datetime(2024, 5, 1, 10, 0))  # naive = UTC
+    assert seen.prune(T0) == 1
+    assert seen.first("early") is None
+    assert [seen.first(i) for i in ("on-time", "just-after", "naive-late")] == [A, A, A]
+    assert seen.prune(datetime(2024, 5, 1, 10, 0, tzinfo=plus_one)) == 0  # 09:00 UTC
+    assert seen.prune(T0 + timedelta(microseconds=1)) == 1
+    assert seen.first("on-time") is None
+
+
+@pytest.mark.parametrize("old", [5, 4])  # a last chunk part full, and one exactly full
+def test_prune_deletes_in_chunks_until_none_are_left(seen: SeenEvents, old: int) -> None:
+    for i in range(old):
+        seen.remember(f"old-{i}", origin=A, at=T0)
+    seen.remember("new", origin=A, at=T0 + timedelta(days=1))
+    statements: list[str] = []
+    seen._conn.set_trace_callback(statements.append)
+    assert seen.prune(T0 + timedelta(hours=1), chunk=2) == old
+    deletes = [s for s in statements if s.startswith("DELETE")]
+    assert len(deletes) == old // 2 + 1  # one transaction per chunk, the last one short
+    assert statements.count("COMMIT") == len(deletes)
+    assert seen.count() == 1
+    assert seen.first("new") == A
+
+
+def test_prune_refuses_an_empty_chunk(seen: SeenEvents) -> None:
+    with pytest.raises(ValueError, match="expected at least 1, got 0"):
+        seen.prune(T0, chunk=0)
+
+
+# -- durability: group commit --------------------------------------------------------------
+
+
+@pytest.fixture
+def no_syncfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a platform without syncfs(2): each writer must fsync its own files."""
+    monkeypatch.setattr(hub.durable, "_LIBC", None)
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of every fd passed to ``os.fsync`` (which still runs), in call order."""
+    calls: list[str] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    return calls
+
+
+def synchronous(store: SeenEvents) -> int:
+    row = store._conn.execute("PRAGMA synchronous").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_remember_marks_the_group_dirty_and_lookups_do_not(path: Path) -> None:
+    group = GroupSync()
+    with SeenEvents(path, group=group) as store:
+        assert synchronous(store) == 1  # NORMAL: the round fsyncs the WAL instead
+        store.first("evt-1")
+        assert group.position == 0
+        store.remember("evt-1", origin=A, at=T0)
+        assert group.position == 1  # an ack waiting for this position waits for the id
+        store.first("evt-1")
+        store.count()
+        assert group.position == 1
+
+
+def test_ungrouped_store_fsyncs_every_commit(path: Path) -> None:
+    with SeenEvents(path) as store:
+        assert synchronous(store) == 2  # FULL: the sweep's own connection
+
+
+@pytest.mark.usefixtures("no_syncfs")
+def test_round_fsyncs_the_seen_store_wal(path: Path, fsynced: list[str]) -> None:
+    group = GroupSync()
+    with SeenEvents(path, group=group) as store:
+        store.remember("evt-1", origin=A, at=T0)
+        store.remember("evt-2", origin=B, at=T0)
+        assert fsynced == []  # committed, not yet synced
+        group.sync_to(group.position)
+        assert fsynced == [os.path.realpath(path) + "-wal"]  # once for both ids
+        assert group.synced == 2
+
+
+# -- errors and settings -------------------------------------------------------------------
+
+
+def test_unusable_file_is_a_register_error_naming_the_store(tmp_path: Path) -> None:
+    where = tmp_path / "seen-events.sqlite"
+    where.mkdir()  # a directory where the file should be
+    with pytest.raises(RegisterError, match=r"^seen-event store .*: cannot open"):
+        SeenEvents(where)
+
+
+def test_sqlite_failure_while_remembering_is_a_register_error(seen: SeenEvents) -> None:
+    seen._conn.execute("DROP TABLE seen_events")
+    with pytest.raises(RegisterError, match="seen-event store") as caught:
+        seen.remember("evt-1", origin=A, at=T0)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    with pytest.raises(RegisterError, match="seen-event store"):
+        seen.first("evt-1")
+
+
+def test_settings_put_the_store_in_the_data_dir(tmp_path: Path) -> None:
+    assert HubSettings(data_dir=tmp_path).seen_path == tmp_path / "seen-events.sqlite"
