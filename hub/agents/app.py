@@ -1,10 +1,18 @@
 """The faust app: router agents over ``hub.in.*`` and the audit sink over ``hub.audit``.
 
-Thin glue: ``Router.route`` (pure) decides; these agents read, remember event ids in a
-changelog-backed table, and write. Processing is at-least-once with deterministic ids
+Thin glue: ``Router.route`` (pure) decides; these agents read, remember accepted event ids
+in the seen-event store (SQLite in the data dir, shared by the hub's workers:
+``hub.agents.seen``), and write. Processing is at-least-once with deterministic ids
 (Tansu's transactions are not safe for exactly-once): every output of an event is
 acknowledged by the broker before the agent takes the next event, so a committed offset
 never covers an event whose deliveries or audit records were not written.
+
+Seen event ids are kept as long as the audit records of their events: the leader's hourly
+expiry sweep forgets ids older than the protocol's ``audit_retention`` (none set: all kept).
+Forgotten sooner, a replayed id would be recognised only by the audit store, which merely
+ignores record ids it already holds: the replay would be delivered again with no audit
+record of its own. Kept longer, an id would outlive the audit records that retention prunes,
+the only other trace of its event.
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ import faust
 
 from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.routing import Router
+from hub.agents.seen import SeenEvents
 from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
+from hub.agents.transport import HubApp
 from hub.audit.checkpoint import log_signer
 from hub.audit.log import AuditLog
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
+from hub.audit.retention import subtract_duration
 from hub.audit.store import open_store
 from hub.broker import topics
 from hub.clock import clock_for
@@ -107,9 +118,10 @@ def create_app(
     settings: HubSettings, *, protocol: Protocol, bootstrap: str, app_id: str = "hub-router"
 ) -> faust.App:
     """Build the faust app for a protocol. Nothing connects until a worker starts it."""
-    app = faust.App(
+    app = HubApp(  # faust.App with the hub's fetch wait (hub.agents.transport)
         app_id,
         broker=f"kafka://{bootstrap}",
+        datadir=settings.data_dir / "faust",  # not faust's default: ./<app id>-data
         store="memory://",
         web_enabled=False,
         topic_partitions=settings.partitions,
@@ -139,13 +151,9 @@ def create_app(
         key_type=bytes,
         value_type=bytes,
     )
-    seen = app.Table(
-        "hub-seen-events",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-    )
+    # Shared by every worker of this hub (same data dir), so a claim is exact across workers;
+    # grouped, so a claimed id is on disk before its event is acknowledged.
+    seen = SeenEvents(settings.seen_path, group=group)
     gate = AuditGate(limit=settings.audit_outage_limit)
     state = OpsState()
     metrics = Metrics(state)
@@ -161,6 +169,7 @@ def create_app(
     window = asyncio.Semaphore(settings.max_in_flight)
     in_flight: set[asyncio.Task[None]] = set()
     failures: list[BaseException] = []
+    crashing: list[asyncio.Future[None]] = []  # held: the loop keeps only weak references
 
     async def confirm(
         event: Any, pending: list[Any], result: Any, origin: Origin, written: int
@@ -171,6 +180,11 @@ def create_app(
         except Exception as exc:  # not on the broker or not on disk: never ack; stop the worker
             _log.critical("delivery_not_confirmed", event_id=result.event_id, error=str(exc))
             failures.append(exc)
+            if len(failures) == 1:
+                # Now, not when the next event arrives (which may be never): the process
+                # exits, `hub up` restarts it, and it resumes from the last committed
+                # offset, so this event is routed again (its ids are recognised).
+                crashing.append(asyncio.ensure_future(app.crash(exc)))
             return
         finally:
             window.release()
@@ -184,6 +198,19 @@ def create_app(
             delivered=result.delivered,
             withheld=result.withheld,
         )
+
+    def claim(event_id: str, origin: Origin) -> None:
+        """Record that ``origin`` carried ``event_id``; log a lost race, keep the deliveries.
+
+        ``route`` looked the id up a moment ago; another worker can have claimed it since,
+        from another record. Its deliveries are computed and valid, so they are not dropped:
+        the race is logged (ids and origins only, never a payload).
+        """
+        holder = seen.remember(event_id, origin=str(origin), at=router.clock())
+        if holder != str(origin):
+            _log.warning(
+                "duplicate_event_id_race", event_id=event_id, origin=str(origin), first=holder
+            )
 
     def settled(task: asyncio.Task[None]) -> None:
         in_flight.discard(task)
@@ -206,19 +233,17 @@ def create_app(
             message = event.message
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
 
-            def lookup(event_id: str) -> str | None:
-                found = seen.get(event_id.encode())
-                return found.decode() if found else None
-
             try:
                 result = router.route(
                     origin=origin,
                     key=message.key,
                     value=message.value,
                     headers=list(message.headers or ()),
-                    seen=lookup,
+                    seen=seen.first,
                 )
-                written = group.position
+                if result.remember:
+                    claim(result.event_id, origin)
+                written = group.position  # after the claim: its commit is synced before the ack
                 # straight to the producer (faust's Topic.send adds a channel hop per message);
                 # each returns a future the broker resolves. The audit batch goes first.
                 batch = AuditBatch(records=tuple(result.audit)) if result.audit else None
@@ -242,8 +267,6 @@ def create_app(
                 if not in_flight:
                     idle.set()
                 raise
-            if result.remember:
-                seen[result.event_id.encode()] = str(origin).encode()
             task = asyncio.ensure_future(confirm(event, pending, result, origin, written))
             in_flight.add(task)
             task.add_done_callback(settled)
@@ -288,9 +311,15 @@ def create_app(
         for name, sweep in sweeps:
             _periodic_sweep(app, settings, name, sweep)
 
+    audit_retention = protocol.protocol.audit_retention
+
     @app.timer(interval=SWEEP_INTERVAL_S, on_leader=True)  # type: ignore[untyped-decorator]
     async def expiry_sweep() -> None:
-        """Crypto-shred cases whose retention ended (``hub.keys.expiry``); the leader only."""
+        """Crypto-shred expired cases, forget ids past the audit retention; the leader only.
+
+        Cases: ``hub.keys.expiry``. Event ids: ``hub.agents.seen`` (kept as long as the audit
+        records of their events).
+        """
 
         def sweep() -> None:
             store = open_store(settings)
@@ -299,10 +328,25 @@ def create_app(
             finally:
                 store.close()
 
+        def forget(retention: str) -> tuple[int, str]:
+            # its own connection, so the routers' lookups never wait for this one's lock
+            before = subtract_duration(router.clock(), retention)
+            with SeenEvents(settings.seen_path) as store:
+                return store.prune(before), before.isoformat()
+
         try:
             await asyncio.to_thread(sweep)
         except HubError as exc:  # the next sweep retries; routing carries on meanwhile
             _log.error("expiry_sweep_failed", error=str(exc))
+        if audit_retention is None:  # the audit log keeps every record: keep every id
+            return
+        try:
+            forgotten, before = await asyncio.to_thread(forget, audit_retention)
+        except HubError as exc:  # the next sweep retries
+            _log.error("seen_prune_failed", error=str(exc))
+            return
+        if forgotten:
+            _log.info("seen_pruned", forgotten=forgotten, before=before)
 
     def consumer_lag() -> tuple[int, dict[str, int]]:
         """Inbound partitions owned, and per topic the end offset minus the committed offset."""
