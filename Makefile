@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo up test test-unit test-broker-restart test-integration lint format bench clean deploy-manifests browser-deps
+.PHONY: help venv demo up test test-unit test-integration lint format bench clean deploy-manifests browser-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,8 +45,6 @@ test: $(STAMP) browser-deps ## the whole test suite (unit, integration on the re
 test-unit: $(STAMP) ## unit tests only (no network)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-broker-restart: $(STAMP) ## the broker-restart fault test (flaky: Tansu's memory store, see README limits)
-	HUB_TEST_BROKER_RESTART=1 $(BIN)/python -m pytest tests/integration/test_restart.py -k broker_restart $(PYTEST_ARGS)
 
 test-integration: $(STAMP) ## integration and e2e tests on the embedded broker
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
