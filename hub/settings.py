@@ -157,7 +157,7 @@ class HubSettings(BaseSettings):
     @property
     def seen_path(self) -> Path:
         """Event ids already accepted, with the record that first carried each (the router)."""
-        return self.data_dir / "seen-events.sqlite"
+        return self.data_dir / "seen-events.sqlite3"
 
     @property
     def keys_dir(self) -> Path:

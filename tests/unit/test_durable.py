@@ -54,30 +54,6 @@ def pseudonym(ref: str) -> str:
     return "pc_" + hashlib.sha256(ref.encode()).hexdigest()[:32]
 
 
-def fd_path(fd: int) -> str:
-    return os.readlink(f"/proc/self/fd/{fd}")
-
-
-@pytest.fixture
-def no_syncfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As on a platform without syncfs(2): each writer must fsync its own files."""
-    monkeypatch.setattr(hub.durable, "_LIBC", None)
-
-
-@pytest.fixture
-def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths of every fd passed to ``os.fsync`` (which still runs), in call order."""
-    calls: list[str] = []
-    real = os.fsync
-
-    def record(fd: int) -> None:
-        calls.append(fd_path(fd))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
-    return calls
-
-
 @pytest.fixture
 def syncfs_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Where each ``_syncfs`` was asked for; it reports success without syncing."""

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import hub.durable
 from hub.agents.seen import SeenEvents
 from hub.durable import GroupSync
 from hub.settings import HubSettings
@@ -28,7 +27,7 @@ B = "hub.in.council.redditch/2@4"
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
-    return tmp_path / "seen-events.sqlite"
+    return tmp_path / "seen-events.sqlite3"
 
 
 @pytest.fixture
@@ -166,26 +165,6 @@ def test_prune_refuses_an_empty_chunk(seen: SeenEvents) -> None:
 # -- durability: group commit --------------------------------------------------------------
 
 
-@pytest.fixture
-def no_syncfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As on a platform without syncfs(2): each writer must fsync its own files."""
-    monkeypatch.setattr(hub.durable, "_LIBC", None)
-
-
-@pytest.fixture
-def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths of every fd passed to ``os.fsync`` (which still runs), in call order."""
-    calls: list[str] = []
-    real = os.fsync
-
-    def record(fd: int) -> None:
-        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
-    return calls
-
-
 def synchronous(store: SeenEvents) -> int:
     row = store._conn.execute("PRAGMA synchronous").fetchone()
     assert row is not None
@@ -226,7 +205,7 @@ def test_round_fsyncs_the_seen_store_wal(path: Path, fsynced: list[str]) -> None
 
 
 def test_unusable_file_is_a_register_error_naming_the_store(tmp_path: Path) -> None:
-    where = tmp_path / "seen-events.sqlite"
+    where = tmp_path / "seen-events.sqlite3"
     where.mkdir()  # a directory where the file should be
     with pytest.raises(RegisterError, match=r"^seen-event store .*: cannot open"):
         SeenEvents(where)
@@ -242,4 +221,4 @@ def test_sqlite_failure_while_remembering_is_a_register_error(seen: SeenEvents) 
 
 
 def test_settings_put_the_store_in_the_data_dir(tmp_path: Path) -> None:
-    assert HubSettings(data_dir=tmp_path).seen_path == tmp_path / "seen-events.sqlite"
+    assert HubSettings(data_dir=tmp_path).seen_path == tmp_path / "seen-events.sqlite3"
