@@ -30,6 +30,7 @@ import json
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,6 +44,8 @@ __all__ = ["CASE_KEY_BYTES", "CaseKeys", "LegalHold"]
 
 #: case key length: an AES-256 / HKDF-SHA256 input key
 CASE_KEY_BYTES = 32
+#: case keys a ``CaseKeys`` keeps in memory, most recently used first
+CACHED_CASE_KEYS = 10_000
 _FILE_MODE = 0o600
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{7,127}")
 
@@ -84,7 +87,9 @@ class CaseKeys:
         self._dir = root / "cases"
         self._holds_file = root / "holds.json"
         self._pseudonymise = pseudonymise
-        self._cache: dict[str, bytes] = {}
+        # most recently used keys only: a long-running worker meets new cases for ever, and
+        # fewer secrets in memory is better anyway (a miss costs one small file read)
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._group = group
         self._unsynced: list[Path] = []
         self._unsynced_lock = threading.Lock()
@@ -118,9 +123,11 @@ class CaseKeys:
             raise CaseShreddedError(
                 f"case {name}: shredded; its key was destroyed and will not be re-created"
             )
-        cached = self._cache.get(name)
-        if cached is not None:
-            return cached
+        with self._thread_lock:
+            cached = self._cache.get(name)
+            if cached is not None:
+                self._cache.move_to_end(name)
+                return cached
         key = self._read_key(name)
         if key is None:
             with self._locked():
@@ -130,7 +137,10 @@ class CaseKeys:
                 if key is None:
                     key = os.urandom(CASE_KEY_BYTES)
                     self._create(name, key)
-        self._cache[name] = key
+        with self._thread_lock:
+            self._cache[name] = key
+            if len(self._cache) > CACHED_CASE_KEYS:
+                self._cache.popitem(last=False)
         return key
 
     def sync(self) -> None:

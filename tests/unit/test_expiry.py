@@ -235,3 +235,18 @@ def test_cli_expire_with_now_dry_run_and_json(
     bad = runner.invoke(app, ["expire", "--now", "next tuesday"])
     assert bad.exit_code == 1
     assert "--now" in bad.stderr
+
+
+def test_case_key_memory_is_bounded_and_an_evicted_key_is_read_back(
+    cases: CaseKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a worker meets new cases for ever: its in-memory keys must not grow with them (the
+    # soak's RSS did), and a key dropped from memory is the same key when read back
+    monkeypatch.setattr("hub.keys.cases.CACHED_CASE_KEYS", 3)
+    first = {ref: cases.key_for(ref) for ref in ("C-1", "C-2", "C-3", "C-4", "C-5")}
+    assert len(cases._cache) == 3
+    assert cases.key_for("C-1") == first["C-1"]  # evicted, read back from its file
+    cases.key_for("C-5")  # most recently used survives the next eviction
+    cases.key_for("C-6")
+    assert cases.key_for("C-5") == first["C-5"]
+    assert len(cases._cache) == 3
