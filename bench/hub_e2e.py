@@ -305,13 +305,18 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
             samples.append((time.monotonic() - t0, _rss_kib(pid)[0]))
         peak = _rss_kib(pid)[1]
     tenth = max(1, len(samples) // 10)
+    half = len(samples) // 2
     return {
         "rate": rate,
         "duration_s": round(time.monotonic() - t0, 1),
         "samples": len(samples),
         "rss_first_tenth_kib": max(r for _, r in samples[:tenth]),
+        "rss_middle_kib": samples[half][1],
         "rss_last_tenth_kib": max(r for _, r in samples[-tenth:]),
         "peak_rss_kib": peak,
+        # the whole curve: warm-up growth (caches filling to their bounds) levels off; a
+        # leak keeps climbing through the second half
+        "rss_series_kib": [[round(t, 1), r] for t, r in samples],
     }
 
 
@@ -440,6 +445,9 @@ def run(params: Mapping[str, Any]) -> Measured:
             measurements.append({"operation": "soak", "workers": 1, **soak})
             rows.append(
                 ["soak RSS first tenth", 1, "-", soak["rss_first_tenth_kib"] / 1024, "MiB", None]
+            )
+            rows.append(
+                ["soak RSS at half time", 1, "-", soak["rss_middle_kib"] / 1024, "MiB", None]
             )
             rows.append(
                 ["soak RSS last tenth", 1, "-", soak["rss_last_tenth_kib"] / 1024, "MiB", None]
