@@ -276,7 +276,7 @@ def create_app(
         store = open_store(settings)
         sink = AuditSink(
             store=store,
-            log=AuditLog(store, signer=log_signer(settings)),
+            log=AuditLog(store, signer=log_signer(settings), heads_only=True),
             gate=gate,
             envelope=envelope,
             parties=protocol.party_ids,

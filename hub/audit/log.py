@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +64,8 @@ __all__ = [
 
 #: leaves read per store round trip when building or verifying the tree
 _BATCH = 5000
+#: roots at recent sizes a heads-only log remembers (a checkpoint signed elsewhere is recent)
+_KEPT_ROOTS = 256
 #: records of one event: a handful of recipients, never thousands
 _MAX_EVENT_RECORDS = 10_000
 
@@ -240,16 +243,34 @@ class AuditLog:
 
     Proofs and checkpoints are served from a tree of every level of perfect subtrees, built
     once from the store and extended as records arrive (about 64 bytes per record held in
-    memory). A long-lived instance therefore signs the history it read, even if the rows
-    are altered later; ``verify`` always re-reads everything from the store.
+    memory; a ``heads_only`` log, the audit sink's, signs checkpoints without it). A
+    long-lived instance therefore signs the history it read, even if the rows are altered
+    later; ``verify`` always re-reads everything from the store.
     """
 
-    def __init__(self, store: AuditStore, *, signer: NoteSigner, origin: str | None = None):
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        signer: NoteSigner,
+        origin: str | None = None,
+        heads_only: bool = False,
+    ):
+        """A log over ``store``; ``heads_only`` for a process that only signs checkpoints.
+
+        With ``heads_only``, ``checkpoint`` keeps a compact range (a hash per set bit of the
+        size) and the roots at a few recent sizes, not the whole tree: the audit sink, for as
+        long as the hub runs, holds a few KiB however long the log grows (the whole tree held
+        64 bytes a record for ever). Proofs still build the whole tree when asked.
+        """
         self._store = store
         self._signer = signer
         self._verifier = signer.verifier()
         self.origin = signer.name if origin is None else origin
         self._tree = MerkleTree()
+        self._heads_only = heads_only
+        self._range: CompactRange | None = None
+        self._roots: OrderedDict[int, bytes] = OrderedDict()  # size -> root, recent sizes
 
     def size(self) -> int:
         """Number of records (leaves) in the store now."""
@@ -270,6 +291,8 @@ class AuditLog:
         Raises:
             AuditIntegrityError: the newest stored checkpoint does not match the records.
         """
+        if self._heads_only:
+            return self._checkpoint_from_range()
         tree = self._sync()
         stored = self._store.checkpoints()
         if stored:
@@ -287,6 +310,67 @@ class AuditLog:
         note = self._signer.sign(head.body())
         self._store.save_checkpoint(head.size, note)
         return note
+
+    def _checkpoint_from_range(self) -> str:
+        """``checkpoint`` from the compact range: the same checks, the same note."""
+        size = self._store.size()
+        stored = self._store.checkpoints()
+        if stored:
+            previous = self._open(stored[-1][1])
+            prunes = self._store.prunes()
+            pruned = prunes[-1].size if prunes else 0
+            if previous.size >= pruned and (
+                previous.size > size or self._root_at(previous.size) != previous.root_hash
+            ):
+                raise AuditIntegrityError(
+                    f"checkpoint: the stored records no longer match the checkpoint at size "
+                    f"{previous.size}; run `hub audit verify`"
+                )
+        head_range = self._advance(size)
+        head = Checkpoint(origin=self.origin, size=head_range.size, root_hash=head_range.root())
+        note = self._signer.sign(head.body())
+        self._store.save_checkpoint(head.size, note)
+        return note
+
+    def _root_at(self, size: int) -> bytes:
+        """MTH of the first ``size`` records, from the compact range where it can be.
+
+        A size this instance has stopped at is remembered; a size ahead of the range is
+        reached by stopping there. Only a size the range has already passed without stopping
+        (another process signed a smaller checkpoint after this one read further) is
+        recomputed from the store, reading every leaf up to it.
+        """
+        if size in self._roots:
+            return self._roots[size]
+        if self._range is None or self._range.size <= size:
+            return self._advance(size).root()
+        return self._advance(size, fresh=True).root()
+
+    def _advance(self, size: int, *, fresh: bool = False) -> CompactRange:
+        """The compact range extended to ``size`` records (``fresh``: a new one, kept apart).
+
+        A range behind the newest prune restarts from the kept frontier, as ``_sync`` does.
+        """
+        current = None if fresh else self._range
+        prunes = self._store.prunes()
+        if prunes and (current is None or current.size < prunes[-1].size):
+            current = CompactRange.from_frontier(prunes[-1].size, prunes[-1].frontier)
+        elif current is None:
+            current = CompactRange()
+        while current.size < size:
+            start = current.size
+            batch = self._store.leaves(start, min(start + _BATCH, size))
+            if not batch:
+                break
+            for data in batch:
+                current.append(leaf_hash(data))
+        if not fresh:
+            self._range = current
+        self._roots[current.size] = current.root()
+        self._roots.move_to_end(current.size)
+        while len(self._roots) > _KEPT_ROOTS:
+            self._roots.popitem(last=False)
+        return current
 
     def inclusion_proofs(self, ref: str) -> list[InclusionProof]:
         """Inclusion proofs for a record id, or for every record of an event id.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.audit.checkpoint import Checkpoint
@@ -27,7 +27,7 @@ from hub.audit.merkle import (
     verify_inclusion,
 )
 from hub.audit.retention import PrunePlan, plan_prune, subtract_duration
-from hub.audit.sqlite import canonical_bytes
+from hub.audit.sqlite import SQLiteAuditStore, canonical_bytes
 from hub.audit.store import AuditStore, open_store
 from hub.errors import AuditError, AuditIntegrityError
 from hub.models import AuditDecision
@@ -340,3 +340,85 @@ def test_a_version_1_store_opens_and_upgrades(location: str, opener: Opener) -> 
         log.checkpoint()
         log.prune(plan(reopened), reason="r", by="b")
         assert log.verify().ok
+
+
+# --- a heads-only log (the audit sink's) signs the same checkpoints in bounded memory --------
+# The sink signs checkpoints for as long as the hub runs; the whole Merkle tree cost it 64
+# bytes a record for ever (the 10-minute soak's RSS climbed with it). A heads-only log keeps
+# a compact range and a few recent roots; every check ``checkpoint`` makes is kept.
+
+
+def _head(log: AuditLog, note: str) -> tuple[int, bytes]:
+    head = log._open(note)
+    return head.size, head.root_hash
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.integers(1, 40), min_size=1, max_size=12))
+def test_heads_only_signs_the_roots_of_the_whole_tree(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[int]
+) -> None:
+    path = tmp_path_factory.mktemp("heads") / "audit.sqlite3"
+    with contextlib.closing(SQLiteAuditStore(path)) as store:
+        heads = AuditLog(store, signer=SIGNER, heads_only=True)
+        whole = AuditLog(store, signer=SIGNER)
+        for n in batches:
+            first = store.size()
+            store.append([record(i) for i in range(first, first + n)])
+            size, root = _head(heads, heads.checkpoint())
+            assert (size, root) == (store.size(), whole.root(size))
+        assert heads._tree.size == 0  # the whole tree was never built
+        assert len(heads._range.frontier if heads._range else ()) == bin(store.size()).count("1")
+
+
+def test_two_sinks_alternate_and_a_late_smaller_checkpoint_is_still_checked(
+    store: AuditStore, opener: Opener
+) -> None:
+    # two workers, two sinks, one store: each checks the other's newest checkpoint, even one
+    # saved late at a size it has already read past
+    with contextlib.closing(opener()) as other:
+        a = AuditLog(store, signer=SIGNER, heads_only=True)
+        b = AuditLog(other, signer=SIGNER, heads_only=True)
+        grow(a, store, 7)  # a stops at 3 and 6
+        b.checkpoint()  # b at 7
+        store.append([record(7), record(8)])
+        a.checkpoint()  # a checks b's 7 on its way, then signs 9
+        root_8 = AuditLog(other, signer=SIGNER).root(8)
+        late = SIGNER.sign(Checkpoint(origin=ORIGIN, size=8, root_hash=root_8).body())
+        store.append([record(9)])
+        other.save_checkpoint(8, late)  # signed at 8 by a third, saved only now: the newest
+        assert _head(a, store.checkpoints()[-1][1]) == (8, root_8)
+        a._roots.clear()  # as if a had read past 8 without stopping there
+        assert a._range is not None
+        assert a._range.size == 9
+        size, root = _head(a, a.checkpoint())  # recomputed from the store, and it matches
+        assert (size, root) == (10, AuditLog(store, signer=SIGNER).root(10))
+
+
+def test_a_changed_record_under_the_newest_checkpoint_is_refused(
+    store: AuditStore, location: str
+) -> None:
+    grow(AuditLog(store, signer=SIGNER), store, 9)  # checkpoints at 3, 6, 9
+    execute(
+        location,
+        "UPDATE audit_records SET canonical = %s WHERE record_id = %s",
+        canonical_bytes(record(2)).replace(b"evt-1", b"evt-X"),
+        record(2).record_id,
+    )
+    fresh = AuditLog(store, signer=SIGNER, heads_only=True)  # a restarted sink
+    with pytest.raises(AuditIntegrityError, match="no longer match the checkpoint at size 9"):
+        fresh.checkpoint()
+
+
+def test_heads_only_carries_on_past_a_prune(store: AuditStore, opener: Opener) -> None:
+    heads = AuditLog(store, signer=SIGNER, heads_only=True)
+    grow(heads, store, 16)
+    AuditLog(store, signer=SIGNER).prune(plan(store), reason="audit retention P6Y", by="ig")
+    store.append([record(i) for i in range(17, 21)])
+    with contextlib.closing(opener()) as other:
+        restarted = AuditLog(other, signer=SIGNER, heads_only=True)  # from the kept frontier
+        for log in (heads, restarted):
+            size, root = _head(log, log.checkpoint())
+            assert (size, root) == (store.size(), AuditLog(store, signer=SIGNER).root(size))
