@@ -2,7 +2,8 @@
 
 faust 0.15 builds its worker consumer with ``fetch_max_wait_ms=1500`` and no setting to
 change it. On the embedded broker that is up to 1.5 s on every event before the router even
-sees it. ``HubApp`` is ``faust.App`` with this transport; nothing else differs.
+sees it (``hub.broker.fetch``). ``HubApp`` is ``faust.App`` with this transport; nothing
+else differs.
 """
 
 from __future__ import annotations

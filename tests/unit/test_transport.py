@@ -13,8 +13,8 @@ from hub.broker.fetch import FETCH_WAIT_MS
 
 @pytest.mark.asyncio
 async def test_the_worker_consumer_uses_the_hub_fetch_wait(tmp_path: Path) -> None:
-    # the embedded broker answers a fetch only when its wait runs out, so this wait is the
-    # latency of every hop (hub.broker.fetch)
+    # the embedded broker does not answer a fetch as soon as data arrives, so this wait
+    # bounds the latency of every hop (hub.broker.fetch)
     app = HubApp("fetch-test", broker="kafka://127.0.0.1:1", web_enabled=False, datadir=tmp_path)
     thread = app.consumer._thread  # type: ignore[attr-defined]  # made with the consumer
     consumer = thread._create_worker_consumer(app.transport)
