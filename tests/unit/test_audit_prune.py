@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -28,20 +26,13 @@ from hub.audit.merkle import (
 )
 from hub.audit.retention import PrunePlan, plan_prune, subtract_duration
 from hub.audit.sqlite import SQLiteAuditStore, canonical_bytes
-from hub.audit.store import AuditStore, open_store
+from hub.audit.store import AuditStore
 from hub.errors import AuditError, AuditIntegrityError
 from hub.models import AuditDecision
-from hub.settings import HubSettings
-from tests.postgres import find_pg_bindir
+from tests.unit.conftest import Opener
 from tests.unit.test_audit_log import ORIGIN, SIGNER, T0, record
 
-_NO_PG = pytest.mark.skipif(
-    find_pg_bindir() is None,
-    reason="PostgreSQL binaries not found (initdb/pg_ctl): PostgreSQL store tests skipped",
-)
-BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="pg", marks=_NO_PG)]
 CUT = T0 + timedelta(seconds=10)  # records 0..9 are older than this
-Opener = Callable[[], AuditStore]
 
 
 # --- the Merkle tree from a pruned prefix ----------------------------------------------------
@@ -118,26 +109,6 @@ def test_bad_durations_are_refused(bad: str) -> None:
 
 
 # --- the log over both stores --------------------------------------------------------------
-
-
-@pytest.fixture(params=BACKENDS)
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def opener(location: str, tmp_path: Path) -> Opener:
-    return lambda: open_store(HubSettings(data_dir=tmp_path, audit_url=location))
-
-
-@pytest.fixture
-def store(opener: Opener) -> Iterator[AuditStore]:
-    opened = opener()
-    yield opened
-    opened.close()
 
 
 def execute(location: str, sql: str, *params: object) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,38 +25,8 @@ from hub.audit.store import AuditStore, open_store
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 from hub.settings import HubSettings
-from tests.postgres import find_pg_bindir
+from tests.unit.conftest import NO_PG, Opener
 from tests.unit.test_audit_store import PSEUDO, T0, ids, record
-
-Opener = Callable[[], AuditStore]
-
-_NO_PG = pytest.mark.skipif(
-    find_pg_bindir() is None,
-    reason="PostgreSQL binaries not found (initdb/pg_ctl): PostgreSQL store tests skipped",
-)
-BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="pg", marks=_NO_PG)]
-
-
-@pytest.fixture(params=BACKENDS)
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store lives: a SQLite file path or a fresh PostgreSQL database URL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def opener(location: str, tmp_path: Path) -> Opener:
-    """Opens another store on the same location (as another worker or process would)."""
-    return lambda: open_store(HubSettings(data_dir=tmp_path, audit_url=location))
-
-
-@pytest.fixture
-def store(opener: Opener) -> Iterator[AuditStore]:
-    s = opener()
-    yield s
-    s.close()
 
 
 def events(records: list[AuditRecord]) -> list[str]:
@@ -303,7 +272,7 @@ def test_several_writer_processes(location: str, tmp_path: Path) -> None:
 # --- PostgreSQL specifics -----------------------------------------------------------------
 
 
-@_NO_PG
+@NO_PG
 def test_pg_layout_and_dense_seq(postgres_url: str) -> None:
     with PostgresAuditStore(postgres_url) as store:
         store.append([record("evt-1"), record("evt-2")])
@@ -333,7 +302,7 @@ def test_pg_layout_and_dense_seq(postgres_url: str) -> None:
     assert identity == ("YES",)
 
 
-@_NO_PG
+@NO_PG
 def test_pg_writer_waits_for_the_lock_holder(postgres_url: str) -> None:
     """A second writer waits while another holds the append lock, and readers do not."""
     with PostgresAuditStore(postgres_url) as writer, PostgresAuditStore(postgres_url) as reader:
@@ -362,7 +331,7 @@ def test_pg_writer_waits_for_the_lock_holder(postgres_url: str) -> None:
         assert events(reader.query()) == ["evt-1", "evt-2"]
 
 
-@_NO_PG
+@NO_PG
 def test_pg_mismatched_rows_finds_hand_edits(postgres_url: str) -> None:
     with PostgresAuditStore(postgres_url) as store:
         store.append([record(f"evt-{i}") for i in range(4)])
@@ -373,7 +342,7 @@ def test_pg_mismatched_rows_finds_hand_edits(postgres_url: str) -> None:
         assert store.mismatched_rows(2, 4) == [3]
 
 
-@_NO_PG
+@NO_PG
 def test_pg_reconnects_after_the_connection_drops(postgres_url: str) -> None:
     """The audit sink retries on ``AuditError``; the store must then recover by itself."""
     with PostgresAuditStore(postgres_url) as store:
@@ -390,7 +359,7 @@ def test_pg_reconnects_after_the_connection_drops(postgres_url: str) -> None:
         assert events(store.query()) == ["evt-1", "evt-2"]
 
 
-@_NO_PG
+@NO_PG
 def test_pg_newer_schema_refused(postgres_url: str) -> None:
     PostgresAuditStore(postgres_url).close()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
@@ -399,7 +368,7 @@ def test_pg_newer_schema_refused(postgres_url: str) -> None:
         PostgresAuditStore(postgres_url)
 
 
-@_NO_PG
+@NO_PG
 def test_pg_concurrent_first_opens_create_the_schema_once(postgres_url: str) -> None:
     errors: list[BaseException] = []
 

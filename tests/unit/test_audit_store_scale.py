@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,40 +29,13 @@ from hub.audit.log import AuditLog
 from hub.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
 from hub.audit.retention import PrunedPrefix
 from hub.audit.sqlite import SQLiteAuditStore, WindowStart, canonical_bytes
-from hub.audit.store import AuditStore, open_store
+from hub.audit.store import AuditStore
 from hub.errors import AuditError, AuditIntegrityError
 from hub.models import AuditRecord
-from hub.settings import HubSettings
-from tests.postgres import find_pg_bindir
+from tests.unit.conftest import NO_PG, Opener
 from tests.unit.test_audit_log import SIGNER, T0, record
 
-_NO_PG = pytest.mark.skipif(
-    find_pg_bindir() is None,
-    reason="PostgreSQL binaries not found (initdb/pg_ctl): PostgreSQL store tests skipped",
-)
-BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="pg", marks=_NO_PG)]
 ALL_COLUMNS = ", ".join(lite._COLUMNS)
-Opener = Callable[[], AuditStore]
-
-
-@pytest.fixture(params=BACKENDS)
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def opener(location: str, tmp_path: Path) -> Opener:
-    return lambda: open_store(HubSettings(data_dir=tmp_path, audit_url=location))
-
-
-@pytest.fixture
-def store(opener: Opener) -> Iterator[AuditStore]:
-    opened = opener()
-    yield opened
-    opened.close()
 
 
 def fill(store: AuditStore, n: int, *, replay_every: int = 7) -> list[AuditRecord]:
@@ -113,7 +86,7 @@ def pg_plan(url: str, sql: str, params: tuple[Any, ...]) -> str:
     return "\n".join(str(row[0]) for row in rows)
 
 
-@_NO_PG
+@NO_PG
 def test_pg_reads_use_indexes_never_scan(postgres_url: str) -> None:
     with pg.PostgresAuditStore(postgres_url) as store:
         fill(store, 50)
@@ -133,7 +106,7 @@ def test_pg_reads_use_indexes_never_scan(postgres_url: str) -> None:
     assert "audit_records_pkey" in plans["leaves after a cursor"]
 
 
-@_NO_PG
+@NO_PG
 def test_pg_tail_read_touches_only_the_rows_it_returns(postgres_url: str) -> None:
     """EXPLAIN ANALYZE of the read a checkpoint makes: 10 leaves at the end of 2,000."""
     with pg.PostgresAuditStore(postgres_url) as store:
@@ -495,7 +468,7 @@ def test_version_2_file_with_nothing_pruned_or_stored(tmp_path: Path) -> None:
         assert store.record_index(record(0).record_id) == 0
 
 
-@_NO_PG
+@NO_PG
 def test_pg_store_without_the_subjects_seq_index_gains_it(postgres_url: str) -> None:
     """A PostgreSQL store written before the index (same schema version) gets it on open."""
     with pg.PostgresAuditStore(postgres_url) as store:
