@@ -314,25 +314,26 @@ class AuditLog:
     def _checkpoint_from_range(self) -> str:
         """``checkpoint`` from the compact range: the same checks, the same note."""
         size = self._store.size()
+        prunes = self._store.prunes()  # read once: every step below starts from the same one
+        newest = prunes[-1] if prunes else None
         stored = self._store.checkpoints()
         if stored:
             previous = self._open(stored[-1][1])
-            prunes = self._store.prunes()
-            pruned = prunes[-1].size if prunes else 0
+            pruned = newest.size if newest else 0
             if previous.size >= pruned and (
-                previous.size > size or self._root_at(previous.size) != previous.root_hash
+                previous.size > size or self._root_at(previous.size, newest) != previous.root_hash
             ):
                 raise AuditIntegrityError(
                     f"checkpoint: the stored records no longer match the checkpoint at size "
                     f"{previous.size}; run `hub audit verify`"
                 )
-        head_range = self._advance(size)
+        head_range = self._advance(size, newest)
         head = Checkpoint(origin=self.origin, size=head_range.size, root_hash=head_range.root())
         note = self._signer.sign(head.body())
         self._store.save_checkpoint(head.size, note)
         return note
 
-    def _root_at(self, size: int) -> bytes:
+    def _root_at(self, size: int, newest: PrunedPrefix | None) -> bytes:
         """MTH of the first ``size`` records, from the compact range where it can be.
 
         A size this instance has stopped at is remembered; a size ahead of the range is
@@ -343,18 +344,20 @@ class AuditLog:
         if size in self._roots:
             return self._roots[size]
         if self._range is None or self._range.size <= size:
-            return self._advance(size).root()
-        return self._advance(size, fresh=True).root()
+            return self._advance(size, newest).root()
+        return self._advance(size, newest, fresh=True).root()
 
-    def _advance(self, size: int, *, fresh: bool = False) -> CompactRange:
+    def _advance(
+        self, size: int, newest: PrunedPrefix | None, *, fresh: bool = False
+    ) -> CompactRange:
         """The compact range extended to ``size`` records (``fresh``: a new one, kept apart).
 
-        A range behind the newest prune restarts from the kept frontier, as ``_sync`` does.
+        A range behind ``newest`` (the store's newest prune) restarts from its kept frontier,
+        as ``_sync`` does.
         """
         current = None if fresh else self._range
-        prunes = self._store.prunes()
-        if prunes and (current is None or current.size < prunes[-1].size):
-            current = CompactRange.from_frontier(prunes[-1].size, prunes[-1].frontier)
+        if newest and (current is None or current.size < newest.size):
+            current = CompactRange.from_frontier(newest.size, newest.frontier)
         elif current is None:
             current = CompactRange()
         while current.size < size:
