@@ -8,7 +8,7 @@ acknowledged by the broker before the agent takes the next event, so a committed
 never covers an event whose deliveries or audit records were not written.
 
 Seen event ids are kept as long as the audit records of their events: the leader's hourly
-expiry sweep forgets ids older than the protocol's ``audit_retention`` (none set: all kept).
+expiry sweep forgets ids only behind what the audit log has pruned (``hub.agents.seen``).
 Forgotten sooner, a replayed id would be recognised only by the audit store, which merely
 ignores record ids it already holds: the replay would be delivered again with no audit
 record of its own. Kept longer, an id would outlive the audit records that retention prunes,
@@ -26,13 +26,12 @@ import faust
 
 from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.routing import Router
-from hub.agents.seen import SeenEvents
+from hub.agents.seen import SeenEvents, forget_before
 from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
 from hub.agents.transport import HubApp
 from hub.audit.checkpoint import log_signer
 from hub.audit.log import AuditLog
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.audit.retention import subtract_duration
 from hub.audit.store import open_store
 from hub.broker import topics
 from hub.clock import clock_for
@@ -311,11 +310,9 @@ def create_app(
         for name, sweep in sweeps:
             _periodic_sweep(app, settings, name, sweep)
 
-    audit_retention = protocol.protocol.audit_retention
-
     @app.timer(interval=SWEEP_INTERVAL_S, on_leader=True)  # type: ignore[untyped-decorator]
     async def expiry_sweep() -> None:
-        """Crypto-shred expired cases, forget ids past the audit retention; the leader only.
+        """Crypto-shred expired cases, forget ids the audit log has pruned; the leader only.
 
         Cases: ``hub.keys.expiry``. Event ids: ``hub.agents.seen`` (kept as long as the audit
         records of their events).
@@ -328,25 +325,29 @@ def create_app(
             finally:
                 store.close()
 
-        def forget(retention: str) -> tuple[int, str]:
-            # its own connection, so the routers' lookups never wait for this one's lock
-            before = subtract_duration(router.clock(), retention)
-            with SeenEvents(settings.seen_path) as store:
-                return store.prune(before), before.isoformat()
+        def forget() -> tuple[int, str] | None:
+            # its own connections, so the routers' lookups never wait for this one's lock
+            store = open_store(settings)
+            try:
+                before = forget_before(store)
+            finally:
+                store.close()
+            if before is None:  # the audit log has pruned nothing: every id is kept
+                return None
+            with SeenEvents(settings.seen_path) as seen_ids:
+                return seen_ids.prune(before), before.isoformat()
 
         try:
             await asyncio.to_thread(sweep)
         except HubError as exc:  # the next sweep retries; routing carries on meanwhile
             _log.error("expiry_sweep_failed", error=str(exc))
-        if audit_retention is None:  # the audit log keeps every record: keep every id
-            return
         try:
-            forgotten, before = await asyncio.to_thread(forget, audit_retention)
+            forgotten = await asyncio.to_thread(forget)
         except HubError as exc:  # the next sweep retries
             _log.error("seen_prune_failed", error=str(exc))
             return
-        if forgotten:
-            _log.info("seen_pruned", forgotten=forgotten, before=before)
+        if forgotten is not None and forgotten[0]:
+            _log.info("seen_pruned", forgotten=forgotten[0], before=forgotten[1])
 
     def consumer_lag() -> tuple[int, dict[str, int]]:
         """Inbound partitions owned, and per topic the end offset minus the committed offset."""

@@ -18,23 +18,32 @@ Durability: the router's ``remember`` commits without fsync and marks the group 
 (``hub.durable``) dirty; the event is acknowledged only after the round that syncs it, so a
 committed offset never covers an id the store could forget in a machine crash.
 
-Retention: ids are kept exactly as long as the audit records of their events
-(``audit_retention`` of the protocol, ``hub.audit.retention``), and for ever when the
-protocol sets none. A replayed id is recognised here, or not at all: the audit store
-ignores a record id it already holds, so a replay routed as new would be delivered again
-while its audit records silently merged with the original's. Keeping the ids while the
-audit records exist means every replay the audit log could be asked about is quarantined
-and audited under its own origin; once the records are pruned, the id has nothing left to
-protect. The leader worker prunes them hourly (``create_app``'s expiry sweep).
+Retention: ids are kept exactly as long as the audit records of their events. A replayed id
+is recognised here, or not at all: the audit store ignores a record id it already holds, so a
+replay routed as new would be delivered again while its audit records silently merged with
+the original's. Keeping the ids while the audit records exist means every replay the audit
+log could be asked about is quarantined and audited under its own origin; once the records
+are pruned, the id has nothing left to protect. So the cut-off follows what the audit log
+has actually pruned (``forget_before``), not the protocol's ``audit_retention`` on its own:
+a prune stops at the first record of a case under legal hold and keeps everything after it,
+and prunes run when an IG officer runs ``hub audit prune``. The leader worker forgets ids
+hourly (``create_app``'s expiry sweep).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from hub.audit.store import AuditStore
+from hub.models import AuditRecord
 from hub.workflows.sqlite_state import SQLiteState
 
-__all__ = ["PRUNE_CHUNK", "SeenEvents"]
+__all__ = ["FORGET_MARGIN", "PRUNE_CHUNK", "SeenEvents", "forget_before"]
+
+#: ids are kept this long before the oldest audit record still stored: records reach the log
+#: a little out of time order (several workers, the audit topic between them, an audit outage
+#: bounded by ``HUB_AUDIT_OUTAGE_LIMIT``), never by a day
+FORGET_MARGIN = timedelta(days=1)
 
 #: ids deleted per transaction by ``prune``: a router's ``remember`` waiting for the write
 #: lock waits for one chunk (a few milliseconds), never for the whole prune
@@ -139,3 +148,24 @@ class SeenEvents(SQLiteState):
         with self._read() as conn:
             row = conn.execute("SELECT COUNT(*) FROM seen_events").fetchone()
         return int(row[0])
+
+
+def forget_before(store: AuditStore) -> datetime | None:
+    """When seen ids may be forgotten: ``FORGET_MARGIN`` before the oldest kept audit record.
+
+    None while the audit log has pruned nothing: every record is kept, so every id is. After
+    a prune, the oldest kept record is the one at the pruned size (a prune appends its own
+    ``pruned`` record before deleting, so one is always there); ids first seen a margin
+    before it belong to events whose records are gone.
+
+    Raises:
+        AuditError: the store cannot be read.
+    """
+    prunes = store.prunes()
+    if not prunes:
+        return None
+    pruned = prunes[-1].size
+    oldest = store.leaves(pruned, pruned + 1)
+    if not oldest:  # nothing stored past the prune: only its cut-off is known
+        return prunes[-1].before - FORGET_MARGIN
+    return AuditRecord.model_validate_json(oldest[0]).time - FORGET_MARGIN

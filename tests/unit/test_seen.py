@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from hub.agents.seen import SeenEvents
+from hub.agents.seen import FORGET_MARGIN, SeenEvents, forget_before
+from hub.audit.log import AuditLog
+from hub.audit.retention import plan_prune
+from hub.audit.store import AuditStore
 from hub.durable import GroupSync
 from hub.settings import HubSettings
 from hub.workflows.sqlite_state import RegisterError
+from tests.unit.test_audit_log import SIGNER, record
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 A = "hub.in.police.west-mercia/0@17"
@@ -222,3 +226,58 @@ def test_sqlite_failure_while_remembering_is_a_register_error(seen: SeenEvents) 
 
 def test_settings_put_the_store_in_the_data_dir(tmp_path: Path) -> None:
     assert HubSettings(data_dir=tmp_path).seen_path == tmp_path / "seen-events.sqlite3"
+
+
+# -- forgetting follows the audit log's prunes ----------------------------------------------
+
+
+def grow(store: AuditStore, n: int) -> AuditLog:
+    """Records 0 .. n-1 (record i written at T0 + i seconds), checkpointed every three."""
+    log = AuditLog(store, signer=SIGNER)
+    for i in range(n):
+        store.append([record(i)])
+        if (i + 1) % 3 == 0:
+            log.checkpoint()
+    return log
+
+
+def test_nothing_pruned_means_every_id_is_kept(store: AuditStore) -> None:
+    assert forget_before(store) is None  # an empty log
+    grow(store, 6)
+    assert forget_before(store) is None  # records, none pruned
+
+
+def test_ids_are_forgotten_only_a_margin_before_the_oldest_kept_record(
+    store: AuditStore, seen: SeenEvents
+) -> None:
+    log = grow(store, 16)
+    log.prune(
+        plan_prune(store, before=T0 + timedelta(seconds=10), held_cases=set()), reason="r", by="b"
+    )
+    assert store.prunes()[-1].size == 10
+    before = forget_before(store)
+    assert before == record(10).time - FORGET_MARGIN  # record 10 is the oldest kept
+    seen.remember("evt-old", origin=A, at=before - timedelta(seconds=1))
+    seen.remember("evt-margin", origin=A, at=before + timedelta(seconds=1))
+    seen.remember("evt-kept", origin=A, at=record(10).time)
+    assert seen.prune(before) == 1
+    assert seen.first("evt-old") is None
+    assert seen.first("evt-margin") == seen.first("evt-kept") == A
+
+
+def test_a_legal_hold_keeps_the_ids_of_the_records_it_keeps(
+    store: AuditStore, seen: SeenEvents
+) -> None:
+    log = grow(store, 16)
+    held = plan_prune(
+        store, before=T0 + timedelta(seconds=10), held_cases={record(4).case_pseudonym or ""}
+    )
+    assert (held.end, held.stop) == (4, "legal hold")  # stops at the held case's first record
+    log.prune(held, reason="r", by="b")
+    before = forget_before(store)
+    assert before == record(4).time - FORGET_MARGIN
+    # record 4's event is past the cut-off the prune was asked for, but its record is kept:
+    # so is its id, and a replay of it is still recognised
+    seen.remember(record(4).event_id, origin=A, at=record(4).time)
+    assert seen.prune(before) == 0
+    assert seen.first(record(4).event_id) == A
