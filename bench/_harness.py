@@ -30,7 +30,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "RESULT_FORMAT",
     "ROOT",
     "Benchmark",
+    "CpuMeter",
     "Measured",
     "Stats",
     "machine_info",
@@ -134,6 +135,41 @@ def time_alternating(
         if was_enabled:
             gc.enable()
     return {name: Stats.of(taken) for name, taken in samples.items()}
+
+
+class CpuMeter:
+    """CPU seconds (user plus system, every thread) that groups of processes spend, from /proc.
+
+    Throughput says how fast; CPU time says what each message or event costs, and on a
+    shared two-core machine that is the figure that compares a CPU-bound hub with a
+    baseline: a worker near one CPU-second per second is CPU-bound, and the broker's share
+    comes out of the same cores.
+    """
+
+    def __init__(self, groups: Mapping[str, Sequence[int]]) -> None:
+        self._groups = {name: list(pids) for name, pids in groups.items()}
+        self._before: dict[str, float] = {}
+
+    @staticmethod
+    def seconds(pid: int) -> float:
+        """User plus system CPU seconds ``pid`` has used so far (0 once it has gone)."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _now(self) -> dict[str, float]:
+        return {k: sum(self.seconds(p) for p in pids) for k, pids in self._groups.items()}
+
+    def start(self) -> None:
+        """Start counting from now."""
+        self._before = self._now()
+
+    def ms_per(self, units: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit (message, event) for each group since ``start``."""
+        after = self._now()
+        return {k: round((after[k] - self._before[k]) * 1000 / units, 3) for k in after}
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import passthrough
-from bench._harness import Benchmark, Measured
+from bench._harness import Benchmark, CpuMeter, Measured
 from hub.agents.supervisor import Supervisor
 from hub.broker import EmbeddedBroker
 from hub.broker import topics as hub_topics
@@ -246,12 +246,6 @@ class _Hub:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _cpu_s(pid: int) -> float:
-    """User plus system CPU seconds a process has used (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -> dict[str, Any]:
     """One flat-out run; also the CPU each process spent on it, per event.
 
@@ -264,18 +258,17 @@ def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -
         warm = _seal(hub.settings, protocol, 20, seed=99)
         hub.drive(warm, rate=None, within=float(params["timeout_s"]))
         messages = _seal(hub.settings, protocol, int(params["events"]), seed=int(params["seed"]))
-        pids = {
-            "workers": [w.pid for w in hub.supervisor.workers],
-            "webhooks": [w.pid for w in [hub.supervisor.webhooks] if w is not None],
-            "broker": [hub.broker.pid or 0],
-            "bench": [os.getpid()],
-        }
-        before = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
+        meter = CpuMeter(
+            {
+                "workers": [w.pid for w in hub.supervisor.workers],
+                "webhooks": [w.pid for w in [hub.supervisor.webhooks] if w is not None],
+                "broker": [hub.broker.pid or 0],
+                "bench": [os.getpid()],
+            }
+        )
+        meter.start()
         result = hub.drive(messages, rate=None, within=float(params["timeout_s"]))
-        after = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
-        result["cpu_ms_per_event"] = {
-            k: round((after[k] - before[k]) * 1000 / len(messages), 2) for k in pids
-        }
+        result["cpu_ms_per_event"] = meter.ms_per(len(messages))
         if profile is not None:
             hub.supervisor.stop()  # the worker writes its profile as it exits
         return result
@@ -370,6 +363,18 @@ def run(params: Mapping[str, Any]) -> Measured:
         [f"baseline: {v}", "-", int(params["baseline_messages"]), r, "msg/s", r / faust_rate]
         for v, r in rates.items()
     ]
+    for m in base.measurements:  # what one message costs the baseline, to set beside the hub
+        cpu = m["cpu_ms_per_msg"]
+        rows.append(
+            [
+                f"baseline CPU per message: {m['variant']} (broker: {cpu['broker']:.3f} ms)",
+                "-",
+                int(params["baseline_messages"]),
+                cpu["worker"],
+                "ms",
+                None,
+            ]
+        )
     profile_path = Path(tempfile.mkdtemp(prefix="hub-profile-")) / "worker.pyisession"
     top: list[dict[str, Any]] = []
     try:

@@ -33,12 +33,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench._harness import ROOT, Benchmark, Measured
+from bench._harness import ROOT, Benchmark, CpuMeter, Measured
 from hub.broker import EmbeddedBroker
 
 __all__ = ["BENCHMARK", "run"]
 
-COLUMNS = ["variant", "messages", "msg/s", "ratio to raw aiokafka", "elapsed s"]
+COLUMNS = [
+    "variant",
+    "messages",
+    "msg/s",
+    "ratio to raw aiokafka",
+    "elapsed s",
+    "worker CPU ms/msg",
+    "broker CPU ms/msg",
+]
 
 
 async def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -81,7 +89,9 @@ def _reader(bootstrap: str) -> Any:
     )
 
 
-async def _raw(bootstrap: str, src: str, dst: str, *, messages: int, partitions: int) -> float:
+async def _raw(
+    bootstrap: str, src: str, dst: str, *, messages: int, partitions: int, meter: CpuMeter
+) -> float:
     """Consume ``src`` and produce each record to ``dst``; seconds from first read to done."""
     consumer = _reader(bootstrap)
     producer = _producer(bootstrap)
@@ -95,6 +105,7 @@ async def _raw(bootstrap: str, src: str, dst: str, *, messages: int, partitions:
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             if batches and not seen:
                 t0 = time.perf_counter()
+                meter.start()
             for records in batches.values():
                 for record in records:
                     await producer.send(dst, value=record.value, key=record.key)
@@ -107,7 +118,15 @@ async def _raw(bootstrap: str, src: str, dst: str, *, messages: int, partitions:
 
 
 async def _through_worker(
-    bootstrap: str, src: str, dst: str, *, messages: int, size: int, partitions: int, within: float
+    bootstrap: str,
+    src: str,
+    dst: str,
+    *,
+    messages: int,
+    size: int,
+    partitions: int,
+    within: float,
+    meter: CpuMeter,
 ) -> float:
     """Seconds for ``messages`` records to pass a running worker, once it is warm.
 
@@ -136,6 +155,7 @@ async def _through_worker(
         await read_until(1)
         body = os.urandom(size // 2).hex().encode()[:size]
         t0 = time.perf_counter()
+        meter.start()
         for i in range(messages):
             await producer.send(src, value=body, key=str(i).encode())
         await producer.flush()
@@ -146,7 +166,16 @@ async def _through_worker(
         await reader.stop()
 
 
-def _faust(bootstrap: str, src: str, dst: str, *, mode: str, params: Mapping[str, Any]) -> float:
+def _faust(
+    bootstrap: str,
+    src: str,
+    dst: str,
+    *,
+    mode: str,
+    params: Mapping[str, Any],
+    broker: int,
+    cpu: dict[str, dict[str, float]],
+) -> float:
     """Run a bare faust worker process over ``src`` -> ``dst`` and time records through it."""
     datadir = tempfile.TemporaryDirectory(prefix="bench-faust-")  # faust's table dir
     cmd = [sys.executable, "-m", "bench.passthrough", "worker", bootstrap, src, dst, mode]
@@ -155,8 +184,9 @@ def _faust(bootstrap: str, src: str, dst: str, *, mode: str, params: Mapping[str
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
         cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    meter = CpuMeter({"worker": [proc.pid], "broker": [broker], "bench": [os.getpid()]})
     try:
-        return asyncio.run(
+        seconds = asyncio.run(
             _through_worker(
                 bootstrap,
                 src,
@@ -165,8 +195,11 @@ def _faust(bootstrap: str, src: str, dst: str, *, mode: str, params: Mapping[str
                 size=int(params["message_bytes"]),
                 partitions=int(params["partitions"]),
                 within=float(params["timeout_s"]),
+                meter=meter,
             )
         )
+        cpu[f"faust {mode}"] = meter.ms_per(int(params["messages"]))
+        return seconds
     finally:
         proc.terminate()
         try:
@@ -184,6 +217,7 @@ def run(params: Mapping[str, Any]) -> Measured:
     broker = EmbeddedBroker()
     bootstrap = broker.start()
     elapsed: dict[str, float] = {}
+    cpu: dict[str, dict[str, float]] = {}  # ms per message, per process, for each variant
     try:
         for variant in ("raw aiokafka", "faust awaited", "faust batched"):
             tag = uuid.uuid4().hex[:8]
@@ -191,12 +225,22 @@ def run(params: Mapping[str, Any]) -> Measured:
             asyncio.run(_create_topics(bootstrap, [src, dst], partitions))
             if variant == "raw aiokafka":
                 asyncio.run(_preload(bootstrap, src, messages=messages, size=size))
+                meter = CpuMeter({"worker": [os.getpid()], "broker": [broker.pid or 0]})
                 elapsed[variant] = asyncio.run(
-                    _raw(bootstrap, src, dst, messages=messages, partitions=partitions)
+                    _raw(bootstrap, src, dst, messages=messages, partitions=partitions, meter=meter)
                 )
+                cpu[variant] = meter.ms_per(messages)
             else:
                 mode = variant.split()[1]
-                elapsed[variant] = _faust(bootstrap, src, dst, mode=mode, params=params)
+                elapsed[variant] = _faust(
+                    bootstrap,
+                    src,
+                    dst,
+                    mode=mode,
+                    params=params,
+                    broker=broker.pid or 0,
+                    cpu=cpu,
+                )
     finally:
         broker.stop()
     raw_rate = messages / elapsed["raw aiokafka"]
@@ -213,10 +257,19 @@ def run(params: Mapping[str, Any]) -> Measured:
                 "elapsed_s": round(seconds, 3),
                 "msgs_per_s": round(rate, 1),
                 "ratio_to_raw": round(rate / raw_rate, 4),
+                "cpu_ms_per_msg": cpu[variant],
             }
         )
         rows.append(
-            [variant, messages, round(rate, 0), round(rate / raw_rate, 3), round(seconds, 2)]
+            [
+                variant,
+                messages,
+                round(rate, 0),
+                round(rate / raw_rate, 3),
+                round(seconds, 2),
+                cpu[variant]["worker"],
+                cpu[variant]["broker"],
+            ]
         )
     notes = [
         f"{messages} records of {size} B, {partitions} partition(s), Tansu in memory, "
@@ -224,6 +277,8 @@ def run(params: Mapping[str, Any]) -> Measured:
         f"{params['batch']} records (or what arrives within {params['within_s']} s).",
         "DESIGN.md (same kind of machine): raw aiokafka about 80,000 msg/s; bare faust about "
         "3,500 msg/s awaited and about 5,700 msg/s batched.",
+        "CPU per message: user plus system time from /proc over the timed part; the worker is "
+        "the process that consumes and produces (this one for raw aiokafka).",
     ]
     return Measured(measurements=measurements, columns=COLUMNS, rows=rows, notes=notes)
 

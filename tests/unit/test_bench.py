@@ -5,7 +5,12 @@ Speed is never asserted here: only that the numbers exist, are positive and are 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,7 @@ import pytest
 
 import bench
 from bench.__main__ import main
+from bench._harness import CpuMeter
 from bench.readme import END, START, replace_block, update_readme
 
 SUITES = ["x25519", "mlkem768-x25519"]
@@ -130,3 +136,24 @@ def test_registry_and_cli_reject_unknown_names() -> None:
         main(["nope", "--no-readme"])
     with pytest.raises(KeyError, match="no parameter"):
         bench.load("crypto").parameters(overrides={"iterations": 1})
+
+
+def test_cpu_meter_counts_the_work_of_each_group_of_processes() -> None:
+    """CPU per unit from /proc: this process's own work shows; an idle child's barely does."""
+    waits = "import sys; print('ready', flush=True); sys.stdin.read()"
+    with subprocess.Popen(
+        [sys.executable, "-c", waits], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as idle:
+        assert idle.stdout is not None
+        assert idle.stdout.readline() == b"ready\n"  # started: its start-up is not counted
+        meter = CpuMeter({"busy": [os.getpid()], "idle": [idle.pid], "gone": [2**22 + 1]})
+        meter.start()
+        deadline = time.process_time() + 0.3
+        while time.process_time() < deadline:  # burn 0.3 s of this process's CPU
+            hashlib.sha256(b"x" * 4096).digest()
+        per = meter.ms_per(10)
+        assert idle.stdin is not None
+        idle.stdin.close()
+    assert per["busy"] >= 30 - 1  # 300 ms over 10 units (clock ticks are 10 ms)
+    assert per["idle"] < per["busy"] / 10
+    assert per["gone"] == 0.0  # no such process: nothing counted, no error
