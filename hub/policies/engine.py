@@ -148,6 +148,19 @@ def _selects(clause: RecipientClause, party: Party, data: Mapping[str, Any]) -> 
     return False
 
 
+def _selected(protocol: Protocol, rules: Sequence[Rule], data: Mapping[str, Any]) -> set[str]:
+    """Ids of the parties some recipient clause of ``rules`` selects for this event."""
+    named: set[str] = set()
+    for rule in rules:
+        for clause in rule.recipients:
+            named.update(clause.parties)
+            for role in clause.roles:
+                filled = _fill(role, data)
+                if filled is not None:
+                    named.update(p.id for p in protocol.parties if p.has_role(filled))
+    return named
+
+
 def _may_publish(rule: Rule, publisher: Party | None, data: Mapping[str, Any]) -> bool:
     """Publisher named by id, by role, by role template (``pubwatch-member:{scheme}``)."""
     if publisher is None:
@@ -207,8 +220,12 @@ def evaluate(
     paused = [r for r in permitted if protocol.suspension(r, today) is not None]
     outcomes: list[RecipientDecision] = []
     suspended: list[str] = []
+    # A party no clause of a permitted rule selects gets no decision from the rules (nor from
+    # a suspended one): only a correction can reach it. Found once per event, so the rules
+    # are not walked, nor role templates filled, for each of the protocol's parties.
+    named = _selected(protocol, permitted, data)
     for party in protocol.parties:
-        if party.id == publisher:
+        if party.id == publisher or (party.id not in named and party.id not in previous):
             continue
         outcome = _decide_for(protocol, party, active, event_type, data)
         if paused and (outcome is None or outcome.outcome == "withhold"):
