@@ -3,8 +3,8 @@
 Thin glue: ``Router.route`` (pure) decides; these agents read, remember accepted event ids
 in the seen-event store (SQLite in the data dir, shared by the hub's workers:
 ``hub.agents.seen``), and write. Processing is at-least-once with deterministic ids
-(Tansu's transactions are not safe for exactly-once): every output of an event is
-acknowledged by the broker before the agent takes the next event, so a committed offset
+(Tansu's transactions are not safe for exactly-once): an event is acked only once the
+broker has acknowledged every output of it (``hub.agents.pipeline``), so a committed offset
 never covers an event whose deliveries or audit records were not written.
 
 Seen event ids are kept as long as the audit records of their events: the leader's hourly
@@ -25,6 +25,7 @@ from typing import Any
 import faust
 
 from hub.agents.ops import Metrics, OpsServer, OpsState
+from hub.agents.pipeline import Pipeline
 from hub.agents.routing import Router
 from hub.agents.seen import SeenEvents, forget_before
 from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
@@ -157,46 +158,27 @@ def create_app(
     state = OpsState()
     metrics = Metrics(state)
     sinks: list[AuditSink] = []
-    #: set between events; graceful shutdown waits for it (the event in hand is finished)
-    idle = asyncio.Event()
-    idle.set()
+    # Pipelining (``hub.agents.pipeline``): an event's outputs are handed to the producer and
+    # the next event is routed while the broker acknowledges them; the event is acked only
+    # once every output is on the broker, and a failed confirmation stops the worker at once.
+    pipeline = Pipeline(max_in_flight=settings.max_in_flight, sync=group.wait, crash=app.crash)
 
-    # Pipelining: an event's outputs are handed to the producer and the next event is routed
-    # while the broker acknowledges them; the event is acked (its offset may be committed) only
-    # once every output is on the broker. faust commits only contiguous acked offsets, so a
-    # crash re-routes whatever was not yet confirmed (same ids: repeats are recognised).
-    window = asyncio.Semaphore(settings.max_in_flight)
-    in_flight: set[asyncio.Task[None]] = set()
-    failures: list[BaseException] = []
-    crashing: list[asyncio.Future[None]] = []  # held: the loop keeps only weak references
+    def routed(event: Any, result: Any, origin: Origin) -> Callable[[], None]:
+        """What to do once the event's outputs are confirmed: ack it, count it, log it."""
 
-    async def confirm(
-        event: Any, pending: list[Any], result: Any, origin: Origin, written: int
-    ) -> None:
-        try:
-            await asyncio.gather(*pending)
-            await group.wait(written)  # this event's case keys and register rows on disk
-        except Exception as exc:  # not on the broker or not on disk: never ack; stop the worker
-            _log.critical("delivery_not_confirmed", event_id=result.event_id, error=str(exc))
-            failures.append(exc)
-            if len(failures) == 1:
-                # Now, not when the next event arrives (which may be never): the process
-                # exits, `hub up` restarts it, and it resumes from the last committed
-                # offset, so this event is routed again (its ids are recognised).
-                crashing.append(asyncio.ensure_future(app.crash(exc)))
-            return
-        finally:
-            window.release()
-        event.ack()  # every output is on the broker: the offset may be committed
-        metrics.observe(origin.topic, result)
-        _log.info(
-            "routed",
-            event_id=result.event_id,
-            origin=str(origin),
-            outcome=result.outcome,
-            delivered=result.delivered,
-            withheld=result.withheld,
-        )
+        def done() -> None:
+            event.ack()  # every output is on the broker: the offset may be committed
+            metrics.observe(origin.topic, result)
+            _log.info(
+                "routed",
+                event_id=result.event_id,
+                origin=str(origin),
+                outcome=result.outcome,
+                delivered=result.delivered,
+                withheld=result.withheld,
+            )
+
+        return done
 
     def claim(event_id: str, origin: Origin) -> None:
         """Record that ``origin`` carried ``event_id``; log a lost race, keep the deliveries.
@@ -211,24 +193,18 @@ def create_app(
                 "duplicate_event_id_race", event_id=event_id, origin=str(origin), first=holder
             )
 
-    def settled(task: asyncio.Task[None]) -> None:
-        in_flight.discard(task)
-        if not in_flight:
-            idle.set()
-
     @app.agent(inbound, name="hub-route")
     async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         # acks are ours (noack): an event is acked when its outputs are confirmed, not when
         # the loop moves on to the next one
         manual: faust.StreamT[bytes] = stream.noack()  # type: ignore[attr-defined]  # on Stream, not in StreamT
         async for event in manual.events():
-            if failures:  # a produce failed: restart from the last committed offset
-                raise failures[0]
+            if pipeline.failures:  # a produce failed: restart from the last committed offset
+                raise pipeline.failures[0]
             if state.stopping:  # draining: leave the rest uncommitted for the next owner
                 await asyncio.Event().wait()
             await gate.wait_open()  # no delivery while its audit record cannot be written
-            await window.acquire()
-            idle.clear()
+            await pipeline.admit()
             message = event.message
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
 
@@ -262,13 +238,14 @@ def create_app(
                     for out in result.messages
                 ]
             except BaseException:
-                window.release()
-                if not in_flight:
-                    idle.set()
+                pipeline.abandon()
                 raise
-            task = asyncio.ensure_future(confirm(event, pending, result, origin, written))
-            in_flight.add(task)
-            task.add_done_callback(settled)
+            pipeline.confirm(
+                pending,
+                written=written,
+                event_id=result.event_id,
+                on_confirmed=routed(event, result, origin),
+            )
             yield None
 
     def make_sink() -> AuditSink:
@@ -404,7 +381,7 @@ def create_app(
         """SIGTERM: finish the event in hand, commit what is done (the producer is flushed next)."""
         state.stopping = True
         try:
-            await asyncio.wait_for(idle.wait(), timeout=settings.session_timeout)
+            await asyncio.wait_for(pipeline.idle.wait(), timeout=settings.session_timeout)
             await app.consumer.commit()
         except TimeoutError:
             _log.warning("drain_timeout", pid=os.getpid())
