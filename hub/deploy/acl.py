@@ -32,7 +32,6 @@ from hub.policies.model import HUB, Protocol
 __all__ = [
     "CONSUMER_GROUP_PREFIX",
     "HUB_GROUP_PREFIX",
-    "HUB_INTERNAL_TOPIC_PREFIX",
     "HUB_LEADER_TOPIC",
     "HUB_PRINCIPAL",
     "INGRESS_PRINCIPAL",
@@ -55,10 +54,8 @@ CONSUMER_GROUP_PREFIX = "hub-consumer."
 #: party ids never contain ``:``, so ``hub-consumer.<a>:`` can never match another party's
 #: groups (``hub-consumer.<a>`` as a bare prefix would match ``<a>.<department>``'s)
 PARTY_GROUP_SEPARATOR = ":"
-#: faust app id ``hub-router``: its group, ``hub-router-audit-sink``, and its internal
-#: topics ``hub-router-*`` (the hub has no faust tables, so today only the leader topic)
+#: faust app id ``hub-router``: its group and ``hub-router-audit-sink``
 HUB_GROUP_PREFIX = "hub-router"
-HUB_INTERNAL_TOPIC_PREFIX = "hub-router-"
 #: faust's name for it: ``<app id>-__assignor-__leader``
 HUB_LEADER_TOPIC = "hub-router-__assignor-__leader"
 
@@ -208,17 +205,17 @@ def derive_acls(protocol: Protocol, *, ingress_for: Sequence[str] = ()) -> list[
         entries += _grant(hub, topic, topics.outbound(party), write)
     entries += _grant(hub, topic, topics.AUDIT, read, write)
     entries += _grant(hub, topic, topics.QUARANTINE, write)
-    # faust creates its internal topics itself (``hub-router-*``: the leader topic, and the
-    # changelog of any table or repartition topic a later version adds)
+    # faust creates its one internal topic itself (the hub has no tables, so no changelog or
+    # repartition topics): the leader topic, by its literal name, not the ``hub-router-``
+    # prefix, so the hub cannot create or write any other topic of that name
     entries += _grant(
         hub,
         topic,
-        HUB_INTERNAL_TOPIC_PREFIX,
+        HUB_LEADER_TOPIC,
         read,
         write,
         Operation.CREATE,
         Operation.DESCRIBE_CONFIGS,
-        pattern=PatternType.PREFIXED,
     )
     entries += _grant(hub, group, HUB_GROUP_PREFIX, read, pattern=PatternType.PREFIXED)
     for party in dict.fromkeys(ingress_for):

@@ -88,6 +88,9 @@ def _assert_least_privilege(party_ids: list[str], entries: list[AclEntry]) -> No
     assert _can(entries, HUB_PRINCIPAL, R, G, "hub-router")
     assert _can(entries, HUB_PRINCIPAL, R, G, "hub-router-audit-sink")
     assert _can(entries, HUB_PRINCIPAL, Operation.CREATE, T, HUB_LEADER_TOPIC)
+    for other in ("hub-router-x", "hub-router-changelog"):  # the leader topic only
+        assert not _can(entries, HUB_PRINCIPAL, Operation.CREATE, T, other)
+        assert not _can(entries, HUB_PRINCIPAL, W, T, other)
     assert not _can(entries, HUB_PRINCIPAL, Operation.CREATE, T, topics.AUDIT)
     assert not any(e.resource_type is ResourceType.CLUSTER for e in entries)
     assert all(e.host == "*" and e.permission == "Allow" for e in entries)
