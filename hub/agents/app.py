@@ -24,7 +24,6 @@ from typing import Any
 
 import faust
 
-from hub.agents import heap
 from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.pipeline import Pipeline
 from hub.agents.routing import Router
@@ -376,13 +375,6 @@ def create_app(
         finally:
             if server is not None:
                 server.stop()
-
-    if heap.can_trim():
-
-        @app.timer(interval=heap.TRIM_INTERVAL_S)  # type: ignore[untyped-decorator]
-        async def trim_heap() -> None:
-            """Give freed memory back to the system (``hub.agents.heap``)."""
-            await asyncio.to_thread(heap.trim)
 
     @app.on_before_shutdown.connect
     async def _drain(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
