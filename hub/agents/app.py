@@ -199,12 +199,10 @@ def create_app(
         # the loop moves on to the next one
         manual: faust.StreamT[bytes] = stream.noack()  # type: ignore[attr-defined]  # on Stream, not in StreamT
         async for event in manual.events():
-            if pipeline.failures:  # a produce failed: restart from the last committed offset
-                raise pipeline.failures[0]
             if state.stopping:  # draining: leave the rest uncommitted for the next owner
                 await asyncio.Event().wait()
             await gate.wait_open()  # no delivery while its audit record cannot be written
-            await pipeline.admit()
+            await pipeline.admit()  # raises a failed produce: restart from the last commit
             message = event.message
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
 
