@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -125,6 +132,11 @@ class Metrics:
 
     def __init__(self, state: OpsState) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # the standard process_* (resident memory, CPU seconds, open fds), python_gc_* and
+        # python_info series: a worker's memory under steady load is watched, not assumed
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.events_in = Counter(
             "hub_events_in",
             "inbound records read by the router",

@@ -311,6 +311,33 @@ def test_metrics_count_what_the_audit_log_records(run: Run) -> None:
     assert metric_samples(texts[0], "hub_checkpoint_age_seconds")
 
 
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_metrics_report_each_workers_process(run: Run) -> None:
+    """process_* series come from the worker itself: its memory is what an operator watches."""
+    children = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read_text().split()
+    workers = [
+        int(pid)
+        for pid in children
+        if b"hub.agents.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(workers) == 2
+    for slot in (0, 1):
+        text = http_get(run.worker_url(slot, "/metrics"))[1].decode()
+        reported = metric_sum(text, "process_resident_memory_bytes")
+        actual = [_rss_bytes(pid) for pid in workers]  # read after the scrape: a moment later
+        assert any(abs(reported - rss) <= 0.2 * rss for rss in actual), (reported, actual)
+        assert metric_sum(text, "process_open_fds") > 0
+        assert metric_sum(text, "process_cpu_seconds_total") > 0
+        assert metric_samples(text, "python_gc_collections_total")
+        assert metric_samples(text, "python_info")
+
+
 def test_health_and_readiness(run: Run) -> None:
     for slot in (0, 1):
         status, body = http_get(run.worker_url(slot, "/healthz"))
