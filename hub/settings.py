@@ -60,6 +60,12 @@ class HubSettings(BaseSettings):
     )
     rebalance_timeout: float = Field(default=3.0, gt=0, description="consumer group rebalance (s)")
     session_timeout: float = Field(default=10.0, gt=0, description="worker liveness timeout (s)")
+    malloc_arenas: int = Field(
+        default=1,
+        ge=0,
+        description="glibc malloc arenas in a worker (0 = glibc's default, 8 per core); "
+        "one keeps a worker's memory flat under steady load (hub.agents.allocator)",
+    )
     max_in_flight: int = Field(
         default=256,
         ge=1,

@@ -14,18 +14,24 @@ from typing import NoReturn
 
 import faust
 
+from hub.agents.allocator import limit_arenas
 from hub.agents.app import create_app
 from hub.broker.topics import all_topics, ensure_topics
 from hub.errors import ConfigError, HubError
-from hub.log import configure_logging, stdlib_logging_config
+from hub.log import configure_logging, get_logger, stdlib_logging_config
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
+
+_log = get_logger("worker")
 
 
 def main() -> None:
     """Run one worker until signalled."""
     settings = HubSettings()
     configure_logging(settings.log_level)
+    # before any thread starts (the topic check below already resolves names in one)
+    arenas = limit_arenas(settings.malloc_arenas)
+    _log.info("malloc_arenas", limit=settings.malloc_arenas if arenas else "default")
     try:
         if not settings.kafka_bootstrap:
             raise ConfigError("worker: HUB_KAFKA_BOOTSTRAP must name the broker")

@@ -336,6 +336,10 @@ def test_metrics_report_each_workers_process(run: Run) -> None:
         assert metric_sum(text, "process_cpu_seconds_total") > 0
         assert metric_samples(text, "python_gc_collections_total")
         assert metric_samples(text, "python_info")
+    # each worker capped glibc's malloc arenas before its first thread (hub.agents.allocator)
+    lines = (run.data_dir / "worker.log").read_text().splitlines()
+    arenas = [json.loads(line) for line in lines if '"malloc_arenas"' in line]
+    assert [a["limit"] for a in arenas] == [1, 1]
 
 
 def test_health_and_readiness(run: Run) -> None:
