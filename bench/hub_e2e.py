@@ -190,11 +190,28 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 def _rss_kib(pid: int) -> tuple[int, int]:
     """(current RSS, peak RSS) of a process in KiB, from /proc."""
+    fields = _status(pid)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def _status(pid: int) -> dict[str, str]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         fields[name] = value.strip()
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+    return fields
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """Resident memory of a process by kind (KiB), and its thread count, from /proc.
+
+    Anonymous is the heap, Python's arenas and thread stacks: where a leak shows. File is
+    mapped files: code and libraries, resident as their pages are first used, and SQLite's
+    WAL index (its -shm files). Shmem is shared anonymous memory.
+    """
+    fields = _status(pid)
+    kib = {k: int(fields[f"Rss{k.capitalize()}"].split()[0]) for k in ("anon", "file", "shmem")}
+    return {"rss": int(fields["VmRSS"].split()[0]), **kib, "threads": int(fields["Threads"])}
 
 
 class _Hub:
@@ -283,33 +300,50 @@ def _latency(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
 
 
 def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
-    """Feed one worker at ``rate`` for ``soak_s`` seconds in one-second slices; sample RSS."""
+    """Feed one worker at ``rate`` for ``soak_s`` seconds in slices; sample its memory."""
     with _Hub(workers=1, profile=None) as hub:
         protocol = hub.supervisor.protocol
         pid = hub.supervisor.workers[0].pid
         per_slice = max(1, int(rate * float(params["soak_slice_s"])))
-        samples: list[tuple[float, int]] = []
+        samples: list[dict[str, Any]] = []
         t0 = time.monotonic()
         seed = 1000
+        events = 0
         while time.monotonic() - t0 < float(params["soak_s"]):
             seed += 1
             messages = _seal(hub.settings, protocol, per_slice, seed=seed)
             hub.drive(messages, rate=rate, within=float(params["timeout_s"]))
-            samples.append((time.monotonic() - t0, _rss_kib(pid)[0]))
+            events += len(messages)
+            samples.append({"t": round(time.monotonic() - t0, 1), "events": events, **_memory(pid)})
         peak = _rss_kib(pid)[1]
     tenth = max(1, len(samples) // 10)
-    half = len(samples) // 2
+    half = samples[len(samples) // 2]
+    last = samples[-1]
+
+    def per_event(kind: str) -> float:
+        """Bytes a kind of memory grew per event over the second half (warm-up is over)."""
+        return float(
+            round((last[kind] - half[kind]) * 1024 / max(1, last["events"] - half["events"]), 1)
+        )
+
     return {
         "rate": rate,
         "duration_s": round(time.monotonic() - t0, 1),
         "samples": len(samples),
-        "rss_first_tenth_kib": max(r for _, r in samples[:tenth]),
-        "rss_middle_kib": samples[half][1],
-        "rss_last_tenth_kib": max(r for _, r in samples[-tenth:]),
+        "events": events,
+        "rss_first_tenth_kib": max(x["rss"] for x in samples[:tenth]),
+        "rss_middle_kib": half["rss"],
+        "rss_last_tenth_kib": max(x["rss"] for x in samples[-tenth:]),
+        "anon_first_tenth_kib": max(x["anon"] for x in samples[:tenth]),
+        "anon_last_tenth_kib": max(x["anon"] for x in samples[-tenth:]),
+        "threads_first": samples[0]["threads"],
+        "threads_last": last["threads"],
         "peak_rss_kib": peak,
+        "bytes_per_event_second_half": {k: per_event(k) for k in ("rss", "anon", "file", "shmem")},
         # the whole curve: warm-up growth (caches filling to their bounds) levels off; a
         # leak keeps climbing through the second half
-        "rss_series_kib": [[round(t, 1), r] for t, r in samples],
+        "rss_series_kib": [[x["t"], x["rss"]] for x in samples],
+        "memory_series": samples,
     }
 
 
@@ -456,6 +490,30 @@ def run(params: Mapping[str, Any]) -> Measured:
             )
             rows.append(
                 ["soak RSS last tenth", 1, "-", soak["rss_last_tenth_kib"] / 1024, "MiB", None]
+            )
+            rows.append(
+                [
+                    "soak anonymous RSS first tenth, last tenth: "
+                    f"{soak['anon_first_tenth_kib'] / 1024:.1f}, "
+                    f"{soak['anon_last_tenth_kib'] / 1024:.1f} MiB",
+                    1,
+                    soak["events"],
+                    soak["anon_last_tenth_kib"] / 1024,
+                    "MiB",
+                    None,
+                ]
+            )
+            growth = soak["bytes_per_event_second_half"]
+            rows.append(
+                [
+                    f"soak RSS growth per event, second half (anonymous {growth['anon']:g} B, "
+                    f"file {growth['file']:g} B, shmem {growth['shmem']:g} B)",
+                    1,
+                    soak["events"],
+                    growth["rss"],
+                    "bytes",
+                    None,
+                ]
             )
         if top:
             measurements.append({"operation": "profile", "top_self_time": top})

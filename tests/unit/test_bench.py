@@ -157,3 +157,18 @@ def test_cpu_meter_counts_the_work_of_each_group_of_processes() -> None:
     assert per["busy"] >= 30 - 1  # 300 ms over 10 units (clock ticks are 10 ms)
     assert per["idle"] < per["busy"] / 10
     assert per["gone"] == 0.0  # no such process: nothing counted, no error
+
+
+def test_soak_memory_by_kind_adds_up_to_the_resident_set() -> None:
+    """The soak's breakdown: anonymous growth is what a leak would be; a new buffer shows in it."""
+    from bench.hub_e2e import _memory
+
+    before = _memory(os.getpid())
+    assert before["rss"] == before["anon"] + before["file"] + before["shmem"]
+    assert before["file"] > 0  # the interpreter's own code is mapped from files
+    assert before["threads"] >= 1
+    held = bytearray(64 * 1024 * 1024)  # 64 MiB, every page touched
+    held[::4096] = b"x" * len(held[::4096])
+    after = _memory(os.getpid())
+    assert after["anon"] - before["anon"] >= 60 * 1024
+    del held
