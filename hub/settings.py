@@ -64,7 +64,7 @@ class HubSettings(BaseSettings):
         default=1,
         ge=0,
         description="glibc malloc arenas in a worker (0 = glibc's default, 8 per core); "
-        "one keeps a worker's memory flat under steady load (hub.agents.allocator)",
+        "one slows the growth of a worker's memory under steady load (hub.agents.allocator)",
     )
     max_in_flight: int = Field(
         default=256,
