@@ -5,9 +5,9 @@ writes audit batches and syncs files, and the ops HTTP server. glibc gives each 
 allocates an arena of its own (up to eight per core), and each arena grows on its own:
 memory freed in one is not reused by another. Under steady load a worker's resident memory
 rose while its Python objects, SQLite's memory and glibc's bytes in use stayed flat: what
-grew was free space in the heap. In two 25-minute soaks run side by side on the same
-traffic, the heap grew by 5.3 MB with glibc's default arenas and by 1.9 MB with one, and
-resident memory by about 89 and 61 bytes an event. One arena slows the growth; it does not
+grew was free space in the heap. In 25-minute soaks on the same traffic, the heap grew by
+5.2 MiB with glibc's default arenas and by 1.8 MiB with one, and resident memory by about
+90 and 60 bytes an event. One arena slows the growth; it does not
 stop it (README, Benchmarks). Throughput with one arena was within the runs' noise.
 
 glibc reads ``MALLOC_ARENA_MAX`` from the environment at start-up; ``mallopt`` sets the same
