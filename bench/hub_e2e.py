@@ -188,10 +188,9 @@ def _quantile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] if ordered else 0.0
 
 
-def _rss_kib(pid: int) -> tuple[int, int]:
-    """(current RSS, peak RSS) of a process in KiB, from /proc."""
-    fields = _status(pid)
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+def _peak_rss_kib(pid: int) -> int:
+    """Peak RSS of a process in KiB, from /proc (its current RSS is in ``_memory``)."""
+    return int(_status(pid)["VmHWM"].split()[0])
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -315,7 +314,7 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
             hub.drive(messages, rate=rate, within=float(params["timeout_s"]))
             events += len(messages)
             samples.append({"t": round(time.monotonic() - t0, 1), "events": events, **_memory(pid)})
-        peak = _rss_kib(pid)[1]
+        peak = _peak_rss_kib(pid)
     tenth = max(1, len(samples) // 10)
     half = samples[len(samples) // 2]
     last = samples[-1]
