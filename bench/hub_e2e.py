@@ -308,12 +308,27 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
         t0 = time.monotonic()
         seed = 1000
         events = 0
+        broker = hub.broker.pid or 0
+
+        def sample() -> None:
+            samples.append(
+                {
+                    "t": round(time.monotonic() - t0, 1),
+                    "events": events,
+                    **_memory(pid),
+                    "cpu_s": CpuMeter.seconds(pid),
+                    "broker_rss": _memory(broker)["rss"],
+                    "broker_cpu_s": CpuMeter.seconds(broker),
+                }
+            )
+
+        sample()  # before the first event: where the warm-up starts from
         while time.monotonic() - t0 < float(params["soak_s"]):
             seed += 1
             messages = _seal(hub.settings, protocol, per_slice, seed=seed)
             hub.drive(messages, rate=rate, within=float(params["timeout_s"]))
             events += len(messages)
-            samples.append({"t": round(time.monotonic() - t0, 1), "events": events, **_memory(pid)})
+            sample()
         peak = _peak_rss_kib(pid)
     tenth = max(1, len(samples) // 10)
     half = samples[len(samples) // 2]
@@ -338,11 +353,46 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
         "threads_first": samples[0]["threads"],
         "threads_last": last["threads"],
         "peak_rss_kib": peak,
+        **_soak_trend(samples),
         "bytes_per_event_second_half": {k: per_event(k) for k in ("rss", "anon", "file", "shmem")},
         # the whole curve: warm-up growth (caches filling to their bounds) levels off; a
         # leak keeps climbing through the second half
         "rss_series_kib": [[x["t"], x["rss"]] for x in samples],
         "memory_series": samples,
+    }
+
+
+def _soak_trend(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rate each end of the soak reached, and what the broker spent per event and held.
+
+    The offered rate is a ceiling, not what the worker got: Tansu's memory engine keeps
+    every record and lists all of a partition's stored batches on each fetch, so its CPU per
+    event climbs as the soak goes on and the rate reached falls. The first and last tenths
+    say how far, so a soak on the embedded broker is read for what it measured. ``samples``
+    starts with one taken before the first event.
+    """
+    tenth = max(1, (len(samples) - 1) // 10)
+
+    def window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+        events = max(1, after["events"] - before["events"])
+        seconds = after["t"] - before["t"]
+        return {
+            "rate": round(events / seconds, 1) if seconds > 0 else 0.0,
+            "worker": round((after["cpu_s"] - before["cpu_s"]) * 1000 / events, 2),
+            "broker": round((after["broker_cpu_s"] - before["broker_cpu_s"]) * 1000 / events, 2),
+        }
+
+    first = window(samples[0], samples[tenth])
+    last = window(samples[-1 - tenth], samples[-1])
+    return {
+        "rate_first_tenth": first["rate"],
+        "rate_last_tenth": last["rate"],
+        "worker_cpu_ms_per_event_first_tenth": first["worker"],
+        "worker_cpu_ms_per_event_last_tenth": last["worker"],
+        "broker_cpu_ms_per_event_first_tenth": first["broker"],
+        "broker_cpu_ms_per_event_last_tenth": last["broker"],
+        "broker_rss_first_kib": samples[0]["broker_rss"],
+        "broker_rss_last_kib": samples[-1]["broker_rss"],
     }
 
 
@@ -499,6 +549,33 @@ def run(params: Mapping[str, Any]) -> Measured:
                     soak["events"],
                     soak["anon_last_tenth_kib"] / 1024,
                     "MiB",
+                    None,
+                ]
+            )
+            rows.append(
+                [
+                    f"soak rate reached (offered {soak['rate']:.0f}/s), first tenth, last "
+                    f"tenth: {soak['rate_first_tenth']:g}, {soak['rate_last_tenth']:g}",
+                    1,
+                    soak["events"],
+                    soak["rate_last_tenth"],
+                    "events/s",
+                    None,
+                ]
+            )
+            rows.append(
+                [
+                    "soak broker CPU per event, first tenth, last tenth: "
+                    f"{soak['broker_cpu_ms_per_event_first_tenth']:g}, "
+                    f"{soak['broker_cpu_ms_per_event_last_tenth']:g} ms (worker "
+                    f"{soak['worker_cpu_ms_per_event_first_tenth']:g}, "
+                    f"{soak['worker_cpu_ms_per_event_last_tenth']:g}); broker RSS "
+                    f"{soak['broker_rss_first_kib'] / 1024:.0f} to "
+                    f"{soak['broker_rss_last_kib'] / 1024:.0f} MiB",
+                    1,
+                    soak["events"],
+                    soak["broker_cpu_ms_per_event_last_tenth"],
+                    "ms",
                     None,
                 ]
             )

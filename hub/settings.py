@@ -71,6 +71,12 @@ class HubSettings(BaseSettings):
         ge=1,
         description="events a worker routes ahead of the broker's acknowledgements",
     )
+    poll_records: int = Field(
+        default=50,
+        ge=1,
+        description="records a worker takes from the broker at a time; bounds its memory "
+        "when it catches up a backlog",
+    )
     audit_outage_limit: float = Field(
         default=10.0, gt=0, description="seconds audit may fail before delivery pauses"
     )

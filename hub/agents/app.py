@@ -133,6 +133,9 @@ def create_app(
         broker_commit_every=100,
         broker_commit_interval=0.5,
         stream_wait_empty=False,
+        # records taken from the fetcher at a time: unbounded, a backlog arrives whole and
+        # sets the worker's memory high-water mark (HubSettings.poll_records)
+        broker_max_poll_records=settings.poll_records,
         table_standby_replicas=0,
         # Tansu holds a JoinGroup for the whole rebalance timeout before answering, so a
         # short timeout is the difference between a worker ready in seconds and in a minute.

@@ -172,3 +172,29 @@ def test_soak_memory_by_kind_adds_up_to_the_resident_set() -> None:
     after = _memory(os.getpid())
     assert after["anon"] - before["anon"] >= 60 * 1024
     del held
+
+
+def test_soak_trend_reads_each_end_of_the_soak() -> None:
+    """A broker that slows as it fills shows as a lower rate and more CPU in the last tenth."""
+    from bench.hub_e2e import _soak_trend
+
+    samples = [{"t": 0.0, "events": 0, "cpu_s": 0.0, "broker_cpu_s": 0.0, "broker_rss": 1024}]
+    for i in range(1, 21):  # 100 events a slice; each slice 1 s longer, broker 0.1 s dearer
+        before = samples[-1]
+        samples.append(
+            {
+                "t": before["t"] + i,
+                "events": before["events"] + 100,
+                "cpu_s": before["cpu_s"] + 0.2,
+                "broker_cpu_s": before["broker_cpu_s"] + 0.1 * i,
+                "broker_rss": before["broker_rss"] + 2048,
+            }
+        )
+    trend = _soak_trend(samples)
+    assert trend["rate_first_tenth"] == round(200 / 3, 1)  # slices 1 and 2: 200 events in 3 s
+    assert trend["rate_last_tenth"] == round(200 / 39, 1)  # slices 19 and 20: 200 in 39 s
+    assert trend["worker_cpu_ms_per_event_first_tenth"] == 2.0
+    assert trend["worker_cpu_ms_per_event_last_tenth"] == 2.0
+    assert trend["broker_cpu_ms_per_event_first_tenth"] == 1.5  # 0.3 s over 200 events
+    assert trend["broker_cpu_ms_per_event_last_tenth"] == 19.5  # 3.9 s over 200 events
+    assert (trend["broker_rss_first_kib"], trend["broker_rss_last_kib"]) == (1024, 1024 + 20 * 2048)

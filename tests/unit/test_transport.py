@@ -1,4 +1,4 @@
-"""The router's faust consumer waits at most ``FETCH_WAIT_MS`` for a fetch, not faust's 1.5 s."""
+"""The router's faust consumer: a short fetch wait, and a bounded take from the fetcher."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from hub.agents.app import create_app
 from hub.agents.transport import HubApp
 from hub.broker.fetch import FETCH_WAIT_MS
+from hub.policies import load_protocol
+from hub.settings import HubSettings
 
 
 @pytest.mark.asyncio
@@ -24,3 +27,19 @@ async def test_the_worker_consumer_uses_the_hub_fetch_wait(tmp_path: Path) -> No
     finally:
         await consumer.stop()  # never started: releases the client
         thread.thread_loop.close()  # the consumer thread's own loop, never run
+
+
+@pytest.mark.asyncio
+async def test_the_worker_takes_a_bounded_number_of_records_at_a_time(tmp_path: Path) -> None:
+    # unbounded, a backlog arrives from the fetcher whole and sets the worker's memory
+    # high-water mark (measured: 126 MiB after 10,000 events flat out, 107 with 50 at a time)
+    settings = HubSettings(data_dir=tmp_path, poll_records=37)
+    app = create_app(settings, protocol=load_protocol(settings.protocol), bootstrap="127.0.0.1:1")
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._max_poll_records == 37
+        assert HubSettings(data_dir=tmp_path).poll_records == 50
+    finally:
+        await consumer.stop()
+        thread.thread_loop.close()
