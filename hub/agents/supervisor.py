@@ -90,6 +90,13 @@ class Supervisor:
         if not self.settings.kafka_bootstrap:
             self.broker = EmbeddedBroker(log_path=data_dir / "broker.log")
             self.bootstrap = self.broker.start()
+            # Tansu's memory storage keeps every record, and each fetch lists all of a
+            # partition's stored batches: a demo is fine, steady traffic slows it by the hour
+            _log.warning(
+                "embedded_broker",
+                storage="memory, no retention",
+                advice="for development, demos and tests; set HUB_KAFKA_BOOTSTRAP for production",
+            )
         ensure_dev_keys(
             FileKeyStore(self.settings.keys_dir),
             self.protocol.party_ids,

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from hub.audit.retention import PrunedPrefix
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
+from hub.sqlite_wal import enable_wal
 
 __all__ = ["SCHEMA_VERSION", "LeafCursors", "SQLiteAuditStore", "canonical_bytes"]
 
@@ -239,7 +240,7 @@ class SQLiteAuditStore:
                 path, timeout=_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             try:
-                self._conn.execute("PRAGMA journal_mode=WAL")
+                enable_wal(self._conn, within=_TIMEOUT_S)
                 # FULL: a committed audit record survives power loss, not just a crash.
                 self._conn.execute("PRAGMA synchronous=FULL")
                 self._conn.execute("PRAGMA foreign_keys=ON")

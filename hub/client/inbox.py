@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from hub.sqlite_wal import enable_wal
+
 __all__ = ["Inbox"]
 
 
@@ -18,7 +20,7 @@ class Inbox:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._db, within=30.0)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at TEXT NOT NULL "
             "DEFAULT CURRENT_TIMESTAMP)"

@@ -18,6 +18,7 @@ from typing import Self
 
 from hub.durable import GroupSync
 from hub.errors import HubError
+from hub.sqlite_wal import enable_wal
 
 __all__ = ["RegisterError", "SQLiteState"]
 
@@ -49,7 +50,7 @@ class SQLiteState:
             self._conn = sqlite3.connect(
                 path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._conn, within=30.0)
             self._conn.execute(f"PRAGMA synchronous={'NORMAL' if group else 'FULL'}")
             # statement journals and sorts in memory, not spilled to files in /var/tmp on the
             # router's event loop (tens of writes an event, by strace)
