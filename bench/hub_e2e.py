@@ -237,6 +237,9 @@ class _Hub:
     def __enter__(self) -> _Hub:
         try:
             self.supervisor.start()
+        except BaseException:
+            self.__exit__()  # a worker that failed to start must not leave the rest running
+            raise
         finally:
             os.environ.pop("HUB_PROFILE_FILE", None)
         return self
