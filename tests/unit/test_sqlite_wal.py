@@ -7,6 +7,7 @@ holds the lock; a worker of a two-worker bench run exited at start that way.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
 from collections.abc import Callable
@@ -47,7 +48,7 @@ def test_processes_opening_a_new_file_together_all_get_it(kind: str, tmp_path: P
         for p in procs:
             p.join(timeout=60)
         assert [p.exitcode for p in procs] == [0, 0, 0, 0], f"attempt {attempt}"
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -66,7 +67,7 @@ def test_a_lock_held_past_the_time_given_raises_sqlites_error(tmp_path: Path) ->
 
 
 def test_an_in_memory_database_reports_its_mode() -> None:
-    with sqlite3.connect(":memory:") as conn:
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
         assert enable_wal(conn, within=1) == "memory"
 
 
