@@ -358,9 +358,8 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
         "peak_rss_kib": peak,
         **_soak_trend(samples),
         "bytes_per_event_second_half": {k: per_event(k) for k in ("rss", "anon", "file", "shmem")},
-        # the whole curve: warm-up growth (caches filling to their bounds) levels off; a
-        # leak keeps climbing through the second half
-        "rss_series_kib": [[x["t"], x["rss"]] for x in samples],
+        # the whole curve, by kind: warm-up growth (caches filling to their bounds) levels
+        # off; a leak keeps climbing through the second half
         "memory_series": samples,
     }
 
