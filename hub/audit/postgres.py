@@ -68,6 +68,8 @@ SCHEMA_VERSION = 2
 #: constant: the first 8 bytes of SHA-256("hub.audit.append") as a signed integer)
 _APPEND_LOCK = 0x0293_0A7E_87B9_5C3B
 _CONNECT_TIMEOUT_S = 10
+#: record ids per ``stored_ids`` statement (one array parameter, so only for memory's sake)
+_IDS_CHUNK = 10_000
 _LOCK_TIMEOUT = "30s"  # as long as SQLite's busy timeout; then AuditError and the sink retries
 
 _COLUMNS = (
@@ -341,6 +343,28 @@ class PostgresAuditStore:
                 .fetchone()
             )
         return row is not None
+
+    def stored_ids(self, record_ids: Sequence[str]) -> set[str]:
+        """Which of these record ids the store holds (see ``AuditStore``).
+
+        ``record_id = ANY(array)`` through the unique index, in chunks of ``_IDS_CHUNK``
+        inside one REPEATABLE READ transaction (one snapshot).
+        """
+        wanted = list(dict.fromkeys(record_ids))
+        if not wanted:
+            return set()
+        found: set[str] = set()
+        with self._lock, self._guard("query"):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                for i in range(0, len(wanted), _IDS_CHUNK):
+                    rows = conn.execute(
+                        "SELECT record_id FROM audit_records WHERE record_id = ANY(%s)",
+                        (wanted[i : i + _IDS_CHUNK],),
+                    ).fetchall()
+                    found.update(str(row[0]) for row in rows)
+        return found
 
     def size(self) -> int:
         """Leaves pruned plus records stored: the size of the Merkle tree (see ``AuditStore``).

@@ -47,6 +47,8 @@ __all__ = ["SCHEMA_VERSION", "LeafCursors", "SQLiteAuditStore", "canonical_bytes
 #: without a position.
 SCHEMA_VERSION = 3
 _TIMEOUT_S = 30.0
+#: record ids per ``stored_ids`` statement: under SQLite's older 999-parameter limit
+_IDS_CHUNK = 900
 #: rows numbered per statement batch when an older file gains positions
 _BACKFILL_BATCH = 10_000
 
@@ -345,6 +347,25 @@ class SQLiteAuditStore:
                 "SELECT 1 FROM audit_records WHERE event_id = ? LIMIT 1", (event_id,)
             ).fetchone()
         return row is not None
+
+    def stored_ids(self, record_ids: Sequence[str]) -> set[str]:
+        """Which of these record ids the store holds (see ``AuditStore``).
+
+        Chunks of ``_IDS_CHUNK`` ids inside one read transaction (one WAL snapshot).
+        """
+        wanted = list(dict.fromkeys(record_ids))
+        if not wanted:
+            return set()
+        found: set[str] = set()
+        with self._lock, self._guard("query"), self._read():
+            for i in range(0, len(wanted), _IDS_CHUNK):
+                chunk = wanted[i : i + _IDS_CHUNK]
+                sql = (
+                    "SELECT record_id FROM audit_records "  # noqa: S608 - placeholders only
+                    f"WHERE record_id IN ({', '.join('?' for _ in chunk)})"
+                )
+                found.update(row[0] for row in self._conn.execute(sql, chunk))
+        return found
 
     def size(self) -> int:
         """Leaves pruned plus records stored: the size of the Merkle tree (see ``AuditStore``).

@@ -68,6 +68,14 @@ class AuditStore(Protocol):
         """Whether any record about this event is stored."""
         ...
 
+    def stored_ids(self, record_ids: Sequence[str]) -> set[str]:
+        """Which of these record ids the store holds (committed), from one snapshot.
+
+        One query through the ``record_id`` unique index, in chunks for long lists, so a
+        caller can gate delivery on what the store has actually written.
+        """
+        ...
+
     # --- Merkle log (RFC 9162) support: leaf i is the i-th stored record in append order ---
     # Each of these costs what it returns, not the size of the log (index lookups and
     # ranges), so signing a checkpoint stays flat and ``verify`` linear as the log grows.

@@ -141,6 +141,24 @@ def test_counts_and_has_event(store: AuditStore) -> None:
     assert not store.has_event("evt-9")
 
 
+def test_stored_ids_names_what_the_store_holds(store: AuditStore) -> None:
+    held = [record(f"evt-{i}") for i in range(3)]
+    assert store.stored_ids([r.record_id for r in held]) == set()
+    assert store.stored_ids([]) == set()
+    store.append(held)
+    ids_ = [r.record_id for r in held]
+    assert store.stored_ids([*ids_, "no-such-record", ids_[0]]) == set(ids_)
+    assert store.stored_ids(["no-such-record"]) == set()
+
+
+def test_stored_ids_chunks_long_lists(store: AuditStore) -> None:
+    """More ids than one statement takes (SQLite's 999 parameters) still get one answer."""
+    batch = [record(f"evt-{i}") for i in range(2_500)]
+    store.append(batch[::2])
+    asked = [r.record_id for r in batch] + [f"missing-{i}" for i in range(20_000)]
+    assert store.stored_ids(asked) == {r.record_id for r in batch[::2]}
+
+
 def test_leaves_and_record_index(store: AuditStore) -> None:
     batch = [record(f"evt-{i}") for i in range(6)]
     store.append(batch)
