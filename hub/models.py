@@ -55,6 +55,9 @@ class QuarantineReason(StrEnum):
     NOT_FOR_RECIPIENT = "not_for_recipient"
     BAD_CIPHERTEXT = "bad_ciphertext"
     BAD_ENVELOPE = "bad_envelope"
+    #: the Kafka client could not decode the record (a header name not UTF-8, a corrupt
+    #: batch): ``hub.broker.decode_guard`` handed it on marked instead of crashing the worker
+    UNDECODABLE_RECORD = "undecodable_record"
 
 
 class AuditDecision(StrEnum):

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from hub.audit.subjects import case_ref
-from hub.broker import topics
+from hub.broker import decode_guard, topics
 from hub.broker.fetch import FETCH_WAIT_MS
 from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
@@ -247,6 +247,9 @@ class HubClient:
         one in hand, and the inbox (when given) skips ids already handled.
         """
         topic = topics.outbound(self.party)
+        # a record aiokafka cannot decode arrives marked and is skipped, noted (decode_headers
+        # refuses it), instead of crashing the consumer: ``hub.broker.decode_guard``
+        decode_guard.install()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,

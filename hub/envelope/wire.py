@@ -31,6 +31,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 
+from hub.broker.decode_guard import UNDECODABLE
 from hub.errors import EventError
 from hub.models import EventAttributes, QuarantineReason
 
@@ -178,12 +179,21 @@ def _header_text(value: Any) -> str:
 def decode_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
     """Headers as a dict, refusing duplicates, oversized and non-UTF-8 values.
 
+    A record the Kafka client could not decode arrives marked by ``hub.broker.decode_guard``
+    (its first header is ``hub-undecodable``): refused as ``undecodable_record``.
+
     A duplicated ``ce_source`` would let a publisher show one value to one reader and another
     to the next, so the hub refuses any duplicated header outright.
     """
     out: dict[str, str] = {}
     for name, raw in headers or ():
         lname = name.lower()
+        if lname == UNDECODABLE:  # the Kafka client could not decode it (hub.broker.decode_guard)
+            detail = (raw or b"").decode("ascii", "backslashreplace")
+            raise HeaderError(
+                f"the Kafka client could not decode this record: {detail}",
+                QuarantineReason.UNDECODABLE_RECORD,
+            )
         if lname in out:
             raise HeaderError(
                 f"header {name!r} appears more than once", QuarantineReason.BAD_ATTRIBUTE
