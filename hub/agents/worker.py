@@ -20,6 +20,7 @@ from hub.broker.topics import all_topics, ensure_topics
 from hub.errors import ConfigError, HubError
 from hub.log import configure_logging, get_logger, stdlib_logging_config
 from hub.policies.loader import load_protocol
+from hub.private import enter_private
 from hub.settings import HubSettings
 
 _log = get_logger("worker")
@@ -33,6 +34,7 @@ def main() -> None:
     arenas = limit_arenas(settings.malloc_arenas)
     _log.info("malloc_arenas", limit=settings.malloc_arenas if arenas else "default")
     try:
+        enter_private(settings)  # umask 0077, data dir 0700 and its files 0600 (hub.private)
         if not settings.kafka_bootstrap:
             raise ConfigError("worker: HUB_KAFKA_BOOTSTRAP must name the broker")
         protocol = load_protocol(settings.protocol)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
@@ -18,7 +19,9 @@ from hub.cli import (
     runtime,
     webhooks,
 )
+from hub.errors import HubError
 from hub.log import configure_logging
+from hub.private import enter_private
 
 app = typer.Typer(
     name="hub",
@@ -49,5 +52,10 @@ app.command("acl")(acl.acl_command)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: private files first (``hub.private``), then the command."""
+    try:
+        enter_private()
+    except HubError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(1) from None
     app()

@@ -8,6 +8,7 @@ import signal
 
 from hub.errors import ConfigError
 from hub.log import configure_logging, get_logger
+from hub.private import enter_private
 from hub.settings import HubSettings
 from hub.webhooks.dispatcher import run_dispatchers
 
@@ -27,6 +28,7 @@ async def _main(settings: HubSettings) -> None:
 def main() -> None:
     """Run until SIGTERM."""
     settings = HubSettings()
+    enter_private(settings)  # umask 0077, data dir 0700 and its files 0600 (hub.private)
     configure_logging(settings.log_level)
     asyncio.run(_main(settings))
 
