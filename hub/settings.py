@@ -58,6 +58,11 @@ class HubSettings(BaseSettings):
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for subject pseudonyms; unset = generated in data dir"
     )
+    audit_stream_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key authenticating hub.audit messages (hex, 32+ bytes); unset = "
+        "generated in the data dir. Every router and audit sink of one hub needs the same key",
+    )
     rebalance_timeout: float = Field(default=3.0, gt=0, description="consumer group rebalance (s)")
     session_timeout: float = Field(default=10.0, gt=0, description="worker liveness timeout (s)")
     malloc_arenas: int = Field(
@@ -70,6 +75,12 @@ class HubSettings(BaseSettings):
         default=256,
         ge=1,
         description="events a worker routes ahead of the broker's acknowledgements",
+    )
+    route_batch: int = Field(
+        default=64,
+        ge=1,
+        description="events the route loop takes at a time when that many are ready; their "
+        "audit records go to the broker as one message, before their deliveries",
     )
     poll_records: int = Field(
         default=50,
@@ -104,6 +115,12 @@ class HubSettings(BaseSettings):
     )
     console_secret: SecretStr | None = Field(
         default=None, description="key signing console sessions; unset = generated in data dir"
+    )
+    ingress_body_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds an ingress client has to send its whole request body, signed in "
+        "or not (also how long an idle connection is kept); a slower one gets 408 and is closed",
     )
     metrics_host: str = Field(
         default="127.0.0.1", description="address the workers' metrics and health endpoint binds"

@@ -3,9 +3,13 @@
 Thin glue: ``Router.route`` (pure) decides; these agents read, remember accepted event ids
 in the seen-event store (SQLite in the data dir, shared by the hub's workers:
 ``hub.agents.seen``), and write. Processing is at-least-once with deterministic ids
-(Tansu's transactions are not safe for exactly-once): an event is acked only once the
-broker has acknowledged every output of it (``hub.agents.pipeline``), so a committed offset
-never covers an event whose deliveries or audit records were not written.
+(Tansu's transactions are not safe for exactly-once), in batches (``hub.agents.batches``): a
+batch's audit records reach the broker, as one MAC-authenticated ``hub.audit`` message
+(``hub.audit.stream``), before any of its deliveries is handed to the producer; an event is
+acked only once every output is acknowledged, in offset order per partition, so a committed
+offset never covers an event whose deliveries or audit records were not written; and the
+route loop pauses while the audit store lags its decisions by more than
+``HUB_AUDIT_OUTAGE_LIMIT`` (``hub.agents.audit_watch``).
 
 Seen event ids are kept as long as the audit records of their events: the leader's hourly
 expiry sweep forgets ids only behind what the audit log has pruned (``hub.agents.seen``).
@@ -19,34 +23,38 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import faust
 
+from hub.agents.audit_watch import AuditWatch
+from hub.agents.batches import BatchPipeline, InOrderAcks, Ticket
 from hub.agents.ops import Metrics, OpsServer, OpsState
-from hub.agents.pipeline import Pipeline
-from hub.agents.routing import Router
+from hub.agents.routing import Router, RouteResult
 from hub.agents.seen import SeenEvents, forget_before
 from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
 from hub.agents.transport import HubApp
 from hub.audit.checkpoint import log_signer
 from hub.audit.log import AuditLog
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.audit.store import open_store
+from hub.audit.store import AuditStore, open_store
+from hub.audit.stream import audit_messages, load_audit_stream_key
 from hub.broker import topics
 from hub.clock import clock_for
 from hub.durable import GroupSync
 from hub.envelope.crypto import DataKeyCache
 from hub.envelope.escrow import make_escrow
 from hub.envelope.party import PartyEnvelope
+from hub.envelope.wire import WireMessage
 from hub.errors import HubError
 from hub.keys.cases import CaseKeys
 from hub.keys.expiry import SWEEP_INTERVAL_S, expire_cases
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import HUB_PARTY
 from hub.log import get_logger
-from hub.models import AuditBatch, Origin
+from hub.models import Origin
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
@@ -161,27 +169,36 @@ def create_app(
     state = OpsState()
     metrics = Metrics(state)
     sinks: list[AuditSink] = []
-    # Pipelining (``hub.agents.pipeline``): an event's outputs are handed to the producer and
-    # the next event is routed while the broker acknowledges them; the event is acked only
-    # once every output is on the broker, and a failed confirmation stops the worker at once.
-    pipeline = Pipeline(max_in_flight=settings.max_in_flight, sync=group.wait, crash=app.crash)
+    audit_key = load_audit_stream_key(settings)
+    writer = f"router/{socket.gethostname()}/{os.getpid()}"
 
-    def routed(event: Any, result: Any, origin: Origin) -> Callable[[], None]:
-        """What to do once the event's outputs are confirmed: ack it, count it, log it."""
+    async def send(message: WireMessage) -> Any:
+        # straight to the producer (faust's Topic.send adds a channel hop per message); the
+        # returned future resolves when the broker acknowledges the write
+        return await app.producer.send(
+            message.topic, message.key, message.value, None, None, message.headers
+        )
 
-        def done() -> None:
-            event.ack()  # every output is on the broker: the offset may be committed
-            metrics.observe(origin.topic, result)
-            _log.info(
-                "routed",
-                event_id=result.event_id,
-                origin=str(origin),
-                outcome=result.outcome,
-                delivered=result.delivered,
-                withheld=result.withheld,
-            )
+    async def resend(message: WireMessage) -> None:
+        await send(message)
 
-        return done
+    # the router's own connection to the store: what it has written, asked of it directly
+    position: list[AuditStore] = []
+
+    def stored(record_ids: Sequence[str]) -> set[str]:
+        if not position:
+            position.append(open_store(settings))
+        return position[0].stored_ids(record_ids)
+
+    watch = AuditWatch(limit=settings.audit_outage_limit, stored=stored, resend=resend)
+    # Batches (``hub.agents.batches``): a batch's audit records go to the broker first, its
+    # deliveries once they are there; the next batch is routed meanwhile; events are acked in
+    # offset order once everything is confirmed, and a failed confirmation stops the worker.
+    pipeline = BatchPipeline(
+        max_in_flight=settings.max_in_flight, send=send, sync=group.wait, crash=app.crash
+    )
+    acks = InOrderAcks()
+    feed: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(settings.route_batch, 1) * 2)
 
     def claim(event_id: str, origin: Origin) -> None:
         """Record that ``origin`` carried ``event_id``; log a lost race, keep the deliveries.
@@ -196,20 +213,35 @@ def create_app(
                 "duplicate_event_id_race", event_id=event_id, origin=str(origin), first=holder
             )
 
-    @app.agent(inbound, name="hub-route")
-    async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        # acks are ours (noack): an event is acked when its outputs are confirmed, not when
-        # the loop moves on to the next one
-        manual: faust.StreamT[bytes] = stream.noack()  # type: ignore[attr-defined]  # on Stream, not in StreamT
-        async for event in manual.events():
-            if state.stopping:  # draining: leave the rest uncommitted for the next owner
-                await asyncio.Event().wait()
-            await gate.wait_open()  # no delivery while its audit record cannot be written
-            await pipeline.admit()  # raises a failed produce: restart from the last commit
-            message = event.message
-            origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
+    def confirmed(routed: list[tuple[Ticket, Origin, RouteResult]]) -> Callable[[], None]:
+        """What to do once a batch's outputs are confirmed: ack in order, count, log."""
 
-            try:
+        def done() -> None:
+            for ticket, origin, result in routed:
+                acks.done(ticket)  # acks this event once every earlier one is acked too
+                metrics.observe(origin.topic, result)
+                _log.info(
+                    "routed",
+                    event_id=result.event_id,
+                    origin=str(origin),
+                    outcome=result.outcome,
+                    delivered=result.delivered,
+                    withheld=result.withheld,
+                )
+
+        return done
+
+    async def route_batch(events: list[Any]) -> None:
+        await watch.wait_open()  # no delivery while the store lags beyond the limit
+        await pipeline.admit(len(events))  # raises a failed produce: restart from the commit
+        try:
+            routed: list[tuple[Ticket, Origin, RouteResult]] = []
+            for event in events:
+                message = event.message
+                origin = Origin(
+                    topic=message.topic, partition=message.partition, offset=message.offset
+                )
+                ticket = acks.take((message.topic, message.partition), event.ack)
                 result = router.route(
                     origin=origin,
                     key=message.key,
@@ -219,35 +251,53 @@ def create_app(
                 )
                 if result.remember:
                     claim(result.event_id, origin)
-                written = group.position  # after the claim: its commit is synced before the ack
-                # straight to the producer (faust's Topic.send adds a channel hop per message);
-                # each returns a future the broker resolves. The audit batch goes first.
-                batch = AuditBatch(records=tuple(result.audit)) if result.audit else None
-                pending = [
-                    await app.producer.send(
-                        topics.AUDIT,
-                        result.event_id.encode(),
-                        batch.model_dump_json().encode(),
-                        None,
-                        None,
-                        None,
-                    )
-                    for batch in ([batch] if batch is not None else [])
-                ]
-                pending += [
-                    await app.producer.send(out.topic, out.key, out.value, None, None, out.headers)
-                    for out in result.messages
-                ]
-            except BaseException:
-                pipeline.abandon()
-                raise
-            pipeline.confirm(
-                pending,
+                routed.append((ticket, origin, result))
+            written = group.position  # after the claims: their commit is synced before the ack
+            records = [record for _, _, result in routed for record in result.audit]
+            audit = audit_messages(records, secret=audit_key, writer=writer)
+            for message, last_record in audit:
+                watch.decided(last_record, message)
+            await pipeline.submit(
+                audit=[message for message, _ in audit],
+                outputs=[m for _, _, result in routed for m in result.messages],
                 written=written,
-                event_id=result.event_id,
-                on_confirmed=routed(event, result, origin),
+                events=len(events),
+                on_confirmed=confirmed(routed),
             )
+        except BaseException:
+            pipeline.abandon(len(events))
+            raise
+
+    @app.agent(inbound, name="hub-route")
+    async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        # acks are ours (noack): an event is acked when its outputs are confirmed, not when
+        # the loop moves on; the batch loop below takes what this one feeds it
+        manual: faust.StreamT[bytes] = stream.noack()  # type: ignore[attr-defined]  # on Stream, not in StreamT
+        async for event in manual.events():
+            if state.stopping:  # draining: leave the rest uncommitted for the next owner
+                await asyncio.Event().wait()
+            await feed.put(event)
             yield None
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def route_batches() -> None:
+        """Take what is ready (up to ``HUB_ROUTE_BATCH`` events) and route it as one batch."""
+        try:
+            while True:
+                events = [await feed.get()]
+                while len(events) < settings.route_batch and not feed.empty():
+                    events.append(feed.get_nowait())
+                await route_batch(events)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # never acked: the worker restarts from the last commit
+            _log.critical("route_loop_failed", error=type(exc).__name__)
+            await app.crash(exc)
+            raise
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def audit_watch() -> None:
+        await watch.run()
 
     def make_sink() -> AuditSink:
         store = open_store(settings)
@@ -271,7 +321,9 @@ def create_app(
             group_id=f"{app_id}-audit-sink",
             rebalance_timeout=settings.rebalance_timeout,
             session_timeout=settings.session_timeout,
+            secret=audit_key,
             security=settings.kafka_security,
+            on_refused=lambda refusal: metrics.refused.labels(reason=refusal.reason).inc(),
         )
 
     # Workflow sweeps (``hub marac sweep``, ``hub pubwatch sweep``) on the leader worker only.
@@ -367,9 +419,9 @@ def create_app(
                 sink = sinks[0] if sinks else None
                 state.tick(
                     partitions=owned,
-                    audit_open=not gate.blocked,
+                    audit_open=not watch.blocked,
                     consumer_lag=lag,
-                    audit_lag=sink.lag if sink else 0,
+                    audit_lag=watch.pending,
                     checkpoint_age=sink.checkpoint_age if sink else 0.0,
                 )
                 await asyncio.sleep(1.0)

@@ -161,6 +161,13 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.refused = Counter(
+            "hub_audit_refused",
+            "hub.audit messages the sink refused to store (forged_audit_message: no valid MAC; "
+            "unreadable_audit_message): each is quarantined, audited, and an alert to the IG role",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_Gauges(state))
 
     def observe(self, topic: str, result: RouteResult) -> None:

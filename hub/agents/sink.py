@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,15 +26,25 @@ from pydantic import Field, TypeAdapter
 
 from hub.audit.log import AuditLog
 from hub.audit.store import AuditStore
+from hub.audit.stream import AuditStreamError, verify_message
+from hub.broker import topics
 from hub.broker.fetch import FETCH_WAIT_MS
 from hub.broker.security import KafkaSecurity
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import AuditError, KeyStoreError
 from hub.log import get_logger
-from hub.models import AuditBatch, AuditRecord, EventAttributes
+from hub.models import AuditBatch, AuditDecision, AuditRecord, EventAttributes, record_id_for
 
-__all__ = ["CHECKPOINT_TYPE", "AuditGate", "AuditSink", "decode_audit_message"]
+__all__ = [
+    "CHECKPOINT_TYPE",
+    "AuditGate",
+    "AuditSink",
+    "Refused",
+    "decode_audit_message",
+    "read_messages",
+    "run_audit_sink",
+]
 
 CHECKPOINT_TYPE = "uk.csp.audit.checkpoint.v1"
 _log = get_logger("audit-sink")
@@ -193,6 +204,88 @@ async def _lag(consumer: Any) -> int:
     return total
 
 
+#: a refused hub.audit message is copied whole to hub.quarantine up to this size; above it,
+#: its first bytes and the SHA-256 of the whole (the producer's request limit is 1 MiB)
+QUARANTINE_COPY_BYTES = 512 * 1024
+
+
+@dataclass
+class Refused:
+    """A ``hub.audit`` message the sink will not store: why, and where it was."""
+
+    origin: str
+    reason: str
+    detail: str
+    writer: str | None
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+    def quarantine_copy(self) -> wire.WireMessage:
+        """The message for ``hub.quarantine``: whole, or a digest and a truncated copy."""
+        headers = [(k, v) for k, v in self.headers]
+        value = self.value
+        if len(value) > QUARANTINE_COPY_BYTES:
+            headers += [
+                ("hub_truncated", str(len(value)).encode()),
+                ("hub_sha256", hashlib.sha256(value).hexdigest().encode()),
+            ]
+            value = value[:QUARANTINE_COPY_BYTES]
+        headers += [
+            ("hub_reason", self.reason.encode()),
+            ("hub_detail", self.detail.encode()),
+            ("hub_origin", self.origin.encode()),
+        ]
+        return wire.WireMessage(topic=topics.QUARANTINE, key=self.key, value=value, headers=headers)
+
+    def audit_record(self, *, now: dt.datetime) -> AuditRecord:
+        """The sink's own record of the refusal: what the IG role is alerted to."""
+        event_id = f"audit:{self.origin}"
+        return AuditRecord(
+            record_id=record_id_for(event_id, None, f"rejected/{self.reason}"),
+            time=now,
+            event_id=event_id,
+            decision=AuditDecision.REJECTED,
+            reason=f"{self.reason}: {self.detail} (writer {self.writer or 'unknown'}; "
+            f"sha256 {hashlib.sha256(self.value).hexdigest()})",
+            origin=self.origin,
+        )
+
+
+def _header_text(name: str | bytes) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+
+
+def read_messages(raw: Sequence[Any], *, secret: bytes) -> tuple[list[AuditRecord], list[Refused]]:
+    """Verify and decode fetched ``hub.audit`` records: what to store, and what to refuse.
+
+    A message without a valid MAC (``hub.audit.stream``) is refused as
+    ``forged_audit_message``; one with a valid MAC that does not decode (a writer's bug) as
+    ``unreadable_audit_message``. Neither is stored, neither stops the sink: the router's
+    watch on the store (``hub.agents.audit_watch``) pauses delivery if a real batch is missing.
+    """
+    records: list[AuditRecord] = []
+    refused: list[Refused] = []
+    for r in raw:
+        origin = f"{r.topic}/{r.partition}@{r.offset}"
+        headers = [(_header_text(k), v or b"") for k, v in r.headers or ()]
+        value = r.value or b""
+        writer: str | None = None
+        try:
+            writer = verify_message(secret, key=r.key, value=value, headers=headers)
+            records.extend(decode_audit_message(value))
+        except AuditStreamError as exc:
+            refused.append(
+                Refused(origin, "forged_audit_message", str(exc), writer, r.key, value, headers)
+            )
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            detail = f"not an audit batch or record ({type(exc).__name__})"
+            refused.append(
+                Refused(origin, "unreadable_audit_message", detail, writer, r.key, value, headers)
+            )
+    return records, refused
+
+
 async def run_audit_sink(
     sink: AuditSink,
     *,
@@ -200,17 +293,20 @@ async def run_audit_sink(
     group_id: str,
     rebalance_timeout: float,
     session_timeout: float,
+    secret: bytes,
     security: KafkaSecurity | None = None,
+    on_refused: Callable[[Refused], None] | None = None,
 ) -> None:
     """Consume ``hub.audit`` with its own consumer group and write it to the store.
 
     Its own aiokafka consumer, not a faust agent: a sink stuck on a locked or unreachable
     store must not stall the fetcher that feeds the router, or the router could not even
-    notice it should pause. Offsets are committed only after a batch is written.
+    notice it should pause. Everything one fetch returned is written in one append (one
+    transaction); offsets are committed only after it is written. A message that fails its
+    MAC or does not decode is copied to ``hub.quarantine`` and its refusal audited before the
+    offset passes it; it is never stored.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    from hub.broker import topics
 
     kafka = (security or KafkaSecurity()).client_kwargs()
     consumer = AIOKafkaConsumer(
@@ -230,16 +326,32 @@ async def run_audit_sink(
     await producer.start()
     try:
         while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=500)
-            raw = [r.value for rs in batches.values() for r in rs]
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            raw = [r for rs in batches.values() for r in rs]
             if raw:
-                try:
-                    records = [r for v in raw for r in decode_audit_message(v)]
-                except ValueError:
-                    # never skip an audit record: stay stuck, the gate pauses delivery
-                    sink.gate.trying()
-                    _log.critical("audit_record_unreadable", records=len(raw))
-                    raise
+                records, refused = read_messages(raw, secret=secret)
+                if refused:
+                    now = dt.datetime.now(dt.UTC)
+                    copies = [refusal.quarantine_copy() for refusal in refused]
+                    await asyncio.gather(
+                        *[
+                            producer.send_and_wait(
+                                m.topic, key=m.key, value=m.value, headers=m.headers
+                            )
+                            for m in copies
+                        ]
+                    )
+                    records += [refusal.audit_record(now=now) for refusal in refused]
+                    for refusal in refused:
+                        # the IG role's alert: the log line, the metric, and the record above
+                        _log.critical(
+                            "audit_message_refused",
+                            reason=refusal.reason,
+                            origin=refusal.origin,
+                            writer=refusal.writer,
+                        )
+                        if on_refused is not None:
+                            on_refused(refusal)
                 inserted = await sink.write(records)
                 _log.debug("audit_written", records=len(records), inserted=inserted)
             if sink.checkpoint_due():

@@ -18,7 +18,7 @@ from pathlib import Path
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 
-__all__ = ["KEY_BYTES", "Pseudonymiser", "load_pseudonym_key"]
+__all__ = ["KEY_BYTES", "Pseudonymiser", "create_key_file", "load_pseudonym_key"]
 
 #: length of a generated key: the SHA-256 block output size, as RFC 2104 section 3 advises
 KEY_BYTES = 32
@@ -78,7 +78,7 @@ def load_pseudonym_key(settings: HubSettings) -> bytes:
     path = settings.data_dir / _KEY_FILE
     try:
         if not path.exists():
-            _create_key_file(path)
+            create_key_file(path)
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"pseudonym key file {path}: cannot read or create: {exc}") from exc
@@ -98,7 +98,7 @@ def _decode(text: str, *, where: str) -> bytes:
     return key
 
 
-def _create_key_file(path: Path) -> None:
+def create_key_file(path: Path) -> None:
     """Write a new key atomically; if another process won the race, keep its key."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600; link() refuses to overwrite, so two hub processes

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from hub.audit.stream import load_audit_stream_key, mac_headers
 from hub.broker import topics
 from hub.broker.fetch import FETCH_WAIT_MS
 from hub.client.sdk import ACK_TYPE, HubClient
@@ -83,6 +84,8 @@ class WebhookDispatcher:
         self.bootstrap = bootstrap
         self.sleep = sleep
         self._kafka = settings.kafka_security.client_kwargs()
+        # the sink stores only authenticated hub.audit messages (hub.audit.stream)
+        self._audit_key = load_audit_stream_key(settings)
         self.client = HubClient(
             self.party,
             bootstrap=bootstrap,
@@ -212,9 +215,12 @@ class WebhookDispatcher:
             reason=f"webhook {reason}",
             protocol_hash=delivery.protocol_hash,
         )
-        await producer.send_and_wait(
-            topics.AUDIT, key=delivery.id.encode(), value=record.model_dump_json().encode()
+        key = delivery.id.encode()
+        value = record.model_dump_json().encode()
+        headers = mac_headers(
+            self._audit_key, writer=f"webhooks/{self.party}", key=key, value=value
         )
+        await producer.send_and_wait(topics.AUDIT, key=key, value=value, headers=headers)
 
 
 async def run_dispatchers(

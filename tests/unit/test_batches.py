@@ -1,0 +1,258 @@
+"""Batches through the route loop (``hub.agents.batches``): audit first, ack in order.
+
+The broker's acknowledgements are futures, as aiokafka's producer returns them; a test
+resolves or fails them on cue, which a real broker cannot be made to do deterministically
+(the integration tests cover the real thing, less exactly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+
+from hub.agents.batches import BatchPipeline, InOrderAcks
+from hub.envelope.wire import WireMessage
+
+
+def msg(topic: str, name: str) -> WireMessage:
+    return WireMessage(topic=topic, key=name.encode(), value=name.encode())
+
+
+class World:
+    """A pipeline whose producer, sync and crash are observable and steerable."""
+
+    def __init__(self, max_in_flight: int = 8) -> None:
+        self.sent: list[str] = []  # message values, in the order handed to the producer
+        self.futures: dict[str, asyncio.Future[Any]] = {}
+        self.synced: list[int] = []
+        self.crashes: list[BaseException] = []
+        self.acked: list[str] = []
+        self.sync_gate = asyncio.Event()
+        self.sync_gate.set()
+        self.sync_error: BaseException | None = None
+        self.refuse: set[str] = set()  # values whose send raises at once
+        self.acks = InOrderAcks()
+        self.pipeline = BatchPipeline(
+            max_in_flight=max_in_flight, send=self.send, sync=self.sync, crash=self.crash
+        )
+
+    async def send(self, message: WireMessage) -> asyncio.Future[Any]:
+        name = message.value.decode()
+        if name in self.refuse:
+            raise ValueError(f"{name}: too large")
+        self.sent.append(name)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures[name] = future
+        return future
+
+    async def sync(self, position: int) -> None:
+        await self.sync_gate.wait()
+        if self.sync_error is not None:
+            raise self.sync_error
+        self.synced.append(position)
+
+    async def crash(self, exc: BaseException) -> None:
+        self.crashes.append(exc)
+
+    def ok(self, *names: str) -> None:
+        for name in names:
+            self.futures[name].set_result(None)
+
+    async def batch(
+        self,
+        events: list[tuple[int, str]],
+        *,
+        audit: list[str],
+        outputs: list[str],
+        written: int = 1,
+    ) -> None:
+        """Route a batch of (partition, event name) with these audit and output messages."""
+        await self.pipeline.admit(len(events))
+        tickets = [
+            (self.acks.take(partition, functools.partial(self.acked.append, name)), name)
+            for partition, name in events
+        ]
+
+        def confirmed() -> None:
+            for ticket, _ in tickets:
+                self.acks.done(ticket)
+
+        try:
+            await self.pipeline.submit(
+                audit=[msg("hub.audit", a) for a in audit],
+                outputs=[msg("hub.out.x", o) for o in outputs],
+                written=written,
+                events=len(events),
+                on_confirmed=confirmed,
+            )
+        except BaseException:
+            self.pipeline.abandon(len(events))
+            raise
+
+
+async def settle() -> None:
+    """Let every ready callback and task step run (no sleeping: the loop goes idle)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_deliveries_reach_the_producer_only_after_the_audit_is_on_the_broker() -> None:
+    world = World()
+    await world.batch([(0, "e1"), (0, "e2")], audit=["a1"], outputs=["d1", "d2", "q2"])
+    await settle()
+    assert world.sent == ["a1"]  # no delivery while the audit message is unacknowledged
+    world.ok("a1")
+    await settle()
+    assert world.sent == ["a1", "d1", "d2", "q2"]
+    assert world.acked == []
+    world.ok("d1", "d2")
+    await settle()
+    assert world.acked == []  # q2 still open
+    world.ok("q2")
+    await settle()
+    assert world.acked == ["e1", "e2"]
+    assert world.synced == [1]
+
+
+async def test_a_failed_audit_produce_sends_no_delivery_acks_nothing_and_stops() -> None:
+    world = World()
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    await settle()
+    world.futures["a1"].set_exception(KafkaTimeoutError())
+    await settle()
+    assert world.sent == ["a1"]
+    assert world.acked == []
+    assert len(world.crashes) == 1
+    with pytest.raises(KafkaTimeoutError):
+        await world.pipeline.admit(1)
+
+
+async def test_a_failed_delivery_is_never_acked_and_stops_the_worker_at_once() -> None:
+    world = World()
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1", "d2"])
+    world.ok("a1")
+    await settle()
+    world.ok("d1")
+    world.futures["d2"].set_exception(KafkaTimeoutError())
+    await settle()
+    assert world.acked == []
+    assert [type(e) for e in world.crashes] == [KafkaTimeoutError]
+
+
+async def test_a_refused_output_is_never_acked_either() -> None:
+    world = World()
+    world.refuse.add("q1")  # e.g. the broker's size limit, raised by send() itself
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["q1"])
+    world.ok("a1")
+    await settle()
+    assert world.acked == []
+    assert [type(e) for e in world.crashes] == [ValueError]
+
+
+async def test_a_failed_sync_is_never_acked() -> None:
+    world = World()
+    world.sync_error = OSError("disk full")
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    world.ok("a1")
+    await settle()
+    world.ok("d1")
+    await settle()
+    assert world.acked == []
+    assert [type(e) for e in world.crashes] == [OSError]
+
+
+async def test_events_are_acked_in_offset_order_whatever_order_batches_confirm_in() -> None:
+    world = World()
+    await world.batch([(0, "e1"), (1, "f1")], audit=["a1"], outputs=["d1"])
+    await world.batch([(0, "e2"), (1, "f2")], audit=["a2"], outputs=["d2"])
+    world.ok("a2")  # the second batch's audit lands first ...
+    await settle()
+    assert world.sent == ["a1", "a2"]  # ... but its deliveries wait for the first batch's
+    world.ok("a1")
+    await settle()
+    assert world.sent == ["a1", "a2", "d1", "d2"]
+    world.ok("d2")  # the second batch is confirmed first
+    await settle()
+    assert world.acked == []  # e2 and f2 wait behind e1 and f1, the heads of their partitions
+    world.ok("d1")
+    await settle()
+    assert world.acked == ["e1", "e2", "f1", "f2"]
+
+
+async def test_a_crash_in_the_middle_leaves_every_later_offset_of_its_partitions_open() -> None:
+    """The head-of-queue failure: a failed batch is never passed by a later confirmed one."""
+    world = World()
+    await world.batch([(0, "e1"), (1, "f1")], audit=["a1"], outputs=["d1"])
+    await world.batch([(0, "e2"), (2, "g1")], audit=["a2"], outputs=["d2"])
+    world.ok("a1")
+    await settle()
+    world.futures["d1"].set_exception(KafkaTimeoutError())  # the first batch fails
+    world.ok("a2")
+    await settle()
+    world.ok("d2")  # the second batch is confirmed in full
+    await settle()
+    # e2 sits behind the failed e1 on partition 0: never acked, so never committed; g1
+    # heads its own partition and every output of it is confirmed
+    assert world.acked == ["g1"]
+    assert len(world.crashes) == 1
+
+
+async def test_a_batch_after_one_that_never_delivered_sends_nothing() -> None:
+    world = World()
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    await world.batch([(1, "f1")], audit=["a2"], outputs=["d2"])
+    world.futures["a1"].set_exception(KafkaTimeoutError())  # the first never reaches delivery
+    world.ok("a2")
+    await settle()
+    assert world.sent == ["a1", "a2"]  # d2 is not handed over ahead of d1 (case order)
+    assert world.acked == []
+
+
+async def test_a_later_batch_on_other_partitions_is_acked_while_an_earlier_one_waits() -> None:
+    world = World()
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    await world.batch([(1, "f1")], audit=["a2"], outputs=["d2"])
+    world.ok("a1", "a2")
+    await settle()
+    world.ok("d2")
+    await settle()
+    assert world.acked == ["f1"]  # another partition: nothing of partition 0 is passed
+    world.ok("d1")
+    await settle()
+    assert world.acked == ["f1", "e1"]
+
+
+async def test_the_window_holds_routing_until_events_are_confirmed() -> None:
+    world = World(max_in_flight=2)
+    await world.batch([(0, "e1"), (0, "e2")], audit=["a1"], outputs=["d1"])
+    third = asyncio.ensure_future(world.pipeline.admit(1))
+    await settle()
+    assert not third.done()
+    world.ok("a1")
+    await settle()
+    world.ok("d1")
+    await settle()
+    assert third.done()
+    world.pipeline.abandon(1)
+
+
+async def test_a_batch_larger_than_the_window_takes_the_whole_window() -> None:
+    world = World(max_in_flight=2)
+    await world.batch([(0, f"e{i}") for i in range(5)], audit=["a1"], outputs=[])
+    world.ok("a1")
+    await settle()
+    assert world.acked == [f"e{i}" for i in range(5)]
+    assert world.pipeline.idle.is_set()
+
+
+async def test_a_batch_whose_audit_send_raised_gives_its_place_back() -> None:
+    world = World(max_in_flight=1)
+    world.refuse.add("a1")
+    with pytest.raises(ValueError, match="too large"):
+        await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    await asyncio.wait_for(world.pipeline.admit(1), timeout=1)  # the window is free again
+    assert world.sent == []
