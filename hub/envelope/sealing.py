@@ -18,6 +18,8 @@ minimised delivery to its recipient. Headers added (CloudEvents extension attrib
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -124,6 +126,12 @@ def seal_record(
 ) -> SealedRecord:
     """Encrypt ``plaintext`` to ``recipient`` and sign the whole record.
 
+    An event fanned out to many recipients is sealed once per recipient with the same
+    attributes: the attribute headers are rendered once per event (``_attribute_headers``)
+    and only the per-recipient extensions are added to them. The bytes are exactly those of
+    ``wire.to_headers``, ``context_aad`` and ``crypto.signing_input`` (the vectors in
+    ``tests/vectors/envelope`` and ``tests/unit/test_envelope.py`` hold them to it).
+
     ``data_key`` and ``nonce`` fix what is otherwise random, for the byte-exact vectors in
     ``tests/vectors/envelope`` (``scripts/make_envelope_vectors.py``); never in production.
     """
@@ -136,18 +144,114 @@ def seal_record(
         hubkid=recipient_kid,
         hubsuite=suite,
         hubdekid=dk.dek_id,
-        hubdek=crypto.b64e(dk.wrapped),
+        hubdek=dk.wrapped_b64,
         hubsigkid=signer.kid,
     )
     ck = crypto.case_key(dk.key, dek_id=dk.dek_id, kafka_key=key)
     escrowed = escrow(ck, dk.dek_id) if escrow is not None else None
     if escrowed is not None:
         ext["hubescrow"] = escrowed
-    headers = dict(wire.to_headers(attrs, ext))
-    text = {k: v.decode() for k, v in headers.items()}
-    value = crypto.seal_payload(ck, plaintext, context_aad(text, key), nonce=nonce)
-    text["ce_hubsig"] = crypto.b64e(signer.sign(crypto.signing_input(text, key, value)))
-    return SealedRecord(headers=sorted((k, v.encode()) for k, v in text.items()), value=value)
+    text, encoded = _header_texts(attrs, ext)
+    key_json = _json_str(crypto.b64e(key)) if key is not None else "null"
+    value = crypto.seal_payload(ck, plaintext, _context_aad(text, key_json), nonce=nonce)
+    names = sorted(text)
+    signature = signer.sign(_signing_input(names, encoded, key_json, value))
+    text["ce_hubsig"] = crypto.b64e(signature)
+    names.append("ce_hubsig")
+    names.sort()
+    return SealedRecord(headers=[(k, text[k].encode()) for k in names], value=value)
+
+
+#: JSON string literal exactly as ``crypto.canonical_context`` writes one (``ensure_ascii``
+#: off: the C ``encode_basestring`` the encoder itself calls)
+_json_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _context_aad(text: Mapping[str, str], key_json: str) -> bytes:
+    """``context_aad(text, key)`` written out: the same sorted keys, the same bytes."""
+
+    def field(name: str) -> str:
+        value = text.get(name)
+        return "null" if value is None else _json_str(value)
+
+    # keys in sorted order: dek, id, key, kid, protocol, recipient, source, subject, time, type
+    return (
+        f'{{"dek":{field("ce_hubdekid")},"id":{field("ce_id")},"key":{key_json},'
+        f'"kid":{field("ce_hubkid")},"protocol":{field("ce_hubprotocol")},'
+        f'"recipient":{field("ce_hubrecipient")},"source":{field("ce_source")},'
+        f'"subject":{field("ce_subject")},"time":{field("ce_time")},"type":{field("ce_type")}}}'
+    ).encode()
+
+
+def _signing_input(
+    names: list[str], encoded: Mapping[str, str], key_json: str, value: bytes
+) -> bytes:
+    """``crypto.signing_input`` written out from pre-encoded ``"name":"value"`` members.
+
+    ``names`` are every header (all ``ce_*`` or ``content-type``, no ``ce_hubsig`` yet),
+    sorted as ``sort_keys`` sorts them.
+    """
+    members = ",".join([encoded[n] for n in names])
+    digest = hashlib.sha256(value).hexdigest()
+    return f'{{"headers":{{{members}}},"key":{key_json},"value_sha256":"{digest}"}}'.encode()
+
+
+#: the attribute part of the last event's headers: (attribute values, header name -> text,
+#: header name -> its encoded JSON member); an event's recipients are sealed one after
+#: another, so one entry serves a whole fan-out
+_last_attributes: tuple[tuple[Any, ...], dict[str, str], dict[str, str]] | None = None
+#: extension-name sets ``wire.to_headers`` (so the CloudEvents SDK) has accepted
+_checked_extensions: set[frozenset[str]] = set()
+#: CloudEvents attribute names: an "extension" of one of these names takes the slow path
+_ATTRIBUTE_NAMES = frozenset(
+    ("specversion", "id", "source", "type", "time", "datacontenttype", "subject", "dataschema")
+)
+
+
+def _header_texts(
+    attrs: EventAttributes, ext: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``wire.to_headers(attrs, ext)`` as name -> text, and name -> ``"name":"text"`` JSON.
+
+    Both dicts are new (the caller's). The attribute headers come from
+    ``wire.to_headers(attrs)`` once per distinct set of attribute values; the extensions are
+    added as ``to_headers`` adds them (``ce_`` + name, the text as given), and each new set
+    of extension names goes through ``to_headers`` itself once, so the SDK's naming checks
+    still run; anything unusual (a value that is not a string, a name that is also an
+    attribute's) always goes through it.
+    """
+    global _last_attributes  # a one-entry cache, replaced whole (thread-safe)
+    values = (
+        attrs.specversion,
+        attrs.id,
+        attrs.source,
+        attrs.type,
+        attrs.time,
+        attrs.subject,
+        attrs.datacontenttype,
+        attrs.dataschema,
+    )
+    last = _last_attributes
+    if last is None or last[0] != values:
+        base = {k: v.decode() for k, v in wire.to_headers(attrs)}
+        last = (values, base, {k: f"{_json_str(k)}:{_json_str(v)}" for k, v in base.items()})
+        _last_attributes = last
+    names = frozenset(ext)
+    if names in _checked_extensions:
+        text = dict(last[1])
+        encoded = dict(last[2])
+        for name, value in ext.items():
+            if type(value) is not str:
+                break
+            header = "ce_" + name
+            text[header] = value
+            encoded[header] = f'"{header}":{_json_str(value)}'  # names are plain ASCII (SDK)
+        else:
+            return text, encoded
+    text = {k: v.decode() for k, v in wire.to_headers(attrs, ext)}
+    if names.isdisjoint(_ATTRIBUTE_NAMES):  # an extension never renames an attribute
+        _checked_extensions.add(names)
+    return text, {k: f"{_json_str(k)}:{_json_str(v)}" for k, v in text.items()}
 
 
 def open_record(

@@ -22,7 +22,9 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ from hub.keys.model import (
 )
 from hub.models import PARTY_ID_PATTERN
 
-__all__ = ["DIRECTORY_FORMAT", "FileKeyStore"]
+__all__ = ["DIRECTORY_FORMAT", "RECHECK_S", "FileKeyStore"]
 
 #: format tag of ``directory.json`` (and of ``hub keys export``), bumped on breaking change
 #: (v2: ``additional_encryption_keys``, encryption key ids naming their suite)
@@ -56,20 +58,65 @@ _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _ED25519 = "ed25519"
 _MLKEM_SEED_LEN = 64  # FIPS 203 (d, z) seed: the compact, canonical ML-KEM private key
+#: how long a store trusts its copy of ``directory.json`` before it stats the file again
+#: (seconds): a rotation or revocation by another process takes effect within this delay
+RECHECK_S = 0.05
+
+#: writes to each keys directory by this process, by resolved path: a store sees a write by
+#: another store object of the same process (the console, the CLI under test) at once
+_local_writes: dict[str, int] = {}
+_local_lock = threading.Lock()
+
+
+def _bump_local(root: Path) -> None:
+    with _local_lock:
+        key = str(root.resolve())
+        _local_writes[key] = _local_writes.get(key, 0) + 1
 
 
 class FileKeyStore:
-    """A ``KeyStore`` backed by files; safe to share between hub processes on one host."""
+    """A ``KeyStore`` backed by files; safe to share between hub processes on one host.
 
-    def __init__(self, root: Path) -> None:
+    Key material is resolved once per key id, not once per signature: the parsed directory,
+    its indexes and the private key objects are cached, and ``sign`` on an active key is one
+    dictionary lookup. The cache follows ``directory.json`` by its inode, mtime and size,
+    checked at most once per ``recheck_s`` (a write by this process, through any
+    ``FileKeyStore`` on the same directory, is seen at once). Whenever the file has changed
+    the cache is rebuilt before any key is used, so a key is never used for signing once the
+    store has seen its revocation or retirement: at once for a revocation made in this
+    process, within ``recheck_s`` for one made by another process (``hub keys revoke``).
+
+    Args:
+        root: the ``keys`` directory.
+        recheck_s: how long the cached directory is trusted before the file is stat'ed again
+            (0 stats on every lookup, as this store did before).
+        clock: monotonic seconds (injected by tests).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        recheck_s: float = RECHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._root = root
         self._directory_file = root / "directory.json"
         self._private_dir = root / "private"
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._local_key = str(root.resolve())
+        self._checked_at: float | None = None  # when the file was last stat'ed
+        self._seen_local = -1  # _local_writes[root] when it was
         self._cache_stamp: tuple[int, int, int] | None = None
         self._records: list[PartyKeys] = []
         # indexes of _records, rebuilt with it: the router looks keys up for every delivery
         self._by_party: dict[str, list[PartyKeys]] = {}
         self._by_kid: dict[str, PartyKeys] = {}
+        # (by_kid, signing key id -> private key of an *active* key), replaced as one object
+        # whenever the directory changes, so a revoked or retired key drops out before its
+        # next use, and a key checked against an old index never enters a new cache
+        self._sign_index: tuple[dict[str, PartyKeys], dict[str, Ed25519PrivateKey]] = ({}, {})
         # private keys never change once written, so they are cached for the process lifetime
         self._signers: dict[str, Ed25519PrivateKey] = {}
         self._openers: dict[str, HpkePrivateKey] = {}
@@ -182,7 +229,14 @@ class FileKeyStore:
 
     def sign(self, kid: str, data: bytes) -> bytes:
         """Ed25519-sign ``data`` with an active key (see ``KeyStore.sign``)."""
-        record = self.by_key_id(kid)
+        self._refresh()
+        by_kid, active_signers = self._sign_index  # one snapshot: lookup, checks and insert
+        signer = active_signers.get(kid)
+        if signer is not None:  # resolved and checked active since the directory last changed
+            return signer.sign(data)
+        record = by_kid.get(kid)
+        if record is None:
+            raise UnknownKeyError(f"key {kid}: no such key id in {self._directory_file}")
         if kid != record.signing_key_id:
             raise UnknownKeyError(f"key {kid}: expected a signing key id, got an encryption key")
         if record.status is KeyStatus.REVOKED:
@@ -190,7 +244,9 @@ class FileKeyStore:
         if record.status is KeyStatus.RETIRED:
             active = self.active(record.party).signing_key_id
             raise KeyStoreError(f"signing key {kid}: retired by rotation; sign with {active}")
-        return self.signing_private(kid).sign(data)
+        signer = self.signing_private(kid)
+        active_signers[kid] = signer
+        return signer.sign(data)
 
     def hpke_open(self, kid: str, ciphertext: bytes, *, info: bytes = b"") -> bytes:
         """Open ``enc || ct`` sealed to ``kid`` (see ``KeyStore.hpke_open``)."""
@@ -293,20 +349,33 @@ class FileKeyStore:
         self._refresh()
         return list(self._records)
 
-    def _refresh(self) -> None:
+    def _refresh(self, *, force: bool = False) -> None:
         """Re-read the directory if the file changed (stat is cheap; JSON is not).
 
-        One ``stat`` per lookup, so a rotation or revocation by another process (``hub keys``)
-        takes effect in a running hub at its next lookup.
+        The file is stat'ed at most once per ``recheck_s``, at once after a write by this
+        process, and always when ``force`` (a writer, under the lock, must read what is on
+        disk). A rotation or revocation by another process (``hub keys``) takes effect in a
+        running hub within ``recheck_s``.
         """
+        now = self._clock()
+        local = _local_writes.get(self._local_key, 0)
+        if (
+            not force
+            and self._checked_at is not None
+            and now - self._checked_at < self._recheck_s
+            and local == self._seen_local
+        ):
+            return
         try:
             st = self._directory_file.stat()
         except FileNotFoundError:
             self._cache_stamp, self._records = None, []
-            self._by_party, self._by_kid = {}, {}
+            self._by_party, self._by_kid, self._sign_index = {}, {}, ({}, {})
+            self._checked_at, self._seen_local = now, local
             return
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp == self._cache_stamp:
+            self._checked_at, self._seen_local = now, local
             return
         records = self._parse(self._directory_file.read_text(encoding="utf-8"))
         by_party: dict[str, list[PartyKeys]] = {}
@@ -317,7 +386,9 @@ class FileKeyStore:
             for kid in record.key_ids:
                 by_kid.setdefault(kid, record)  # the first holder, as the scan found it
         self._records, self._by_party, self._by_kid = records, by_party, by_kid
+        self._sign_index = (by_kid, {})
         self._cache_stamp = stamp
+        self._checked_at, self._seen_local = now, local
 
     def _parse(self, text: str) -> list[PartyKeys]:
         where = self._directory_file
@@ -340,7 +411,8 @@ class FileKeyStore:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            records = self._load()
+            self._refresh(force=True)  # under the lock: what is on disk, not a cached copy
+            records = list(self._records)
             before = list(records)
             yield records
             if records != before:
@@ -351,6 +423,7 @@ class FileKeyStore:
                 write_private_file(
                     self._directory_file, (json.dumps(body, indent=2) + "\n").encode()
                 )
+                _bump_local(self._root)  # every store of this process re-reads at once
         finally:
             os.close(fd)  # closing releases the flock
 

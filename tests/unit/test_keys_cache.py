@@ -1,0 +1,140 @@
+"""FileKeyStore resolves key material once per key id, and never signs with a revoked key.
+
+``sign`` no longer stats ``keys/directory.json`` on every call: the parsed directory and the
+resolved private keys are cached, the file checked at most once per ``recheck_s``. These
+tests pin what that cache may never do: sign with a key once its revocation (or retirement)
+is visible to the store, whoever made it. The clock is injected: no test sleeps or times.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.errors import KeyRevokedError, KeyStoreError
+from hub.keys import FileKeyStore, KeyStatus
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def _revoke_in_another_process(root: Path, kid: str) -> None:
+    """``hub keys revoke`` as another process runs it: a fresh interpreter, its own store."""
+    code = (
+        "import sys; from pathlib import Path; from hub.keys import FileKeyStore; "
+        "FileKeyStore(Path(sys.argv[1])).revoke(sys.argv[2], reason='stolen laptop')"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(root), kid],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+
+
+def test_revocation_in_the_same_store_stops_signing_at_once(tmp_path: Path, clock: Clock) -> None:
+    store = FileKeyStore(tmp_path / "keys", recheck_s=3600, clock=clock)
+    record = store.create_party("p")
+    assert store.sign(record.signing_key_id, b"before")  # resolved and cached
+    store.revoke(record.signing_key_id, reason="leaver")
+    with pytest.raises(KeyRevokedError, match="leaver"):
+        store.sign(record.signing_key_id, b"after")
+
+
+def test_revocation_by_another_store_of_this_process_stops_signing_at_once(
+    tmp_path: Path, clock: Clock
+) -> None:
+    signer = FileKeyStore(tmp_path / "keys", recheck_s=3600, clock=clock)
+    record = signer.create_party("p")
+    assert signer.sign(record.signing_key_id, b"before")
+    # e.g. the console revoking while the router signs: the clock has not moved at all
+    FileKeyStore(tmp_path / "keys").revoke(record.encryption_key_id, reason="compromised")
+    with pytest.raises(KeyRevokedError):
+        signer.sign(record.signing_key_id, b"after")
+
+
+def test_revocation_by_another_process_stops_signing_once_visible(
+    tmp_path: Path, clock: Clock
+) -> None:
+    signer = FileKeyStore(tmp_path / "keys", recheck_s=0.05, clock=clock)
+    record = signer.create_party("p")
+    assert signer.sign(record.signing_key_id, b"before")
+    _revoke_in_another_process(tmp_path / "keys", record.signing_key_id)
+    clock.now += 0.1  # the recheck interval passes: the next use looks at the file again
+    with pytest.raises(KeyRevokedError, match="stolen laptop"):
+        signer.sign(record.signing_key_id, b"after")
+    assert signer.by_key_id(record.signing_key_id).status is KeyStatus.REVOKED
+    # and it stays refused: the revoked key never re-enters the cache
+    with pytest.raises(KeyRevokedError):
+        signer.sign(record.signing_key_id, b"later")
+
+
+def test_without_a_recheck_interval_another_process_is_seen_at_the_next_use(
+    tmp_path: Path, clock: Clock
+) -> None:
+    signer = FileKeyStore(tmp_path / "keys", recheck_s=0, clock=clock)
+    record = signer.create_party("p")
+    assert signer.sign(record.signing_key_id, b"before")
+    _revoke_in_another_process(tmp_path / "keys", record.signing_key_id)
+    with pytest.raises(KeyRevokedError):
+        signer.sign(record.signing_key_id, b"after")
+
+
+def test_rotation_elsewhere_retires_the_cached_key(tmp_path: Path, clock: Clock) -> None:
+    signer = FileKeyStore(tmp_path / "keys", recheck_s=3600, clock=clock)
+    record = signer.create_party("p")
+    assert signer.sign(record.signing_key_id, b"before")
+    new = FileKeyStore(tmp_path / "keys").rotate("p")
+    with pytest.raises(KeyStoreError, match="retired"):
+        signer.sign(record.signing_key_id, b"after")
+    assert signer.sign(new.signing_key_id, b"after")
+
+
+def test_signing_resolves_the_key_once_not_per_signature(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileKeyStore(tmp_path / "keys", recheck_s=0.05, clock=clock)
+    record = store.create_party("p")
+    store.sign(record.signing_key_id, b"warm")
+    directory = str(tmp_path / "keys" / "directory.json")
+    stats: list[str] = []
+    opens: list[str] = []
+    real_stat, real_open = os.stat, os.open
+
+    def counting_stat(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> os.stat_result:
+        stats.append(os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    def counting_open(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> int:
+        opens.append(os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    monkeypatch.setattr(os, "open", counting_open)
+    for i in range(100):
+        store.sign(record.signing_key_id, str(i).encode())
+        store.active("p")
+    assert stats.count(directory) == 0  # within the interval: no stat at all
+    assert opens == []  # and no key file read
+    clock.now += 1
+    for i in range(100):
+        store.sign(record.signing_key_id, str(i).encode())
+    assert stats.count(directory) == 1  # one look per interval, not one per signature
