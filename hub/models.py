@@ -25,7 +25,9 @@ __all__ = [
     "Origin",
     "QuarantineReason",
     "RecipientDecision",
+    "event_key",
     "record_id_for",
+    "split_event_key",
 ]
 
 #: party ids: lowercase words joined by '-', departments after a '.'
@@ -55,6 +57,8 @@ class QuarantineReason(StrEnum):
     NOT_FOR_RECIPIENT = "not_for_recipient"
     BAD_CIPHERTEXT = "bad_ciphertext"
     BAD_ENVELOPE = "bad_envelope"
+    #: an acknowledgement from a party the acknowledged event was never delivered to
+    NOT_A_RECIPIENT = "not_a_recipient"
     #: the Kafka client could not decode the record (a header name not UTF-8, a corrupt
     #: batch): ``hub.broker.decode_guard`` handed it on marked instead of crashing the worker
     UNDECODABLE_RECORD = "undecodable_record"
@@ -167,13 +171,41 @@ class Decision(BaseModel):
         return tuple(r for r in self.recipients if r.outcome == "deliver")
 
 
-def record_id_for(event_id: str, party: str | None, decision: str) -> str:
+def record_id_for(
+    event_id: str, party: str | None, decision: str, *, source: str | None = None
+) -> str:
     """Deterministic audit record id, so a reprocessed event yields the same records.
 
     At-least-once processing may write a record twice after a crash; the store keeps one.
+
+    An event is identified by its source and id (CloudEvents 1.0): two parties may publish
+    the same id, and their records must not share an id, or the store would keep the first
+    party's record and silently drop the second's. The router passes ``source`` (the
+    publishing party) for every record about a routed event. Without it the material is what
+    it always was, so ids of records about things that are not a party's event (prunes,
+    shreds, consultations, exemptions) and of records already stored do not change.
     """
-    material = f"{event_id}\x00{party or '-'}\x00{decision}".encode()
+    prefix = f"{source}\x00" if source is not None else ""
+    material = f"{prefix}{event_id}\x00{party or '-'}\x00{decision}".encode()
     return hashlib.sha256(material).hexdigest()[:32]
+
+
+def event_key(source: str, event_id: str) -> str:
+    """One string naming an event by its identity, ``source`` and ``id`` (CloudEvents 1.0).
+
+    ``"<source> <id>"``: a ``ce_source`` never holds a space (``EventAttributes.source``
+    pattern), so the first space splits it back (``split_event_key``) whatever the id holds.
+    The seen-event lookup takes this one string, so its callers pass a single argument.
+    """
+    return f"{source} {event_id}"
+
+
+def split_event_key(key: str) -> tuple[str | None, str]:
+    """``(source, id)`` of an ``event_key``; ``(None, key)`` for a bare id (no source)."""
+    source, sep, event_id = key.partition(" ")
+    if sep and source.startswith("/parties/"):
+        return source, event_id
+    return None, key
 
 
 class AuditRecord(BaseModel):

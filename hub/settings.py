@@ -52,6 +52,14 @@ class HubSettings(BaseSettings):
     partitions: int = Field(default=3, ge=1, description="partitions per hub topic")
     workers: int = Field(default=1, ge=1, description="router worker processes started by hub up")
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    quarantine_max_bytes: int = Field(
+        default=900_000,  # hub.agents.routing.QUARANTINE_MAX_BYTES
+        ge=64 * 1024,
+        le=1_000_000,
+        description="largest record (key, value, headers) copied to hub.quarantine; a larger "
+        "one is kept as a truncated copy with its length and SHA-256 (faust's producer refuses "
+        "requests over 1,000,000 bytes)",
+    )
     audit_url: str | None = Field(
         default=None, description="audit store URL; unset = SQLite in the data dir"
     )

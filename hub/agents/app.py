@@ -38,6 +38,7 @@ from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
 from hub.agents.transport import HubApp
 from hub.audit.checkpoint import log_signer
 from hub.audit.log import AuditLog
+from hub.audit.lookups import delivered_to
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import AuditStore, open_store
 from hub.audit.stream import audit_messages, load_audit_stream_key
@@ -97,6 +98,8 @@ def build_router(
         register=FlagRegister(settings.register_path, group=group),
         previous=earlier_recipients(settings, pseudonymiser),
         bans=BanRegister(settings.register_path, group=group),
+        delivered=delivered_to(settings),  # who may acknowledge what (older deliveries)
+        quarantine_max_bytes=settings.quarantine_max_bytes,
     )
     return router
 

@@ -13,6 +13,7 @@ the inbound payload) and ``_seal`` (encrypt and sign each recipient's delivery).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -36,6 +37,7 @@ from hub.models import (
     Origin,
     QuarantineReason,
     RecipientDecision,
+    event_key,
     record_id_for,
 )
 from hub.policies.engine import evaluate, minimise
@@ -48,8 +50,10 @@ from hub.workflows.socjag import check_intel
 
 __all__ = [
     "ACK_TYPE",
+    "QUARANTINE_MAX_BYTES",
     "REJECTED_TYPE",
     "SUSPENDED_TYPE",
+    "DeliveredLookup",
     "Escrow",
     "RouteResult",
     "Router",
@@ -68,13 +72,31 @@ _NOTICE_NS = uuid.UUID("6f1c3c9e-8e4b-4b7e-9d8a-2f0a1c5e7b11")
 #: the hub's per-case secret)
 Escrow = Callable[[str], Callable[[bytes, str], str] | None]
 
-#: event id -> origin string of the record that first carried it, or None if never seen
+#: event key (``hub.models.event_key``: source and id) -> origin string of the record that
+#: first carried that event, or None if never seen (``SeenEvents.first``)
 SeenLookup = Callable[[str], str | None]
+
+#: (event id, party) -> (publisher, event type) of each event with that id the audit store
+#: says was delivered to the party (``hub.audit.lookups.delivered_to``)
+DeliveredLookup = Callable[[str, str], Collection[tuple[str, str | None]]]
 
 #: case ref -> parties the audit log says received an earlier event of the case
 PreviousLookup = Callable[[str], Collection[str]]
 
 _RECENT_CASES = 10_000
+#: events whose deliveries this router remembers for acknowledgements (``_recently``): far
+#: more than the audit sink may lag behind the router before delivery pauses
+_RECENT_DELIVERIES = 10_000
+
+#: the largest record the router puts on hub.quarantine by default: key, value and headers,
+#: with the record batch's overhead (``_record_size``). faust's producer refuses a request
+#: above 1,000,000 bytes (its ``producer_max_request_size``; aiokafka's own default is
+#: 1,048,576), and a record the producer refuses would stop the worker
+QUARANTINE_MAX_BYTES = 900_000
+#: the original headers of a record too large to quarantine whole are kept up to this share
+#: of the limit; beyond it they are replaced by their digest
+_HEADER_SHARE = 4
+_KEPT_KEY_BYTES = 1024
 _MARAC_FLAG = "uk.csp.marac.flag."
 _BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
 
@@ -101,8 +123,15 @@ class RouteResult:
         return f"quarantined:{self.quarantined.value}" if self.quarantined else "routed"
 
 
+#: a rejection's detail is cut to this many characters: it goes into a header, the audit
+#: record and the notice, and may quote what the record carried (a header name)
+_MAX_DETAIL = 2000
+
+
 class _Reject(Exception):  # noqa: N818 - internal control signal, never escapes route()
     def __init__(self, reason: QuarantineReason, detail: str) -> None:
+        if len(detail) > _MAX_DETAIL:
+            detail = detail[: _MAX_DETAIL - 3] + "..."
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -124,6 +153,8 @@ class Router:
         register: FlagRegister | None = None,
         previous: PreviousLookup | None = None,
         bans: BanRegister | None = None,
+        delivered: DeliveredLookup | None = None,
+        quarantine_max_bytes: int = QUARANTINE_MAX_BYTES,
     ) -> None:
         self.protocol = protocol
         self.bans = bans
@@ -131,6 +162,21 @@ class Router:
         self.previous = previous
         # deliveries by case routed by this process: the audit store may not have them yet
         self._recent: OrderedDict[str, set[str]] = OrderedDict()
+        # Who may acknowledge what. The audit sink stores a delivery a little after the router
+        # decided it, and a recipient may acknowledge faster than that: this router's own
+        # recent deliveries (event id -> (publisher, type, recipients)) answer first, the
+        # audit store (``delivered``) for anything older. With several workers, an
+        # acknowledgement is routed by whichever worker owns its partition: one that did not
+        # route the event itself relies on the store alone, so an acknowledgement arriving
+        # there before the sink has stored the delivery is quarantined as not_a_recipient
+        # (kept whole on hub.quarantine for replay, and the party is told) rather than
+        # audited unproven. Delivery that waits for its audit records to be stored (issue 15,
+        # item 1) closes that window too.
+        self.delivered = delivered
+        self._recent_deliveries: OrderedDict[str, list[tuple[str, str, frozenset[str]]]] = (
+            OrderedDict()
+        )
+        self.quarantine_max_bytes = quarantine_max_bytes
         self.registry = registry
         self.pseudonymiser = pseudonymiser
         self.envelope = envelope
@@ -156,11 +202,13 @@ class Router:
             attrs, decoded = self._parse(headers)
             self._validate(origin, attrs, value)
             event = self._open(attrs, decoded, origin=origin, key=key, value=value)
-            first = seen(attrs.id)
+            # an event is its source and id (CloudEvents 1.0): the same id from another party
+            # is another event, not a duplicate
+            first = seen(event_key(attrs.source, attrs.id))
             if first is not None and first != str(origin):
                 raise _Reject(
                     QuarantineReason.DUPLICATE_EVENT_ID,
-                    f"event id {attrs.id} was already accepted (at {first})",
+                    f"event id {attrs.id} from {attrs.source} was already accepted (at {first})",
                 )
             if attrs.type == ACK_TYPE:
                 result = self._acknowledge(event)
@@ -304,9 +352,14 @@ class Router:
                 result.withheld += 1
         if decision.suspended_agreements:
             result.messages.extend(self._suspension_notice(event, decision))
+        delivered = {
+            r.recipient
+            for r in result.audit
+            if r.decision == AuditDecision.DELIVERED and r.recipient is not None
+        }
+        self._remember_delivered(attrs.id, attrs.party, attrs.type, delivered)
         if case is not None:
-            delivered = {r.recipient for r in result.audit if r.decision == AuditDecision.DELIVERED}
-            self._remember(case, {p for p in delivered if p})
+            self._remember(case, delivered)
             self._record_flag(event, case, now, referral)
             self._record_ban(event, now)
         return result
@@ -332,6 +385,35 @@ class Router:
         self._recent.move_to_end(case)
         while len(self._recent) > _RECENT_CASES:
             self._recent.popitem(last=False)
+
+    def _remember_delivered(
+        self, event_id: str, publisher: str, event_type: str, parties: set[str]
+    ) -> None:
+        """Keep who received this event, for its acknowledgements (bounded, oldest out)."""
+        if not parties:
+            return
+        entries = self._recent_deliveries.setdefault(event_id, [])
+        entries[:] = [e for e in entries if e[0] != publisher]  # a reprocess: the same again
+        entries.append((publisher, event_type, frozenset(parties)))
+        self._recent_deliveries.move_to_end(event_id)
+        while len(self._recent_deliveries) > _RECENT_DELIVERIES:
+            self._recent_deliveries.popitem(last=False)
+
+    def _delivered_to(self, event_id: str, party: str) -> dict[str, str | None]:
+        """Publisher -> event type of each event with this id that was delivered to ``party``.
+
+        This router's recent deliveries first (the audit store may not have them yet), then
+        the audit store.
+        """
+        found: dict[str, str | None] = {
+            publisher: event_type
+            for publisher, event_type, parties in self._recent_deliveries.get(event_id, ())
+            if party in parties
+        }
+        if self.delivered is not None and event_id:
+            for publisher, event_type in self.delivered(event_id, party):
+                found.setdefault(publisher, event_type)
+        return found
 
     def _subject(self, event: InboundEvent) -> str | None:
         refs = subject_refs(event.attributes.type, event.data)
@@ -451,7 +533,7 @@ class Router:
             "withheld_from": withheld,
             "detail": f"{detail}: not shared with {', '.join(withheld)} until it is reviewed",
         }
-        notice_id = str(uuid.uuid5(_NOTICE_NS, f"suspended/{attrs.id}"))
+        notice_id = str(uuid.uuid5(_NOTICE_NS, f"suspended/{attrs.source}/{attrs.id}"))
         message = self._notice_message(attrs.party, notice_id, SUSPENDED_TYPE, body)
         return [message] if message is not None else []
 
@@ -483,7 +565,10 @@ class Router:
         party = None if outcome.party == "*" else outcome.party
         return AuditRecord(
             **common,
-            record_id=record_id_for(common["event_id"], party, decision.value),
+            # the publisher is in the material: two parties' events may share an id
+            record_id=record_id_for(
+                common["event_id"], party, decision.value, source=common["publisher"]
+            ),
             recipient=party,
             decision=decision,
             rule=outcome.rule_id,
@@ -554,25 +639,60 @@ class Router:
         return message, wire.sha256_hex(sealed.value)
 
     def _acknowledge(self, event: InboundEvent) -> RouteResult:
-        """A recipient's receipt: audited against the event it acknowledges."""
+        """A recipient's receipt: audited against the event it acknowledges.
+
+        Only a party the event was delivered to may acknowledge it: anyone else's receipt
+        would put a disclosure that never happened on the record (``not_a_recipient``).
+        Each status (``received``, then ``actioned``) is a record of its own: the status is
+        in the record id, so a later status is never taken for a repeat of an earlier one.
+
+        The acknowledgement names the event by id alone (the schema has no source); the
+        party's own deliveries say whose event it is. The record's ``publisher`` is that
+        event's publisher, so the records of two parties' events with one id never merge;
+        ``recipient`` is the acknowledging party.
+        """
         attrs = event.attributes
         acked = str(event.data.get("acknowledged_event_id", ""))
+        status = str(event.data.get("status") or "received")
+        claimed_type = event.data.get("acknowledged_type")
+        sources = self._delivered_to(acked, attrs.party)
+        if len(sources) > 1 and claimed_type is not None:  # the type may say which one
+            sources = {p: t for p, t in sources.items() if t == claimed_type} or sources
+        if not sources:
+            raise _Reject(
+                QuarantineReason.NOT_A_RECIPIENT,
+                f"{attrs.party} acknowledged event {acked}, which the hub did not deliver to "
+                f"{attrs.party}: only a recipient may acknowledge an event",
+            )
         common = self._common(event, None)
-        common.update(
-            event_id=acked,
-            event_type=event.data.get("acknowledged_type"),
-            event_time=None,
-            case_pseudonym=None,
-        )
-        record = AuditRecord(
-            **common,
-            record_id=record_id_for(acked, attrs.party, AuditDecision.ACKNOWLEDGED.value),
-            recipient=attrs.party,
-            decision=AuditDecision.ACKNOWLEDGED,
-            reason=f"{attrs.party} acknowledged {acked} ({event.data.get('status', 'received')})",
-            ack_event_id=attrs.id,
-        )
-        return RouteResult(event_id=attrs.id, audit=[record])
+        result = RouteResult(event_id=attrs.id)
+        # Several only when two parties' events share the id and type and both reached this
+        # party: the receipt cannot say which, so it is recorded against each, and says so.
+        note = f"; it names {len(sources)} events with this id" if len(sources) > 1 else ""
+        for publisher, event_type in sorted(sources.items()):
+            common.update(
+                event_id=acked,
+                event_type=event_type or claimed_type,
+                event_time=None,
+                publisher=publisher,
+                case_pseudonym=None,
+            )
+            result.audit.append(
+                AuditRecord(
+                    **common,
+                    record_id=record_id_for(
+                        acked,
+                        attrs.party,
+                        f"{AuditDecision.ACKNOWLEDGED.value}/{status}",
+                        source=publisher,
+                    ),
+                    recipient=attrs.party,
+                    decision=AuditDecision.ACKNOWLEDGED,
+                    reason=f"{attrs.party} acknowledged {acked} of {publisher} ({status}){note}",
+                    ack_event_id=attrs.id,
+                )
+            )
+        return result
 
     # -- quarantine --------------------------------------------------------------------------
 
@@ -598,9 +718,10 @@ class Router:
             ("hub_origin", str(origin).encode()),
         ]
         original = [(k, v or b"") for k, v in headers or ()]
-        message = wire.WireMessage(
-            topic=topics.QUARANTINE, key=key, value=value, headers=original + extra
-        )
+        message, cut = self._quarantine_copy(key, value, original, extra)
+        reason = f"{rej.reason.value}: {rej.detail}"
+        if cut is not None:  # the audit record says which copy was kept, and how to match it
+            reason += f"; {cut}"
         record = AuditRecord(
             record_id=record_id_for(f"{event_id}@{origin}", None, AuditDecision.REJECTED.value),
             time=self.clock(),
@@ -609,7 +730,7 @@ class Router:
             event_time=attrs.time if attrs else None,
             publisher=owner,
             decision=AuditDecision.REJECTED,
-            reason=f"{rej.reason.value}: {rej.detail}",
+            reason=reason,
             protocol_hash=self.protocol.content_hash,
             origin=str(origin),
         )
@@ -621,6 +742,66 @@ class Router:
             if notice is not None:
                 result.messages.append(notice)
         return result
+
+    def _quarantine_copy(
+        self,
+        key: bytes | None,
+        value: bytes,
+        original: list[tuple[str, bytes]],
+        extra: list[tuple[str, bytes]],
+    ) -> tuple[wire.WireMessage, str | None]:
+        """The record for hub.quarantine: whole if it fits, else a digest and a truncated copy.
+
+        A record as large as the broker accepts (about 1 MB) does not fit on hub.quarantine
+        with the hub's headers added, and the producer refusing it would stop the worker with
+        the event half handled (issue 15). Above ``quarantine_max_bytes`` the value is cut to
+        fit and ``hub_truncated`` (its original length) and ``hub_sha256`` (the SHA-256 of the
+        whole value, hex) say so; original headers taking more than a quarter of the limit,
+        or a key over 1 KiB, are replaced the same way. The second element says what was cut,
+        for the audit record (None when the copy is whole).
+        """
+        limit = self.quarantine_max_bytes
+        headers = original + extra
+        if _record_size(key, value, headers) <= limit:
+            return wire.WireMessage(
+                topic=topics.QUARANTINE, key=key, value=value, headers=headers
+            ), None
+        marks: list[tuple[str, bytes]] = []
+        cuts: list[str] = []
+        if _headers_size(original) > limit // _HEADER_SHARE:
+            digest = hashlib.sha256()
+            for name, raw in original:  # length-prefixed, so the digest is unambiguous
+                encoded = name.encode()
+                for part in (encoded, raw):
+                    digest.update(len(part).to_bytes(8, "big") + part)
+            marks += [
+                ("hub_headers_dropped", str(len(original)).encode()),
+                ("hub_headers_sha256", digest.hexdigest().encode()),
+            ]
+            cuts.append(f"{len(original)} headers dropped (sha256 {digest.hexdigest()})")
+            original = []
+        if key is not None and len(key) > _KEPT_KEY_BYTES:
+            key_digest = hashlib.sha256(key).hexdigest()
+            marks += [
+                ("hub_key_truncated", str(len(key)).encode()),
+                ("hub_key_sha256", key_digest.encode()),
+            ]
+            cuts.append(f"key of {len(key)} bytes cut (sha256 {key_digest})")
+            key = key[:_KEPT_KEY_BYTES]
+        value_digest = hashlib.sha256(value).hexdigest()
+        marks += [
+            ("hub_truncated", str(len(value)).encode()),
+            ("hub_sha256", value_digest.encode()),
+        ]
+        headers = original + extra + marks
+        kept = value[: max(0, limit - _record_size(key, b"", headers))]
+        cuts.insert(
+            0,
+            f"quarantined as a truncated copy ({len(kept)} of {len(value)} bytes, "
+            f"sha256 {value_digest}): hub.quarantine takes at most {limit} bytes",
+        )
+        message = wire.WireMessage(topic=topics.QUARANTINE, key=key, value=kept, headers=headers)
+        return message, "; ".join(cuts)
 
     def _notice(
         self, owner: str, origin: Origin, event_id: str, rej: _Reject
@@ -659,6 +840,24 @@ class Router:
         return wire.WireMessage(
             topic=topics.outbound(owner), key=None, value=sealed.value, headers=sealed.headers
         )
+
+
+def _headers_size(headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """Bytes of headers in a Kafka record (v2): name, value, and their varint lengths."""
+    return sum(len(name.encode()) + len(value or b"") + 10 for name, value in headers)
+
+
+def _record_size(
+    key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes | None]]
+) -> int:
+    """An upper bound of the bytes a record takes in a produce request (Kafka record batch v2).
+
+    The batch header (61 bytes), the record's own varints (length, attributes, timestamp and
+    offset deltas, key and value lengths, header count: at most 5 bytes each, 7 of them), the
+    key, the value and the headers: at least what aiokafka's ``estimate_size_in_bytes``
+    checks against ``max_request_size``.
+    """
+    return 61 + 7 * 5 + len(key or b"") + len(value) + _headers_size(headers)
 
 
 def _marked(decision: Decision, marks: Sequence[str]) -> Decision:

@@ -1,10 +1,11 @@
-"""Event ids the router has accepted, and the record that first carried each: on disk.
+"""Events the router has accepted, and the record that first carried each: on disk.
 
-The router quarantines an event whose id was already accepted from another record
-(``duplicate_event_id``) and routes the same record again when it is reprocessed after a
-crash (same ids). For that it asks, for every event, which record (``topic/partition@offset``)
-first carried the id. The answer lives here, in SQLite in the data dir (WAL, like the
-workflow registers), rather than in a faust table:
+An event is identified by its source and id (CloudEvents 1.0): the same id from two parties
+is two events, each accepted once. The router quarantines an event whose (source, id) was
+already accepted from another record (``duplicate_event_id``) and routes the same record
+again when it is reprocessed after a crash (same ids). For that it asks, for every event,
+which record (``topic/partition/offset``) first carried it. The answer lives here, in SQLite
+in the data dir (WAL, like the workflow registers), rather than in a faust table:
 
 - it is not held in memory, so a worker's memory does not grow with traffic;
 - it needs no changelog topic, so nothing has to be recovered from the broker after a
@@ -33,9 +34,13 @@ hourly (``create_app``'s expiry sweep).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from hub.audit.store import AuditStore
-from hub.models import AuditRecord
+from hub.broker import topics
+from hub.durable import GroupSync
+from hub.envelope import wire
+from hub.models import AuditRecord, split_event_key
 from hub.workflows.sqlite_state import SQLiteState
 
 __all__ = ["FORGET_MARGIN", "PRUNE_CHUNK", "SeenEvents", "forget_before"]
@@ -49,14 +54,28 @@ FORGET_MARGIN = timedelta(days=1)
 #: lock waits for one chunk (a few milliseconds), never for the whole prune
 PRUNE_CHUNK = 2000
 
-_DDL = (
-    """CREATE TABLE IF NOT EXISTS seen_events (
-        event_id TEXT PRIMARY KEY,
+# Keyed by (event_id, source): the identity is (source, id), and an id-first key also serves
+# a lookup by bare id (any source) from its prefix, with no second index to write.
+_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
+        event_id TEXT NOT NULL,
+        source TEXT NOT NULL,
         origin TEXT NOT NULL,
-        seen_at TEXT NOT NULL
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS seen_events_seen_at ON seen_events (seen_at)",
-)
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (event_id, source)
+    ) WITHOUT ROWID"""
+_INDEX = "CREATE INDEX IF NOT EXISTS seen_events_seen_at ON seen_events (seen_at)"
+_DDL = (_TABLE.format(name="seen_events"),)
+
+
+def source_of_origin(origin: str) -> str:
+    """The ``ce_source`` of the party owning the inbound topic of an origin string.
+
+    ``topic/partition/offset``; a topic name holds no ``/``. The router accepts an event only
+    from its owner's topic (``spoofed_source`` otherwise), so the topic names the source.
+    An origin off any inbound topic has no source: ``""``.
+    """
+    owner = topics.owner_of(origin.partition("/")[0])
+    return wire.source_for(owner) if owner else ""
 
 
 def _stamp(when: datetime) -> str:
@@ -78,22 +97,76 @@ class SeenEvents(SQLiteState):
     label = "seen-event store"
     ddl = _DDL
 
-    def first(self, event_id: str) -> str | None:
-        """The origin of the record that first carried ``event_id``, or None if never seen.
+    def __init__(self, path: Path, *, group: GroupSync | None = None) -> None:
+        super().__init__(path, group=group)
+        self._migrate()
 
-        One indexed read; the router calls it on the event loop for every event.
+    def _migrate(self) -> None:
+        """Key a store written before identity was (source, id) by both; once, atomically.
+
+        The old table was keyed by event id alone. Each old row's source is derived from its
+        origin: the router accepted it only from its owner's ``hub.in.<party>`` topic, so the
+        topic names the publisher (``source_of_origin``). Copy, drop, rename in one
+        ``BEGIN IMMEDIATE`` transaction: several workers opening the file at once serialise
+        here, and the second finds the work done. A store already keyed by both takes no
+        write lock at all.
+        """
+        if self._keyed_by_source():
+            with self._read() as conn:
+                conn.execute(_INDEX)
+            return
+        with self._tx() as conn:
+            if not self._keyed_by_source(locked=True):
+                conn.create_function("hub_source_of", 1, source_of_origin, deterministic=True)
+                conn.execute(_TABLE.format(name="seen_events_v2"))
+                conn.execute(
+                    "INSERT INTO seen_events_v2 (event_id, source, origin, seen_at) "
+                    "SELECT event_id, hub_source_of(origin), origin, seen_at FROM seen_events"
+                )
+                conn.execute("DROP TABLE seen_events")
+                conn.execute("ALTER TABLE seen_events_v2 RENAME TO seen_events")
+            conn.execute(_INDEX)
+
+    def _keyed_by_source(self, *, locked: bool = False) -> bool:
+        if locked:  # inside this connection's transaction: the lock is already held
+            rows = self._conn.execute("PRAGMA table_info(seen_events)").fetchall()
+        else:
+            with self._read() as conn:
+                rows = conn.execute("PRAGMA table_info(seen_events)").fetchall()
+        return "source" in {row[1] for row in rows}
+
+    def first(self, key: str) -> str | None:
+        """The origin of the record that first carried an event, or None if never seen.
+
+        ``key`` names the event by source and id (``hub.models.event_key``): the router's
+        lookup. A bare id (no source) answers for any source, the earliest first: for tools
+        that know only an id. One indexed read; the router calls it on the event loop for
+        every event.
 
         Raises:
             RegisterError: the file cannot be read.
         """
+        source, event_id = split_event_key(key)
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT origin FROM seen_events WHERE event_id = ?", (event_id,)
-            ).fetchone()
+            if source is None:
+                row = conn.execute(
+                    "SELECT origin FROM seen_events WHERE event_id = ? ORDER BY seen_at LIMIT 1",
+                    (event_id,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT origin FROM seen_events WHERE event_id = ? AND source = ?",
+                    (event_id, source),
+                ).fetchone()
         return None if row is None else str(row[0])
 
-    def remember(self, event_id: str, *, origin: str, at: datetime) -> str:
-        """Claim ``event_id`` for ``origin``; return the origin that holds it.
+    def remember(
+        self, event_id: str, *, origin: str, at: datetime, source: str | None = None
+    ) -> str:
+        """Claim an event, (``source``, ``event_id``), for ``origin``; return the origin holding it.
+
+        ``source`` defaults to the owner of the origin's inbound topic, which is the event's
+        source for every event the router accepts (``source_of_origin``).
 
         That is ``origin`` itself when this call claimed it or when the same record claimed
         it before (a reprocess). Anything else means another record (another worker, at the
@@ -103,13 +176,16 @@ class SeenEvents(SQLiteState):
         Raises:
             RegisterError: the file cannot be written.
         """
+        source = source_of_origin(origin) if source is None else source
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO seen_events (event_id, origin, seen_at) VALUES (?, ?, ?)",
-                (event_id, origin, _stamp(at)),
+                "INSERT OR IGNORE INTO seen_events (event_id, source, origin, seen_at) "
+                "VALUES (?, ?, ?, ?)",
+                (event_id, source, origin, _stamp(at)),
             )
             row = conn.execute(
-                "SELECT origin FROM seen_events WHERE event_id = ?", (event_id,)
+                "SELECT origin FROM seen_events WHERE event_id = ? AND source = ?",
+                (event_id, source),
             ).fetchone()
         return str(row[0])
 
@@ -131,8 +207,8 @@ class SeenEvents(SQLiteState):
         while True:
             with self._tx() as conn:
                 deleted = conn.execute(
-                    "DELETE FROM seen_events WHERE event_id IN "
-                    "(SELECT event_id FROM seen_events WHERE seen_at < ? LIMIT ?)",
+                    "DELETE FROM seen_events WHERE (event_id, source) IN "
+                    "(SELECT event_id, source FROM seen_events WHERE seen_at < ? LIMIT ?)",
                     (cut, chunk),
                 ).rowcount
             total += deleted

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from hub.agents.routing import Router
+from hub.agents.routing import ACK_TYPE, QUARANTINE_MAX_BYTES, Router, RouteResult
+from hub.agents.seen import SeenEvents
+from hub.audit.lookups import delivered_to
 from hub.audit.pseudonym import Pseudonymiser
+from hub.audit.store import open_store
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
-from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason
+from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason, record_id_for
 from hub.policies.loader import load_protocol
 from hub.schemas import SchemaRegistry
-from hub.settings import default_protocol_path
-from tests.factories import BAN, MARAC_RAISED, marac_flag, pubwatch_ban
+from hub.settings import HubSettings, default_protocol_path
+from tests.factories import BAN, MARAC_RAISED, SOCJAG, marac_flag, pubwatch_ban, socjag_intel
 
 REGISTRY = SchemaRegistry()
 PROTOCOL = load_protocol(default_protocol_path())
@@ -48,8 +53,9 @@ def make_router(**kw: Any) -> Router:
         registry=REGISTRY,
         envelope=PartyEnvelope("hub", store=KEYS[0]),
         pseudonymiser=Pseudonymiser(b"k" * 32),
-        max_event_bytes=kw.get("max_event_bytes", 64 * 1024),
+        max_event_bytes=kw.pop("max_event_bytes", 64 * 1024),
         clock=lambda: FIXED,
+        **kw,
     )
 
 
@@ -183,3 +189,266 @@ def test_a_recipient_without_the_suite_is_withheld_never_downgraded(tmp_path: Pa
     assert permitted, "permitted recipients are recorded as withheld, with the key problem"
     assert {r.decision for r in permitted} == {AuditDecision.WITHHELD}
     assert all("mlkem768-x25519" in r.reason for r in permitted)
+
+
+# -- identity: an event is its source and id (issue 15, item 5) ------------------------------
+
+
+def test_the_same_id_from_two_parties_is_two_events(tmp_path: Path) -> None:
+    router = make_router()
+    with SeenEvents(tmp_path / "seen.sqlite3") as seen:
+
+        def routed(rec: dict[str, Any]) -> RouteResult:
+            result = router.route(**rec, seen=seen.first)
+            if result.remember:  # as the worker claims it
+                seen.remember(result.event_id, origin=str(rec["origin"]), at=FIXED)
+            return result
+
+        marac = routed(record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-20")))
+        police = routed(record("west-mercia-police", MARAC_RAISED, marac_flag("MARAC-21")))
+        replay = routed(
+            record("west-mercia-police", MARAC_RAISED, marac_flag("MARAC-21"), offset=9)
+        )
+    assert marac.quarantined is None
+    assert police.quarantined is None, "another party's event with the same id is routed"
+    assert police.delivered == marac.delivered == 4
+    # the same id, the same recipients: still no record id in common (the store keeps one)
+    assert not {r.record_id for r in marac.audit} & {r.record_id for r in police.audit}
+    assert {r.publisher for r in police.audit} == {"west-mercia-police"}
+    # the same party's id from another record is still a duplicate
+    assert replay.quarantined is QuarantineReason.DUPLICATE_EVENT_ID
+
+
+def test_record_ids_stay_deterministic_with_the_source_in_them() -> None:
+    rec = record("west-mercia-police", MARAC_RAISED, marac_flag("MARAC-22"))
+    first = make_router().route(**rec, seen=never_seen)
+    again = make_router().route(**rec, seen=lambda _k: str(rec["origin"]))
+    assert [r.record_id for r in first.audit] == [r.record_id for r in again.audit]
+    assert record_id_for("e-1", "probation", "delivered", source="west-mercia-police") != (
+        record_id_for("e-1", "probation", "delivered", source="marac.north-worcs")
+    )
+
+
+# -- acknowledgements ------------------------------------------------------------------------
+
+
+def ack(
+    party: str,
+    acked: str,
+    acked_type: str,
+    *,
+    status: str = "received",
+    event_id: str = "ack-1",
+    offset: int = 100,
+) -> dict[str, Any]:
+    data = {
+        "acknowledged_event_id": acked,
+        "acknowledged_type": acked_type,
+        "received_at": FIXED,
+        "status": status,
+        "note": None,
+    }
+    return record(party, ACK_TYPE, data, event_id=event_id, offset=offset)
+
+
+def test_a_party_that_was_not_sent_the_event_cannot_acknowledge_it() -> None:
+    router = make_router()
+    intel = router.route(
+        **record("west-mercia-police", SOCJAG, socjag_intel("INT-30"), event_id="intel-30"),
+        seen=never_seen,
+    )
+    retailer = "bcrp.redditch.kingfisher-retail"
+    assert intel.delivered
+    assert retailer not in {m.topic.removeprefix("hub.out.") for m in intel.messages}
+    result = router.route(**ack(retailer, "intel-30", SOCJAG), seen=never_seen)
+    assert result.quarantined is QuarantineReason.NOT_A_RECIPIENT
+    assert not result.remember
+    assert [r.decision for r in result.audit] == [AuditDecision.REJECTED]
+    assert result.audit[0].reason.startswith("not_a_recipient: ")
+    assert AuditDecision.ACKNOWLEDGED not in {r.decision for r in result.audit}
+    # kept whole on hub.quarantine, and the retailer is told why
+    assert [m.topic for m in result.messages] == ["hub.quarantine", f"hub.out.{retailer}"]
+
+
+def test_an_acknowledgement_of_an_id_never_delivered_is_not_a_recipient() -> None:
+    result = make_router().route(**ack("probation", "nothing-like-it", SOCJAG), seen=never_seen)
+    assert result.quarantined is QuarantineReason.NOT_A_RECIPIENT
+
+
+def test_a_recipient_may_acknowledge_at_once_before_the_audit_store_has_the_delivery() -> None:
+    router = make_router()  # no store lookup at all: the router's own deliveries answer
+    flag = router.route(
+        **record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-31"), event_id="f-31"),
+        seen=never_seen,
+    )
+    assert "hub.out.west-mercia-police" in {m.topic for m in flag.messages}
+    result = router.route(**ack("west-mercia-police", "f-31", MARAC_RAISED), seen=never_seen)
+    assert result.quarantined is None
+    assert result.remember
+    [acked] = result.audit
+    assert acked.decision is AuditDecision.ACKNOWLEDGED
+    assert acked.event_id == "f-31"
+    assert acked.recipient == "west-mercia-police"
+    assert acked.publisher == "marac.north-worcs"  # whose event was acknowledged
+    assert acked.ack_event_id == "ack-1"
+
+
+def test_an_older_delivery_is_found_in_the_audit_store() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def delivered(event_id: str, party: str) -> set[tuple[str, str | None]]:
+        asked.append((event_id, party))
+        return {("west-mercia-police", SOCJAG)} if party == "probation" else set()
+
+    router = make_router(delivered=delivered)
+    ok = router.route(**ack("probation", "intel-32", SOCJAG), seen=never_seen)
+    refused = router.route(
+        **ack("redditch-bc.housing-repairs", "intel-32", SOCJAG, offset=101), seen=never_seen
+    )
+    assert asked == [("intel-32", "probation"), ("intel-32", "redditch-bc.housing-repairs")]
+    assert ok.quarantined is None
+    assert ok.audit[0].publisher == "west-mercia-police"
+    assert ok.audit[0].event_type == SOCJAG
+    assert refused.quarantined is QuarantineReason.NOT_A_RECIPIENT
+
+
+def test_the_audit_store_lookup_finds_deliveries_by_event_and_party(tmp_path: Path) -> None:
+    settings = HubSettings(data_dir=tmp_path)
+    router = make_router()
+    intel = router.route(
+        **record("west-mercia-police", SOCJAG, socjag_intel("INT-33"), event_id="intel-33"),
+        seen=never_seen,
+    )
+    store = open_store(settings)
+    try:
+        store.append(intel.audit)
+    finally:
+        store.close()
+    lookup = delivered_to(settings)
+    recipient = next(r.recipient for r in intel.audit if r.decision is AuditDecision.DELIVERED)
+    assert recipient is not None
+    assert set(lookup("intel-33", recipient)) == {("west-mercia-police", SOCJAG)}
+    assert set(lookup("intel-33", "bcrp.redditch.kingfisher-retail")) == set()
+    assert set(lookup("intel-34", recipient)) == set()
+
+
+def test_each_acknowledgement_status_is_its_own_audit_record() -> None:
+    router = make_router()
+    router.route(
+        **record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-35"), event_id="f-35"),
+        seen=never_seen,
+    )
+    received = router.route(**ack("west-mercia-police", "f-35", MARAC_RAISED), seen=never_seen)
+    actioned = router.route(
+        **ack("west-mercia-police", "f-35", MARAC_RAISED, status="actioned", event_id="ack-2"),
+        seen=never_seen,
+    )
+    again = router.route(**ack("west-mercia-police", "f-35", MARAC_RAISED), seen=never_seen)
+    assert received.audit[0].record_id != actioned.audit[0].record_id
+    assert "(actioned)" in actioned.audit[0].reason
+    # a reprocessed acknowledgement is still recognised as the same record
+    assert again.audit[0].record_id == received.audit[0].record_id
+
+
+def test_an_acknowledgement_names_the_event_of_the_party_it_reached() -> None:
+    # both publish id f-36 to each other (a publisher is not sent its own event)
+    router = make_router()
+    for party, case in (("marac.north-worcs", "MARAC-36"), ("west-mercia-police", "MARAC-37")):
+        router.route(
+            **record(party, MARAC_RAISED, marac_flag(case), event_id="f-36"), seen=never_seen
+        )
+    from_marac = router.route(**ack("marac.north-worcs", "f-36", MARAC_RAISED), seen=never_seen)
+    from_police = router.route(
+        **ack("west-mercia-police", "f-36", MARAC_RAISED, offset=101), seen=never_seen
+    )
+    assert [r.publisher for r in from_marac.audit] == ["west-mercia-police"]
+    assert [r.publisher for r in from_police.audit] == ["marac.north-worcs"]
+    assert from_marac.audit[0].record_id != from_police.audit[0].record_id
+
+
+def test_an_acknowledgement_of_two_events_with_one_id_is_recorded_against_each() -> None:
+    both = {("west-mercia-police", SOCJAG), ("marac.north-worcs", MARAC_RAISED)}
+    router = make_router(delivered=lambda _e, _p: both)
+    by_type = router.route(**ack("probation", "x-1", SOCJAG), seen=never_seen)
+    assert [r.publisher for r in by_type.audit] == ["west-mercia-police"]  # the type says
+    unclear = router.route(**ack("probation", "x-1", "uk.csp.other.v1"), seen=never_seen)
+    assert sorted(r.publisher or "" for r in unclear.audit) == [
+        "marac.north-worcs",
+        "west-mercia-police",
+    ]
+    assert all("names 2 events" in r.reason for r in unclear.audit)
+    assert len({r.record_id for r in unclear.audit}) == 2
+
+
+# -- oversized records (issue 15, item 3) ----------------------------------------------------
+
+
+def producer_size(message: wire.WireMessage) -> int:
+    """What aiokafka checks against ``max_request_size`` before it sends a record."""
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        message.key, message.value, message.headers
+    )
+    return size
+
+
+@pytest.mark.parametrize("size", [999_500, 10 * 1024 * 1024])
+def test_a_record_too_large_for_quarantine_is_kept_as_a_digest_and_a_truncated_copy(
+    size: int,
+) -> None:
+    rec = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-40"))
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    result = make_router().route(**{**rec, "value": value}, seen=never_seen)
+    assert result.quarantined is QuarantineReason.OVERSIZED
+    copy, notice = result.messages
+    assert copy.topic == "hub.quarantine"
+    assert notice.topic == "hub.out.marac.north-worcs"  # the publisher is told
+    # faust's producer refuses more than 1,000,000 bytes; the copy stays under the setting
+    assert producer_size(copy) <= QUARANTINE_MAX_BYTES < 1_000_000
+    headers = dict(copy.headers)
+    assert headers["hub_truncated"] == str(size).encode()
+    assert headers["hub_sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert headers["hub_reason"] == b"oversized"
+    assert headers["ce_id"] == b"e-1"  # the original headers are kept
+    assert value.startswith(copy.value)
+    assert len(copy.value) > QUARANTINE_MAX_BYTES - 4096
+    [rejected] = result.audit
+    assert rejected.decision is AuditDecision.REJECTED
+    assert rejected.event_id == "e-1"
+    assert hashlib.sha256(value).hexdigest() in rejected.reason
+
+
+def test_a_record_that_fits_is_quarantined_whole() -> None:
+    rec = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-41"))
+    value = b"y" * 300_000  # over HUB_MAX_EVENT_BYTES, well under the quarantine limit
+    result = make_router().route(**{**rec, "value": value}, seen=never_seen)
+    assert result.quarantined is QuarantineReason.OVERSIZED
+    assert result.messages[0].value == value
+    assert "hub_truncated" not in dict(result.messages[0].headers)
+
+
+def test_the_quarantine_limit_is_a_setting() -> None:
+    assert HubSettings().quarantine_max_bytes == QUARANTINE_MAX_BYTES
+    rec = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-42"))
+    value = b"z" * 200_000
+    result = make_router(quarantine_max_bytes=100_000, max_event_bytes=16).route(
+        **{**rec, "value": value}, seen=never_seen
+    )
+    assert producer_size(result.messages[0]) <= 100_000
+    assert dict(result.messages[0].headers)["hub_truncated"] == b"200000"
+
+
+def test_headers_too_large_for_quarantine_are_kept_as_a_digest() -> None:
+    rec = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-43"))
+    huge = [(f"x-pad-{i}", b"p" * 100_000) for i in range(9)]  # 900 kB of headers
+    result = make_router().route(
+        **{**rec, "headers": list(rec["headers"]) + huge, "key": b"k" * 50_000}, seen=never_seen
+    )
+    assert result.quarantined is not None
+    copy = result.messages[0]
+    assert producer_size(copy) <= QUARANTINE_MAX_BYTES
+    headers = dict(copy.headers)
+    assert headers["hub_headers_dropped"] == str(len(rec["headers"]) + 9).encode()
+    assert headers["hub_key_truncated"] == b"50000"
+    assert copy.value == rec["value"]  # the value itself fitted
+    assert result.audit[0].decision is AuditDecision.REJECTED
+    assert len(result.messages) == 2  # and the notice

@@ -20,13 +20,19 @@ from hub.audit.log import AuditLog
 from hub.audit.retention import plan_prune
 from hub.audit.store import AuditStore
 from hub.durable import GroupSync
+from hub.models import event_key
 from hub.settings import HubSettings
 from hub.workflows.sqlite_state import RegisterError
 from tests.unit.test_audit_log import SIGNER, record
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-A = "hub.in.police.west-mercia/0@17"
-B = "hub.in.council.redditch/2@4"
+A = "hub.in.police.west-mercia/0/17"
+#: another record of the same party: the same (source, id) again is a duplicate
+B = "hub.in.police.west-mercia/2/4"
+#: a record of another party: the same id from it is another event
+C = "hub.in.council.redditch/2/4"
+POLICE = "/parties/police.west-mercia"
+COUNCIL = "/parties/council.redditch"
 
 
 @pytest.fixture
@@ -107,6 +113,49 @@ def test_racing_workers_agree_on_one_winner_per_id(path: Path) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_the_same_id_from_another_party_is_another_event(seen: SeenEvents) -> None:
+    assert seen.remember("evt-1", origin=A, at=T0) == A
+    assert seen.first(event_key(COUNCIL, "evt-1")) is None
+    assert seen.remember("evt-1", origin=C, at=T0 + timedelta(seconds=1)) == C
+    assert seen.first(event_key(POLICE, "evt-1")) == A
+    assert seen.first(event_key(COUNCIL, "evt-1")) == C
+    assert seen.first("evt-1") == A  # a bare id: the earliest of any source
+    assert seen.count() == 2
+
+
+def test_an_explicit_source_overrides_the_origin_topic(seen: SeenEvents) -> None:
+    seen.remember("evt-1", origin=A, at=T0, source=COUNCIL)
+    assert seen.first(event_key(COUNCIL, "evt-1")) == A
+    assert seen.first(event_key(POLICE, "evt-1")) is None
+
+
+def test_a_store_keyed_by_id_alone_is_migrated_with_sources_from_origins(path: Path) -> None:
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE seen_events (event_id TEXT PRIMARY KEY, origin TEXT NOT NULL, "
+        "seen_at TEXT NOT NULL) WITHOUT ROWID"
+    )
+    old.execute("CREATE INDEX seen_events_seen_at ON seen_events (seen_at)")
+    stamp = T0.isoformat(timespec="microseconds")
+    old.executemany(
+        "INSERT INTO seen_events VALUES (?, ?, ?)",
+        [("evt-1", A, stamp), ("evt-2", "hub.in.redditch-bc.housing-repairs/1/9", stamp)],
+    )
+    old.commit()
+    old.close()
+    with SeenEvents(path) as one, SeenEvents(path) as two:  # the second finds it migrated
+        assert one.first(event_key(POLICE, "evt-1")) == A
+        assert two.first(event_key("/parties/redditch-bc.housing-repairs", "evt-2")) == (
+            "hub.in.redditch-bc.housing-repairs/1/9"
+        )
+        # the old rows still guard their events, and now only those
+        assert one.remember("evt-1", origin=B, at=T0) == A
+        assert one.remember("evt-1", origin=C, at=T0) == C
+        assert two.count() == 3
+        assert seen_at(two, "evt-1") == stamp
+        assert one.prune(T0 + timedelta(seconds=1)) == 3
 
 
 def test_reopened_store_remembers(path: Path) -> None:
