@@ -75,6 +75,7 @@ def serve_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         allow_plain_http=allow_plain_http,
+        body_timeout=settings.ingress_body_timeout,
         on_ready=lambda url: typer.echo(f"ingress ready url={url}"),
     )
 

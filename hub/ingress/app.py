@@ -14,6 +14,7 @@ schema (422), replay (409), broker (503).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -194,6 +195,7 @@ def create_app(
     crypto: CryptoPolicy | None = None,
     parties: Collection[str] | None = None,
     max_event_bytes: int = 256 * 1024,
+    body_timeout: float = 10.0,
     recent: RecentIds | None = None,
     trusted_proxy: TrustedProxy | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
@@ -208,6 +210,8 @@ def create_app(
         crypto: the protocol's crypto section, so each type is sealed with its suite.
         parties: the protocol's parties; a token or header naming another is refused.
         max_event_bytes: HUB_MAX_EVENT_BYTES, applied to the encoded Avro payload.
+        body_timeout: HUB_INGRESS_BODY_TIMEOUT, seconds from the start of reading to the
+            body's last byte; a slower caller gets 408 and the connection is closed.
         recent: the replay memory (default: 100,000 ids).
         trusted_proxy: accept the party from a reverse proxy's header (mTLS at the proxy).
         on_shutdown: awaited when the server stops (closes the Kafka producer).
@@ -291,7 +295,9 @@ def create_app(
     ) -> Accepted:
         party = authenticate(request, credentials)
         _check_media_type(request.headers.get("content-type"))
-        body = await _read_body(request, limit=BODY_FACTOR * max_event_bytes)
+        body = await _read_body(
+            request, limit=BODY_FACTOR * max_event_bytes, within=body_timeout, party=party
+        )
         event = _parse(body)
         if event.source != wire.source_for(party):
             raise ProblemError(
@@ -363,17 +369,38 @@ def _check_media_type(content_type: str | None) -> None:
         )
 
 
-async def _read_body(request: Request, *, limit: int) -> bytes:
+async def _read_body(request: Request, *, limit: int, within: float, party: str) -> bytes:
+    """The request body, at most ``limit`` bytes, read within ``within`` seconds in all.
+
+    A caller is refused before its body is read (401, 415, 413 by Content-Length) and the
+    server then closes the connection when its keep-alive time runs out, so an unknown
+    client cannot hold a connection open by trickling a body. A signed-in caller's body is
+    read, so it gets the same bound here: one deadline for the whole body (not per chunk,
+    which a byte every few seconds would defeat), then 408 with ``Connection: close``, so
+    no slow partner system (or a stolen token) can tie up the ingress's connections.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(f"request body is {int(declared)} bytes: expected at most {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # stop reading: a body without Content-Length gets no further
-            raise _too_large(f"request body is over {limit} bytes: expected at most {limit}")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:  # stop reading: a body without Content-Length gets no further
+                    raise _too_large(
+                        f"request body is over {limit} bytes: expected at most {limit}"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        _log.warning("ingress_body_timeout", party=party, received=size, within=within)
+        raise ProblemError(
+            ProblemKind.REQUEST_TIMEOUT,
+            f"request body: expected all of it within {within:g} s, got {size} bytes; send "
+            "the body with the headers (the connection is closed)",
+            headers={"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 

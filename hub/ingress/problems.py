@@ -36,6 +36,7 @@ class ProblemKind(StrEnum):
     INVALID_ATTRIBUTE = "invalid-attribute"
     UNSUPPORTED_SPECVERSION = "unsupported-specversion"
     PAYLOAD_TOO_LARGE = "payload-too-large"
+    REQUEST_TIMEOUT = "request-timeout"
     UNKNOWN_TYPE = "unknown-type"
     SCHEMA_INVALID = "schema-invalid"
     DUPLICATE_EVENT_ID = "duplicate-event-id"
@@ -55,6 +56,7 @@ _KINDS: dict[ProblemKind, tuple[int, str]] = {
     ProblemKind.INVALID_ATTRIBUTE: (400, "Invalid CloudEvents attribute"),
     ProblemKind.UNSUPPORTED_SPECVERSION: (400, "Unsupported CloudEvents specversion"),
     ProblemKind.PAYLOAD_TOO_LARGE: (413, "Event too large"),
+    ProblemKind.REQUEST_TIMEOUT: (408, "Request body not received in time"),
     ProblemKind.UNKNOWN_TYPE: (404, "Unknown event type"),
     ProblemKind.SCHEMA_INVALID: (422, "Event data does not match its schema"),
     ProblemKind.DUPLICATE_EVENT_ID: (409, "Event id already accepted"),

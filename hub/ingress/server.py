@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +119,7 @@ def build_app(
         crypto=protocol.crypto,
         parties=protocol.party_ids,
         max_event_bytes=settings.max_event_bytes,
+        body_timeout=settings.ingress_body_timeout,
         recent=RecentIds(replay_window),
         trusted_proxy=trusted_proxy,
         on_shutdown=sender.close,
@@ -146,12 +148,17 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     allow_plain_http: bool = False,
+    body_timeout: float = 10.0,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``on_ready(url)`` once it accepts connections.
 
     Tokens are bearer secrets, so plain HTTP is only for loopback (a TLS-terminating proxy
     in front) unless ``allow_plain_http`` says the network in between is trusted.
+
+    ``body_timeout`` (HUB_INGRESS_BODY_TIMEOUT) is also uvicorn's keep-alive timeout: the
+    time after which a refused caller's unread body, or an idle connection, is dropped. The
+    app bounds a signed-in caller's body by the same time (``hub.ingress.app``).
     """
     check_transport(host, tls_cert=tls_cert, tls_key=tls_key, allow_plain_http=allow_plain_http)
     try:
@@ -165,6 +172,7 @@ def serve(
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
         server_header=False,
+        timeout_keep_alive=max(1, math.ceil(body_timeout)),
     )
     server = uvicorn.Server(config)
     bound_host, bound_port = sock.getsockname()[:2]

@@ -3,12 +3,19 @@ event is sealed to the hub, signed as the party, and answered 202 only after the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import select
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from hub.envelope import wire
@@ -393,7 +400,7 @@ def test_openapi_documents_the_body_problems_and_bearer(client: TestClient) -> N
     doc = client.get("/openapi.json").json()
     operation = doc["paths"]["/v1/events"]["post"]
     assert set(operation["requestBody"]["content"]) == {CE_JSON}
-    assert {"202", "400", "401", "403", "404", "409", "413", "415", "422", "503"} <= set(
+    assert {"202", "400", "401", "403", "404", "408", "409", "413", "415", "422", "503"} <= set(
         operation["responses"]
     )
     assert "application/problem+json" in operation["responses"]["422"]["content"]
@@ -405,6 +412,69 @@ def test_openapi_documents_the_body_problems_and_bearer(client: TestClient) -> N
         "type",
         "data",
     }
+
+
+# -- slow bodies, over a real socket -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def served(app: FastAPI) -> Iterator[tuple[str, int]]:
+    """The app behind uvicorn on a loopback port, from a thread, as ``hub ingress serve`` runs it.
+
+    The socket listens before uvicorn starts, so a client may connect at once (its request
+    waits in the backlog until the server accepts it).
+    """
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])))
+    thread.start()
+    try:
+        host, port = sock.getsockname()[:2]
+        yield host, port
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def _response(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data
+
+
+def test_a_signed_in_client_trickling_its_body_gets_408_and_is_closed(
+    keys: FileKeyStore, tokens: TokenStore, token: str, broker: FakeBroker
+) -> None:
+    # a byte every 50 ms would pass any per-read idle limit; the limit is on the whole body
+    app = create_app(keys=keys, tokens=tokens, sender=broker, body_timeout=0.5)
+    declared = 400
+    with served(app) as (host, port), socket.create_connection((host, port)) as conn:
+        conn.settimeout(60)  # a safety net for a server that never answers, not a measurement
+        conn.sendall(
+            (
+                f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: {CE_JSON}\r\n"
+                f"Content-Length: {declared}\r\n\r\n"
+            ).encode()
+        )
+        sent = 0
+        while sent < declared - 1:  # never the whole body: an answer must come before it
+            readable, _, _ = select.select([conn], [], [], 0.05)
+            if readable:
+                break
+            conn.sendall(b"{")
+            sent += 1
+        answer = _response(conn)  # returns only once the server has closed the connection
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"connection: close" in head.lower()
+    doc = json.loads(body)
+    assert doc["type"] == PROBLEM_BASE + "request-timeout"
+    assert sent < declared - 1
+    assert broker.sent == []
 
 
 # -- tokens -----------------------------------------------------------------------------------
