@@ -130,12 +130,6 @@ class HubSettings(BaseSettings):
         description="seconds an ingress client has to send its whole request body, signed in "
         "or not (also how long an idle connection is kept); a slower one gets 408 and is closed",
     )
-    ingress_body_timeout: float = Field(
-        default=10.0,
-        gt=0,
-        description="seconds an ingress client has to send its whole request body, signed in "
-        "or not (also how long an idle connection is kept); a slower one gets 408 and is closed",
-    )
     metrics_host: str = Field(
         default="127.0.0.1", description="address the workers' metrics and health endpoint binds"
     )
