@@ -15,6 +15,11 @@ Each report answers one question a partnership is asked in law:
 - ``volumes``: disclosures per rule and party, for the regular review of the information
   sharing agreement (ICO Data Sharing Code).
 
+An event is its publisher and id (CloudEvents: source and id): two parties may publish the
+same id. A report asked about an id may show both parties' events, each under its publisher;
+nothing here joins one party's event to the other's records (deliveries, acknowledgements,
+exemptions are matched on publisher, event id and recipient).
+
 Audit retention (``hub audit prune``) removes the oldest records; each report then carries a
 ``PrunedNote`` (records written before a date are gone), so an officer never mistakes a
 pruned period for one with no disclosures.
@@ -194,6 +199,8 @@ class EventRecipient(_Report):
     acknowledged_at: datetime | None
     #: conditions relied on and marks (a sanitised item's original, a legacy grading)
     condition: str | None = None
+    #: whose event it was: two parties may publish the same event id
+    publisher: str | None = None
 
 
 class VolumeRow(_Report):
@@ -243,16 +250,17 @@ def subject_access(
     """
     pseudonym = pseudonymiser.subject(normalise_subject_ref(subject_ref))
     records = _fetch_all(store, subject_pseudonym=pseudonym)
-    exemptions: dict[tuple[str, str | None], list[Exemption]] = defaultdict(list)
+    # an exemption copies its delivery's publisher, event and recipient: all three name it
+    exemptions: dict[tuple[str | None, str, str | None], list[Exemption]] = defaultdict(list)
     for record in records:
         if record.decision is AuditDecision.EXEMPTED:
-            exemptions[(record.event_id, record.recipient)].append(
+            exemptions[(record.publisher, record.event_id, record.recipient)].append(
                 Exemption(record_id=record.record_id, time=record.time, reason=record.reason)
             )
     disclosures: list[Disclosure] = []
     withheld: list[WithheldFromResponse] = []
     for record in _by_time(r for r in records if r.decision is AuditDecision.DELIVERED):
-        marked = exemptions.get((record.event_id, record.recipient))
+        marked = exemptions.get((record.publisher, record.event_id, record.recipient))
         if marked:
             withheld.append(
                 WithheldFromResponse(
@@ -361,10 +369,18 @@ def chronology(store: AuditStore, pseudonymiser: Pseudonymiser, case_ref: str) -
         case_ref: the MARAC case, SOCJAG intel or Pub Watch ban reference.
     """
     pseudonym = pseudonymiser.case(case_ref)
-    events: dict[str, list[AuditRecord]] = {}
+    # by publisher and id: two parties' events with one id are two entries
+    events: dict[tuple[str | None, str], list[AuditRecord]] = {}
     for record in _fetch_all(store, case_pseudonym=pseudonym):
-        events.setdefault(record.event_id, []).append(record)
-    entries = [_chronology_entry(store, event_id, recs) for event_id, recs in events.items()]
+        events.setdefault((record.publisher, record.event_id), []).append(record)
+    acks: dict[str, dict[tuple[str | None, str | None], AuditRecord]] = {}
+    for _publisher, event_id in events:
+        if event_id not in acks:
+            acks[event_id] = _acknowledgements(store, event_id)
+    entries = [
+        _chronology_entry(event_id, recs, acks[event_id])
+        for (_publisher, event_id), recs in events.items()
+    ]
     entries.sort(key=lambda e: _utc(e.event_time or _first_time(e)))
     return Chronology(
         case_pseudonym=pseudonym,
@@ -375,14 +391,15 @@ def chronology(store: AuditStore, pseudonymiser: Pseudonymiser, case_ref: str) -
 
 
 def _chronology_entry(
-    store: AuditStore, event_id: str, records: list[AuditRecord]
+    event_id: str,
+    records: list[AuditRecord],
+    acks: dict[tuple[str | None, str | None], AuditRecord],
 ) -> ChronologyEntry:
-    acks = _acknowledgements(store, event_id)
     received: list[ChronologyReceipt] = []
     withheld: list[ChronologyWithheld] = []
     for record in _by_time(records):
         if record.decision is AuditDecision.DELIVERED:
-            ack = acks.get(record.recipient)
+            ack = _ack_of(acks, record)
             received.append(
                 ChronologyReceipt(
                     record_id=record.record_id,
@@ -425,20 +442,29 @@ def _first_time(entry: ChronologyEntry) -> datetime:
 # -- recipients (Art 19) -------------------------------------------------------------------
 
 
-def recipients(store: AuditStore, event_id: str) -> list[EventRecipient]:
+def recipients(
+    store: AuditStore, event_id: str, *, publisher: str | None = None
+) -> list[EventRecipient]:
     """Every party that received an event, in delivery order.
 
     UK GDPR Art 19 requires a rectification, erasure or restriction to be passed to each
     recipient; a breach response needs the same list, with the SHA-256 of the exact bytes
     each party was sent, so a leaked copy can be traced to its recipient.
 
+    Two parties may publish the same id: then both events' recipients are listed, each with
+    its ``publisher`` (pass ``publisher`` to list one party's event only).
+
     Cost: one ``query`` by event id (indexed); the records of one event are few.
     """
     records = _fetch_all(store, event_id=event_id)
     acks = _ack_index(records)
     out: list[EventRecipient] = []
-    for record in _by_time(r for r in records if r.decision is AuditDecision.DELIVERED):
-        ack = acks.get(record.recipient)
+    for record in _by_time(
+        r
+        for r in records
+        if r.decision is AuditDecision.DELIVERED and publisher in (None, r.publisher)
+    ):
+        ack = _ack_of(acks, record)
         out.append(
             EventRecipient(
                 record_id=record.record_id,
@@ -451,6 +477,7 @@ def recipients(store: AuditStore, event_id: str) -> list[EventRecipient]:
                 acknowledged=ack is not None,
                 acknowledged_at=ack.time if ack else None,
                 condition=record.condition,
+                publisher=record.publisher,
             )
         )
     return out
@@ -518,16 +545,40 @@ def _fetch_all(store: AuditStore, **filters: Any) -> list[AuditRecord]:
         limit *= 2
 
 
-def _acknowledgements(store: AuditStore, event_id: str) -> dict[str | None, AuditRecord]:
+def _acknowledgements(
+    store: AuditStore, event_id: str
+) -> dict[tuple[str | None, str | None], AuditRecord]:
     return _ack_index(_fetch_all(store, event_id=event_id, decision=AuditDecision.ACKNOWLEDGED))
 
 
-def _ack_index(records: Iterable[AuditRecord]) -> dict[str | None, AuditRecord]:
-    """The earliest acknowledgement per acknowledging party (``recipient``)."""
-    acks: dict[str | None, AuditRecord] = {}
+def _ack_index(
+    records: Iterable[AuditRecord],
+) -> dict[tuple[str | None, str | None], AuditRecord]:
+    """The earliest acknowledgement per (acknowledged event's publisher, acknowledging party).
+
+    An acknowledgement record's ``publisher`` is the publisher of the event acknowledged and
+    its ``recipient`` the party that acknowledged (``Router._acknowledge``); each status
+    (``received``, ``actioned``) is a record, and the earliest is when it was acknowledged.
+    """
+    acks: dict[tuple[str | None, str | None], AuditRecord] = {}
     for record in _by_time(r for r in records if r.decision is AuditDecision.ACKNOWLEDGED):
-        acks.setdefault(record.recipient, record)
+        acks.setdefault((record.publisher, record.recipient), record)
     return acks
+
+
+def _ack_of(
+    acks: dict[tuple[str | None, str | None], AuditRecord], delivery: AuditRecord
+) -> AuditRecord | None:
+    """The acknowledgement of one delivery, matched on publisher and recipient.
+
+    Records written before acknowledgements named the publisher carry the acknowledging
+    party as ``publisher``; such a record is taken for the recipient's delivery (the only
+    reading it allows).
+    """
+    found = acks.get((delivery.publisher, delivery.recipient))
+    if found is None and delivery.recipient != delivery.publisher:
+        found = acks.get((delivery.recipient, delivery.recipient))
+    return found
 
 
 def _by_time(items: Iterable[_Timed]) -> list[_Timed]:

@@ -199,11 +199,17 @@ def _acks(
         and (r.event_type or "").startswith(_FLAG_PREFIX)
     ]
     for record in delivered:
+        # The first acknowledgement of this delivery: each status (received, actioned) is a
+        # record, and the earliest is when the department had it. Matched on the publisher
+        # too: another party's event may share the id. Records written before
+        # acknowledgements named the publisher name the department as publisher.
         acked = next(
             (
                 a.time
                 for a in store.query(event_id=record.event_id, party=record.recipient)
-                if a.decision == AuditDecision.ACKNOWLEDGED and a.recipient == record.recipient
+                if a.decision == AuditDecision.ACKNOWLEDGED
+                and a.recipient == record.recipient
+                and a.publisher in (record.publisher, record.recipient)
             ),
             None,
         )

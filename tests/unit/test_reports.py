@@ -506,3 +506,86 @@ def test_reports_read_every_record_past_one_query_page(
     assert sum(r.delivered for r in rows) == 6
     assert sum(r.withheld for r in rows) == 2
     assert len(reports.subject_access(store, pseudo, VICTIM).disclosures) == 5
+
+
+# -- two parties' events with one id (issue 15, item 5) -------------------------------------
+
+
+def twins(pseudo: Pseudonymiser) -> list[AuditRecord]:
+    """Police and probation each publish evt-twin about the case; housing gets both and
+    acknowledges probation's (received, then actioned), as the router now records it."""
+    marac = {
+        "case_pseudonym": pseudo.case(CASE),
+        "subject_pseudonyms": (pseudo.subject(VICTIM),),
+    }
+    housing = "redditch-bc.housing"
+    out = []
+    for n, publisher in enumerate(("west-mercia-police", "probation")):
+        out.append(
+            delivered(
+                "evt-twin",
+                housing,
+                T0 + 4 * DAY + n * MIN,
+                publisher=publisher,
+                record_id=record_id_for("evt-twin", housing, "delivered", source=publisher),
+                payload_sha256=f"sha-{publisher}",
+                **marac,
+            )
+        )
+    for n, status in enumerate(("received", "actioned")):
+        out.append(
+            AuditRecord(
+                record_id=record_id_for(
+                    "evt-twin", housing, f"acknowledged/{status}", source="probation"
+                ),
+                time=T0 + 4 * DAY + (10 + n) * MIN,
+                event_id="evt-twin",
+                event_type=MARAC_RAISED,
+                publisher="probation",
+                recipient=housing,
+                decision=AuditDecision.ACKNOWLEDGED,
+                reason=f"{housing} acknowledged evt-twin of probation ({status})",
+                ack_event_id=f"ack-twin-{status}",
+            )
+        )
+    return out
+
+
+def test_two_parties_events_with_one_id_are_two_chronology_entries(
+    store: AuditStore, pseudo: Pseudonymiser
+) -> None:
+    store.append(twins(pseudo))
+    entries = [
+        e for e in reports.chronology(store, pseudo, CASE).entries if e.event_id == "evt-twin"
+    ]
+    assert [e.publisher for e in entries] == ["west-mercia-police", "probation"]
+    police, probation = entries
+    assert [r.acknowledged_at for r in police.received] == [None]
+    assert [r.acknowledged_at for r in probation.received] == [T0 + 4 * DAY + 10 * MIN]
+
+
+def test_recipients_of_an_id_list_each_partys_event_and_its_own_acknowledgement(
+    store: AuditStore, pseudo: Pseudonymiser
+) -> None:
+    store.append(twins(pseudo))
+    found = reports.recipients(store, "evt-twin")
+    assert [(r.publisher, r.payload_sha256, r.acknowledged) for r in found] == [
+        ("west-mercia-police", "sha-west-mercia-police", False),
+        ("probation", "sha-probation", True),
+    ]
+    only = reports.recipients(store, "evt-twin", publisher="west-mercia-police")
+    assert [r.publisher for r in only] == ["west-mercia-police"]
+
+
+def test_an_exemption_of_one_partys_delivery_leaves_the_other_in_the_sar(
+    store: AuditStore, pseudo: Pseudonymiser
+) -> None:
+    records = twins(pseudo)
+    store.append(records)
+    reports.mark_exempt(
+        store, record_id=records[1].record_id, exemption="crime", reason="x", officer="A"
+    )
+    sar = reports.subject_access(store, pseudo, VICTIM)
+    twin = [d for d in sar.disclosures if d.event_id == "evt-twin"]
+    assert [d.publisher for d in twin] == ["west-mercia-police"]
+    assert [w.delivery_record_id for w in sar.withheld_from_response] == [records[1].record_id]

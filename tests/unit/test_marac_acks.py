@@ -1,0 +1,144 @@
+"""MARAC acknowledgement tracking (``hub marac status``) with acknowledgements as routed.
+
+The router writes one record per acknowledgement status and names the acknowledged event's
+publisher (issue 15, item 5); ``flag_status`` must still count one acknowledgement per
+department, at the first status, and never take another party's event with the same id for
+the flag's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.agents.routing import Router
+from hub.audit.pseudonym import Pseudonymiser
+from hub.audit.store import AuditStore, open_store
+from hub.envelope.party import PartyEnvelope
+from hub.keys.file_store import FileKeyStore
+from hub.keys.model import KeySuite
+from hub.keys.store import ensure_dev_keys
+from hub.models import AuditDecision, AuditRecord, record_id_for
+from hub.settings import HubSettings
+from hub.workflows.marac import flag_status
+from hub.workflows.register import FlagRegister
+from tests.factories import MARAC_RAISED, marac_flag
+from tests.unit.test_router import FIXED, KEYS, PROTOCOL, REGISTRY, ack, never_seen, record
+
+PSEUDO = Pseudonymiser(b"k" * 32)
+LATER = FIXED.replace(hour=13)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _keys(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dev keys for every party, for this module's routers and records (``KEYS[0]``)."""
+    keys = FileKeyStore(tmp_path_factory.mktemp("keys"))
+    extra = [KeySuite(s) for s in PROTOCOL.crypto.suites[1:]]
+    ensure_dev_keys(keys, PROTOCOL.party_ids, extra_suites=extra)
+    KEYS[0] = keys
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AuditStore]:
+    opened = open_store(HubSettings(data_dir=tmp_path))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def register(tmp_path: Path) -> Iterator[FlagRegister]:
+    with FlagRegister(tmp_path / "workflows.sqlite3") as opened:
+        yield opened
+
+
+def router(register: FlagRegister, now: list[dt.datetime] | None = None) -> Router:
+    """A router whose clock reads ``now[0]`` (FIXED unless given)."""
+    clock = now if now is not None else [FIXED]
+    return Router(
+        PROTOCOL,
+        registry=REGISTRY,
+        envelope=PartyEnvelope("hub", store=KEYS[0]),
+        pseudonymiser=PSEUDO,
+        max_event_bytes=64 * 1024,
+        clock=lambda: clock[0],
+        register=register,
+    )
+
+
+def status(register: FlagRegister, store: AuditStore) -> dict[str, Any]:
+    [report] = flag_status(
+        register=register,
+        store=store,
+        protocol=PROTOCOL,
+        pseudonymiser=PSEUDO,
+        now=FIXED + dt.timedelta(days=5),
+        case="MARAC-50",
+    )
+    return {a.party: a for a in report.acks}
+
+
+def test_received_then_actioned_counts_once_at_the_first(
+    register: FlagRegister, store: AuditStore
+) -> None:
+    now = [FIXED]
+    hub = router(register, now)
+    flag = hub.route(
+        **record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-50"), event_id="f-50"),
+        seen=never_seen,
+    )
+    store.append(flag.audit)
+    departments = sorted(status(register, store))
+    assert len(departments) >= 2
+    first, second = departments[:2]
+    received = hub.route(**ack(first, "f-50", MARAC_RAISED), seen=never_seen)
+    now[0] = LATER
+    actioned = hub.route(
+        **ack(first, "f-50", MARAC_RAISED, status="actioned", event_id="ack-2", offset=101),
+        seen=never_seen,
+    )
+    store.append([*received.audit, *actioned.audit])
+    acked = [
+        r
+        for r in store.query(event_id="f-50", party=first)
+        if r.decision is AuditDecision.ACKNOWLEDGED
+    ]
+    assert len(acked) == 2  # both statuses are on the record
+    by_party = status(register, store)
+    assert by_party[first].acknowledged_at == FIXED
+    assert not by_party[first].overdue
+    assert by_party[second].acknowledged_at is None
+    assert by_party[second].overdue
+
+
+def test_an_acknowledgement_of_another_partys_event_with_the_same_id_does_not_count(
+    register: FlagRegister, store: AuditStore
+) -> None:
+    flag = router(register).route(
+        **record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-50"), event_id="f-50"),
+        seen=never_seen,
+    )
+    store.append(flag.audit)
+    department = sorted(status(register, store))[0]
+    # the police published f-50 too, and the department acknowledged the police's event
+    store.append(
+        [
+            AuditRecord(
+                record_id=record_id_for(
+                    "f-50", department, "acknowledged/received", source="west-mercia-police"
+                ),
+                time=FIXED,
+                event_id="f-50",
+                event_type=MARAC_RAISED,
+                publisher="west-mercia-police",
+                recipient=department,
+                decision=AuditDecision.ACKNOWLEDGED,
+                reason=f"{department} acknowledged f-50 of west-mercia-police (received)",
+                ack_event_id="ack-police",
+            )
+        ]
+    )
+    assert status(register, store)[department].acknowledged_at is None
