@@ -127,7 +127,13 @@ def _auth_router() -> APIRouter:
                 },
                 status=401,
             )
-        sign_in(request, account, now=app.wall())
+        sign_in(
+            request,
+            account,
+            now=app.wall(),
+            lifetime=app.settings.console_session_lifetime,
+            sessions=app.sessions,
+        )
         return RedirectResponse(safe_next(next), status_code=303)
 
     @router.post("/sign-out")
@@ -135,7 +141,7 @@ def _auth_router() -> APIRouter:
         request: Request, csrf_token: Annotated[str, Form()] = ""
     ) -> RedirectResponse:
         check_csrf(request, csrf_token)
-        sign_out(request)
+        sign_out(request, sessions=request.app.state.console.sessions)
         return RedirectResponse("/sign-in", status_code=303)
 
     @router.post("/justify", response_model=None)

@@ -26,6 +26,7 @@ from hub.audit.store import AuditStore, open_store
 from hub.clock import Clock, clock_for
 from hub.settings import HubSettings
 from hub.web.accounts import Accounts, Role
+from hub.web.live_sessions import LiveSessions
 from hub.web.session import PURPOSES, Grant, SignedIn, csrf_token, find_grant, signed_in
 
 __all__ = ["Console", "NotSignedInError", "console", "justified", "render", "require"]
@@ -52,8 +53,11 @@ class Console:
     #: wall-clock seconds for session lifetimes, independent of drill clocks
     wall: Callable[[], float] = time.time
     templates: Jinja2Templates = field(init=False)
+    #: the sign-ins the server still honours (shared by every console on this data dir)
+    sessions: LiveSessions = field(init=False)
 
     def __post_init__(self) -> None:
+        self.sessions = LiveSessions.in_data_dir(self.settings.data_dir)
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_TEMPLATES),
             autoescape=True,
@@ -102,10 +106,16 @@ def require(request: Request, *roles: Role) -> SignedIn:
         HTTPException: 403 when the role may not open this page.
     """
     app = console(request)
-    user = signed_in(request, now=app.wall(), lifetime=app.settings.console_session_lifetime)
+    user = signed_in(
+        request,
+        now=app.wall(),
+        lifetime=app.settings.console_session_lifetime,
+        sessions=app.sessions,
+    )
     account = app.accounts.get(user.name) if user is not None else None
     if user is None or account is None or (account.role, account.party) != (user.role, user.party):
         if user is not None:  # a removed or changed account ends its sessions now
+            app.sessions.end_all(user.name)
             request.session.clear()
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise NotSignedInError(target)

@@ -1,8 +1,8 @@
 """Audit pages: search with paging, one event's records, subject access and chronology.
 
-Each page that shows personal data (an event's records, a subject's or a case's records)
-asks for a justification first and writes a ``consulted`` audit record per view
-(``hub.web.consult``). The reports are ``hub.audit.reports`` and their CSV is
+Each page that lists audit records (a search of any kind, an event's records, a subject's or
+a case's records) asks for a justification first and writes a ``consulted`` audit record per
+view (``hub.web.consult``). The reports are ``hub.audit.reports`` and their CSV is
 ``hub.audit.report_csv``, exactly as ``hub audit sar|chronology --csv`` prints them.
 """
 
@@ -19,6 +19,8 @@ from fastapi.responses import HTMLResponse, Response
 from hub.audit import report_csv, reports
 from hub.audit.store import AuditStore
 from hub.models import AuditDecision, AuditRecord
+from hub.policies.loader import load_protocol
+from hub.policies.model import Protocol
 from hub.web.access import MARAC_PREFIX, can_open_event, visible_records
 from hub.web.accounts import Role
 from hub.web.consult import record_consultation
@@ -99,14 +101,13 @@ def audit_search(
         pseudonymiser.subject(reports.normalise_subject_ref(form.subject)) if form.subject else None
     )
     case_ps = pseudonymiser.case(form.case) if form.case else None
-    grant = None
-    if subject_ps or case_ps:  # a search about a person or a case is a consultation
-        key = f"subject:{subject_ps}" if subject_ps else f"case:{case_ps}"
-        what = "audit records about a subject" if subject_ps else "audit records about a case"
-        found = justified(request, key, what)
-        if isinstance(found, Response):
-            return found
-        grant = found
+    # Every search that lists records is a consultation (DPA 2018 s62): the records name
+    # parties, rules and events about people. The grant is keyed by what was looked up, so
+    # a search by event and that event's page share one justification.
+    key, what = _search_grant(form, subject_ps=subject_ps, case_ps=case_ps)
+    grant = justified(request, key, what)
+    if isinstance(grant, Response):
+        return grant
     with app.store() as store:
         matches = store.query(
             event_id=form.event or None,
@@ -117,16 +118,16 @@ def audit_search(
             since=start,
             limit=SEARCH_CAP + 1,
         )
-        if grant is not None:
-            record_consultation(
-                store,
-                viewer=user,
-                grant=grant,
-                what="audit search",
-                now=app.now(),
-                subject_pseudonym=subject_ps,
-                case_pseudonym=case_ps,
-            )
+        record_consultation(
+            store,
+            viewer=user,
+            grant=grant,
+            what=_search_described(form, load_protocol(app.settings.protocol)),
+            now=app.now(),
+            event_id=form.event or None,
+            subject_pseudonym=subject_ps,
+            case_pseudonym=case_ps,
+        )
     truncated = len(matches) > SEARCH_CAP
     matches = [
         r
@@ -237,6 +238,43 @@ def chronology_csv(request: Request, case: str) -> Response:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _search_grant(form: _Search, *, subject_ps: str | None, case_ps: str | None) -> tuple[str, str]:
+    """The justification a search needs: its key for this sign-in and what the form names.
+
+    A person or a case first (the most specific), then an event; any other search (by
+    party, rule, decision or time) shares one justification per sign-in.
+    """
+    if subject_ps:
+        return f"subject:{subject_ps}", "audit records about a subject"
+    if case_ps:
+        return f"case:{case_ps}", "audit records about a case"
+    if form.event:
+        return f"event:{form.event}", f"the audit records of event {form.event}"
+    return "audit-search", "audit records found by a search"
+
+
+def _search_described(form: _Search, protocol: Protocol) -> str:
+    """``audit search`` and its filters, for the consultation record's reason.
+
+    Decision, times and page are no one's personal data, and nor are the protocol's own
+    party and rule ids; but party and rule are free text, so any other value typed there
+    is named only as "other" (it could be a reference typed in the wrong box, and a
+    reference in clear must never reach the store). The event id is the record's own
+    ``event_id``, and the subject and case go in only as pseudonyms.
+    """
+    rules = {rule.id for rule in protocol.rules}
+    filters = {
+        "party": form.party if form.party in protocol.party_ids else form.party and "other",
+        "rule": form.rule if form.rule in rules else form.rule and "other",
+        "decision": form.decision,
+        "from": form.since,
+        "to": form.until,
+    }
+    named = ", ".join(f"{k} {v}" for k, v in filters.items() if v)
+    page = f", page {form.page}" if form.page > 1 else ""
+    return f"audit search ({named or 'no filter'}{page})"
 
 
 def _sar(request: Request, subject: str, what: str) -> reports.SubjectAccessReport | Response:

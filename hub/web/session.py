@@ -3,7 +3,10 @@
 The cookie is Starlette's ``SessionMiddleware`` (itsdangerous HMAC-signed, ``HttpOnly``,
 ``SameSite=Strict``, expiring after ``HUB_CONSOLE_SESSION_LIFETIME`` seconds); on top of the
 cookie's own expiry a sign-in carries its issue time and ends that long after it however
-active the user is (an absolute lifetime, OWASP session management).
+active the user is (an absolute lifetime, OWASP session management). The cookie alone is not
+enough: each sign-in has a random session id that the server must still hold as live
+(``hub.web.live_sessions``), so signing out ends the session on the server, and a copy of
+the cookie taken before then no longer signs anyone in.
 
 Every form carries the session's CSRF token (synchroniser token pattern) and every POST
 checks it in constant time; ``SameSite=Strict`` is the second line, not the only one.
@@ -28,6 +31,7 @@ from fastapi import HTTPException, Request
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 from hub.web.accounts import Account, Role
+from hub.web.live_sessions import LiveSessions
 
 __all__ = [
     "PURPOSES",
@@ -125,11 +129,18 @@ def check_csrf(request: Request, submitted: str) -> None:
         raise HTTPException(status_code=403, detail="The form has expired: reload and retry.")
 
 
-def sign_in(request: Request, account: Account, *, now: float) -> None:
-    """Start a fresh session (no fixation: the old contents and token are dropped)."""
+def sign_in(
+    request: Request, account: Account, *, now: float, lifetime: float, sessions: LiveSessions
+) -> None:
+    """Start a fresh session (no fixation: the old contents, id and token are dropped)."""
+    previous = request.session.get("sid")
+    if isinstance(previous, str):
+        sessions.end(previous)  # a sign-in over another in this browser ends that one
     request.session.clear()
+    session_id = sessions.start(account.name, issued=now, expires=now + lifetime)
     request.session.update(
         {
+            "sid": session_id,
             "user": account.name,
             "role": account.role.value,
             "party": account.party,
@@ -140,26 +151,38 @@ def sign_in(request: Request, account: Account, *, now: float) -> None:
     )
 
 
-def sign_out(request: Request) -> None:
-    """End the session."""
+def sign_out(request: Request, *, sessions: LiveSessions) -> None:
+    """End the session on the server (every copy of the cookie), then in this browser."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        sessions.end(session_id)
     request.session.clear()
 
 
-def signed_in(request: Request, *, now: float, lifetime: float) -> SignedIn | None:
-    """The signed-in person, or ``None`` (never signed in, or the sign-in has expired)."""
+def signed_in(
+    request: Request, *, now: float, lifetime: float, sessions: LiveSessions
+) -> SignedIn | None:
+    """The signed-in person, or ``None``: never signed in, signed out, or expired."""
     session = request.session
     issued = session.get("issued")
+    session_id = session.get("sid")
     if not isinstance(issued, int | float) or "user" not in session:
         return None
     if now - issued > lifetime or now < issued:
+        if isinstance(session_id, str):
+            sessions.end(session_id)
         session.clear()
         session["expired"] = True
+        return None
+    if not isinstance(session_id, str) or not sessions.is_live(session_id, now=now):
+        session.clear()  # signed out (perhaps from another copy of this cookie), or too old
         return None
     try:
         return SignedIn(
             name=str(session["user"]), role=Role(session["role"]), party=session["party"]
         )
     except (KeyError, ValueError):
+        sessions.end(session_id)
         session.clear()
         return None
 

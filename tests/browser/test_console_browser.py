@@ -75,6 +75,7 @@ def test_sign_in_and_search_the_audit(
     browser.find_element(By.ID, "party").send_keys(HOUSING)
     Select(browser.find_element(By.ID, "decision")).select_by_value("delivered")
     browser.find_element(By.ID, "search").click()
+    justify(browser, "Audit and assurance", "Monthly check of the housing repairs feed")
     results = wait(browser).until(ec.visibility_of_element_located((By.ID, "results")))
     assert results.text == "1 record"
     link = browser.find_element(By.LINK_TEXT, seeded.redditch_event)

@@ -242,6 +242,48 @@ def test_sign_out_ends_the_session(client: TestClient) -> None:
     assert client.get("/dashboard").status_code == 303
 
 
+def test_a_cookie_copied_before_sign_out_does_not_work_after_it(
+    client: TestClient, seeded: HubSettings, wall: Wall
+) -> None:
+    sign_in(client, "ig")
+    copied = client.cookies["hub_console"]
+    assert client.get("/dashboard").status_code == 200
+    client.post("/sign-out", data={"csrf_token": csrf(client, "/dashboard")})
+    # the same app, and a restarted console on the same data dir, both refuse the copy
+    restarted = Console(
+        settings=seeded,
+        accounts=Accounts(seeded.console_accounts_path),
+        clock=lambda: NOW,
+        wall=wall,
+    )
+    for app in (client.app, create_app(restarted)):
+        with TestClient(app, follow_redirects=False, cookies={"hub_console": copied}) as thief:
+            response = thief.get("/dashboard")
+            assert response.status_code == 303
+            assert response.headers["location"].startswith("/sign-in")
+            assert thief.get("/audit", params={"event": "evt-flag"}).status_code == 303
+
+
+def test_a_session_survives_a_restart_and_ends_on_every_console_of_the_data_dir(
+    seeded: HubSettings, wall: Wall
+) -> None:
+    def console() -> Console:
+        accounts = Accounts(seeded.console_accounts_path)
+        return Console(settings=seeded, accounts=accounts, clock=lambda: NOW, wall=wall)
+
+    # two consoles over one data dir, as two processes (or a console before and after a
+    # restart) would be: a sign-in made on one is honoured by the other, and so is its end
+    first, second = create_app(console()), create_app(console())
+    with TestClient(first, follow_redirects=False) as one:
+        sign_in(one, "ig")
+        cookie = one.cookies["hub_console"]
+        with TestClient(second, follow_redirects=False, cookies={"hub_console": cookie}) as two:
+            assert two.get("/dashboard").status_code == 200
+            two.post("/sign-out", data={"csrf_token": csrf(two, "/dashboard")})
+        assert one.get("/dashboard").status_code == 303
+    assert (seeded.data_dir / "console-sessions.sqlite3").stat().st_mode & 0o077 == 0
+
+
 def test_a_removed_account_loses_its_session(seeded: HubSettings, wall: Wall) -> None:
     accounts = Accounts(seeded.console_accounts_path)
     accounts.add(name="temp", role=Role.IG_OFFICER, party=None, password=PASSWORD)
@@ -264,6 +306,8 @@ def test_next_is_only_ever_a_local_path() -> None:
 
 def test_audit_search_filters_and_pages(client: TestClient) -> None:
     sign_in(client, "ig")
+    asked = client.get("/audit", params={"party": POLICE, "rule": "bulk-rule"})
+    justify(client, asked, reason="Quarterly review of the police feed")
     page = client.get("/audit", params={"party": POLICE, "rule": "bulk-rule"})
     assert page.status_code == 200
     assert "120 records" in page.text
@@ -311,10 +355,84 @@ def test_a_search_by_subject_asks_why_and_is_audited(
 
 def test_an_agency_user_searches_only_their_own_party(client: TestClient) -> None:
     sign_in(client, "housing")
+    justify(client, client.get("/audit", params={"party": POLICE}), reason="Our monthly check")
     page = client.get("/audit", params={"party": POLICE})
     assert "1 record<" in page.text
     assert "evt-flag" in page.text
     assert "evt-bulk" not in page.text
+
+
+def test_a_search_by_event_asks_why_and_is_audited(client: TestClient, seeded: HubSettings) -> None:
+    sign_in(client, "ig")
+    before = len(consulted(seeded))
+    page = client.get("/audit", params={"event": "evt-intel"})
+    assert "Why do you need to see this?" in page.text
+    assert "socjag-intel" not in page.text  # no record listed before a purpose
+    assert len(consulted(seeded)) == before
+    justify(client, page, reason="Breach check: who received evt-intel")
+    results = client.get("/audit", params={"event": "evt-intel"})
+    assert "socjag-intel" in results.text
+    records = consulted(seeded)
+    assert len(records) == before + 1
+    last = records[-1]
+    assert last.event_id == "evt-intel"
+    assert last.purpose == "Subject access request"
+    assert "ig (ig-officer)" in last.reason
+    assert "Breach check" in last.reason
+    # the event's own page shares the justification, and is audited again
+    assert "Why do you need to see this?" not in client.get("/events/evt-intel").text
+    assert len(consulted(seeded)) == before + 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"event": "evt-intel"},
+        {"subject": SUBJECT},
+        {"case": CASE},
+        {"party": POLICE},
+        {"decision": "withheld"},
+        {"rule": "bulk-rule", "since": "2026-11-23T11:30"},
+    ],
+    ids=["event", "subject", "case", "party", "decision", "rule-and-time"],
+)
+def test_every_search_that_lists_records_asks_why_and_each_view_is_audited(
+    client: TestClient, seeded: HubSettings, params: dict[str, str]
+) -> None:
+    sign_in(client, "ig")
+    before = len(consulted(seeded))
+    asked = client.get("/audit", params=params)
+    assert "Why do you need to see this?" in asked.text
+    assert 'href="/events/' not in asked.text
+    justify(client, asked, reason="Audit and assurance sample 2026-11")
+    for _ in range(2):  # each view is a consultation, not only the first
+        shown = client.get("/audit", params=params)
+        assert 'href="/events/' in shown.text
+    records = consulted(seeded)[before:]
+    assert len(records) == 2
+    pseudo = Pseudonymiser(load_pseudonym_key(seeded))
+    for record in records:
+        assert record.reason.startswith("audit search (")
+        assert record.event_id == params.get("event", record.event_id)
+        assert record.subject_pseudonyms == (
+            (pseudo.subject(SUBJECT),) if "subject" in params else ()
+        )
+        assert record.case_pseudonym == (pseudo.case(CASE) if "case" in params else None)
+        assert SUBJECT not in record.model_dump_json()
+        assert CASE not in record.model_dump_json()
+
+
+def test_a_reference_typed_into_a_free_text_filter_is_not_recorded_in_clear(
+    client: TestClient, seeded: HubSettings
+) -> None:
+    sign_in(client, "ig")
+    params = {"party": SUBJECT, "rule": CASE, "decision": "delivered"}
+    justify(client, client.get("/audit", params=params), reason="Testing the search filters")
+    client.get("/audit", params=params)
+    record = consulted(seeded)[-1]
+    assert record.reason.startswith("audit search (party other, rule other, decision delivered)")
+    assert SUBJECT not in record.model_dump_json()
+    assert CASE not in record.model_dump_json()
 
 
 # -- event detail and role denial ------------------------------------------------------------
