@@ -1,6 +1,6 @@
 """Group commit for the router's local files: write now, fsync once for many events.
 
-The router writes a little local state while it routes (a new case key file, a row in the
+The router writes a little local state while it routes (a new case key, a row in the
 flag or ban register). An fsync per write cost about a third of its time and blocked the
 event loop. Durability is only needed before an event is *acknowledged* (its offset may
 then be committed and the event is never routed again), and the router already waits for

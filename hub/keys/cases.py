@@ -8,17 +8,39 @@ data "beyond use"; destroying the only key is how envelope-encryption systems do
 
 Layout under ``root`` (the ``keys`` directory; directories 0700, files 0600)::
 
-    cases/<pseudonym>.key       32 random bytes, the case key
-    cases/<pseudonym>.shredded  tombstone: the case was shredded, and stays shredded
+    cases/keyring.sqlite3       the keyring: every live case key, and the shredded cases
+    cases/keyring.sqlite3-wal   its write-ahead log (and -shm, its index), same mode
+    cases/.lock                 flock(2): a hold and a shred never interleave
     holds.json                  legal holds, by case pseudonym
 
-File names use the keyed case pseudonym (``hub.audit.pseudonym.Pseudonymiser.case``), never
-the case reference, so a directory listing does not disclose which cases exist; it is the
-same pseudonym the audit log shows, so an operator can match the two.
+One SQLite file, not a file per case (a million cases were a million files, and creating a
+file was most of the cost of routing an event that opens a case). Tables: ``case_keys``
+(pseudonym, 32-byte key) and ``shredded`` (pseudonym, time: the tombstone). Cases are
+named by the keyed case pseudonym (``hub.audit.pseudonym.Pseudonymiser.case``), never the
+case reference, so the keyring does not disclose which cases exist; it is the pseudonym the
+audit log shows, so an operator can match the two. Per-case files left by earlier versions
+(``cases/<pseudonym>.key`` and ``.shredded``) are moved into the keyring when it is opened,
+then destroyed as before (overwritten, unlinked).
 
-Limits: overwriting before unlinking defeats casual recovery from a plain disk, but not
-from copy-on-write filesystems, SSD wear levelling or backups of the data dir. Production
-keeps case keys in a KMS (or wrapped by one) and destroys them there.
+Durability: with the router's group commit a new key is committed at once but not fsynced
+(``synchronous=NORMAL``): ``GroupSync`` makes it durable (``sync``: one fsync of the
+write-ahead log, or the round's ``syncfs``) before the event that created it is
+acknowledged. Without it (the CLI, the console) every commit is fsynced.
+
+What shredding does on disk (``shred``): in one transaction the tombstone is written and the
+key's row deleted with ``PRAGMA secure_delete=ON``, so SQLite overwrites the deleted row with
+zeros in its page rather than leaving it in free space; the commit is fsynced; then a
+``wal_checkpoint(TRUNCATE)`` copies the zeroed page into the database file and truncates the
+write-ahead log, which held copies of that page from when the key was written. After it, the
+key's bytes are in no file of the keyring (``tests/unit/test_keyring.py`` searches them).
+
+What it does not guarantee: blocks freed by truncating the log are not overwritten by the
+filesystem; copy-on-write filesystems (btrfs, ZFS), SSD wear levelling, snapshots and
+backups of the data dir can keep old copies; if another process is reading the keyring at
+that moment the log cannot be truncated at once (the shred still stands: the row is gone
+and the tombstone written; the frames are dropped by a later checkpoint); and a running hub
+may still have the key in freed memory. Production keeps case keys in a KMS (or wrapped by
+one) and destroys them there.
 """
 
 from __future__ import annotations
@@ -29,8 +51,8 @@ import fcntl
 import json
 import os
 import re
+import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,15 +61,21 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.keys.file_store import ensure_private_dir, fsync_dir, write_private_file
+from hub.sqlite_wal import enable_wal
 
-__all__ = ["CASE_KEY_BYTES", "CaseKeys", "LegalHold"]
+__all__ = ["CASE_KEY_BYTES", "KEYRING_FILE", "CaseKeys", "LegalHold"]
 
 #: case key length: an AES-256 / HKDF-SHA256 input key
 CASE_KEY_BYTES = 32
-#: case keys a ``CaseKeys`` keeps in memory, most recently used first
-CACHED_CASE_KEYS = 10_000
+#: the keyring's file name, under ``<keys>/cases/``
+KEYRING_FILE = "keyring.sqlite3"
 _FILE_MODE = 0o600
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{7,127}")
+_TIMEOUT_S = 30.0
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS case_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS shredded (name TEXT PRIMARY KEY, shredded_at TEXT NOT NULL)",
+)
 
 
 class LegalHold(BaseModel):
@@ -65,14 +93,14 @@ _HOLDS = TypeAdapter(dict[str, LegalHold])
 
 
 class CaseKeys:
-    """Case keys, tombstones and legal holds in one directory.
+    """Case keys, tombstones and legal holds; safe to share between hub processes.
 
     Args:
         root: the ``keys`` directory (``HUB_DATA_DIR/keys``).
         pseudonymise: case reference to a file-name-safe pseudonym, normally
             ``Pseudonymiser(load_pseudonym_key(settings)).case``.
-        group: the router's group commit: new case keys are written at once but fsynced by
-            ``group.sync_to`` before the event that created them is acknowledged. Without
+        group: the router's group commit: new case keys are committed at once but fsynced
+            by ``group.sync_to`` before the event that created them is acknowledged. Without
             it (the CLI, the console) every new key is fsynced as it is written.
     """
 
@@ -85,22 +113,27 @@ class CaseKeys:
     ) -> None:
         self._root = root
         self._dir = root / "cases"
+        self._path = self._dir / KEYRING_FILE
         self._holds_file = root / "holds.json"
         self._pseudonymise = pseudonymise
-        # most recently used keys only: a long-running worker meets new cases for ever, and
-        # fewer secrets in memory is better anyway (a miss costs one small file read)
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._group = group
-        self._unsynced: list[Path] = []
-        self._unsynced_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        # one connection per object: this lock serialises this process's threads on it (the
+        # router's loop creates keys while a worker thread may sync)
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
+        self._lock_depth = 0  # _locked() nesting in this process (thread lock held)
 
     def __repr__(self) -> str:
         return f"CaseKeys({str(self._root)!r})"
 
+    @property
+    def path(self) -> Path:
+        """The keyring file."""
+        return self._path
+
     def pseudonym(self, case_ref: str) -> str:
-        """The pseudonym naming this case's files (checked safe as a file name)."""
+        """The pseudonym naming this case in the keyring (checked safe as a file name)."""
         name = self._pseudonymise(case_ref)
         if not _SAFE_NAME.fullmatch(name):
             raise KeyStoreError(
@@ -111,94 +144,72 @@ class CaseKeys:
     def key_for(self, case_ref: str) -> bytes:
         """The case's 32-byte key, created on first use.
 
-        The tombstone is checked on every call (one ``stat``), so a shred by another process
-        (``hub keys shred``) takes effect in a running hub at once, cache or not.
+        Read from the keyring on every call (one indexed lookup; nothing is cached in
+        memory), so a shred by another process (``hub keys shred``) takes effect in a running
+        hub at once.
 
         Raises:
             CaseShreddedError: the case was shredded.
         """
         name = self.pseudonym(case_ref)
-        if self._tombstone(name).exists():
-            self._cache.pop(name, None)
-            raise CaseShreddedError(
-                f"case {name}: shredded; its key was destroyed and will not be re-created"
-            )
         with self._thread_lock:
-            cached = self._cache.get(name)
-            if cached is not None:
-                self._cache.move_to_end(name)
-                return cached
-        key = self._read_key(name)
-        if key is None:
-            with self._locked():
-                if self._tombstone(name).exists():  # shredded while we waited for the lock
-                    raise CaseShreddedError(f"case {name}: shredded")
-                key = self._read_key(name)
-                if key is None:
+            db = self._db()
+            try:
+                row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
+                if row is not None:
+                    return _checked(name, row[0])
+                if _is_tombstoned(db, name):
+                    raise _shredded(name)
+                with _transaction(db):  # BEGIN IMMEDIATE: one creator across processes
+                    if _is_tombstoned(db, name):  # shredded while we waited for the lock
+                        raise _shredded(name)
+                    row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
+                    if row is not None:  # another process created it meanwhile
+                        return _checked(name, row[0])
                     key = os.urandom(CASE_KEY_BYTES)
-                    self._create(name, key)
-        with self._thread_lock:
-            self._cache[name] = key
-            if len(self._cache) > CACHED_CASE_KEYS:
-                self._cache.popitem(last=False)
+                    db.execute("INSERT INTO case_keys (name, key) VALUES (?, ?)", (name, key))
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        if self._group is not None:  # committed, not yet fsynced: the group round does it
+            self._group.dirty(self.sync, self._dir)
         return key
 
     def sync(self) -> None:
-        """Make the key files created since the last call durable (one fsync each, one dir).
+        """Make every commit so far durable (by any process): one fsync of the keyring's log.
 
-        Called by the router's group commit (``hub.durable``) in a worker thread.
+        Called by the router's group commit (``hub.durable``) in a worker thread. In WAL mode
+        a commit is complete once its frames are in the ``-wal`` file; with
+        ``synchronous=NORMAL`` SQLite writes them without fsync, so one fsync of that file
+        covers every commit before it. A checkpoint that moved them into the database file
+        synced both files already (SQLite does so in NORMAL mode too).
         """
-        with self._unsynced_lock:
-            pending, self._unsynced = self._unsynced, []
-        if not pending:
+        wal = self._path.with_name(self._path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:  # checkpointed and removed: already durable
             return
         try:
-            for path in pending:
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:  # shredded meanwhile: nothing left to keep
-                    continue
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            fsync_dir(self._dir)
-        except BaseException:
-            with self._unsynced_lock:  # not durable yet: the next round tries them again
-                self._unsynced[:0] = pending
-            raise
-
-    def _create(self, name: str, key: bytes) -> None:
-        """Write a new key file atomically; fsynced now, or by the group commit."""
-        if self._group is None:
-            write_private_file(self._key_file(name), key)
-            return
-        path = self._key_file(name)  # the directory exists: _locked made it
-        # a fixed temporary name is safe: the caller holds the directory's flock
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(key)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        if not self._group.whole_filesystem:  # else the round's syncfs covers it
-            with self._unsynced_lock:
-                self._unsynced.append(path)
-        self._group.dirty(self.sync, self._dir)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def is_shredded(self, case_ref: str) -> bool:
         """Whether the case has been shredded."""
-        return self._tombstone(self.pseudonym(case_ref)).exists()
+        name = self.pseudonym(case_ref)
+        if not self._exists():
+            return False
+        with self._thread_lock:
+            try:
+                return _is_tombstoned(self._db(), name)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     def shred(self, case_ref: str) -> bool:
         """Destroy the case key and leave a tombstone; True if key material was destroyed.
 
         False means there was nothing to destroy (no key yet, or already shredded); the
-        tombstone is written either way, so the case can never get a key afterwards.
+        tombstone is written either way, so the case can never get a key afterwards. What
+        this does and does not guarantee on disk: the module docstring.
 
         Raises:
             LegalHoldError: the case is under a legal hold.
@@ -221,13 +232,25 @@ class CaseKeys:
                     f"case {name}: under legal hold since {hold.placed_at:%Y-%m-%d} by "
                     f"{hold.by} ({hold.reason}); lift it with `hub keys hold lift` first"
                 )
-            tombstone = self._tombstone(name)
-            if not tombstone.exists():
-                # tombstone first: if we crash before the key is gone, key_for still refuses
-                body = {"case": name, "shredded_at": _now().isoformat()}
-                write_private_file(tombstone, (json.dumps(body) + "\n").encode())
-            destroyed = _destroy(self._key_file(name))
-        self._cache.pop(name, None)
+            db = self._db()
+            try:
+                db.execute("PRAGMA synchronous=FULL")  # a shred is durable when it returns
+                try:
+                    with _transaction(db):
+                        db.execute(
+                            "INSERT OR IGNORE INTO shredded (name, shredded_at) VALUES (?, ?)",
+                            (name, _now().isoformat()),
+                        )
+                        destroyed = (
+                            db.execute("DELETE FROM case_keys WHERE name = ?", (name,)).rowcount > 0
+                        )
+                finally:
+                    db.execute(f"PRAGMA synchronous={self._synchronous}")
+                if destroyed:
+                    # the zeroed page into the database file, the log's old copies dropped
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
         return destroyed
 
     def add_hold(self, case_ref: str, reason: str, by: str) -> LegalHold:
@@ -241,7 +264,7 @@ class CaseKeys:
             raise LegalHoldError("legal hold: expected a reason and who places it, got empty")
         name = self.pseudonym(case_ref)
         with self._locked():
-            if self._tombstone(name).exists():
+            if self.is_shredded(case_ref):
                 raise CaseShreddedError(f"case {name}: already shredded; nothing to hold")
             holds = self._read_holds()
             if name in holds:
@@ -273,14 +296,14 @@ class CaseKeys:
 
     def live_cases(self) -> list[str]:
         """Pseudonyms of every case that still has a key (not shredded), sorted."""
-        if not self._dir.is_dir():
+        if not self._exists():
             return []
-        return sorted(
-            p.name.removesuffix(".key")
-            for p in self._dir.glob("*.key")
-            if _SAFE_NAME.fullmatch(p.name.removesuffix(".key"))
-            and not self._tombstone(p.name.removesuffix(".key")).exists()
-        )
+        with self._thread_lock:
+            try:
+                rows = self._db().execute("SELECT name FROM case_keys ORDER BY name").fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return [str(name) for (name,) in rows]
 
     def hold_on(self, name: str) -> LegalHold | None:
         """The legal hold on the case with pseudonym ``name``, if any."""
@@ -290,24 +313,85 @@ class CaseKeys:
         """Every current hold, oldest first."""
         return sorted(self._read_holds().values(), key=lambda h: h.placed_at)
 
-    # -- files -----------------------------------------------------------------------------
+    # -- the keyring -----------------------------------------------------------------------
 
-    def _key_file(self, name: str) -> Path:
-        return self._dir / f"{name}.key"
+    @property
+    def _synchronous(self) -> str:
+        return "NORMAL" if self._group is not None else "FULL"
 
-    def _tombstone(self, name: str) -> Path:
-        return self._dir / f"{name}.shredded"
+    def _exists(self) -> bool:
+        """Whether there is a keyring, or files of an older layout to move into one."""
+        return self._conn is not None or self._path.exists() or self._dir.is_dir()
 
-    def _read_key(self, name: str) -> bytes | None:
-        try:
-            key = self._key_file(name).read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise KeyStoreError(f"case key {name}: unreadable: {exc}") from exc
-        if len(key) != CASE_KEY_BYTES:
-            raise KeyStoreError(f"case key {name}: expected {CASE_KEY_BYTES} bytes, got {len(key)}")
-        return key
+    def _db(self) -> sqlite3.Connection:
+        """The open keyring (opened, created and migrated on first use; thread lock held)."""
+        if self._conn is not None:
+            return self._conn
+        with self._locked():  # one process migrates; another then finds nothing to move
+            if not self._path.exists():  # 0600 from the start: SQLite copies the mode to
+                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, _FILE_MODE))  # its logs
+            if (self._path.stat().st_mode & 0o777) != _FILE_MODE:
+                self._path.chmod(_FILE_MODE)
+            try:
+                conn = sqlite3.connect(
+                    self._path, timeout=_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+                enable_wal(conn, within=_TIMEOUT_S)
+                conn.execute("PRAGMA secure_delete=ON")
+                conn.execute("PRAGMA temp_store=MEMORY")
+                for statement in _DDL:
+                    conn.execute(statement)
+                self._migrate(conn)
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            self._conn = conn
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Move per-case files of the older layout into the keyring, then destroy them.
+
+        Committed (and fsynced) before any file goes, so a crash half way leaves each key in
+        the keyring or in its file or both, and the next open finishes the job. A tombstone
+        wins over a key, as it always did. A temporary file left by a crash while a key was
+        being created (its event was never acknowledged) is destroyed.
+        """
+        tombstones: dict[str, str] = {}
+        keys: dict[str, bytes] = {}
+        leftovers: list[Path] = []
+        for path in sorted(self._dir.iterdir()):
+            name, suffix = path.stem, path.suffix
+            if path.name.startswith(".") and path.name.endswith(".key.tmp"):
+                leftovers.append(path)
+            elif suffix == ".shredded" and _SAFE_NAME.fullmatch(name):
+                tombstones[name] = _tombstone_time(path)
+            elif suffix == ".key" and _SAFE_NAME.fullmatch(name):
+                keys[name] = _checked(name, path.read_bytes())
+        if not (tombstones or keys or leftovers):
+            return
+        conn.execute("PRAGMA synchronous=FULL")
+        with _transaction(conn):
+            conn.executemany(
+                "INSERT OR IGNORE INTO shredded (name, shredded_at) VALUES (?, ?)",
+                tombstones.items(),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO case_keys (name, key) VALUES (?, ?)",
+                [(n, k) for n, k in keys.items() if n not in tombstones],
+            )
+            conn.execute("DELETE FROM case_keys WHERE name IN (SELECT name FROM shredded)")
+        for name in tombstones:
+            (self._dir / f"{name}.shredded").unlink(missing_ok=True)
+        for name in keys:
+            _destroy(self._dir / f"{name}.key")
+        for path in leftovers:
+            _destroy(path)
+        fsync_dir(self._dir)
+
+    def _error(self, exc: sqlite3.Error) -> KeyStoreError:
+        return KeyStoreError(f"case keyring {self._path}: unusable: {exc}")
+
+    # -- holds -----------------------------------------------------------------------------
 
     def _read_holds(self) -> dict[str, LegalHold]:
         try:
@@ -324,24 +408,35 @@ class CaseKeys:
     def _locked(self) -> Iterator[None]:
         """flock(2) across processes: a hold and a shred must not interleave.
 
-        The lock file stays open for the life of this object (opening it for every new case
-        was a measurable part of routing an event that opens a case); a thread lock
-        serialises this process's threads, which share the one descriptor.
+        The lock file stays open for the life of this object; the thread lock serialises
+        this process's threads, which share the one descriptor (and the one connection).
         """
         with self._thread_lock:
+            if self._lock_depth:  # nested (a shred opening the keyring): already held
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
             if self._lock_fd is None:
                 ensure_private_dir(self._root)
                 ensure_private_dir(self._dir)
                 self._lock_fd = os.open(self._dir / ".lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._lock_depth = 1
             try:
                 yield
             finally:
+                self._lock_depth = 0
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Release the lock file's descriptor (a new lock reopens it)."""
+        """Close the keyring and the lock file (the next use reopens them)."""
         with self._thread_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
@@ -350,6 +445,42 @@ class CaseKeys:
         if getattr(self, "_lock_fd", None) is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _is_tombstoned(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM shredded WHERE name = ?", (name,)).fetchone() is not None
+
+
+def _shredded(name: str) -> CaseShreddedError:
+    return CaseShreddedError(
+        f"case {name}: shredded; its key was destroyed and will not be re-created"
+    )
+
+
+def _checked(name: str, key: bytes) -> bytes:
+    if len(key) != CASE_KEY_BYTES:
+        raise KeyStoreError(f"case key {name}: expected {CASE_KEY_BYTES} bytes, got {len(key)}")
+    return bytes(key)
+
+
+def _tombstone_time(path: Path) -> str:
+    """When an older-layout tombstone file says the case was shredded (else now)."""
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["shredded_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return _now().isoformat()
 
 
 def _now() -> dt.datetime:

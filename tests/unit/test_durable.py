@@ -315,6 +315,10 @@ async def test_wait_raises_when_the_round_fails(tmp_path: Path) -> None:
 # -- CaseKeys ------------------------------------------------------------------------------
 
 
+def keyring_wal(tmp_path: Path) -> str:
+    return os.path.realpath(tmp_path / "keys" / "cases" / "keyring.sqlite3") + "-wal"
+
+
 @pytest.mark.usefixtures("no_syncfs")
 def test_grouped_case_key_is_written_now_and_fsynced_by_the_round(
     tmp_path: Path, fsynced: list[str]
@@ -324,21 +328,28 @@ def test_grouped_case_key_is_written_now_and_fsynced_by_the_round(
     cases = CaseKeys(tmp_path / "keys", pseudonymise=pseudonym, group=group)
     key = cases.key_for("MARAC-2025-0042")
 
-    key_file = tmp_path / "keys" / "cases" / f"{pseudonym('MARAC-2025-0042')}.key"
-    assert key_file.read_bytes() == key
+    keyring = tmp_path / "keys" / "cases" / "keyring.sqlite3"
+    assert key in keyring.read_bytes() + Path(keyring_wal(tmp_path)).read_bytes()  # written
     assert len(key) == 32
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(keyring.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(keyring_wal(tmp_path)).stat().st_mode) == 0o600
     assert fsynced == []  # no fsync on the routing path
     assert group.position == 1
 
     group.sync_to(group.position)
-    assert fsynced == [os.path.realpath(key_file), os.path.realpath(key_file.parent)]
+    assert fsynced == [keyring_wal(tmp_path)]  # the commit's log, once
     assert group.synced == 1
 
     # an existing key is read, not written: nothing new to sync
     assert cases.key_for("MARAC-2025-0042") == key
     assert group.position == 1
-    assert sorted(p.name for p in key_file.parent.iterdir()) == [".lock", key_file.name]
+    # one keyring for every case, not a file per case
+    assert sorted(p.name for p in keyring.parent.iterdir()) == [
+        ".lock",
+        keyring.name,
+        f"{keyring.name}-shm",
+        f"{keyring.name}-wal",
+    ]
 
 
 @pytest.mark.skipif(hub.durable._LIBC is None, reason="no syncfs(2) on this platform")
@@ -350,18 +361,23 @@ def test_grouped_case_key_with_syncfs_lists_no_files(
     cases.key_for("C1")
     group.sync_to(group.position)
     assert syncfs_calls == [tmp_path / "keys" / "cases"]
-    assert fsynced == []  # the filesystem sync covered the key file and its directory
-    cases.sync()
-    assert fsynced == []  # and nothing was left listed for a per-file fsync
+    assert fsynced == []  # the filesystem sync covered the keyring and its log
 
 
-def test_ungrouped_case_key_is_fsynced_as_it_is_written(tmp_path: Path, fsynced: list[str]) -> None:
+def keyring_synchronous(cases: CaseKeys) -> int:
+    assert cases._conn is not None
+    row = cases._conn.execute("PRAGMA synchronous").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_ungrouped_case_key_is_fsynced_as_it_is_written(tmp_path: Path) -> None:
     cases = CaseKeys(tmp_path / "keys", pseudonymise=pseudonym)
     cases.key_for("MARAC-2025-0042")
-    cases_dir = os.path.realpath(tmp_path / "keys" / "cases")
-    assert len(fsynced) == 2  # the new file, then its directory
-    assert os.path.dirname(fsynced[0]) == cases_dir
-    assert fsynced[1] == cases_dir
+    assert keyring_synchronous(cases) == 2  # FULL: SQLite fsyncs every commit itself
+    grouped = CaseKeys(tmp_path / "keys", pseudonymise=pseudonym, group=GroupSync())
+    grouped.key_for("MARAC-2025-0043")
+    assert keyring_synchronous(grouped) == 1  # NORMAL: the group round fsyncs the log
 
 
 @pytest.mark.usefixtures("no_syncfs")
@@ -372,9 +388,8 @@ def test_grouped_case_key_shredded_before_the_round(tmp_path: Path, fsynced: lis
     assert cases.shred("C1") is True
     fsynced.clear()
 
-    group.sync_to(group.position)  # the key file is gone: nothing to keep, no error
+    group.sync_to(group.position)  # the log was truncated by the shred: nothing to keep
     assert group.synced == 1
-    assert fsynced == [os.path.realpath(tmp_path / "keys" / "cases")]
 
 
 @pytest.mark.usefixtures("no_syncfs")
@@ -384,12 +399,12 @@ def test_case_key_fsync_is_retried_after_a_failed_round(
     group = GroupSync()
     cases = CaseKeys(tmp_path / "keys", pseudonymise=pseudonym, group=group)
     cases.key_for("C1")
-    key_file = tmp_path / "keys" / "cases" / f"{pseudonym('C1')}.key"
+    wal = keyring_wal(tmp_path)
     real_open = os.open
     failed: list[str] = []
 
     def open_failing_once(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
-        if Path(path) == key_file and not failed:
+        if os.path.realpath(path) == wal and not failed:
             failed.append(str(path))
             raise OSError(errno.EMFILE, "simulated: too many open files")
         return real_open(path, flags, mode)
@@ -401,7 +416,7 @@ def test_case_key_fsync_is_retried_after_a_failed_round(
 
     group.sync_to(group.position)
     assert group.synced == 1
-    assert os.path.realpath(key_file) in fsynced  # durable only if it was fsynced
+    assert wal in fsynced  # durable only if it was fsynced
 
 
 # -- SQLite registers ----------------------------------------------------------------------

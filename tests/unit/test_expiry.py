@@ -238,15 +238,16 @@ def test_cli_expire_with_now_dry_run_and_json(
 
 
 def test_case_key_memory_is_bounded_and_an_evicted_key_is_read_back(
-    cases: CaseKeys, monkeypatch: pytest.MonkeyPatch
+    cases: CaseKeys, tmp_path: Path
 ) -> None:
     # a worker meets new cases for ever: its in-memory keys must not grow with them (the
-    # soak's RSS did), and a key dropped from memory is the same key when read back
-    monkeypatch.setattr("hub.keys.cases.CACHED_CASE_KEYS", 3)
+    # soak's RSS did), and a key read back is the same key. The keyring keeps none in
+    # memory: every key_for reads it from the keyring file.
     first = {ref: cases.key_for(ref) for ref in ("C-1", "C-2", "C-3", "C-4", "C-5")}
-    assert len(cases._cache) == 3
-    assert cases.key_for("C-1") == first["C-1"]  # evicted, read back from its file
-    cases.key_for("C-5")  # most recently used survives the next eviction
+    held = [v for v in vars(cases).values() if isinstance(v, bytes | dict | list) and v]
+    assert held == []
+    assert cases.key_for("C-1") == first["C-1"]  # read back from the keyring
     cases.key_for("C-6")
     assert cases.key_for("C-5") == first["C-5"]
-    assert len(cases._cache) == 3
+    other = CaseKeys(tmp_path / "keys", pseudonymise=Pseudonymiser(b"k" * 32).case)
+    assert {ref: other.key_for(ref) for ref in first} == first

@@ -297,6 +297,11 @@ def pseudonym(ref: str) -> str:
     return "pc_" + hashlib.sha256(ref.encode()).hexdigest()[:32]
 
 
+def keyring_bytes(tmp_path: Path) -> bytes:
+    """Every byte of every keyring file (database, write-ahead log, its index)."""
+    return b"".join(p.read_bytes() for p in sorted((tmp_path / "keys" / "cases").iterdir()))
+
+
 @pytest.fixture
 def cases(tmp_path: Path) -> CaseKeys:
     return CaseKeys(tmp_path / "keys", pseudonymise=pseudonym)
@@ -310,17 +315,27 @@ def test_case_key_created_once_and_stable(cases: CaseKeys, tmp_path: Path) -> No
     assert cases.key_for("MARAC-2025-0043") != key
     files = list((tmp_path / "keys" / "cases").iterdir())
     assert not [f for f in files if "MARAC" in f.name]  # never the case ref in a file name
-    key_file = tmp_path / "keys" / "cases" / f"{pseudonym('MARAC-2025-0042')}.key"
-    assert mode(key_file) == 0o600
-    assert mode(key_file.parent) == 0o700
+    assert b"MARAC" not in keyring_bytes(tmp_path)  # nor in the keyring: pseudonyms only
+    assert key in keyring_bytes(tmp_path)  # it holds the key itself
+    keyring = tmp_path / "keys" / "cases" / "keyring.sqlite3"
+    assert {f.name for f in files if not f.name.startswith(".")} <= {
+        keyring.name,
+        f"{keyring.name}-wal",
+        f"{keyring.name}-shm",
+    }  # one keyring, not a file per case
+    for path in files:
+        assert mode(path) == 0o600
+    assert mode(keyring.parent) == 0o700
 
 
 def test_shred_destroys_key_and_stays_shredded(cases: CaseKeys, tmp_path: Path) -> None:
     cases.key_for("C1")
     other = CaseKeys(tmp_path / "keys", pseudonymise=pseudonym)  # e.g. the running hub
     other.key_for("C1")
+    key = cases.key_for("C1")
+    assert key in keyring_bytes(tmp_path)
     assert cases.shred("C1") is True
-    assert not (tmp_path / "keys" / "cases" / f"{pseudonym('C1')}.key").exists()
+    assert key not in keyring_bytes(tmp_path)  # in no file of the keyring, log included
     assert cases.is_shredded("C1")
     with pytest.raises(CaseShreddedError):
         cases.key_for("C1")

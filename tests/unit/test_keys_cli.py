@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +132,19 @@ def test_shred_with_hold(runner: CliRunner, tmp_path: Path) -> None:
 def test_shred_asks_for_confirmation(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["shred", "--case", "C-1"], input="n\n")
     assert result.exit_code == 1  # aborted
-    assert not list((tmp_path / "data").rglob("*.shredded"))
+    assert not shredded_cases(tmp_path)
     result = runner.invoke(app, ["shred", "--case", "C-1"], input="y\n")
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "data").rglob("*.shredded"))) == 1
+    assert len(shredded_cases(tmp_path)) == 1
+
+
+def shredded_cases(tmp_path: Path) -> list[str]:
+    """The tombstones in the case keyring (none if there is no keyring yet)."""
+    keyring = next((tmp_path / "data").rglob("keyring.sqlite3"), None)
+    if keyring is None:
+        return []
+    with contextlib.closing(sqlite3.connect(keyring)) as conn:
+        return [name for (name,) in conn.execute("SELECT name FROM shredded")]
 
 
 def test_init_rotates_in_a_suite_the_protocol_started_using(
