@@ -22,6 +22,7 @@ the only other trace of its event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -318,16 +319,33 @@ def create_app(
 
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def audit_sink() -> None:
-        await run_audit_sink(
-            make_sink(),
-            bootstrap=bootstrap,
-            group_id=f"{app_id}-audit-sink",
-            rebalance_timeout=settings.rebalance_timeout,
-            session_timeout=settings.session_timeout,
-            secret=audit_key,
-            security=settings.kafka_security,
-            on_refused=lambda refusal: metrics.refused.labels(reason=refusal.reason).inc(),
-        )
+        """Run the sink; if it fails, start it again: routing never dies with it.
+
+        The router's watch on the store (``AuditWatch``) pauses delivery while the sink is
+        down, whatever brought it down, and resends what the store never got.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await run_audit_sink(
+                    make_sink(),
+                    bootstrap=bootstrap,
+                    group_id=f"{app_id}-audit-sink",
+                    rebalance_timeout=settings.rebalance_timeout,
+                    session_timeout=settings.session_timeout,
+                    secret=audit_key,
+                    security=settings.kafka_security,
+                    on_refused=lambda refusal: metrics.refused.labels(reason=refusal.reason).inc(),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.error("audit_sink_restarting", error=type(exc).__name__, retry_in=delay)
+                for sink in sinks:
+                    with contextlib.suppress(Exception):
+                        sink.store.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     # Workflow sweeps (``hub marac sweep``, ``hub pubwatch sweep``) on the leader worker only.
     sweeps: list[tuple[str, Callable[[HubSettings], dict[str, Any]]]] = []
@@ -382,22 +400,19 @@ def create_app(
         if forgotten is not None and forgotten[0]:
             _log.info("seen_pruned", forgotten=forgotten[0], before=forgotten[1])
 
-    def consumer_lag() -> tuple[int, dict[str, int]]:
-        """Inbound partitions owned, and per topic the end offset minus the committed offset."""
-        lag: dict[str, int] = {}
-        try:
-            assignment = app.consumer.assignment()
-        except Exception:  # not started, or between generations: nothing owned
-            return 0, lag
-        owned = [tp for tp in assignment if tp.topic.startswith(topics.INBOUND_PREFIX)]
-        # faust keeps the offsets it committed (not on its ConsumerT protocol)
-        committed: dict[Any, int | None] = getattr(app.consumer, "_committed_offset", {})
-        for tp in owned:
-            end = app.consumer.highwater(tp)
-            if end is not None:
-                done = committed.get(tp) or 0
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
-        return len(owned), lag
+    async def consumer_lag(health: Any) -> tuple[int, dict[str, int]]:
+        """Inbound partitions owned, and per topic the broker's end offset minus the committed.
+
+        Asked of the broker itself (``hub.agents.health``): faust's cached highwater stays
+        as it was when the broker dies. Also tells ``state`` whether the broker answered.
+        """
+        view = await health.refresh(app.consumer)
+        state.observe_broker(
+            reachable=view.broker_reachable,
+            coordinator_known=view.coordinator_known,
+            events_lost=view.events_lost,
+        )
+        return view.partitions, dict(view.consumer_lag)
 
     @app.task  # type: ignore[untyped-decorator]
     async def ops() -> None:
@@ -416,9 +431,18 @@ def create_app(
             else:
                 server.start()
                 _log.info("ops_listening", port=server.port, pid=os.getpid())
+        from hub.agents.health import WorkerHealth
+        from hub.broker.watch import lost_path, snapshot_path
+
+        health = WorkerHealth(
+            bootstrap=bootstrap,
+            snapshot_path=snapshot_path(settings.data_dir, os.getpid()),
+            lost_path=lost_path(settings.data_dir),
+            security=settings.kafka_security,
+        )
         try:
             while True:
-                owned, lag = consumer_lag()
+                owned, lag = await consumer_lag(health)
                 sink = sinks[0] if sinks else None
                 state.tick(
                     partitions=owned,
@@ -429,6 +453,7 @@ def create_app(
                 )
                 await asyncio.sleep(1.0)
         finally:
+            await health.close()
             if server is not None:
                 server.stop()
 

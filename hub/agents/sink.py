@@ -307,6 +307,7 @@ async def run_audit_sink(
     offset passes it; it is never stored.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.errors import KafkaError
 
     kafka = (security or KafkaSecurity()).client_kwargs()
     consumer = AIOKafkaConsumer(
@@ -363,7 +364,12 @@ async def run_audit_sink(
                     ]
                 )
             if raw:
-                await consumer.commit()
+                try:
+                    await consumer.commit()
+                except KafkaError as exc:
+                    # the group moved on (a rebalance, a broker that restarted): whatever the
+                    # next owner reads again is stored once, by record id
+                    _log.warning("audit_commit_failed", error=type(exc).__name__)
             sink.lag = await _lag(consumer)
     finally:
         await consumer.stop()
