@@ -34,7 +34,7 @@ from hub.agents.audit_watch import AuditWatch
 from hub.agents.batches import BatchPipeline, InOrderAcks, Ticket
 from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.routing import Router, RouteResult
-from hub.agents.seen import SeenEvents, forget_before
+from hub.agents.seen import SeenEvents, delivered_lookup, forget_before
 from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
 from hub.agents.transport import HubApp
 from hub.audit.checkpoint import log_signer
@@ -99,7 +99,8 @@ def build_router(
         register=FlagRegister(settings.register_path, group=group),
         previous=earlier_recipients(settings, pseudonymiser),
         bans=BanRegister(settings.register_path, group=group),
-        delivered=delivered_to(settings),  # who may acknowledge what (older deliveries)
+        # who may acknowledge what: every worker's claims, then the audit store
+        delivered=delivered_lookup(SeenEvents(settings.seen_path), older=delivered_to(settings)),
         quarantine_max_bytes=settings.quarantine_max_bytes,
     )
     return router

@@ -118,6 +118,15 @@ class RouteResult:
     withheld: int = 0
 
     @property
+    def recipients(self) -> frozenset[str]:
+        """The parties this event is delivered to: ``SeenEvents.remember(recipients=...)``."""
+        return frozenset(
+            r.recipient
+            for r in self.audit
+            if r.decision is AuditDecision.DELIVERED and r.recipient is not None
+        )
+
+    @property
     def outcome(self) -> str:
         """Summary word for logs and counters."""
         return f"quarantined:{self.quarantined.value}" if self.quarantined else "routed"
@@ -164,14 +173,15 @@ class Router:
         self._recent: OrderedDict[str, set[str]] = OrderedDict()
         # Who may acknowledge what. The audit sink stores a delivery a little after the router
         # decided it, and a recipient may acknowledge faster than that: this router's own
-        # recent deliveries (event id -> (publisher, type, recipients)) answer first, the
-        # audit store (``delivered``) for anything older. With several workers, an
-        # acknowledgement is routed by whichever worker owns its partition: one that did not
-        # route the event itself relies on the store alone, so an acknowledgement arriving
-        # there before the sink has stored the delivery is quarantined as not_a_recipient
-        # (kept whole on hub.quarantine for replay, and the party is told) rather than
-        # audited unproven. Delivery that waits for its audit records to be stored (issue 15,
-        # item 1) closes that window too.
+        # recent deliveries (event id -> (publisher, type, recipients)) answer first, then
+        # ``delivered``. With several workers an acknowledgement is routed by whichever worker
+        # owns its partition, often not the one that routed the event: the worker's lookup
+        # (``hub.agents.seen.delivered_lookup``) asks the seen-event store, shared by every
+        # worker and written with the recipients when the event is claimed, before any
+        # delivery is produced, and then the audit store. Where the claim does not pass the
+        # recipients, only the audit store answers for other workers' events, and an
+        # acknowledgement that outruns the audit sink is quarantined as not_a_recipient (kept
+        # whole on hub.quarantine, and the party told), never audited unproven.
         self.delivered = delivered
         self._recent_deliveries: OrderedDict[str, list[tuple[str, str, frozenset[str]]]] = (
             OrderedDict()

@@ -33,6 +33,7 @@ hourly (``create_app``'s expiry sweep).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from hub.envelope import wire
 from hub.models import AuditRecord, split_event_key
 from hub.workflows.sqlite_state import SQLiteState
 
-__all__ = ["FORGET_MARGIN", "PRUNE_CHUNK", "SeenEvents", "forget_before"]
+__all__ = ["FORGET_MARGIN", "PRUNE_CHUNK", "SeenEvents", "delivered_lookup", "forget_before"]
 
 #: ids are kept this long before the oldest audit record still stored: records reach the log
 #: a little out of time order (several workers, the audit topic between them, an audit outage
@@ -61,6 +62,7 @@ _TABLE = """CREATE TABLE IF NOT EXISTS {name} (
         source TEXT NOT NULL,
         origin TEXT NOT NULL,
         seen_at TEXT NOT NULL,
+        recipients TEXT,
         PRIMARY KEY (event_id, source)
     ) WITHOUT ROWID"""
 _INDEX = "CREATE INDEX IF NOT EXISTS seen_events_seen_at ON seen_events (seen_at)"
@@ -102,21 +104,27 @@ class SeenEvents(SQLiteState):
         self._migrate()
 
     def _migrate(self) -> None:
-        """Key a store written before identity was (source, id) by both; once, atomically.
+        """Bring a store written by an earlier hub to this schema; once, atomically.
 
-        The old table was keyed by event id alone. Each old row's source is derived from its
+        Before identity was (source, id), the table was keyed by event id alone.
+
+        Each old row's source is derived from its
         origin: the router accepted it only from its owner's ``hub.in.<party>`` topic, so the
         topic names the publisher (``source_of_origin``). Copy, drop, rename in one
         ``BEGIN IMMEDIATE`` transaction: several workers opening the file at once serialise
         here, and the second finds the work done. A store already keyed by both takes no
-        write lock at all.
+        write lock at all. A store keyed by both but without the ``recipients`` column gets
+        it (NULL: not known, so the audit store answers for those events).
         """
-        if self._keyed_by_source():
+        if self._columns() >= {"source", "recipients"}:
             with self._read() as conn:
                 conn.execute(_INDEX)
             return
         with self._tx() as conn:
-            if not self._keyed_by_source(locked=True):
+            columns = self._columns(locked=True)
+            if "source" in columns and "recipients" not in columns:
+                conn.execute("ALTER TABLE seen_events ADD COLUMN recipients TEXT")
+            elif "source" not in columns:
                 conn.create_function("hub_source_of", 1, source_of_origin, deterministic=True)
                 conn.execute(_TABLE.format(name="seen_events_v2"))
                 conn.execute(
@@ -127,13 +135,13 @@ class SeenEvents(SQLiteState):
                 conn.execute("ALTER TABLE seen_events_v2 RENAME TO seen_events")
             conn.execute(_INDEX)
 
-    def _keyed_by_source(self, *, locked: bool = False) -> bool:
+    def _columns(self, *, locked: bool = False) -> set[str]:
         if locked:  # inside this connection's transaction: the lock is already held
             rows = self._conn.execute("PRAGMA table_info(seen_events)").fetchall()
         else:
             with self._read() as conn:
                 rows = conn.execute("PRAGMA table_info(seen_events)").fetchall()
-        return "source" in {row[1] for row in rows}
+        return {str(row[1]) for row in rows}
 
     def first(self, key: str) -> str | None:
         """The origin of the record that first carried an event, or None if never seen.
@@ -161,12 +169,24 @@ class SeenEvents(SQLiteState):
         return None if row is None else str(row[0])
 
     def remember(
-        self, event_id: str, *, origin: str, at: datetime, source: str | None = None
+        self,
+        event_id: str,
+        *,
+        origin: str,
+        at: datetime,
+        source: str | None = None,
+        recipients: Collection[str] | None = None,
     ) -> str:
         """Claim an event, (``source``, ``event_id``), for ``origin``; return the origin holding it.
 
         ``source`` defaults to the owner of the origin's inbound topic, which is the event's
         source for every event the router accepts (``source_of_origin``).
+
+        ``recipients`` are the parties the event is delivered to (``RouteResult.recipients``):
+        kept in the same row, at no extra write, so any worker of the hub can tell who may
+        acknowledge the event (``delivered``) before the audit store has the deliveries. The
+        claim is written before any delivery is produced, so a recipient can never
+        acknowledge faster than this row appears. None: not known (the audit store answers).
 
         That is ``origin`` itself when this call claimed it or when the same record claimed
         it before (a reprocess). Anything else means another record (another worker, at the
@@ -179,15 +199,37 @@ class SeenEvents(SQLiteState):
         source = source_of_origin(origin) if source is None else source
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO seen_events (event_id, source, origin, seen_at) "
-                "VALUES (?, ?, ?, ?)",
-                (event_id, source, origin, _stamp(at)),
+                "INSERT OR IGNORE INTO seen_events (event_id, source, origin, seen_at, "
+                "recipients) VALUES (?, ?, ?, ?, ?)",
+                (event_id, source, origin, _stamp(at), _joined(recipients)),
             )
             row = conn.execute(
                 "SELECT origin FROM seen_events WHERE event_id = ? AND source = ?",
                 (event_id, source),
             ).fetchone()
         return str(row[0])
+
+    def delivered(self, event_id: str, party: str) -> set[tuple[str, str | None]]:
+        """(publisher, None) of each accepted event with this id that was delivered to ``party``.
+
+        The router's ``delivered`` lookup, exact across the hub's workers (one shared file).
+        Only rows claimed with their recipients answer; the event type is not kept (None).
+        One indexed read (the key's prefix is the event id).
+
+        Raises:
+            RegisterError: the file cannot be read.
+        """
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT source, recipients FROM seen_events "
+                "WHERE event_id = ? AND recipients IS NOT NULL",
+                (event_id,),
+            ).fetchall()
+        return {
+            (str(source).removeprefix("/parties/"), None)
+            for source, recipients in rows
+            if party in str(recipients).split(",")
+        }
 
     def prune(self, before: datetime, *, chunk: int = PRUNE_CHUNK) -> int:
         """Forget ids first seen before ``before``; return how many.
@@ -224,6 +266,30 @@ class SeenEvents(SQLiteState):
         with self._read() as conn:
             row = conn.execute("SELECT COUNT(*) FROM seen_events").fetchone()
         return int(row[0])
+
+
+def _joined(parties: Collection[str] | None) -> str | None:
+    """Party ids as one column value: sorted, comma-separated (a party id holds no comma)."""
+    return None if parties is None else ",".join(sorted(parties))
+
+
+def delivered_lookup(
+    seen: SeenEvents, older: Callable[[str, str], Collection[tuple[str, str | None]]] | None
+) -> Callable[[str, str], Collection[tuple[str, str | None]]]:
+    """The router's ``delivered`` lookup: the seen-event store, then ``older`` (the audit store).
+
+    The seen store knows every event claimed with its recipients, on every worker, from
+    before its deliveries were produced; the audit store (``hub.audit.lookups``) answers for
+    events claimed without them (before this column, or by a caller that does not pass them).
+    """
+
+    def lookup(event_id: str, party: str) -> Collection[tuple[str, str | None]]:
+        found = seen.delivered(event_id, party)
+        if found or older is None:
+            return found
+        return older(event_id, party)
+
+    return lookup
 
 
 def forget_before(store: AuditStore) -> datetime | None:

@@ -11,7 +11,7 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from hub.agents.routing import ACK_TYPE, QUARANTINE_MAX_BYTES, Router, RouteResult
-from hub.agents.seen import SeenEvents
+from hub.agents.seen import SeenEvents, delivered_lookup
 from hub.audit.lookups import delivered_to
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.store import open_store
@@ -309,6 +309,29 @@ def test_an_older_delivery_is_found_in_the_audit_store() -> None:
     assert ok.quarantined is None
     assert ok.audit[0].publisher == "west-mercia-police"
     assert ok.audit[0].event_type == SOCJAG
+    assert refused.quarantined is QuarantineReason.NOT_A_RECIPIENT
+
+
+def test_another_worker_knows_the_recipients_from_the_shared_seen_store(tmp_path: Path) -> None:
+    path = tmp_path / "seen.sqlite3"
+    with SeenEvents(path) as first_worker, SeenEvents(path) as second_worker:
+        rec = record("west-mercia-police", SOCJAG, socjag_intel("INT-38"), event_id="intel-38")
+        routed = make_router().route(**rec, seen=first_worker.first)
+        assert routed.recipients
+        first_worker.remember(
+            routed.event_id, origin=str(rec["origin"]), at=FIXED, recipients=routed.recipients
+        )
+        # the acknowledgement reaches a worker that did not route the event, before the
+        # audit store has anything: the claims answer
+        other = make_router(delivered=delivered_lookup(second_worker, older=None))
+        recipient = sorted(routed.recipients)[0]
+        ok = other.route(**ack(recipient, "intel-38", SOCJAG), seen=second_worker.first)
+        refused = other.route(
+            **ack("bcrp.redditch.kingfisher-retail", "intel-38", SOCJAG, offset=101),
+            seen=second_worker.first,
+        )
+    assert ok.quarantined is None
+    assert [(r.publisher, r.recipient) for r in ok.audit] == [("west-mercia-police", recipient)]
     assert refused.quarantined is QuarantineReason.NOT_A_RECIPIENT
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.agents.seen import FORGET_MARGIN, SeenEvents, forget_before
+from hub.agents.seen import FORGET_MARGIN, SeenEvents, delivered_lookup, forget_before
 from hub.audit.log import AuditLog
 from hub.audit.retention import plan_prune
 from hub.audit.store import AuditStore
@@ -156,6 +156,55 @@ def test_a_store_keyed_by_id_alone_is_migrated_with_sources_from_origins(path: P
         assert two.count() == 3
         assert seen_at(two, "evt-1") == stamp
         assert one.prune(T0 + timedelta(seconds=1)) == 3
+
+
+def test_recipients_kept_with_the_claim_say_who_may_acknowledge(path: Path) -> None:
+    with SeenEvents(path) as one, SeenEvents(path) as two:  # two workers
+        one.remember("evt-1", origin=A, at=T0, recipients={"probation", "hw-icb"})
+        one.remember("evt-1", origin=C, at=T0, recipients={"probation"})
+        one.remember("evt-2", origin=A, at=T0)  # recipients not known
+        assert two.delivered("evt-1", "probation") == {
+            ("police.west-mercia", None),
+            ("council.redditch", None),
+        }
+        assert two.delivered("evt-1", "hw-icb") == {("police.west-mercia", None)}
+        assert two.delivered("evt-1", "hw") == set()  # whole party ids only
+        assert two.delivered("evt-2", "probation") == set()
+        assert two.delivered("evt-3", "probation") == set()
+
+
+def test_the_delivered_lookup_asks_the_audit_store_only_when_the_claims_do_not_say(
+    seen: SeenEvents,
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def older(event_id: str, party: str) -> set[tuple[str, str | None]]:
+        asked.append((event_id, party))
+        return {("from-the-audit-store", "t")}
+
+    seen.remember("evt-1", origin=A, at=T0, recipients={"probation"})
+    lookup = delivered_lookup(seen, older=older)
+    assert set(lookup("evt-1", "probation")) == {("police.west-mercia", None)}
+    assert set(lookup("evt-2", "probation")) == {("from-the-audit-store", "t")}
+    assert asked == [("evt-2", "probation")]
+    assert set(delivered_lookup(seen, older=None)("evt-2", "probation")) == set()
+
+
+def test_a_store_keyed_by_source_without_recipients_gets_the_column(path: Path) -> None:
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE seen_events (event_id TEXT NOT NULL, source TEXT NOT NULL, "
+        "origin TEXT NOT NULL, seen_at TEXT NOT NULL, PRIMARY KEY (event_id, source)) "
+        "WITHOUT ROWID"
+    )
+    old.execute("INSERT INTO seen_events VALUES ('evt-1', ?, ?, 'x')", (POLICE, A))
+    old.commit()
+    old.close()
+    with SeenEvents(path) as store:
+        assert store.first(event_key(POLICE, "evt-1")) == A
+        assert store.delivered("evt-1", "probation") == set()
+        store.remember("evt-2", origin=A, at=T0, recipients={"probation"})
+        assert store.delivered("evt-2", "probation") == {("police.west-mercia", None)}
 
 
 def test_reopened_store_remembers(path: Path) -> None:
