@@ -682,7 +682,9 @@ class Router:
         for publisher, event_type in sorted(sources.items()):
             common.update(
                 event_id=acked,
-                event_type=event_type or claimed_type,
+                # the type as the hub routed it, never as the acknowledging party claims it
+                # (access to records follows the type: a MARAC coordinator sees MARAC ones)
+                event_type=event_type,
                 event_time=None,
                 publisher=publisher,
                 case_pseudonym=None,

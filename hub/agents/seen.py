@@ -276,18 +276,20 @@ def _joined(parties: Collection[str] | None) -> str | None:
 def delivered_lookup(
     seen: SeenEvents, older: Callable[[str, str], Collection[tuple[str, str | None]]] | None
 ) -> Callable[[str, str], Collection[tuple[str, str | None]]]:
-    """The router's ``delivered`` lookup: the seen-event store, then ``older`` (the audit store).
+    """The router's ``delivered`` lookup: the seen-event store and ``older`` (the audit store).
 
     The seen store knows every event claimed with its recipients, on every worker, from
     before its deliveries were produced; the audit store (``hub.audit.lookups``) answers for
-    events claimed without them (before this column, or by a caller that does not pass them).
+    events claimed without them (before this column, or by a caller that does not pass them)
+    and knows each event's type, which the claim does not keep. Both are asked; an event
+    only the claims know has no type yet (None).
     """
 
     def lookup(event_id: str, party: str) -> Collection[tuple[str, str | None]]:
-        found = seen.delivered(event_id, party)
-        if found or older is None:
-            return found
-        return older(event_id, party)
+        found: dict[str, str | None] = dict(seen.delivered(event_id, party))
+        if older is not None:
+            found.update(older(event_id, party))
+        return found.items()
 
     return lookup
 

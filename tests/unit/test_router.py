@@ -332,7 +332,20 @@ def test_another_worker_knows_the_recipients_from_the_shared_seen_store(tmp_path
         )
     assert ok.quarantined is None
     assert [(r.publisher, r.recipient) for r in ok.audit] == [("west-mercia-police", recipient)]
+    assert ok.audit[0].event_type is None  # not known yet: never the type the party claims
     assert refused.quarantined is QuarantineReason.NOT_A_RECIPIENT
+
+
+def test_the_acknowledged_type_is_the_routed_one_not_the_claimed_one() -> None:
+    router = make_router()
+    routed = router.route(
+        **record("west-mercia-police", SOCJAG, socjag_intel("INT-39"), event_id="intel-39"),
+        seen=never_seen,
+    )
+    recipient = sorted(routed.recipients)[0]
+    # claiming a MARAC type would show the receipt to the MARAC coordinator
+    result = router.route(**ack(recipient, "intel-39", MARAC_RAISED), seen=never_seen)
+    assert [r.event_type for r in result.audit] == [SOCJAG]
 
 
 def test_the_audit_store_lookup_finds_deliveries_by_event_and_party(tmp_path: Path) -> None:

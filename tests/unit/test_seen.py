@@ -173,7 +173,7 @@ def test_recipients_kept_with_the_claim_say_who_may_acknowledge(path: Path) -> N
         assert two.delivered("evt-3", "probation") == set()
 
 
-def test_the_delivered_lookup_asks_the_audit_store_only_when_the_claims_do_not_say(
+def test_the_delivered_lookup_asks_the_claims_and_the_audit_store(
     seen: SeenEvents,
 ) -> None:
     asked: list[tuple[str, str]] = []
@@ -184,10 +184,22 @@ def test_the_delivered_lookup_asks_the_audit_store_only_when_the_claims_do_not_s
 
     seen.remember("evt-1", origin=A, at=T0, recipients={"probation"})
     lookup = delivered_lookup(seen, older=older)
-    assert set(lookup("evt-1", "probation")) == {("police.west-mercia", None)}
+    assert set(lookup("evt-1", "probation")) == {
+        ("police.west-mercia", None),
+        ("from-the-audit-store", "t"),
+    }
     assert set(lookup("evt-2", "probation")) == {("from-the-audit-store", "t")}
-    assert asked == [("evt-2", "probation")]
+    assert asked == [("evt-1", "probation"), ("evt-2", "probation")]
+    assert set(delivered_lookup(seen, older=None)("evt-1", "probation")) == {
+        ("police.west-mercia", None)
+    }
     assert set(delivered_lookup(seen, older=None)("evt-2", "probation")) == set()
+
+
+def test_the_audit_store_gives_the_type_of_an_event_the_claims_know(seen: SeenEvents) -> None:
+    seen.remember("evt-1", origin=A, at=T0, recipients={"probation"})
+    lookup = delivered_lookup(seen, older=lambda _e, _p: {("police.west-mercia", "t")})
+    assert set(lookup("evt-1", "probation")) == {("police.west-mercia", "t")}
 
 
 def test_a_store_keyed_by_source_without_recipients_gets_the_column(path: Path) -> None:
