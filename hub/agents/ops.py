@@ -6,6 +6,10 @@ heartbeat, which only the loop can refresh. Everything the thread reads is a sna
 loop writes once a second (``OpsState.tick``) or a thread-safe prometheus_client metric, so
 the thread never touches faust or aiokafka objects.
 
+Readiness and lag come from the worker's own look at the broker (``hub.agents.health``), not
+from faust's cached highwater, which stays as it was when the broker dies: not ready while the
+broker does not answer or the router's consumer has lost its group coordinator.
+
 Label cardinality is bounded by the protocol and the schema registry: parties, event types,
 inbound topics and quarantine reasons, never event ids, case references or pseudonyms.
 """
@@ -28,7 +32,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hub.agents.routing import RouteResult
@@ -55,6 +59,10 @@ class OpsState:
     consumer_lag: dict[str, int] = field(default_factory=dict)
     audit_lag: int = 0
     checkpoint_age: float = 0.0
+    broker_reachable: bool = True
+    coordinator_known: bool = True
+    #: events lost with the embedded broker, per inbound topic (``hub.broker.watch``)
+    events_lost: dict[str, int] = field(default_factory=dict)
 
     def tick(
         self,
@@ -73,6 +81,14 @@ class OpsState:
         self.checkpoint_age = checkpoint_age
         self.heartbeat = time.monotonic()
 
+    def observe_broker(
+        self, *, reachable: bool, coordinator_known: bool, events_lost: Mapping[str, int]
+    ) -> None:
+        """The worker's last look at its broker (``hub.agents.health``, on the event loop)."""
+        self.broker_reachable = reachable
+        self.coordinator_known = coordinator_known
+        self.events_lost = dict(events_lost)
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Alive: the loop ticked within ``HEARTBEAT_LIMIT_S``."""
         age = time.monotonic() - self.heartbeat
@@ -80,10 +96,17 @@ class OpsState:
         return ok, {"status": "ok" if ok else "loop_stalled", "heartbeat_age_s": round(age, 3)}
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: alive, not stopping, partitions assigned, audit gate open."""
+        """Ready: alive, not stopping, partitions assigned, audit gate open, broker there.
+
+        The broker is there when it answered the worker's last look (within a second or two)
+        and the router's consumer knows its group coordinator: without either, nothing is
+        consumed, produced or committed.
+        """
         alive, _ = self.health()
         checks = {
             "loop": alive,
+            "broker_reachable": self.broker_reachable,
+            "coordinator_known": self.coordinator_known,
             "partitions_assigned": self.partitions > 0,
             "audit_gate_open": self.audit_open,
             "not_stopping": not self.stopping,
@@ -98,11 +121,12 @@ class _Gauges(Collector):
     def __init__(self, state: OpsState) -> None:
         self.state = state
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         state = self.state
         lag = GaugeMetricFamily(
             "hub_consumer_lag",
-            "records on the inbound topics this worker owns not yet committed by the router",
+            "records on the inbound topics this worker owns not yet committed by the router "
+            "(the broker's end offsets, as last answered, minus the committed offsets)",
             labels=["topic"],
         )
         for topic, value in sorted(state.consumer_lag.items()):
@@ -119,6 +143,20 @@ class _Gauges(Collector):
             "seconds since this worker's audit sink last signed a checkpoint (or started)",
             value=state.checkpoint_age,
         )
+        yield GaugeMetricFamily(
+            "hub_broker_reachable",
+            "1 when the broker answered this worker's last look (end offsets or metadata)",
+            value=float(state.broker_reachable),
+        )
+        lost = CounterMetricFamily(
+            "hub_events_lost",
+            "inbound events the embedded broker held, never decided, lost when it died "
+            "(counted by hub up after restarting it; over the life of the data dir)",
+            labels=["topic"],
+        )
+        for topic, value in sorted(state.events_lost.items()):
+            lost.add_metric([topic], value)
+        yield lost
         yield GaugeMetricFamily(
             "hub_partitions_assigned", "partitions assigned to this worker", value=state.partitions
         )

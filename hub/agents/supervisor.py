@@ -2,6 +2,18 @@
 
 ``hub up`` and ``hub demo`` use this; so do the integration tests, which kill -9 a worker and
 start another through it. Workers are separate processes so a crash is a real crash.
+
+The embedded broker is watched too (``heal``). It keeps everything in memory, so when its
+process dies every topic, record and committed offset goes with it: running on would leave
+the workers fetching from nothing and publishers' acknowledged events silently undecided.
+``hub up`` restarts it on the same port (publishers and recipients keep their address),
+re-creates the topics, starts every worker afresh (their consumers' state names a broker
+that is gone), and logs what was lost (``hub.broker.watch``: ``events_lost`` per partition,
+with the ids it can list, and the ``hub_events_lost`` metric). A restart is honest only
+because the loss is stated; a broker that keeps dying (``MAX_BROKER_RESTARTS`` within
+``BROKER_RESTART_WINDOW_S``), or that cannot be restarted, stops the hub with an error and a
+non-zero exit instead. An external broker (``HUB_KAFKA_BOOTSTRAP``) is not ours to restart:
+the workers' ``/readyz`` says when it is unreachable.
 """
 
 from __future__ import annotations
@@ -20,6 +32,17 @@ from pydantic import BaseModel, SecretStr
 
 from hub.broker import EmbeddedBroker
 from hub.broker.topics import all_topics, ensure_topics
+from hub.broker.watch import (
+    BrokerWatch,
+    LostTotals,
+    PartitionLoss,
+    PartitionView,
+    WorkerSnapshot,
+    count_losses,
+    lost_path,
+    read_snapshots,
+    view_path,
+)
 from hub.errors import BrokerError, ConfigError
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
@@ -33,6 +56,10 @@ __all__ = ["HubState", "Supervisor", "read_state"]
 
 _log = get_logger("supervisor")
 
+#: broker deaths tolerated within ``BROKER_RESTART_WINDOW_S``; one more stops the hub
+MAX_BROKER_RESTARTS = 3
+BROKER_RESTART_WINDOW_S = 600.0
+
 
 class HubState(BaseModel):
     """What a running hub writes to ``<data_dir>/hub.json`` for the CLI and SDK to find it."""
@@ -40,6 +67,8 @@ class HubState(BaseModel):
     bootstrap: str
     embedded: bool
     pid: int
+    #: the embedded broker's process (None: an external broker); it changes when one restarts
+    broker_pid: int | None = None
     workers: list[int]
     started_at: dt.datetime
     protocol_hash: str
@@ -80,6 +109,9 @@ class Supervisor:
         #: the webhook dispatcher process, when any party has a webhook (``hub webhooks add``)
         self.webhooks: subprocess.Popen[bytes] | None = None
         self.worker_log = worker_log or settings.data_dir / "worker.log"
+        #: ``hub up``'s own look at the embedded broker, for the loss count after it dies
+        self.watch: BrokerWatch | None = None
+        self._broker_deaths: list[float] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -111,13 +143,26 @@ class Supervisor:
                 security=self.settings.kafka_security,
             )
         )
+        # snapshots left by an earlier run describe another broker's offsets
+        read_snapshots(self.settings.data_dir / "workers", remove=True)
         for _ in range(self.settings.workers):
             self.start_worker()
         self.wait_ready(timeout=timeout)
         if WebhookConfig(self.settings.webhooks_path).endpoints():
             self.webhooks = self._spawn("hub.webhooks", self._env())
         self._write_state()
+        self._start_watch()
         return self.bootstrap
+
+    def _start_watch(self) -> None:
+        if self.broker is None:
+            return  # an external broker keeps its records: nothing to count on its loss
+        self.watch = BrokerWatch(
+            self.bootstrap,
+            path=view_path(self.settings.data_dir),
+            security=self.settings.kafka_security,
+        )
+        self.watch.start()
 
     def heal(self) -> list[str]:
         """Restart any router worker or webhook dispatcher that died; say what was restarted.
@@ -127,6 +172,8 @@ class Supervisor:
         receivers recognise repeats by event id).
         """
         said: list[str] = []
+        if self.broker is not None and self.broker.exit_code is not None:
+            said.append(self._recover_broker())
         for proc in [w for w in self.workers if w.poll() is not None]:
             self.workers.remove(proc)
             said.append(f"router worker {proc.pid} exited ({proc.returncode}): restarting")
@@ -140,6 +187,118 @@ class Supervisor:
         for line in said:
             _log.warning("process_restarted", detail=line)
         return said
+
+    def _recover_broker(self) -> str:
+        """The embedded broker died: restart it on its port and count what it took with it.
+
+        Raises:
+            BrokerError: it died too often, or cannot be restarted: the hub must stop.
+        """
+        broker = self.broker
+        assert broker is not None  # noqa: S101 - heal checked
+        code = broker.exit_code
+        now = time.monotonic()
+        self._broker_deaths = [
+            t for t in self._broker_deaths if now - t < BROKER_RESTART_WINDOW_S
+        ] + [now]
+        _log.critical(
+            "broker_died", exit_code=code, bootstrap=self.bootstrap, log=str(broker.log_path)
+        )
+        view = self.watch.stop() if self.watch is not None else {}
+        self.watch = None
+        # Every client's state (group generation, offsets, fetch positions) names a broker
+        # that is gone: the workers and the dispatcher start afresh. Their last snapshots
+        # stay on disk, which is what they are for.
+        self._kill_all()
+        snapshots = read_snapshots(self.settings.data_dir / "workers", remove=True)
+        deaths = len(self._broker_deaths)
+        if deaths > MAX_BROKER_RESTARTS:
+            self._report_losses(view, snapshots, restarted=False)
+            raise BrokerError(
+                f"embedded broker died {deaths} times within {BROKER_RESTART_WINDOW_S:.0f}s "
+                f"(last exit code {code}): stopping the hub rather than run without a broker; "
+                f"see {broker.log_path}"
+            )
+        try:
+            broker.start()
+            asyncio.run(
+                ensure_topics(
+                    self.bootstrap,
+                    all_topics(self.protocol.party_ids),
+                    partitions=self.settings.partitions,
+                    security=self.settings.kafka_security,
+                )
+            )
+        except BrokerError as exc:
+            self._report_losses(view, snapshots, restarted=False)
+            raise BrokerError(
+                f"embedded broker died (exit code {code}) and could not be restarted on "
+                f"{self.bootstrap}: {exc}; stopping the hub"
+            ) from exc
+        lost = self._report_losses(view, snapshots, restarted=True)
+        for _ in range(self.settings.workers):
+            self.start_worker()
+        self.wait_ready()
+        if WebhookConfig(self.settings.webhooks_path).endpoints():
+            self.webhooks = self._spawn("hub.webhooks", self._env())
+        self._write_state()
+        self._start_watch()
+        _log.warning("broker_restarted", bootstrap=self.bootstrap, restarts=deaths, lost=lost)
+        return (
+            f"embedded broker exited ({code}): restarted empty on {self.bootstrap}; "
+            f"{lost} events it held were never decided and are lost (see events_lost in the log)"
+        )
+
+    def _report_losses(
+        self,
+        view: dict[str, PartitionView],
+        snapshots: list[WorkerSnapshot],
+        *,
+        restarted: bool,
+    ) -> int:
+        """Log ``events_lost`` per partition and in total, add to the metric; return the total."""
+        from hub.audit.store import open_store
+
+        store = open_store(self.settings)
+        try:
+            losses: list[PartitionLoss] = count_losses(
+                view, snapshots, decided=lambda _source, event_id: store.has_event(event_id)
+            )
+        finally:
+            store.close()
+        for loss in losses:
+            _log.error(
+                "events_lost",
+                topic=loss.topic,
+                partition=loss.partition,
+                first_offset=loss.first,
+                last_offset=loss.last,
+                count=loss.count,
+                events=[{"offset": o, "source": s, "id": i} for o, s, i in loss.listed],
+                unlisted=loss.unlisted,
+            )
+        total = sum(loss.count for loss in losses)
+        LostTotals(lost_path(self.settings.data_dir)).add(losses)
+        _log.error(
+            "events_lost_total",
+            count=total,
+            listed=sum(len(loss.listed) for loss in losses),
+            partitions=len(losses),
+            broker_restarted=restarted,
+        )
+        return total
+
+    def _kill_all(self) -> None:
+        """Kill -9 every worker and the webhook dispatcher (their broker is gone)."""
+        procs = list(self.workers) + ([self.webhooks] if self.webhooks is not None else [])
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in procs:
+            proc.wait()
+            self._ready_marker(proc.pid).unlink(missing_ok=True)
+        self.workers.clear()
+        self.webhooks = None
 
     def metrics_port(self, pid: int) -> int | None:
         """Where a worker serves ``/metrics``, ``/healthz``, ``/readyz`` (None: disabled)."""
@@ -225,6 +384,9 @@ class Supervisor:
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop workers gracefully (SIGTERM), then the broker; remove the state file."""
+        if self.watch is not None:
+            self.watch.stop()
+            self.watch = None
         if self.webhooks is not None:
             self.webhooks.send_signal(signal.SIGTERM)
             try:
@@ -251,13 +413,15 @@ class Supervisor:
 
     def alive(self) -> bool:
         """Whether every worker (and the embedded broker) still runs."""
-        return all(w.poll() is None for w in self.workers)
+        broker_up = self.broker is None or self.broker.exit_code is None
+        return broker_up and all(w.poll() is None for w in self.workers)
 
     def _write_state(self) -> None:
         state = HubState(
             bootstrap=self.bootstrap,
             embedded=self.broker is not None,
             pid=os.getpid(),
+            broker_pid=self.broker.pid if self.broker is not None else None,
             workers=[w.pid for w in self.workers],
             started_at=dt.datetime.now(dt.UTC),
             protocol_hash=self.protocol.content_hash,

@@ -101,8 +101,20 @@ class EmbeddedBroker:
         """Process id while running."""
         return self._proc.pid if self._proc else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code once the process has died (None while it runs or before start).
+
+        ``hub up`` polls this: memory storage means a dead broker took every record with it
+        (``hub.agents.supervisor`` restarts it on the same port and counts what was lost).
+        """
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self, *, timeout: float = 30.0) -> str:
-        """Start the broker and wait until it answers; returns the bootstrap address."""
+        """Start the broker and wait until it answers; returns the bootstrap address.
+
+        Called again after the process died, it starts a new, empty broker on the same port.
+        """
         url = f"tcp://{self.host}:{self.port}"
         env = {
             k: v

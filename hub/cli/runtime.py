@@ -19,7 +19,13 @@ from hub.broker import EmbeddedBroker
 from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.client import HubClient
 from hub.client.sdk import ACK_TYPE
-from hub.errors import ConfigError, EventValidationError, SchemaError, UnknownPartyError
+from hub.errors import (
+    BrokerError,
+    ConfigError,
+    EventValidationError,
+    SchemaError,
+    UnknownPartyError,
+)
 from hub.keys.file_store import FileKeyStore
 from hub.log import configure_logging
 from hub.models import Delivery
@@ -60,6 +66,9 @@ def up() -> None:
     Prints `console ready url=...` (the web console, unless HUB_CONSOLE_PORT=0), then
     `hub ready bootstrap=HOST:PORT` when every worker has its partitions; stops cleanly
     on SIGINT/SIGTERM. A worker that dies is restarted (it resumes from committed offsets).
+    An embedded broker that dies is restarted empty on its port, with the workers, and the
+    events it took with it are logged as `events_lost`; one that keeps dying, or cannot be
+    restarted, stops the hub with an error (exit code 1).
     """
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -157,8 +166,16 @@ def broker(
     stop = _stop_on_signals()
     embedded.start()
     typer.echo(f"broker ready bootstrap={embedded.bootstrap}")
+
+    def watch() -> None:
+        if embedded.exit_code is not None:  # never stand there with a dead broker
+            raise BrokerError(
+                f"embedded broker at {embedded.bootstrap} exited with code {embedded.exit_code}"
+                " (its records, held in memory, are gone)"
+            )
+
     try:
-        _wait_for_signal(stop=stop)
+        _wait_for_signal(watch, stop=stop)
     finally:
         embedded.stop()
 

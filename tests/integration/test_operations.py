@@ -352,6 +352,8 @@ def test_health_and_readiness(run: Run) -> None:
         checks = json.loads(body)["checks"]
         assert checks == {
             "loop": True,
+            "broker_reachable": True,
+            "coordinator_known": True,
             "partitions_assigned": True,
             "audit_gate_open": True,
             "not_stopping": True,
