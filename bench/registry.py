@@ -19,6 +19,7 @@ _MODULES: dict[str, str] = {
     "fanout": "bench.fanout",
     "passthrough": "bench.passthrough",
     "hub": "bench.hub_e2e",
+    "floor": "bench.floor",
     "audit": "bench.audit_scale",
 }
 
