@@ -41,6 +41,7 @@ from hub.errors import (
     KeyStoreError,
     SchemaError,
 )
+from hub.ingress.connections import CloseUnreadBody
 from hub.ingress.fields import pointer_for
 from hub.ingress.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -340,6 +341,7 @@ def create_app(
         )
         return Accepted(id=event.id)
 
+    app.add_middleware(CloseUnreadBody)  # an answer before the body's end closes the connection
     _install_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented hook
     return app
@@ -372,12 +374,11 @@ def _check_media_type(content_type: str | None) -> None:
 async def _read_body(request: Request, *, limit: int, within: float, party: str) -> bytes:
     """The request body, at most ``limit`` bytes, read within ``within`` seconds in all.
 
-    A caller is refused before its body is read (401, 415, 413 by Content-Length) and the
-    server then closes the connection when its keep-alive time runs out, so an unknown
-    client cannot hold a connection open by trickling a body. A signed-in caller's body is
-    read, so it gets the same bound here: one deadline for the whole body (not per chunk,
-    which a byte every few seconds would defeat), then 408 with ``Connection: close``, so
-    no slow partner system (or a stolen token) can tie up the ingress's connections.
+    A caller refused before this point never has its body read, and the connection closes
+    with the answer (``hub.ingress.connections``). A signed-in caller's body is read, so it
+    is bounded here: one deadline for the whole body (not per chunk, which a byte every few
+    seconds would defeat), then 408 and the connection closed, so no slow partner system
+    (or a stolen token) can tie up the ingress's connections.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -156,9 +156,10 @@ def serve(
     Tokens are bearer secrets, so plain HTTP is only for loopback (a TLS-terminating proxy
     in front) unless ``allow_plain_http`` says the network in between is trusted.
 
-    ``body_timeout`` (HUB_INGRESS_BODY_TIMEOUT) is also uvicorn's keep-alive timeout: the
-    time after which a refused caller's unread body, or an idle connection, is dropped. The
-    app bounds a signed-in caller's body by the same time (``hub.ingress.app``).
+    ``body_timeout`` (HUB_INGRESS_BODY_TIMEOUT) bounds a signed-in caller's body in the app
+    (``hub.ingress.app``) and is also uvicorn's keep-alive timeout, so an idle connection is
+    not kept longer than a body may take. A caller refused before its body is read is
+    disconnected with the answer (``hub.ingress.connections``).
     """
     check_transport(host, tls_cert=tls_cert, tls_key=tls_key, allow_plain_http=allow_plain_http)
     try:
