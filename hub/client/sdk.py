@@ -75,6 +75,10 @@ class HubClient:
         self.bootstrap = bootstrap
         #: TLS and SASL for this party's Kafka principal (production: SASL_SSL, SCRAM)
         self._kafka = (security or KafkaSecurity()).client_kwargs()
+        # A record aiokafka cannot decode reaches this party's consumers (``deliveries``, the
+        # webhook dispatcher's) marked, and ``open_delivery`` skips it, noted, instead of the
+        # consumer crashing on it for ever: ``hub.broker.decode_guard`` (process-wide).
+        decode_guard.install()
         self.registry = registry or SchemaRegistry()
         self.max_event_bytes = max_event_bytes
         self.group_id = group_id or f"hub-consumer.{party}"
@@ -247,9 +251,6 @@ class HubClient:
         one in hand, and the inbox (when given) skips ids already handled.
         """
         topic = topics.outbound(self.party)
-        # a record aiokafka cannot decode arrives marked and is skipped, noted (decode_headers
-        # refuses it), instead of crashing the consumer: ``hub.broker.decode_guard``
-        decode_guard.install()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
@@ -321,11 +322,11 @@ class HubClient:
             return None
 
     def _already(self, delivery: Delivery) -> bool:
-        return self._inbox is not None and self._inbox.seen(delivery.id)
+        return self._inbox is not None and self._inbox.seen(delivery.id, source=delivery.source)
 
     def _mark(self, delivery: Delivery) -> None:
         if self._inbox is not None:
-            self._inbox.mark(delivery.id)
+            self._inbox.mark(delivery.id, source=delivery.source)
 
 
 def _delivery_from(party: str, record: Any, opened: OpenedRecord) -> Delivery:

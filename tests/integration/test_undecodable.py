@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from aiokafka.producer import message_accumulator, producer
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from hub.broker import EmbeddedBroker
+from hub.client import HubClient
 from hub.envelope import wire
-from hub.models import AuditDecision, EventAttributes
+from hub.models import AuditDecision, Delivery, EventAttributes
 from tests.conftest import RunningHub, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
 
@@ -56,7 +58,9 @@ def own_hub(tmp_path: Path) -> Iterator[RunningHub]:
             running.supervisor.stop()
 
 
-def produce_raw_header_name(hub: RunningHub, name: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
+def produce_raw_header_name(
+    hub: RunningHub, name: bytes, monkeypatch: pytest.MonkeyPatch, *, topic: str = TOPIC
+) -> str:
     """Produce one record with a header named by raw bytes; returns its origin.
 
     aiokafka's producer encodes header names as UTF-8 in its C batch builder; its pure-Python
@@ -79,7 +83,7 @@ def produce_raw_header_name(hub: RunningHub, name: bytes, monkeypatch: pytest.Mo
         await client.start()
         try:
             meta = await client.send_and_wait(
-                TOPIC, b"not even avro", key=b"CASE-1", headers=headers
+                topic, b"not even avro", key=b"CASE-1", headers=headers
             )
         finally:
             await client.stop()
@@ -111,6 +115,19 @@ def quarantine_copy(hub: RunningHub, origin: str) -> list[tuple[str, bytes]] | N
         return None
 
     return asyncio.run(scan())
+
+
+def read_out(hub: RunningHub, party: str) -> tuple[list[Delivery], list[str]]:
+    """A party's deliveries read once with the SDK, and the records it skipped."""
+
+    async def go() -> tuple[list[Delivery], list[str]]:
+        async with HubClient(
+            party, bootstrap=hub.bootstrap, keys=hub.keys, group_id=f"t-{uuid.uuid4().hex[:8]}"
+        ) as client:
+            got = [d async for d in client.deliveries(follow=False, poll_timeout=0.3)]
+            return got, list(client.rejected)
+
+    return asyncio.run(go())
 
 
 def committed(hub: RunningHub, origin: str) -> int:
@@ -152,3 +169,15 @@ def test_header_name_not_utf8_is_quarantined_and_the_worker_routes_on(
     # and the bad record's offset is committed (only after its outputs were on the broker)
     offset = int(origin.rsplit("/", 1)[1])
     wait_for(lambda: committed(hub, origin) > offset, what=f"commit past {origin}")
+
+    # a party's own consumer (the SDK, and so the webhook dispatcher) skips such a record,
+    # noted, and reads on: here the hub's rejection notice for the record above
+    bad_out = produce_raw_header_name(hub, b"\xc0out", monkeypatch, topic=f"hub.out.{PARTY}")
+
+    def read_past_it() -> list[Delivery] | None:
+        got, rejected = read_out(hub, PARTY)
+        notices = [d for d in got if d.data.get("origin") == origin]
+        return notices if bad_out in rejected and notices else None
+
+    notices = wait_for(read_past_it, what="the SDK to skip the bad record and read the notice")
+    assert notices[0].data["reason"] == "undecodable_record"
