@@ -21,8 +21,9 @@ its last snapshot was written (at most a second before the broker died). Events 
 fetcher's buffers, or published after the last look, were never read by the hub: their
 offsets are counted, their ids were never known, and only their publishers can tell which
 they were (each publisher holds the broker's acknowledgement of every event it published).
-An event decided in the last second before the loss, whose decision the audit sink had not
-stored, is counted as decided by the worker's snapshot: its audit record went with the broker.
+An event a worker had decided (every output acknowledged by the broker) counts as decided
+even if the audit sink had not stored its records when the broker died: getting those
+records into the store is the router's audit path's job, not this count's.
 """
 
 from __future__ import annotations
