@@ -33,6 +33,7 @@ import faust
 from hub.agents.audit_watch import AuditWatch
 from hub.agents.batches import BatchPipeline, InOrderAcks, Ticket
 from hub.agents.ops import Metrics, OpsServer, OpsState
+from hub.agents.outbox import AuditOutbox
 from hub.agents.routing import Router, RouteResult
 from hub.agents.seen import SeenEvents, delivered_lookup, forget_before
 from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
@@ -195,7 +196,14 @@ def create_app(
             position.append(open_store(settings))
         return position[0].stored_ids(record_ids)
 
-    watch = AuditWatch(limit=settings.audit_outage_limit, stored=stored, resend=resend)
+    # audit messages on disk until the store has them: a restarted worker sends them again
+    outbox = AuditOutbox(settings.data_dir / "audit-outbox.sqlite3", group=group)
+    watch = AuditWatch(
+        limit=settings.audit_outage_limit,
+        stored=stored,
+        resend=resend,
+        confirmed=outbox.remove,
+    )
     # Batches (``hub.agents.batches``): a batch's audit records go to the broker first, its
     # deliveries once they are there; the next batch is routed meanwhile; events are acked in
     # offset order once everything is confirmed, and a failed confirmation stops the worker.
@@ -260,6 +268,7 @@ def create_app(
             written = group.position  # after the claims: their commit is synced before the ack
             records = [record for _, _, result in routed for record in result.audit]
             audit = audit_messages(records, secret=audit_key, writer=writer)
+            outbox.put((last_record, message) for message, last_record in audit)
             for message, last_record in audit:
                 watch.decided(last_record, message)
             await pipeline.submit(
@@ -302,6 +311,7 @@ def create_app(
 
     @app.task  # type: ignore[untyped-decorator]
     async def audit_watch() -> None:
+        watch.take_over(await asyncio.to_thread(outbox.pending))
         await watch.run()
 
     def make_sink() -> AuditSink:

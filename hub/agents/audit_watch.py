@@ -52,6 +52,8 @@ class AuditWatch:
         stored: which of these record ids the store holds (blocking: run in a thread).
         resend: produce an audit message again (after the limit, when it never landed).
         clock: monotonic seconds (a test passes its own).
+        confirmed: told the record ids the store now holds (blocking: run in a thread), so
+            the outbox (``hub.agents.outbox``) forgets them.
     """
 
     def __init__(
@@ -61,11 +63,13 @@ class AuditWatch:
         stored: Callable[[Sequence[str]], set[str]],
         resend: Callable[[WireMessage], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
+        confirmed: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         self.limit = limit
         self._stored = stored
         self._resend = resend
         self._clock = clock
+        self._confirmed = confirmed
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._open = asyncio.Event()
         self._open.set()
@@ -79,6 +83,19 @@ class AuditWatch:
         """An audit message whose records include ``record_id`` is going to the broker."""
         if record_id not in self._pending:
             self._pending[record_id] = _Pending(message=message, decided=self._clock())
+
+    def take_over(self, messages: Sequence[tuple[str, WireMessage]]) -> None:
+        """Messages an earlier worker left unconfirmed: due for a resend at the next check.
+
+        The next ``check`` first drops those the store already holds, then sends the rest
+        again; until the store has them the route loop waits (they are overdue).
+        """
+        overdue = self._clock() - self.limit - 1.0
+        for record_id, message in messages:
+            if record_id not in self._pending:
+                self._pending[record_id] = _Pending(message=message, decided=overdue)
+        if messages:
+            _log.warning("audit_outbox_taken_over", messages=len(messages))
 
     @property
     def pending(self) -> int:
@@ -126,6 +143,11 @@ class AuditWatch:
                 found = set()
             for record_id in found:
                 self._pending.pop(record_id, None)
+            if found and self._confirmed is not None:
+                try:
+                    await asyncio.to_thread(self._confirmed, sorted(found))
+                except Exception as exc:  # kept a little longer: forgotten at a later check
+                    _log.warning("audit_outbox_not_cleared", error=type(exc).__name__)
             await self._resend_overdue()
         if not self.blocked:
             if self._paused:

@@ -142,9 +142,12 @@ def test_unreadable_and_forged_audit_messages_are_refused_and_stop_nothing(
             hub.supervisor.stop()
 
 
+@pytest.mark.parametrize("worker_dies", [False, True], ids=["worker-lives", "worker-dies"])
 def test_store_locked_then_broker_lost_leaves_no_delivery_unaudited(
-    tmp_path: Path, record_property: Callable[[str, object], None]
+    tmp_path: Path, record_property: Callable[[str, object], None], worker_dies: bool
 ) -> None:
+    """The worker may die with the broker (Tansu refuses a first write to a re-created
+    partition): its audit outbox on disk outlives it, and its successor sends it again."""
     broker = EmbeddedBroker()
     broker.start()
     hub = start_hub(broker.bootstrap, tmp_path / "data", audit_outage_limit=2.0)
@@ -171,6 +174,9 @@ def test_store_locked_then_broker_lost_leaves_no_delivery_unaudited(
                     partitions=hub.settings.partitions,
                 )
             )
+            if worker_dies:
+                assert hub.supervisor.kill_worker(0) > 0  # its memory is gone with it
+                hub.supervisor.start_worker()
         finally:
             lock.execute("ROLLBACK")
             lock.close()
@@ -183,8 +189,11 @@ def test_store_locked_then_broker_lost_leaves_no_delivery_unaudited(
         wait_for(audited, timeout=120, what="every delivery read before the loss to be audited")
         with hub.store() as store:
             counts = tally(store, published=published, deliveries=read)
-        record_property("tally_store_locked_broker_lost", str(counts))
-        print(f"store locked, broker lost: {counts} (read before the loss: {len(read_ids)})")
+        record_property(f"tally_store_locked_broker_lost_{worker_dies=}", str(counts))
+        print(
+            f"store locked, broker lost (worker dies: {worker_dies}): {counts} "
+            f"(read before the loss: {len(read_ids)})"
+        )
         assert counts.unaudited == 0
         assert hub.supervisor.alive()
     finally:

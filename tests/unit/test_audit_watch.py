@@ -119,3 +119,33 @@ async def test_the_same_record_decided_twice_is_one_pending_message() -> None:
     watch.decided("r1", audit("m1"))
     watch.decided("r1", audit("m1"))  # a reprocessed batch: identical ids
     assert watch.pending == 1
+
+
+async def test_confirmed_ids_are_told_so_the_outbox_forgets_them() -> None:
+    store, clock = Store(), Clock()
+    told: list[Sequence[str]] = []
+
+    async def resend(message: WireMessage) -> None:
+        raise AssertionError("nothing is overdue")
+
+    watch = AuditWatch(
+        limit=5.0, stored=store.stored, resend=resend, clock=clock, confirmed=told.append
+    )
+    watch.decided("r1", audit("m1"))
+    watch.decided("r2", audit("m2"))
+    store.ids |= {"r1", "r2"}
+    await watch.check()
+    assert told == [["r1", "r2"]]
+
+
+async def test_a_new_worker_takes_over_what_the_last_left_and_resends_the_unstored() -> None:
+    watch, store, _, resent = make(limit=5.0)
+    store.ids.add("r1")  # stored before the old worker died; r2 never was
+    watch.take_over([("r1", audit("m1")), ("r2", audit("m2"))])
+    assert paused(watch)  # overdue from the start: no routing until the store has them
+    await watch.check()
+    assert [m.value for m in resent] == [b"m2"]
+    assert watch.pending == 1
+    store.ids.add("r2")
+    await watch.check()
+    assert not paused(watch)
