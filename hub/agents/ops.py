@@ -134,8 +134,9 @@ class _Gauges(Collector):
         yield lag
         yield GaugeMetricFamily(
             "hub_audit_lag",
-            "messages in hub.audit (one per routed event; this worker's partitions) not yet "
-            "written to the audit store",
+            "audit messages this worker produced (one per routed batch) that the audit store "
+            "does not hold yet; delivery pauses when the oldest is older than "
+            "HUB_AUDIT_OUTAGE_LIMIT",
             value=state.audit_lag,
         )
         yield GaugeMetricFamily(
