@@ -25,8 +25,6 @@ import os
 import stat
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 
@@ -40,8 +38,8 @@ FILE_MODE = 0o600
 def enter_private(settings: HubSettings | None = None) -> int:
     """Set the umask to 0077 and tighten the data dir; returns how many modes were changed.
 
-    ``settings`` defaults to the environment's (``HUB_*``, ``hub.toml``); when they do not
-    validate, only the umask is set and the command itself reports the bad setting.
+    ``settings`` defaults to the environment's (``HUB_*``, ``hub.toml``); when they cannot
+    be read or do not validate, only the umask is set and the command itself reports why.
 
     Raises:
         ConfigError: an entry of the data dir cannot be tightened (e.g. another user owns it).
@@ -50,7 +48,7 @@ def enter_private(settings: HubSettings | None = None) -> int:
     if settings is None:
         try:
             settings = HubSettings()
-        except ValidationError:
+        except (ValueError, OSError):  # ValidationError, a malformed or unreadable hub.toml
             return 0
     return tighten_data_dir(settings.data_dir)
 
@@ -66,6 +64,7 @@ def tighten_data_dir(data_dir: Path) -> int:
     """
     if not data_dir.is_dir():
         return 0
+    data_dir = data_dir.resolve()  # a data dir reached by a symbolic link is still the hub's
     changed = _tighten(data_dir, DIR_MODE)
     for root, dirs, files in os.walk(data_dir):
         for name in dirs:

@@ -118,3 +118,12 @@ def test_tightening_leaves_symbolic_links_and_what_they_point_at(tmp_path: Path)
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644
     assert tighten_data_dir(data_dir) == 0  # nothing left to change
     assert tighten_data_dir(tmp_path / "absent") == 0
+
+
+def test_a_data_dir_reached_by_a_link_is_tightened_itself(tmp_path: Path) -> None:
+    target = tmp_path / "volume" / "hub-data"
+    target.mkdir(parents=True)
+    target.chmod(0o755)
+    (tmp_path / ".hub").symlink_to(target)
+    assert tighten_data_dir(tmp_path / ".hub") == 1
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
