@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
+from faust.transport.consumer import Consumer as FaustConsumer
+from intervaltree import IntervalTree
 
 from hub.agents.batches import BatchPipeline, InOrderAcks
 from hub.envelope.wire import WireMessage
@@ -256,3 +258,47 @@ async def test_a_batch_whose_audit_send_raised_gives_its_place_back() -> None:
         await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
     await asyncio.wait_for(world.pipeline.admit(1), timeout=1)  # the window is free again
     assert world.sent == []
+
+
+# -- faust's commit and the head of a partition ---------------------------------------------
+
+
+class _FaustAcks:
+    """The state faust's ``Consumer._new_offset`` reads: acked offsets, gaps, last commit."""
+
+    def __init__(self, committed: int | None) -> None:
+        self._acked: dict[str, list[int]] = {"tp": []}
+        self._acked_index: dict[str, set[int]] = {"tp": set()}
+        self._gap: dict[str, IntervalTree] = {"tp": IntervalTree()}
+        self._committed_offset: dict[str, int | None] = {"tp": committed}
+
+    def ack(self, offset: int) -> None:  # what faust's Consumer.ack records
+        self._acked["tp"].append(offset)
+        self._acked_index["tp"].add(offset)
+
+    def commit_position(self) -> int | None:
+        return FaustConsumer._new_offset(self, "tp")  # type: ignore[arg-type]  # duck-typed self
+
+
+@pytest.mark.parametrize("committed", [None, 0, 31])
+def test_faust_alone_commits_past_an_unacked_head(committed: int | None) -> None:
+    """Why the hub acks in order: faust's own commit lets an open head offset pass."""
+    head = committed or 0
+    faust_acks = _FaustAcks(committed)
+    faust_acks.ack(head + 1)  # the event after the head confirmed first; the head failed
+    assert faust_acks.commit_position() == head + 2  # the head's offset would be committed
+
+
+@pytest.mark.parametrize("committed", [None, 0, 31])
+def test_acked_in_order_faust_never_commits_past_an_unconfirmed_event(
+    committed: int | None,
+) -> None:
+    head = committed or 0
+    faust_acks = _FaustAcks(committed)
+    acks = InOrderAcks()
+    tickets = [acks.take("tp", functools.partial(faust_acks.ack, head + i)) for i in range(4)]
+    acks.done(tickets[1])  # confirmed out of order, the head still open (or failed)
+    acks.done(tickets[3])
+    assert faust_acks.commit_position() is None  # nothing to commit: the head is open
+    acks.done(tickets[0])
+    assert faust_acks.commit_position() == head + 2  # up to the next open event, no further
