@@ -55,6 +55,8 @@ __all__ = [
     "b64e",
     "canonical_context",
     "case_key",
+    "case_key_from_prk",
+    "hkdf_extract",
     "open_payload",
     "seal_payload",
     "signing_input",
@@ -116,8 +118,17 @@ def case_key(epoch_key: bytes, *, dek_id: str, kafka_key: bytes | None) -> bytes
     pyca's ``HKDF(SHA256(), 32, salt=None, info)`` (``tests/unit/test_envelope.py``) at a
     fraction of its cost; the router derives one per delivery.
     """
+    return case_key_from_prk(hkdf_extract(epoch_key), dek_id=dek_id, kafka_key=kafka_key)
+
+
+def hkdf_extract(epoch_key: bytes) -> bytes:
+    """HKDF-Extract with no salt (RFC 5869 section 2.2): the PRK every case key expands."""
+    return hmac.digest(_HKDF_ZERO_SALT, epoch_key, "sha256")
+
+
+def case_key_from_prk(prk: bytes, *, dek_id: str, kafka_key: bytes | None) -> bytes:
+    """HKDF-Expand of one 32-byte block (RFC 5869 section 2.3): ``case_key`` after extract."""
     info = b"hub/case/v1\x00" + dek_id.encode() + b"\x00" + (kafka_key or b"")
-    prk = hmac.digest(_HKDF_ZERO_SALT, epoch_key, "sha256")
     return hmac.digest(prk, info + b"\x01", "sha256")
 
 
@@ -229,6 +240,13 @@ class DataKey:
     def wrapped_b64(self) -> str:
         """``ce_hubdek``: base64 of the wrapped key, encoded once for the whole epoch."""
         return b64e(self.wrapped)
+
+    def case_key(self, kafka_key: bytes | None) -> bytes:
+        """``case_key(self.key, dek_id=self.dek_id, kafka_key=...)``, extracting once."""
+        prk = self.__dict__.get("_prk")
+        if prk is None:
+            prk = self.__dict__["_prk"] = hkdf_extract(self.key)
+        return case_key_from_prk(prk, dek_id=self.dek_id, kafka_key=kafka_key)
 
 
 @dataclass

@@ -11,13 +11,14 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.envelope import crypto
 from hub.envelope.sealing import OpenedRecord, SealedRecord, open_record, seal_record
 from hub.errors import KeyRevokedError, KeyStoreError, UnknownKeyError
-from hub.keys.model import KeyStatus
+from hub.keys.model import KeyStatus, PartyKeys
 from hub.keys.store import KeyStore
 from hub.models import EventAttributes
 
@@ -61,6 +62,9 @@ class PartyEnvelope:
         self._directory = _StoreDirectory(store)
         self._opened: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
+        # (recipient, suite) -> (the active record it was resolved from, what seal needs)
+        self._targets: dict[tuple[str, str | None], tuple[PartyKeys, tuple[str, str, Any]]] = {}
+        self._own: _StoreSigner | None = None
 
     def seal(
         self,
@@ -83,21 +87,43 @@ class PartyEnvelope:
             KeyStoreError: either party has no active key (run ``hub keys init``/``rotate``),
                 or the recipient has no key of ``suite`` (``UnknownKeyError``).
         """
-        target = self.store.active(recipient).encryption_for(suite)
-        me = self.store.active(self.party)
+        kid, suite_name, public = self._target(recipient, suite)
         return seal_record(
             attrs,
             key=key,
             plaintext=plaintext,
             recipient=recipient,
-            recipient_kid=target.key_id,
-            suite=target.suite.value,
-            recipient_public=target.public(),
+            recipient_kid=kid,
+            suite=suite_name,
+            recipient_public=public,
             cache=self.cache,
-            signer=_StoreSigner(self.store, me.signing_key_id),
+            signer=self._signer(),
             extensions=extensions,
             escrow=escrow,
         )
+
+    def _target(self, recipient: str, suite: str | None) -> tuple[str, str, Any]:
+        """(key id, suite, public key object) of the recipient's active key of ``suite``.
+
+        Resolved once per active generation: the store hands back the same record object
+        until its directory changes (a rotation or revocation), and a new record means a
+        new lookup, so a revoked key is never sealed to once the store has seen it.
+        """
+        record = self.store.active(recipient)
+        cached = self._targets.get((recipient, suite))
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        target = record.encryption_for(suite)
+        resolved = (target.key_id, target.suite.value, target.public())
+        self._targets[(recipient, suite)] = (record, resolved)
+        return resolved
+
+    def _signer(self) -> _StoreSigner:
+        """The active signing key of this party (the store refuses it once revoked or retired)."""
+        record = self.store.active(self.party)
+        if self._own is None or self._own.kid != record.signing_key_id:
+            self._own = _StoreSigner(self.store, record.signing_key_id)
+        return self._own
 
     def open(
         self, headers: Mapping[str, str], *, key: bytes | None, value: bytes, expected_signer: str

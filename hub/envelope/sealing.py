@@ -147,7 +147,7 @@ def seal_record(
         hubdek=dk.wrapped_b64,
         hubsigkid=signer.kid,
     )
-    ck = crypto.case_key(dk.key, dek_id=dk.dek_id, kafka_key=key)
+    ck = dk.case_key(key)
     escrowed = escrow(ck, dk.dek_id) if escrow is not None else None
     if escrowed is not None:
         ext["hubescrow"] = escrowed

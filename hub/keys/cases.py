@@ -158,16 +158,19 @@ class CaseKeys:
                 row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
                 if row is not None:
                     return _checked(name, row[0])
-                if _is_tombstoned(db, name):
-                    raise _shredded(name)
-                with _transaction(db):  # BEGIN IMMEDIATE: one creator across processes
-                    if _is_tombstoned(db, name):  # shredded while we waited for the lock
-                        raise _shredded(name)
+                key = os.urandom(CASE_KEY_BYTES)
+                # one statement, so one atomic transaction: no key for a shredded case, and
+                # of two processes creating the same case's key, the first one wins
+                created = db.execute(
+                    "INSERT INTO case_keys (name, key) SELECT ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM shredded WHERE name = ?) ON CONFLICT (name) DO NOTHING",
+                    (name, key, name),
+                ).rowcount
+                if not created:
                     row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
-                    if row is not None:  # another process created it meanwhile
-                        return _checked(name, row[0])
-                    key = os.urandom(CASE_KEY_BYTES)
-                    db.execute("INSERT INTO case_keys (name, key) VALUES (?, ?)", (name, key))
+                    if row is None:
+                        raise _shredded(name)
+                    return _checked(name, row[0])  # another process created it meanwhile
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
         if self._group is not None:  # committed, not yet fsynced: the group round does it

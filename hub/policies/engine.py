@@ -9,6 +9,7 @@ outcome names the rule or the reason.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -24,29 +25,48 @@ _TEMPLATE = re.compile(r"\{([a-z0-9_.]+)\}")
 
 def get_path(data: Mapping[str, Any], path: str) -> Any:
     """Value at a dotted path, or a private sentinel when absent (``None`` is a value)."""
+    return _walk(data, _split(path))
+
+
+def _walk(data: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     node: Any = data
-    for part in path.split("."):
+    for part in parts:
         if not isinstance(node, Mapping) or part not in node:
             return _MISSING
         node = node[part]
     return node
 
 
+@functools.lru_cache(maxsize=4096)
+def _split(path: str) -> tuple[str, ...]:
+    """A dotted path's parts: paths come from the protocol, a small fixed set."""
+    return tuple(path.split("."))
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(fields: tuple[str, ...]) -> tuple[tuple[str, ...], ...] | None:
+    """An allow-list compiled once: its paths' parts in sorted path order (None: ``*``)."""
+    if "*" in fields:
+        return None
+    return tuple(_split(path) for path in sorted(fields))
+
+
 def minimise(data: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     """Keep only the allow-listed dotted paths; everything else is removed.
 
     ``address`` keeps the whole sub-record; ``address.district`` keeps only that sub-field.
-    ``*`` keeps everything.
+    ``*`` keeps everything. The allow-list is compiled once per distinct list (a rule's
+    fields), not per recipient.
     """
-    if "*" in fields:
+    plan = _plan(tuple(fields))
+    if plan is None:
         everything: dict[str, Any] = _deep_copy(data)
         return everything
     out: dict[str, Any] = {}
-    for path in sorted(fields):
-        value = get_path(data, path)
+    for parts in plan:
+        value = _walk(data, parts)
         if value is _MISSING:
             continue
-        parts = path.split(".")
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -54,7 +74,13 @@ def minimise(data: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+#: values that are their own copy (immutable): most of an event's fields
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def _deep_copy(value: Any) -> Any:
+    if type(value) in _ATOMS:
+        return value
     if isinstance(value, Mapping):
         return {k: _deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
