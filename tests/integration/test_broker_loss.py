@@ -10,11 +10,13 @@ was lost is logged as `events_lost` and counted in `hub_events_lost`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -199,6 +201,13 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
+    with run_up(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_up(tmp_path: Path, **settings: str) -> Iterator[Up]:
+    """`hub up` (one worker, metrics on) as a subprocess, until the block ends."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     port = free_port()
@@ -209,6 +218,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
         HUB_METRICS_PORT=str(port),
         HUB_CONSOLE_PORT="0",
         HUB_WORKFLOW_INTERVAL="0",  # no sweeps publishing on their own: the counts are exact
+        **settings,
     )
     stderr_path = data_dir / "hub-up.stderr"
     with open(stderr_path, "w") as stderr:
@@ -285,3 +295,60 @@ def test_hub_up_restarts_a_dead_broker_and_counts_what_it_lost(up: Up) -> None:
     ]
     after = up.publish()[0]
     wait_for(lambda: up.decided(after), timeout=120, what="an event after the restart decided")
+
+
+def test_events_a_router_held_undecided_are_listed_by_id(tmp_path: Path) -> None:
+    """The router pauses (audit store locked) with events fetched: the loss names them."""
+    with run_up(tmp_path, HUB_AUDIT_OUTAGE_LIMIT="1") as up:
+        ready = f"http://127.0.0.1:{up.metrics_port}/readyz"
+        wait_for(lambda: http_get(ready)[0] == 200, what="the worker to be ready")
+        warm = up.publish()[0]
+        wait_for(lambda: up.decided(warm), what="the warm event to be decided")
+        worker_log = up.data_dir / "worker.log"
+        lock = sqlite3.connect(up.data_dir / "audit.sqlite3", isolation_level=None, timeout=5)
+        lock.execute("BEGIN EXCLUSIVE")  # the store cannot be written: the router pauses
+        published: list[str] = []
+        try:
+
+            def paused() -> bool:
+                if '"event": "delivery_paused"' in worker_log.read_text():
+                    return True
+                published.extend(up.publish())
+                return False
+
+            wait_for(paused, timeout=60, what="the router to pause delivery")
+            published.extend(up.publish(3))
+            snapshot = next((up.data_dir / "workers").glob("*.offsets.json"))
+
+            def fetched() -> set[str]:
+                data = json.loads(snapshot.read_text())
+                return {i for events in data.get("fetched", {}).values() for _o, _s, i in events}
+
+            held = wait_for(fetched, what="the worker's snapshot to list events it holds")
+            assert held <= set(published)
+            wait_for(lambda: up.pending() >= 4, what="hub up to see the paused events")
+            os.kill(up.state()["broker_pid"], signal.SIGKILL)
+            wait_for(
+                lambda: up.log_events("events_lost_total"), timeout=60, what="the loss counted"
+            )
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        listed = {
+            e["id"]
+            for loss in up.log_events("events_lost")
+            for e in loss["events"]
+            if e["source"] == "/parties/marac.north-worcs"
+        }
+        assert listed
+        assert listed <= set(published)
+        lost = up.log_events("events_lost")
+        total = up.log_events("events_lost_total")[0]["count"]
+        assert total == sum(loss["count"] for loss in lost)
+        assert total == sum(len(loss["events"]) + loss["unlisted"] for loss in lost)
+        assert total >= 4  # at least the event in hand at the pause and the 3 after it
+        # the new worker routes, and what was listed as lost is never decided: it is gone
+        wait_for(lambda: http_get(ready)[0] == 200, timeout=120, what="the new worker ready")
+        after = up.publish()[0]
+        wait_for(lambda: up.decided(after), timeout=120, what="an event after the restart")
+        assert not any(up.decided(event_id) for event_id in listed)
