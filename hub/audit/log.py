@@ -493,8 +493,8 @@ class AuditLog:
         # batch carries on from where the previous one stopped (``AuditStore.leaves``).
         while True:
             start = acc.size
-            batch = self._store.leaves(start, start + _BATCH)
-            for index in self._store.mismatched_rows(start, start + len(batch)):
+            batch, mismatched = self._store.checked_leaves(start, start + _BATCH)
+            for index in mismatched:
                 findings.append(
                     Finding("record", index, "stored columns do not match the record's bytes")
                 )

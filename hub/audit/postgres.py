@@ -54,8 +54,16 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from hub.audit.packing import INDEX_COLUMNS, pack
 from hub.audit.retention import PrunedPrefix
-from hub.audit.sqlite import LeafCursors, WindowStart, canonical_bytes
+from hub.audit.sqlite import (
+    LeafCursors,
+    WindowStart,
+    _prepare,
+    _record,
+    _utc_text,
+    row_faults,
+)
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 
@@ -63,7 +71,10 @@ __all__ = ["SCHEMA_VERSION", "PostgresAuditStore", "redacted_url"]
 
 #: version of the layout below, kept in ``audit_schema``; a newer database is refused.
 #: 2: ``audit_pruned`` (audit retention); a version 1 database is upgraded when opened.
-SCHEMA_VERSION = 2
+#: 3: the record kept once, as in SQLite's schema 4: ``canonical`` packed against the columns
+#: queries filter on (``hub.audit.packing``), the other columns gone, the case index partial.
+#: An older database is rebuilt in the new layout when opened (``_rebuild``).
+SCHEMA_VERSION = 3
 #: key of the advisory lock every writer holds for its whole transaction (an arbitrary
 #: constant: the first 8 bytes of SHA-256("hub.audit.append") as a signed integer)
 _APPEND_LOCK = 0x0293_0A7E_87B9_5C3B
@@ -72,48 +83,40 @@ _CONNECT_TIMEOUT_S = 10
 _IDS_CHUNK = 10_000
 _LOCK_TIMEOUT = "30s"  # as long as SQLite's busy timeout; then AuditError and the sink retries
 
-_COLUMNS = (
-    "record_id", "time", "event_id", "event_type", "event_time", "publisher", "recipient",
-    "decision", "rule", "reason", "lawful_basis", "condition", "purpose", "protocol_hash",
-    "fields", "payload_sha256", "case_pseudonym", "subject_pseudonyms", "origin",
-    "ack_event_id", "canonical",
-)  # fmt: skip
+#: the columns queries filter on, then the record packed against them (``hub.audit.packing``)
+_COLUMNS = (*INDEX_COLUMNS, "canonical")
+_READ = ", ".join(_COLUMNS)
+_TIME = INDEX_COLUMNS.index("time")
 
+# The fixed-width columns first, so no padding sits between them.
+_RECORDS_DDL = """CREATE TABLE {name} (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    time TIMESTAMPTZ NOT NULL,
+    record_id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
+    publisher TEXT,
+    recipient TEXT,
+    decision TEXT NOT NULL,
+    case_pseudonym TEXT,
+    canonical BYTEA NOT NULL
+)"""
+_INDEX_DDL = (
+    "CREATE INDEX audit_records_event_id ON audit_records (event_id)",
+    "CREATE INDEX audit_records_recipient ON audit_records (recipient)",
+    "CREATE INDEX audit_records_publisher ON audit_records (publisher)",
+    # ``case_pseudonym = %s`` implies NOT NULL; acknowledgements name no case.
+    "CREATE INDEX audit_records_case ON audit_records (case_pseudonym) "
+    "WHERE case_pseudonym IS NOT NULL",
+    "CREATE INDEX audit_records_time ON audit_records (time)",
+)
 _DDL = (
-    """CREATE TABLE audit_records (
-        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        record_id TEXT NOT NULL UNIQUE,
-        time TIMESTAMPTZ NOT NULL,
-        event_id TEXT NOT NULL,
-        event_type TEXT,
-        event_time TIMESTAMPTZ,
-        publisher TEXT,
-        recipient TEXT,
-        decision TEXT NOT NULL,
-        rule TEXT,
-        reason TEXT NOT NULL,
-        lawful_basis TEXT,
-        condition TEXT,
-        purpose TEXT,
-        protocol_hash TEXT,
-        fields TEXT[] NOT NULL,
-        payload_sha256 TEXT,
-        case_pseudonym TEXT,
-        subject_pseudonyms TEXT[] NOT NULL,
-        origin TEXT,
-        ack_event_id TEXT,
-        canonical BYTEA NOT NULL
-    )""",
+    _RECORDS_DDL.format(name="audit_records"),
     """CREATE TABLE audit_subjects (
         seq BIGINT NOT NULL REFERENCES audit_records (seq),
         pseudonym TEXT NOT NULL,
         PRIMARY KEY (pseudonym, seq)
     )""",
-    "CREATE INDEX audit_records_event_id ON audit_records (event_id)",
-    "CREATE INDEX audit_records_recipient ON audit_records (recipient)",
-    "CREATE INDEX audit_records_publisher ON audit_records (publisher)",
-    "CREATE INDEX audit_records_case ON audit_records (case_pseudonym)",
-    "CREATE INDEX audit_records_time ON audit_records (time)",
+    *_INDEX_DDL,
     "CREATE TABLE audit_seq (last_seq BIGINT NOT NULL)",
     "INSERT INTO audit_seq (last_seq) VALUES (0)",
     # Signed checkpoints (C2SP tlog-checkpoint notes) of the Merkle log, in saving order.
@@ -149,15 +152,13 @@ _SUBJECTS_SEQ_DDL = f"CREATE INDEX IF NOT EXISTS {_SUBJECTS_SEQ_INDEX} ON audit_
 SUBJECTS_SQL = "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN %s AND %s"
 #: a record's leaf index, through the ``record_id`` unique index
 RECORD_INDEX_SQL = "SELECT seq - 1 FROM audit_records WHERE record_id = %s"
-_INSERT = (
-    f"INSERT INTO audit_records (seq, {', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
-    f"OVERRIDING SYSTEM VALUE VALUES (%s, {', '.join('%s' for _ in _COLUMNS)}) "
-    "ON CONFLICT (record_id) DO NOTHING RETURNING seq"
-)
-_INSERT_SUBJECT = (
-    "INSERT INTO audit_subjects (seq, pseudonym) VALUES (%s, %s) "
-    "ON CONFLICT (pseudonym, seq) DO NOTHING"
-)
+# COPY writes the seq given, as INSERT ... OVERRIDING SYSTEM VALUE would: the store numbers
+# rows from ``audit_seq`` under the append lock, never from the identity generator.
+_COPY_RECORDS = f"COPY {{table}} (seq, {', '.join(_COLUMNS)}) FROM STDIN"
+_COPY_SUBJECTS = "COPY audit_subjects (seq, pseudonym) FROM STDIN"
+_STORED_SQL = "SELECT record_id FROM audit_records WHERE record_id = ANY(%s)"
+#: rows read per round trip when ``_rebuild`` repacks an older database
+_REBUILD_BATCH = 10_000
 
 
 def window_sql(columns: str, how: WindowStart) -> str:
@@ -200,13 +201,20 @@ def _utc(value: datetime) -> datetime:
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
-    values = record.model_dump(mode="json")
-    values["time"] = _utc(record.time)
-    values["event_time"] = _utc(record.event_time) if record.event_time else None
-    values["fields"] = list(record.fields)
-    values["subject_pseudonyms"] = list(record.subject_pseudonyms)
-    values["canonical"] = canonical_bytes(record)
-    return tuple(values[name] for name in _COLUMNS)
+    """The stored values of ``_COLUMNS`` (``time`` a UTC datetime, ``canonical`` packed)."""
+    row = _prepare(record)[0]
+    return (*row[:_TIME], _utc(record.time), *row[_TIME + 1 :])
+
+
+def _as_text(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A row of ``(seq, *_COLUMNS)`` with ``time`` as the text the packing borrows from."""
+    return (
+        int(row[0]),
+        *row[1 : _TIME + 1],
+        _utc_text(row[_TIME + 1]),
+        *row[_TIME + 2 : -1],
+        bytes(row[-1]),
+    )
 
 
 class _StoreClosedError(Exception):
@@ -252,35 +260,43 @@ class PostgresAuditStore:
     def append(self, records: Sequence[AuditRecord]) -> int:
         """Append records in one transaction, skipping record ids already stored.
 
+        The rows are built before the lock is taken; under it, one query finds the ids
+        already stored (a replay: the first write stands, no seq used), and the rest are
+        numbered from ``audit_seq`` and written with one ``COPY`` per table.
+
         Returns:
             How many records were newly stored.
         """
-        rows = [(_row(r), dict.fromkeys(r.subject_pseudonyms)) for r in records]
+        rows: dict[str, tuple[tuple[Any, ...], tuple[str, ...]]] = {}
+        for r in records:
+            if r.record_id not in rows:  # the first of a batch's duplicates stands
+                rows[r.record_id] = (_row(r), tuple(dict.fromkeys(r.subject_pseudonyms)))
         if not rows:
             return 0
-        inserted = 0
         with self._lock, self._guard("append"):
             conn = self._connection()
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
-                # A statement after the lock: READ COMMITTED gives it a snapshot that
+                # Statements after the lock: READ COMMITTED gives each a snapshot that
                 # includes the previous writer's commit.
+                for (stored,) in conn.execute(_STORED_SQL, (list(rows),)).fetchall():
+                    rows.pop(str(stored), None)
+                if not rows:
+                    return 0
                 counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
                 if counter is None:
                     raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
                 seq = int(counter[0])
-                for values, subjects in rows:
-                    returned = conn.execute(_INSERT, (seq + 1, *values)).fetchone()
-                    if returned is None:
-                        continue  # a replayed record: the first write stands, no seq used
-                    seq += 1
-                    inserted += 1
-                    if subjects:
-                        with conn.cursor() as cur:
-                            cur.executemany(_INSERT_SUBJECT, [(seq, p) for p in subjects])
-                if inserted:
-                    conn.execute("UPDATE audit_seq SET last_seq = %s", (seq,))
-        return inserted
+                with conn.cursor() as cur:
+                    with cur.copy(_COPY_RECORDS.format(table="audit_records")) as copy:
+                        for i, (row, _) in enumerate(rows.values(), seq + 1):
+                            copy.write_row((i, *row))
+                    with cur.copy(_COPY_SUBJECTS) as copy:
+                        for i, (_, subjects) in enumerate(rows.values(), seq + 1):
+                            for pseudonym in subjects:
+                                copy.write_row((i, pseudonym))
+                conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(rows),))
+        return len(rows)
 
     def query(
         self,
@@ -317,10 +333,10 @@ class PostgresAuditStore:
             clauses.append("time >= %s")
             params.append(_utc(since))
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
-        sql = f"SELECT canonical FROM audit_records {where}ORDER BY seq LIMIT %s"  # noqa: S608
+        sql = f"SELECT seq, {_READ} FROM audit_records {where}ORDER BY seq LIMIT %s"  # noqa: S608
         with self._lock, self._guard("query"):
             rows = self._connection().execute(sql, [*params, limit]).fetchall()
-        return [AuditRecord.model_validate_json(bytes(row[0])) for row in rows]
+        return [_record(_as_text(row)[1:], self.display_url) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of records per decision, every decision present (zero if none)."""
@@ -382,14 +398,7 @@ class PostgresAuditStore:
         Leaf i is the row at rank i - K in ``seq`` order (as in SQLite); see the module
         docstring for how that is read without counting the rows before it.
         """
-        if not 0 <= start <= end:
-            raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
-        with self._lock, self._guard("read"):
-            conn = self._connection()
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                rows = self._window(conn, start, end, "canonical", "audit leaves")
-        return [bytes(row[1]) for row in rows]
+        return self.checked_leaves(start, end)[0]
 
     def record_index(self, record_id: str) -> int | None:
         """Leaf index of a record (0-based, append order), or ``None`` if not stored.
@@ -408,7 +417,12 @@ class PostgresAuditStore:
         """
         if not 0 <= start <= end:
             raise AuditError(f"audit rows: expected 0 <= start <= end, got {start}, {end}")
-        columns = ", ".join(_COLUMNS)
+        return self.checked_leaves(start, end)[1]
+
+    def checked_leaves(self, start: int, end: int) -> tuple[list[bytes], list[int]]:
+        """``leaves`` and ``mismatched_rows`` of one window, from one read (see ``AuditStore``)."""
+        if not 0 <= start <= end:
+            raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
         subjects: dict[int, set[str]] = {}
         with self._lock, self._guard("read"):
             conn = self._connection()
@@ -416,23 +430,12 @@ class PostgresAuditStore:
             # subject index entries from different moments.
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                rows = self._window(conn, start, end, columns, "audit rows")
+                rows = self._window(conn, start, end, _READ, "audit leaves")
                 if rows:
                     for seq, pseudonym in conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
                         subjects.setdefault(int(seq), set()).add(str(pseudonym))
-        faults: list[int] = []
-        for offset, (seq, *stored) in enumerate(rows):
-            stored[-1] = bytes(stored[-1])
-            try:
-                record = AuditRecord.model_validate_json(stored[-1])
-            except ValueError:
-                faults.append(start + offset)
-                continue
-            if tuple(stored) != _row(record) or subjects.get(int(seq), set()) != set(
-                record.subject_pseudonyms
-            ):
-                faults.append(start + offset)
-        return faults
+        leaves, faults = row_faults([_as_text(row) for row in rows], subjects)
+        return leaves, [start + offset for offset in faults]
 
     def prunes(self) -> list[PrunedPrefix]:
         """Every prune so far, oldest first (see ``AuditStore``)."""
@@ -582,12 +585,50 @@ class PostgresAuditStore:
                     f"{SCHEMA_VERSION}, got {version} (written by a newer hub?)"
                 )
             if version < SCHEMA_VERSION:
-                # From 0 or 1 (a row per version, so the history of upgrades stays visible).
+                # From 0, 1 or 2 (a row per version, so the history of upgrades stays visible).
                 conn.execute(_PRUNED_DDL)
+                if version:
+                    self._rebuild(conn)
                 conn.execute("INSERT INTO audit_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
             # Any version: a store written by an earlier hub lacks it (IF NOT EXISTS: another
             # opener may have created it while we waited for the lock).
             conn.execute(_SUBJECTS_SEQ_DDL)
+
+    @staticmethod
+    def _rebuild(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """Copy a version 1 or 2 database's records into the version 3 layout (once).
+
+        Every row keeps its ``seq``; ``canonical`` is packed against the columns kept and the
+        other columns are gone (the record in ``canonical`` is what queries read now). A row
+        whose kept columns disagreed with ``canonical`` still does, and is still reported.
+        Inside the caller's transaction, under the append lock.
+        """
+        conn.execute(_RECORDS_DDL.format(name="audit_records_new"))
+        read = f"SELECT seq, {_READ} FROM audit_records WHERE seq > %s ORDER BY seq LIMIT %s"  # noqa: S608
+        last = 0
+        with conn.cursor() as cur:
+            while True:
+                rows = conn.execute(read, (last, _REBUILD_BATCH)).fetchall()
+                if not rows:
+                    break
+                with cur.copy(_COPY_RECORDS.format(table="audit_records_new")) as copy:
+                    for row in rows:
+                        text = _as_text(row)
+                        copy.write_row((*row[:-1], pack(text[-1], text[1:-1])))
+                last = int(rows[-1][0])
+        conn.execute("ALTER TABLE audit_subjects DROP CONSTRAINT audit_subjects_seq_fkey")
+        conn.execute("DROP TABLE audit_records")
+        conn.execute("ALTER TABLE audit_records_new RENAME TO audit_records")
+        conn.execute("ALTER INDEX audit_records_new_pkey RENAME TO audit_records_pkey")
+        conn.execute(
+            "ALTER INDEX audit_records_new_record_id_key RENAME TO audit_records_record_id_key"
+        )
+        conn.execute(
+            "ALTER TABLE audit_subjects ADD CONSTRAINT audit_subjects_seq_fkey "
+            "FOREIGN KEY (seq) REFERENCES audit_records (seq)"
+        )
+        for statement in _INDEX_DDL:
+            conn.execute(statement)
 
     def _window(
         self,

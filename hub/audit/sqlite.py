@@ -20,7 +20,6 @@ cursor to cursor, never by position, so it sees exactly what is stored, in that 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from hub.audit.packing import (
+    INDEX_COLUMNS,
+    canonical_values,
+    pack,
+    pack_values,
+    unpack,
+    unpack_checked,
+)
 from hub.audit.retention import PrunedPrefix
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
@@ -45,58 +52,58 @@ __all__ = ["SCHEMA_VERSION", "LeafCursors", "SQLiteAuditStore", "canonical_bytes
 #: an older file gains both when opened (positions numbered in ``seq`` order from the pruned
 #: size). A hub that only knows version 2 refuses a version 3 file: it would append rows
 #: without a position.
-SCHEMA_VERSION = 3
+#: 4: the record is kept once (issue 16: at most 1,000 bytes a record on disk, from 2,265).
+#: ``canonical`` is packed against the row's columns (``hub.audit.packing``), and only the
+#: columns queries filter on remain (``_COLUMNS``); ``audit_subjects`` is ``WITHOUT ROWID``
+#: and the case index skips acknowledgements (no case). An older file is rebuilt in the new
+#: layout when opened (``_rebuild``); a hub that knows only version 3 refuses a version 4
+#: file, whose ``canonical`` it could not read.
+SCHEMA_VERSION = 4
 _TIMEOUT_S = 30.0
 #: record ids per ``stored_ids`` statement: under SQLite's older 999-parameter limit
 _IDS_CHUNK = 900
 #: rows numbered per statement batch when an older file gains positions
 _BACKFILL_BATCH = 10_000
 
-#: every ``AuditRecord`` field has a column; ``canonical`` holds the record itself
-_COLUMNS = (
-    "record_id", "time", "event_id", "event_type", "event_time", "publisher", "recipient",
-    "decision", "rule", "reason", "lawful_basis", "condition", "purpose", "protocol_hash",
-    "fields", "payload_sha256", "case_pseudonym", "subject_pseudonyms", "origin",
-    "ack_event_id", "canonical",
-)  # fmt: skip
+#: the columns queries filter on (``hub.audit.packing.INDEX_COLUMNS``), then ``canonical``:
+#: the record itself, packed against them; every other field is read from ``canonical``
+_COLUMNS = (*INDEX_COLUMNS, "canonical")
 
-# seq: append order, never reused (AUTOINCREMENT), the leaf index of the Merkle log.
+# seq: append order, never reused (AUTOINCREMENT); position: the leaf index (see above).
 # PostgreSQL: BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, BYTEA for canonical.
-_DDL = (
-    """CREATE TABLE audit_records (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        record_id TEXT NOT NULL UNIQUE,
-        time TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        event_type TEXT,
-        event_time TEXT,
-        publisher TEXT,
-        recipient TEXT,
-        decision TEXT NOT NULL,
-        rule TEXT,
-        reason TEXT NOT NULL,
-        lawful_basis TEXT,
-        condition TEXT,
-        purpose TEXT,
-        protocol_hash TEXT,
-        fields TEXT NOT NULL,
-        payload_sha256 TEXT,
-        case_pseudonym TEXT,
-        subject_pseudonyms TEXT NOT NULL,
-        origin TEXT,
-        ack_event_id TEXT,
-        canonical BLOB NOT NULL
-    )""",
-    """CREATE TABLE audit_subjects (
-        seq INTEGER NOT NULL REFERENCES audit_records (seq),
-        pseudonym TEXT NOT NULL,
-        PRIMARY KEY (pseudonym, seq)
-    )""",
+_RECORDS_DDL = """CREATE TABLE {name} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    position INTEGER,
+    record_id TEXT NOT NULL UNIQUE,
+    time TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    publisher TEXT,
+    recipient TEXT,
+    decision TEXT NOT NULL,
+    case_pseudonym TEXT,
+    canonical BLOB NOT NULL
+)"""
+# WITHOUT ROWID: the primary key is the table, so a subject row is stored once, not as a
+# row plus its key index.
+_SUBJECTS_DDL = """CREATE TABLE {name} (
+    pseudonym TEXT NOT NULL,
+    seq INTEGER NOT NULL REFERENCES audit_records (seq),
+    PRIMARY KEY (pseudonym, seq)
+) WITHOUT ROWID"""
+_INDEX_DDL = (
     "CREATE INDEX audit_records_event_id ON audit_records (event_id)",
     "CREATE INDEX audit_records_recipient ON audit_records (recipient)",
     "CREATE INDEX audit_records_publisher ON audit_records (publisher)",
-    "CREATE INDEX audit_records_case ON audit_records (case_pseudonym)",
+    # ``case_pseudonym = ?`` implies NOT NULL, so queries still use it; acknowledgements
+    # (a third of the log) name no case and need no entry.
+    "CREATE INDEX audit_records_case ON audit_records (case_pseudonym) "
+    "WHERE case_pseudonym IS NOT NULL",
     "CREATE INDEX audit_records_time ON audit_records (time)",
+)
+_DDL = (
+    _RECORDS_DDL.format(name="audit_records"),
+    _SUBJECTS_DDL.format(name="audit_subjects"),
+    *_INDEX_DDL,
 )
 # Signed checkpoints (C2SP tlog-checkpoint notes) of the Merkle log, in signing order. An
 # additive table: created IF NOT EXISTS by any hub that knows it, ignored by older ones, so
@@ -134,15 +141,20 @@ SIZE_SQL = (
     f"SELECT MAX({_PRUNED_SIZE}, "  # noqa: S608 - constant names
     "COALESCE((SELECT MAX(position) FROM audit_records) + 1, 0))"
 )
+# Rows are numbered by the store under the write lock (``append``), so no statement meets
+# a record id already stored and a replay burns no ``seq``.
 _INSERT = (
-    f"INSERT INTO audit_records (position, {', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
-    f"VALUES (?, {', '.join('?' for _ in _COLUMNS)}) "
-    "ON CONFLICT (record_id) DO NOTHING RETURNING seq"
+    f"INSERT INTO audit_records (seq, position, {', '.join(_COLUMNS)}) "  # noqa: S608
+    f"VALUES (?, ?, {', '.join('?' for _ in _COLUMNS)})"
 )
-_INSERT_SUBJECT = (
-    "INSERT INTO audit_subjects (seq, pseudonym) VALUES (?, ?) "
-    "ON CONFLICT (pseudonym, seq) DO NOTHING"
+_INSERT_SUBJECT = "INSERT INTO audit_subjects (pseudonym, seq) VALUES (?, ?)"
+#: the highest seq ever handed out: AUTOINCREMENT's counter (rows may have been pruned)
+_LAST_SEQ_SQL = (
+    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_records'), 0), "
+    "COALESCE((SELECT MAX(seq) FROM audit_records), 0))"
 )
+#: what a read of records selects: the columns a packed ``canonical`` borrows from, then it
+_READ = ", ".join(_COLUMNS)
 #: the subject index rows of a seq range (``mismatched_rows``), through ``audit_subjects_seq``
 SUBJECTS_SQL = "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN ? AND ?"
 #: a record's leaf index and seq, through the ``record_id`` unique index
@@ -199,13 +211,9 @@ class LeafCursors:
             del self._after[next(iter(self._after))]
 
 
-#: one encoder for every record: ``json.dumps`` with options builds a new one each call
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-
-
 def canonical_bytes(record: AuditRecord) -> bytes:
     """The record as sorted, compact JSON: what the Merkle log will hash as a leaf."""
-    return _CANONICAL.encode(record.model_dump(mode="json")).encode()
+    return canonical_values(record.model_dump(mode="json"))[0]
 
 
 def _utc_text(value: datetime) -> str:
@@ -216,13 +224,91 @@ def _utc_text(value: datetime) -> str:
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
-    values = record.model_dump(mode="json")
-    values["time"] = _utc_text(record.time)
-    values["event_time"] = _utc_text(record.event_time) if record.event_time else None
-    values["fields"] = json.dumps(list(record.fields))
-    values["subject_pseudonyms"] = json.dumps(list(record.subject_pseudonyms))
-    values["canonical"] = canonical_bytes(record)
-    return tuple(values[name] for name in _COLUMNS)
+    """The stored values of ``_COLUMNS`` for a record (``canonical`` packed)."""
+    return _prepare(record)[0]
+
+
+def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes]:
+    """The row of ``_COLUMNS`` and the canonical bytes; one dump and one encoding."""
+    dumped = record.model_dump(mode="json")
+    canonical, values = canonical_values(dumped)
+    columns = (
+        record.record_id,
+        _utc_text(record.time),
+        record.event_id,
+        record.publisher,
+        record.recipient,
+        dumped["decision"],
+        record.case_pseudonym,
+    )
+    packed = pack(canonical, columns) if values is None else pack_values(canonical, values, columns)
+    return (*columns, packed), canonical
+
+
+def row_faults(
+    rows: Sequence[Sequence[Any]], subjects: dict[int, set[str]]
+) -> tuple[list[bytes], list[int]]:
+    """Leaves and the offsets of inconsistent rows among ``(seq, *_COLUMNS)`` rows.
+
+    A row is consistent when its ``canonical`` unpacks against its columns with the CRC
+    written with it (every column it borrows from is then exactly what the record says), the
+    columns it does not borrow from are what the record gives, and its subject index rows are
+    the pseudonyms the record names. Rows kept as plain JSON (written by hand or not packable)
+    are checked the long way: parsed as an ``AuditRecord`` and every column re-derived. The
+    leaf of a row is its canonical bytes as far as they can be rebuilt, else the stored bytes.
+    """
+    leaves: list[bytes] = []
+    faults: list[int] = []
+    for offset, (seq, *stored) in enumerate(rows):
+        columns, blob = stored[:-1], bytes(stored[-1])
+        canonical, named = unpack_checked(blob, columns)
+        if canonical is None:
+            leaves.append(unpack(blob, columns, check=False) or blob)
+            faults.append(offset)
+            continue
+        leaves.append(canonical)
+        if named is None:
+            ok = _consistent_the_long_way(canonical, tuple(columns), subjects.get(seq, set()))
+        else:
+            ok = named == subjects.get(seq, set())
+        if not ok:
+            faults.append(offset)
+    return leaves, faults
+
+
+def _record(row: Sequence[Any], where: str) -> AuditRecord:
+    """The record a row of ``_READ`` holds (rebuilt even if the row was changed since).
+
+    Raises:
+        AuditError: the stored bytes cannot be read at all.
+    """
+    blob = bytes(row[-1])
+    canonical = unpack(blob, row[:-1], check=False)
+    try:
+        if canonical is None:
+            raise ValueError("the stored record bytes do not decode")
+        return AuditRecord.model_validate_json(canonical)
+    except ValueError as exc:
+        raise AuditError(
+            f"audit store {where}: record {row[0]} is damaged ({exc}); run `hub audit verify`"
+        ) from exc
+
+
+def _pack_sql(canonical: bytes | str, *columns: str | None) -> bytes:
+    """``hub_pack(canonical, <INDEX_COLUMNS>)`` for ``_rebuild``: the row's packed bytes."""
+    data = canonical.encode() if isinstance(canonical, str) else bytes(canonical)
+    return pack(data, columns)
+
+
+def _consistent_the_long_way(
+    canonical: bytes, columns: tuple[Any, ...], subjects: set[str]
+) -> bool:
+    try:
+        record = AuditRecord.model_validate_json(canonical)
+    except ValueError:
+        return False
+    row, again = _prepare(record)
+    return row[:-1] == columns and again == canonical and set(record.subject_pseudonyms) == subjects
 
 
 class SQLiteAuditStore:
@@ -271,24 +357,40 @@ class SQLiteAuditStore:
     def append(self, records: Sequence[AuditRecord]) -> int:
         """Append records in one transaction, skipping record ids already stored.
 
+        The rows are built before the write lock is taken; under it, one query finds the
+        ids already stored (a replay: the first write stands), and the rest are numbered
+        (``seq`` and ``position`` from the last ones, densely, in commit order) and written
+        with one ``executemany`` per table: no statement per record.
+
         Returns:
             How many records were newly stored.
         """
-        rows = [(_row(r), dict.fromkeys(r.subject_pseudonyms)) for r in records]
+        rows: dict[str, tuple[tuple[Any, ...], tuple[str, ...]]] = {}
+        for r in records:
+            if r.record_id not in rows:  # the first of a batch's duplicates stands
+                rows[r.record_id] = (_prepare(r)[0], tuple(dict.fromkeys(r.subject_pseudonyms)))
         if not rows:
             return 0
-        inserted = 0
         with self._lock, self._guard("append"), self._write():
-            # Under the write lock, so positions are handed out in commit order, densely.
+            for stored in self._stored(list(rows)):
+                del rows[stored]
+            if not rows:
+                return 0
             (position,) = self._conn.execute(SIZE_SQL).fetchone()
-            for values, subjects in rows:
-                returned = self._conn.execute(_INSERT, (position + inserted, *values)).fetchall()
-                if not returned:
-                    continue  # a replayed record: the first write stands
-                inserted += 1
-                seq = returned[0][0]
-                self._conn.executemany(_INSERT_SUBJECT, [(seq, p) for p in subjects])
-        return inserted
+            (seq,) = self._conn.execute(_LAST_SEQ_SQL).fetchone()
+            self._conn.executemany(
+                _INSERT,
+                [(seq + i, position + i - 1, *row) for i, (row, _) in enumerate(rows.values(), 1)],
+            )
+            self._conn.executemany(
+                _INSERT_SUBJECT,
+                [
+                    (pseudonym, seq + i)
+                    for i, (_, subjects) in enumerate(rows.values(), 1)
+                    for pseudonym in subjects
+                ],
+            )
+        return len(rows)
 
     def query(
         self,
@@ -325,10 +427,10 @@ class SQLiteAuditStore:
             clauses.append("time >= ?")
             params.append(_utc_text(since))
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
-        sql = f"SELECT canonical FROM audit_records {where}ORDER BY seq LIMIT ?"  # noqa: S608
+        sql = f"SELECT {_READ} FROM audit_records {where}ORDER BY seq LIMIT ?"  # noqa: S608
         with self._lock, self._guard("query"):
             rows = self._conn.execute(sql, [*params, limit]).fetchall()
-        return [AuditRecord.model_validate_json(row[0]) for row in rows]
+        return [_record(row, str(self.path)) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of records per decision, every decision present (zero if none)."""
@@ -356,15 +458,19 @@ class SQLiteAuditStore:
         wanted = list(dict.fromkeys(record_ids))
         if not wanted:
             return set()
-        found: set[str] = set()
         with self._lock, self._guard("query"), self._read():
-            for i in range(0, len(wanted), _IDS_CHUNK):
-                chunk = wanted[i : i + _IDS_CHUNK]
-                sql = (
-                    "SELECT record_id FROM audit_records "  # noqa: S608 - placeholders only
-                    f"WHERE record_id IN ({', '.join('?' for _ in chunk)})"
-                )
-                found.update(row[0] for row in self._conn.execute(sql, chunk))
+            return self._stored(wanted)
+
+    def _stored(self, record_ids: list[str]) -> set[str]:
+        """``stored_ids`` inside the caller's transaction (ids distinct)."""
+        found: set[str] = set()
+        for i in range(0, len(record_ids), _IDS_CHUNK):
+            chunk = record_ids[i : i + _IDS_CHUNK]
+            sql = (
+                "SELECT record_id FROM audit_records "  # noqa: S608 - placeholders only
+                f"WHERE record_id IN ({', '.join('?' for _ in chunk)})"
+            )
+            found.update(row[0] for row in self._conn.execute(sql, chunk))
         return found
 
     def size(self) -> int:
@@ -380,9 +486,20 @@ class SQLiteAuditStore:
         """Canonical bytes of leaves ``start`` .. ``end - 1``, append order (see ``AuditStore``)."""
         if not 0 <= start <= end:
             raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
+        return self.checked_leaves(start, end)[0]
+
+    def checked_leaves(self, start: int, end: int) -> tuple[list[bytes], list[int]]:
+        """``leaves`` and ``mismatched_rows`` of one window, from one read (see ``AuditStore``)."""
+        if not 0 <= start <= end:
+            raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
         with self._lock, self._guard("read"), self._read():
-            rows = self._window(start, end, "canonical", "audit leaves")
-        return [bytes(row[2]) for row in rows]
+            rows = self._window(start, end, _READ, "audit leaves")
+            subjects: dict[int, set[str]] = {}
+            if rows:
+                for seq, pseudonym in self._conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
+                    subjects.setdefault(seq, set()).add(pseudonym)
+        leaves, faults = row_faults([(row[0], *row[2:]) for row in rows], subjects)
+        return leaves, [start + offset for offset in faults]
 
     def record_index(self, record_id: str) -> int | None:
         """Leaf index of a record (0-based, append order), or ``None`` if not stored."""
@@ -469,25 +586,7 @@ class SQLiteAuditStore:
         """
         if not 0 <= start <= end:
             raise AuditError(f"audit rows: expected 0 <= start <= end, got {start}, {end}")
-        columns = ", ".join(_COLUMNS)
-        with self._lock, self._guard("read"), self._read():
-            rows = self._window(start, end, columns, "audit rows")
-            subjects: dict[int, set[str]] = {}
-            if rows:
-                for seq, pseudonym in self._conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
-                    subjects.setdefault(seq, set()).add(pseudonym)
-        faults: list[int] = []
-        for offset, (seq, _position, *stored) in enumerate(rows):
-            try:
-                record = AuditRecord.model_validate_json(stored[-1])
-            except ValueError:
-                faults.append(start + offset)
-                continue
-            if tuple(stored) != _row(record) or subjects.get(seq, set()) != set(
-                record.subject_pseudonyms
-            ):
-                faults.append(start + offset)
-        return faults
+        return self.checked_leaves(start, end)[1]
 
     def save_checkpoint(self, tree_size: int, note: str) -> None:
         """Keep a signed checkpoint note of the tree at ``tree_size`` (see ``AuditStore``)."""
@@ -598,8 +697,12 @@ class SQLiteAuditStore:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return  # readers never take the write lock once the schema exists
-        with self._write():
+        # Foreign keys off (only settable outside a transaction): ``_rebuild`` drops the old
+        # tables while the new subject rows already point at ``audit_records``.
+        with self._foreign_keys_off(), self._write():
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            if version == SCHEMA_VERSION:
+                return  # another opener upgraded it while we waited for the lock
             if version == 0:
                 for statement in _DDL:
                     self._conn.execute(statement)
@@ -622,7 +725,45 @@ class SQLiteAuditStore:
             self._number_positions()
             self._conn.execute(_POSITION_INDEX)
             self._conn.execute(_SUBJECTS_SEQ_DDL)
+            if version != 0:
+                self._rebuild()
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _rebuild(self) -> None:
+        """Copy a version 1-3 file's records into the version 4 layout (once, when opened).
+
+        Every row keeps its ``seq`` and ``position``; ``canonical`` is packed against the
+        columns kept, and the columns dropped are gone: the record in ``canonical`` is what
+        queries read now. A row whose kept columns disagreed with ``canonical`` still does
+        (such values are kept inline, and ``hub audit verify`` reports the row). The freed
+        pages are reused by later appends; ``VACUUM`` gives them back to the file system.
+        """
+        (last,) = self._conn.execute(_LAST_SEQ_SQL).fetchone()
+        self._conn.create_function("hub_pack", 1 + len(INDEX_COLUMNS), _pack_sql)
+        self._conn.execute(_RECORDS_DDL.format(name="audit_records_new"))
+        self._conn.execute(_SUBJECTS_DDL.format(name="audit_subjects_new"))
+        kept = ", ".join(INDEX_COLUMNS)
+        self._conn.execute(
+            f"INSERT INTO audit_records_new (seq, position, {', '.join(_COLUMNS)}) "  # noqa: S608
+            f"SELECT seq, position, {kept}, hub_pack(canonical, {kept}) FROM audit_records "
+            "ORDER BY seq"
+        )
+        self._conn.execute(
+            "INSERT INTO audit_subjects_new (pseudonym, seq) "
+            "SELECT DISTINCT pseudonym, seq FROM audit_subjects"
+        )
+        self._conn.execute("DROP TABLE audit_subjects")
+        self._conn.execute("DROP TABLE audit_records")
+        self._conn.execute("ALTER TABLE audit_records_new RENAME TO audit_records")
+        self._conn.execute("ALTER TABLE audit_subjects_new RENAME TO audit_subjects")
+        # AUTOINCREMENT never reuses a seq, even one burnt by a replay or pruned away.
+        self._conn.execute("DELETE FROM sqlite_sequence WHERE name = 'audit_records'")
+        if last:
+            self._conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('audit_records', ?)", (last,)
+            )
+        for statement in (*_INDEX_DDL, _POSITION_INDEX, _SUBJECTS_SEQ_DDL):
+            self._conn.execute(statement)
 
     def _number_positions(self) -> None:
         """Give every row its leaf index, K plus its rank in seq order (once, when upgrading).

@@ -130,6 +130,13 @@ class AuditStore(Protocol):
         """
         ...
 
+    def checked_leaves(self, start: int, end: int) -> tuple[list[bytes], list[int]]:
+        """``leaves(start, end)`` and ``mismatched_rows`` over the same rows, from one read.
+
+        What ``hub audit verify`` walks the log with: each row is read and checked once.
+        """
+        ...
+
     def save_checkpoint(self, tree_size: int, note: str) -> None:
         """Keep a signed checkpoint note (C2SP tlog-checkpoint) of the tree at ``tree_size``.
 

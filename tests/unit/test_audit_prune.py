@@ -214,8 +214,8 @@ def test_one_byte_changed_in_a_kept_record_is_found_at_its_index(
     kept = record(13)
     execute(
         location,
-        "UPDATE audit_records SET reason = %s WHERE record_id = %s",
-        "rule matcheD",
+        "UPDATE audit_records SET recipient = %s WHERE record_id = %s",
+        "council.housinG",
         kept.record_id,
     )
     report = log.verify()
@@ -283,7 +283,7 @@ def test_a_log_that_does_not_verify_is_not_pruned(store: AuditStore, location: s
     grow(log, store, 12)
     execute(
         location,
-        "UPDATE audit_records SET rule = %s WHERE record_id = %s",
+        "UPDATE audit_records SET recipient = %s WHERE record_id = %s",
         "x",
         record(2).record_id,
     )

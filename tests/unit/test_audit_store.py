@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from hub.audit.packing import INDEX_COLUMNS, unpack
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.sqlite import SQLiteAuditStore, canonical_bytes
 from hub.audit.store import AuditStore, open_store, sqlite_path
@@ -78,23 +78,24 @@ def test_satisfies_protocol(store: SQLiteAuditStore) -> None:
     assert typed.counts()["delivered"] == 0
 
 
-def test_every_model_field_has_a_column(store: SQLiteAuditStore) -> None:
+def test_the_record_is_kept_once(store: SQLiteAuditStore) -> None:
+    """Schema 4: the columns queries filter on, and the record packed against them."""
     store.append([record()])
     conn = sqlite3.connect(store.path)
     try:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(audit_records)")}
         row = conn.execute(
-            "SELECT fields, subject_pseudonyms, canonical, position FROM audit_records"
-        )
-        fields, subjects, canonical, position = row.fetchone()
+            f"SELECT {', '.join(INDEX_COLUMNS)}, canonical, position FROM audit_records"  # noqa: S608
+        ).fetchone()
     finally:
         conn.close()
     # position: the leaf index (schema 3), so leaf reads are index ranges
-    assert set(AuditRecord.model_fields) | {"seq", "position", "canonical"} == columns
+    assert set(INDEX_COLUMNS) | {"seq", "position", "canonical"} == columns
+    *kept, canonical, position = row
     assert position == 0
-    assert json.loads(fields) == ["case_ref", "address"]
-    assert json.loads(subjects) == [PSEUDO.subject("SUBJ-1")]
-    assert canonical == canonical_bytes(record())
+    assert len(canonical) < len(canonical_bytes(record())) // 2
+    assert unpack(canonical, kept) == canonical_bytes(record())
+    assert store.leaves(0, 1) == [canonical_bytes(record())]
 
 
 def test_round_trip_is_exact(store: SQLiteAuditStore) -> None:
@@ -283,7 +284,7 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(AuditError, match="expected schema version 3, got 99"):
+    with pytest.raises(AuditError, match="expected schema version 4, got 99"):
         SQLiteAuditStore(path)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from hub.audit.packing import INDEX_COLUMNS, unpack
 from hub.audit.postgres import PostgresAuditStore, redacted_url
 from hub.audit.sqlite import SQLiteAuditStore, canonical_bytes
 from hub.audit.store import AuditStore, open_store
@@ -296,8 +297,9 @@ def test_pg_layout_and_dense_seq(postgres_url: str) -> None:
         store.append([record("evt-1"), record("evt-2")])
         store.append([record("evt-1"), record("evt-3")])  # the replay burns no seq
         with pytest.raises(AuditError, match="cannot append"):
-            # A failing batch rolls back whole, leaving no gap behind.
-            store.append([record("evt-4"), record("evt-5", reason="\x00")])
+            # A failing batch rolls back whole, leaving no gap behind (PostgreSQL text
+            # holds no NUL; the recipient is a column, the reason only in ``canonical``).
+            store.append([record("evt-4"), record("evt-5", "fire\x00")])
         store.append([record("evt-4")])
     with psycopg.connect(postgres_url) as conn:
         columns = {
@@ -308,15 +310,22 @@ def test_pg_layout_and_dense_seq(postgres_url: str) -> None:
             )
         }
         seqs = [row[0] for row in conn.execute("SELECT seq FROM audit_records ORDER BY seq")]
-        first = conn.execute("SELECT canonical FROM audit_records WHERE seq = 1").fetchone()
+        first = conn.execute(
+            f"SELECT {', '.join(INDEX_COLUMNS)}, canonical FROM audit_records WHERE seq = 1"  # noqa: S608
+        ).fetchone()
         identity = conn.execute(
             "SELECT is_identity FROM information_schema.columns "
             "WHERE table_name = 'audit_records' AND column_name = 'seq'"
         ).fetchone()
-    assert set(AuditRecord.model_fields) | {"seq", "canonical"} == columns
+    # Schema 3: the columns queries filter on, and the record packed against them.
+    assert set(INDEX_COLUMNS) | {"seq", "canonical"} == columns
     assert seqs == [1, 2, 3, 4]
     assert first is not None
-    assert bytes(first[0]) == canonical_bytes(record("evt-1"))
+    *kept, canonical = first
+    kept[INDEX_COLUMNS.index("time")] = kept[INDEX_COLUMNS.index("time")].isoformat(
+        timespec="microseconds"
+    )
+    assert unpack(bytes(canonical), kept) == canonical_bytes(record("evt-1"))
     assert identity == ("YES",)
 
 
@@ -382,7 +391,7 @@ def test_pg_newer_schema_refused(postgres_url: str) -> None:
     PostgresAuditStore(postgres_url).close()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE audit_schema SET version = 99")
-    with pytest.raises(AuditError, match="expected schema version 2, got 99"):
+    with pytest.raises(AuditError, match="expected schema version 3, got 99"):
         PostgresAuditStore(postgres_url)
 
 

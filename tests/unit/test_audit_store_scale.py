@@ -356,11 +356,29 @@ V2_DDL = (
     )""",
     "PRAGMA user_version = 2",
 )
+#: the version 1-3 layout: a column per field, then the record as plain JSON
+V2_COLUMNS = (
+    "record_id", "time", "event_id", "event_type", "event_time", "publisher", "recipient",
+    "decision", "rule", "reason", "lawful_basis", "condition", "purpose", "protocol_hash",
+    "fields", "payload_sha256", "case_pseudonym", "subject_pseudonyms", "origin",
+    "ack_event_id", "canonical",
+)  # fmt: skip
 V2_INSERT = (
-    f"INSERT INTO audit_records ({ALL_COLUMNS}) "  # noqa: S608 - constant names
-    f"VALUES ({', '.join('?' for _ in lite._COLUMNS)}) "
+    f"INSERT INTO audit_records ({', '.join(V2_COLUMNS)}) "  # noqa: S608 - constant names
+    f"VALUES ({', '.join('?' for _ in V2_COLUMNS)}) "
     "ON CONFLICT (record_id) DO NOTHING RETURNING seq"
 )
+
+
+def v2_row(r: AuditRecord) -> tuple[Any, ...]:
+    """A row as hubs before schema 4 wrote it."""
+    values = r.model_dump(mode="json")
+    values["time"] = lite._utc_text(r.time)
+    values["event_time"] = lite._utc_text(r.event_time) if r.event_time else None
+    values["fields"] = json.dumps(list(r.fields))
+    values["subject_pseudonyms"] = json.dumps(list(r.subject_pseudonyms))
+    values["canonical"] = canonical_bytes(r)
+    return tuple(values[name] for name in V2_COLUMNS)
 
 
 def write_version_2_file(path: Path, n: int, pruned: int, every: int) -> MerkleTree:
@@ -373,7 +391,7 @@ def write_version_2_file(path: Path, n: int, pruned: int, every: int) -> MerkleT
             conn.execute(statement)
         for i in range(n):
             for r in (record(i), record(max(i - 1, 0))):  # the second is a replay
-                returned = conn.execute(V2_INSERT, lite._row(r)).fetchall()
+                returned = conn.execute(V2_INSERT, v2_row(r)).fetchall()
                 if returned:
                     conn.executemany(
                         "INSERT INTO audit_subjects (seq, pseudonym) VALUES (?, ?)",
@@ -424,7 +442,7 @@ def test_version_2_file_upgrades_to_the_same_log(tmp_path: Path) -> None:
             numbered = conn.execute("SELECT record_id, position FROM audit_records ORDER BY seq")
             positions = dict(numbered.fetchall())
             indexes = {r[1] for r in conn.execute("PRAGMA index_list(audit_subjects)")}
-        assert version == lite.SCHEMA_VERSION == 3
+        assert version == lite.SCHEMA_VERSION == 4
         assert positions == {record(i).record_id: i for i in range(8, 30)}
         assert "audit_subjects_seq" in indexes
         assert store.size() == 30
