@@ -8,6 +8,7 @@ is visible to the store, whoever made it. The clock is injected: no test sleeps 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -16,8 +17,18 @@ from typing import Any
 
 import pytest
 
-from hub.errors import KeyRevokedError, KeyStoreError
+from hub.envelope.party import PartyEnvelope
+from hub.errors import KeyRevokedError, KeyStoreError, UnknownKeyError
 from hub.keys import FileKeyStore, KeyStatus
+from hub.models import EventAttributes
+
+ATTRS = EventAttributes(
+    id="ev-1",
+    source="/parties/hub",
+    type="uk.csp.hub.rejected.v1",
+    time=dt.datetime(2026, 12, 4, tzinfo=dt.UTC),
+    datacontenttype="application/json",
+)
 
 
 class Clock:
@@ -138,3 +149,24 @@ def test_signing_resolves_the_key_once_not_per_signature(
     for i in range(100):
         store.sign(record.signing_key_id, str(i).encode())
     assert stats.count(directory) == 1  # one look per interval, not one per signature
+
+
+def test_envelope_seals_to_the_new_key_after_a_rotation_and_never_to_a_revoked_one(
+    tmp_path: Path, clock: Clock
+) -> None:
+    store = FileKeyStore(tmp_path / "keys", recheck_s=3600, clock=clock)
+    store.create_party("hub")
+    first = store.create_party("p")
+    envelope = PartyEnvelope("hub", store=store)
+
+    def sealed_to() -> str:
+        record = envelope.seal(ATTRS, key=b"C-1", plaintext=b"{}", recipient="p")
+        return dict(record.headers)["ce_hubkid"].decode()
+
+    assert sealed_to() == first.encryption_key_id
+    assert sealed_to() == first.encryption_key_id  # resolved once, reused
+    second = FileKeyStore(tmp_path / "keys").rotate("p")  # e.g. `hub keys rotate`
+    assert sealed_to() == second.encryption_key_id
+    store.revoke(second.encryption_key_id, reason="compromised")
+    with pytest.raises(UnknownKeyError, match="active"):
+        sealed_to()  # no active key: withheld, never sealed to the revoked one
