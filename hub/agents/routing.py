@@ -50,6 +50,7 @@ from hub.workflows.socjag import check_intel
 
 __all__ = [
     "ACK_TYPE",
+    "MAX_KEY_BYTES",
     "QUARANTINE_MAX_BYTES",
     "REJECTED_TYPE",
     "SUSPENDED_TYPE",
@@ -97,6 +98,8 @@ QUARANTINE_MAX_BYTES = 900_000
 #: of the limit; beyond it they are replaced by their digest
 _HEADER_SHARE = 4
 _KEPT_KEY_BYTES = 1024
+#: the longest Kafka key the router accepts: the key is the case or subject reference
+MAX_KEY_BYTES = 1024
 _MARAC_FLAG = "uk.csp.marac.flag."
 _BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
 
@@ -210,7 +213,7 @@ class Router:
         attrs: EventAttributes | None = None
         try:
             attrs, decoded = self._parse(headers)
-            self._validate(origin, attrs, value)
+            self._validate(origin, attrs, key, value)
             event = self._open(attrs, decoded, origin=origin, key=key, value=value)
             # an event is its source and id (CloudEvents 1.0): the same id from another party
             # is another event, not a duplicate
@@ -249,7 +252,9 @@ class Router:
         except wire.HeaderError as exc:
             raise _Reject(QuarantineReason(exc.reason), str(exc)) from exc
 
-    def _validate(self, origin: Origin, attrs: EventAttributes, value: bytes) -> None:
+    def _validate(
+        self, origin: Origin, attrs: EventAttributes, key: bytes | None, value: bytes
+    ) -> None:
         owner = topics.owner_of(origin.topic)
         if owner is None or self.protocol.party(owner) is None:
             raise _Reject(
@@ -260,6 +265,14 @@ class Router:
             raise _Reject(
                 QuarantineReason.OVERSIZED,
                 f"payload is {len(value)} bytes: expected at most {self.max_event_bytes}",
+            )
+        # every delivery carries the key: one near the broker's limit would make each of them
+        # too large to produce, and the refused produce would stop the worker
+        if key is not None and len(key) > MAX_KEY_BYTES:
+            raise _Reject(
+                QuarantineReason.OVERSIZED,
+                f"record key is {len(key)} bytes: expected at most {MAX_KEY_BYTES} "
+                "(a case or subject reference)",
             )
         if attrs.party != owner:
             raise _Reject(

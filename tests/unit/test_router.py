@@ -488,3 +488,14 @@ def test_headers_too_large_for_quarantine_are_kept_as_a_digest() -> None:
     assert copy.value == rec["value"]  # the value itself fitted
     assert result.audit[0].decision is AuditDecision.REJECTED
     assert len(result.messages) == 2  # and the notice
+
+
+def test_a_key_too_long_for_every_delivery_is_oversized() -> None:
+    # the payload is valid and small; the key alone is near the broker's limit, and every
+    # delivery would carry it
+    rec = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-44"))
+    result = make_router().route(**{**rec, "key": b"K" * 999_000}, seen=never_seen)
+    assert all(producer_size(m) <= QUARANTINE_MAX_BYTES for m in result.messages)
+    assert result.quarantined is QuarantineReason.OVERSIZED
+    assert "record key is 999000 bytes" in result.audit[0].reason
+    assert dict(result.messages[0].headers)["hub_key_truncated"] == b"999000"
