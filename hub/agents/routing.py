@@ -365,6 +365,23 @@ class Router:
                     result.audit.append(self._record(common, withheld, AuditDecision.WITHHELD))
                     result.withheld += 1
                     continue
+                size = _record_size(message.key, message.value, message.headers)
+                if size > self.quarantine_max_bytes:
+                    # HUB_MAX_EVENT_BYTES may be set above what a delivery can carry (the
+                    # minimised JSON can be larger than the Avro): the producer would refuse
+                    # it and stop the worker, so it is withheld, with why
+                    withheld = outcome.model_copy(
+                        update={
+                            "outcome": "withhold",
+                            "fields": (),
+                            "reason": f"rule {outcome.rule_id} permits it, but the sealed "
+                            f"delivery is {size} bytes: over the hub's record limit of "
+                            f"{self.quarantine_max_bytes}",
+                        }
+                    )
+                    result.audit.append(self._record(common, withheld, AuditDecision.WITHHELD))
+                    result.withheld += 1
+                    continue
                 result.messages.append(message)
                 result.audit.append(
                     self._record(common, outcome, AuditDecision.DELIVERED, payload_sha256=digest)

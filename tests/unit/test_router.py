@@ -499,3 +499,17 @@ def test_a_key_too_long_for_every_delivery_is_oversized() -> None:
     assert result.quarantined is QuarantineReason.OVERSIZED
     assert "record key is 999000 bytes" in result.audit[0].reason
     assert dict(result.messages[0].headers)["hub_key_truncated"] == b"999000"
+
+
+def test_a_delivery_too_large_to_produce_is_withheld_with_why() -> None:
+    # HUB_MAX_EVENT_BYTES set high: the full flag (notes and all) cannot be delivered, the
+    # district departments' minimal flag can
+    flag = marac_flag("MARAC-45", notes="n" * 950_000)
+    rec = record("marac.north-worcs", MARAC_RAISED, flag)
+    result = make_router(max_event_bytes=2_000_000).route(**rec, seen=never_seen)
+    assert result.quarantined is None
+    assert all(producer_size(m) <= QUARANTINE_MAX_BYTES for m in result.messages)
+    too_large = [r for r in result.audit if "sealed delivery is" in r.reason]
+    assert [r.recipient for r in too_large] == ["west-mercia-police"]
+    assert too_large[0].decision is AuditDecision.WITHHELD
+    assert result.delivered == len(result.messages) >= 1
