@@ -10,6 +10,12 @@
 
 Every signed-in role sees the protocol, the explain form and the aggregate counters, which
 hold no personal data.
+
+Refused ``hub.audit`` messages (``hub.audit.refusals``: someone wrote to the audit stream
+without the hub's key, or a writer sent one the sink cannot read) are the IG role's alert: a
+banner on an IG officer's dashboard and a list on the log integrity page. Other roles are not
+shown them, not even that integrity needs attention: they can do nothing about it, and a
+security incident is the IG officer's to raise.
 """
 
 from __future__ import annotations

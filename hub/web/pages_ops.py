@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hub.audit.checkpoint import log_signer
 from hub.audit.log import AuditLog
+from hub.audit.refusals import Refusals, recent_refusals
 from hub.errors import HubError
 from hub.policies.check import check_protocol
 from hub.policies.explain import explain
@@ -42,9 +43,14 @@ _RECENT_LIMIT = 200_000
 
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request) -> Response:
-    """Totals per decision, events per minute by type, volumes over the last hour."""
-    require(request)
-    return render(request, "dashboard.html", {"live": _live(request)})
+    """Totals per decision, events per minute by type, volumes over the last hour.
+
+    An IG officer also sees a banner when the audit sink refused ``hub.audit`` messages
+    (``hub.audit.refusals``); other roles do not (they have nothing to act on it with).
+    """
+    user = require(request)
+    refusals = _refusals(request) if user.role is Role.IG_OFFICER else None
+    return render(request, "dashboard.html", {"live": _live(request), "refusals": refusals})
 
 
 @router.get("/dashboard/live", response_class=HTMLResponse)
@@ -66,11 +72,23 @@ def _live(request: Request) -> Any:
 # -- log integrity ---------------------------------------------------------------------------
 
 
+def _refusals(request: Request) -> Refusals:
+    """The audit sink's refusals of forged or unreadable hub.audit messages, newest first."""
+    app = console(request)
+    with app.store() as store:
+        return recent_refusals(store, now=app.now())
+
+
 @router.get("/integrity", response_class=HTMLResponse)
 def integrity(request: Request) -> Response:
-    """The latest signed checkpoint, the last verification, and a button to verify now."""
+    """The latest checkpoint, the last verification, a button to verify now, and refusals.
+
+    Refusals are the ``hub.audit`` messages the sink would not store (a forged MAC, or
+    unreadable): each one's time, origin, reason and SHA-256, no personal data.
+    """
     require(request, Role.IG_OFFICER)
     app = console(request)
+    refusals = _refusals(request)
     signer = log_signer(app.settings)
     latest: dict[str, Any] | None = None
     with app.store() as store:
@@ -94,6 +112,7 @@ def integrity(request: Request) -> Response:
             "last": last,
             "verifier_key": signer.verifier_key,
             "checkpoints": len(notes),
+            "refusals": refusals,
         },
     )
 
