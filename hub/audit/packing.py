@@ -12,6 +12,9 @@ that queries filter on (``INDEX_COLUMNS``) and the canonical bytes packed (forma
   and taken back from the column (``time``: when the column, ``+00:00``, and the JSON
   string, ``Z``, name the same instant in the same form);
 * ``null`` and ``[]`` are one control byte each;
+* the values of ``SHARED`` fields (the protocol's hash, rules, lawful bases, purposes:
+  the same few strings in every record) are kept once, in the store's ``audit_values``
+  table, and referred to by a control byte and their id (``SharedValues``);
 * a CRC-32 of the canonical bytes ends the blob, so a change to the blob or to any column it
   borrows from is found at its row (``hub audit verify``), as comparing the duplicated
   columns used to.
@@ -28,12 +31,14 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
     "FIELDS",
     "INDEX_COLUMNS",
+    "SHARED",
+    "SharedValues",
     "canonical_values",
     "pack",
     "pack_values",
@@ -55,6 +60,10 @@ INDEX_COLUMNS = (
     "record_id", "time", "event_id", "publisher", "recipient", "decision", "case_pseudonym",
 )  # fmt: skip
 
+#: fields whose values come from the protocol and repeat from record to record (a reason
+#: often names its event, so it is not one of them: the table would grow with the log)
+SHARED = ("condition", "event_type", "fields", "lawful_basis", "protocol_hash", "purpose", "rule")
+
 _FORMAT_1 = b"\x01"
 _SEP = b"\x00"
 _NULL = b"\x02"
@@ -69,6 +78,8 @@ _MARKERS = tuple(
 #: field position -> column position, for the fields a column can stand in for
 _BORROWED_ITEMS = tuple((FIELDS.index(name), i) for i, name in enumerate(INDEX_COLUMNS))
 _TIME = FIELDS.index("time")
+_SHARED_FIELDS = tuple(FIELDS.index(name) for name in SHARED)
+_REF = b"\x04"
 _SUBJECTS = FIELDS.index("subject_pseudonyms")
 #: the canonical bytes with a ``%b`` per value (field names hold no ``%``)
 _TEMPLATE = b"".join(m + b"%b" for m in _MARKERS) + b"}"
@@ -142,7 +153,56 @@ def canonical_values(dumped: dict[str, Any]) -> tuple[bytes, list[bytes] | None]
     return _TEMPLATE % tuple(values), values
 
 
-def pack(canonical: bytes, columns: Sequence[str | None]) -> bytes:
+class SharedValues:
+    """A store's ``audit_values`` table as this process knows it: id <-> JSON value.
+
+    Values met while writing get the next ids in ``pending``; the store writes them in the
+    same transaction as the rows that refer to them and calls ``commit`` after it commits
+    (``discard`` if it rolled back), so no row ever refers to an id the table lacks.
+    """
+
+    def __init__(self) -> None:
+        self.last = 0
+        self._values: dict[bytes, bytes] = {}  # reference -> value
+        self._refs: dict[bytes, bytes] = {}  # value -> reference
+        self.pending: dict[bytes, bytes] = {}  # value -> reference, not yet committed
+
+    def learn(self, rows: Iterable[tuple[int, bytes]]) -> None:
+        """Take rows ``(id, value)`` read from the table."""
+        for ident, value in rows:
+            ref = _REF + str(int(ident)).encode()
+            self._values[ref] = bytes(value)
+            self._refs[bytes(value)] = ref
+            self.last = max(self.last, int(ident))
+
+    def value(self, ref: bytes) -> bytes | None:
+        """The value a reference stands for, if known."""
+        return self._values.get(ref)
+
+    def ref(self, value: bytes) -> bytes:
+        """The reference for a value, a new one (pending) if the table lacks it."""
+        ref = self._refs.get(value) or self.pending.get(value)
+        if ref is None:
+            ref = self.pending[value] = _REF + str(self.last + len(self.pending) + 1).encode()
+        return ref
+
+    def new_rows(self) -> list[tuple[int, bytes]]:
+        """The pending values as rows ``(id, value)`` to write."""
+        return [(int(ref[1:]), value) for value, ref in self.pending.items()]
+
+    def commit(self) -> None:
+        """The pending values are in the table now."""
+        self.learn(self.new_rows())
+        self.pending.clear()
+
+    def discard(self) -> None:
+        """The transaction that would have written the pending values rolled back."""
+        self.pending.clear()
+
+
+def pack(
+    canonical: bytes, columns: Sequence[str | None], shared: SharedValues | None = None
+) -> bytes:
     """``canonical`` as stored beside ``columns`` (``INDEX_COLUMNS`` values of the row).
 
     ``unpack(pack(c, columns), columns) == c`` always: the values are the bytes between the
@@ -154,10 +214,15 @@ def pack(canonical: bytes, columns: Sequence[str | None]) -> bytes:
     values = _split(canonical)
     if values is None:
         return canonical
-    return pack_values(canonical, values, columns)
+    return pack_values(canonical, values, columns, shared)
 
 
-def pack_values(canonical: bytes, values: list[bytes], columns: Sequence[str | None]) -> bytes:
+def pack_values(
+    canonical: bytes,
+    values: list[bytes],
+    columns: Sequence[str | None],
+    shared: SharedValues | None = None,
+) -> bytes:
     """``pack`` for a record whose ``FIELDS`` values are known (``canonical_values``).
 
     ``values`` must be the canonical JSON of each field, as ``canonical_values`` gives them
@@ -166,6 +231,10 @@ def pack_values(canonical: bytes, values: list[bytes], columns: Sequence[str | N
     for field, column in _BORROWED_ITEMS:
         if values[field] == _column_json(field, columns[column]):
             values[field] = _FROM_COLUMN
+    if shared is not None:
+        for field in _SHARED_FIELDS:
+            if values[field] not in _TOKENS:
+                values[field] = shared.ref(values[field])
     packed = b"".join(
         (
             _FORMAT_1,
@@ -177,17 +246,25 @@ def pack_values(canonical: bytes, values: list[bytes], columns: Sequence[str | N
     return packed if len(packed) < len(canonical) else canonical
 
 
-def unpack(stored: bytes, columns: Sequence[Any], *, check: bool = True) -> bytes | None:
+def unpack(
+    stored: bytes,
+    columns: Sequence[Any],
+    shared: SharedValues | None = None,
+    *,
+    check: bool = True,
+) -> bytes | None:
     """The canonical bytes of a stored blob, or ``None`` if it does not decode (and check).
 
     ``None`` means the row was changed: a part missing, or (``check``) the CRC of what the
     blob and the row's columns give back is not the one written with it. ``check=False``
     rebuilds what the row says now, for reading a damaged row rather than trusting it.
     """
-    return _unpack(stored, columns, check=check)[0]
+    return _unpack(stored, columns, shared, check=check)[0]
 
 
-def unpack_checked(stored: bytes, columns: Sequence[Any]) -> tuple[bytes | None, set[str] | None]:
+def unpack_checked(
+    stored: bytes, columns: Sequence[Any], shared: SharedValues | None = None
+) -> tuple[bytes | None, set[str] | None]:
     """The checked canonical bytes and, when that settles the row, the subjects they name.
 
     The subjects come back only for a packed row whose every column was borrowed (so each is
@@ -195,7 +272,7 @@ def unpack_checked(stored: bytes, columns: Sequence[Any]) -> tuple[bytes | None,
     ``(canonical, None)``: a plain JSON row, or one with a value kept inline (an odd time, an
     escaped string), to be checked the long way. ``(None, None)``: the row was changed.
     """
-    canonical, parts = _unpack(stored, columns, check=True)
+    canonical, parts = _unpack(stored, columns, shared, check=True)
     if canonical is None or parts is None:
         return canonical, None
     named = parts[_SUBJECTS]
@@ -211,7 +288,7 @@ def unpack_checked(stored: bytes, columns: Sequence[Any]) -> tuple[bytes | None,
 
 
 def _unpack(
-    stored: bytes, columns: Sequence[Any], *, check: bool
+    stored: bytes, columns: Sequence[Any], shared: SharedValues | None, *, check: bool
 ) -> tuple[bytes | None, list[bytes] | None]:
     """``(canonical, values)``; values only when every borrowed field came from its column."""
     if stored[:1] != _FORMAT_1:
@@ -222,6 +299,13 @@ def _unpack(
     if len(parts) != len(FIELDS):
         return None, None
     parts = [_VALUES.get(p, p) for p in parts]
+    for field in _SHARED_FIELDS:
+        part = parts[field]
+        if part[:1] == _REF:
+            value = None if shared is None else shared.value(part)
+            if value is None:
+                return None, None
+            parts[field] = value
     borrowed_all = True
     for field, column in _BORROWED_ITEMS:
         if parts[field] == _FROM_COLUMN:

@@ -54,16 +54,18 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from hub.audit.packing import INDEX_COLUMNS, pack
+from hub.audit.packing import INDEX_COLUMNS, SharedValues, pack
 from hub.audit.retention import PrunedPrefix
 from hub.audit.sqlite import (
     LeafCursors,
     WindowStart,
+    _pack,
     _prepare,
     _record,
     _utc_text,
     row_faults,
 )
+from hub.audit.sqlite import _row as _sqlite_row
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 
@@ -156,6 +158,13 @@ RECORD_INDEX_SQL = "SELECT seq - 1 FROM audit_records WHERE record_id = %s"
 # rows from ``audit_seq`` under the append lock, never from the identity generator.
 _COPY_RECORDS = f"COPY {{table}} (seq, {', '.join(_COLUMNS)}) FROM STDIN"
 _COPY_SUBJECTS = "COPY audit_subjects (seq, pseudonym) FROM STDIN"
+# The values of ``hub.audit.packing.SHARED`` fields, each kept once (as in SQLite).
+_VALUES_DDL = """CREATE TABLE IF NOT EXISTS audit_values (
+    id BIGINT PRIMARY KEY,
+    value BYTEA NOT NULL UNIQUE
+)"""
+_INSERT_VALUE = "INSERT INTO audit_values (id, value) VALUES (%s, %s)"
+_NEW_VALUES_SQL = "SELECT id, value FROM audit_values WHERE id > %s ORDER BY id"
 _STORED_SQL = "SELECT record_id FROM audit_records WHERE record_id = ANY(%s)"
 #: rows read per round trip when ``_rebuild`` repacks an older database
 _REBUILD_BATCH = 10_000
@@ -202,7 +211,7 @@ def _utc(value: datetime) -> datetime:
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
     """The stored values of ``_COLUMNS`` (``time`` a UTC datetime, ``canonical`` packed)."""
-    row = _prepare(record)[0]
+    row = _sqlite_row(record)
     return (*row[:_TIME], _utc(record.time), *row[_TIME + 1 :])
 
 
@@ -233,6 +242,7 @@ class PostgresAuditStore:
         self.display_url = redacted_url(url)
         self._lock = threading.Lock()
         self._cursors = LeafCursors()
+        self._shared = SharedValues()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._closed = False
         with self._lock, self._guard("open"):
@@ -267,36 +277,59 @@ class PostgresAuditStore:
         Returns:
             How many records were newly stored.
         """
-        rows: dict[str, tuple[tuple[Any, ...], tuple[str, ...]]] = {}
+        rows = {}
         for r in records:
             if r.record_id not in rows:  # the first of a batch's duplicates stands
-                rows[r.record_id] = (_row(r), tuple(dict.fromkeys(r.subject_pseudonyms)))
+                rows[r.record_id] = (
+                    _prepare(r),
+                    _utc(r.time),
+                    tuple(dict.fromkeys(r.subject_pseudonyms)),
+                )
         if not rows:
             return 0
         with self._lock, self._guard("append"):
             conn = self._connection()
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
-                # Statements after the lock: READ COMMITTED gives each a snapshot that
-                # includes the previous writer's commit.
-                for (stored,) in conn.execute(_STORED_SQL, (list(rows),)).fetchall():
-                    rows.pop(str(stored), None)
-                if not rows:
-                    return 0
-                counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
-                if counter is None:
-                    raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
-                seq = int(counter[0])
-                with conn.cursor() as cur:
-                    with cur.copy(_COPY_RECORDS.format(table="audit_records")) as copy:
-                        for i, (row, _) in enumerate(rows.values(), seq + 1):
-                            copy.write_row((i, *row))
-                    with cur.copy(_COPY_SUBJECTS) as copy:
-                        for i, (_, subjects) in enumerate(rows.values(), seq + 1):
-                            for pseudonym in subjects:
-                                copy.write_row((i, pseudonym))
-                conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(rows),))
+            try:
+                self._append(conn, rows)
+            except BaseException:
+                self._shared.discard()
+                raise
+            self._shared.commit()
         return len(rows)
+
+    def _append(self, conn: psycopg.Connection[tuple[Any, ...]], rows: dict[str, Any]) -> None:
+        """``append``'s transaction: ``rows`` loses the ids already stored."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+            # Statements after the lock: READ COMMITTED gives each a snapshot that
+            # includes the previous writer's commit.
+            for (stored,) in conn.execute(_STORED_SQL, (list(rows),)).fetchall():
+                rows.pop(str(stored), None)
+            if not rows:
+                return
+            counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
+            if counter is None:
+                raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
+            seq = int(counter[0])
+            self._refresh_shared(conn)
+            shared = self._shared
+            with conn.cursor() as cur:
+                with cur.copy(_COPY_RECORDS.format(table="audit_records")) as copy:
+                    for i, ((columns, canonical, values), time, _) in enumerate(
+                        rows.values(), seq + 1
+                    ):
+                        packed = _pack(canonical, values, columns, shared)
+                        copy.write_row((i, *columns[:_TIME], time, *columns[_TIME + 1 :], packed))
+                with cur.copy(_COPY_SUBJECTS) as copy:
+                    for i, (_, _, subjects) in enumerate(rows.values(), seq + 1):
+                        for pseudonym in subjects:
+                            copy.write_row((i, pseudonym))
+                cur.executemany(_INSERT_VALUE, shared.new_rows())
+            conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(rows),))
+
+    def _refresh_shared(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """Learn the shared values other writers added since this store last read them."""
+        self._shared.learn(conn.execute(_NEW_VALUES_SQL, (self._shared.last,)).fetchall())
 
     def query(
         self,
@@ -335,8 +368,11 @@ class PostgresAuditStore:
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         sql = f"SELECT seq, {_READ} FROM audit_records {where}ORDER BY seq LIMIT %s"  # noqa: S608
         with self._lock, self._guard("query"):
-            rows = self._connection().execute(sql, [*params, limit]).fetchall()
-        return [_record(_as_text(row)[1:], self.display_url) for row in rows]
+            conn = self._connection()
+            rows = conn.execute(sql, [*params, limit]).fetchall()
+            # After the rows: a value is committed with (or before) the rows that use it.
+            self._refresh_shared(conn)
+        return [_record(_as_text(row)[1:], self.display_url, self._shared) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of records per decision, every decision present (zero if none)."""
@@ -431,10 +467,11 @@ class PostgresAuditStore:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 rows = self._window(conn, start, end, _READ, "audit leaves")
+                self._refresh_shared(conn)
                 if rows:
                     for seq, pseudonym in conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
                         subjects.setdefault(int(seq), set()).add(str(pseudonym))
-        leaves, faults = row_faults([_as_text(row) for row in rows], subjects)
+        leaves, faults = row_faults([_as_text(row) for row in rows], subjects, self._shared)
         return leaves, [start + offset for offset in faults]
 
     def prunes(self) -> list[PrunedPrefix]:
@@ -569,7 +606,7 @@ class PostgresAuditStore:
             raise AuditError(f"audit store {self.display_url}: cannot {action}: {message}") from exc
 
     def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        if self._schema_version(conn) == SCHEMA_VERSION and self._has_seq_index(conn):
+        if self._schema_version(conn) == SCHEMA_VERSION and self._has_additions(conn):
             return  # readers never take the lock once the schema exists
         with conn.transaction():
             # The same lock as writers: two hubs starting at once create the tables once.
@@ -584,6 +621,7 @@ class PostgresAuditStore:
                     f"audit store {self.display_url}: expected schema version "
                     f"{SCHEMA_VERSION}, got {version} (written by a newer hub?)"
                 )
+            conn.execute(_VALUES_DDL)  # early version 3 stores lack it
             if version < SCHEMA_VERSION:
                 # From 0, 1 or 2 (a row per version, so the history of upgrades stays visible).
                 conn.execute(_PRUNED_DDL)
@@ -594,8 +632,7 @@ class PostgresAuditStore:
             # opener may have created it while we waited for the lock).
             conn.execute(_SUBJECTS_SEQ_DDL)
 
-    @staticmethod
-    def _rebuild(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    def _rebuild(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         """Copy a version 1 or 2 database's records into the version 3 layout (once).
 
         Every row keeps its ``seq``; ``canonical`` is packed against the columns kept and the
@@ -606,6 +643,7 @@ class PostgresAuditStore:
         conn.execute(_RECORDS_DDL.format(name="audit_records_new"))
         read = f"SELECT seq, {_READ} FROM audit_records WHERE seq > %s ORDER BY seq LIMIT %s"  # noqa: S608
         last = 0
+        self._refresh_shared(conn)
         with conn.cursor() as cur:
             while True:
                 rows = conn.execute(read, (last, _REBUILD_BATCH)).fetchall()
@@ -614,8 +652,10 @@ class PostgresAuditStore:
                 with cur.copy(_COPY_RECORDS.format(table="audit_records_new")) as copy:
                     for row in rows:
                         text = _as_text(row)
-                        copy.write_row((*row[:-1], pack(text[-1], text[1:-1])))
+                        copy.write_row((*row[:-1], pack(text[-1], text[1:-1], self._shared)))
                 last = int(rows[-1][0])
+            cur.executemany(_INSERT_VALUE, self._shared.new_rows())
+        self._shared.commit()  # if the upgrade fails the store is not opened at all
         conn.execute("ALTER TABLE audit_subjects DROP CONSTRAINT audit_subjects_seq_fkey")
         conn.execute("DROP TABLE audit_records")
         conn.execute("ALTER TABLE audit_records_new RENAME TO audit_records")
@@ -681,11 +721,13 @@ class PostgresAuditStore:
         return int(row[0]) if row is not None else 0
 
     @staticmethod
-    def _has_seq_index(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
-        """Whether ``audit_subjects_seq`` exists (stores written before it was added lack it)."""
+    def _has_additions(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+        """Whether ``audit_subjects_seq`` and ``audit_values`` exist (added without a version)."""
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_indexes "
-            "WHERE schemaname = current_schema() AND indexname = %s)",
+            "WHERE schemaname = current_schema() AND indexname = %s) AND EXISTS ("
+            "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = 'audit_values')",
             (_SUBJECTS_SEQ_INDEX,),
         ).fetchone()
         return bool(row is not None and row[0])

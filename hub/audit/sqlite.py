@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from hub.audit.packing import (
     INDEX_COLUMNS,
+    SharedValues,
     canonical_values,
     pack,
     pack_values,
@@ -148,6 +149,15 @@ _INSERT = (
     f"VALUES (?, ?, {', '.join('?' for _ in _COLUMNS)})"
 )
 _INSERT_SUBJECT = "INSERT INTO audit_subjects (pseudonym, seq) VALUES (?, ?)"
+# The values of ``hub.audit.packing.SHARED`` fields, each kept once (ids referred to by the
+# packed records). Never deleted: they are the protocol's words, not personal data.
+_VALUES_DDL = """CREATE TABLE IF NOT EXISTS audit_values (
+    id INTEGER PRIMARY KEY,
+    value BLOB NOT NULL UNIQUE
+)"""
+_HAS_VALUES_SQL = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_values'"
+_INSERT_VALUE = "INSERT INTO audit_values (id, value) VALUES (?, ?)"
+_NEW_VALUES_SQL = "SELECT id, value FROM audit_values WHERE id > ? ORDER BY id"
 #: the highest seq ever handed out: AUTOINCREMENT's counter (rows may have been pruned)
 _LAST_SEQ_SQL = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_records'), 0), "
@@ -223,13 +233,28 @@ def _utc_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _row(record: AuditRecord) -> tuple[Any, ...]:
+def _row(record: AuditRecord, shared: SharedValues | None = None) -> tuple[Any, ...]:
     """The stored values of ``_COLUMNS`` for a record (``canonical`` packed)."""
-    return _prepare(record)[0]
+    columns, canonical, values = _prepare(record)
+    return (*columns, _pack(canonical, values, columns, shared))
 
 
-def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes]:
-    """The row of ``_COLUMNS`` and the canonical bytes; one dump and one encoding."""
+def _pack(
+    canonical: bytes,
+    values: list[bytes] | None,
+    columns: tuple[Any, ...],
+    shared: SharedValues | None,
+) -> bytes:
+    if values is None:
+        return pack(canonical, columns, shared)
+    return pack_values(canonical, values, columns, shared)
+
+
+def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, list[bytes] | None]:
+    """The ``INDEX_COLUMNS`` values, the canonical bytes and its ``FIELDS`` values (one dump).
+
+    Packing waits for the write lock, where the store's shared values are current.
+    """
     dumped = record.model_dump(mode="json")
     canonical, values = canonical_values(dumped)
     columns = (
@@ -241,12 +266,11 @@ def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes]:
         dumped["decision"],
         record.case_pseudonym,
     )
-    packed = pack(canonical, columns) if values is None else pack_values(canonical, values, columns)
-    return (*columns, packed), canonical
+    return columns, canonical, values
 
 
 def row_faults(
-    rows: Sequence[Sequence[Any]], subjects: dict[int, set[str]]
+    rows: Sequence[Sequence[Any]], subjects: dict[int, set[str]], shared: SharedValues
 ) -> tuple[list[bytes], list[int]]:
     """Leaves and the offsets of inconsistent rows among ``(seq, *_COLUMNS)`` rows.
 
@@ -261,9 +285,9 @@ def row_faults(
     faults: list[int] = []
     for offset, (seq, *stored) in enumerate(rows):
         columns, blob = stored[:-1], bytes(stored[-1])
-        canonical, named = unpack_checked(blob, columns)
+        canonical, named = unpack_checked(blob, columns, shared)
         if canonical is None:
-            leaves.append(unpack(blob, columns, check=False) or blob)
+            leaves.append(unpack(blob, columns, shared, check=False) or blob)
             faults.append(offset)
             continue
         leaves.append(canonical)
@@ -276,14 +300,14 @@ def row_faults(
     return leaves, faults
 
 
-def _record(row: Sequence[Any], where: str) -> AuditRecord:
+def _record(row: Sequence[Any], where: str, shared: SharedValues) -> AuditRecord:
     """The record a row of ``_READ`` holds (rebuilt even if the row was changed since).
 
     Raises:
         AuditError: the stored bytes cannot be read at all.
     """
     blob = bytes(row[-1])
-    canonical = unpack(blob, row[:-1], check=False)
+    canonical = unpack(blob, row[:-1], shared, check=False)
     try:
         if canonical is None:
             raise ValueError("the stored record bytes do not decode")
@@ -294,10 +318,14 @@ def _record(row: Sequence[Any], where: str) -> AuditRecord:
         ) from exc
 
 
-def _pack_sql(canonical: bytes | str, *columns: str | None) -> bytes:
+def _packer(shared: SharedValues) -> Callable[..., bytes]:
     """``hub_pack(canonical, <INDEX_COLUMNS>)`` for ``_rebuild``: the row's packed bytes."""
-    data = canonical.encode() if isinstance(canonical, str) else bytes(canonical)
-    return pack(data, columns)
+
+    def pack_sql(canonical: bytes | str, *columns: str | None) -> bytes:
+        data = canonical.encode() if isinstance(canonical, str) else bytes(canonical)
+        return pack(data, columns, shared)
+
+    return pack_sql
 
 
 def _consistent_the_long_way(
@@ -307,8 +335,8 @@ def _consistent_the_long_way(
         record = AuditRecord.model_validate_json(canonical)
     except ValueError:
         return False
-    row, again = _prepare(record)
-    return row[:-1] == columns and again == canonical and set(record.subject_pseudonyms) == subjects
+    row, again, _ = _prepare(record)
+    return row == columns and again == canonical and set(record.subject_pseudonyms) == subjects
 
 
 class SQLiteAuditStore:
@@ -321,6 +349,7 @@ class SQLiteAuditStore:
         self.path = path
         self._lock = threading.Lock()
         self._cursors = LeafCursors()
+        self._shared = SharedValues()
         with self._guard("open"):
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
@@ -365,32 +394,51 @@ class SQLiteAuditStore:
         Returns:
             How many records were newly stored.
         """
-        rows: dict[str, tuple[tuple[Any, ...], tuple[str, ...]]] = {}
+        rows = {}
         for r in records:
             if r.record_id not in rows:  # the first of a batch's duplicates stands
-                rows[r.record_id] = (_prepare(r)[0], tuple(dict.fromkeys(r.subject_pseudonyms)))
+                rows[r.record_id] = (_prepare(r), tuple(dict.fromkeys(r.subject_pseudonyms)))
         if not rows:
             return 0
-        with self._lock, self._guard("append"), self._write():
-            for stored in self._stored(list(rows)):
-                del rows[stored]
-            if not rows:
-                return 0
-            (position,) = self._conn.execute(SIZE_SQL).fetchone()
-            (seq,) = self._conn.execute(_LAST_SEQ_SQL).fetchone()
-            self._conn.executemany(
-                _INSERT,
-                [(seq + i, position + i - 1, *row) for i, (row, _) in enumerate(rows.values(), 1)],
-            )
-            self._conn.executemany(
-                _INSERT_SUBJECT,
-                [
-                    (pseudonym, seq + i)
-                    for i, (_, subjects) in enumerate(rows.values(), 1)
-                    for pseudonym in subjects
-                ],
-            )
+        with self._lock, self._guard("append"):
+            try:
+                with self._write():
+                    for stored in self._stored(list(rows)):
+                        del rows[stored]
+                    if not rows:
+                        return 0
+                    self._refresh_shared()
+                    (position,) = self._conn.execute(SIZE_SQL).fetchone()
+                    (seq,) = self._conn.execute(_LAST_SEQ_SQL).fetchone()
+                    shared = self._shared
+                    written = [
+                        (
+                            seq + i,
+                            position + i - 1,
+                            *columns,
+                            _pack(canonical, values, columns, shared),
+                        )
+                        for i, ((columns, canonical, values), _) in enumerate(rows.values(), 1)
+                    ]
+                    self._conn.executemany(_INSERT_VALUE, shared.new_rows())
+                    self._conn.executemany(_INSERT, written)
+                    self._conn.executemany(
+                        _INSERT_SUBJECT,
+                        [
+                            (pseudonym, seq + i)
+                            for i, (_, subjects) in enumerate(rows.values(), 1)
+                            for pseudonym in subjects
+                        ],
+                    )
+            except BaseException:
+                self._shared.discard()
+                raise
+            self._shared.commit()
         return len(rows)
+
+    def _refresh_shared(self) -> None:
+        """Learn the shared values other writers added since this store last read them."""
+        self._shared.learn(self._conn.execute(_NEW_VALUES_SQL, (self._shared.last,)))
 
     def query(
         self,
@@ -428,9 +476,10 @@ class SQLiteAuditStore:
             params.append(_utc_text(since))
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         sql = f"SELECT {_READ} FROM audit_records {where}ORDER BY seq LIMIT ?"  # noqa: S608
-        with self._lock, self._guard("query"):
+        with self._lock, self._guard("query"), self._read():
             rows = self._conn.execute(sql, [*params, limit]).fetchall()
-        return [_record(row, str(self.path)) for row in rows]
+            self._refresh_shared()
+        return [_record(row, str(self.path), self._shared) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of records per decision, every decision present (zero if none)."""
@@ -494,11 +543,12 @@ class SQLiteAuditStore:
             raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
         with self._lock, self._guard("read"), self._read():
             rows = self._window(start, end, _READ, "audit leaves")
+            self._refresh_shared()
             subjects: dict[int, set[str]] = {}
             if rows:
                 for seq, pseudonym in self._conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
                     subjects.setdefault(seq, set()).add(pseudonym)
-        leaves, faults = row_faults([(row[0], *row[2:]) for row in rows], subjects)
+        leaves, faults = row_faults([(row[0], *row[2:]) for row in rows], subjects, self._shared)
         return leaves, [start + offset for offset in faults]
 
     def record_index(self, record_id: str) -> int | None:
@@ -695,12 +745,13 @@ class SQLiteAuditStore:
 
     def _migrate(self) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-        if version == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION and self._conn.execute(_HAS_VALUES_SQL).fetchone():
             return  # readers never take the write lock once the schema exists
         # Foreign keys off (only settable outside a transaction): ``_rebuild`` drops the old
         # tables while the new subject rows already point at ``audit_records``.
         with self._foreign_keys_off(), self._write():
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            self._conn.execute(_VALUES_DDL)  # early version 4 files lack it
             if version == SCHEMA_VERSION:
                 return  # another opener upgraded it while we waited for the lock
             if version == 0:
@@ -739,7 +790,8 @@ class SQLiteAuditStore:
         pages are reused by later appends; ``VACUUM`` gives them back to the file system.
         """
         (last,) = self._conn.execute(_LAST_SEQ_SQL).fetchone()
-        self._conn.create_function("hub_pack", 1 + len(INDEX_COLUMNS), _pack_sql)
+        self._refresh_shared()
+        self._conn.create_function("hub_pack", 1 + len(INDEX_COLUMNS), _packer(self._shared))
         self._conn.execute(_RECORDS_DDL.format(name="audit_records_new"))
         self._conn.execute(_SUBJECTS_DDL.format(name="audit_subjects_new"))
         kept = ", ".join(INDEX_COLUMNS)
@@ -748,6 +800,8 @@ class SQLiteAuditStore:
             f"SELECT seq, position, {kept}, hub_pack(canonical, {kept}) FROM audit_records "
             "ORDER BY seq"
         )
+        self._conn.executemany(_INSERT_VALUE, self._shared.new_rows())
+        self._shared.commit()  # if the upgrade fails the store is not opened at all
         self._conn.execute(
             "INSERT INTO audit_subjects_new (pseudonym, seq) "
             "SELECT DISTINCT pseudonym, seq FROM audit_subjects"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hub.audit.packing import INDEX_COLUMNS, unpack
+from hub.audit.packing import INDEX_COLUMNS, SharedValues, unpack
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.sqlite import SQLiteAuditStore, canonical_bytes
 from hub.audit.store import AuditStore, open_store, sqlite_path
@@ -87,6 +87,8 @@ def test_the_record_is_kept_once(store: SQLiteAuditStore) -> None:
         row = conn.execute(
             f"SELECT {', '.join(INDEX_COLUMNS)}, canonical, position FROM audit_records"  # noqa: S608
         ).fetchone()
+        shared = SharedValues()
+        shared.learn(conn.execute("SELECT id, value FROM audit_values"))
     finally:
         conn.close()
     # position: the leaf index (schema 3), so leaf reads are index ranges
@@ -94,7 +96,8 @@ def test_the_record_is_kept_once(store: SQLiteAuditStore) -> None:
     *kept, canonical, position = row
     assert position == 0
     assert len(canonical) < len(canonical_bytes(record())) // 2
-    assert unpack(canonical, kept) == canonical_bytes(record())
+    assert unpack(canonical, kept) is None  # it refers to values kept once, in audit_values
+    assert unpack(canonical, kept, shared) == canonical_bytes(record())
     assert store.leaves(0, 1) == [canonical_bytes(record())]
 
 

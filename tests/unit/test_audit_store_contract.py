@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub.audit.packing import INDEX_COLUMNS, unpack
+from hub.audit.packing import INDEX_COLUMNS, SharedValues, unpack
 from hub.audit.postgres import PostgresAuditStore, redacted_url
 from hub.audit.sqlite import SQLiteAuditStore, canonical_bytes
 from hub.audit.store import AuditStore, open_store
@@ -313,6 +313,7 @@ def test_pg_layout_and_dense_seq(postgres_url: str) -> None:
         first = conn.execute(
             f"SELECT {', '.join(INDEX_COLUMNS)}, canonical FROM audit_records WHERE seq = 1"  # noqa: S608
         ).fetchone()
+        values = conn.execute("SELECT id, value FROM audit_values").fetchall()
         identity = conn.execute(
             "SELECT is_identity FROM information_schema.columns "
             "WHERE table_name = 'audit_records' AND column_name = 'seq'"
@@ -325,7 +326,9 @@ def test_pg_layout_and_dense_seq(postgres_url: str) -> None:
     kept[INDEX_COLUMNS.index("time")] = kept[INDEX_COLUMNS.index("time")].isoformat(
         timespec="microseconds"
     )
-    assert unpack(bytes(canonical), kept) == canonical_bytes(record("evt-1"))
+    shared = SharedValues()
+    shared.learn(values)
+    assert unpack(bytes(canonical), kept, shared) == canonical_bytes(record("evt-1"))
     assert identity == ("YES",)
 
 
