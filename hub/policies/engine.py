@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from hub.models import Decision, RecipientDecision
@@ -174,8 +175,81 @@ def _selects(clause: RecipientClause, party: Party, data: Mapping[str, Any]) -> 
     return False
 
 
-def _selected(protocol: Protocol, rules: Sequence[Rule], data: Mapping[str, Any]) -> set[str]:
-    """Ids of the parties some recipient clause of ``rules`` selects for this event."""
+def _compiled(protocol: Protocol) -> dict[Any, Any]:
+    """What ``evaluate`` worked out once for this protocol and may reuse for every event.
+
+    Kept on the (frozen, immutable) protocol object itself, as its party index is, so a
+    reloaded protocol starts afresh.
+    """
+    cache: dict[Any, Any] | None = protocol.__dict__.get("_engine_compiled")
+    if cache is None:
+        cache = protocol.__dict__["_engine_compiled"] = {}
+    return cache
+
+
+def _data_free(protocol: Protocol, rules: Sequence[Rule], event_type: str) -> bool:
+    """Whether deciding ``rules`` for ``event_type`` reads nothing of the event's data.
+
+    True when no rule, recipient clause or prohibition covering the event type has a
+    condition, no role is a template (``{field}``) and no rule names a ``condition_field``:
+    then a party's outcome is the same for every event, and is decided once.
+    """
+    key = ("data_free", event_type, tuple(map(id, rules)))
+    cache = _compiled(protocol)
+    free: bool | None = cache.get(key)
+    if free is None:
+        free = all(
+            not rule.when
+            and rule.condition_field is None
+            and all(
+                not clause.when and all("{" not in role for role in clause.roles)
+                for clause in rule.recipients
+            )
+            for rule in rules
+        ) and all(not p.when for p in protocol.prohibitions if event_type in p.events)
+        cache[key] = free
+    return free
+
+
+def _decide_compiled(
+    protocol: Protocol,
+    party: Party,
+    rules: Sequence[Rule],
+    event_type: str,
+    data: Mapping[str, Any],
+) -> RecipientDecision | None:
+    """``_decide_for``, decided once per (event type, party, rules) where data cannot matter."""
+    if not _data_free(protocol, rules, event_type):
+        return _decide_for(protocol, party, rules, event_type, data)
+    key = ("outcome", event_type, party.id, tuple(map(id, rules)))
+    cache = _compiled(protocol)
+    if key in cache:
+        outcome: RecipientDecision | None = cache[key]  # frozen: safe to share
+        return outcome
+    outcome = cache[key] = _decide_for(protocol, party, rules, event_type, data)
+    return outcome
+
+
+def _selected(
+    protocol: Protocol, rules: Sequence[Rule], data: Mapping[str, Any]
+) -> AbstractSet[str]:
+    """Ids of the parties some recipient clause of ``rules`` selects for this event.
+
+    Where no role of the rules is a template, the answer does not depend on the event and
+    is worked out once per protocol and set of rules.
+    """
+    templated = any("{" in role for rule in rules for c in rule.recipients for role in c.roles)
+    if not templated:
+        key = ("selected", tuple(map(id, rules)))
+        cache = _compiled(protocol)
+        found: frozenset[str] | None = cache.get(key)
+        if found is None:
+            found = cache[key] = frozenset(_select(protocol, rules, data))
+        return found
+    return _select(protocol, rules, data)
+
+
+def _select(protocol: Protocol, rules: Sequence[Rule], data: Mapping[str, Any]) -> set[str]:
     named: set[str] = set()
     for rule in rules:
         for clause in rule.recipients:
@@ -253,7 +327,7 @@ def evaluate(
     for party in protocol.parties:
         if party.id == publisher or (party.id not in named and party.id not in previous):
             continue
-        outcome = _decide_for(protocol, party, active, event_type, data)
+        outcome = _decide_compiled(protocol, party, active, event_type, data)
         if paused and (outcome is None or outcome.outcome == "withhold"):
             held = _suspended_for(protocol, party, paused, event_type, data, today)
             if held is not None and (outcome is None or not _prohibited(protocol, outcome)):
