@@ -213,14 +213,18 @@ def create_app(
     acks = InOrderAcks()
     feed: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(settings.route_batch, 1) * 2)
 
-    def claim(event_id: str, origin: Origin) -> None:
+    def claim(event_id: str, origin: Origin, recipients: frozenset[str] = frozenset()) -> None:
         """Record that ``origin`` carried ``event_id``; log a lost race, keep the deliveries.
 
         ``route`` looked the id up a moment ago; another worker can have claimed it since,
         from another record. Its deliveries are computed and valid, so they are not dropped:
         the race is logged (ids and origins only, never a payload).
         """
-        holder = seen.remember(event_id, origin=str(origin), at=router.clock())
+        # the recipients too: a worker that did not route the event can then tell, before
+        # the audit store has the deliveries, who may acknowledge it
+        holder = seen.remember(
+            event_id, origin=str(origin), at=router.clock(), recipients=recipients
+        )
         if holder != str(origin):
             _log.warning(
                 "duplicate_event_id_race", event_id=event_id, origin=str(origin), first=holder
@@ -263,7 +267,7 @@ def create_app(
                     seen=seen.first,
                 )
                 if result.remember:
-                    claim(result.event_id, origin)
+                    claim(result.event_id, origin, result.recipients)
                 routed.append((ticket, origin, result))
             written = group.position  # after the claims: their commit is synced before the ack
             records = [record for _, _, result in routed for record in result.audit]
