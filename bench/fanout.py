@@ -350,7 +350,8 @@ def run(params: Mapping[str, Any]) -> Measured:
         f"N recipient agencies, one rule delivering {EVENT_TYPE} (from hub.scenarios) with "
         f"{len(FIELDS)} allow-listed fields. Every event delivered to all N: deliveries = "
         "events x N is asserted. Each item is a new case, so each event also creates and "
-        "escrows a case key (`CaseKeys.key_for`: a file written, fsynced by the group sync).",
+        "escrows a case key (`CaseKeys.key_for`: a row committed to the case keyring, its "
+        "log fsynced by the group sync).",
         f"{events} timed events per N after {warmup} untimed; each timed on its own with "
         "`perf_counter_ns`, garbage collector paused; events/s = events / wall time of the "
         "timed loop; CPU µs per event = this process's CPU time over the timed loop / events "
