@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
@@ -35,7 +36,6 @@ from hub.broker.topics import all_topics, ensure_topics
 from hub.broker.watch import (
     BrokerWatch,
     LostTotals,
-    PartitionLoss,
     PartitionView,
     WorkerSnapshot,
     count_losses,
@@ -257,15 +257,26 @@ class Supervisor:
         restarted: bool,
     ) -> int:
         """Log ``events_lost`` per partition and in total, add to the metric; return the total."""
-        from hub.audit.store import open_store
+        from hub.audit.store import AuditStore, open_store
 
-        store = open_store(self.settings)
+        def decided_in(store: AuditStore) -> Callable[[str, str], bool]:
+            def decided(source: str, event_id: str) -> bool:
+                # an event is its (source, id): another party's event may share the id
+                party = source.removeprefix("/parties/")
+                return any(r.publisher == party for r in store.query(event_id=event_id))
+
+            return decided
+
         try:
-            losses: list[PartitionLoss] = count_losses(
-                view, snapshots, decided=lambda _source, event_id: store.has_event(event_id)
-            )
-        finally:
-            store.close()
+            store = open_store(self.settings)
+        except Exception as exc:  # the count goes on without it: fetched events count as lost
+            _log.warning("events_lost_store_unavailable", error=repr(exc))
+            losses = count_losses(view, snapshots, decided=lambda _s, _i: False)
+        else:
+            try:
+                losses = count_losses(view, snapshots, decided=decided_in(store))
+            finally:
+                store.close()
         for loss in losses:
             _log.error(
                 "events_lost",
