@@ -352,3 +352,41 @@ def test_events_a_router_held_undecided_are_listed_by_id(tmp_path: Path) -> None
         after = up.publish()[0]
         wait_for(lambda: up.decided(after), timeout=120, what="an event after the restart")
         assert not any(up.decided(event_id) for event_id in listed)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_hub_broker_stops_loudly_when_its_broker_dies(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != "PYTHONPATH"}
+    env["HUB_DATA_DIR"] = str(tmp_path)
+    proc = subprocess.Popen(
+        [str(HUB), "broker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("broker ready bootstrap=")
+        (tansu,) = _children(proc.pid)
+        os.kill(tansu, signal.SIGKILL)
+        code = proc.wait(timeout=30)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        assert code == 1, err
+        assert "error: embedded broker at 127.0.0.1:" in err
+        assert f"exited with code -{signal.SIGKILL}" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
