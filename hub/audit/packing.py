@@ -70,7 +70,6 @@ _NULL = b"\x02"
 _EMPTY_LIST = b"\x03"
 _FROM_COLUMN = b""
 _TOKENS = {b"null": _NULL, b"[]": _EMPTY_LIST}
-_VALUES = {_NULL: b"null", _EMPTY_LIST: b"[]"}
 #: where each field's value starts: ``{"ack_event_id":`` then ``,"<name>":`` for the rest
 _MARKERS = tuple(
     (b"{" if i == 0 else b",") + b'"' + name.encode() + b'":' for i, name in enumerate(FIELDS)
@@ -295,26 +294,34 @@ def _unpack(
         return (stored if stored[:1] == b"{" else None), None
     if stored[-_CRC_BYTES - 1 : -_CRC_BYTES] != _SEP:
         return None, None
-    parts = stored[1 : -_CRC_BYTES - 1].split(_SEP)
+    body = stored[1 : -_CRC_BYTES - 1]
+    # The tokens are whole parts, and control bytes occur nowhere else in JSON text.
+    parts = body.replace(_NULL, b"null").replace(_EMPTY_LIST, b"[]").split(_SEP)
     if len(parts) != len(FIELDS):
         return None, None
-    parts = [_VALUES.get(p, p) for p in parts]
-    for field in _SHARED_FIELDS:
-        part = parts[field]
-        if part[:1] == _REF:
-            value = None if shared is None else shared.value(part)
-            if value is None:
-                return None, None
-            parts[field] = value
+    if _REF in body:
+        for field in _SHARED_FIELDS:
+            part = parts[field]
+            if part[:1] == _REF:
+                value = None if shared is None else shared.value(part)
+                if value is None:
+                    return None, None
+                parts[field] = value
     borrowed_all = True
     for field, column in _BORROWED_ITEMS:
-        if parts[field] == _FROM_COLUMN:
-            value = _column_json(field, columns[column])
+        if parts[field]:
+            borrowed_all = False
+            continue
+        text = columns[column]
+        if text is None:
+            parts[field] = b"null"
+        elif field != _TIME:
+            parts[field] = _escape(text).encode()
+        else:
+            value = _column_json(field, text)
             if value is None:
                 return None, None
             parts[field] = value
-        else:
-            borrowed_all = False
     if _FROM_COLUMN in parts:
         return None, None
     canonical: bytes = _TEMPLATE % tuple(parts)

@@ -62,7 +62,6 @@ from hub.audit.sqlite import (
     _pack,
     _prepare,
     _record,
-    _utc_text,
     row_faults,
 )
 from hub.audit.sqlite import _row as _sqlite_row
@@ -87,7 +86,12 @@ _LOCK_TIMEOUT = "30s"  # as long as SQLite's busy timeout; then AuditError and t
 
 #: the columns queries filter on, then the record packed against them (``hub.audit.packing``)
 _COLUMNS = (*INDEX_COLUMNS, "canonical")
-_READ = ", ".join(_COLUMNS)
+#: ``time`` as the text the packing borrows from (``_utc_text``: microseconds, ``+00:00``),
+#: formatted by the server so reads parse no timestamps
+_TIME_TEXT = "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+#: what a read of records selects: ``_COLUMNS``, ``time`` as text (read in binary format,
+#: so ``canonical`` arrives as bytes, not hex)
+_READ = ", ".join(_TIME_TEXT if c == "time" else c for c in _COLUMNS)
 _TIME = INDEX_COLUMNS.index("time")
 
 # The fixed-width columns first, so no padding sits between them.
@@ -213,17 +217,6 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
     """The stored values of ``_COLUMNS`` (``time`` a UTC datetime, ``canonical`` packed)."""
     row = _sqlite_row(record)
     return (*row[:_TIME], _utc(record.time), *row[_TIME + 1 :])
-
-
-def _as_text(row: Sequence[Any]) -> tuple[Any, ...]:
-    """A row of ``(seq, *_COLUMNS)`` with ``time`` as the text the packing borrows from."""
-    return (
-        int(row[0]),
-        *row[1 : _TIME + 1],
-        _utc_text(row[_TIME + 1]),
-        *row[_TIME + 2 : -1],
-        bytes(row[-1]),
-    )
 
 
 class _StoreClosedError(Exception):
@@ -369,10 +362,10 @@ class PostgresAuditStore:
         sql = f"SELECT seq, {_READ} FROM audit_records {where}ORDER BY seq LIMIT %s"  # noqa: S608
         with self._lock, self._guard("query"):
             conn = self._connection()
-            rows = conn.execute(sql, [*params, limit]).fetchall()
+            rows = conn.execute(sql, [*params, limit], binary=True).fetchall()
             # After the rows: a value is committed with (or before) the rows that use it.
             self._refresh_shared(conn)
-        return [_record(_as_text(row)[1:], self.display_url, self._shared) for row in rows]
+        return [_record(row[1:], self.display_url, self._shared) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of records per decision, every decision present (zero if none)."""
@@ -469,9 +462,10 @@ class PostgresAuditStore:
                 rows = self._window(conn, start, end, _READ, "audit leaves")
                 self._refresh_shared(conn)
                 if rows:
-                    for seq, pseudonym in conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
-                        subjects.setdefault(int(seq), set()).add(str(pseudonym))
-        leaves, faults = row_faults([_as_text(row) for row in rows], subjects, self._shared)
+                    named = conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])).fetchall()
+                    for seq, pseudonym in named:
+                        subjects.setdefault(seq, set()).add(pseudonym)
+        leaves, faults = row_faults(rows, subjects, self._shared)
         return leaves, [start + offset for offset in faults]
 
     def prunes(self) -> list[PrunedPrefix]:
@@ -651,8 +645,8 @@ class PostgresAuditStore:
                     break
                 with cur.copy(_COPY_RECORDS.format(table="audit_records_new")) as copy:
                     for row in rows:
-                        text = _as_text(row)
-                        copy.write_row((*row[:-1], pack(text[-1], text[1:-1], self._shared)))
+                        canonical = bytes(row[-1])
+                        copy.write_row((*row[:-1], pack(canonical, row[1:-1], self._shared)))
                 last = int(rows[-1][0])
             cur.executemany(_INSERT_VALUE, self._shared.new_rows())
         self._shared.commit()  # if the upgrade fails the store is not opened at all
@@ -701,16 +695,20 @@ class PostgresAuditStore:
             return []
         after = self._cursors.get(start)
         if start == pruned:
-            rows = conn.execute(window_sql(columns, "first"), (limit,)).fetchall()
+            rows = conn.execute(window_sql(columns, "first"), (limit,), binary=True).fetchall()
         elif after is not None:
-            rows = conn.execute(window_sql(columns, "after"), (after, limit)).fetchall()
+            rows = conn.execute(
+                window_sql(columns, "after"), (after, limit), binary=True
+            ).fetchall()
         else:
-            rows = conn.execute(window_sql(columns, "at"), (start, limit)).fetchall()
+            rows = conn.execute(window_sql(columns, "at"), (start, limit), binary=True).fetchall()
             seqs = [int(r[0]) for r in rows]
             if seqs != list(range(start + 1, start + 1 + len(rows))) or (
                 not rows and start < self._size(conn)
             ):
-                rows = conn.execute(window_sql(columns, "rank"), (limit, start - pruned)).fetchall()
+                rows = conn.execute(
+                    window_sql(columns, "rank"), (limit, start - pruned), binary=True
+                ).fetchall()
         if rows:
             self._cursors.remember(start + len(rows), int(rows[-1][0]))
         return rows

@@ -501,3 +501,88 @@ def test_pg_store_without_the_subjects_seq_index_gains_it(postgres_url: str) -> 
     with psycopg.connect(postgres_url) as conn:
         (version,) = conn.execute("SELECT MAX(version) FROM audit_schema").fetchone() or (0,)
     assert version == pg.SCHEMA_VERSION
+
+
+#: the PostgreSQL layout before schema 3: a column per field, then the record as plain JSON
+PG_V2_DDL = (
+    """CREATE TABLE audit_records (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        record_id TEXT NOT NULL UNIQUE, time TIMESTAMPTZ NOT NULL, event_id TEXT NOT NULL,
+        event_type TEXT, event_time TIMESTAMPTZ, publisher TEXT, recipient TEXT,
+        decision TEXT NOT NULL, rule TEXT, reason TEXT NOT NULL, lawful_basis TEXT,
+        condition TEXT, purpose TEXT, protocol_hash TEXT, fields TEXT[] NOT NULL,
+        payload_sha256 TEXT, case_pseudonym TEXT, subject_pseudonyms TEXT[] NOT NULL,
+        origin TEXT, ack_event_id TEXT, canonical BYTEA NOT NULL
+    )""",
+    """CREATE TABLE audit_subjects (
+        seq BIGINT NOT NULL REFERENCES audit_records (seq),
+        pseudonym TEXT NOT NULL,
+        PRIMARY KEY (pseudonym, seq)
+    )""",
+    "CREATE INDEX audit_records_event_id ON audit_records (event_id)",
+    "CREATE INDEX audit_records_case ON audit_records (case_pseudonym)",
+    "CREATE INDEX audit_subjects_seq ON audit_subjects (seq)",
+    "CREATE TABLE audit_seq (last_seq BIGINT NOT NULL)",
+    """CREATE TABLE audit_checkpoints (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tree_size BIGINT NOT NULL,
+        note TEXT NOT NULL UNIQUE
+    )""",
+    """CREATE TABLE audit_pruned (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        pruned_size BIGINT NOT NULL UNIQUE, frontier BYTEA NOT NULL, proofs TEXT NOT NULL,
+        before TIMESTAMPTZ NOT NULL, pruned_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE TABLE audit_schema (version INTEGER NOT NULL)",
+    "INSERT INTO audit_schema (version) VALUES (2)",
+)
+
+
+@NO_PG
+def test_pg_version_2_store_upgrades_to_the_same_log(postgres_url: str) -> None:
+    """A version 2 database is rebuilt in the packed layout: same leaves, records, checks."""
+    records = [record(i) for i in range(12)]
+    tree = MerkleTree()
+    tree.extend(leaf_hash(canonical_bytes(r)) for r in records)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for statement in PG_V2_DDL:
+            conn.execute(statement)
+        for seq, r in enumerate(records, 1):
+            values = r.model_dump()
+            values["canonical"] = canonical_bytes(r)
+            values["fields"] = list(r.fields)
+            values["subject_pseudonyms"] = list(r.subject_pseudonyms)
+            values["decision"] = r.decision.value
+            conn.execute(
+                f"INSERT INTO audit_records (seq, {', '.join(V2_COLUMNS)}) "  # noqa: S608
+                f"OVERRIDING SYSTEM VALUE VALUES (%s, {', '.join('%s' for _ in V2_COLUMNS)})",
+                (seq, *(values[c] for c in V2_COLUMNS)),
+            )
+            for pseudonym in dict.fromkeys(r.subject_pseudonyms):
+                conn.execute("INSERT INTO audit_subjects VALUES (%s, %s)", (seq, pseudonym))
+        conn.execute("INSERT INTO audit_seq VALUES (12)")
+        head = Checkpoint(origin=SIGNER.name, size=12, root_hash=tree.root())
+        conn.execute(
+            "INSERT INTO audit_checkpoints (tree_size, note) VALUES (12, %s)",
+            (SIGNER.sign(head.body()),),
+        )
+    with pg.PostgresAuditStore(postgres_url) as store:
+        assert store.leaves(0, 12) == [canonical_bytes(r) for r in records]
+        assert store.query(limit=100) == records
+        assert store.mismatched_rows(0, 12) == []
+        report = AuditLog(store, signer=SIGNER).verify()
+        assert report.ok, report.findings
+        assert report.root == tree.root()
+        store.append([record(12), record(3)])
+        assert store.record_index(record(12).record_id) == 12
+    with psycopg.connect(postgres_url) as conn:
+        (version,) = conn.execute("SELECT MAX(version) FROM audit_schema").fetchone() or (0,)
+        columns = {
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'audit_records'"
+            )
+        }
+    assert version == pg.SCHEMA_VERSION == 3
+    assert "reason" not in columns
