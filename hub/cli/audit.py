@@ -115,12 +115,13 @@ def _cells(record: AuditRecord) -> tuple[str, ...]:
 
 
 def _register_more() -> None:
-    """Commands kept in their own modules (integrity proofs, IG reports, retention)."""
-    from hub.cli import audit_integrity, audit_reports, audit_retention
+    """Commands kept in their own modules (integrity, IG reports, retention, reconcile)."""
+    from hub.cli import audit_integrity, audit_reconcile, audit_reports, audit_retention
 
     audit_integrity.register(app)
     audit_reports.register(app)
     audit_retention.register(app)
+    audit_reconcile.register(app)
 
 
 _register_more()
