@@ -959,6 +959,11 @@ def _floor_note(floor: _Floor, recorded: str | None, params: Mapping[str, Any]) 
 
 def run(params: Mapping[str, Any]) -> Measured:
     """Baselines; rounds of floor (a) and the hub; profile; latency at each rate; soak."""
+    if not params["workers"] or not params["rates"]:
+        raise ValueError(
+            "hub: expected at least one worker count and one rate, got "
+            f"workers={params['workers']!r}, rates={params['rates']!r}"
+        )
     load_before = os.getloadavg()[0]
     baselines, measurements, rows = _baselines(params)
     faust_rate = baselines["faust batched"]

@@ -409,3 +409,9 @@ def test_run_reads_the_recorded_floor_when_bench_floor_is_missing(
     measured = hub_e2e.run(params)
     assert not [r for r in measured.rows if r[0].startswith("hub / floor")]
     assert any(n.startswith("No floor (a)") for n in measured.notes)
+
+
+@pytest.mark.parametrize("empty", ["workers", "rates"])
+def test_run_refuses_no_workers_or_no_rates(empty: str) -> None:
+    with pytest.raises(ValueError, match=empty):
+        hub_e2e.run({**BENCHMARK.defaults, empty: []})
