@@ -55,7 +55,7 @@ def tally(store: AuditStore, *, published: list[str], deliveries: list[tuple[str
     seen = [SeenDelivery(event_id, recipient) for event_id, recipient in deliveries]
     result = reconcile(
         Outbound(topics=[], deliveries=seen),
-        delivered_records(store, (d.event_id for d in seen)),
+        delivered=delivered_records(store, event_ids=(d.event_id for d in seen)),
     )
     decided = {event_id for event_id in set(published) if store.has_event(event_id)}
     return Tally(

@@ -166,7 +166,7 @@ class Reconciliation:
         }
 
 
-def reconcile(outbound: Outbound, delivered: Iterable[AuditRecord]) -> Reconciliation:
+def reconcile(outbound: Outbound, *, delivered: Iterable[AuditRecord]) -> Reconciliation:
     """Match every delivery read with the ``delivered`` records of its event.
 
     A delivery is audited by a ``delivered`` record with its event id and recipient whose
@@ -203,7 +203,7 @@ def reconcile(outbound: Outbound, delivered: Iterable[AuditRecord]) -> Reconcili
     )
 
 
-def delivered_records(store: AuditStore, event_ids: Iterable[str]) -> list[AuditRecord]:
+def delivered_records(store: AuditStore, *, event_ids: Iterable[str]) -> list[AuditRecord]:
     """The ``delivered`` records of these events: one indexed query per event.
 
     Costs what is on the broker (its events), not the size of the store.
@@ -230,13 +230,13 @@ def reconcile_with_store(
     the store (the router delivers once the broker holds them): the sink writes them within
     moments. Only the events still unaudited are asked for again.
     """
-    records = delivered_records(store, (d.event_id for d in outbound.deliveries))
-    result = reconcile(outbound, records)
+    records = delivered_records(store, event_ids=(d.event_id for d in outbound.deliveries))
+    result = reconcile(outbound, delivered=records)
     deadline = clock() + wait
     while result.unaudited and clock() < deadline:
         sleep(min(0.5, max(0.0, deadline - clock())))
-        records += delivered_records(store, (d.event_id for d in result.unaudited))
-        result = reconcile(outbound, records)
+        records += delivered_records(store, event_ids=(d.event_id for d in result.unaudited))
+        result = reconcile(outbound, delivered=records)
     return result
 
 

@@ -54,7 +54,9 @@ def test_every_delivery_with_its_record_is_audited_and_repeats_are_duplicates() 
         ],
         notices=3,
     )
-    result = reconcile(read, [_record("e1", POLICE), _record("e1", HOUSING), _record("e2", POLICE)])
+    result = reconcile(
+        read, delivered=[_record("e1", POLICE), _record("e1", HOUSING), _record("e2", POLICE)]
+    )
     assert result.ok
     assert (result.read, result.deliveries, result.audited) == (4, 3, 3)
     assert result.unaudited == []
@@ -70,12 +72,12 @@ def test_a_delivery_without_its_delivered_record_is_unaudited() -> None:
         topics=[],
         deliveries=[_seen("e1", POLICE, 0), _seen("e1", HOUSING, 5), _seen("e1", HOUSING, 6)],
     )
-    # a withholding, a record for another recipient, and one from another publisher
+    # the police delivery audited; housing only withheld (a record, but not a delivery)
     records = [
         _record("e1", POLICE),
         _record("e1", HOUSING, AuditDecision.WITHHELD),
     ]
-    result = reconcile(read, records)
+    result = reconcile(read, delivered=records)
     assert not result.ok
     assert result.audited == 1
     assert [(d.event_id, d.recipient, d.origin) for d in result.unaudited] == [
@@ -88,15 +90,15 @@ def test_a_delivery_without_its_delivered_record_is_unaudited() -> None:
 
 def test_the_same_id_from_another_publisher_is_another_event() -> None:
     read = Outbound(topics=[], deliveries=[_seen("e1", POLICE, 0, publisher="retail-crp")])
-    assert reconcile(read, [_record("e1", POLICE)]).unaudited != []
+    assert reconcile(read, delivered=[_record("e1", POLICE)]).unaudited != []
     # a delivery read without its source (the fault probes' tuples) matches any publisher
     anonymous = Outbound(topics=[], deliveries=[SeenDelivery("e1", POLICE)])
-    assert reconcile(anonymous, [_record("e1", POLICE)]).ok
+    assert reconcile(anonymous, delivered=[_record("e1", POLICE)]).ok
 
 
 def test_unidentified_records_fail_the_check() -> None:
     read = Outbound(topics=[], deliveries=[], unidentified=[Unidentified("t/0@1", "no ce_id")])
-    assert not reconcile(read, []).ok
+    assert not reconcile(read, delivered=[]).ok
 
 
 @dataclass
