@@ -127,7 +127,7 @@ def test_hub_ratios_use_the_unprofiled_one_worker_run() -> None:
                 "workers": 1,
                 "profiled": False,
                 "events_per_s": 200.0,
-                "cpu_ms_per_event": {"workers": 4.0, "broker": 2.0},
+                "cpu_ms_per_event": {"workers": 3.0, "broker": 2.0, "sink": 1.0, "bench": 5.0},
             },
         ],
     }
