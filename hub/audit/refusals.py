@@ -7,8 +7,8 @@ it to ``hub.quarantine`` and writes its own ``rejected`` record, event id
 Those records hold no personal data (an offset, a reason, a digest), so the console can show
 them to IG officers as they are.
 
-Store-agnostic: one ``AuditStore.query(decision="rejected", since=...)`` over a window
-(the store's time index), filtered here. A store method over the ``event_id`` index
+Store-agnostic: ``AuditStore.query(decision="rejected", since=...)`` over a window (the
+store's time index), a page at a time, filtered here. A store method over the ``event_id`` index
 (``event_id >= 'audit:' AND event_id < 'audit;'``) would read only the refusals themselves;
 until then the window bounds the cost.
 """
@@ -40,8 +40,9 @@ ALERT_WINDOW = dt.timedelta(days=30)
 #: the sink's event id for a refused message: ``audit:<topic>/<partition>@<offset>``
 AUDIT_EVENT_PREFIX = "audit:"
 REFUSAL_KINDS = ("forged_audit_message", "unreadable_audit_message")
-#: at most this many refusals are read per look (a flood of forgeries is reported as "at least")
-_READ_LIMIT = 10_000
+#: rejected records read per query, and at most this many queries per look (then "at least")
+_PAGE = 5_000
+_MAX_PAGES = 200
 _REASON = re.compile(
     r"^(?P<kind>[a-z_]+): (?P<detail>.*) \(writer (?P<writer>[^;]*); "
     r"sha256 (?P<sha256>[0-9a-f]{64})\)$",
@@ -68,7 +69,7 @@ class Refusals:
 
     since: dt.datetime
     items: list[Refusal]
-    #: the read stopped at its limit: there are at least ``len(items)``
+    #: the read stopped before the end of the window: there are at least ``len(items)``
     truncated: bool
 
     @property
@@ -117,14 +118,38 @@ def refusals_in(records: Iterable[AuditRecord]) -> list[Refusal]:
 
 
 def recent_refusals(
-    store: AuditStore, *, now: dt.datetime, window: dt.timedelta = ALERT_WINDOW
+    store: AuditStore,
+    *,
+    now: dt.datetime,
+    window: dt.timedelta = ALERT_WINDOW,
+    page: int = _PAGE,
+    max_pages: int = _MAX_PAGES,
 ) -> Refusals:
-    """Refused ``hub.audit`` messages recorded in the ``window`` before ``now``."""
+    """Refused ``hub.audit`` messages recorded in the ``window`` before ``now``.
+
+    Reads the window's ``rejected`` records a page at a time (a partner's stream of bad input
+    must not push a refusal past a single read's limit), each page from the latest time the
+    one before reached, keeping only the refusals. Records are appended in nearly time order
+    (the sink stamps a refusal when it writes it), so paging by time finds them; record ids
+    drop the overlap. After ``max_pages`` pages it stops and says so (``truncated``).
+    """
     since = _utc(now) - window
-    rejected = store.query(decision=AuditDecision.REJECTED, since=since, limit=_READ_LIMIT)
-    return Refusals(
-        since=since, items=refusals_in(rejected), truncated=len(rejected) >= _READ_LIMIT
-    )
+    found: dict[str, AuditRecord] = {}
+    cursor = since
+    truncated = False
+    for _ in range(max_pages):
+        rejected = store.query(decision=AuditDecision.REJECTED, since=cursor, limit=page)
+        found.update((r.record_id, r) for r in rejected if is_refusal(r))
+        if len(rejected) < page:
+            break
+        latest = max(_utc(r.time) for r in rejected)
+        if latest <= cursor:  # a whole page at one instant: no way forward by time
+            truncated = True
+            break
+        cursor = latest
+    else:
+        truncated = True
+    return Refusals(since=since, items=refusals_in(found.values()), truncated=truncated)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

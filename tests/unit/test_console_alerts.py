@@ -175,3 +175,26 @@ def test_a_party_event_with_an_audit_like_id_is_not_a_refusal() -> None:
     odd = spoof.model_copy(update={"publisher": None, "reason": "forged_audit_message: short"})
     parsed = parse_refusal(odd)
     assert (parsed.kind, parsed.detail, parsed.sha256) == ("forged_audit_message", "short", None)
+
+
+def test_refusals_behind_many_ordinary_rejections_are_found(tmp_path: Path) -> None:
+    def ordinary(i: int) -> AuditRecord:
+        return _quarantined_event().model_copy(
+            update={
+                "record_id": f"bad-{i}",
+                "event_id": f"evt-bad-{i}",
+                "time": NOW - dt.timedelta(minutes=30 - i),
+            }
+        )
+
+    records = [ordinary(i) for i in range(12)]
+    records.insert(3, _refusal(7, "forged_audit_message", FORGED, minutes_ago=27))
+    records.append(_refusal(8, "unreadable_audit_message", JUNK, minutes_ago=1))
+    store = open_store(_settings(tmp_path, records))
+    try:
+        found = recent_refusals(store, now=NOW, page=5)
+        assert [r.origin for r in found.items] == ["hub.audit/0@8", "hub.audit/0@7"]
+        assert not found.truncated
+        assert recent_refusals(store, now=NOW, page=5, max_pages=1).truncated
+    finally:
+        store.close()
