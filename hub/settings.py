@@ -84,6 +84,12 @@ class HubSettings(BaseSettings):
         ge=1,
         description="events a worker routes ahead of the broker's acknowledgements",
     )
+    audit_sink: Literal["process", "worker"] = Field(
+        default="process",
+        description="where hub.audit is written to the store: its own process started by "
+        "hub up (routing and audit writing do not share one event loop), or a task in each "
+        "router worker",
+    )
     route_batch: int = Field(
         default=64,
         ge=1,

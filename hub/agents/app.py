@@ -22,7 +22,6 @@ the only other trace of its event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -36,10 +35,8 @@ from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.outbox import AuditOutbox
 from hub.agents.routing import Router, RouteResult
 from hub.agents.seen import SeenEvents, delivered_lookup, forget_before
-from hub.agents.sink import AuditGate, AuditSink, run_audit_sink
+from hub.agents.sink import AuditGate, AuditSink, serve_audit_sink, sink_factory
 from hub.agents.transport import HubApp
-from hub.audit.checkpoint import log_signer
-from hub.audit.log import AuditLog
 from hub.audit.lookups import delivered_to
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import AuditStore, open_store
@@ -318,49 +315,27 @@ def create_app(
         watch.take_over(await asyncio.to_thread(outbox.pending))
         await watch.run()
 
-    def make_sink() -> AuditSink:
-        store = open_store(settings)
-        sink = AuditSink(
-            store=store,
-            log=AuditLog(store, signer=log_signer(settings), heads_only=True),
-            gate=gate,
-            envelope=envelope,
-            parties=protocol.party_ids,
-            checkpoint_every=settings.checkpoint_every,
-            checkpoint_interval=settings.checkpoint_interval,
-        )
-        sinks[:] = [sink]
-        return sink
+    make_sink = sink_factory(
+        settings,
+        parties=protocol.party_ids,
+        envelope=envelope,
+        gate=gate,
+        on_sink=lambda sink: sinks.__setitem__(slice(None), [sink]),
+    )
 
-    @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
-    async def audit_sink() -> None:
-        """Run the sink; if it fails, start it again: routing never dies with it.
+    if settings.audit_sink == "worker":
 
-        The router's watch on the store (``AuditWatch``) pauses delivery while the sink is
-        down, whatever brought it down, and resends what the store never got.
-        """
-        delay = 0.5
-        while True:
-            try:
-                await run_audit_sink(
-                    make_sink(),
-                    bootstrap=bootstrap,
-                    group_id=f"{app_id}-audit-sink",
-                    rebalance_timeout=settings.rebalance_timeout,
-                    session_timeout=settings.session_timeout,
-                    secret=audit_key,
-                    security=settings.kafka_security,
-                    on_refused=lambda refusal: metrics.refused.labels(reason=refusal.reason).inc(),
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                _log.error("audit_sink_restarting", error=type(exc).__name__, retry_in=delay)
-                for sink in sinks:
-                    with contextlib.suppress(Exception):
-                        sink.store.close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
+        async def audit_sink() -> None:
+            """The sink inside this worker (``HUB_AUDIT_SINK=worker``); restarts itself."""
+            await serve_audit_sink(
+                make_sink,
+                bootstrap=bootstrap,
+                group_id=f"{app_id}-audit-sink",
+                settings=settings,
+                secret=audit_key,
+                on_refused=lambda refusal: metrics.refused.labels(reason=refusal.reason).inc(),
+            )
 
     # Workflow sweeps (``hub marac sweep``, ``hub pubwatch sweep``) on the leader worker only.
     sweeps: list[tuple[str, Callable[[HubSettings], dict[str, Any]]]] = []

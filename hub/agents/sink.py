@@ -35,6 +35,7 @@ from hub.envelope.party import PartyEnvelope
 from hub.errors import AuditError, KeyStoreError
 from hub.log import get_logger
 from hub.models import AuditBatch, AuditDecision, AuditRecord, EventAttributes, record_id_for
+from hub.settings import HubSettings
 
 __all__ = [
     "CHECKPOINT_TYPE",
@@ -44,6 +45,8 @@ __all__ = [
     "decode_audit_message",
     "read_messages",
     "run_audit_sink",
+    "serve_audit_sink",
+    "sink_factory",
 ]
 
 CHECKPOINT_TYPE = "uk.csp.audit.checkpoint.v1"
@@ -309,6 +312,11 @@ async def run_audit_sink(
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    from hub.broker import decode_guard
+
+    # a record aiokafka cannot decode (a header name not UTF-8, a corrupt batch) reaches
+    # read_messages marked, fails its MAC and is refused, instead of killing the fetcher
+    decode_guard.install()
     kafka = (security or KafkaSecurity()).client_kwargs()
     consumer = AIOKafkaConsumer(
         topics.AUDIT,
@@ -374,3 +382,72 @@ async def run_audit_sink(
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def serve_audit_sink(
+    make_sink: Callable[[], AuditSink],
+    *,
+    bootstrap: str,
+    group_id: str,
+    settings: HubSettings,
+    secret: bytes,
+    on_refused: Callable[[Refused], None] | None = None,
+) -> None:
+    """Run the sink until cancelled; if it fails, start it again with backoff.
+
+    Whoever runs it (a task in a worker, or ``hub.agents.sink_worker`` on its own) never dies
+    with it: the routers' watch on the store (``hub.agents.audit_watch``) pauses delivery
+    while no sink writes, whatever stopped it, and resends what the store never got.
+    """
+    delay = 0.5
+    while True:
+        sink = make_sink()
+        try:
+            await run_audit_sink(
+                sink,
+                bootstrap=bootstrap,
+                group_id=group_id,
+                rebalance_timeout=settings.rebalance_timeout,
+                session_timeout=settings.session_timeout,
+                secret=secret,
+                security=settings.kafka_security,
+                on_refused=on_refused,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log.error("audit_sink_restarting", error=type(exc).__name__, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        finally:
+            sink.store.close()
+
+
+def sink_factory(
+    settings: HubSettings,
+    *,
+    parties: Sequence[str],
+    envelope: PartyEnvelope,
+    gate: AuditGate,
+    on_sink: Callable[[AuditSink], None] | None = None,
+) -> Callable[[], AuditSink]:
+    """Make a sink on a fresh store connection each time ``serve_audit_sink`` (re)starts."""
+    from hub.audit.checkpoint import log_signer
+    from hub.audit.store import open_store
+
+    def make() -> AuditSink:
+        store = open_store(settings)
+        sink = AuditSink(
+            store=store,
+            log=AuditLog(store, signer=log_signer(settings), heads_only=True),
+            gate=gate,
+            envelope=envelope,
+            parties=parties,
+            checkpoint_every=settings.checkpoint_every,
+            checkpoint_interval=settings.checkpoint_interval,
+        )
+        if on_sink is not None:
+            on_sink(sink)
+        return sink
+
+    return make

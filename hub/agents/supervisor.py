@@ -108,6 +108,8 @@ class Supervisor:
         self.slots: dict[int, int] = {}
         #: the webhook dispatcher process, when any party has a webhook (``hub webhooks add``)
         self.webhooks: subprocess.Popen[bytes] | None = None
+        #: the audit sink process (``HUB_AUDIT_SINK=process``; None: a task in each worker)
+        self.sink: subprocess.Popen[bytes] | None = None
         self.worker_log = worker_log or settings.data_dir / "worker.log"
         #: ``hub up``'s own look at the embedded broker, for the loss count after it dies
         self.watch: BrokerWatch | None = None
@@ -145,6 +147,7 @@ class Supervisor:
         )
         # snapshots left by an earlier run describe another broker's offsets
         read_snapshots(self.settings.data_dir / "workers", remove=True)
+        self._start_sink()
         for _ in range(self.settings.workers):
             self.start_worker()
         self.wait_ready(timeout=timeout)
@@ -153,6 +156,11 @@ class Supervisor:
         self._write_state()
         self._start_watch()
         return self.bootstrap
+
+    def _start_sink(self) -> None:
+        if self.settings.audit_sink == "process":
+            self.sink = self._spawn("hub.agents.sink_worker", self._env())
+            _log.info("audit_sink_started", pid=self.sink.pid)
 
     def _start_watch(self) -> None:
         if self.broker is None:
@@ -184,6 +192,9 @@ class Supervisor:
                 "restarting"
             )
             self.webhooks = self._spawn("hub.webhooks", self._env())
+        if self.sink is not None and self.sink.poll() is not None:
+            said.append(f"audit sink {self.sink.pid} exited ({self.sink.returncode}): restarting")
+            self._start_sink()
         for line in said:
             _log.warning("process_restarted", detail=line)
         return said
@@ -236,6 +247,7 @@ class Supervisor:
                 f"{self.bootstrap}: {exc}; stopping the hub"
             ) from exc
         lost = self._report_losses(view, snapshots, restarted=True)
+        self._start_sink()
         for _ in range(self.settings.workers):
             self.start_worker()
         self.wait_ready()
@@ -300,8 +312,12 @@ class Supervisor:
         return total
 
     def _kill_all(self) -> None:
-        """Kill -9 every worker and the webhook dispatcher (their broker is gone)."""
-        procs = list(self.workers) + ([self.webhooks] if self.webhooks is not None else [])
+        """Kill -9 the workers, the webhook dispatcher and the sink (their broker is gone)."""
+        procs = (
+            list(self.workers)
+            + ([self.webhooks] if self.webhooks is not None else [])
+            + ([self.sink] if self.sink is not None else [])
+        )
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
@@ -310,6 +326,7 @@ class Supervisor:
             self._ready_marker(proc.pid).unlink(missing_ok=True)
         self.workers.clear()
         self.webhooks = None
+        self.sink = None
 
     def metrics_port(self, pid: int) -> int | None:
         """Where a worker serves ``/metrics``, ``/healthz``, ``/readyz`` (None: disabled)."""
@@ -381,6 +398,24 @@ class Supervisor:
         self._ready_marker(proc.pid).unlink(missing_ok=True)
         return proc.pid
 
+    def kill_sink(self) -> int:
+        """Kill -9 the audit sink process (fault injection); returns its pid.
+
+        Raises:
+            ConfigError: the sink runs inside the workers (``HUB_AUDIT_SINK=worker``).
+        """
+        proc = self.sink
+        if proc is None:
+            raise ConfigError("no audit sink process: HUB_AUDIT_SINK=worker runs it in workers")
+        self.sink = None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return proc.pid
+
+    def start_sink(self) -> None:
+        """Start the audit sink process again (after ``kill_sink``)."""
+        self._start_sink()
+
     def terminate_worker(self, index: int = 0, *, timeout: float = 60.0) -> tuple[int, int]:
         """SIGTERM a worker and wait for it to drain and exit; returns (pid, exit code)."""
         proc = self.workers.pop(index)
@@ -399,12 +434,7 @@ class Supervisor:
             self.watch.stop()
             self.watch = None
         if self.webhooks is not None:
-            self.webhooks.send_signal(signal.SIGTERM)
-            try:
-                self.webhooks.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.webhooks.kill()
-                self.webhooks.wait()
+            _terminate(self.webhooks, timeout=timeout)
             self.webhooks = None
         for proc in self.workers:
             if proc.poll() is None:
@@ -417,6 +447,9 @@ class Supervisor:
                 proc.wait()
             self._ready_marker(proc.pid).unlink(missing_ok=True)
         self.workers.clear()
+        if self.sink is not None:  # after the workers: it writes what they produced last
+            _terminate(self.sink, timeout=timeout)
+            self.sink = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -425,7 +458,8 @@ class Supervisor:
     def alive(self) -> bool:
         """Whether every worker (and the embedded broker) still runs."""
         broker_up = self.broker is None or self.broker.exit_code is None
-        return broker_up and all(w.poll() is None for w in self.workers)
+        sink_up = self.sink is None or self.sink.poll() is None
+        return broker_up and sink_up and all(w.poll() is None for w in self.workers)
 
     def _write_state(self) -> None:
         state = HubState(
@@ -438,3 +472,13 @@ class Supervisor:
             protocol_hash=self.protocol.content_hash,
         )
         self.settings.state_file.write_text(json.dumps(state.model_dump(mode="json"), indent=2))
+
+
+def _terminate(proc: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -18,7 +18,13 @@ from pathlib import Path
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 
-__all__ = ["KEY_BYTES", "Pseudonymiser", "create_key_file", "load_pseudonym_key"]
+__all__ = [
+    "KEY_BYTES",
+    "Pseudonymiser",
+    "create_key_file",
+    "decode_key",
+    "load_pseudonym_key",
+]
 
 #: length of a generated key: the SHA-256 block output size, as RFC 2104 section 3 advises
 KEY_BYTES = 32
@@ -86,15 +92,22 @@ def load_pseudonym_key(settings: HubSettings) -> bytes:
 
 
 def _decode(text: str, *, where: str) -> bytes:
-    # The message names the place and the length only: a key must never reach a log.
+    return decode_key(text, where=where, what="pseudonym key")
+
+
+def decode_key(text: str, *, where: str, what: str) -> bytes:
+    """A hex key of at least ``KEY_BYTES`` bytes, from a setting or a key file.
+
+    Raises:
+        ConfigError: not hex, or too short. The message names the place and the length
+            only: a key must never reach a log.
+    """
     try:
         key = bytes.fromhex(text.strip())
     except ValueError:
-        raise ConfigError(f"pseudonym key {where}: expected hex, got non-hex text") from None
+        raise ConfigError(f"{what} {where}: expected hex, got non-hex text") from None
     if len(key) < KEY_BYTES:
-        raise ConfigError(
-            f"pseudonym key {where}: expected at least {KEY_BYTES} bytes, got {len(key)}"
-        )
+        raise ConfigError(f"{what} {where}: expected at least {KEY_BYTES} bytes, got {len(key)}")
     return key
 
 

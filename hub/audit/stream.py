@@ -27,7 +27,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from hub.audit.pseudonym import KEY_BYTES, create_key_file
+from hub.audit.pseudonym import create_key_file, decode_key
 from hub.broker import topics
 from hub.envelope.wire import WireMessage
 from hub.errors import AuditError, ConfigError
@@ -83,16 +83,7 @@ def load_audit_stream_key(settings: HubSettings) -> bytes:
             raise ConfigError(
                 f"audit stream key file {path}: cannot read or create: {exc}"
             ) from exc
-    # the message names the place and the length only: a key must never reach a log
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        raise ConfigError(f"audit stream key {where}: expected hex, got non-hex text") from None
-    if len(key) < KEY_BYTES:
-        raise ConfigError(
-            f"audit stream key {where}: expected at least {KEY_BYTES} bytes, got {len(key)}"
-        )
-    return key
+    return decode_key(text, where=where, what="audit stream key")
 
 
 def _mac(secret: bytes, writer: bytes, key: bytes | None, value: bytes) -> str:

@@ -1,4 +1,4 @@
-"""`hub up` restarts what dies: a router worker killed -9 and a dead webhook dispatcher."""
+"""`hub up` restarts what dies: a router worker, the audit sink and the webhook dispatcher."""
 
 from __future__ import annotations
 
@@ -46,8 +46,15 @@ def test_dead_processes_are_restarted_and_routing_goes_on(hub_with_webhook: Runn
     worker.wait()
     dispatcher.send_signal(signal.SIGKILL)
     dispatcher.wait()
+    sink = supervisor.sink
+    assert sink is not None  # HUB_AUDIT_SINK=process, the default
+    sink.send_signal(signal.SIGKILL)
+    sink.wait()
 
     said = supervisor.heal()
+    assert any(f"audit sink {sink.pid} exited" in line for line in said), said
+    assert supervisor.sink is not None
+    assert supervisor.sink.poll() is None
     assert any(f"router worker {worker.pid} exited" in line for line in said), said
     assert any(f"webhook dispatcher {dispatcher.pid} exited" in line for line in said), said
     assert supervisor.webhooks is not None

@@ -9,10 +9,11 @@ After each fault the same three things are checked: every delivery a recipient c
 its ``delivered`` audit record, no recipient's view holds an event id twice, and the count of
 published events never decided (lost), which must be zero for the worker and sink faults.
 
-"Kill the audit sink": the sink is a task inside each worker (its own consumer group on
-``hub.audit``), so it is killed for real by kill -9 of its worker while it is stuck in the
-middle of writing a batch to a store another connection holds locked (records read from
-``hub.audit``, not yet written, offsets not committed). The store merely being unwritable is
+"Kill the audit sink": the sink is a process of its own (``hub.agents.sink_worker``, its own
+consumer group on ``hub.audit``), killed for real by kill -9 while it is stuck in the middle
+of writing a batch to a store another connection holds locked (records read from
+``hub.audit``, not yet written, offsets not committed); with ``HUB_AUDIT_SINK=worker`` it is
+a task of the worker, killed with it. The store merely being unwritable is
 ``test_sink_outage.py``.
 
 The broker restart: the embedded Tansu keeps everything in memory, so a restart loses every
@@ -167,9 +168,12 @@ def _log_has(hub: RunningHub, event: str) -> bool:
     return log.exists() and f'"event": "{event}"' in log.read_text()
 
 
-def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["process", "worker"])
+def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path, where: str) -> None:
     with EmbeddedBroker() as broker:
-        hub = start_hub(broker.bootstrap, tmp_path / "data", audit_outage_limit=1.0)
+        hub = start_hub(
+            broker.bootstrap, tmp_path / "data", audit_outage_limit=1.0, audit_sink=where
+        )
         try:
             warm = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(unique("MARAC")))
             hub.wait_records(warm, at_least=8)
@@ -185,11 +189,17 @@ def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path) -> None:
                     timeout=60,
                     what="the sink to be stuck writing a batch",
                 )
-                hub.supervisor.kill_worker(0)  # the sink dies with its batch unwritten
+                if where == "process":
+                    hub.supervisor.kill_sink()  # the sink dies with its batch unwritten
+                else:
+                    hub.supervisor.kill_worker(0)  # and its worker with it
             finally:
                 lock.execute("ROLLBACK")
                 lock.close()
-            hub.supervisor.start_worker()
+            if where == "process":
+                hub.supervisor.start_sink()
+            else:
+                hub.supervisor.start_worker()
             hub.supervisor.wait_ready(timeout=90)
             for event_id in ids:
                 hub.wait_records(event_id, at_least=8, timeout=90)

@@ -182,8 +182,8 @@ def test_header_name_not_utf8_is_quarantined_and_the_worker_routes_on(
     notices = wait_for(read_past_it, what="the SDK to skip the bad record and read the notice")
     assert notices[0].data["reason"] == "undecodable_record"
 
-    # and on hub.audit: the audit sink (a plain aiokafka consumer in the worker) refuses it
-    # as unreadable and writes on, in the same worker
+    # and on hub.audit: the audit sink (a plain aiokafka consumer in its own process) refuses
+    # it as unreadable and writes on
     produce_raw_header_name(hub, b"\xffaudit", monkeypatch, topic="hub.audit")
     later = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(unique("MARAC")))
     assert len(hub.wait_records(later, at_least=2)) >= 2
