@@ -194,7 +194,8 @@ def _hub_run(rate: float, whole: float, *, sink: int = 1) -> dict[str, Any]:
     return {
         "events": 3000,
         "events_per_s": rate,
-        "cpu_ms_per_event": {**cpu, "bench": 0.5, "whole_hub": whole},
+        "cpu_ms_per_event": {**cpu, "bench": 0.5},
+        "whole_hub_cpu_ms_per_event": whole,
         "processes": {"workers": 1, "sink": sink, "webhooks": 0, "broker": 1, "bench": 1},
     }
 
@@ -415,3 +416,16 @@ def test_run_reads_the_recorded_floor_when_bench_floor_is_missing(
 def test_run_refuses_no_workers_or_no_rates(empty: str) -> None:
     with pytest.raises(ValueError, match=empty):
         hub_e2e.run({**BENCHMARK.defaults, empty: []})
+
+
+def test_the_floor_bench_reads_the_hub_record_as_the_whole_hub() -> None:
+    """``bench floor`` sets the hub's record beside it: the CPU it sums is the whole hub's."""
+    floor = pytest.importorskip("bench.floor")
+    got = {**_hub_run(250.0, 4.0), "elapsed_s": 12.0, "deliveries": 12000, "latencies": []}
+    record = hub_e2e._throughput_record(
+        got, workers=1, round_=0, baselines={"faust batched": 1000.0, "raw aiokafka": 5e4}
+    )
+    a = _floor_measurements()[0]
+    ratios = floor.hub_ratios({"measurements": [record]}, a)
+    assert ratios["hub_events_per_s"] == 250.0
+    assert ratios["hub_over_floor_cpu"] == round(4.0 / 1.25, 2)  # not the bench, not twice
