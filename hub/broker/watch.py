@@ -138,6 +138,21 @@ class WorkerSnapshot:
         )
 
 
+def _grown(
+    old: Mapping[str, PartitionView], new: Mapping[str, PartitionView]
+) -> dict[str, PartitionView]:
+    """``new``, each offset no lower than in ``old`` (offsets only grow on one broker)."""
+    out = dict(new)
+    for key, was in old.items():
+        now = out.get(key)
+        out[key] = (
+            was
+            if now is None
+            else PartitionView(max(now.end, was.end), max(now.committed, was.committed))
+        )
+    return out
+
+
 def _ranges(offsets: Iterable[int]) -> list[list[int]]:
     """Sorted offsets as inclusive ``[first, last]`` runs (a busy second is a few runs)."""
     out: list[list[int]] = []
@@ -269,7 +284,10 @@ class BrokerWatch:
     Reads each ``hub.in.*`` partition's end offset and the router group's committed offset
     (``last``) and writes them to ``path`` for operators. A look that fails (the broker
     is gone) keeps the previous one: the last view before a loss is what the loss is
-    counted from.
+    counted from. Within one broker's life both offsets only grow, so each is kept at the
+    highest seen: Tansu 0.6 answers 0 for the committed offsets of a group whose members have
+    all timed out (a worker frozen or dead), which is the broker forgetting, not the router
+    going back.
     """
 
     def __init__(
@@ -332,7 +350,8 @@ class BrokerWatch:
                     _log.debug("broker_look_failed", error=repr(exc))
                 else:
                     with self._lock:
-                        self._last = view
+                        self._last = _grown(self._last, view)
+                        view = dict(self._last)
                     with contextlib.suppress(OSError):
                         write_json(self.path, {k: [v.end, v.committed] for k, v in view.items()})
                 await asyncio.to_thread(self._stop.wait, self.interval)
