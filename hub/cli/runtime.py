@@ -151,7 +151,12 @@ def demo(
         if keep_running:
             stop = _stop_on_signals()
             typer.echo("hub still running; Ctrl-C to stop")
-            _wait_for_signal(stop=stop)
+
+            def heal() -> None:  # as `hub up`: dead workers, and a dead embedded broker
+                for line in supervisor.heal():
+                    typer.echo(line, err=True)
+
+            _wait_for_signal(heal, stop=stop)
     finally:
         supervisor.stop()
 
