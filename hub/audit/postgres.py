@@ -26,10 +26,12 @@ it (``OVERRIDING SYSTEM VALUE``) and never uses the generator: an ``INSERT`` by 
 bypasses the lock and the counter fails on the primary key instead of silently reordering
 the log.
 
-Other choices: ``time``/``event_time`` are ``TIMESTAMPTZ`` (so ``since`` compares instants),
-``fields``/``subject_pseudonyms`` are ``TEXT[]``, ``canonical`` is ``BYTEA`` and, as in
-SQLite, is what queries return and what the Merkle log hashes. The schema version lives in
-``audit_schema``; a newer one is refused. A connection lost (database restart, network) is
+Appends are batched (issue 16): one query for the ids already stored, then one ``COPY`` per
+table, in the one locked transaction. Other choices: as in SQLite, each record is kept once,
+as the columns queries filter on and ``canonical`` (``BYTEA``) packed against them
+(``hub.audit.packing``); ``time`` is ``TIMESTAMPTZ`` (so ``since`` compares instants) and is
+read back as text formatted by the server. The schema version lives in ``audit_schema``; a
+newer one is refused. A connection lost (database restart, network) is
 reopened on the next call, so the audit sink's retry loop recovers by itself.
 
 Leaf numbering. Because ``seq`` is dense and audit retention prunes a prefix, leaf i (the row
@@ -291,34 +293,54 @@ class PostgresAuditStore:
         return len(rows)
 
     def _append(self, conn: psycopg.Connection[tuple[Any, ...]], rows: dict[str, Any]) -> None:
-        """``append``'s transaction: ``rows`` loses the ids already stored."""
+        """``append``'s transaction: ``rows`` loses the ids already stored.
+
+        The batch is copied in optimistically; a replayed id fails the unique index, and
+        the copy is then rolled back (to a savepoint) and made again without the ids one
+        query finds stored, so no seq is skipped.
+        """
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
             # Statements after the lock: READ COMMITTED gives each a snapshot that
             # includes the previous writer's commit.
-            for (stored,) in conn.execute(_STORED_SQL, (list(rows),)).fetchall():
-                rows.pop(str(stored), None)
-            if not rows:
-                return
             counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
             if counter is None:
                 raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
             seq = int(counter[0])
             self._refresh_shared(conn)
-            shared = self._shared
+            packed = {
+                record_id: _pack(canonical, values, columns, self._shared)
+                for record_id, ((columns, canonical, values), _, _) in rows.items()
+            }
             with conn.cursor() as cur:
-                with cur.copy(_COPY_RECORDS.format(table="audit_records")) as copy:
-                    for i, ((columns, canonical, values), time, _) in enumerate(
-                        rows.values(), seq + 1
-                    ):
-                        packed = _pack(canonical, values, columns, shared)
-                        copy.write_row((i, *columns[:_TIME], time, *columns[_TIME + 1 :], packed))
+                try:
+                    with conn.transaction():
+                        self._copy_records(cur, rows, packed, seq)
+                except psycopg.errors.UniqueViolation:
+                    for (stored,) in conn.execute(_STORED_SQL, (list(rows),)).fetchall():
+                        rows.pop(str(stored), None)
+                    self._copy_records(cur, rows, packed, seq)
                 with cur.copy(_COPY_SUBJECTS) as copy:
                     for i, (_, _, subjects) in enumerate(rows.values(), seq + 1):
                         for pseudonym in subjects:
                             copy.write_row((i, pseudonym))
-                cur.executemany(_INSERT_VALUE, shared.new_rows())
-            conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(rows),))
+                cur.executemany(_INSERT_VALUE, self._shared.new_rows())
+            if rows:
+                conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(rows),))
+
+    @staticmethod
+    def _copy_records(
+        cur: psycopg.Cursor[tuple[Any, ...]],
+        rows: dict[str, Any],
+        packed: dict[str, bytes],
+        seq: int,
+    ) -> None:
+        """COPY ``rows`` into ``audit_records``, numbered on from ``seq``."""
+        with cur.copy(_COPY_RECORDS.format(table="audit_records")) as copy:
+            for i, (record_id, ((columns, _, _), time, _)) in enumerate(rows.items(), seq + 1):
+                copy.write_row(
+                    (i, *columns[:_TIME], time, *columns[_TIME + 1 :], packed[record_id])
+                )
 
     def _refresh_shared(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         """Learn the shared values other writers added since this store last read them."""

@@ -2,13 +2,18 @@
 
 WAL mode lets ``hub audit query`` read while the hub writes; writers take the lock up front
 (``BEGIN IMMEDIATE``) and wait up to 30 s for it, so several router workers can share the
-file too. The SQL sticks to what PostgreSQL also accepts (``ON CONFLICT ... DO NOTHING``,
-``RETURNING``) except the ``seq`` column type and the ``?`` placeholders, so issue 4's
-PostgreSQL store can reuse it.
+file too. The SQL sticks to what PostgreSQL also accepts except the ``seq`` column type and
+the ``?`` placeholders.
+
+Appends are batched (issue 16): the rows are built outside the lock; under it, one query
+finds the record ids already stored (a replay: the first write stands), and the rest are
+numbered and written with one ``executemany`` per table, in one transaction. Each record is
+kept once: the columns queries filter on, and its canonical bytes packed against them
+(``hub.audit.packing``), with the protocol's repeated values in ``audit_values``.
 
 Leaf numbering. Leaf i of the Merkle log is the record with the (i+1-K)-th smallest ``seq``
-(K leaves pruned), but ``seq`` is not dense here: a replayed record (``ON CONFLICT DO
-NOTHING``) still uses up an ``AUTOINCREMENT`` value. So each row also keeps its leaf index in
+(K leaves pruned), but ``seq`` need not be dense: files written before schema 4 burnt an
+``AUTOINCREMENT`` value on every replayed record. So each row also keeps its leaf index in
 ``position`` (assigned at append, unique, indexed), and every read of leaves costs what it
 returns, not the size of the log: a read continues from the ``seq`` where the previous read
 of this store stopped (``LeafCursors``), or starts at the row whose ``position`` is the first
@@ -142,12 +147,14 @@ SIZE_SQL = (
     f"SELECT MAX({_PRUNED_SIZE}, "  # noqa: S608 - constant names
     "COALESCE((SELECT MAX(position) FROM audit_records) + 1, 0))"
 )
-# Rows are numbered by the store under the write lock (``append``), so no statement meets
-# a record id already stored and a replay burns no ``seq``.
+# Rows are numbered by the store under the write lock (``append``); a batch that meets a
+# record id already stored is written again without it, so a replay burns no ``seq``.
 _INSERT = (
     f"INSERT INTO audit_records (seq, position, {', '.join(_COLUMNS)}) "  # noqa: S608
     f"VALUES (?, ?, {', '.join('?' for _ in _COLUMNS)})"
 )
+#: the first try of a batch: a row whose id is stored already is skipped (and counted)
+_INSERT_NEW = _INSERT + " ON CONFLICT (record_id) DO NOTHING"
 _INSERT_SUBJECT = "INSERT INTO audit_subjects (pseudonym, seq) VALUES (?, ?)"
 # The values of ``hub.audit.packing.SHARED`` fields, each kept once (ids referred to by the
 # packed records). Never deleted: they are the protocol's words, not personal data.
@@ -386,10 +393,11 @@ class SQLiteAuditStore:
     def append(self, records: Sequence[AuditRecord]) -> int:
         """Append records in one transaction, skipping record ids already stored.
 
-        The rows are built before the write lock is taken; under it, one query finds the
-        ids already stored (a replay: the first write stands), and the rest are numbered
-        (``seq`` and ``position`` from the last ones, densely, in commit order) and written
-        with one ``executemany`` per table: no statement per record.
+        The rows are built before the write lock is taken. Under it they are numbered
+        (``seq`` and ``position`` on from the last ones, densely, in commit order) and
+        written with one ``executemany`` per table: no statement per record. A replay (an id
+        already stored: the first write stands) shows as a row not inserted; the batch is
+        then written again without the ids one query finds stored, so no number is skipped.
 
         Returns:
             How many records were newly stored.
@@ -403,25 +411,29 @@ class SQLiteAuditStore:
         with self._lock, self._guard("append"):
             try:
                 with self._write():
-                    for stored in self._stored(list(rows)):
-                        del rows[stored]
-                    if not rows:
-                        return 0
                     self._refresh_shared()
+                    packed = {
+                        record_id: _pack(canonical, values, columns, self._shared)
+                        for record_id, ((columns, canonical, values), _) in rows.items()
+                    }
                     (position,) = self._conn.execute(SIZE_SQL).fetchone()
                     (seq,) = self._conn.execute(_LAST_SEQ_SQL).fetchone()
-                    shared = self._shared
-                    written = [
-                        (
-                            seq + i,
-                            position + i - 1,
-                            *columns,
-                            _pack(canonical, values, columns, shared),
-                        )
-                        for i, ((columns, canonical, values), _) in enumerate(rows.values(), 1)
-                    ]
-                    self._conn.executemany(_INSERT_VALUE, shared.new_rows())
-                    self._conn.executemany(_INSERT, written)
+
+                    def numbered() -> list[tuple[Any, ...]]:
+                        return [
+                            (seq + i, position + i - 1, *rows[rid][0][0], packed[rid])
+                            for i, rid in enumerate(rows, 1)
+                        ]
+
+                    self._conn.execute("SAVEPOINT hub_append")
+                    written = self._conn.executemany(_INSERT_NEW, numbered()).rowcount
+                    if written != len(rows):
+                        self._conn.execute("ROLLBACK TO hub_append")
+                        for stored in self._stored(list(rows)):
+                            del rows[stored]
+                        self._conn.executemany(_INSERT, numbered())
+                    self._conn.execute("RELEASE hub_append")
+                    self._conn.executemany(_INSERT_VALUE, self._shared.new_rows())
                     self._conn.executemany(
                         _INSERT_SUBJECT,
                         [

@@ -337,3 +337,30 @@ def test_unknown_scheme(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="expected sqlite") as info:
         open_store(settings)
     assert "s3cret" not in str(info.value)
+
+
+def test_a_batch_that_fails_midway_leaves_nothing_behind(store: SQLiteAuditStore) -> None:
+    """The batch is one transaction: a failure in its last table undoes its rows, its new
+    shared values and their numbers, and the next batch is numbered as if it never ran."""
+    batch = [record(f"evt-{i}", subject_pseudonyms=(f"ps_{i}",)) for i in range(5)]
+    conn = sqlite3.connect(store.path)
+    try:
+        conn.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON audit_subjects WHEN NEW.pseudonym = 'ps_3' "
+            "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+        conn.commit()
+        with pytest.raises(AuditError, match="boom"):
+            store.append(batch)
+        assert store.size() == 0
+        assert store.stored_ids([r.record_id for r in batch]) == set()
+        assert conn.execute("SELECT COUNT(*) FROM audit_values").fetchone() == (0,)
+        conn.execute("DROP TRIGGER boom")
+        conn.commit()
+    finally:
+        conn.close()
+    assert store.append(batch[3:]) == 2
+    assert store.append(batch) == 3
+    assert [store.record_index(r.record_id) for r in batch] == [2, 3, 4, 0, 1]
+    assert store.query(limit=10) == [*batch[3:], *batch[:3]]
+    assert store.mismatched_rows(0, 5) == []
