@@ -162,7 +162,7 @@ class SharedValues:
 
     def __init__(self) -> None:
         self.last = 0
-        self._values: dict[bytes, bytes] = {}  # reference -> value
+        self.values: dict[bytes, bytes] = {}  # reference -> value
         self._refs: dict[bytes, bytes] = {}  # value -> reference
         self.pending: dict[bytes, bytes] = {}  # value -> reference, not yet committed
 
@@ -170,13 +170,13 @@ class SharedValues:
         """Take rows ``(id, value)`` read from the table."""
         for ident, value in rows:
             ref = _REF + str(int(ident)).encode()
-            self._values[ref] = bytes(value)
+            self.values[ref] = bytes(value)
             self._refs[bytes(value)] = ref
             self.last = max(self.last, int(ident))
 
     def value(self, ref: bytes) -> bytes | None:
         """The value a reference stands for, if known."""
-        return self._values.get(ref)
+        return self.values.get(ref)
 
     def ref(self, value: bytes) -> bytes:
         """The reference for a value, a new one (pending) if the table lacks it."""
@@ -300,10 +300,11 @@ def _unpack(
     if len(parts) != len(FIELDS):
         return None, None
     if _REF in body:
+        known = {} if shared is None else shared.values
         for field in _SHARED_FIELDS:
             part = parts[field]
             if part[:1] == _REF:
-                value = None if shared is None else shared.value(part)
+                value = known.get(part)
                 if value is None:
                     return None, None
                 parts[field] = value
@@ -317,11 +318,10 @@ def _unpack(
             parts[field] = b"null"
         elif field != _TIME:
             parts[field] = _escape(text).encode()
+        elif len(text) == 32 and text.endswith("+00:00"):
+            parts[field] = b'"' + text[:-6].encode() + b'Z"'
         else:
-            value = _column_json(field, text)
-            if value is None:
-                return None, None
-            parts[field] = value
+            return None, None
     if _FROM_COLUMN in parts:
         return None, None
     canonical: bytes = _TEMPLATE % tuple(parts)

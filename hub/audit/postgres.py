@@ -64,6 +64,7 @@ from hub.audit.sqlite import (
     _pack,
     _prepare,
     _record,
+    leaf,
     row_faults,
 )
 from hub.audit.sqlite import _row as _sqlite_row
@@ -162,8 +163,15 @@ SUBJECTS_SQL = "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN %s A
 RECORD_INDEX_SQL = "SELECT seq - 1 FROM audit_records WHERE record_id = %s"
 # COPY writes the seq given, as INSERT ... OVERRIDING SYSTEM VALUE would: the store numbers
 # rows from ``audit_seq`` under the append lock, never from the identity generator.
-_COPY_RECORDS = f"COPY {{table}} (seq, {', '.join(_COLUMNS)}) FROM STDIN"
-_COPY_SUBJECTS = "COPY audit_subjects (seq, pseudonym) FROM STDIN"
+# Binary COPY: no text rendering of timestamps or hex of ``canonical`` on either side.
+_COPY_RECORDS = f"COPY {{table}} (seq, {', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_RECORD_TYPES = [
+    "int8",
+    *("timestamptz" if c == "time" else "text" for c in INDEX_COLUMNS),
+    "bytea",
+]
+_COPY_SUBJECTS = "COPY audit_subjects (seq, pseudonym) FROM STDIN (FORMAT BINARY)"
+_SUBJECT_TYPES = ["int8", "text"]
 # The values of ``hub.audit.packing.SHARED`` fields, each kept once (as in SQLite).
 _VALUES_DDL = """CREATE TABLE IF NOT EXISTS audit_values (
     id BIGINT PRIMARY KEY,
@@ -321,6 +329,7 @@ class PostgresAuditStore:
                         rows.pop(str(stored), None)
                     self._copy_records(cur, rows, packed, seq)
                 with cur.copy(_COPY_SUBJECTS) as copy:
+                    copy.set_types(_SUBJECT_TYPES)
                     for i, (_, _, subjects) in enumerate(rows.values(), seq + 1):
                         for pseudonym in subjects:
                             copy.write_row((i, pseudonym))
@@ -337,6 +346,7 @@ class PostgresAuditStore:
     ) -> None:
         """COPY ``rows`` into ``audit_records``, numbered on from ``seq``."""
         with cur.copy(_COPY_RECORDS.format(table="audit_records")) as copy:
+            copy.set_types(_RECORD_TYPES)
             for i, (record_id, ((columns, _, _), time, _)) in enumerate(rows.items(), seq + 1):
                 copy.write_row(
                     (i, *columns[:_TIME], time, *columns[_TIME + 1 :], packed[record_id])
@@ -449,7 +459,15 @@ class PostgresAuditStore:
         Leaf i is the row at rank i - K in ``seq`` order (as in SQLite); see the module
         docstring for how that is read without counting the rows before it.
         """
-        return self.checked_leaves(start, end)[0]
+        if not 0 <= start <= end:
+            raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
+        with self._lock, self._guard("read"):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                rows = self._window(conn, start, end, _READ, "audit leaves")
+                self._refresh_shared(conn)
+        return [leaf(row[1:], self._shared) for row in rows]
 
     def record_index(self, record_id: str) -> int | None:
         """Leaf index of a record (0-based, append order), or ``None`` if not stored.
@@ -657,7 +675,10 @@ class PostgresAuditStore:
         Inside the caller's transaction, under the append lock.
         """
         conn.execute(_RECORDS_DDL.format(name="audit_records_new"))
-        read = f"SELECT seq, {_READ} FROM audit_records WHERE seq > %s ORDER BY seq LIMIT %s"  # noqa: S608
+        read = (
+            f"SELECT seq, time, {_READ} FROM audit_records "  # noqa: S608 - constant names
+            "WHERE seq > %s ORDER BY seq LIMIT %s"
+        )
         last = 0
         self._refresh_shared(conn)
         with conn.cursor() as cur:
@@ -666,9 +687,11 @@ class PostgresAuditStore:
                 if not rows:
                     break
                 with cur.copy(_COPY_RECORDS.format(table="audit_records_new")) as copy:
-                    for row in rows:
-                        canonical = bytes(row[-1])
-                        copy.write_row((*row[:-1], pack(canonical, row[1:-1], self._shared)))
+                    copy.set_types(_RECORD_TYPES)
+                    for seq, time, *kept, canonical in rows:
+                        packed = pack(bytes(canonical), kept, self._shared)
+                        kept[_TIME] = time
+                        copy.write_row((seq, *kept, packed))
                 last = int(rows[-1][0])
             cur.executemany(_INSERT_VALUE, self._shared.new_rows())
         self._shared.commit()  # if the upgrade fails the store is not opened at all

@@ -307,6 +307,15 @@ def row_faults(
     return leaves, faults
 
 
+def leaf(row: Sequence[Any], shared: SharedValues) -> bytes:
+    """The leaf of a row of ``_COLUMNS``: its canonical bytes as the row gives them now.
+
+    The stored bytes if they cannot be rebuilt; either way a changed row changes the root.
+    """
+    blob = bytes(row[-1])
+    return unpack(blob, row[:-1], shared, check=False) or blob
+
+
 def _record(row: Sequence[Any], where: str, shared: SharedValues) -> AuditRecord:
     """The record a row of ``_READ`` holds (rebuilt even if the row was changed since).
 
@@ -547,7 +556,10 @@ class SQLiteAuditStore:
         """Canonical bytes of leaves ``start`` .. ``end - 1``, append order (see ``AuditStore``)."""
         if not 0 <= start <= end:
             raise AuditError(f"audit leaves: expected 0 <= start <= end, got {start}, {end}")
-        return self.checked_leaves(start, end)[0]
+        with self._lock, self._guard("read"), self._read():
+            rows = self._window(start, end, _READ, "audit leaves")
+            self._refresh_shared()
+        return [leaf(row[2:], self._shared) for row in rows]
 
     def checked_leaves(self, start: int, end: int) -> tuple[list[bytes], list[int]]:
         """``leaves`` and ``mismatched_rows`` of one window, from one read (see ``AuditStore``)."""
