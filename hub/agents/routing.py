@@ -346,14 +346,14 @@ class Router:
             raise _Reject(reason, decision.reject_reason or reason.value)
         decision = _marked(decision, marks)
         result = RouteResult(event_id=attrs.id)
-        common = self._common(event, decision)
-        escrow = self._case_escrow(case)
+        records = _Records(self._common(event, decision))
+        shared = self._shared(event, decision, escrow=self._case_escrow(case))
         for outcome in decision.recipients:
             if outcome.outcome == "deliver":
                 if "*" in outcome.fields:  # the audit names each field disclosed, not "*"
                     outcome = outcome.model_copy(update={"fields": tuple(sorted(event.data))})
                 try:
-                    message, digest = self._deliver(event, decision, outcome, escrow)
+                    message, digest = self._deliver(shared, outcome)
                 except KeyStoreError as exc:  # no usable key: withhold, never send in clear
                     withheld = outcome.model_copy(
                         update={
@@ -362,7 +362,7 @@ class Router:
                             "reason": f"rule {outcome.rule_id} permits it, but {exc}",
                         }
                     )
-                    result.audit.append(self._record(common, withheld, AuditDecision.WITHHELD))
+                    result.audit.append(records.of(withheld, AuditDecision.WITHHELD))
                     result.withheld += 1
                     continue
                 size = _record_size(message.key, message.value, message.headers)
@@ -379,16 +379,16 @@ class Router:
                             f"{self.quarantine_max_bytes}",
                         }
                     )
-                    result.audit.append(self._record(common, withheld, AuditDecision.WITHHELD))
+                    result.audit.append(records.of(withheld, AuditDecision.WITHHELD))
                     result.withheld += 1
                     continue
                 result.messages.append(message)
                 result.audit.append(
-                    self._record(common, outcome, AuditDecision.DELIVERED, payload_sha256=digest)
+                    records.of(outcome, AuditDecision.DELIVERED, payload_sha256=digest)
                 )
                 result.delivered += 1
             else:
-                result.audit.append(self._record(common, outcome, AuditDecision.WITHHELD))
+                result.audit.append(records.of(outcome, AuditDecision.WITHHELD))
                 result.withheld += 1
         if decision.suspended_agreements:
             result.messages.extend(self._suspension_notice(event, decision))
@@ -594,32 +594,6 @@ class Router:
             "origin": str(event.origin) if event.origin else None,
         }
 
-    @staticmethod
-    def _record(
-        common: Mapping[str, Any],
-        outcome: RecipientDecision,
-        decision: AuditDecision,
-        *,
-        payload_sha256: str | None = None,
-    ) -> AuditRecord:
-        party = None if outcome.party == "*" else outcome.party
-        return AuditRecord(
-            **common,
-            # the publisher is in the material: two parties' events may share an id
-            record_id=record_id_for(
-                common["event_id"], party, decision.value, source=common["publisher"]
-            ),
-            recipient=party,
-            decision=decision,
-            rule=outcome.rule_id,
-            reason=outcome.reason,
-            lawful_basis=outcome.lawful_basis,
-            condition=outcome.condition,
-            purpose=outcome.purpose,
-            fields=tuple(sorted(outcome.fields)),
-            payload_sha256=payload_sha256,
-        )
-
     def _case_escrow(self, case: str | None) -> Callable[[bytes, str], str | None] | None:
         """The escrow hook for one event's deliveries: the case secret looked up once.
 
@@ -638,41 +612,50 @@ class Router:
 
         return seal
 
-    def _deliver(
+    def _shared(
         self,
         event: InboundEvent,
         decision: Decision,
-        outcome: RecipientDecision,
+        *,
         escrow: Callable[[bytes, str], str | None] | None,
-    ) -> tuple[wire.WireMessage, str]:
-        """Minimise, seal to the recipient, sign; the digest is of the exact bytes sent."""
-        plaintext = wire.canonical_json(minimise(event.data, outcome.fields))
+    ) -> _Shared:
+        """What every delivery of this event has in common, worked out once per event."""
         attrs = event.attributes
-        delivered = EventAttributes(
-            id=attrs.id,
-            source=attrs.source,
-            type=attrs.type,
-            time=attrs.time,
-            subject=attrs.subject,
-            datacontenttype=wire.JSON,
+        return _Shared(
+            data=event.data,
+            attributes=EventAttributes(
+                id=attrs.id,
+                source=attrs.source,
+                type=attrs.type,
+                time=attrs.time,
+                subject=attrs.subject,
+                datacontenttype=wire.JSON,
+            ),
+            key=event.key.encode() if event.key is not None else None,
+            protocol_hash=decision.protocol_hash,
+            suite=self.protocol.crypto.suite_for(attrs.type),
+            escrow=escrow,
         )
-        key = event.key.encode() if event.key is not None else None
+
+    def _deliver(self, shared: _Shared, outcome: RecipientDecision) -> tuple[wire.WireMessage, str]:
+        """Minimise, seal to the recipient, sign; the digest is of the exact bytes sent."""
+        plaintext, listed = shared.payload(outcome.fields)
         sealed = self.envelope.seal(
-            delivered,
-            key=key,
+            shared.attributes,
+            key=shared.key,
             plaintext=plaintext,
             recipient=outcome.party,
             extensions={
-                "hubprotocol": decision.protocol_hash,
+                "hubprotocol": shared.protocol_hash,
                 "hubrule": outcome.rule_id or "",
-                "hubfields": ",".join(sorted(outcome.fields)),
+                "hubfields": listed,
             },
-            escrow=escrow,
-            suite=self.protocol.crypto.suite_for(attrs.type),
+            escrow=shared.escrow,
+            suite=shared.suite,
         )
         message = wire.WireMessage(
             topic=topics.outbound(outcome.party),
-            key=key,
+            key=shared.key,
             value=sealed.value,
             headers=sealed.headers,
         )
@@ -885,8 +868,15 @@ class Router:
 
 
 def _headers_size(headers: Sequence[tuple[str, bytes | None]]) -> int:
-    """Bytes of headers in a Kafka record (v2): name, value, and their varint lengths."""
-    return sum(len(name.encode()) + len(value or b"") + 10 for name, value in headers)
+    """Bytes of headers in a Kafka record (v2): name, value, and their varint lengths.
+
+    Every delivery is measured (``_decide``), so the sum is taken without a Python-level step
+    per header: the UTF-8 length of the joined names is the sum of each name's.
+    """
+    if not headers:
+        return 0
+    names, values = zip(*headers, strict=True)
+    return len("".join(names).encode()) + sum(map(len, filter(None, values))) + 10 * len(headers)
 
 
 def _record_size(
@@ -900,6 +890,92 @@ def _record_size(
     checks against ``max_request_size``.
     """
     return 61 + 7 * 5 + len(key or b"") + len(value) + _headers_size(headers)
+
+
+class _Shared:
+    """One event's deliveries' common part: attributes, key, suite, and payload per field list.
+
+    Recipients under one rule share a field list, so the minimised payload and its canonical
+    JSON are built once per distinct list (``payload``), not once per recipient.
+    """
+
+    __slots__ = ("_payloads", "attributes", "data", "escrow", "key", "protocol_hash", "suite")
+
+    def __init__(
+        self,
+        *,
+        data: Mapping[str, Any],
+        attributes: EventAttributes,
+        key: bytes | None,
+        protocol_hash: str,
+        suite: str | None,
+        escrow: Callable[[bytes, str], str | None] | None,
+    ) -> None:
+        self.data = data
+        self.attributes = attributes
+        self.key = key
+        self.protocol_hash = protocol_hash
+        self.suite = suite
+        self.escrow = escrow
+        self._payloads: dict[tuple[str, ...], tuple[bytes, str]] = {}
+
+    def payload(self, fields: tuple[str, ...]) -> tuple[bytes, str]:
+        """(canonical JSON of the minimised payload, the ``hubfields`` header) for ``fields``."""
+        found = self._payloads.get(fields)
+        if found is None:
+            found = (wire.canonical_json(minimise(self.data, fields)), ",".join(sorted(fields)))
+            self._payloads[fields] = found
+        return found
+
+
+class _Records:
+    """One event's audit records, one per recipient decision.
+
+    The record is the boundary model (``AuditRecord``), built without a pydantic validation
+    per recipient: the values the event's records share (``Router._common``) are validated
+    once, in a template record, and each recipient's record is the template with its own
+    values (``model_copy``: no validation). Those values are ones the router made itself from
+    validated models (a ``RecipientDecision``, a hex digest, a derived id), of exactly the
+    types the model holds, so the record, its ``model_fields_set`` and its JSON are those of
+    ``AuditRecord(**values)`` (``tests/unit/test_router.py`` holds them byte for byte).
+    """
+
+    __slots__ = ("_common", "_template")
+
+    def __init__(self, common: Mapping[str, Any]) -> None:
+        self._common = common
+        self._template: AuditRecord | None = None
+
+    def of(
+        self,
+        outcome: RecipientDecision,
+        decision: AuditDecision,
+        *,
+        payload_sha256: str | None = None,
+    ) -> AuditRecord:
+        """The record of one recipient's decision."""
+        common = self._common
+        party = None if outcome.party == "*" else outcome.party
+        values = {
+            # the publisher is in the material: two parties' events may share an id
+            "record_id": record_id_for(
+                common["event_id"], party, decision.value, source=common["publisher"]
+            ),
+            "recipient": party,
+            "decision": decision,
+            "rule": outcome.rule_id,
+            "reason": outcome.reason,
+            "lawful_basis": outcome.lawful_basis,
+            "condition": outcome.condition,
+            "purpose": outcome.purpose,
+            "fields": tuple(sorted(outcome.fields)),
+            "payload_sha256": payload_sha256,
+        }
+        template = self._template
+        if template is None:  # the first record is validated whole, and serves as template
+            template = self._template = AuditRecord(**common, **values)
+            return template
+        return template.model_copy(update=values)
 
 
 def _marked(decision: Decision, marks: Sequence[str]) -> Decision:

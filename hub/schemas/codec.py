@@ -12,7 +12,7 @@ import datetime as dt
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class SchemaRegistry:
     def __init__(self, directory: Path = _SCHEMA_DIR) -> None:
         self._raw: dict[str, dict[str, Any]] = {}
         self._parsed: dict[str, Schema] = {}
+        self._checks: dict[str, _Check] = {}
         for path in sorted(directory.glob("*.avsc")):
             event_type = path.name.removesuffix(".avsc")
             raw = json.loads(path.read_text())
@@ -55,6 +56,10 @@ class SchemaRegistry:
                 self._parsed[event_type] = fastavro.parse_schema(raw, named_schemas={})
             except Exception as exc:  # fastavro raises several unrelated types
                 raise SchemaError(f"schema {path.name}: cannot parse: {exc}") from exc
+            try:
+                self._checks[event_type] = _constraints(raw, event_type)
+            except re.error as exc:
+                raise SchemaError(f"schema {path.name}: bad hub_pattern: {exc}") from exc
             self._raw[event_type] = raw
 
     @property
@@ -103,7 +108,7 @@ class SchemaRegistry:
             raise EventValidationError(
                 f"{event_type}: payload does not match its schema: {_first_error(exc)}"
             ) from exc
-        _check_constraints(self._raw[event_type], value, event_type, path="", named={})
+        self._checks[event_type](value)
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, schema, value)
         return buf.getvalue()
@@ -125,7 +130,7 @@ class SchemaRegistry:
             )
         if not isinstance(value, dict):
             raise EventValidationError(f"{event_type}: payload is not a record")
-        _check_constraints(self._raw[event_type], value, event_type, path="", named={})
+        self._checks[event_type](value)
         return value
 
 
@@ -279,6 +284,178 @@ def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> A
         if isinstance(kind, dict | list):
             return _coerce(kind, value, named, depth + 1)
     return value
+
+
+#: one schema's constraint check of a whole payload (raises ``EventValidationError``)
+_Check = Callable[[Any], None]
+#: a compiled check of one value at one place in the schema: (value, path)
+_Node = Callable[[Any, str], None]
+_PRIMITIVES = frozenset(("null", "boolean", "int", "long", "float", "double", "bytes", "string"))
+
+
+def _constraints(schema: Any, event_type: str) -> _Check:
+    """The ``hub_*`` constraint check of one schema, compiled once (at registry load).
+
+    Each payload was checked by walking the schema beside the value (``_check_constraints``):
+    about as costly per routed event as verifying its signature. The compiled check visits
+    only the places that carry a constraint, with each ``hub_pattern`` compiled once, and
+    raises the same errors in the same order. A schema the compiled form cannot mirror
+    exactly keeps the walk: one that refers to a named type by name (the walk resolves names
+    as it meets their definitions in the value), or whose nesting reaches the walk's depth
+    limit. No schema of this hub does either.
+    """
+    if _by_name(schema) or _depth(schema) > _MAX_DEPTH:
+
+        def walk(value: Any) -> None:
+            _check_constraints(schema, value, event_type, path="", named={})
+
+        return walk
+    node = _compile(schema, event_type)
+    if node is None:
+        return _no_constraints
+
+    def check(value: Any) -> None:
+        node(value, "")
+
+    return check
+
+
+def _no_constraints(value: Any) -> None:
+    """The check of a schema without ``hub_*`` properties."""
+
+
+def _by_name(schema: Any) -> bool:
+    """Whether the schema refers to a type by name where ``_check_constraints`` resolves it."""
+    if isinstance(schema, str):
+        return schema not in _PRIMITIVES
+    if isinstance(schema, list):
+        return any(_by_name(branch) for branch in schema)
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    if kind == "record":
+        return any(_by_name(f["type"]) for f in schema["fields"])
+    if kind == "array":
+        return _by_name(schema["items"])
+    return isinstance(kind, dict | list) and _by_name(kind)
+
+
+def _depth(schema: Any) -> int:
+    """The deepest ``depth`` at which ``_check_constraints`` can visit this schema."""
+    if isinstance(schema, list):
+        return 1 + max((_depth(branch) for branch in schema if branch != "null"), default=-1)
+    if not isinstance(schema, dict):
+        return 0
+    kind = schema.get("type")
+    if kind == "record":
+        return 1 + max((_depth(f["type"]) for f in schema["fields"]), default=-1)
+    if kind == "array":
+        return 1 + _depth(schema["items"])
+    if isinstance(kind, dict | list):
+        return 1 + _depth(kind)
+    return 0
+
+
+def _compile(schema: Any, event_type: str) -> _Node | None:
+    """``_check_constraints`` of one schema node as a closure; None where it checks nothing."""
+    if isinstance(schema, list):
+        # as the walk does: a value is checked against the first branch that is not null
+        branch = next((b for b in schema if b != "null"), None)
+        chosen = _compile(branch, event_type) if branch is not None else None
+        if chosen is None:
+            return None
+
+        def union(value: Any, path: str) -> None:
+            if value is not None:
+                chosen(value, path)
+
+        return union
+    if not isinstance(schema, dict):
+        return None
+    props = _compile_props(schema, event_type)
+    kind = schema.get("type")
+    if kind == "record":
+        # the properties may sit on the field as well as on its type (``_check_constraints``)
+        fields: list[tuple[str, _Node | None, _Node | None]] = []
+        for f in schema["fields"]:
+            own, typed = _compile_props(f, event_type), _compile(f["type"], event_type)
+            if own is not None or typed is not None:
+                fields.append((f["name"], own, typed))
+        if not fields:
+            return _at(props)
+
+        def record(value: Any, path: str) -> None:
+            if props is not None:
+                props(value, path or "payload")
+            if isinstance(value, Mapping):
+                for name, own, typed in fields:
+                    item = value.get(name)
+                    field_path = f"{path}.{name}" if path else name
+                    if own is not None:
+                        own(item, field_path)
+                    if typed is not None:
+                        typed(item, field_path)
+
+        return record
+    if kind == "array":
+        items = _compile(schema["items"], event_type)
+        if items is None:
+            return _at(props)
+
+        def array(value: Any, path: str) -> None:
+            where = path or "payload"
+            if props is not None:
+                props(value, where)
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    items(item, f"{where}[{i}]")
+
+        return array
+    inner = _compile(kind, event_type) if isinstance(kind, dict | list) else None
+    if inner is None:
+        return _at(props)
+
+    def nested(value: Any, path: str) -> None:
+        if props is not None:
+            props(value, path or "payload")
+        inner(value, path)
+
+    return nested
+
+
+def _at(props: _Node | None) -> _Node | None:
+    """A node that checks only its own properties, where an empty path is the payload's."""
+    if props is None:
+        return None
+
+    def own(value: Any, path: str) -> None:
+        props(value, path or "payload")
+
+    return own
+
+
+def _compile_props(props: Mapping[str, Any], event_type: str) -> _Node | None:
+    """``_check_props`` for one set of properties, the pattern compiled once; None if none."""
+    low, high = props.get("hub_min"), props.get("hub_max")
+    has_pattern = "hub_pattern" in props
+    if not has_pattern and low is None and high is None:
+        return None
+    pattern = props["hub_pattern"] if has_pattern else None
+    fullmatch = re.compile(pattern).fullmatch if pattern is not None else None
+
+    def check(value: Any, where: str) -> None:
+        if fullmatch is not None and isinstance(value, str) and not fullmatch(value):
+            raise EventValidationError(
+                f"{event_type}: field {where}: expected to match {pattern}, "
+                f"got a value of length {len(value)}"
+            )
+        if isinstance(value, int) and not isinstance(value, bool):
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise EventValidationError(
+                    f"{event_type}: field {where}: expected {low}..{high}, got {value}"
+                )
+
+    return check
 
 
 def _check_constraints(

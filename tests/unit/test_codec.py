@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import random
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -22,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.errors import EventValidationError, SchemaError
+from hub.schemas import codec
 from hub.schemas.codec import SchemaRegistry, to_jsonable
 from tests.factories import (
     BAN,
@@ -480,3 +483,106 @@ def test_a_date_given_as_days_in_range_round_trips() -> None:
         REGISTRY.encode("uk.csp.marac.flag.reviewed.v1", payload),
     )
     assert decoded["reviewed_on"] == dt.date(2024, 10, 4)  # day 20,000 of the Unix epoch
+
+
+# -- constraint checks compiled once per schema ------------------------------------------------
+
+
+def _verdict(check: Any, value: Any) -> str | None:
+    """The error a constraint check raises for ``value`` (its message), or None."""
+    try:
+        check(value)
+    except EventValidationError as exc:
+        return str(exc)
+    return None
+
+
+def _perturbed(value: Any, rng: random.Random) -> Any:
+    """``value`` with some ints and strings swapped for ones a constraint may refuse."""
+    if isinstance(value, dict):
+        return {k: _perturbed(v, rng) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_perturbed(v, rng) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and rng.random() < 0.3:
+        return rng.randint(-3, 8)
+    if isinstance(value, str) and rng.random() < 0.1:
+        return rng.choice(["", "lower case", "B97 4HJ", "3x5x2"])
+    return value
+
+
+@pytest.mark.parametrize("event_type", sorted(SAMPLES))
+def test_compiled_constraints_raise_what_the_schema_walk_raises(event_type: str) -> None:
+    raw = REGISTRY.raw(event_type)
+    compiled = codec._constraints(raw, event_type)
+
+    def walk(value: Any) -> None:
+        codec._check_constraints(raw, value, event_type, path="", named={})
+
+    state = random.getstate()  # generate_many draws from the global generator
+    random.seed(11)
+    try:
+        unconformed = list(fastavro.utils.generate_many(raw, 100))
+    finally:
+        random.setstate(state)
+    rng = random.Random(12)
+    conformed = list(_random_records(event_type, 100, seed=13))
+    sample = REGISTRY.decode(event_type, _encoded(event_type))
+    values = [sample, *unconformed, *conformed, *(_perturbed(v, rng) for v in conformed * 3)]
+    verdicts = [(_verdict(walk, v), _verdict(compiled, v)) for v in values]
+    assert all(by_walk == by_compiled for by_walk, by_compiled in verdicts)
+    if event_type != ACK:  # every other type has constraints: some values broke them
+        assert any(by_walk is not None for by_walk, _ in verdicts)
+
+
+def _write_schema(directory: Path, schema: dict[str, Any]) -> SchemaRegistry:
+    directory.mkdir(exist_ok=True)
+    (directory / "uk.csp.test.v1.avsc").write_text(json.dumps(schema))
+    return SchemaRegistry(directory)
+
+
+def test_a_schema_naming_a_type_by_name_is_still_checked(tmp_path: Path) -> None:
+    grade = {"type": "int", "hub_min": 1, "hub_max": 3}
+    registry = _write_schema(
+        tmp_path,
+        {
+            "type": "record",
+            "name": "Pair",
+            "fields": [
+                {
+                    "name": "first",
+                    "type": {
+                        "type": "record",
+                        "name": "G",
+                        "fields": [{"name": "g", "type": grade}],
+                    },
+                },
+                {"name": "second", "type": "G"},
+            ],
+        },
+    )
+    assert registry.encode("uk.csp.test.v1", {"first": {"g": 2}, "second": {"g": 3}})
+    with pytest.raises(EventValidationError, match=r"field second\.g: expected 1\.\.3, got 4"):
+        registry.encode("uk.csp.test.v1", {"first": {"g": 2}, "second": {"g": 4}})
+
+
+def test_a_schema_nested_past_the_depth_limit_keeps_the_limit() -> None:
+    # no schema of the hub nests so deep; one that did keeps the walk's limit and its error
+    schema: Any = {"type": "int", "hub_min": 0}
+    for _ in range(40):
+        schema = {"type": "array", "items": schema}
+    raw = {"type": "record", "name": "Deep", "fields": [{"name": "v", "type": schema}]}
+    value: Any = 1
+    for _ in range(40):
+        value = [value]
+    with pytest.raises(EventValidationError, match="payload nests too deeply"):
+        codec._constraints(raw, "uk.csp.test.v1")({"v": value})
+
+
+def test_a_bad_hub_pattern_fails_when_the_schemas_load(tmp_path: Path) -> None:
+    raw = {
+        "type": "record",
+        "name": "Bad",
+        "fields": [{"name": "ref", "type": "string", "hub_pattern": "^(unclosed$"}],
+    }
+    with pytest.raises(SchemaError, match="bad hub_pattern"):
+        _write_schema(tmp_path, raw)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from hub.agents import routing
 from hub.agents.routing import ACK_TYPE, QUARANTINE_MAX_BYTES, Router, RouteResult
 from hub.agents.seen import SeenEvents, delivered_lookup
 from hub.audit.lookups import delivered_to
@@ -20,9 +21,18 @@ from hub.envelope.party import PartyEnvelope
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
-from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason, record_id_for
+from hub.models import (
+    AuditBatch,
+    AuditDecision,
+    AuditRecord,
+    EventAttributes,
+    Origin,
+    QuarantineReason,
+    record_id_for,
+)
+from hub.policies.engine import minimise
 from hub.policies.loader import load_protocol
-from hub.schemas import SchemaRegistry
+from hub.schemas import SchemaRegistry, to_jsonable
 from hub.settings import HubSettings, default_protocol_path
 from tests.factories import BAN, MARAC_RAISED, SOCJAG, marac_flag, pubwatch_ban, socjag_intel
 
@@ -513,3 +523,82 @@ def test_a_delivery_too_large_to_produce_is_withheld_with_why() -> None:
     assert [r.recipient for r in too_large] == ["west-mercia-police"]
     assert too_large[0].decision is AuditDecision.WITHHELD
     assert result.delivered == len(result.messages) >= 1
+
+
+# -- work shared by an event's recipients ----------------------------------------------------
+
+
+def _plaintext(message: wire.WireMessage) -> bytes:
+    """A delivery opened as its recipient opens it."""
+    party = message.topic.removeprefix("hub.out.")
+    opened = PartyEnvelope(party, store=KEYS[0]).open(
+        wire.decode_headers(message.headers),
+        key=message.key,
+        value=message.value,
+        expected_signer="hub",
+    )
+    return opened.plaintext
+
+
+def test_recipients_with_one_field_list_share_one_minimised_payload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    minimised: list[tuple[str, ...]] = []
+
+    def counted(data: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+        minimised.append(fields)
+        return minimise(data, fields)
+
+    monkeypatch.setattr(routing, "minimise", counted)
+    flag = marac_flag("MARAC-50", rationale="DASH 17.")
+    result = make_router().route(**record("marac.north-worcs", MARAC_RAISED, flag), seen=never_seen)
+    fields = {r.recipient: r.fields for r in result.audit if r.decision is AuditDecision.DELIVERED}
+    texts = {m.topic.removeprefix("hub.out."): _plaintext(m) for m in result.messages}
+    assert texts.keys() == fields.keys()
+    # the police get the whole flag; three district departments share one shorter list
+    lists = set(fields.values())
+    assert len(lists) == 2 < len(fields)
+    assert len(minimised) == len(lists)  # one minimised payload per distinct list
+    data = to_jsonable(REGISTRY.decode(MARAC_RAISED, REGISTRY.encode(MARAC_RAISED, flag)))
+    for message in result.messages:
+        party = message.topic.removeprefix("hub.out.")
+        assert texts[party] == wire.canonical_json(minimise(data, fields[party]))
+        assert dict(message.headers)["ce_hubfields"] == ",".join(fields[party]).encode()
+    by_list = {f: {texts[p] for p in texts if fields[p] == f} for f in lists}
+    assert all(len(same) == 1 for same in by_list.values())  # same list: identical plaintext
+    assert len({next(iter(same)) for same in by_list.values()}) == 2  # another list: its own
+
+
+def test_audit_records_are_the_validated_models_byte_for_byte() -> None:
+    # each recipient's record is the event's validated template with its own values: it must
+    # be the record that validating those values makes, field for field and byte for byte
+    result = make_router().route(
+        **record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-51")), seen=never_seen
+    )
+    assert {r.decision for r in result.audit} == {AuditDecision.DELIVERED, AuditDecision.WITHHELD}
+    validated = [
+        AuditRecord(**{name: getattr(r, name) for name in r.model_fields_set}) for r in result.audit
+    ]
+    for built, expected in zip(result.audit, validated, strict=True):
+        assert built == expected
+        assert built.model_fields_set == expected.model_fields_set
+        assert built.model_dump_json() == expected.model_dump_json()
+        assert list(built.__dict__) == list(expected.__dict__)
+    batch = AuditBatch(records=tuple(result.audit)).model_dump_json()
+    assert batch == AuditBatch(records=tuple(validated)).model_dump_json()
+    assert len({r.record_id for r in result.audit}) == len(result.audit)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [("ce_id", b"e-1"), ("content-type", None), ("ce_subject", b"")],
+        [("x-\u00e9t\u00e9", b"\xff" * 3), ("\u2603", b"v" * 5000)],
+    ],
+)
+def test_headers_size_is_the_utf8_sum_of_names_values_and_varints(
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    expected = sum(len(name.encode()) + len(value or b"") + 10 for name, value in headers)
+    assert routing._headers_size(headers) == expected
