@@ -106,12 +106,18 @@ def test_unreadable_and_forged_audit_messages_are_refused_and_stop_nothing(
                 what="every event decided past the bad audit messages",
             )
             parties = hub.supervisor.protocol.party_ids
+            # audit first: an event is decided (in the store) before its deliveries are sent
+            deliveries = wait_for(
+                lambda: (
+                    d
+                    if len(d := read_deliveries(broker.bootstrap, parties)) >= 4 * len(published)
+                    else None
+                ),
+                timeout=60,
+                what="every delivery on its recipient's topic",
+            )
             with hub.store() as store:
-                counts = tally(
-                    store,
-                    published=published,
-                    deliveries=read_deliveries(broker.bootstrap, parties),
-                )
+                counts = tally(store, published=published, deliveries=deliveries)
                 record_property("tally_bad_audit_messages", str(counts))
                 print(f"bad audit messages: {counts}")
                 assert counts.unaudited == 0
