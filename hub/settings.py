@@ -102,6 +102,14 @@ class HubSettings(BaseSettings):
         description="records a worker takes from the broker at a time; bounds its memory "
         "when it catches up a backlog",
     )
+    producer_linger: float = Field(
+        default=0.005,
+        ge=0,
+        le=1.0,
+        description="seconds a router worker's producer holds a new batch open for more "
+        "records to the same partition (faust producer_linger): fewer, larger produce "
+        "requests; 0 = send at once (hub.agents.transport.TrackingProducer)",
+    )
     audit_outage_limit: float = Field(
         default=10.0, gt=0, description="seconds audit may fail before delivery pauses"
     )

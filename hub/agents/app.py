@@ -140,6 +140,9 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        # fewer, larger produce requests; safe since the producer tracks its topics
+        # (hub.agents.transport.TrackingProducer: a linger stranded records without it)
+        producer_linger=settings.producer_linger,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=0.5,

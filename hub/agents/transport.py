@@ -1,4 +1,4 @@
-"""faust's Kafka transport with the hub's fetch wait (``hub.broker.fetch``).
+"""faust's Kafka transport: the hub's fetch wait (``hub.broker.fetch``), a tracking producer.
 
 faust 0.15 builds its worker consumer with ``fetch_max_wait_ms=1500`` and no setting to
 change it. On the embedded broker that is up to 1.5 s on every event before the router even
@@ -7,19 +7,76 @@ else differs, except that building the transport installs the hub's decode guard
 (``hub.broker.decode_guard``): a record aiokafka cannot decode reaches the router marked, to
 be quarantined, instead of crashing the worker's fetcher. The guard is process-wide, so it
 covers the audit sink's consumer in the same worker too.
+
+Its producer also tracks, in its client's metadata, every topic it sends to
+(``TrackingProducer``). aiokafka 0.14 forgets a topic it learnt of from a metadata answer
+for all topics, and a linger lets that strand a record for good:
+
+- ``AIOKafkaClient._wait_on_metadata`` (aiokafka/client.py:501-503) returns at once for a
+  topic the cluster metadata already holds, without ``add_topic`` (line 506). While no
+  topic is tracked, metadata requests name none and the broker lists every topic (client.py
+  lines 220 and 286), so a topic that existed when the producer started is never tracked.
+- Once any topic is tracked (the first send to a topic made after the producer started),
+  every metadata update asks for the tracked topics only (client.py:257-260), and
+  ``ClusterMetadata.update_metadata`` replaces the partition map with the answer
+  (aiokafka/cluster.py:274): the untracked topics vanish from it, leader and all.
+- A record for such a topic already in the accumulator then has no leader.
+  ``drain_by_nodes`` (aiokafka/producer/message_accumulator.py:480-492) keeps its batch and
+  the sender waits for a metadata update (producer/sender.py:155-159) that never names the
+  topic, until the batch expires after ``request_timeout_ms`` (faust: 1,200 s). It is sent
+  only when another record for that topic arrives, which makes ``_wait_on_metadata`` track
+  it.
+- The linger opens the window: without one the sender drains a batch in the loop turn after
+  it is made, before a metadata answer can land; with ``linger_ms`` the batch waits that
+  long in the accumulator (message_accumulator.py:496-503). A record to a topic the cluster
+  metadata lacks (created after the producer started) sent in that window makes the update
+  that strands it: the hub saw a ban's expiry notices held in the worker for over a minute
+  with a 5 ms linger, and ran without one since.
+
+``tests/integration/test_producer_linger.py`` reproduces it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as driver
 
 from hub.broker import decode_guard
 from hub.broker.fetch import FETCH_WAIT_MS
 
-__all__ = ["HubApp"]
+__all__ = ["HubApp", "TrackingProducer"]
+
+
+class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiokafka is untyped
+    """``AIOKafkaProducer`` that keeps every topic it sends to in its metadata updates.
+
+    ``add_topic`` before the first record for a topic: the client then names the topic in
+    every later metadata request, so an update can never leave a record of this producer
+    without a leader (see the module docstring). The first call per topic costs one metadata
+    request, later calls a set lookup.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tracked: set[str] = set()
+
+    def _track(self, topic: str) -> None:
+        if topic not in self._tracked:
+            self.client.add_topic(topic)
+            self._tracked.add(topic)
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        """``AIOKafkaProducer.send``, the topic tracked first."""
+        self._track(topic)
+        return await super().send(topic, *args, **kwargs)
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+        """``AIOKafkaProducer.send_batch``, the topic tracked first."""
+        self._track(topic)
+        return await super().send_batch(batch, topic, partition=partition)
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -35,12 +92,19 @@ class _Consumer(driver.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _Producer(driver.Producer):
+    @property
+    def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
+        return TrackingProducer
+
+
 class _Transport(driver.Transport):
     Consumer = _Consumer
+    Producer = _Producer
 
 
 class HubApp(faust.App):
-    """``faust.App`` whose consumer waits at most ``FETCH_WAIT_MS`` for a fetch."""
+    """``faust.App``: its consumer waits at most ``FETCH_WAIT_MS``; a ``TrackingProducer``."""
 
     def _new_transport(self) -> Any:
         decode_guard.install()  # before the consumer's first fetch
