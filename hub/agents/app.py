@@ -35,7 +35,7 @@ from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.outbox import AuditOutbox
 from hub.agents.routing import Router, RouteResult
 from hub.agents.seen import SeenEvents, delivered_lookup, forget_before
-from hub.agents.sink import AuditGate, AuditSink, serve_audit_sink, sink_factory
+from hub.agents.sink import AuditSink, serve_audit_sink, sink_factory
 from hub.agents.transport import HubApp
 from hub.audit.lookups import delivered_to
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
@@ -171,7 +171,6 @@ def create_app(
     # Shared by every worker of this hub (same data dir), so a claim is exact across workers;
     # grouped, so a claimed id is on disk before its event is acknowledged.
     seen = SeenEvents(settings.seen_path, group=group)
-    gate = AuditGate(limit=settings.audit_outage_limit)
     state = OpsState()
     metrics = Metrics(state)
     sinks: list[AuditSink] = []
@@ -322,7 +321,6 @@ def create_app(
         settings,
         parties=protocol.party_ids,
         envelope=envelope,
-        gate=gate,
         on_sink=lambda sink: sinks.__setitem__(slice(None), [sink]),
     )
 

@@ -1,10 +1,11 @@
-"""The audit sink: write audit batches, sign checkpoints, and hold the router when it can't.
+"""The audit sink: write authenticated audit batches and sign checkpoints.
 
-X-Road's rule, applied here: if the audit store cannot be written (or checkpoints cannot be
-signed) for longer than ``HUB_AUDIT_OUTAGE_LIMIT`` seconds, the router stops delivering and
-events wait in Kafka, rather than share without a record. The sink keeps retrying the same
-batch with backoff, so when the store comes back everything is written and the router
-resumes by itself; nothing is lost and nothing is dropped.
+X-Road's rule, applied here: if the audit store cannot be written for longer than
+``HUB_AUDIT_OUTAGE_LIMIT`` seconds, the routers stop delivering and events wait in Kafka,
+rather than share without a record. The routers decide that themselves by watching the
+store (``hub.agents.audit_watch``), whatever stopped the sink; the sink only keeps retrying
+the same batch with backoff, so when the store comes back everything is written and the
+routers resume by themselves; nothing is lost and nothing is dropped.
 
 Checkpoints (C2SP tlog-checkpoint, signed note) are signed every ``HUB_CHECKPOINT_EVERY``
 records or ``HUB_CHECKPOINT_INTERVAL`` seconds and delivered to every party, so no operator
@@ -39,7 +40,6 @@ from hub.settings import HubSettings
 
 __all__ = [
     "CHECKPOINT_TYPE",
-    "AuditGate",
     "AuditSink",
     "Refused",
     "decode_audit_message",
@@ -68,46 +68,11 @@ def decode_audit_message(value: bytes | None) -> list[AuditRecord]:
 
 
 @dataclass
-class AuditGate:
-    """Shared by one worker's sink and router: open while audit writes succeed in time."""
-
-    limit: float
-    clock: Callable[[], float] = time.monotonic
-    _trying_since: float | None = None
-    _landed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def trying(self) -> None:
-        """A write (or signature) is under way; the clock starts if it was not running."""
-        if self._trying_since is None:
-            self._trying_since = self.clock()
-            self._landed.clear()
-
-    def succeeded(self) -> None:
-        """The write landed: the gate is open."""
-        self._trying_since = None
-        self._landed.set()
-
-    @property
-    def blocked(self) -> bool:
-        """Whether audit has been failing (or hanging) for longer than the limit."""
-        return self._trying_since is not None and self.clock() - self._trying_since > self.limit
-
-    async def wait_open(self) -> None:
-        """Hold the caller while the gate is blocked (the router calls this per event)."""
-        if not self.blocked:
-            return
-        _log.error("delivery_paused", reason="audit store cannot be written", limit=self.limit)
-        await self._landed.wait()
-        _log.info("delivery_resumed")
-
-
-@dataclass
 class AuditSink:
     """Writes batches to the store and signs checkpoints on schedule."""
 
     store: AuditStore
     log: AuditLog
-    gate: AuditGate
     envelope: PartyEnvelope
     parties: Sequence[str]
     checkpoint_every: int
@@ -127,7 +92,6 @@ class AuditSink:
     async def write(self, records: list[AuditRecord]) -> int:
         """Write a batch, retrying with backoff until it lands: a record is never dropped."""
         delay = 0.2
-        self.gate.trying()
         while True:
             try:
                 inserted: int = await asyncio.to_thread(self.store.append, records)
@@ -138,7 +102,6 @@ class AuditSink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self.gate.succeeded()
             self._since_checkpoint += inserted
             return inserted
 
@@ -154,7 +117,6 @@ class AuditSink:
     async def checkpoint(self) -> list[wire.WireMessage]:
         """Sign a checkpoint (retrying like a write) and build one delivery per party."""
         delay = 0.2
-        self.gate.trying()
         while True:
             try:
                 note = await asyncio.to_thread(self.log.checkpoint)
@@ -163,7 +125,6 @@ class AuditSink:
                 _log.error("checkpoint_failed", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self.gate.succeeded()
         self._since_checkpoint = 0
         self._last_checkpoint = self.clock()
         size = int(note.splitlines()[1])
@@ -452,7 +413,6 @@ def sink_factory(
     *,
     parties: Sequence[str],
     envelope: PartyEnvelope,
-    gate: AuditGate,
     on_sink: Callable[[AuditSink], None] | None = None,
 ) -> Callable[[], AuditSink]:
     """Make a sink on a fresh store connection each time ``serve_audit_sink`` (re)starts."""
@@ -464,7 +424,6 @@ def sink_factory(
         sink = AuditSink(
             store=store,
             log=AuditLog(store, signer=log_signer(settings), heads_only=True),
-            gate=gate,
             envelope=envelope,
             parties=parties,
             checkpoint_every=settings.checkpoint_every,

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 
-from hub.agents.sink import AuditGate, serve_audit_sink, sink_factory
+from hub.agents.sink import serve_audit_sink, sink_factory
 from hub.audit.stream import load_audit_stream_key
 from hub.envelope.crypto import DataKeyCache
 from hub.envelope.party import PartyEnvelope
@@ -48,9 +48,8 @@ async def _main(settings: HubSettings) -> None:
             max_age=protocol.crypto.max_data_key_age_s,
         ),
     )
-    gate = AuditGate(limit=settings.audit_outage_limit)
 
-    make_sink = sink_factory(settings, parties=protocol.party_ids, envelope=envelope, gate=gate)
+    make_sink = sink_factory(settings, parties=protocol.party_ids, envelope=envelope)
 
     task = asyncio.ensure_future(
         serve_audit_sink(
