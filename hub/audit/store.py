@@ -179,9 +179,18 @@ def open_store(settings: HubSettings) -> AuditStore:
     url = settings.audit_url or ""
     scheme = url.split(":", 1)[0]
     if url.startswith(_POSTGRES_PREFIXES):
-        # Imported here so a SQLite-only hub never loads the PostgreSQL driver.
-        from hub.audit.postgres import PostgresAuditStore
-
+        # Imported here so a SQLite-only hub never loads the PostgreSQL driver, which is
+        # the optional [postgres] extra: a production image without it opens SQLite only.
+        try:
+            from hub.audit.postgres import PostgresAuditStore
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] != "psycopg":
+                raise
+            raise AuditError(
+                "HUB_AUDIT_URL names a PostgreSQL audit store: expected the psycopg driver, "
+                "not installed; install the hub with its [postgres] extra "
+                "(pip install 'hub[postgres]') or use sqlite:///<path>"
+            ) from exc
         return PostgresAuditStore(url)
     # Only the scheme is echoed: a database URL may carry a password.
     raise AuditError(

