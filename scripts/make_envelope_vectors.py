@@ -1,4 +1,10 @@
-"""Write the byte-exact envelope vectors in tests/vectors/envelope/ from fixed inputs.
+"""Write the byte-exact envelope vectors in tests/vectors/envelope/v1 and v2 from fixed inputs.
+
+One record per HPKE suite and envelope version. Version 2 (what the hub writes) is sealed by
+the hub's own ``seal_record``. Version 1 is the same record as v1 labelled it: ``content-type``
+the payload's type instead of ``application/vnd.uk-csp.hub.sealed.v2``, no
+``ce_hubcontenttype``, and so its own signature; the value is the same bytes (the AAD never
+covered ``content-type``). Readers accept both; ``docs/envelope.md`` is the specification.
 
 Every key, id, time, data key, nonce and plaintext is fixed, so everything the envelope
 computes deterministically is byte-exact: the headers, the context AAD, the HKDF case key,
@@ -39,7 +45,8 @@ from hub.models import EventAttributes
 __all__ = ["DEFAULT_OUT", "build", "main", "private_key", "write_vectors"]
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "envelope"
-FORMAT = "hub.envelope.vector.v1"
+#: the vector file format per envelope version
+FORMATS = {1: "hub.envelope.vector.v1", 2: "hub.envelope.vector.v2"}
 WARNING = "TEST-ONLY KEYS: published in this repository; never use them for real data"
 SENDER = "marac.north-worcs"
 RECIPIENT = "hub"
@@ -96,7 +103,23 @@ def _previous_wrap(previous: dict[str, Any] | None, suite: KeySuite, epoch: byte
     return wrapped if opened == epoch else None
 
 
-def build(suite: KeySuite, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def _as_v1(
+    headers: list[tuple[str, str]], key: bytes, value: bytes, signer: _Signer
+) -> list[tuple[str, str]]:
+    """The record as envelope v1 labelled it: the payload's type as ``content-type``."""
+    fields = dict(headers)
+    inner = fields.pop("ce_" + wire.INNER_TYPE)
+    if fields["content-type"] != wire.SEALED:
+        raise ValueError(f"content-type: expected {wire.SEALED}, got {fields['content-type']}")
+    fields["content-type"] = inner
+    del fields["ce_hubsig"]
+    fields["ce_hubsig"] = crypto.b64e(signer.sign(crypto.signing_input(fields, key, value)))
+    return sorted(fields.items())
+
+
+def build(
+    suite: KeySuite, previous: dict[str, Any] | None = None, *, version: int = 2
+) -> dict[str, Any]:
     """One vector: a MARAC flag sealed by ``marac.north-worcs`` to the hub under ``suite``."""
     signer_key = Ed25519PrivateKey.from_private_bytes(_fixed("ed25519 sender", 32))
     signer_public = signer_key.public_key().public_bytes_raw()
@@ -132,6 +155,7 @@ def build(suite: KeySuite, previous: dict[str, Any] | None = None) -> dict[str, 
     plaintext = wire.canonical_json(
         {"case_ref": "MARAC-NW-2026-0001", "risk_level": "high", "markers": ["dv-victim"]}
     )
+    signer = _Signer(signer_key, signing_kid)
     sealed = seal_record(
         attrs,
         key=kafka_key,
@@ -141,20 +165,24 @@ def build(suite: KeySuite, previous: dict[str, Any] | None = None) -> dict[str, 
         suite=suite.value,
         recipient_public=suite.public_from_bytes(hpke_public),
         cache=crypto.DataKeyCache(),
-        signer=_Signer(signer_key, signing_kid),
+        signer=signer,
         extensions={"hubprotocol": "sha256:" + "00" * 32},
         data_key=data_key,
         nonce=nonce,
     )
-    headers = {k: v.decode() for k, v in sealed.headers}
+    record_headers = [(k, v.decode()) for k, v in sealed.headers]
+    if version == 1:
+        record_headers = _as_v1(record_headers, kafka_key, sealed.value, signer)
+    headers = dict(record_headers)
     case = crypto.case_key(epoch, dek_id=dek_id, kafka_key=kafka_key)
     aad = context_aad(headers, kafka_key)
     signing_input = crypto.signing_input(headers, kafka_key, sealed.value)
     return {
-        "format": FORMAT,
+        "format": FORMATS[version],
         "warning": WARNING,
         "description": f"a MARAC flag sealed by {SENDER} to {RECIPIENT} with HPKE suite "
-        f"{suite.value}; every value is byte-exact except hpke.ciphertext_hex (see hpke.note)",
+        f"{suite.value}{'' if version == 1 else ', envelope v2'}; every value is byte-exact "
+        "except hpke.ciphertext_hex (see hpke.note)",
         "suite": suite.value,
         "hpke_suite_ids": {
             "kem_id": "0x0020" if suite is KeySuite.X25519 else "0x647a",
@@ -200,7 +228,7 @@ def build(suite: KeySuite, previous: dict[str, Any] | None = None) -> dict[str, 
             "inputs.epoch_key_hex; ce_hubdek is its base64",
         },
         "record": {
-            "headers": [[k, v.decode()] for k, v in sealed.headers],
+            "headers": [[k, v] for k, v in record_headers],
             "key_hex": kafka_key.hex(),
             "value_hex": sealed.value.hex(),
         },
@@ -213,17 +241,25 @@ def render(vector: dict[str, Any]) -> str:
 
 
 def write_vectors(out: Path, *, reuse_from: Path | None = None) -> list[Path]:
-    """Write one file per suite into ``out``; reuse HPKE ciphertexts from ``reuse_from``."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``out/v<version>/<suite>.json``; reuse HPKE ciphertexts from ``reuse_from``.
+
+    A version without a file yet reuses the other version's ciphertext (the same epoch key
+    and wrap info), so v1 and v2 of a suite seal the same bytes.
+    """
     source = reuse_from or out
     written = []
-    for suite in KeySuite:
-        name = f"{suite.value}.json"
-        old = source / name
-        previous = json.loads(old.read_text(encoding="utf-8")) if old.exists() else None
-        path = out / name
-        path.write_text(render(build(suite, previous)), encoding="utf-8")
-        written.append(path)
+    for version in FORMATS:
+        (out / f"v{version}").mkdir(parents=True, exist_ok=True)
+        for suite in KeySuite:
+            name = f"{suite.value}.json"
+            candidates = [source / f"v{version}" / name] + [
+                source / f"v{other}" / name for other in FORMATS if other != version
+            ]
+            old = next((c for c in candidates if c.exists()), None)
+            previous = json.loads(old.read_text(encoding="utf-8")) if old else None
+            path = out / f"v{version}" / name
+            path.write_text(render(build(suite, previous, version=version)), encoding="utf-8")
+            written.append(path)
     return written
 
 

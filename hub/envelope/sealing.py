@@ -14,6 +14,9 @@ minimised delivery to its recipient. Headers added (CloudEvents extension attrib
 ``ce_hubsigkid``     signing key id
 ``ce_hubsig``        base64 Ed25519 signature over ``signing_input``
 ===================  =====================================================================
+
+The attribute headers come from ``wire.to_headers``: envelope v2, ``content-type``
+``wire.SEALED`` and the payload's own type in ``ce_hubcontenttype``.
 """
 
 from __future__ import annotations

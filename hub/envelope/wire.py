@@ -1,9 +1,17 @@
 """Events on the wire: CloudEvents 1.0 in Kafka binary mode (``ce_*`` headers).
 
-Inbound events carry the payload as schemaless Avro (``content-type: application/avro``);
-deliveries carry the minimised payload as canonical JSON, because a minimised record is no
-longer the full schema (removed fields are absent, not null). Hub extension attributes:
+Every record's value is sealed (``nonce || AES-256-GCM ciphertext``, ``hub.envelope.sealing``),
+so envelope v2 labels it as what it is: ``content-type: application/vnd.uk-csp.hub.sealed.v2``
+(``SEALED``), with the sealed payload's own media type in the extension attribute
+``ce_hubcontenttype``. Inbound events seal schemaless Avro (``application/avro``); deliveries
+seal the minimised payload as canonical JSON (``application/json``), because a minimised
+record is no longer the full schema (removed fields are absent, not null). Envelope v1 put
+the payload's type in ``content-type`` itself, so a CloudEvents SDK took the ciphertext for
+Avro or JSON; readers still accept it, writers write v2 only (``docs/envelope.md``).
 
+Hub extension attributes (besides those of ``hub.envelope.sealing``):
+
+- ``ce_hubcontenttype`` (v2) media type of the sealed payload
 - ``ce_hubprotocol``   content hash of the protocol that decided the delivery
 - ``ce_hubrecipient``  the party the delivery is for
 - ``ce_hubrule``       the rule that permits it
@@ -37,19 +45,34 @@ from hub.models import EventAttributes, QuarantineReason
 
 __all__ = [
     "AVRO",
+    "ENVELOPE_VERSION",
+    "INNER_TYPE",
     "JSON",
+    "SEALED",
     "HeaderError",
     "WireMessage",
     "attributes_from_headers",
     "canonical_json",
     "decode_headers",
     "new_event_id",
+    "payload_type",
     "source_for",
     "to_headers",
 ]
 
 AVRO = "application/avro"
 JSON = "application/json"
+#: the version of the envelope this hub writes; it reads 1 and 2 (``docs/envelope.md``)
+ENVELOPE_VERSION = 2
+#: envelope v2's ``content-type``: the value is a sealed hub envelope, whatever it holds. A
+#: vendor-tree type (RFC 6838 s3.2) with no structured-syntax suffix, since nonce || AES-GCM
+#: ciphertext has no syntax a generic parser could use; the version is in the name, so a
+#: reader that does not know a later envelope refuses it rather than misreading it.
+SEALED = "application/vnd.uk-csp.hub.sealed.v2"
+_SEALED_FAMILY = "application/vnd.uk-csp.hub.sealed"
+#: envelope v2's extension attribute naming the media type of the sealed payload
+INNER_TYPE = "hubcontenttype"
+_INNER_HEADER = f"ce_{INNER_TYPE}"
 _REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 _MAX_HEADER_BYTES = 4096
 #: control characters (C0), refused in any header value: header injection into logs and tools
@@ -117,14 +140,18 @@ def to_headers(
     attributes: EventAttributes,
     extensions: Mapping[str, str] | None = None,
 ) -> list[tuple[str, bytes]]:
-    """Kafka binary-mode headers for a set of attributes (the SDK's mapping)."""
+    """Kafka binary-mode headers of a sealed record (envelope v2; the SDK's mapping).
+
+    ``attributes.datacontenttype`` is the sealed payload's type: it goes in
+    ``ce_hubcontenttype``, and ``content-type`` says ``SEALED``, which the value is.
+    """
     attrs: dict[str, Any] = {
         "specversion": attributes.specversion,
         "id": attributes.id,
         "source": attributes.source,
         "type": attributes.type,
         "time": attributes.time,
-        "datacontenttype": attributes.datacontenttype,
+        "datacontenttype": SEALED,
     }
     if attributes.subject is not None:
         attrs["subject"] = attributes.subject
@@ -132,6 +159,7 @@ def to_headers(
         attrs["dataschema"] = attributes.dataschema
     for name, value in (extensions or {}).items():
         attrs[name] = value
+    attrs[INNER_TYPE] = attributes.datacontenttype
     shape = frozenset(attrs)
     if shape not in _CHECKED_SHAPES or not _plainly_valid(attrs):
         # the SDK's own event and binding, once per set of attribute names (it checks the
@@ -219,8 +247,42 @@ def decode_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[s
     return out
 
 
+def payload_type(headers: Mapping[str, str]) -> str:
+    """The sealed payload's media type: ``ce_hubcontenttype`` (v2) or ``content-type`` (v1).
+
+    Envelope v1 (no ``ce_hubcontenttype``) wrote the payload's type as ``content-type``
+    (absent: Avro); v2 writes ``SEALED`` there and the payload's type in the extension.
+    """
+    content_type = headers.get("content-type", AVRO)
+    inner = headers.get(_INNER_HEADER)
+    if content_type == SEALED:
+        if not inner:
+            raise HeaderError(
+                f"{_INNER_HEADER}: expected the sealed payload's media type "
+                f"(content-type {SEALED} is envelope v2), got none",
+                QuarantineReason.MISSING_ATTRIBUTE,
+            )
+        return inner
+    if content_type.startswith(_SEALED_FAMILY):
+        raise HeaderError(
+            f"content-type: expected {SEALED} (envelope v2) or a v1 payload type, "
+            f"got {content_type!r} (an envelope version this hub does not read)",
+            QuarantineReason.BAD_ATTRIBUTE,
+        )
+    if inner is not None:
+        raise HeaderError(
+            f"{_INNER_HEADER}: only envelope v2 carries it: expected content-type {SEALED}, "
+            f"got {content_type!r}",
+            QuarantineReason.BAD_ATTRIBUTE,
+        )
+    return content_type
+
+
 def attributes_from_headers(headers: Mapping[str, str]) -> EventAttributes:
-    """Validated CloudEvents attributes from decoded headers."""
+    """Validated CloudEvents attributes from decoded headers (envelope v1 or v2).
+
+    ``datacontenttype`` is the sealed payload's type either way (``payload_type``).
+    """
     missing = [h for h in _REQUIRED if h not in headers]
     if missing:
         raise HeaderError(
@@ -232,6 +294,7 @@ def attributes_from_headers(headers: Mapping[str, str]) -> EventAttributes:
             f"ce_specversion: expected 1.0, got {headers['ce_specversion']!r}",
             QuarantineReason.BAD_ATTRIBUTE,
         )
+    datacontenttype = payload_type(headers)
     try:
         return EventAttributes(
             id=headers["ce_id"],
@@ -239,7 +302,7 @@ def attributes_from_headers(headers: Mapping[str, str]) -> EventAttributes:
             type=headers["ce_type"],
             time=dt.datetime.fromisoformat(headers["ce_time"].replace("Z", "+00:00")),
             subject=headers.get("ce_subject"),
-            datacontenttype=headers.get("content-type", AVRO),
+            datacontenttype=datacontenttype,
             dataschema=headers.get("ce_dataschema"),
         )
     except (ValueError, ValidationError) as exc:

@@ -1,5 +1,7 @@
 """The checked-in envelope vectors: rebuilt byte for byte by the script, opened by the hub.
 
+One per suite and envelope version (``v1/``, ``v2/``): the hub writes v2 and reads both.
+
 A format change (a header, the AAD, the signing input, the case-key derivation) changes the
 regenerated files, so this fails until the vectors are rebuilt on purpose (``make vectors``).
 """
@@ -17,14 +19,15 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.envelope import crypto
+from hub.envelope import crypto, wire
 from hub.envelope.sealing import context_aad, open_record
 from hub.keys.model import KeySuite, key_id
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "vectors" / "envelope"
 SCRIPT = ROOT / "scripts" / "make_envelope_vectors.py"
-FILES = sorted(VECTORS.glob("*.json"))
+FILES = sorted(VECTORS.glob("v*/*.json"))
+IDS = [f"{p.parent.name}-{p.stem}" for p in FILES]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -42,8 +45,25 @@ def private_key(suite: KeySuite, raw: bytes) -> Any:
     )
 
 
-def test_there_is_a_vector_per_suite() -> None:
-    assert [p.stem for p in FILES] == sorted(s.value for s in KeySuite)
+def test_there_is_a_vector_per_suite_and_version() -> None:
+    suites = sorted(s.value for s in KeySuite)
+    assert [(p.parent.name, p.stem) for p in FILES] == [
+        (v, s) for v in ("v1", "v2") for s in suites
+    ]
+    assert wire.ENVELOPE_VERSION == 2
+
+
+@pytest.mark.parametrize("suite", [s.value for s in KeySuite])
+def test_v2_labels_the_sealed_value_and_v1_did_not(suite: str) -> None:
+    v1, v2 = (load(VECTORS / v / f"{suite}.json") for v in ("v1", "v2"))
+    h1, h2 = dict(v1["record"]["headers"]), dict(v2["record"]["headers"])
+    assert v2["format"] == "hub.envelope.vector.v2"
+    assert h2["content-type"] == "application/vnd.uk-csp.hub.sealed.v2"
+    assert h2["ce_hubcontenttype"] == h1["content-type"] == "application/json"
+    assert "ce_hubcontenttype" not in h1
+    # the same sealed bytes: the AAD does not cover the label; the signature does
+    assert v1["record"]["value_hex"] == v2["record"]["value_hex"]
+    assert h1["ce_hubsig"] != h2["ce_hubsig"]
 
 
 def test_regenerating_the_vectors_gives_the_same_bytes(tmp_path: Path) -> None:
@@ -54,13 +74,14 @@ def test_regenerating_the_vectors_gives_the_same_bytes(tmp_path: Path) -> None:
         timeout=60,
     )
     for path in FILES:
-        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), (
-            f"{path.name} changed: the envelope format changed; if on purpose, run "
-            "`make vectors` and review the diff"
+        fresh = tmp_path / path.parent.name / path.name
+        assert fresh.read_bytes() == path.read_bytes(), (
+            f"{path.parent.name}/{path.name} changed: the envelope format changed; if on "
+            "purpose, run `make vectors` and review the diff"
         )
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_every_vector_opens_with_the_hubs_code(path: Path) -> None:
     vector = load(path)
     assert "TEST-ONLY" in vector["warning"]
@@ -100,6 +121,7 @@ def test_every_vector_opens_with_the_hubs_code(path: Path) -> None:
     )
     inputs, derived = vector["inputs"], vector["derived"]
     assert opened.plaintext.decode() == inputs["plaintext_utf8"]
+    assert wire.attributes_from_headers(headers).datacontenttype == wire.JSON
     assert opened.case_key.hex() == derived["case_key_hex"]
     # the intermediate values an implementer checks step by step
     dek_id = inputs["dek_id"]

@@ -145,7 +145,8 @@ def test_accepted_event_is_sealed_to_the_hub_and_signed_as_the_party(
     headers = wire.decode_headers(message.headers)
     assert headers["ce_id"] == body["id"]
     assert headers["ce_source"] == f"/parties/{PARTY}"
-    assert headers["content-type"] == "application/avro"
+    assert headers["content-type"] == "application/vnd.uk-csp.hub.sealed.v2"  # envelope v2
+    assert headers["ce_hubcontenttype"] == "application/avro"
     opened = PartyEnvelope(HUB_PARTY, store=keys).open(
         headers, key=message.key, value=message.value, expected_signer=PARTY
     )

@@ -23,6 +23,10 @@ def _sdk(attributes: EventAttributes, extensions: dict[str, str]) -> list[tuple[
     """The reference: the SDK's event and binding, every time."""
     attrs = {k: v for k, v in attributes.model_dump().items() if v is not None}
     attrs.update(extensions)
+    # envelope v2: the value is sealed, so content-type names the envelope and the sealed
+    # payload's own type travels as an extension
+    attrs["datacontenttype"] = wire.SEALED
+    attrs["hubcontenttype"] = attributes.datacontenttype
     event = CloudEvent(attributes=attrs, data=None)
     message = ce_kafka.to_binary(event, JSONFormat(), key_mapper=lambda _e: None)
     return sorted(message.headers.items())
@@ -68,3 +72,86 @@ def test_a_value_the_sdk_refuses_is_still_refused() -> None:
     wire.to_headers(good.model_copy(update={"subject": "case-1"}))  # the shape is now known
     with pytest.raises(CloudEventValidationError, match="subject"):
         wire.to_headers(good.model_copy(update={"subject": ""}))
+
+
+_ATTRS = EventAttributes(
+    id="e-1",
+    source="/parties/police",
+    type="uk.csp.test.v1",
+    time=dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC),
+    datacontenttype=wire.JSON,
+)
+
+
+def test_a_sealed_record_is_labelled_as_sealed_with_its_payload_type_beside() -> None:
+    headers = dict(wire.to_headers(_ATTRS))
+    assert headers["content-type"] == b"application/vnd.uk-csp.hub.sealed.v2"
+    assert headers["ce_hubcontenttype"] == b"application/json"
+    decoded = {k: v.decode() for k, v in headers.items()}
+    assert wire.attributes_from_headers(decoded).datacontenttype == wire.JSON
+
+
+def test_the_sdk_reads_a_sealed_record_as_opaque_sealed_data() -> None:
+    value = bytes(range(255, 215, -1))  # stands for nonce || ciphertext (not UTF-8, as a rule)
+    message = ce_kafka.KafkaMessage(headers=dict(wire.to_headers(_ATTRS)), key=None, value=value)
+    event = ce_kafka.from_binary(message, JSONFormat())
+    assert event.get_attributes()["datacontenttype"] == wire.SEALED
+    assert event.get_extension("hubcontenttype") == wire.JSON
+    assert event.get_data() == value
+
+
+def _v1(**extra: str) -> dict[str, str]:
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": "e-1",
+        "ce_source": "/parties/police",
+        "ce_type": "uk.csp.test.v1",
+        "ce_time": "2026-11-23T12:00:00Z",
+    }
+    headers.update(extra)
+    return headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "payload"),
+    [
+        (_v1(), wire.AVRO),  # v1 without content-type: Avro
+        (_v1(**{"content-type": "application/avro"}), wire.AVRO),  # v1
+        (_v1(**{"content-type": "application/json"}), wire.JSON),  # v1 delivery
+        (_v1(**{"content-type": wire.SEALED, "ce_hubcontenttype": "application/avro"}), wire.AVRO),
+    ],
+    ids=["v1-default", "v1-avro", "v1-json", "v2"],
+)
+def test_readers_accept_envelope_v1_and_v2(headers: dict[str, str], payload: str) -> None:
+    assert wire.payload_type(headers) == payload
+    assert wire.attributes_from_headers(headers).datacontenttype == payload
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason", "match"),
+    [
+        (_v1(**{"content-type": wire.SEALED}), "missing_attribute", "ce_hubcontenttype"),
+        (
+            _v1(**{"content-type": wire.SEALED, "ce_hubcontenttype": ""}),
+            "missing_attribute",
+            "ce_hubcontenttype",
+        ),
+        (
+            _v1(**{"content-type": "application/vnd.uk-csp.hub.sealed.v3"}),
+            "bad_attribute",
+            "envelope version",
+        ),
+        (
+            _v1(**{"content-type": "application/avro", "ce_hubcontenttype": "application/avro"}),
+            "bad_attribute",
+            "only envelope v2",
+        ),
+    ],
+    ids=["v2-without-payload-type", "v2-empty-payload-type", "unknown-version", "v1-with-v2-ext"],
+)
+def test_an_inconsistent_envelope_label_is_refused(
+    headers: dict[str, str], reason: str, match: str
+) -> None:
+    with pytest.raises(wire.HeaderError, match=match) as caught:
+        wire.attributes_from_headers(headers)
+    assert caught.value.reason == reason
