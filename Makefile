@@ -6,18 +6,30 @@ STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo up test test-unit test-integration lint format bench clean deploy-manifests browser-deps
+.PHONY: help venv lock shell demo up test test-unit test-integration lint format bench clean deploy-manifests browser-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Exactly the locked versions (requirements/dev.txt, exported from uv.lock), hash-checked;
+# then the hub itself, editable, with no dependency of its own left to resolve.
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the project with its dev tools
+venv: $(STAMP) ## create .venv and install the project with its dev tools (from the lock)
+
+lock: $(STAMP) ## refresh uv.lock and requirements/*.txt from pyproject.toml (UPGRADE=1: newest allowed)
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
+# `hub` is .venv/bin/hub: this shell puts it on PATH (the repo's hub/ package directory
+# leaves no room for a ./hub wrapper script at the root).
+shell: $(STAMP) ## a shell with .venv active, so `hub ...` runs as the README shows (exit to leave)
+	@echo "hub is on PATH in this shell ($(abspath $(BIN))/hub); exit to leave" >&2
+	@VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" $${SHELL:-/bin/sh} -i
 
 demo: $(STAMP) ## embedded broker + hub + a North Worcestershire scenario, live summary
 	$(BIN)/hub demo

@@ -6,15 +6,18 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
 
-from hub.errors import ConfigError, HubError
+from hub.errors import ConfigError, HubError, UnknownPartyError
 from hub.settings import HubSettings
 
-__all__ = ["echo_json", "fail", "handle_errors", "load_settings"]
+if TYPE_CHECKING:
+    from hub.policies.model import Party, Protocol
+
+__all__ = ["echo_json", "fail", "handle_errors", "load_settings", "require_party"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,3 +62,18 @@ def echo_json(obj: Any) -> None:
     """One JSON object per line on stdout (dates as ISO strings)."""
     sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def require_party(protocol: Protocol, party: str, *, option: str) -> Party:
+    """The protocol's party ``party``, or an error pointing at ``hub policy parties``.
+
+    Raises:
+        UnknownPartyError: ``party`` is not declared in the protocol.
+    """
+    found = protocol.party(party)
+    if found is None:
+        raise UnknownPartyError(
+            f"{option} {party}: expected a party of protocol {protocol.protocol.id}, got an "
+            f"undeclared id (`hub policy parties` lists its {len(protocol.parties)} parties)"
+        )
+    return found

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from hub.cli.common import echo_json, handle_errors, load_settings
-from hub.errors import ConfigError, UnknownKeyError, UnknownPartyError
+from hub.cli.common import echo_json, handle_errors, load_settings, require_party
+from hub.errors import ConfigError, UnknownKeyError
 from hub.ingress import TokenStore, TrustedProxy, build_app, serve
 from hub.ingress.server import check_transport
 from hub.ingress.tokens import IngressToken
@@ -97,12 +97,7 @@ def add_command(
 ) -> None:
     """Make a token for PARTY and print it once (only its hash is kept)."""
     settings = load_settings()
-    protocol = load_protocol(settings.protocol)
-    if protocol.party(party) is None:
-        raise UnknownPartyError(
-            f"--party {party}: not a party of protocol {protocol.protocol.id} "
-            "(see `hub policy check`)"
-        )
+    require_party(load_protocol(settings.protocol), party, option="--party")
     try:
         FileKeyStore(settings.keys_dir).active(party)
     except UnknownKeyError:

@@ -109,6 +109,36 @@ def explain_command(
         typer.echo(_render(result))
 
 
+@app.command("parties")
+@handle_errors
+def parties_command(
+    protocol: Annotated[
+        Path | None,
+        typer.Option("--protocol", help="Protocol YAML file (default: HUB_PROTOCOL)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per party.")] = False,
+) -> None:
+    """List every party of the protocol: id, kind, district, roles and display name.
+
+    The ids are what ``--as`` and ``--party`` take.
+    """
+    loaded = load_protocol(protocol if protocol is not None else load_settings().protocol)
+    if as_json:
+        for party in loaded.parties:
+            echo_json({**party.model_dump(mode="json"), "label": party.label})
+        return
+    rows = [("ID", "KIND", "DISTRICT", "ROLES", "NAME")]
+    rows += [
+        (p.id, p.kind, p.district or "-", ",".join(p.roles) or "-", p.label) for p in loaded.parties
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[4]]))
+    count = len(loaded.parties)
+    typer.echo(f"{count} part{'y' if count == 1 else 'ies'} in protocol {loaded.protocol.id}")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -16,15 +18,16 @@ import typer
 from hub.agents.supervisor import Supervisor, read_state
 from hub.audit.store import open_store
 from hub.broker import EmbeddedBroker
-from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.cli.common import echo_json, handle_errors, load_settings, require_party
 from hub.client import HubClient
+from hub.client.checkpoints import CHECKPOINT_TYPE, CheckpointCheck
 from hub.client.sdk import ACK_TYPE
 from hub.errors import (
     BrokerError,
     ConfigError,
     EventValidationError,
+    HubError,
     SchemaError,
-    UnknownPartyError,
 )
 from hub.keys.file_store import FileKeyStore
 from hub.log import configure_logging
@@ -65,7 +68,9 @@ def up() -> None:
 
     Prints `console ready url=...` (the web console, unless HUB_CONSOLE_PORT=0), then
     `hub ready bootstrap=HOST:PORT` when every worker has its partitions; stops cleanly
-    on SIGINT/SIGTERM. A worker that dies is restarted (it resumes from committed offsets).
+    on SIGINT/SIGTERM. A worker that dies is restarted (it resumes from committed offsets),
+    after a wait that doubles each time it dies again; one that keeps dying
+    (HUB_RESTART_LIMIT deaths within HUB_RESTART_WINDOW) stops the hub with an error.
     An embedded broker that dies is restarted empty on its port, with the workers, and the
     events it took with it are logged as `events_lost`; one that keeps dying, or cannot be
     restarted, stops the hub with an error (exit code 1).
@@ -146,7 +151,9 @@ def demo(
         typer.echo("received per party:")
         for party in supervisor.protocol.party_ids:
             typer.echo(f"  {party:42} {summary.received.get(party, 0):5}")
-        typer.echo(f"audit store: {settings.audit_db_path}  (try: hub audit query --json)")
+        typer.echo(f"audit store: {settings.audit_db_path}")
+        for line in next_steps(sys.argv[0], cwd=Path.cwd()):
+            typer.echo(line)
         store.close()
         if keep_running:
             stop = _stop_on_signals()
@@ -159,6 +166,39 @@ def demo(
             _wait_for_signal(heal, stop=stop)
     finally:
         supervisor.stop()
+
+
+def hub_command(argv0: str, *, cwd: Path) -> str:
+    """How to run this same ``hub`` again from ``cwd``, for hints the user can paste.
+
+    ``make demo`` runs ``.venv/bin/hub``, which is not on PATH unless the venv is active,
+    so a hint saying ``hub ...`` would fail there: name the executable as the shell can
+    find it (``hub`` only when PATH resolves it to this one).
+    """
+    path = Path(argv0)
+    if path.name != "hub":  # python -m, a test runner: the installed script's name
+        return "hub"
+    found = shutil.which("hub")
+    if found is not None and Path(found).resolve() == path.resolve():
+        return "hub"
+    try:
+        command = str(path.resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        command = str(path.resolve())
+    return shlex.quote(command if "/" in command else f"./{command}")
+
+
+def next_steps(argv0: str, *, cwd: Path) -> list[str]:
+    """The demo's closing hint: commands that run as pasted, with no hub running."""
+    hub = hub_command(argv0, cwd=cwd)
+    lines = [
+        "next (the audit store stays after the hub stops):",
+        f"  {hub} audit query --decision withheld   # what was kept back from whom, and why",
+        f"  {hub} policy parties                    # who the parties are",
+    ]
+    if hub != "hub" and (cwd / "Makefile").is_file():
+        lines.append("  make shell   # a shell where `hub ...` runs as the README shows")
+    return lines
 
 
 def broker(
@@ -210,13 +250,7 @@ def _read_data(path: str, event_type: str) -> dict[str, Any]:
 
 
 def _check_party(settings: HubSettings, party: str) -> None:
-    protocol = load_protocol(settings.protocol)
-    if protocol.party(party) is None:
-        raise UnknownPartyError(
-            f"--as {party}: not a party of protocol {protocol.protocol.id} "
-            f"(see `hub policy check`; parties: "
-            f"{', '.join(protocol.party_ids[:4])}, ...)"
-        )
+    require_party(load_protocol(settings.protocol), party, option="--as")
 
 
 @handle_errors
@@ -339,15 +373,44 @@ def consume(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep waiting for more")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
     ack: Annotated[bool, typer.Option(help="acknowledge each delivery")] = True,
+    notices: Annotated[
+        bool,
+        typer.Option(
+            "--notices",
+            "--all",
+            help="show every delivery, the hub's signed audit checkpoints too (they are "
+            "verified either way)",
+        ),
+    ] = False,
+    log_key: Annotated[
+        str | None,
+        typer.Option(
+            "--log-key",
+            help="verifier key for the audit checkpoints (`hub audit log-key`; default: "
+            "this data dir's hub)",
+        ),
+    ] = None,
 ) -> None:
-    """Print the deliveries for PARTY (minimised for it) and acknowledge each."""
+    """Print the deliveries for PARTY (minimised for it) and acknowledge each.
+
+    Events come grouped by case, each case in the order its events were published. The
+    hub's signed audit checkpoints are verified quietly (exit status 5 if one does not
+    verify) and shown only with --notices (or --all).
+    """
     settings = load_settings()
     _check_party(settings, as_party)
     bootstrap = _bootstrap(settings)
     inbox = settings.data_dir / "inbox" / f"{as_party}.sqlite3"
+    checks = _checkpoint_check(settings, log_key)
+    bad: list[str] = []
+
+    def shown(delivery: Delivery) -> bool:
+        # Refusal and suspension notices are about the party's own events: always shown.
+        return notices or delivery.type != CHECKPOINT_TYPE
 
     async def run() -> int:
         count = 0
+        case: str | None = None
         async with HubClient(
             as_party,
             bootstrap=bootstrap,
@@ -355,9 +418,19 @@ def consume(
             keys=FileKeyStore(settings.keys_dir),
             security=settings.kafka_security,
         ) as client:
-            async for delivery in client.deliveries(follow=follow):
-                _print_delivery(delivery, as_json)
-                count += 1
+            async for delivery in client.deliveries(follow=follow, ordered=True):
+                if delivery.type == CHECKPOINT_TYPE:
+                    try:
+                        checks.check(delivery)
+                    except HubError as exc:
+                        bad.append(str(exc))
+                        typer.echo(f"warning: audit checkpoint failed: {exc}", err=True)
+                if shown(delivery):
+                    if not as_json and delivery.key != case and delivery.key:
+                        typer.echo(f"== case {delivery.key}")
+                    case = delivery.key
+                    _print_delivery(delivery, as_json)
+                    count += 1
                 if ack and not delivery.from_hub and delivery.type != ACK_TYPE:
                     await client.acknowledge(delivery)
             for where in client.rejected:
@@ -368,8 +441,41 @@ def consume(
         count = asyncio.run(run())
     except KeyboardInterrupt:
         return
+    finally:
+        _report_checkpoints(checks, shown_too=notices)
     if count == 0 and not as_json:
         typer.echo(f"no new deliveries for {as_party}", err=True)
+    if bad:
+        raise typer.Exit(5)  # the hub's log did not verify: a party must not shrug that off
+
+
+def _checkpoint_check(settings: HubSettings, log_key: str | None) -> CheckpointCheck:
+    """The check of the hub's audit checkpoints: a key given, or this data dir's log key."""
+    from hub.audit.checkpoint import NoteVerifier, log_signer
+
+    if log_key is not None:
+        return CheckpointCheck(NoteVerifier.from_key(log_key))
+    try:
+        return CheckpointCheck(log_signer(settings).verifier())
+    except HubError as exc:  # a party elsewhere: no log key here, and none given
+        return CheckpointCheck(None, unavailable=str(exc))
+
+
+def _report_checkpoints(checks: CheckpointCheck, *, shown_too: bool) -> None:
+    """One quiet line about the checkpoints checked, on stderr."""
+    if checks.verified:
+        more = "" if shown_too else "; --notices shows them"
+        typer.echo(
+            f"verified {checks.verified} signed audit checkpoint"
+            f"{'' if checks.verified == 1 else 's'} (log size {checks.size:,}){more}",
+            err=True,
+        )
+    if checks.unchecked:
+        typer.echo(
+            f"warning: {checks.unchecked} audit checkpoint(s) not verified: "
+            f"{checks.unavailable}; pass --log-key (the output of `hub audit log-key`)",
+            err=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from hub.agents.supervisor import read_state
-from hub.cli.common import echo_json, handle_errors, load_settings
-from hub.errors import ConfigError, UnknownPartyError
+from hub.cli.common import echo_json, handle_errors, load_settings, require_party
+from hub.errors import ConfigError
 from hub.policies.loader import load_protocol
 from hub.webhooks.config import WebhookConfig
 from hub.webhooks.dispatcher import run_dispatchers
@@ -26,8 +26,7 @@ def add(
 ) -> None:
     """Set a party's endpoint with a new signing secret, printed once (give it to the party)."""
     settings = load_settings()
-    if load_protocol(settings.protocol).party(party) is None:
-        raise UnknownPartyError(f"--party {party}: not a party of the protocol")
+    require_party(load_protocol(settings.protocol), party, option="--party")
     if not url.startswith(("https://", "http://")):
         raise ConfigError(f"--url: expected an http(s) URL, got {url!r}")
     secret = WebhookConfig(settings.webhooks_path).add(party, url)

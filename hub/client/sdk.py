@@ -19,7 +19,7 @@ import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,7 +44,7 @@ from hub.models import PARTY_ID_PATTERN, Delivery, EventAttributes
 from hub.policies.model import CryptoPolicy
 from hub.schemas import SchemaRegistry
 
-__all__ = ["ACK_TYPE", "HubClient"]
+__all__ = ["ACK_TYPE", "HubClient", "publish_order"]
 
 ACK_TYPE = "uk.csp.delivery.ack.v1"
 _log = get_logger("client")
@@ -243,12 +243,20 @@ class HubClient:
         *,
         follow: bool = False,
         poll_timeout: float = 1.0,
+        ordered: bool = False,
     ) -> AsyncGenerator[Delivery, None]:
         """Deliveries on ``hub.out.<party>`` not yet handled by this party's group.
 
         Without ``follow`` it stops at the end of what is there now. Each delivery's offset is
         committed once the caller asks for the next one, so a crash re-delivers at most the
         one in hand, and the inbox (when given) skips ids already handled.
+
+        ``ordered`` yields what is waiting in publish order per case (``publish_order``):
+        the partitions of ``hub.out.<party>`` are read in turn and the router's workers
+        deliver each publisher's topic on its own, so arrival order is not the order in
+        which a case's events were published. Everything waiting now is read first, then
+        (with ``follow``) each later fetch; offsets are committed once a whole read has
+        been handled, and the inbox skips what a crash in between re-delivers.
         """
         topic = topics.outbound(self.party)
         consumer = AIOKafkaConsumer(
@@ -283,6 +291,10 @@ class HubClient:
                 else:
                     consumer.seek(tp, committed)
             ends = await consumer.end_offsets(tps)
+            if ordered:
+                async for next_one in self._in_order(consumer, tps, ends, follow, poll_timeout):
+                    yield next_one
+                return
             while True:
                 batches = await consumer.getmany(*tps, timeout_ms=int(poll_timeout * 1000))
                 for tp, records in batches.items():
@@ -299,6 +311,40 @@ class HubClient:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(consumer.stop())
+
+    async def _in_order(
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        ends: dict[TopicPartition, int],
+        follow: bool,
+        poll_timeout: float,
+    ) -> AsyncGenerator[Delivery, None]:
+        """``deliveries(ordered=True)``: whole reads, each in publish order per case."""
+        held: list[Any] = []
+        backlog = True  # everything up to the end offsets read at the start, as one read
+        while True:
+            batches = await consumer.getmany(*tps, timeout_ms=int(poll_timeout * 1000))
+            held += [record for records in batches.values() for record in records]
+            caught_up = True
+            if backlog:
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                caught_up = all(positions[tp] >= ends[tp] for tp in tps)
+            if caught_up and held:
+                opened = [d for d in map(self._open_delivery, held) if d is not None]
+                for delivery in publish_order([d for d in opened if not self._already(d)]):
+                    yield delivery
+                    self._mark(delivery)
+                last: dict[TopicPartition, int] = {}
+                for record in held:
+                    tp = TopicPartition(record.topic, record.partition)
+                    last[tp] = max(last.get(tp, -1), record.offset)
+                await consumer.commit({tp: offset + 1 for tp, offset in last.items()})
+                held = []
+            if caught_up:
+                backlog = False
+                if not follow:
+                    return
 
     def open_delivery(self, record: Any) -> Delivery | None:
         """Verify and decrypt one raw ``hub.out.<party>`` record (None: failed, noted).
@@ -327,6 +373,29 @@ class HubClient:
     def _mark(self, delivery: Delivery) -> None:
         if self._inbox is not None:
             self._inbox.mark(delivery.id, source=delivery.source)
+
+
+def publish_order(deliveries: Iterable[Delivery]) -> list[Delivery]:
+    """Deliveries grouped by case, each case's events in the order they were published.
+
+    A case is the Kafka key (the case reference, ``hub.audit.subjects.case_ref``); cases
+    come in the order of their first event, and a delivery without a key (a hub notice)
+    stands alone. Publish order is the event's ``time`` (set by its publisher); equal times
+    keep the order of arrival.
+    """
+    cases: dict[str, list[tuple[int, Delivery]]] = {}
+    for arrival, delivery in enumerate(deliveries):
+        case = delivery.key if delivery.key else f"\x00{arrival}"
+        cases.setdefault(case, []).append((arrival, delivery))
+    groups = [
+        sorted(group, key=lambda item: (_utc(item[1].time), item[0])) for group in cases.values()
+    ]
+    groups.sort(key=lambda group: (_utc(group[0][1].time), group[0][0]))
+    return [delivery for group in groups for _, delivery in group]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _delivery_from(party: str, record: Any, opened: OpenedRecord) -> Delivery:

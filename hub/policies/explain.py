@@ -74,7 +74,8 @@ def explain(
     for role, pid in (("publisher", publisher), ("party", as_party)):
         if protocol.party(pid) is None:
             raise UnknownPartyError(
-                f"{role}: expected a party of protocol {protocol.protocol.id}, got {pid!r}"
+                f"{role}: expected a party of protocol {protocol.protocol.id}, got {pid!r} "
+                "(`hub policy parties` lists them)"
             )
     # Encode then decode: a bad sample fails here with the codec's message, and the engine
     # sees what the router sees (defaults filled, dates as ISO strings).

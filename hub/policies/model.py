@@ -118,6 +118,11 @@ class Party(_Strict):
 
     id: PartyId = Field(pattern=PARTY_ID_PATTERN)
     name: str
+    display_name: str | None = Field(
+        default=None,
+        description="short name for screens and lists, e.g. 'Redditch BC, Housing Repairs' "
+        "(default: name)",
+    )
     kind: str = Field(description="organisation kind, e.g. police, council, pubwatch, retail")
     signatory: bool = True
     roles: tuple[str, ...] = ()
@@ -132,6 +137,11 @@ class Party(_Strict):
         "socjag.handling_requirements); a handling code C item reaches it only if it can "
         "meet every requirement the item carries",
     )
+
+    @property
+    def label(self) -> str:
+        """What people read for this party: its display name, else its full name."""
+        return self.display_name or self.name
 
     def has_role(self, role: str) -> bool:
         """Exact role match (``pubwatch-member:redditch``)."""
@@ -348,6 +358,11 @@ class Agreement(_Strict):
     ICO Data Sharing Code and the Information Sharing Gateway: an agreement past its review
     date should stop being relied on until it is reviewed, so the engine suspends every rule
     that names it from the day after ``review_date``.
+
+    ``in_force: false`` declares an agreement the partnership has written down but not (or
+    no longer) agreed, e.g. linking a Pub Watch scheme and a retail partnership: the rules
+    that name it do not apply, and each party they would have served is withheld, naming the
+    agreement, so switching it on is one explicit, reviewed change to the protocol.
     """
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-]*$")
@@ -355,6 +370,9 @@ class Agreement(_Strict):
     review_date: dt.date
     signatories: tuple[PartyId, ...] = ()
     document: str | None = Field(default=None, description="where the signed agreement lives")
+    in_force: bool = Field(
+        default=True, description="false: not agreed; rules naming it do not apply (audited)"
+    )
 
     def suspended_on(self, today: dt.date) -> bool:
         """Whether rules relying on this agreement are suspended on ``today``."""
@@ -387,6 +405,7 @@ class Rejection(_Strict):
 HUB = Party(
     id="hub",
     name="The information sharing hub (workflow events)",
+    display_name="The hub",
     kind="hub",
     signatory=False,
     roles=("hub",),
@@ -423,11 +442,16 @@ class Protocol(_Strict):
         return next((a for a in self.agreements if a.id == agreement_id), None)
 
     def suspension(self, rule: Rule, today: dt.date | None) -> Agreement | None:
-        """The agreement that suspends ``rule`` on ``today``, or ``None`` if it may be used."""
-        if today is None:
-            return None
+        """The agreement that suspends ``rule`` on ``today``, or ``None`` if it may be used.
+
+        An agreement not in force suspends its rules whatever the day.
+        """
         agreement = self.agreement(rule.agreement)
-        return agreement if agreement is not None and agreement.suspended_on(today) else None
+        if agreement is None:
+            return None
+        if not agreement.in_force:
+            return agreement
+        return agreement if today is not None and agreement.suspended_on(today) else None
 
     def party(self, party_id: str) -> Party | None:
         """The party with this id, or ``None``; ``hub`` is the hub itself (see HUB)."""
@@ -445,6 +469,11 @@ class Protocol(_Strict):
     def party_ids(self) -> tuple[str, ...]:
         """Every declared party id."""
         return tuple(p.id for p in self.parties)
+
+    def label(self, party_id: str) -> str:
+        """The display name of a party (``Party.label``); an unknown id is shown as it is."""
+        party = self.party(party_id)
+        return party.label if party is not None else party_id
 
     def rules_for(self, event_type: str) -> tuple[Rule, ...]:
         """Rules that cover an event type, in protocol order."""
