@@ -22,6 +22,7 @@ import fastavro.validation
 from fastavro.types import Schema
 
 from hub.errors import EventValidationError, SchemaError
+from hub.schemas.pointers import pointed
 
 __all__ = ["SchemaRegistry", "to_jsonable"]
 
@@ -101,14 +102,23 @@ class SchemaRegistry:
             raise EventValidationError(
                 f"{event_type}: payload nests deeper than {_MAX_DEPTH} levels; no schema does"
             )
-        value = _coerce(self._raw[event_type], data, named={})
+        raw = self._raw[event_type]
         try:
-            fastavro.validation.validate(value, schema, raise_errors=True)
-        except fastavro.validation.ValidationError as exc:
-            raise EventValidationError(
-                f"{event_type}: payload does not match its schema: {_first_error(exc)}"
-            ) from exc
-        self._checks[event_type](value)
+            value = _coerce(raw, data, named={})
+            try:
+                fastavro.validation.validate(value, schema, raise_errors=True)
+            except fastavro.validation.ValidationError as exc:
+                raise EventValidationError(
+                    f"{event_type}: payload does not match its schema: {_first_error(exc)}"
+                ) from exc
+            self._checks[event_type](value)
+        except EventValidationError as exc:
+            # The publisher wrote JSON: name the field as a JSON Pointer into what they wrote
+            # (``/risk_level``), not as the Avro record's full name or a dotted path.
+            message = pointed(raw, str(exc))
+            if not message.startswith(f"{event_type}: "):
+                message = f"{event_type}: {message}"
+            raise EventValidationError(message) from exc
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, schema, value)
         return buf.getvalue()
@@ -236,8 +246,11 @@ def _from_epoch(logical: str, count: int) -> dt.date | dt.datetime:
     return moment.date() if logical == "date" else moment
 
 
-def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> Any:
-    """Turn JSON values into what fastavro expects (ISO dates to ``date`` objects)."""
+def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0, path: str = "") -> Any:
+    """Turn JSON values into what fastavro expects (ISO dates to ``date`` objects).
+
+    ``path`` is where ``value`` sits (dotted, ``address.district``), for the messages.
+    """
     if depth > _MAX_DEPTH:
         raise EventValidationError("payload nests deeper than any schema allows")
     schema = _resolve(schema, named)
@@ -246,7 +259,7 @@ def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> A
             return None
         for branch in schema:
             if branch != "null":
-                return _coerce(branch, value, named, depth + 1)
+                return _coerce(branch, value, named, depth + 1, path)
         return value
     if isinstance(schema, dict):
         kind = schema.get("type")
@@ -255,7 +268,9 @@ def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> A
             try:
                 return dt.date.fromisoformat(value)
             except ValueError as exc:
-                raise EventValidationError(f"expected a date YYYY-MM-DD, got {value!r}") from exc
+                raise EventValidationError(
+                    f"field {path or 'payload'}: expected a date YYYY-MM-DD, got {value!r}"
+                ) from exc
         if logical in _EPOCH_UNITS and isinstance(value, int) and not isinstance(value, bool):
             return _from_epoch(logical, value)
         if logical == "timestamp-millis" and isinstance(value, str):
@@ -263,26 +278,32 @@ def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0) -> A
                 parsed = dt.datetime.fromisoformat(value)
             except ValueError as exc:
                 raise EventValidationError(
-                    f"expected an ISO 8601 timestamp, got {value!r}"
+                    f"field {path or 'payload'}: expected an ISO 8601 timestamp, got {value!r}"
                 ) from exc
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
         if kind == "record" and isinstance(value, Mapping):
             fields = {f["name"]: f for f in schema["fields"]}
             unknown = sorted(set(value) - set(fields))
             if unknown:
+                where = f"field {path}: " if path else ""
                 raise EventValidationError(
-                    f"unexpected field(s) {', '.join(map(repr, unknown))}: "
+                    f"{where}unexpected field(s) {', '.join(map(repr, unknown))}: "
                     f"expected only {', '.join(fields)}"
                 )
             return {
-                name: _coerce(f["type"], value[name], named, depth + 1)
+                name: _coerce(
+                    f["type"], value[name], named, depth + 1, f"{path}.{name}" if path else name
+                )
                 for name, f in fields.items()
                 if name in value
             }
         if kind == "array" and isinstance(value, list):
-            return [_coerce(schema["items"], v, named, depth + 1) for v in value]
+            return [
+                _coerce(schema["items"], v, named, depth + 1, f"{path or 'payload'}[{i}]")
+                for i, v in enumerate(value)
+            ]
         if isinstance(kind, dict | list):
-            return _coerce(kind, value, named, depth + 1)
+            return _coerce(kind, value, named, depth + 1, path)
     return value
 
 

@@ -225,8 +225,12 @@ def test_consume_prints_json_once_and_acknowledges(
 AUDIT_KEYS = {"event_id", "recipient", "decision", "rule", "lawful_basis", "fields", "time"}
 
 
+#: who reads the audit log and why: `hub audit query` shows personal data (DPA 2018 s62)
+AUDIT_READER = ("--operator", "Test Officer", "--purpose", "assurance", "--reason", "CLI test")
+
+
 def audit_json(cli: Run, *args: str) -> list[dict[str, Any]]:
-    result = cli("audit", "query", *args, "--json")
+    result = cli("audit", "query", *args, "--json", *AUDIT_READER)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
@@ -309,7 +313,7 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str | None, dict[str, st
             {},
             MARAC_RAISED,
         ),
-        "schema mismatch": ([*publish, str(extreme)], None, {}, "risk_level"),
+        "schema mismatch": ([*publish, str(extreme)], None, {}, "field /risk_level: expected"),
         "oversized": ([*publish, str(large)], None, {"HUB_MAX_EVENT_BYTES": "1024"}, "1024"),
     }
 

@@ -38,6 +38,8 @@ from tests.factories import (
     MARAC_REVIEWED,
     MARAC_UPDATED,
     MARAC_WITHDRAWN,
+    RETAIL_EXCLUSION,
+    RETAIL_EXPIRED,
     SOCJAG,
     SOCJAG_SANITISED,
     marac_alert,
@@ -50,6 +52,8 @@ from tests.factories import (
     pubwatch_ban,
     pubwatch_ban_expired,
     pubwatch_ban_updated,
+    retail_exclusion,
+    retail_exclusion_expired,
     socjag_legacy,
     socjag_sanitised,
 )
@@ -79,6 +83,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     BAN: pubwatch_ban("PW-REDDITCH-0042"),
     BAN_UPDATED: pubwatch_ban_updated("PW-REDDITCH-0042"),
     BAN_EXPIRED: pubwatch_ban_expired("PW-REDDITCH-0042"),
+    RETAIL_EXCLUSION: retail_exclusion("BCRP-REDDITCH-0007"),
+    RETAIL_EXPIRED: retail_exclusion_expired("BCRP-REDDITCH-0007"),
     ACK: {
         "acknowledged_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
         "acknowledged_type": BAN,
@@ -234,12 +240,12 @@ def test_out_of_range_dash_score_rejected_on_decode() -> None:
 @pytest.mark.parametrize(
     ("event_type", "override", "field"),
     [
-        (SOCJAG, {"source_grade": 5}, "source_grade"),
-        (MARAC_RAISED, {"dash_score": -1}, "dash_score"),
-        (MARAC_RAISED, {"case_ref": "-leading-dash"}, "case_ref"),
-        (SOCJAG, {"classification": "SECRET"}, "classification"),
-        (SOCJAG, {"subject_refs": ["SUBJ-1", "bad ref"]}, r"subject_refs\[1\]"),
-        (BAN, {"scheme": "Redditch Town"}, "scheme"),
+        (SOCJAG, {"source_grade": 5}, "/source_grade"),
+        (MARAC_RAISED, {"dash_score": -1}, "/dash_score"),
+        (MARAC_RAISED, {"case_ref": "-leading-dash"}, "/case_ref"),
+        (SOCJAG, {"classification": "SECRET"}, "/classification"),
+        (SOCJAG, {"subject_refs": ["SUBJ-1", "bad ref"]}, "/subject_refs/1"),
+        (BAN, {"scheme": "Redditch Town"}, "/scheme"),
     ],
 )
 def test_constraint_violations_rejected_on_encode(
@@ -253,7 +259,7 @@ def test_constraint_violations_rejected_on_encode(
 def test_bad_postcode_rejected(postcode: str) -> None:
     """The pattern sits on the field, not its type; both encode and decode enforce it."""
     payload = marac_flag("MARAC-2026-000101", address={"postcode": postcode})
-    with pytest.raises(EventValidationError, match=r"field address\.postcode"):
+    with pytest.raises(EventValidationError, match=r"field /address/postcode"):
         REGISTRY.encode(MARAC_RAISED, payload)
     value = REGISTRY.decode(MARAC_RAISED, _encoded(MARAC_RAISED))
     value["address"]["postcode"] = postcode
@@ -561,7 +567,7 @@ def test_a_schema_naming_a_type_by_name_is_still_checked(tmp_path: Path) -> None
         },
     )
     assert registry.encode("uk.csp.test.v1", {"first": {"g": 2}, "second": {"g": 3}})
-    with pytest.raises(EventValidationError, match=r"field second\.g: expected 1\.\.3, got 4"):
+    with pytest.raises(EventValidationError, match=r"field /second/g: expected 1\.\.3, got 4"):
         registry.encode("uk.csp.test.v1", {"first": {"g": 2}, "second": {"g": 4}})
 
 
@@ -586,3 +592,27 @@ def test_a_bad_hub_pattern_fails_when_the_schemas_load(tmp_path: Path) -> None:
     }
     with pytest.raises(SchemaError, match="bad hub_pattern"):
         _write_schema(tmp_path, raw)
+
+
+@pytest.mark.parametrize(
+    ("payload", "pointer"),
+    [
+        (marac_flag("MARAC-1", risk_level="extreme"), "/risk_level"),
+        (marac_flag("MARAC-1", address={"district": "atlantis"}), "/address/district"),
+        (marac_flag("MARAC-1", address={"postcode": "nope"}), "/address/postcode"),
+        (marac_flag("MARAC-1", marac_date="soon"), "/marac_date"),
+        (marac_flag("MARAC-1", address={"flat": "2"}), "/address"),
+        (marac_flag("MARAC-1", dash_score=99), "/dash_score"),
+    ],
+)
+def test_encode_errors_name_the_json_path_the_publisher_wrote(
+    payload: dict[str, Any], pointer: str
+) -> None:
+    """The publisher wrote JSON: the error says /risk_level, never the Avro record's name."""
+    with pytest.raises(EventValidationError) as caught:
+        REGISTRY.encode(MARAC_RAISED, payload)
+    message = str(caught.value)
+    assert message.startswith(f"{MARAC_RAISED}: ")
+    assert f"field {pointer}: " in message
+    assert "uk.csp.marac." not in message.removeprefix(f"{MARAC_RAISED}: ")
+    assert "FlagRaisedV1" not in message

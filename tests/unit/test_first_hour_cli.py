@@ -20,6 +20,7 @@ from hub.cli.runtime import hub_command
 from hub.policies.loader import load_protocol
 from hub.policies.model import Party
 from hub.settings import default_protocol_path
+from tests.factories import marac_flag
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_HUB = Path(sys.executable).parent / "hub"
@@ -132,3 +133,20 @@ def test_make_shell_puts_hub_on_path() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == str(REPO / ".venv/bin/hub")
+
+
+def test_schema_error_names_the_json_path(runner: CliRunner, tmp_path: Path) -> None:
+    """`field /risk_level`, as the user wrote it, not `uk.csp.marac.FlagRaisedV1.risk_level`."""
+    sample = {
+        "type": MARAC,
+        "source": "/parties/marac.north-worcs",
+        "data": marac_flag("MARAC-2026-000001", risk_level="extreme"),
+    }
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(sample))
+    args = ["policy", "explain", "--event", str(path), "--as", "redditch-bc.housing-repairs"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.splitlines()
+    assert "field /risk_level: expected one of standard, medium, high" in line
+    assert "FlagRaisedV1" not in line

@@ -325,6 +325,9 @@ def test_field_pointer_for_the_hub_and_fastavro_spellings() -> None:
         "/data/address/postcode"
     )
     assert pointer_for(raw, "expected a date YYYY-MM-DD, got 'x'") == "/data"
+    assert pointer_for(raw, "field /address/postcode: expected to match") == (
+        "/data/address/postcode"
+    )
 
 
 # -- 409 / 503 --------------------------------------------------------------------------------
