@@ -13,6 +13,8 @@ SOCJAG_SANITISED = "uk.csp.socjag.intel.sanitised.v1"
 BAN = "uk.csp.pubwatch.ban.v1"
 BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
 BAN_EXPIRED = "uk.csp.pubwatch.ban.expired.v1"
+RETAIL_EXCLUSION = "uk.csp.retail.exclusion.v1"
+RETAIL_EXPIRED = "uk.csp.retail.exclusion.expired.v1"
 
 _TOWNS = {
     "redditch": ("Redditch", "B97 4HJ"),
@@ -151,6 +153,42 @@ def pubwatch_ban(
     return _merge(base, overrides)
 
 
+def retail_exclusion(
+    ban_ref: str, *, incident_type: str = "theft", **overrides: Any
+) -> dict[str, Any]:
+    """A retail crime partnership's exclusion of a shoplifter, decided by its board."""
+    base = {
+        "ban_ref": ban_ref,
+        "scheme": "redditch",
+        "subject": {
+            "name": "Casey Example",
+            "date_of_birth": "1998-07-14",
+            "photo_ref": "photo:bcrp-redditch-0007",
+        },
+        "premises": "Kingfisher Centre, Redditch",
+        "incident_type": incident_type,
+        "incident_date": "2026-11-18",
+        "ban_start": "2026-11-20",
+        "ban_end": "2027-11-19",
+        "decided_by": "scheme_board",
+    }
+    return _merge(base, overrides)
+
+
+def retail_exclusion_expired(ban_ref: str, **overrides: Any) -> dict[str, Any]:
+    """The hub's notice at the end of ``retail_exclusion(ban_ref)``."""
+    base = {
+        "ban_ref": ban_ref,
+        "scheme": "redditch",
+        "ban_start": "2026-11-20",
+        "ban_end": "2027-11-19",
+        "ended_on": "2027-11-20",
+        "photo_ref": "photo:bcrp-redditch-0007",
+        "instruction": "The exclusion has ended: remove it and delete the photo.",
+    }
+    return _merge(base, overrides)
+
+
 def pubwatch_ban_updated(
     ban_ref: str, *, review: str = "early_review", **overrides: Any
 ) -> dict[str, Any]:
@@ -201,6 +239,7 @@ def marac_reviewed(
         "outcome": "reconfirmed",
         "risk_level": "high",
         "review_date": "2027-11-19",
+        "marac_date": "2027-05-19",
         "contact": flag["contact"],
         "markers": ["property", "person"],
         "notes": "Reconfirmed at the May MARAC.",
