@@ -16,6 +16,7 @@ from typing import Any
 from hub.scenarios.north_worcs import (
     MARAC_RAISED,
     PUBWATCH_BAN,
+    RETAIL_EXCLUSION,
     SOCJAG_INTEL,
     sample_event,
 )
@@ -35,6 +36,7 @@ EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "socjag-intel-c.json": (SOCJAG_INTEL, {"handling_code": "C"}),
     "pubwatch-ban-theft.json": (PUBWATCH_BAN, {"incident_type": "theft"}),
     "pubwatch-ban-violence.json": (PUBWATCH_BAN, {"incident_type": "violence"}),
+    "retail-exclusion-theft.json": (RETAIL_EXCLUSION, {"incident_type": "theft"}),
 }
 
 

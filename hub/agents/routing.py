@@ -43,7 +43,7 @@ from hub.models import (
 from hub.policies.engine import evaluate, minimise
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry, to_jsonable
-from hub.workflows.bans import BanRegister, check_ban_update
+from hub.workflows.bans import BanRegister, check_ban_update, is_exclusion_event
 from hub.workflows.referral import ReferralCheck, check_referral
 from hub.workflows.register import FlagRegister, Referral
 from hub.workflows.socjag import check_intel
@@ -105,7 +105,7 @@ _BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
 
 
 def _is_ban(event_type: str) -> bool:
-    return event_type.startswith("uk.csp.pubwatch.ban.")
+    return is_exclusion_event(event_type)  # Pub Watch bans and retail exclusions
 
 
 @dataclass

@@ -20,6 +20,8 @@ _VERSION = re.compile(r"\.v[0-9]+$")
 #: an intelligence item and its sanitised versions share the item reference, so one case
 #: pseudonym (and ``hub audit chronology --case``) links them
 _SOCJAG = ("uk.csp.socjag.intel", "uk.csp.socjag.intel.sanitised")
+#: exclusion schemes' notices, which name a person: Pub Watch bans, retail exclusions
+_EXCLUSIONS = ("uk.csp.pubwatch.ban", "uk.csp.retail.exclusion")
 
 
 def _family(event_type: str) -> str:
@@ -62,7 +64,7 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
     elif family in _SOCJAG:
         value = data.get("subject_refs")
         refs = _strings(value if isinstance(value, list | tuple) else [])
-    elif family == "uk.csp.pubwatch.ban":
+    elif family in _EXCLUSIONS:
         person = data.get("subject")
         if isinstance(person, Mapping):
             name, dob = person.get("name"), person.get("date_of_birth")
@@ -78,8 +80,8 @@ def case_ref(event_type: str, data: Mapping[str, Any]) -> str | None:
         key = "case_ref"
     elif family in _SOCJAG:
         key = "intel_ref"
-    elif family == "uk.csp.pubwatch.ban" or family.startswith("uk.csp.pubwatch.ban."):
-        key = "ban_ref"  # a ban and its lifecycle (updated, expired) are one case
+    elif family.startswith(_EXCLUSIONS):
+        key = "ban_ref"  # a ban or exclusion and its lifecycle (updated, expired) are one case
     else:
         return None
     found = _strings([data.get(key)])

@@ -652,6 +652,8 @@ class _Checker:
         for i, agreement in enumerate(self.p.agreements):
             users = [r.id for r in self.p.rules if r.agreement == agreement.id]
             path = f"agreements[{i}].review_date"
+            if not agreement.in_force:  # its rules never apply: a review date changes nothing
+                continue
             if agreement.suspended_on(today):
                 self.warn(
                     path,

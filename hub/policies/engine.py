@@ -335,7 +335,8 @@ def evaluate(
                 agreement = protocol.agreement(
                     next(r.agreement for r in paused if r.id == held.rule_id)
                 )
-                if agreement is not None and agreement.id not in suspended:
+                # only a lapsed agreement is news to the publisher; one never in force is not
+                if agreement is not None and agreement.in_force and agreement.id not in suspended:
                     suspended.append(agreement.id)
             elif outcome is None:  # keep the record of why a suspended rule did not apply
                 outcome = _decide_for(protocol, party, paused, event_type, data)
@@ -430,16 +431,18 @@ def _suspended_for(
     agreement = protocol.suspension(rule, today)
     if agreement is None:  # paused rules are suspended by construction
         return None
-    return RecipientDecision(
-        party=party.id,
-        outcome="withhold",
-        rule_id=rule.id,
-        reason=(
+    if not agreement.in_force:
+        reason = (
+            f"rule {rule.id} does not apply: information sharing agreement {agreement.id} "
+            f"({agreement.title}) is not in force in this protocol"
+        )
+    else:
+        reason = (
             f"rule {rule.id} suspended: information sharing agreement {agreement.id} "
             f"passed its review date {agreement.review_date}; the partnership must review "
             "it before this sharing resumes"
-        ),
-    )
+        )
+    return RecipientDecision(party=party.id, outcome="withhold", rule_id=rule.id, reason=reason)
 
 
 def _rule(rules: Sequence[Rule], rule_id: str) -> Rule:

@@ -7,10 +7,12 @@ be replayed event for event.
 
 The mix follows the partnership's groups: MARAC flags (raised, then updated and withdrawn for
 earlier cases kept in a small case book, as SafeLives review cycles do), SOCJAG intelligence on
-the 3x5x2 model, and Redditch Pub Watch bans. A few events are ones the protocol must refuse:
-MARAC flags from a party that may not publish them, and bans "decided by the police", which
-R (Boyle) v Haverhill Pubwatch [2009] rules out. Each event says what the hub should do with it,
-so a run can be checked against the protocol rather than eyeballed.
+the 3x5x2 model, Redditch Pub Watch bans, and the Redditch retail crime partnership's own
+exclusions of shoplifters (shown to its members only: the two schemes are not linked). A few
+events are ones the protocol must refuse: MARAC flags from a party that may not publish them,
+and bans "decided by the police", which R (Boyle) v Haverhill Pubwatch [2009] rules out. Each
+event says what the hub should do with it, so a run can be checked against the protocol rather
+than eyeballed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "MARAC_UPDATED",
     "MARAC_WITHDRAWN",
     "PUBWATCH_BAN",
+    "RETAIL_EXCLUSION",
     "SOCJAG_INTEL",
     "Scenario",
     "ScenarioEvent",
@@ -45,8 +48,16 @@ MARAC_UPDATED = "uk.csp.marac.flag.updated.v1"
 MARAC_WITHDRAWN = "uk.csp.marac.flag.withdrawn.v1"
 SOCJAG_INTEL = "uk.csp.socjag.intel.v1"
 PUBWATCH_BAN = "uk.csp.pubwatch.ban.v1"
+RETAIL_EXCLUSION = "uk.csp.retail.exclusion.v1"
 #: Every event type a scenario publishes (acknowledgements come from recipients, not here).
-EVENT_TYPES = (MARAC_RAISED, MARAC_UPDATED, MARAC_WITHDRAWN, SOCJAG_INTEL, PUBWATCH_BAN)
+EVENT_TYPES = (
+    MARAC_RAISED,
+    MARAC_UPDATED,
+    MARAC_WITHDRAWN,
+    SOCJAG_INTEL,
+    PUBWATCH_BAN,
+    RETAIL_EXCLUSION,
+)
 
 _MARAC_PUBLISHERS = ("marac.north-worcs", "west-mercia-police")
 #: Parties that hold MARAC flags but may not raise them: the protocol must reject these. The
@@ -61,6 +72,11 @@ _POLICE = "west-mercia-police"
 _PREMISES = {
     "pubwatch.redditch.crown-inn": "The Crown Inn, Redditch",
     "pubwatch.redditch.rising-sun": "The Rising Sun, Redditch",
+}
+#: Redditch business crime reduction partnership members, and the shops they report from
+_SHOPS = {
+    "bcrp.redditch.kingfisher-retail": "Kingfisher Centre, Redditch",
+    "bcrp.redditch.town-centre-retail": "Alcester Street, Redditch",
 }
 #: SOCJAG members a handling-code C item may name, by category; named roles and agencies come
 #: first because OFFICIAL-SENSITIVE items never reach department-wide feeds.
@@ -215,7 +231,9 @@ class _Run:
 
     def next(self) -> ScenarioEvent:
         self._tick()
-        (make,) = self.rng.choices((self._marac, self._intel, self._ban), weights=(35, 30, 25))
+        (make,) = self.rng.choices(
+            (self._marac, self._intel, self._ban, self._exclusion), weights=(35, 30, 25, 8)
+        )
         return make()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -492,6 +510,38 @@ class _Run:
             note,
             expect="rejected" if decided_by == "police" else "routed",
         )
+
+    # -- the retail crime partnership ------------------------------------------------------
+
+    def _exclusion(self) -> ScenarioEvent:
+        """A shop's exclusion, decided by the partnership's board: mostly shoplifting."""
+        rng = self.rng
+        publisher = rng.choice(tuple(_SHOPS))
+        incident = rng.choices(
+            ("theft", "abuse_of_staff", "violence", "criminal_damage", "other"),
+            weights=(70, 15, 5, 5, 5),
+        )[0]
+        months = rng.choices((6, 12), weights=(30, 70))[0]
+        self.photos += 1
+        born = self.today - dt.timedelta(days=rng.randint(18 * 366, 60 * 365))
+        ref = self._ref("exclusion", "BCRP-RDC-{year}-{n:03d}", year=self.today.year)
+        data = {
+            "ban_ref": ref,
+            "scheme": "redditch",
+            "subject": {
+                "name": f"{rng.choice(fx.BAN_FIRST_NAMES)} {rng.choice(fx.BAN_SURNAMES)}",
+                "date_of_birth": born.isoformat(),
+                "photo_ref": f"photo:bcrp-redditch-{self.photos:04d}",
+            },
+            "premises": _SHOPS[publisher],
+            "incident_type": incident,
+            "incident_date": (self.today - dt.timedelta(days=rng.randint(1, 14))).isoformat(),
+            "ban_start": self.today.isoformat(),
+            "ban_end": _add_months(self.today, months).isoformat(),
+            "decided_by": "scheme_board",
+        }
+        note = f"retail exclusion ({incident}), {months} months, decided by the scheme board"
+        return self._event(publisher, RETAIL_EXCLUSION, data, ref, ref, note)
 
     @staticmethod
     def _event(

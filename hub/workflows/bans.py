@@ -6,6 +6,10 @@ send the expiry at the ban's end: reference, scheme, who published it (it holds 
 offence, period, and the photo reference to withdraw. No name or date of birth. The photo
 reference is cleared when the expiry is routed: it is withdrawn with the ban.
 
+Retail crime partnership exclusions (``uk.csp.retail.exclusion.v1``) are kept here too, by the
+same reference and with the same lifecycle: the register remembers which scheme family each
+belongs to, so the expiry at its end is a retail one, routed to retail holders only.
+
 Same SQLite file as the MARAC flag register (``workflows.sqlite3`` in the data dir), own
 tables. Writes are idempotent and ordered by the hub's clock, like ``FlagRegister``.
 """
@@ -25,15 +29,35 @@ from hub.workflows.sqlite_state import SQLiteState
 __all__ = [
     "BAN_TYPE",
     "EXPIRED_TYPE",
+    "RETAIL_EXCLUSION_TYPE",
+    "RETAIL_EXPIRED_TYPE",
     "UPDATED_TYPE",
     "Ban",
     "BanRegister",
     "check_ban_update",
+    "expired_type_for",
+    "is_exclusion_event",
 ]
 
 BAN_TYPE = "uk.csp.pubwatch.ban.v1"
 UPDATED_TYPE = "uk.csp.pubwatch.ban.updated.v1"
 EXPIRED_TYPE = "uk.csp.pubwatch.ban.expired.v1"
+RETAIL_EXCLUSION_TYPE = "uk.csp.retail.exclusion.v1"
+RETAIL_EXPIRED_TYPE = "uk.csp.retail.exclusion.expired.v1"
+#: what starts a ban in the register, and the expiry the hub sends at its end
+_STARTS = {BAN_TYPE: EXPIRED_TYPE, RETAIL_EXCLUSION_TYPE: RETAIL_EXPIRED_TYPE}
+_EXCLUSION_PREFIXES = ("uk.csp.pubwatch.ban.", "uk.csp.retail.exclusion.")
+
+
+def is_exclusion_event(event_type: str) -> bool:
+    """A Pub Watch ban, a retail exclusion, or a change to or end of one."""
+    return event_type.startswith(_EXCLUSION_PREFIXES)
+
+
+def expired_type_for(start_type: str) -> str:
+    """The expiry event type for a ban started by ``start_type`` (a Pub Watch ban by default)."""
+    return _STARTS.get(start_type, EXPIRED_TYPE)
+
 
 BanStatus = Literal["active", "expired"]
 
@@ -50,6 +74,12 @@ _DDL = (
         updated_at TEXT NOT NULL,
         last_event_id TEXT NOT NULL,
         last_event_type TEXT NOT NULL
+    )""",
+    # the event type that started each ban, where it is not a Pub Watch ban (older registers
+    # hold Pub Watch bans only): a retail exclusion ends with a retail expiry
+    """CREATE TABLE IF NOT EXISTS exclusion_kinds (
+        ban_ref TEXT PRIMARY KEY,
+        start_type TEXT NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS pubwatch_notices (
         notice_id TEXT PRIMARY KEY,
@@ -107,7 +137,11 @@ class BanRegister(SQLiteState):
             if row is not None and (row[1] == event_id or dt.datetime.fromisoformat(row[0]) > at):
                 return
             stamp = (at.isoformat(), event_id, event_type, ref)
-            if event_type == BAN_TYPE:
+            if event_type in _STARTS:
+                if event_type != BAN_TYPE:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO exclusion_kinds VALUES (?, ?)", (ref, event_type)
+                    )
                 subject = data.get("subject") or {}
                 conn.execute(
                     "INSERT OR REPLACE INTO pubwatch_bans VALUES "
@@ -132,7 +166,7 @@ class BanRegister(SQLiteState):
                        WHERE ban_ref = ?""",
                     (_iso(data["ban_end"]), *stamp),
                 )
-            elif event_type == EXPIRED_TYPE:  # the photo reference is withdrawn with the ban
+            elif event_type in _STARTS.values():  # the photo reference is withdrawn with the ban
                 conn.execute(
                     """UPDATE pubwatch_bans SET status = 'expired', photo_ref = NULL,
                            updated_at = ?, last_event_id = ?, last_event_type = ?
@@ -167,6 +201,14 @@ class BanRegister(SQLiteState):
                 (status, status),
             ).fetchall()
         return [_ban(r) for r in rows]
+
+    def start_type(self, ban_ref: str) -> str:
+        """The event type that started the ban: a Pub Watch ban unless recorded otherwise."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT start_type FROM exclusion_kinds WHERE ban_ref = ?", (ban_ref,)
+            ).fetchone()
+        return str(row[0]) if row else BAN_TYPE
 
     def sent(self, notice_id: str) -> bool:
         """Whether this notice was already published."""

@@ -26,7 +26,13 @@ from hub.clock import clock_for
 from hub.log import get_logger
 from hub.models import AuditDecision
 from hub.settings import HubSettings
-from hub.workflows.bans import EXPIRED_TYPE, Ban, BanRegister
+from hub.workflows.bans import (
+    EXPIRED_TYPE,
+    RETAIL_EXPIRED_TYPE,
+    Ban,
+    BanRegister,
+    expired_type_for,
+)
 from hub.workflows.context import hub_publisher, workflow_context
 
 __all__ = [
@@ -76,11 +82,12 @@ class BanReport:
 
 @dataclass(frozen=True)
 class PlannedExpiry:
-    """One expiry the hub will publish."""
+    """One expiry the hub will publish: a Pub Watch or a retail one, as the ban started."""
 
     event_id: str
     ban_ref: str
     data: dict[str, Any]
+    event_type: str = EXPIRED_TYPE
 
 
 def expiry_id(ban: Ban) -> str:
@@ -111,7 +118,9 @@ def ban_status(
             limit=_ALL,
         )
         holders = {item.publisher} | {str(r.recipient) for r in records if r.recipient}
-        told = {str(r.recipient) for r in records if r.event_type == EXPIRED_TYPE}
+        told = {
+            str(r.recipient) for r in records if r.event_type in (EXPIRED_TYPE, RETAIL_EXPIRED_TYPE)
+        }
         reports.append(
             BanReport(
                 ban=item,
@@ -129,20 +138,18 @@ def plan_expiries(register: BanRegister, *, today: dt.date) -> list[PlannedExpir
     for ban in register.bans(status="active"):
         if not ban.ended(today) or register.sent(expiry_id(ban)):
             continue
-        plan.append(
-            PlannedExpiry(
-                event_id=expiry_id(ban),
-                ban_ref=ban.ban_ref,
-                data={
-                    "ban_ref": ban.ban_ref,
-                    "scheme": ban.scheme,
-                    "ban_end": ban.ban_end.isoformat(),
-                    "ended_on": today.isoformat(),
-                    "photo_ref": ban.photo_ref,
-                    "instruction": _INSTRUCTION,
-                },
-            )
-        )
+        event_type = expired_type_for(register.start_type(ban.ban_ref))
+        data: dict[str, Any] = {
+            "ban_ref": ban.ban_ref,
+            "scheme": ban.scheme,
+            "ban_end": ban.ban_end.isoformat(),
+            "ended_on": today.isoformat(),
+            "photo_ref": ban.photo_ref,
+            "instruction": _INSTRUCTION,
+        }
+        if event_type == RETAIL_EXPIRED_TYPE:  # names the exclusion's first day too
+            data["ban_start"] = ban.ban_start.isoformat()
+        plan.append(PlannedExpiry(expiry_id(ban), ban.ban_ref, data, event_type))
     return plan
 
 
@@ -159,7 +166,9 @@ def sweep_bans(settings: HubSettings, *, dry_run: bool = False) -> dict[str, Any
             sent = asyncio.run(_publish(settings, plan, register, now))
     return {
         "now": now.isoformat(),
-        "planned": [{"event_id": p.event_id, "ban_ref": p.ban_ref} for p in plan],
+        "planned": [
+            {"event_id": p.event_id, "ban_ref": p.ban_ref, "event_type": p.event_type} for p in plan
+        ],
         "published": sent,
     }
 
@@ -169,7 +178,9 @@ async def _publish(
 ) -> int:
     async with hub_publisher(settings) as client:
         for item in plan:
-            await client.publish(EXPIRED_TYPE, item.data, key=item.ban_ref, event_id=item.event_id)
+            await client.publish(
+                item.event_type, item.data, key=item.ban_ref, event_id=item.event_id
+            )
             register.mark_sent(item.event_id, item.ban_ref, now)
             _log.info("ban_expiry_published", event_id=item.event_id)
     return len(plan)

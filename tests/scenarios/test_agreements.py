@@ -43,8 +43,6 @@ HUB = Path(sys.executable).parent / "hub"
 
 @pytest.fixture
 def timed_hub(tmp_path: Path) -> Iterator[tuple[RunningHub, FileClock]]:
-    """Its own broker: the hub's clock is a file this test moves by months (HUB_CLOCK_FILE),
-    and two hubs on one broker would share its topics and consumer groups (conftest.py)."""
     clock = FileClock(tmp_path / "clock")
     clock.set(dt.datetime.combine(AGREEMENT.review_date, dt.time(9), tzinfo=dt.UTC))
     with EmbeddedBroker() as broker:

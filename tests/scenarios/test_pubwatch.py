@@ -25,8 +25,10 @@ from tests.factories import (
     BAN,
     BAN_EXPIRED,
     BAN_UPDATED,
+    RETAIL_EXCLUSION,
     pubwatch_ban,
     pubwatch_ban_updated,
+    retail_exclusion,
 )
 from tests.scenarios.harness import TimedHub, timed_hub
 
@@ -140,17 +142,21 @@ def test_night_time_ban_reaches_pubs_never_retail_and_expires_at_every_holder(
     assert status["told_expired"] == sorted({CROWN} | holders)
 
 
-def test_theft_ban_reaches_retail_and_the_linked_pubs(scenario: Scenario) -> None:
+def test_theft_ban_stays_with_the_pubs_while_the_schemes_are_not_linked(
+    scenario: Scenario,
+) -> None:
     scenario.at(START.date())
     event_id, _ = scenario.ban(unique("PW"), incident_type="theft")
-    assert scenario.rules(event_id, at_least=3) == {
-        SUN: "pubwatch-linked-theft-ban-pubs",
-        RETAIL: "pubwatch-theft-ban-retail",
+    assert scenario.rules(event_id, at_least=4) == {
+        SUN: "pubwatch-ban-scheme-members",  # the scheme's own ban, not a "linked" one
         LICENSING: "pubwatch-ban-police-licensing",
     }
-    assert set(scenario.received(RETAIL, event_id).data) == {
-        "ban_ref", "scheme", "subject", "ban_start", "ban_end"
-    }  # fmt: skip
+    retail = [r for r in scenario.records(event_id, at_least=4) if r.recipient == RETAIL]
+    assert [(r.decision, r.rule) for r in retail] == [
+        (AuditDecision.WITHHELD, "pubwatch-theft-ban-retail")
+    ]
+    assert "REDDITCH-PUBWATCH-BCRP-LINK-2025" in (retail[0].reason or "")
+    assert "not in force" in (retail[0].reason or "")
 
 
 def test_early_review_refused_before_six_months_then_shortens_and_lifts(
@@ -192,20 +198,20 @@ def test_early_review_refused_before_six_months_then_shortens_and_lifts(
     assert "never extends it" in (scenario.records(longer)[0].reason or "")
 
     shortened = review(ban_end=durations.add(start, "P9M").isoformat())
-    # SUN published the update; CROWN (which published the ban) and RETAIL hold it: Art 19
-    rules = scenario.rules(shortened, at_least=3)
-    assert set(rules) == {CROWN, RETAIL, LICENSING}
-    assert rules[CROWN] == rules[RETAIL] == ART19
-    update = scenario.received(RETAIL, shortened)
+    # SUN published the update; CROWN (which published the ban) holds it: Art 19
+    rules = scenario.rules(shortened, at_least=2)
+    assert set(rules) == {CROWN, LICENSING}
+    assert rules[CROWN] == ART19
+    update = scenario.received(CROWN, shortened)
     assert update.data["ban_end"] == durations.add(start, "P9M").isoformat()
     assert "subject" not in update.data
-    assert holders | {CROWN} >= set(scenario.rules(shortened, at_least=3))
+    assert holders | {CROWN} >= set(scenario.rules(shortened, at_least=2))
 
     lifted = review(ban_end=(scenario.today() - dt.timedelta(days=1)).isoformat())
-    assert len(scenario.rules(lifted, at_least=3)) == 3
+    assert len(scenario.rules(lifted, at_least=2)) == 2
     expiry = scenario.expiry_of(ref, scenario.sweep())  # lifted: it ends at once
     assert expiry is not None
-    assert set(scenario.rules(expiry, at_least=4)) == {CROWN, SUN, RETAIL, LICENSING}
+    assert set(scenario.rules(expiry, at_least=3)) == {CROWN, SUN, LICENSING}
 
 
 def _expire(scenario: Scenario, now: dt.datetime) -> dict[str, dict[str, Any]]:
@@ -250,18 +256,26 @@ def test_ban_data_is_shredded_after_retention_unless_held(scenario: Scenario) ->
     assert "shredded" in decisions
 
 
-def test_theft_ban_of_an_unlinked_scheme_never_reaches_pubs(
+def test_linked_schemes_share_theft_bans_with_retail_once_the_link_is_in_force(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    root = tmp_path_factory.mktemp("unlinked")
+    root = tmp_path_factory.mktemp("linked")
     text = default_protocol_path().read_text()
-    link = "{field: scheme, in: [redditch]}"
-    assert text.count(link) == 1
+    off = "    review_date: 2027-04-30\n    in_force: false\n"
+    assert text.count(off) == 1
     protocol = root / "protocol.yaml"
-    protocol.write_text(text.replace(link, "{field: scheme, in: [bromsgrove]}"))
+    protocol.write_text(text.replace(off, "    review_date: 2027-04-30\n    in_force: true\n"))
     for scenario in _scenario(root, protocol=protocol):
-        event_id, holders = scenario.ban(unique("PW"), incident_type="theft")
-        assert holders == {RETAIL, LICENSING}
-        sun = [r for r in scenario.records(event_id, at_least=3) if r.recipient == SUN]
-        assert [r.decision for r in sun] == [AuditDecision.WITHHELD]
-        assert "event.scheme in ['bromsgrove']" in (sun[0].reason or "")
+        event_id, _ = scenario.ban(unique("PW"), incident_type="theft")
+        rules = scenario.rules(event_id, at_least=4)
+        assert rules[RETAIL] == "pubwatch-theft-ban-retail"
+        assert rules[SUN] == "pubwatch-ban-scheme-members"
+        night, _ = scenario.ban(unique("PW"), incident_type="violence")
+        assert RETAIL not in scenario.rules(night, at_least=3)  # never linked for night-time
+        ref = unique("BCRP")  # and the other way: a shoplifter is shown to the linked pubs
+        shoplifter = scenario.hub.publish(RETAIL, RETAIL_EXCLUSION, retail_exclusion(ref), key=ref)
+        assert scenario.rules(shoplifter, at_least=3) == {
+            SUN: "retail-exclusion-linked-pubs",
+            CROWN: "retail-exclusion-linked-pubs",
+            "bcrp.redditch.town-centre-retail": "retail-exclusion-scheme-members",
+        }

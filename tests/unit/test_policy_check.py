@@ -178,8 +178,14 @@ def test_non_signatory_recipient(mutant: Mutant) -> None:
 def test_non_signatory_selected_by_role(mutant: Mutant) -> None:
     mutant.replace("    kind: retail\n", "    kind: retail\n    signatory: false\n")
     report = mutant.check()
-    assert errors(report) == {
-        ("not-signatory", mutant.where('- roles: ["retail-member:{scheme}"]'))
+    retail = '- roles: ["retail-member:{scheme}"]'
+    publishes = 'publishers: {roles: ["retail-member:{scheme}"]}'
+    own, linked = "- id: retail-exclusion-scheme-members", "- id: retail-exclusion-linked-pubs"
+    assert errors(report) == {  # as recipient of a theft ban, as recipient and publisher
+        ("not-signatory", mutant.where(retail)),
+        ("not-signatory", mutant.where(retail, after=own)),
+        ("not-signatory", mutant.where(publishes, after=own)),
+        ("not-signatory", mutant.where(publishes, after=linked)),
     }
     assert "bcrp.redditch.kingfisher-retail" in report.errors[0].message
 
@@ -292,7 +298,8 @@ def test_conditional_prohibition_does_not_warn(mutant: Mutant) -> None:
 
 def test_yaml_syntax_error_is_a_finding(mutant: Mutant) -> None:
     mutant.replace(
-        "    fields: [case_ref, subject_ref, markers", "    fields: [case_ref, {subject_ref"
+        "    fields: &flag_only [case_ref, subject_ref",
+        "    fields: &flag_only [case_ref, {subject_ref",
     )
     report = mutant.check()
     assert [f.code for f in report.errors] == ["yaml-syntax"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +37,7 @@ LICENSING = "west-mercia-police.licensing"
 MARAC = "marac.north-worcs"
 CROWN, SUN = "pubwatch.redditch.crown-inn", "pubwatch.redditch.rising-sun"
 RETAIL = "bcrp.redditch.kingfisher-retail"
-SCHEME_PARTIES = {CROWN, SUN, RETAIL}
+SCHEME_PARTIES = {CROWN, SUN, RETAIL, "bcrp.redditch.town-centre-retail"}
 REDDITCH_DEPTS = {
     "redditch-bc.housing-repairs",
     "redditch-bc.neighbourhood-tenancy",
@@ -61,6 +60,7 @@ DEPARTMENT_FLAG = {
     "markers",
     "risk_level",
     "address",
+    "marac_date",
     "review_date",
     "contact",
 }
@@ -254,7 +254,8 @@ def test_marac_flag_district_departments_get_minimal_flag(event_type: str) -> No
         assert got[dept].rule_id == "marac-flag-district-departments"
         payload = minimise(data, got[dept].fields)
         assert set(payload) == DEPARTMENT_FLAG
-        assert not {"notes", "dash_score", "referral_reason", "marac_date"} & set(payload)
+        assert not {"notes", "dash_score", "referral_reason", "rationale"} & set(payload)
+        assert payload["marac_date"] == data["marac_date"]  # the flag-only notice promises it
         assert payload["address"] == data["address"]
     for dept in BROMSGROVE_DEPTS | WYRE_FOREST_DEPTS:
         withheld = outcome_for(decision, dept)
@@ -375,12 +376,20 @@ def test_ban_reaches_other_scheme_members_and_police_licensing() -> None:
     assert retail.outcome == "withhold"
 
 
-def test_theft_ban_also_reaches_the_retail_partnership() -> None:
+def test_theft_ban_stays_in_its_own_scheme_while_the_schemes_are_not_linked() -> None:
     data = ban("theft")
-    got = deliveries(decide(BAN, SUN, data))
-    assert set(got) == {CROWN, LICENSING, RETAIL}
-    assert got[RETAIL].rule_id == "pubwatch-theft-ban-retail"
-    assert set(minimise(data, got[RETAIL].fields)) == BAN_SUMMARY
+    decision = decide(BAN, SUN, data)
+    got = deliveries(decision)
+    assert set(got) == {CROWN, LICENSING}
+    assert got[CROWN].rule_id == "pubwatch-ban-scheme-members"  # the scheme's own ban
+    for retailer in RETAILERS:
+        withheld = outcome_for(decision, retailer)
+        assert withheld is not None
+        assert withheld.outcome == "withhold"
+        assert withheld.rule_id == "pubwatch-theft-ban-retail"
+        assert f"agreement {LINK_ISA} " in withheld.reason
+        assert "not in force" in withheld.reason
+    assert decision.suspended_agreements == ()  # never in force: nothing lapsed to report
 
 
 @pytest.mark.parametrize("incident", ["violence", "disorder", "drugs", "other"])
@@ -413,34 +422,72 @@ def test_ban_from_a_publisher_not_allowed_is_rejected(publisher: str, data: dict
 
 BAN_UPDATED = factories.BAN_UPDATED
 BAN_EXPIRED = factories.BAN_EXPIRED
-LINK = "{field: scheme, in: [redditch]}"
+EXCLUSION = factories.RETAIL_EXCLUSION
+TOWN_CENTRE = "bcrp.redditch.town-centre-retail"
+RETAILERS = {RETAIL, TOWN_CENTRE}
+LINK_ISA = "REDDITCH-PUBWATCH-BCRP-LINK-2025"
 
 
-def _protocol_with(old: str, new: str, tmp_path: Path) -> Protocol:
-    """The reference protocol with one edit (e.g. a scheme's link removed)."""
-    text = default_protocol_path().read_text()
-    assert text.count(old) == 1
-    path = tmp_path / "protocol.yaml"
-    path.write_text(text.replace(old, new))
-    return load_protocol(path)
+def _linked() -> Protocol:
+    """The reference protocol with the linked-scheme agreement in force."""
+    return REF.model_copy(
+        update={
+            "agreements": tuple(
+                a.model_copy(update={"in_force": True}) if a.id == LINK_ISA else a
+                for a in REF.agreements
+            )
+        }
+    )
 
 
-def test_theft_ban_reaches_pubs_only_through_the_schemes_link() -> None:
-    got = deliveries(decide(BAN, CROWN, ban("theft")))
-    assert got[SUN].rule_id == "pubwatch-linked-theft-ban-pubs"
-    assert got[RETAIL].rule_id == "pubwatch-theft-ban-retail"
-    assert set(minimise(ban("theft"), got[SUN].fields)) == BAN_SUMMARY
+def test_retail_exclusion_reaches_the_other_retail_members_only() -> None:
+    data = factories.retail_exclusion("BCRP-1")
+    decision = decide(EXCLUSION, RETAIL, data)
+    got = deliveries(decision)
+    assert set(got) == {TOWN_CENTRE}
+    assert got[TOWN_CENTRE].rule_id == "retail-exclusion-scheme-members"
+    assert set(minimise(data, got[TOWN_CENTRE].fields)) == BAN_SUMMARY
+    for pub in (CROWN, SUN):  # a shoplifter is invisible to pubs: audited, naming the link
+        withheld = outcome_for(decision, pub)
+        assert withheld is not None
+        assert withheld.outcome == "withhold"
+        assert f"agreement {LINK_ISA} " in withheld.reason
+    assert outcome_for(decision, LICENSING) is None  # no rule names anyone else
 
 
-def test_theft_ban_of_an_unlinked_scheme_reaches_retail_not_pubs(tmp_path: Path) -> None:
-    unlinked = _protocol_with(LINK, "{field: scheme, in: [bromsgrove]}", tmp_path)
-    data = ban("theft")
-    decision = evaluate(unlinked, event_id="e", event_type=BAN, publisher=CROWN, data=data)
-    assert set(deliveries(decision)) == {RETAIL, LICENSING}
-    sun = outcome_for(decision, SUN)
-    assert sun is not None
-    assert sun.outcome == "withhold"
-    assert "event.scheme in ['bromsgrove']" in sun.reason
+@pytest.mark.parametrize("publisher", [CROWN, LICENSING, POLICE])
+def test_only_retail_members_publish_retail_exclusions(publisher: str) -> None:
+    decision = decide(EXCLUSION, publisher, factories.retail_exclusion("BCRP-1"))
+    assert decision.rejected
+    assert "may not publish" in (decision.reject_reason or "")
+
+
+def test_linked_schemes_share_theft_exclusions_both_ways() -> None:
+    linked = _linked()
+    ban_decision = evaluate(
+        linked, event_id="e1", event_type=BAN, publisher=CROWN, data=ban("theft")
+    )
+    got = deliveries(ban_decision)
+    assert {got[r].rule_id for r in RETAILERS} == {"pubwatch-theft-ban-retail"}
+    exclusion = evaluate(
+        linked,
+        event_id="e2",
+        event_type=EXCLUSION,
+        publisher=RETAIL,
+        data=factories.retail_exclusion("BCRP-1"),
+    )
+    got = deliveries(exclusion)
+    assert set(got) == {TOWN_CENTRE, CROWN, SUN}
+    assert got[SUN].rule_id == "retail-exclusion-linked-pubs"
+    # linked for theft only: abuse of staff stays with the retailers
+    other = evaluate(
+        linked,
+        event_id="e3",
+        event_type=EXCLUSION,
+        publisher=RETAIL,
+        data=factories.retail_exclusion("BCRP-2", incident_type="abuse_of_staff"),
+    )
+    assert set(deliveries(other)) == {TOWN_CENTRE}
 
 
 def test_night_time_ban_never_reaches_retail_even_where_theft_is_linked() -> None:
@@ -470,6 +517,22 @@ def test_ban_update_reaches_no_party_that_never_held_the_ban() -> None:
     data = factories.pubwatch_ban_updated("BAN-2026-0007")
     got = deliveries(evaluate(REF, event_id="e", event_type=BAN_UPDATED, publisher=SUN, data=data))
     assert set(got) == {LICENSING}
+
+
+def test_retail_exclusion_expiry_reaches_its_holders_only() -> None:
+    data = factories.retail_exclusion_expired("BCRP-1")
+    REGISTRY.encode(factories.RETAIL_EXPIRED, data)
+    decision = evaluate(
+        REF,
+        event_id="e",
+        event_type=factories.RETAIL_EXPIRED,
+        publisher="hub",
+        data=data,
+        previous={RETAIL, TOWN_CENTRE},
+    )
+    got = deliveries(decision)
+    assert set(got) == {RETAIL, TOWN_CENTRE}
+    assert {d.rule_id for d in got.values()} == {"retail-art19-holders"}
 
 
 def test_ban_update_decided_by_police_or_sent_by_a_retailer_is_rejected() -> None:
@@ -529,6 +592,7 @@ def test_every_reference_rule_is_exercised() -> None:
         (factories.SOCJAG_SANITISED, POLICE, factories.socjag_sanitised("INT-1", "e-1")),
         (BAN, CROWN, ban("theft")),
         (BAN, CROWN, ban("violence")),
+        (EXCLUSION, RETAIL, factories.retail_exclusion("BCRP-1")),
         (BAN_EXPIRED, "hub", factories.pubwatch_ban_expired("BAN-2026-0007")),
         (EXPIRED, "hub", factories.marac_expired("MARAC-2026-0042")),
         (ALERT, "hub", factories.marac_alert("MARAC-2026-0042")),
@@ -536,6 +600,13 @@ def test_every_reference_rule_is_exercised() -> None:
         (REFERRED, MARAC, factories.marac_referred("MARAC-1")),
     ]
     used = {r.rule_id for t, p, d in samples for r in decide(t, p, d).deliveries}
+    # rules under an agreement not in force deliver only once it is (the linked schemes)
+    linked = _linked()
+    used |= {
+        r.rule_id
+        for t, p, d in samples
+        for r in evaluate(linked, event_id="e", event_type=t, publisher=p, data=d).deliveries
+    }
     assert used == {r.id for r in REF.rules}
 
 

@@ -26,6 +26,7 @@ from hub.scenarios.north_worcs import (
     MARAC_UPDATED,
     MARAC_WITHDRAWN,
     PUBWATCH_BAN,
+    RETAIL_EXCLUSION,
     SOCJAG_INTEL,
     Scenario,
     ScenarioEvent,
@@ -45,6 +46,7 @@ KEY_FIELD = {
     MARAC_WITHDRAWN: "case_ref",
     SOCJAG_INTEL: "intel_ref",
     PUBWATCH_BAN: "ban_ref",
+    RETAIL_EXCLUSION: "ban_ref",
 }
 OUTCODES = {
     "redditch": ("B97", "B98"),
@@ -307,6 +309,9 @@ def test_routed_events_come_from_permitted_publishers(events: list[ScenarioEvent
         elif event.event_type == PUBWATCH_BAN:
             assert event.publisher.startswith("pubwatch.redditch.")
             assert event.data["decided_by"] in ("scheme_board", "scheme_chair")
+        elif event.event_type == RETAIL_EXCLUSION:  # the partnership publishes its own
+            assert event.publisher.startswith("bcrp.redditch.")
+            assert event.data["decided_by"] == "scheme_board"
         else:
             assert event.publisher == "west-mercia-police"
 
@@ -379,6 +384,7 @@ def test_example_files_publish_as_is(registry: SchemaRegistry, protocol: Protoco
         "socjag-intel-c.json": ("handling_code", None, "C"),
         "pubwatch-ban-theft.json": ("incident_type", None, "theft"),
         "pubwatch-ban-violence.json": ("incident_type", None, "violence"),
+        "retail-exclusion-theft.json": ("incident_type", None, "theft"),
     }
     for name, (field, sub, value) in expected.items():
         document = json.loads((EXAMPLES / name).read_text())
