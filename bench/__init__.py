@@ -1,7 +1,7 @@
-"""``make bench``: the hub's benchmarks, their recorded results and the README table.
+"""``make bench``: the hub's benchmarks, their recorded results and the docs' tables.
 
 ``python -m bench [NAME ...]`` runs all (or the named) benchmarks, writes
-``bench/results/<name>.json`` and re-renders the README's Benchmarks table. Adding one:
+``bench/results/<name>.json`` and re-renders the tables of ``docs/benchmarks.md``. Adding one:
 a module exposing ``BENCHMARK = Benchmark(...)`` plus one line in ``bench.registry``.
 Speed is measured here and never asserted in tests.
 """
@@ -9,7 +9,7 @@ Speed is measured here and never asserted in tests.
 from __future__ import annotations
 
 from bench._harness import Benchmark, Measured, Stats, machine_info, run_benchmark, time_calls
-from bench.readme import update_readme
+from bench.page import update_page
 from bench.registry import load, names
 
 __all__ = [
@@ -21,5 +21,5 @@ __all__ = [
     "names",
     "run_benchmark",
     "time_calls",
-    "update_readme",
+    "update_page",
 ]

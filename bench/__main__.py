@@ -1,4 +1,4 @@
-"""``python -m bench [NAME ...]``: run benchmarks, record results, refresh the README table."""
+"""``python -m bench [NAME ...]``: run benchmarks, record results, refresh docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 from bench._harness import ROOT, run_benchmark
-from bench.readme import update_readme
+from bench.page import update_page
 from bench.registry import load, names
 
 RESULTS = ROOT / "bench" / "results"
-README = ROOT / "README.md"
+#: the documentation site's benchmarks page; the README links to it and is never rewritten
+PAGE = ROOT / "docs" / "benchmarks.md"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results-dir", type=Path, default=RESULTS, help=f"default {RESULTS.relative_to(ROOT)}"
     )
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     parser.add_argument(
-        "--readme-only", action="store_true", help="re-render README.md from recorded results"
+        "--no-docs", action="store_true", help=f"leave {PAGE.relative_to(ROOT)} alone"
+    )
+    parser.add_argument(
+        "--docs-only",
+        action="store_true",
+        help=f"re-render {PAGE.relative_to(ROOT)} from recorded results",
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
@@ -37,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.names if n not in names()]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}: expected {', '.join(names())}")
-    if not args.readme_only:
+    if not args.docs_only:
         for name in args.names or names():
             benchmark = load(name)
             print(f"bench {name}: {benchmark.summary}", flush=True)
             t0 = time.perf_counter()
             path = run_benchmark(benchmark, results_dir=args.results_dir, quick=args.quick)
             print(f"bench {name}: {time.perf_counter() - t0:.1f} s -> {path}", flush=True)
-    if not args.no_readme:
-        changed = update_readme(README, args.results_dir)
-        print(f"README.md: benchmarks table {'updated' if changed else 'unchanged'}")
+    if not args.no_docs:
+        changed = update_page(PAGE, args.results_dir)
+        print(f"{PAGE.relative_to(ROOT)}: tables {'updated' if changed else 'unchanged'}")
     return 0
 
 

@@ -4,8 +4,8 @@ A benchmark is a ``Benchmark`` value: a name, a one-line summary, default parame
 ``quick`` set (tiny counts, for tests and smoke runs) and a ``run(params)`` function that
 returns a ``Measured``. ``run_benchmark`` adds the machine description and writes
 ``<results dir>/<name>.json`` atomically (a ``.tmp`` file renamed into place, so a crashed
-run never leaves half a record). The JSON is the record and is committed; the README table
-is rendered from it (``bench.readme``).
+run never leaves half a record). The JSON is the record and is committed; the tables
+of docs/benchmarks.md are rendered from it (``bench.page``).
 
 Result file layout (``format`` = ``RESULT_FORMAT``)::
 
@@ -14,7 +14,7 @@ Result file layout (``format`` = ``RESULT_FORMAT``)::
                  git_commit, git_dirty},
      "parameters": {...},          # exactly what the run used
      "measurements": [{...}, ...], # one object per measured operation, with its unit
-     "table": {"columns": [...], "rows": [[...], ...]},  # the README view of it
+     "table": {"columns": [...], "rows": [[...], ...]},  # the docs view of it
      "notes": [...]}
 """
 
@@ -174,7 +174,7 @@ class CpuMeter:
 
 @dataclass
 class Measured:
-    """What a benchmark's ``run`` returns: its numbers and the README view of them."""
+    """What a benchmark's ``run`` returns: its numbers and the docs view of them."""
 
     measurements: list[dict[str, Any]]
     columns: list[str]

@@ -35,23 +35,37 @@ class HubSettings(BaseSettings):
         env_prefix="HUB_", toml_file="hub.toml", extra="ignore", frozen=True
     )
 
-    data_dir: Path = Field(default=Path(".hub"), description="state: audit db, keys, hub address")
+    data_dir: Path = Field(
+        default=Path(".hub"),
+        description="state: audit db, keys, pseudonym key, registers, logs, hub.json (the "
+        "running hub's address)",
+    )
     kafka_bootstrap: str | None = Field(
         default=None, description="external Kafka bootstrap servers; unset = embedded broker"
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="how clients connect to Kafka; production: SASL_SSL"
     )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, with a SASL_* security protocol"
+    )
     kafka_username: str | None = Field(default=None, description="the Kafka principal (SASL)")
-    kafka_password: SecretStr | None = None
+    kafka_password: SecretStr | None = Field(
+        default=None, description="the Kafka principal's password (SASL)"
+    )
     kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for broker TLS")
     kafka_ssl_certfile: Path | None = Field(default=None, description="TLS client certificate")
     kafka_ssl_keyfile: Path | None = Field(default=None, description="TLS client key")
-    protocol: Path = Field(default_factory=default_protocol_path)
+    protocol: Path = Field(
+        default_factory=default_protocol_path,
+        description="the sharing protocol file; default: the reference North Worcestershire "
+        "protocol shipped in hub/policies",
+    )
     partitions: int = Field(default=3, ge=1, description="partitions per hub topic")
     workers: int = Field(default=1, ge=1, description="router worker processes started by hub up")
-    max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_event_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="largest inbound payload (encoded Avro)"
+    )
     quarantine_max_bytes: int = Field(
         default=900_000,  # hub.agents.routing.QUARANTINE_MAX_BYTES
         ge=64 * 1024,
@@ -64,7 +78,8 @@ class HubSettings(BaseSettings):
         default=None, description="audit store URL; unset = SQLite in the data dir"
     )
     pseudonym_key: SecretStr | None = Field(
-        default=None, description="HMAC key for subject pseudonyms; unset = generated in data dir"
+        default=None,
+        description="HMAC key for subject pseudonyms; unset = generated in the data dir (0600)",
     )
     audit_stream_key: SecretStr | None = Field(
         default=None,
@@ -76,8 +91,9 @@ class HubSettings(BaseSettings):
     malloc_arenas: int = Field(
         default=1,
         ge=0,
-        description="glibc malloc arenas in a worker (0 = glibc's default, 8 per core); "
-        "one slows the growth of a worker's memory under steady load (hub.agents.allocator)",
+        description="glibc malloc arenas in a worker, set before its first thread (0 = glibc's "
+        "default, 8 per core); one slows the growth of a worker's memory under steady load "
+        "(hub.agents.allocator; see Benchmarks)",
     )
     max_in_flight: int = Field(
         default=256,
@@ -111,7 +127,10 @@ class HubSettings(BaseSettings):
         "requests; 0 = send at once (hub.agents.transport.TrackingProducer)",
     )
     audit_outage_limit: float = Field(
-        default=10.0, gt=0, description="seconds audit may fail before delivery pauses"
+        default=10.0,
+        gt=0,
+        description="seconds the audit store may lag the oldest unconfirmed audit message "
+        "(whatever the cause) before delivery pauses; also when that message is produced again",
     )
     checkpoint_every: int = Field(default=500, ge=1, description="records per checkpoint")
     checkpoint_interval: float = Field(default=10.0, gt=0, description="seconds per checkpoint")
@@ -151,7 +170,27 @@ class HubSettings(BaseSettings):
         default=0,
         ge=0,
         le=65535,
-        description="metrics/health port of the first worker (the Nth gets port + N - 1); 0 = none",
+        description="/metrics, /healthz and /readyz port of the first worker (the Nth worker "
+        "of hub up gets port + N - 1); 0 = none (compose: 9464 per container)",
+    )
+    restart_backoff: float = Field(
+        default=1.0,
+        gt=0,
+        description="hub up: a process (router worker, audit sink, webhook dispatcher) that "
+        "dies is restarted at once; one that dies again within restart_window waits this many "
+        "seconds, doubled for each further death (up to restart_backoff_max)",
+    )
+    restart_backoff_max: float = Field(
+        default=60.0, gt=0, description="hub up: longest wait before restarting a process (s)"
+    )
+    restart_limit: int = Field(
+        default=5,
+        ge=1,
+        description="hub up: restarts of one process within restart_window; one more death "
+        "is a crash loop, and the hub stops with an error instead of restarting it for ever",
+    )
+    restart_window: float = Field(
+        default=600.0, gt=0, description="hub up: seconds over which a process's deaths count"
     )
     webhook_max_attempts: int = Field(
         default=6, ge=1, description="POSTs of one delivery before it is dead-lettered"
@@ -161,7 +200,7 @@ class HubSettings(BaseSettings):
     )
     webhook_backoff_max: float = Field(default=300.0, gt=0, description="longest retry delay (s)")
     webhook_timeout: float = Field(default=10.0, gt=0, description="seconds per webhook POST")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="log level (DEBUG, INFO, WARNING, ...)")
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""The benchmark harness: a tiny crypto run records the right shape; the README block swaps.
+"""The benchmark harness: a tiny crypto run records the right shape; the docs page block swaps.
 
 Speed is never asserted here: only that the numbers exist, are positive and are labelled.
 """
@@ -19,7 +19,7 @@ import pytest
 import bench
 from bench.__main__ import main
 from bench._harness import CpuMeter
-from bench.readme import END, START, replace_block, update_readme
+from bench.page import END, START, replace_block, update_page
 
 SUITES = ["x25519", "mlkem768-x25519"]
 RECIPIENTS = [1, 3]
@@ -96,18 +96,18 @@ def _record(name: str, value: float) -> dict[str, Any]:
     }
 
 
-def test_readme_renderer_replaces_only_between_the_markers(tmp_path: Path) -> None:
+def test_page_renderer_replaces_only_between_the_markers(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
     for name, value in (("zeta", 2.5), ("crypto", 1234.5)):
         (results / f"{name}.json").write_text(json.dumps(_record(name, value)))
     head = "# Title\n\nIntro with `code` and a table:\n\n| a |\n| - |\n\n## Benchmarks\n\n"
     tail = "\n\n## Status and limits\n\nUnchanged text.\n"
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{head}{START}\nold table\n{END}{tail}")
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"{head}{START}\nold table\n{END}{tail}")
 
-    assert update_readme(readme, results) is True
-    text = readme.read_text()
+    assert update_page(page, results) is True
+    text = page.read_text()
     assert text.startswith(head + START + "\n")
     assert text.endswith(END + tail)
     block = text[len(head) + len(START) : -len(END + tail)]
@@ -116,14 +116,14 @@ def test_readme_renderer_replaces_only_between_the_markers(tmp_path: Path) -> No
     assert "| operation | median µs |" in block
     assert "| op\\|x | 1,234 |" in block
     assert "- a note" in block
-    assert update_readme(readme, results) is False  # idempotent
+    assert update_page(page, results) is False  # idempotent
 
 
 @pytest.mark.parametrize(
     "text",
     ["no markers", f"{START} only", f"{END} {START}", f"{START}{END}{START}{END}"],
 )
-def test_readme_renderer_refuses_bad_markers(text: str) -> None:
+def test_page_renderer_refuses_bad_markers(text: str) -> None:
     with pytest.raises(ValueError, match="marker"):
         replace_block(text, "table")
 
@@ -133,7 +133,7 @@ def test_registry_and_cli_reject_unknown_names() -> None:
     with pytest.raises(KeyError, match="crypto"):
         bench.load("nope")
     with pytest.raises(SystemExit):
-        main(["nope", "--no-readme"])
+        main(["nope", "--no-docs"])
     with pytest.raises(KeyError, match="no parameter"):
         bench.load("crypto").parameters(overrides={"iterations": 1})
 

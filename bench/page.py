@@ -1,8 +1,10 @@
-"""Render the recorded results as Markdown into the README, between two markers.
+"""Render the recorded results as Markdown into the benchmarks page, between two markers.
 
+The page is ``docs/benchmarks.md`` in the documentation site (the README only links to it).
 Only the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` is replaced; the
-markers and everything outside them stay byte for byte, so the README's other sections can
-be edited by hand while the table is regenerated from ``bench/results/*.json``.
+markers and everything outside them stay byte for byte, so the page's prose (how to read
+the numbers, the lab notes of each issue) can be edited by hand while the tables are
+regenerated from ``bench/results/*.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from bench._harness import RESULT_FORMAT
 from bench.registry import names
 
-__all__ = ["END", "START", "load_results", "render", "replace_block", "update_readme"]
+__all__ = ["END", "START", "load_results", "render", "replace_block", "update_page"]
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
@@ -103,19 +105,19 @@ def replace_block(text: str, block: str) -> str:
         ValueError: the markers are missing, repeated or out of order.
     """
     if text.count(START) != 1 or text.count(END) != 1:
-        raise ValueError(f"README: expected one {START} and one {END} marker")
+        raise ValueError(f"benchmarks page: expected one {START} and one {END} marker")
     head, rest = text.split(START)
     if END not in rest:
-        raise ValueError(f"README: expected the {END} marker after {START}")
+        raise ValueError(f"benchmarks page: expected the {END} marker after {START}")
     _old, tail = rest.split(END)
     return f"{head}{START}\n{block.strip()}\n{END}{tail}"
 
 
-def update_readme(readme: Path, results_dir: Path) -> bool:
-    """Re-render the table in ``readme`` from ``results_dir``; True if the file changed."""
-    text = readme.read_text(encoding="utf-8")
+def update_page(page: Path, results_dir: Path) -> bool:
+    """Re-render the tables in ``page`` from ``results_dir``; True if the file changed."""
+    text = page.read_text(encoding="utf-8")
     new = replace_block(text, render(load_results(results_dir)))
     if new == text:
         return False
-    readme.write_text(new, encoding="utf-8")
+    page.write_text(new, encoding="utf-8")
     return True
