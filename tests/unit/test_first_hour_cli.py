@@ -6,6 +6,7 @@ temporary data dir; none needs a broker.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -17,6 +18,8 @@ from typer.testing import CliRunner
 
 from hub.cli.main import app
 from hub.cli.runtime import hub_command
+from hub.client.sdk import publish_order
+from hub.models import Delivery
 from hub.policies.loader import load_protocol
 from hub.policies.model import Party
 from hub.settings import default_protocol_path
@@ -150,3 +153,31 @@ def test_schema_error_names_the_json_path(runner: CliRunner, tmp_path: Path) -> 
     (line,) = result.stderr.splitlines()
     assert "field /risk_level: expected one of standard, medium, high" in line
     assert "FlagRaisedV1" not in line
+
+
+def test_publish_order_groups_cases_in_the_order_published() -> None:
+    t0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+    def delivery(key: str | None, minutes: int, name: str) -> Delivery:
+        return Delivery(
+            id=name,
+            type=MARAC,
+            source="/parties/marac.north-worcs",
+            time=t0 + dt.timedelta(minutes=minutes),
+            subject=key,
+            recipient="redditch-bc.housing-repairs",
+            rule=None,
+            protocol_hash=None,
+            data={},
+            key=key,
+        )
+
+    arrived = [
+        delivery("B", 3, "b3"),
+        delivery(None, 5, "notice"),
+        delivery("A", 2, "a2"),
+        delivery("B", 1, "b1"),
+        delivery("A", 0, "a0"),
+        delivery("A", 2, "a2-again"),  # same time: arrival order
+    ]
+    assert [d.id for d in publish_order(arrived)] == ["a0", "a2", "a2-again", "b1", "b3", "notice"]
