@@ -423,7 +423,7 @@ def sink_factory(
         store = open_store(settings)
         sink = AuditSink(
             store=store,
-            log=AuditLog(store, signer=log_signer(settings), heads_only=True),
+            log=AuditLog(store, signer=log_signer(settings, create=True), heads_only=True),
             envelope=envelope,
             parties=parties,
             checkpoint_every=settings.checkpoint_every,

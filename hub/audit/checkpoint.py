@@ -276,20 +276,31 @@ def log_origin(settings: HubSettings) -> str:
     return f"{load_protocol(settings.protocol).protocol.id}.hub/audit"
 
 
-def load_log_key(settings: HubSettings) -> Ed25519PrivateKey:
+def load_log_key(settings: HubSettings, *, create: bool = False) -> Ed25519PrivateKey:
     """The hub's checkpoint signing key, ``<data_dir>/keys/log-signing.key`` (PEM, 0600).
 
-    Created on first use; the only place that knows where the key lives, so a KeyStore can
-    take it over later. Losing it does not lose the log (every record and checkpoint stays
-    verifiable with the old public key), but new checkpoints are then signed by a new key
-    that every party must be told about.
+    Only a writer creates it (``create=True``: the audit sink, which signs checkpoints, when
+    the hub starts); every read (``hub audit log-key``, ``verify``, ``proof``, the console)
+    loads it and refuses when it is missing. A read that created one would hand out a new,
+    valid-looking verifier key that matches no checkpoint the hub ever signed, and a party
+    pinning it would verify nothing. The only place that knows where the key lives, so a
+    KeyStore can take it over later. Losing it does not lose the log (every record and
+    checkpoint stays verifiable with the old public key), but new checkpoints are then
+    signed by a new key that every party must be told about.
 
     Raises:
-        ConfigError: the file cannot be read or created, or does not hold an Ed25519 key.
+        ConfigError: no key file (and not ``create``), the file cannot be read or created,
+            or it does not hold an Ed25519 key.
     """
     path = settings.data_dir / _KEY_FILE
     try:
         if not path.exists():
+            if not create:
+                raise ConfigError(
+                    f"log signing key {path}: expected the hub's key, got no such file: no "
+                    f"hub has run with this HUB_DATA_DIR ({settings.data_dir}); only the "
+                    f"running hub creates this key"
+                )
             _create_key_file(path)
         pem = path.read_bytes()
     except OSError as exc:
@@ -303,9 +314,12 @@ def load_log_key(settings: HubSettings) -> Ed25519PrivateKey:
     return key
 
 
-def log_signer(settings: HubSettings) -> NoteSigner:
-    """The checkpoint signer of this hub: its log key under its origin."""
-    return NoteSigner(log_origin(settings), load_log_key(settings))
+def log_signer(settings: HubSettings, *, create: bool = False) -> NoteSigner:
+    """The checkpoint signer of this hub: its log key under its origin.
+
+    ``create`` only for the writer that signs checkpoints (see ``load_log_key``).
+    """
+    return NoteSigner(log_origin(settings), load_log_key(settings, create=create))
 
 
 def _create_key_file(path: Path) -> None:

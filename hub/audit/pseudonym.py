@@ -67,23 +67,31 @@ class Pseudonymiser:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:_HEX_CHARS]
 
 
-def load_pseudonym_key(settings: HubSettings) -> bytes:
+def load_pseudonym_key(settings: HubSettings, *, create: bool = True) -> bytes:
     """The HMAC key: ``HUB_PSEUDONYM_KEY`` if set, else ``<data_dir>/pseudonym.key``.
 
-    The file is created on first use (32 random bytes, hex, mode 0600) so a development hub
-    works out of the box; every process sharing the data dir then computes the same
-    pseudonyms. Losing the key makes past pseudonyms unsearchable, so it is never rotated
-    silently.
+    The file is created on first use by a writer (32 random bytes, hex, mode 0600) so a
+    development hub works out of the box; every process sharing the data dir then computes
+    the same pseudonyms. Losing the key makes past pseudonyms unsearchable, so it is never
+    rotated silently. A read (``hub audit query --subject``, ``sar``, ``chronology``) passes
+    ``create=False``: a key made up by a read pseudonymises to values nothing was ever
+    recorded under, and would then stand as the hub's key for every later writer.
 
     Raises:
         ConfigError: the configured key or the key file is not valid hex of at least 32
-            bytes, or the file cannot be read or created.
+            bytes, the file cannot be read or created, or (``create=False``) there is none.
     """
     if settings.pseudonym_key is not None:
         return _decode(settings.pseudonym_key.get_secret_value(), where="HUB_PSEUDONYM_KEY")
     path = settings.data_dir / _KEY_FILE
     try:
         if not path.exists():
+            if not create:
+                raise ConfigError(
+                    f"pseudonym key {path}: expected the hub's key, got no such file: no hub "
+                    f"has run with this HUB_DATA_DIR ({settings.data_dir}), or set "
+                    f"HUB_PSEUDONYM_KEY to its key"
+                )
             create_key_file(path)
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:

@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.audit.store import open_store, sqlite_path
+from hub.audit.store import open_store
 from hub.audit.subjects import person_ref
+from hub.cli.audit_consult import OperatorOpt, PurposeOpt, ReasonOpt, justify, require_store
 from hub.cli.common import echo_json, handle_errors, load_settings
-from hub.errors import ConfigError
 from hub.models import AuditDecision, AuditRecord
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
 
 app = typer.Typer(
     help="Read the audit log: who received what, under which rule.", no_args_is_help=True
@@ -51,19 +53,22 @@ def query(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="at most N records")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    operator: OperatorOpt = None,
+    purpose: PurposeOpt = None,
+    reason: ReasonOpt = None,
 ) -> None:
-    """Audit records matching every filter given, oldest first."""
+    """Audit records matching every filter given, oldest first.
+
+    Shows personal data: names the operator, purpose and reason (asked for on a terminal)
+    and appends a consulted audit record first (DPA 2018 s62).
+    """
     settings = load_settings()
-    path = sqlite_path(settings)
-    if path is not None and not path.exists():
-        raise ConfigError(
-            f"no audit database at {path}: no hub has run with this HUB_DATA_DIR "
-            f"({settings.data_dir})"
-        )
+    require_store(settings)
+    consultation = justify("query", operator=operator, purpose=purpose, reason=reason)
     subject_pseudonym = case_pseudonym = None
     if subject is not None or case is not None:
         # The key never leaves this process: only pseudonyms reach the store's query.
-        pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
+        pseudonymiser = Pseudonymiser(load_pseudonym_key(settings, create=False))
         if subject is not None:
             subject_pseudonym = pseudonymiser.subject(_subject_ref(subject))
         if case is not None:
@@ -78,6 +83,13 @@ def query(
             since=since,
             limit=limit,
         )
+        consultation.record(
+            store,
+            _described(settings, party=party, decision=decision, since=since, limit=limit),
+            event_id=event,
+            subject_pseudonym=subject_pseudonym,
+            case_pseudonym=case_pseudonym,
+        )
     if not records:
         typer.echo("no audit records match", err=True)
         return
@@ -86,6 +98,33 @@ def query(
             echo_json(record.model_dump(mode="json"))
     else:
         typer.echo(_table(records))
+
+
+def _described(
+    settings: HubSettings,
+    *,
+    party: str | None,
+    decision: AuditDecision | None,
+    since: datetime | None,
+    limit: int,
+) -> str:
+    """``audit query`` and its filters, for the consulted record's reason.
+
+    As the console's search: a party the protocol does not declare is named only as
+    "other" (it could be a reference typed in the wrong place, and no reference in clear
+    may reach the store); the event, subject and case go in their own columns, the last
+    two as pseudonyms.
+    """
+    filters = []
+    if party is not None:
+        known = party in load_protocol(settings.protocol).party_ids
+        filters.append(f"party {party if known else 'other'}")
+    if decision is not None:
+        filters.append(f"decision {decision.value}")
+    if since is not None:
+        filters.append(f"since {since.isoformat()}")
+    filters.append(f"limit {limit}")
+    return f"audit query ({', '.join(filters)}, command line)"
 
 
 def _subject_ref(ref: str) -> str:

@@ -19,9 +19,9 @@ import typer
 
 from hub.audit import report_csv, reports
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.audit.store import AuditStore, open_store, sqlite_path
+from hub.audit.store import AuditStore, open_store
+from hub.cli.audit_consult import OperatorOpt, PurposeOpt, ReasonOpt, justify, require_store
 from hub.cli.common import fail, handle_errors, load_settings
-from hub.errors import ConfigError
 from hub.settings import HubSettings
 
 __all__ = ["register"]
@@ -51,15 +51,26 @@ def sar(
     ],
     as_json: _JsonOpt = False,
     as_csv: _CsvOpt = False,
+    operator: OperatorOpt = None,
+    purpose: PurposeOpt = None,
+    reason: ReasonOpt = None,
 ) -> None:
     """Subject access: every disclosure about a person, and what is withheld and why.
 
-    Due within one month of the request (UK GDPR Art 15, DPA 2018 s45).
+    Due within one month of the request (UK GDPR Art 15, DPA 2018 s45). Shows personal
+    data: names the operator, purpose and reason and is itself audited (DPA 2018 s62).
     """
     fmt = _format(as_json, as_csv)
     settings = _settings_with_store()
+    consultation = justify("sar", operator=operator, purpose=purpose, reason=reason)
+    pseudonymiser = _pseudonymiser(settings)
     with _store(settings) as store:
-        report = reports.subject_access(store, _pseudonymiser(settings), subject)
+        report = reports.subject_access(store, pseudonymiser, subject)
+        consultation.record(
+            store,
+            _what("subject access report", fmt),
+            subject_pseudonym=report.subject_pseudonym,
+        )
     if fmt == "csv" and report.pruned:
         typer.echo(f"note: {report.pruned.text()}", err=True)
     if fmt == "json":
@@ -74,12 +85,23 @@ def chronology(
     case: Annotated[str, typer.Option("--case", help="MARAC case, intel or ban reference")],
     as_json: _JsonOpt = False,
     as_csv: _CsvOpt = False,
+    operator: OperatorOpt = None,
+    purpose: PurposeOpt = None,
+    reason: ReasonOpt = None,
 ) -> None:
-    """Domestic Homicide Review chronology: what each agency received and acknowledged, when."""
+    """Domestic Homicide Review chronology: what each agency received and acknowledged, when.
+
+    Shows personal data: names the operator, purpose and reason and is itself audited.
+    """
     fmt = _format(as_json, as_csv)
     settings = _settings_with_store()
+    consultation = justify("chronology", operator=operator, purpose=purpose, reason=reason)
+    pseudonymiser = _pseudonymiser(settings)
     with _store(settings) as store:
-        report = reports.chronology(store, _pseudonymiser(settings), case)
+        report = reports.chronology(store, pseudonymiser, case)
+        consultation.record(
+            store, _what("case chronology", fmt), case_pseudonym=report.case_pseudonym
+        )
     if fmt == "csv" and report.pruned:
         typer.echo(f"note: {report.pruned.text()}", err=True)
     if fmt == "json":
@@ -94,10 +116,17 @@ def recipients(
     event: Annotated[str, typer.Option("--event", help="event id")],
     as_json: _JsonOpt = False,
     as_csv: _CsvOpt = False,
+    operator: OperatorOpt = None,
+    purpose: PurposeOpt = None,
+    reason: ReasonOpt = None,
 ) -> None:
-    """Every party that received an event: pass on corrections and erasures (UK GDPR Art 19)."""
+    """Every party that received an event: pass on corrections and erasures (UK GDPR Art 19).
+
+    Shows personal data: names the operator, purpose and reason and is itself audited.
+    """
     fmt = _format(as_json, as_csv)
     settings = _settings_with_store()
+    consultation = justify("recipients", operator=operator, purpose=purpose, reason=reason)
     with _store(settings) as store:
         pruned = reports.pruned_note(store)
         if not store.has_event(event):
@@ -106,6 +135,7 @@ def recipients(
                 f"event {event}: no audit records, expected an event id the hub routed{hint}"
             )
         found = reports.recipients(store, event)
+        consultation.record(store, _what("event recipients", fmt), event_id=event)
     if pruned and fmt != "json":
         typer.echo(f"note: {pruned.text()}", err=True)
     if fmt == "json":
@@ -236,15 +266,15 @@ def _format(as_json: bool, as_csv: bool) -> str:
 
 
 def _settings_with_store() -> HubSettings:
-    """Settings, refusing early (before a pseudonym key is created) if no audit DB exists."""
+    """Settings, refusing early (before anything is created) if the data dir holds no hub."""
     settings = load_settings()
-    path = sqlite_path(settings)
-    if path is not None and not path.exists():
-        raise ConfigError(
-            f"no audit database at {path}: no hub has run with this HUB_DATA_DIR "
-            f"({settings.data_dir})"
-        )
+    require_store(settings)
     return settings
+
+
+def _what(view: str, fmt: str) -> str:
+    """What a consulted record says was viewed: the console's words, and the format."""
+    return view if fmt == "text" else f"{view} ({fmt.upper()})"
 
 
 @contextlib.contextmanager
@@ -258,7 +288,7 @@ def _store(settings: HubSettings) -> Iterator[AuditStore]:
 
 def _pseudonymiser(settings: HubSettings) -> Pseudonymiser:
     # The key never leaves this process: only pseudonyms reach the store's query.
-    return Pseudonymiser(load_pseudonym_key(settings))
+    return Pseudonymiser(load_pseudonym_key(settings, create=False))
 
 
 def _echo_document(document: Any) -> None:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.sessions import SessionMiddleware
 
+from hub.audit.consultations import MIN_REASON
 from hub.web import pages_audit, pages_ops
 from hub.web.context import Console, NotSignedInError, render, require, sign_in_url
 from hub.web.session import (
@@ -35,7 +36,7 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_MIN_REASON = 10  # a justification is a sentence, not "x"
+_MIN_REASON = MIN_REASON  # a justification is a sentence, not "x"
 
 
 def create_app(console: Console) -> FastAPI:

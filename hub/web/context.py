@@ -90,7 +90,7 @@ class Console:
 
     def pseudonymiser(self) -> Pseudonymiser:
         """Keyed pseudonyms: references typed into the console never reach the store."""
-        return Pseudonymiser(load_pseudonym_key(self.settings))
+        return Pseudonymiser(load_pseudonym_key(self.settings, create=False))
 
 
 def console(request: Request) -> Console:

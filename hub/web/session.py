@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from hub.audit.consultations import PURPOSES
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 from hub.web.accounts import Account, Role
@@ -47,15 +48,6 @@ __all__ = [
     "signed_in",
 ]
 
-#: why a person may consult personal data here (the select on the justification form)
-PURPOSES = (
-    "Subject access request",
-    "Domestic Homicide Review",
-    "MARAC case management",
-    "Breach or incident investigation",
-    "Correction or erasure (UK GDPR Art 19)",
-    "Audit and assurance",
-)
 _MAX_GRANTS = 16  # keeps the cookie well under the 4 KB browsers allow
 _SECRET_FILE = "console-session.key"  # noqa: S105 (a file name, not a secret)
 

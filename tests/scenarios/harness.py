@@ -20,9 +20,14 @@ from hub.clock import FileClock
 from hub.models import Delivery
 from tests.conftest import RunningHub, start_hub
 
-__all__ = ["HUB", "TimedHub", "timed_hub"]
+__all__ = ["AUDIT_READER", "HUB", "TimedHub", "timed_hub"]
 
 HUB = Path(sys.executable).parent / "hub"
+#: who reads the audit log and why: `hub audit query|sar|chronology|recipients` show personal
+#: data, so each names its operator, purpose and reason (DPA 2018 s62)
+AUDIT_READER = (
+    "--operator", "Scenario Officer", "--purpose", "assurance", "--reason", "scenario test run",
+)  # fmt: skip
 
 
 class TimedHub:

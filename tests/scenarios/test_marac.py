@@ -20,7 +20,7 @@ from hub.models import AuditDecision, Delivery
 from hub.workflows.register import FlagRegister
 from tests.conftest import unique
 from tests.factories import MARAC_RAISED, MARAC_UPDATED, marac_flag
-from tests.scenarios.harness import TimedHub, timed_hub
+from tests.scenarios.harness import AUDIT_READER, TimedHub, timed_hub
 
 pytestmark = pytest.mark.integration
 
@@ -295,7 +295,7 @@ def test_a_department_observation_reaches_the_coordinator_then_the_police(
     assert [r.recipient for r in delivered] == [POLICE]
     assert "relied on consent.basis=would_prejudice_protection" in (delivered[0].condition or "")
     # both steps are in the case's chronology
-    result = scenario.cli("audit", "chronology", "--case", case, "--json")
+    result = scenario.cli("audit", "chronology", "--case", case, "--json", *AUDIT_READER)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert observed in text

@@ -30,7 +30,7 @@ from tests.factories import (
     pubwatch_ban_updated,
     retail_exclusion,
 )
-from tests.scenarios.harness import TimedHub, timed_hub
+from tests.scenarios.harness import AUDIT_READER, TimedHub, timed_hub
 
 pytestmark = pytest.mark.integration
 
@@ -250,7 +250,7 @@ def test_ban_data_is_shredded_after_retention_unless_held(scenario: Scenario) ->
     }  # fmt: skip
     assert after[pseudonym(kept)]["status"] == "held"
 
-    audit = scenario.cli("audit", "query", "--case", shredded, "--json")
+    audit = scenario.cli("audit", "query", "--case", shredded, "--json", *AUDIT_READER)
     assert audit.returncode == 0, audit.stderr
     decisions = [json.loads(line)["decision"] for line in audit.stdout.splitlines() if line]
     assert "shredded" in decisions

@@ -29,7 +29,7 @@ from tests.factories import (
     socjag_legacy,
     socjag_sanitised,
 )
-from tests.scenarios.harness import TimedHub, timed_hub
+from tests.scenarios.harness import AUDIT_READER, TimedHub, timed_hub
 
 pytestmark = pytest.mark.integration
 
@@ -186,13 +186,13 @@ def test_a_sanitised_version_circulates_wider_linked_to_the_original(scenario: S
         assert f"sanitised version of event {original}" in (record.reason or "")
 
     # one chronology holds both, the sanitised one naming the original
-    result = scenario.cli("audit", "chronology", "--case", ref, "--json")
+    result = scenario.cli("audit", "chronology", "--case", ref, "--json", *AUDIT_READER)
     assert result.returncode == 0, result.stderr
     entries = {e["event_id"]: e for e in json.loads(result.stdout)["entries"]}
     assert {original, sanitised} <= set(entries)
     assert entries[sanitised]["event_type"] == SOCJAG_SANITISED
     link = f"sanitised version of event {original}"
     assert all(link in (r["condition"] or "") for r in entries[sanitised]["received"])
-    recipients = scenario.cli("audit", "recipients", "--event", sanitised, "--json")
+    recipients = scenario.cli("audit", "recipients", "--event", sanitised, "--json", *AUDIT_READER)
     assert recipients.returncode == 0, recipients.stderr
     assert link in recipients.stdout

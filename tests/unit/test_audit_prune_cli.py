@@ -67,12 +67,16 @@ def seeded(settings: HubSettings) -> Pseudonymiser:
     """Six records past retention, four within it, a checkpoint every two."""
     pseudo = Pseudonymiser(load_pseudonym_key(settings))
     with contextlib.closing(open_store(settings)) as store:
-        log = AuditLog(store, signer=log_signer(settings))
+        log = AuditLog(store, signer=log_signer(settings, create=True))  # the hub's key
         for i in range(10):
             store.append([delivered(i, (OLD if i < 6 else RECENT) + timedelta(minutes=i), pseudo)])
             if i % 2:
                 log.checkpoint()
     return pseudo
+
+
+#: the reports show personal data: who reads them and why (DPA 2018 s62)
+READER = ("--operator", "A Patel", "--purpose", "sar", "--reason", "report after a prune")
 
 
 def run(*args: str, stdin: str | None = None) -> Any:
@@ -108,14 +112,14 @@ def test_prune_then_verify_and_report(seeded: Pseudonymiser, settings: HubSettin
         0,
     )
 
-    sar = json.loads(ok("sar", "--subject", SUBJECT, "--json").stdout)
+    sar = json.loads(ok("sar", "--subject", SUBJECT, "--json", *READER).stdout)
     assert [d["event_id"] for d in sar["disclosures"]] == ["evt-6", "evt-7", "evt-8", "evt-9"]
     assert sar["pruned"]["records"] == 6
-    assert "Note: records written before" in ok("sar", "--subject", SUBJECT).stdout
-    chronology = ok("chronology", "--case", "MARAC-1").stdout
+    assert "Note: records written before" in ok("sar", "--subject", SUBJECT, *READER).stdout
+    chronology = ok("chronology", "--case", "MARAC-1", *READER).stdout
     assert "(0 events)" in chronology
     assert "pruned under audit retention" in chronology
-    gone = run("recipients", "--event", "evt-1")
+    gone = run("recipients", "--event", "evt-1", *READER)
     assert gone.exit_code == 1
     assert "pruned under audit retention" in gone.stderr
     since = (OLD - timedelta(days=1)).date().isoformat()

@@ -142,7 +142,7 @@ def test_bad_verifier_keys(vkey: str) -> None:
 
 def test_load_log_key_creates_once_0600(tmp_path: Path) -> None:
     settings = HubSettings(data_dir=tmp_path)
-    first = load_log_key(settings)
+    first = load_log_key(settings, create=True)
     path = tmp_path / "keys" / "log-signing.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
@@ -150,6 +150,18 @@ def test_load_log_key_creates_once_0600(tmp_path: Path) -> None:
     assert load_log_key(settings).public_key().public_bytes(
         *raw
     ) == first.public_key().public_bytes(*raw)
+
+
+def test_load_log_key_never_creates_one_on_a_read(tmp_path: Path) -> None:
+    settings = HubSettings(data_dir=tmp_path / "data")
+    with pytest.raises(ConfigError, match="got no such file: no hub has run"):
+        load_log_key(settings)
+    assert not (tmp_path / "data").exists()
+    created = load_log_key(settings, create=True)  # the writer's call
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    assert load_log_key(settings).public_key().public_bytes(
+        *raw
+    ) == created.public_key().public_bytes(*raw)
 
 
 def test_load_log_key_rejects_garbage(tmp_path: Path) -> None:

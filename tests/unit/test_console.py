@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from hub.audit import report_csv, reports
+from hub.audit.checkpoint import load_log_key
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import open_store
 from hub.cli.main import app as cli
@@ -78,6 +79,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> HubSettings:
     accounts.add(name="coord", role=Role.MARAC_COORDINATOR, party=COORDINATOR, password=PASSWORD)
     accounts.add(name="housing", role=Role.AGENCY_USER, party=HOUSING, password=PASSWORD)
     pseudo = Pseudonymiser(load_pseudonym_key(settings))
+    load_log_key(settings, create=True)  # as the hub's audit sink does; the console only reads
     case, subject = pseudo.case(CASE), pseudo.subject(SUBJECT)
     marac = {"case_pseudonym": case, "subject_pseudonyms": (subject,)}
     records = [
