@@ -8,12 +8,14 @@ A policy *deny* is not an error: it is a ``Decision`` value (see ``hub.policies.
 HubError
 ├── ConfigError              settings, data dir, missing running hub
 ├── BrokerError              the Kafka-protocol broker cannot be started or reached
+├── CrashLoopError           a hub process keeps dying: ``hub up`` stops instead of restarting it
 ├── ProtocolError            a sharing protocol cannot be loaded or is unsafe
 │   └── ProtocolCheckError   ``hub policy check`` findings (carries every finding)
 ├── SchemaError              unknown event type or schema, incompatible schema change
 ├── EventError               an event that cannot be accepted
 │   ├── EventValidationError payload does not match its schema, bad attributes
 │   ├── EventTooLargeError   payload over the configured limit
+│   ├── EventRefusedError    the hub would refuse it (checked before sending)
 │   └── UnknownPartyError    a party id the protocol does not declare
 ├── AuditError               the audit store cannot be opened, written or queried
 │   └── AuditIntegrityError  a proof, checkpoint or stored record does not verify
@@ -33,7 +35,9 @@ __all__ = [
     "BrokerError",
     "CaseShreddedError",
     "ConfigError",
+    "CrashLoopError",
     "EventError",
+    "EventRefusedError",
     "EventTooLargeError",
     "EventValidationError",
     "HubError",
@@ -58,6 +62,10 @@ class ConfigError(HubError):
 
 class BrokerError(HubError):
     """The Kafka-protocol broker cannot be started or reached."""
+
+
+class CrashLoopError(HubError):
+    """A process the hub runs (a router worker, the audit sink) keeps dying soon after start."""
 
 
 class ProtocolError(HubError):
@@ -93,6 +101,10 @@ class EventTooLargeError(EventError):
     """An event's payload exceeds the configured limit."""
 
     reason = "oversized"
+
+
+class EventRefusedError(EventError):
+    """The hub would refuse this event whatever its state: it is not sent (``hub.client``)."""
 
 
 class UnknownPartyError(EventError):

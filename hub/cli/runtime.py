@@ -25,14 +25,16 @@ from hub.client.sdk import ACK_TYPE
 from hub.errors import (
     BrokerError,
     ConfigError,
+    EventRefusedError,
     EventValidationError,
     HubError,
     SchemaError,
 )
 from hub.keys.file_store import FileKeyStore
 from hub.log import configure_logging
-from hub.models import Delivery
+from hub.models import AuditDecision, AuditRecord, Delivery
 from hub.policies.loader import load_protocol
+from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
 from hub.web.server import ConsoleServer, console_server
@@ -191,10 +193,12 @@ def hub_command(argv0: str, *, cwd: Path) -> str:
 def next_steps(argv0: str, *, cwd: Path) -> list[str]:
     """The demo's closing hint: commands that run as pasted, with no hub running."""
     hub = hub_command(argv0, cwd=cwd)
+    # Reading the audit shows personal data, so the reader says who and why (DPA 2018 s62).
+    reader = '--operator "$(whoami)" --purpose assurance --reason "first look at the demo"'
     lines = [
         "next (the audit store stays after the hub stops):",
-        f"  {hub} audit query --decision withheld   # what was kept back from whom, and why",
-        f"  {hub} policy parties                    # who the parties are",
+        f"  {hub} policy parties   # who the parties are",
+        f"  {hub} audit query --decision withheld {reader}   # what was kept from whom, why",
     ]
     if hub != "hub" and (cwd / "Makefile").is_file():
         lines.append("  make shell   # a shell where `hub ...` runs as the README shows")
@@ -225,7 +229,7 @@ def broker(
         embedded.stop()
 
 
-def _read_data(path: str, event_type: str) -> dict[str, Any]:
+def _read_data(path: str, event_type: str, as_party: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
@@ -241,6 +245,14 @@ def _read_data(path: str, event_type: str) -> dict[str, Any]:
             raise EventValidationError(
                 f"data file {path}: holds a {data['type']} event, not {event_type}"
             )
+        # the hub takes the source from --as (the key that signs); a file naming another
+        # party would be published as someone it does not name, silently
+        named = str(data["source"]).removeprefix("/parties/")
+        if named != as_party:
+            raise EventValidationError(
+                f"data file {path}: source names {named}, but --as is {as_party}: "
+                f"publish it --as {named}, or change the file's source"
+            )
         data = data["data"]
     if not isinstance(data, dict):
         raise EventValidationError(
@@ -249,8 +261,10 @@ def _read_data(path: str, event_type: str) -> dict[str, Any]:
     return data
 
 
-def _check_party(settings: HubSettings, party: str) -> None:
-    require_party(load_protocol(settings.protocol), party, option="--as")
+def _check_party(settings: HubSettings, party: str) -> Protocol:
+    protocol = load_protocol(settings.protocol)
+    require_party(protocol, party, option="--as")
+    return protocol
 
 
 @handle_errors
@@ -261,18 +275,31 @@ def publish(
     key: Annotated[str | None, typer.Option(help="Kafka key (default: the case ref)")] = None,
     subject: Annotated[str | None, typer.Option(help="ce_subject (default: the key)")] = None,
     event_id: Annotated[str | None, typer.Option("--id", help="event id (default: new)")] = None,
-    wait: Annotated[bool, typer.Option(help="wait for the hub's decision and print it")] = False,
-    timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 30.0,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="wait for the hub's decision (default); --no-wait prints only the id",
+        ),
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the decision")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="the answer as one JSON object")] = False,
 ) -> None:
-    """Validate an event against its schema, produce it to hub.in.PARTY; print its id."""
+    """Check an event, produce it to hub.in.PARTY, and print the hub's decision.
+
+    Refused before sending (nothing produced, exit 3) when the protocol, or a SafeLives or
+    SOCJAG rule, forbids it whatever the hub has seen. Otherwise prints the event id and each
+    party's decision: exit 3 when the hub refuses it, 4 when a suspended agreement stopped
+    every delivery, 2 when no decision came within --timeout. --no-wait prints only the id.
+    """
     settings = load_settings()
     registry = SchemaRegistry()
     if event_type not in registry:
         raise SchemaError(
             f"--type: expected one of {', '.join(registry.types)}, got {event_type!r}"
         )
-    _check_party(settings, as_party)
-    payload = _read_data(data, event_type)
+    protocol = _check_party(settings, as_party)
+    payload = _read_data(data, event_type, as_party)
     bootstrap = _bootstrap(settings)
 
     async def send() -> tuple[str, str]:
@@ -283,19 +310,129 @@ def publish(
             security=settings.kafka_security,
             registry=registry,
             max_event_bytes=settings.max_event_bytes,
+            protocol=protocol,
         ) as client:
             message = client.build(event_type, payload, key=key, subject=subject, event_id=event_id)
             origin = await client.send(message)
             return dict(message.headers)["ce_id"].decode(), origin
 
-    new_id, origin = asyncio.run(send())
-    typer.echo(new_id)
+    try:
+        new_id, origin = asyncio.run(send())
+    except EventRefusedError as exc:
+        if as_json:
+            echo_json({"id": None, "type": event_type, "status": "refused", "reason": str(exc)})
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    answer = _PublishAnswer(new_id, event_type, as_party, origin)
     if wait:
-        _report_decision(settings, new_id, origin, timeout)
+        answer.records = _await_decision(settings, new_id, origin, timeout)
+    answer.show(as_json=as_json, timeout=timeout)
+    if answer.exit_code:
+        raise typer.Exit(answer.exit_code)
 
 
-def _report_decision(settings: HubSettings, event_id: str, origin: str, timeout: float) -> None:
-    """Wait for the hub's decision about this very record (found by its Kafka origin).
+class _PublishAnswer:
+    """What `hub publish` says: the id and the hub's decisions, as one answer on stdout."""
+
+    def __init__(self, event_id: str, event_type: str, party: str, origin: str) -> None:
+        self.event_id = event_id
+        self.event_type = event_type
+        self.party = party
+        self.origin = origin
+        #: the hub's decisions about this record (None: not waited for; []: none in time)
+        self.records: list[AuditRecord] | None = None
+
+    @property
+    def status(self) -> str:
+        """One of: sent (not waited for), undecided, refused, accepted."""
+        if self.records is None:
+            return "sent"
+        if not self.records:
+            return "undecided"
+        if any(r.decision == AuditDecision.REJECTED for r in self.records):
+            return "refused"
+        return "accepted"
+
+    @property
+    def refusal(self) -> str | None:
+        return next(
+            (r.reason for r in self.records or () if r.decision == AuditDecision.REJECTED), None
+        )
+
+    @property
+    def suspended(self) -> list[str]:
+        return sorted(
+            {
+                r.reason
+                for r in self.records or ()
+                if r.decision == AuditDecision.WITHHELD and " suspended: " in (r.reason or "")
+            }
+        )
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == "undecided":
+            return 2
+        if self.status == "refused":
+            return 3
+        records = self.records or ()
+        if self.suspended and not any(r.decision == AuditDecision.DELIVERED for r in records):
+            return 4  # nothing was shared: the publisher must know, not just read a list
+        return 0
+
+    def show(self, *, as_json: bool, timeout: float) -> None:
+        """One answer on stdout: text for a person, or one JSON object (``--json``)."""
+        if as_json:
+            echo_json(
+                {
+                    "id": self.event_id,
+                    "type": self.event_type,
+                    "source": self.party,
+                    "origin": self.origin,
+                    "status": self.status,
+                    "reason": self.refusal,
+                    "decisions": [
+                        {
+                            "decision": r.decision.value,
+                            "recipient": r.recipient,
+                            "rule": r.rule,
+                            "reason": r.reason,
+                        }
+                        for r in self.records or ()
+                        if r.decision != AuditDecision.REJECTED
+                    ],
+                }
+            )
+            return
+        if self.records is None:
+            typer.echo(self.event_id)  # --no-wait: the id alone, for scripts
+            return
+        head = f"event {self.event_id} ({self.event_type} from {self.party})"
+        if self.status == "undecided":
+            typer.echo(
+                f"{head}: published, but no decision from the hub within {timeout:.0f}s "
+                f"(is `hub up` running?); look later: hub audit query --event {self.event_id}"
+            )
+            return
+        if self.refusal is not None:
+            typer.echo(f"{head}: refused by the hub: {self.refusal}")
+            return
+        shared = sum(r.decision == AuditDecision.DELIVERED for r in self.records)
+        parties = "party" if shared == 1 else "parties"
+        typer.echo(f"{head}: accepted by the hub, delivered to {shared} {parties}")
+        for r in self.records:
+            target = r.recipient or "(nobody)"
+            why = f"  {r.reason}" if r.decision != AuditDecision.DELIVERED and r.reason else ""
+            typer.echo(f"  {r.decision.value:9} {target:40} {r.rule or '-'}{why}")
+        for reason in self.suspended:
+            typer.echo(f"warning: {reason}")
+
+
+def _await_decision(
+    settings: HubSettings, event_id: str, origin: str, timeout: float
+) -> list[AuditRecord]:
+    """The hub's decisions about this very record (found by its Kafka origin); [] if none.
 
     Matching on the origin, not only the id, means a replayed id reports its own rejection,
     not the decisions about the record that first used the id.
@@ -309,35 +446,16 @@ def _report_decision(settings: HubSettings, event_id: str, origin: str, timeout:
                 r
                 for ref in (event_id, f"duplicate:{origin}", f"unparsed:{origin}")
                 for r in store.query(event_id=ref)
-                if r.origin == origin and r.decision != "acknowledged"
+                if r.origin == origin and r.decision != AuditDecision.ACKNOWLEDGED
             ]
             if records and len(records) == settled:
-                break  # the same records twice in a row: the sink has written the decision
+                return records  # the same records twice in a row: the sink has written them
             settled = len(records)
             if time.monotonic() > deadline:
-                typer.echo(f"error: no decision for {event_id} within {timeout:.0f}s", err=True)
-                raise typer.Exit(2)
+                return []
             time.sleep(0.2)
     finally:
         store.close()
-    rejected = [r for r in records if r.decision == "rejected"]
-    if rejected:
-        typer.echo(f"error: rejected by the hub: {rejected[0].reason}", err=True)
-        raise typer.Exit(3)
-    for r in records:
-        target = r.recipient or "(nobody)"
-        typer.echo(f"  {r.decision.value:9} {target:40} {r.rule or ''}", err=True)
-    suspended = sorted(
-        {
-            r.reason
-            for r in records
-            if r.decision == "withheld" and " suspended: " in (r.reason or "")
-        }
-    )
-    for reason in suspended:
-        typer.echo(f"error: {reason}", err=True)
-    if suspended and not any(r.decision == "delivered" for r in records):
-        raise typer.Exit(4)  # nothing was shared: the publisher must know, not just read a list
 
 
 def _print_delivery(delivery: Delivery, as_json: bool) -> None:

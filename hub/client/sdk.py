@@ -32,17 +32,24 @@ from hub.broker import decode_guard, topics
 from hub.broker.fetch import FETCH_WAIT_MS
 from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
+from hub.client.precheck import local_refusal
 from hub.envelope import wire
 from hub.envelope.crypto import CryptoError
 from hub.envelope.party import PartyEnvelope
 from hub.envelope.sealing import OpenedRecord
-from hub.errors import BrokerError, EventTooLargeError, EventValidationError, UnknownPartyError
+from hub.errors import (
+    BrokerError,
+    EventRefusedError,
+    EventTooLargeError,
+    EventValidationError,
+    UnknownPartyError,
+)
 from hub.keys.model import HUB_PARTY
 from hub.keys.store import KeyStore
 from hub.log import get_logger
 from hub.models import PARTY_ID_PATTERN, Delivery, EventAttributes
-from hub.policies.model import CryptoPolicy
-from hub.schemas import SchemaRegistry
+from hub.policies.model import CryptoPolicy, Protocol
+from hub.schemas import SchemaRegistry, to_jsonable
 
 __all__ = ["ACK_TYPE", "HubClient", "publish_order"]
 
@@ -65,6 +72,7 @@ class HubClient:
         group_id: str | None = None,
         crypto: CryptoPolicy | None = None,
         security: KafkaSecurity | None = None,
+        protocol: Protocol | None = None,
     ) -> None:
         if not re.fullmatch(PARTY_ID_PATTERN, party):
             raise UnknownPartyError(
@@ -88,6 +96,10 @@ class HubClient:
         #: the protocol's crypto section: which HPKE suite seals each event type to the hub
         #: (None: the hub's primary key for every type)
         self.crypto = crypto
+        #: the sharing protocol, when the publisher has it: ``build`` then refuses, before
+        #: anything is sent, what the hub would refuse whatever its state
+        #: (``hub.client.precheck``: who may publish what, SafeLives and SOCJAG rules)
+        self.protocol = protocol
         #: deliveries that failed verification or decryption (skipped, never shown)
         self.rejected: list[str] = []
 
@@ -145,7 +157,14 @@ class HubClient:
         event_id: str | None = None,
         time: dt.datetime | None = None,
     ) -> wire.WireMessage:
-        """Validate, encode, seal to the hub and sign an event without sending it."""
+        """Validate, encode, seal to the hub and sign an event without sending it.
+
+        Raises:
+            EventValidationError: the payload does not match the event type's schema.
+            EventTooLargeError: the encoded payload is over the limit.
+            EventRefusedError: with ``protocol``: the hub would refuse the event whatever its
+                state (the protocol's reason, or the SafeLives or SOCJAG rule it breaks).
+        """
         payload = self.registry.encode(event_type, data)
         if len(payload) > self.max_event_bytes:
             raise EventTooLargeError(
@@ -161,6 +180,20 @@ class HubClient:
             subject=subject or key,
             datacontenttype=wire.AVRO,
         )
+        if self.protocol is not None:
+            refusal = local_refusal(
+                self.protocol,
+                publisher=self.party,
+                event_type=event_type,
+                event_id=attrs.id,
+                data=to_jsonable(self.registry.decode(event_type, payload)),
+                now=attrs.time,
+            )
+            if refusal is not None:
+                raise EventRefusedError(
+                    f"{event_type} from {self.party}: the hub would refuse it, so it was not "
+                    f"sent: {refusal}"
+                )
         return self.seal(attrs, key=key.encode() if key else None, plaintext=payload)
 
     def seal(
@@ -196,6 +229,7 @@ class HubClient:
         Raises:
             EventValidationError: the payload does not match the event type's schema.
             EventTooLargeError: the encoded payload is over the limit.
+            EventRefusedError: with ``protocol``: the hub would refuse it (``build``).
             BrokerError: the broker did not accept the write.
         """
         message = self.build(event_type, data, key=key, subject=subject, event_id=event_id)

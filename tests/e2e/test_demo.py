@@ -204,6 +204,7 @@ def test_hub_up_serves_the_cli_and_stops_on_sigterm(tmp_path: Path) -> None:
                 MARAC_RAISED,
                 "--data",
                 str(data),
+                "--no-wait",
             ],
             env=env,
             capture_output=True,

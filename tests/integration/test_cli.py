@@ -92,12 +92,22 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def published_id(result: subprocess.CompletedProcess[str]) -> str:
-    """The one line `hub publish` prints on stdout: the event id, a UUID."""
+    """The one line `hub publish --no-wait` prints on stdout: the event id, a UUID."""
     assert result.stdout.endswith("\n"), result.stdout
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result.stdout
     assert str(uuid.UUID(lines[0])) == lines[0]
     return lines[0]
+
+
+def answered_id(result: subprocess.CompletedProcess[str]) -> str:
+    """The event id at the head of `hub publish`'s answer: "event ID (TYPE from PARTY): ..."."""
+    assert "Traceback" not in result.stderr, result.stderr
+    head = result.stdout.splitlines()[0]
+    assert head.startswith("event "), result.stdout
+    event_id = head.split()[1]
+    assert str(uuid.UUID(event_id)) == event_id
+    return event_id
 
 
 def delivered(records: list[AuditRecord]) -> set[str]:
@@ -111,16 +121,22 @@ def delivered(records: list[AuditRecord]) -> set[str]:
 # -- publish -----------------------------------------------------------------------------------
 
 
-def test_publish_prints_only_the_event_id(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+def test_publish_no_wait_prints_only_the_event_id(
+    cli: Run, hub: RunningHub, tmp_path: Path
+) -> None:
     data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
-    result = cli("publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data))
+    result = cli(
+        "publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data), "--no-wait"
+    )
     assert result.returncode == 0, result.stderr
     event_id = published_id(result)
     records = hub.wait_records(event_id, at_least=8)
     assert delivered(records) == REDDITCH_RECIPIENTS
 
 
-def test_publish_wait_prints_decisions(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+def test_publish_waits_and_answers_with_id_and_decisions_on_stdout(
+    cli: Run, hub: RunningHub, tmp_path: Path
+) -> None:
     data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
     result = cli(
         "publish",
@@ -130,17 +146,39 @@ def test_publish_wait_prints_decisions(cli: Run, hub: RunningHub, tmp_path: Path
         MARAC_RAISED,
         "--data",
         str(data),
-        "--wait",
         "--timeout",
         "30",
     )
     assert result.returncode == 0, result.stderr
-    event_id = published_id(result)
-    decisions = [line.split() for line in result.stderr.splitlines()]
+    assert result.stderr == ""
+    event_id = answered_id(result)
+    head, *rows = result.stdout.splitlines()
+    assert head == (
+        f"event {event_id} ({MARAC_RAISED} from {COORDINATOR}): accepted by the hub, "
+        f"delivered to {len(REDDITCH_RECIPIENTS)} parties"
+    )
+    decisions = [line.split() for line in rows]
     assert {d[1] for d in decisions if d[0] == "delivered"} == REDDITCH_RECIPIENTS
-    assert any(d[0] == "withheld" for d in decisions)
-    # --wait returned after the decision was in the store: no waiting needed here
+    withheld = [line for line in rows if line.split()[0] == "withheld"]
+    assert withheld
+    assert all(len(line.split()) > 3 for line in withheld)  # each says why
+    # the answer came after the decision was in the store: no waiting needed here
     assert delivered(hub.records(event_id)) == REDDITCH_RECIPIENTS
+
+
+def test_publish_json_is_one_object(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
+    data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
+    result = cli(
+        "publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    (answer,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert answer["status"] == "accepted"
+    assert answer["source"] == COORDINATOR
+    assert answer["origin"].startswith(f"hub.in.{COORDINATOR}/")
+    got = {d["recipient"] for d in answer["decisions"] if d["decision"] == "delivered"}
+    assert got == REDDITCH_RECIPIENTS
+    assert delivered(hub.records(answer["id"])) == REDDITCH_RECIPIENTS
 
 
 def test_publish_reads_stdin(cli: Run, hub: RunningHub) -> None:
@@ -149,7 +187,7 @@ def test_publish_reads_stdin(cli: Run, hub: RunningHub) -> None:
         "publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", "-", stdin=payload
     )
     assert result.returncode == 0, result.stderr
-    assert delivered(hub.wait_records(published_id(result), at_least=8)) == REDDITCH_RECIPIENTS
+    assert delivered(hub.records(answered_id(result))) == REDDITCH_RECIPIENTS
 
 
 def test_publish_accepts_an_example_wrapper_file(cli: Run, hub: RunningHub) -> None:
@@ -159,7 +197,7 @@ def test_publish_accepts_an_example_wrapper_file(cli: Run, hub: RunningHub) -> N
         "publish", "--as", wrapper["source"], "--type", wrapper["type"], "--data", str(example)
     )
     assert result.returncode == 0, result.stderr
-    records = hub.wait_records(published_id(result), at_least=8)
+    records = hub.records(answered_id(result))
     assert all(r.publisher == wrapper["source"] for r in records)
     assert "redditch-bc.housing-repairs" in delivered(records)
 
@@ -182,8 +220,7 @@ def test_consume_prints_json_once_and_acknowledges(
     data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
     published = cli("publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data))
     assert published.returncode == 0, published.stderr
-    event_id = published_id(published)
-    hub.wait_records(event_id, at_least=8)
+    event_id = answered_id(published)
 
     seen: list[dict[str, Any]] = []
 
@@ -238,11 +275,9 @@ def audit_json(cli: Run, *args: str) -> list[dict[str, Any]]:
 def test_audit_query_by_event_and_by_subject(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
     flag = marac_flag(unique("MARAC"))
     data = write_json(tmp_path / "flag.json", flag)
-    published = cli(
-        "publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data), "--wait"
-    )
+    published = cli("publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data))
     assert published.returncode == 0, published.stderr
-    event_id = published_id(published)
+    event_id = answered_id(published)
     stored = hub.wait_records(event_id, at_least=8)
 
     by_event = audit_json(cli, "--event", event_id)
@@ -299,6 +334,20 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[list[str], str | None, dict[str, st
         "malformed stdin": ([*publish, "-"], "{nope", {}, "not valid JSON"),
         "missing file": ([*publish, str(tmp / "absent.json")], None, {}, "absent.json"),
         "not an object": ([*publish, "-"], "[1, 2]", {}, "expected a JSON object"),
+        "wrapper from another party": (
+            [
+                "publish",
+                "--as",
+                "west-mercia-police",
+                "--type",
+                MARAC_RAISED,
+                "--data",
+                str(EXAMPLES / "marac-flag-raised-redditch.json"),
+            ],
+            None,
+            {},
+            "source names marac.north-worcs, but --as is west-mercia-police",
+        ),
         "wrapper of another type": (
             [
                 "publish",
@@ -327,6 +376,7 @@ BAD_CASES = [
     "missing file",
     "not an object",
     "wrapper of another type",
+    "wrapper from another party",
     "schema mismatch",
     "oversized",
 ]
@@ -342,24 +392,44 @@ def test_bad_input_is_one_error_line(cli: Run, tmp_path: Path, case: str) -> Non
     assert fragment in line, line
 
 
-def test_policy_rejection_with_wait_exits_3(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
-    data = write_json(tmp_path / "ban.json", pubwatch_ban(unique("PW"), decided_by="police"))
-    result = cli(
-        "publish",
-        "--as",
-        "pubwatch.redditch.crown-inn",
-        "--type",
-        BAN,
-        "--data",
-        str(data),
-        "--wait",
-    )
+@pytest.mark.parametrize(
+    ("publisher", "data", "fragment"),
+    [
+        (  # the protocol's own rejection: the scheme decides a ban, not the police
+            "pubwatch.redditch.crown-inn",
+            pubwatch_ban("PW-LOCAL-REFUSED-1", decided_by="police"),
+            "pubwatch.redditch.crown-inn",
+        ),
+        (  # a publisher no rule permits
+            "redditch-bc.housing-repairs",
+            marac_flag("MARAC-LOCAL-REFUSED-1"),
+            "redditch-bc.housing-repairs may not publish",
+        ),
+        (  # a SafeLives criterion that holds whatever the subject's history
+            COORDINATOR,
+            marac_flag("MARAC-LOCAL-REFUSED-2", dash_score=20, risk_level="medium"),
+            "a DASH score of 20 is visible high risk",
+        ),
+    ],
+    ids=["protocol rejection", "publisher not permitted", "dash level"],
+)
+def test_what_the_hub_would_refuse_is_refused_before_sending(
+    cli: Run, hub: RunningHub, tmp_path: Path, publisher: str, data: dict[str, Any], fragment: str
+) -> None:
+    path = write_json(tmp_path / "event.json", data)
+    event_type = BAN if "ban_ref" in data else MARAC_RAISED
+    result = cli("publish", "--as", publisher, "--type", event_type, "--data", str(path))
     assert result.returncode == 3, (result.stdout, result.stderr)
-    event_id = published_id(result)  # the event was published; the hub refused it
+    assert result.stdout == ""
     line = one_error_line(result)
-    assert line.startswith("error: rejected by the hub: policy_rejected"), line
-    records = hub.records(event_id)
-    assert [r.decision for r in records] == [AuditDecision.REJECTED]
+    assert "the hub would refuse it, so it was not sent" in line, line
+    assert fragment in line, line
+    as_json = cli("publish", "--as", publisher, "--type", event_type, "--data", str(path), "--json")
+    assert as_json.returncode == 3
+    (answer,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert answer["status"] == "refused"
+    assert answer["id"] is None
+    assert fragment in answer["reason"]
 
 
 def test_duplicate_event_id_is_quarantined(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
@@ -375,20 +445,21 @@ def test_duplicate_event_id_is_quarantined(cli: Run, hub: RunningHub, tmp_path: 
         str(data),
         "--id",
         event_id,
-        "--wait",
     )
     first = cli(*args)
     assert first.returncode == 0, first.stderr
-    assert published_id(first) == event_id
+    assert answered_id(first) == event_id
     original = hub.wait_records(event_id, at_least=8)
 
     second = cli(*args)
-    assert published_id(second) == event_id
-    # --wait reports the decision about this very record (matched by its Kafka origin), not
+    # the answer is the decision about this very record (matched by its Kafka origin), not
     # the original's decisions that carry the same id
     assert second.returncode == 3, second.stderr
-    line = one_error_line(second)
-    assert line.startswith("error: rejected by the hub: duplicate_event_id"), line
+    assert second.stderr == ""
+    assert second.stdout.startswith(
+        f"event {event_id} ({MARAC_RAISED} from {COORDINATOR}): refused by the hub: "
+        "duplicate_event_id"
+    ), second.stdout
 
     def quarantine() -> list[AuditRecord]:
         with hub.store() as store:

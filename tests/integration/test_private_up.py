@@ -57,7 +57,7 @@ def test_a_hub_started_under_umask_0_writes_only_owner_only_files(tmp_path: Path
         assert line.startswith("hub ready"), line
         publish = ["publish", "--as", "marac.north-worcs", "--type", "uk.csp.marac.flag.raised.v1"]
         published = subprocess.run(
-            [str(HUB), *publish, "--data", str(EXAMPLE), "--wait"],
+            [str(HUB), *publish, "--data", str(EXAMPLE)],
             env=env,
             cwd=tmp_path,
             umask=0,
@@ -68,7 +68,7 @@ def test_a_hub_started_under_umask_0_writes_only_owner_only_files(tmp_path: Path
         )
         assert published.returncode == 0, published.stderr
         running = {p.name for p in data_dir.iterdir()}
-        # the decision is audited (--wait), so the router and the sink have written their files
+        # publish waited for the audited decision: the router and the sink wrote their files
         assert {"hub.json", "audit.sqlite3", "seen-events.sqlite3", "keys"} <= running, running
         assert any(name.startswith("worker") and name.endswith(".log") for name in running)
         assert _loose(data_dir) == {}
