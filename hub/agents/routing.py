@@ -44,7 +44,7 @@ from hub.policies.engine import evaluate, minimise
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry, to_jsonable
 from hub.workflows.bans import BanRegister, check_ban_update, is_exclusion_event
-from hub.workflows.referral import ReferralCheck, check_referral
+from hub.workflows.referral import ReferralCheck, check_referral, check_update
 from hub.workflows.register import FlagRegister, Referral
 from hub.workflows.socjag import check_intel
 
@@ -460,9 +460,20 @@ class Router:
         return self.pseudonymiser.subject(refs[0]) if refs else None
 
     def _check_referral(self, event: InboundEvent, now: dt.datetime) -> ReferralCheck | None:
-        """SafeLives criteria for a raised flag; an invalid referral is refused, with why."""
+        """SafeLives criteria for a raised flag; an invalid referral is refused, with why.
+
+        An update is held to the DASH rule too (``check_update``): it cannot lower a level.
+        """
         policy = self.protocol.marac
         attrs = event.attributes
+        if policy is not None and attrs.type.startswith(f"{_MARAC_FLAG}updated."):
+            problems = check_update(event.data, policy)
+            if problems:
+                raise _Reject(
+                    QuarantineReason.POLICY_REJECTED,
+                    "MARAC flag update refused (SafeLives criteria): " + "; ".join(problems),
+                )
+            return None
         if policy is None or not attrs.type.startswith(f"{_MARAC_FLAG}raised."):
             return None
         subject = self._subject(event)

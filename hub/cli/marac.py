@@ -44,7 +44,7 @@ def _print(report: FlagReport) -> None:
             state = f"acknowledged {ack.acknowledged_at:%Y-%m-%d %H:%M}"
         elif ack.overdue:
             state = f"OVERDUE since {ack.due_by:%Y-%m-%d %H:%M}"
-            if party in report.escalated:
+            if ack.escalated:  # an alert named this very delivery, not another of the party's
                 state += " (escalated to the coordinator)"
         else:
             state = f"awaiting acknowledgement until {ack.due_by:%Y-%m-%d %H:%M}"

@@ -8,6 +8,13 @@ overdue acknowledgements, and flag repeat referrals. ``run_sweep`` publishes tho
 hub's own signed events on ``hub.in.hub``, so they are routed, minimised, encrypted and
 audited by the protocol like any other event. Event ids are derived from what they are about,
 and the register remembers what was sent, so a sweep run twice sends nothing twice.
+
+Every tracked acknowledgement (a flag event of any stage delivered to a department: raised,
+updated, reviewed, withdrawn, expired) that is overdue is escalated once, whatever the flag's
+state now: a withdrawal or expiry nobody acknowledged is as much a loop left open as a new
+flag. The first escalation about an event is keyed on the event (``_ack_alert_id``); a
+delivery of it that falls overdue later gets its own, keyed on its due time, so each is sent
+once and ``hub marac status`` says "escalated" only of a delivery an alert named.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hub.audit.pseudonym import Pseudonymiser
@@ -78,6 +85,8 @@ class DepartmentAck:
     acknowledged_at: dt.datetime | None
     due_by: dt.datetime
     overdue: bool
+    #: an ``ack_overdue`` alert naming this delivery was sent to the coordinator
+    escalated: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ class FlagReport:
                     "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None,
                     "due_by": a.due_by.isoformat(),
                     "overdue": a.overdue,
+                    "escalated": a.escalated,
                 }
                 for a in self.acks
             ],
@@ -159,17 +169,12 @@ def flag_status(
     reports = []
     for flag in flags:
         records = store.query(case_pseudonym=pseudonymiser.case(flag.case_ref), limit=_ALL)
-        acks = tuple(_acks(store, records, departments, policy, now))
-        expires = durations.add(flag.review_date, policy.review_grace) if flag.review_date else None
-        escalated = tuple(
-            sorted(
-                {
-                    a.party
-                    for a in acks
-                    if a.overdue and register.alert_sent(_ack_alert_id(a.event_id))
-                }
-            )
+        acks = tuple(
+            replace(a, escalated=a.overdue and _escalated(register, a))
+            for a in _acks(store, records, departments, policy, now)
         )
+        expires = durations.add(flag.review_date, policy.review_grace) if flag.review_date else None
+        escalated = tuple(sorted({a.party for a in acks if a.escalated}))
         reports.append(
             FlagReport(
                 flag=flag,
@@ -252,7 +257,35 @@ def _id(*parts: str) -> str:
 
 
 def _ack_alert_id(event_id: str) -> str:
+    """The first ``ack_overdue`` alert about a flag event: every delivery overdue by then."""
     return _id("ack_overdue", event_id)
+
+
+def _late_ack_alert_id(event_id: str, due_by: dt.datetime) -> str:
+    """A later ``ack_overdue`` alert: deliveries of the event that fell overdue after the first."""
+    return _id("ack_overdue", event_id, due_by.isoformat())
+
+
+def _escalated(register: FlagRegister, ack: DepartmentAck) -> bool:
+    """Whether an alert named this delivery: one sent after it fell due, about its event.
+
+    The sweep names every delivery overdue at its clock, so the first alert about the event
+    named this one if it was sent after this one's due time; otherwise only a later alert
+    for its due time did.
+    """
+    first = register.alert_time(_ack_alert_id(ack.event_id))
+    if first is not None and first > ack.due_by:
+        return True
+    return register.alert_sent(_late_ack_alert_id(ack.event_id, ack.due_by))
+
+
+_STAGES = {"raised": "flag", "updated": "the update of flag", "reviewed": "the review of flag",
+           "withdrawn": "the withdrawal of flag", "expired": "the expiry of flag"}  # fmt: skip
+
+
+def _what(event_type: str, case: str) -> str:
+    stage = event_type.removeprefix(_FLAG_PREFIX).split(".", 1)[0]
+    return f"{_STAGES.get(stage, 'flag')} {case}"
 
 
 def plan_sweep(
@@ -284,9 +317,17 @@ def plan_sweep(
         plan.events.append(PlannedEvent(ALERT_TYPE, alert_id, flag_case, body, kind))
 
     for report in flag_status(
-        register=register, store=store, protocol=protocol, pseudonymiser=pseudonymiser, now=now
+        register=register,
+        store=store,
+        protocol=protocol,
+        pseudonymiser=pseudonymiser,
+        now=now,
+        include_closed=True,  # acknowledgements of withdrawals and expiries are tracked too
     ):
+        _escalate(report, policy, register, alert)
         flag = report.flag
+        if flag.status != "active":
+            continue
         review = flag.review_date
         if review is not None and report.expires_on is not None and today > report.expires_on:
             if flag.case_ref in held_cases:
@@ -341,21 +382,6 @@ def plan_sweep(
                     f"recipient on {report.expires_on} unless reconfirmed"
                 ),
             )
-        by_event: dict[str, list[str]] = {}
-        for ack in report.overdue:
-            by_event.setdefault(ack.event_id, []).append(ack.party)
-        for event_id, parties in sorted(by_event.items()):
-            alert(
-                "ack_overdue",
-                _ack_alert_id(event_id),
-                flag.case_ref,
-                subject_ref=flag.subject_ref,
-                parties=sorted(parties),
-                detail=(
-                    f"{len(parties)} department(s) have not acknowledged flag {flag.case_ref} "
-                    f"within {policy.ack_limit}: {', '.join(sorted(parties))}"
-                ),
-            )
     for referral in register.referrals():
         if referral.repeat_of is None:
             continue
@@ -369,6 +395,39 @@ def plan_sweep(
             ),
         )
     return plan
+
+
+def _escalate(
+    report: FlagReport,
+    policy: MaracPolicy,
+    register: FlagRegister,
+    alert: Callable[..., None],
+) -> None:
+    """One ``ack_overdue`` alert per flag event for its overdue deliveries no alert named."""
+    flag = report.flag
+    waiting: dict[tuple[str, dt.datetime], list[DepartmentAck]] = {}
+    for ack in report.overdue:
+        if not ack.escalated:
+            waiting.setdefault((ack.event_id, ack.due_by), []).append(ack)
+    first_taken: set[str] = set()
+    for (event_id, due_by), acks in sorted(waiting.items()):
+        alert_id = _ack_alert_id(event_id)
+        if alert_id in first_taken or register.alert_sent(alert_id):
+            alert_id = _late_ack_alert_id(event_id, due_by)
+        first_taken.add(_ack_alert_id(event_id))
+        parties = sorted({a.party for a in acks})
+        alert(
+            "ack_overdue",
+            alert_id,
+            flag.case_ref,
+            subject_ref=flag.subject_ref,
+            parties=parties,
+            detail=(
+                f"{len(parties)} department(s) have not acknowledged "
+                f"{_what(acks[0].event_type, flag.case_ref)} within {policy.ack_limit}: "
+                f"{', '.join(parties)}"
+            ),
+        )
 
 
 async def run_sweep(

@@ -210,6 +210,14 @@ class FlagRegister(SQLiteState):
             ).fetchone()
         return row is not None
 
+    def alert_time(self, alert_id: str) -> dt.datetime | None:
+        """When this alert was sent (the hub's clock at the sweep), or None if it was not."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT sent_at FROM marac_alerts WHERE alert_id = ?", (alert_id,)
+            ).fetchone()
+        return None if row is None else dt.datetime.fromisoformat(str(row[0]))
+
 
 def _flag(row: tuple[object, ...]) -> Flag:
     return Flag(
