@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from hub.audit import rows
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import open_store
 from hub.audit.subjects import person_ref
@@ -22,7 +23,8 @@ app = typer.Typer(
     help="Read the audit log: who received what, under which rule.", no_args_is_help=True
 )
 
-_HEADERS = ("TIME", "EVENT", "TYPE", "PUBLISHER -> RECIPIENT", "DECISION", "RULE", "FIELDS")
+#: WHO and WHY answer "who saw it, and why, or why not" for records of every kind (rows.py)
+_HEADERS = ("TIME", "EVENT", "TYPE", "DECISION", "WHO", "WHY")
 
 
 @app.callback()
@@ -142,14 +144,14 @@ def _table(records: Sequence[AuditRecord]) -> str:
 
 def _cells(record: AuditRecord) -> tuple[str, ...]:
     time = record.time if record.time.tzinfo else record.time.replace(tzinfo=UTC)
+    row = rows.describe(record)
     return (
         time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
         record.event_id,
         record.event_type or "-",
-        f"{record.publisher or '-'} -> {record.recipient or '-'}",
         record.decision.value,
-        record.rule or "-",
-        ",".join(record.fields) or "-",
+        row.who(),
+        " ".join(row.because().split()),  # one line per record, whatever the reason holds
     )
 
 

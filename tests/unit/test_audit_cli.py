@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,34 +144,100 @@ def test_subject_is_not_a_case(seeded: Pseudonymiser) -> None:
     assert "no audit records match" in result.stderr
 
 
+def cells(line: str) -> list[str]:
+    """A table row's cells (columns are two or more spaces apart)."""
+    return re.split(r"\s{2,}", line.strip())
+
+
 def test_table(seeded: Pseudonymiser) -> None:
     result = run("--event", "evt-1")
     assert result.exit_code == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == [
-        "TIME",
-        "EVENT",
-        "TYPE",
-        "PUBLISHER",
-        "->",
-        "RECIPIENT",
-        "DECISION",
-        "RULE",
-        "FIELDS",
-    ]
-    assert rows[0].split() == [
-        "2024-05-01",
-        "09:00:00Z",
+    assert cells(header) == ["TIME", "EVENT", "TYPE", "DECISION", "WHO", "WHY"]
+    assert cells(rows[0]) == [
+        "2024-05-01 09:00:00Z",
         "evt-1",
         "uk.csp.marac.flag.raised.v1",
-        "police",
-        "->",
-        "council.housing",
         "delivered",
-        "marac-to-housing",
-        "case_ref,address",
+        "police -> council.housing",
+        "rule marac-to-housing: case_ref, address",
     ]
-    assert rows[1].split()[-3:] == ["withheld", "-", "-"]
+    # a withholding shows its reason, not "-" (it was only in --json)
+    assert cells(rows[1])[3:] == ["withheld", "police -> fire", "rule matched"]
+
+
+def test_table_says_why_for_every_kind_of_record(data_dir: Path) -> None:
+    """Who saw it, and why, or why not: withholdings, consultations, holds, rejections."""
+    with SQLiteAuditStore(data_dir / "audit.sqlite3") as store:
+        store.append(
+            [
+                record(
+                    "evt-9",
+                    "hwfrs",
+                    AuditDecision.WITHHELD,
+                    rule="socjag-intel-c-conditions",
+                    fields=(),
+                    reason="rule socjag-intel-c-conditions: condition not met: hwfrs cannot "
+                    "meet named-officer-only",
+                ),
+                record(
+                    "console:1",
+                    None,
+                    AuditDecision.CONSULTED,
+                    event_type=None,
+                    publisher=None,
+                    rule=None,
+                    fields=(),
+                    purpose="subject access request",
+                    case_pseudonym="c0ffee" * 10,
+                    reason="case chronology viewed by alice (ig_officer): SAR 2026/17 from "
+                    "the data subject",
+                ),
+                record(
+                    "case-action:1",
+                    None,
+                    AuditDecision.HOLD_PLACED,
+                    event_type=None,
+                    publisher=None,
+                    rule=None,
+                    fields=(),
+                    case_pseudonym="abcdef0123456789" * 4,
+                    reason="legal hold: Domestic Homicide Review (by bob)",
+                ),
+                record(
+                    "evt-10",
+                    None,
+                    AuditDecision.REJECTED,
+                    rule=None,
+                    fields=(),
+                    reason="publisher_not_permitted: hwfrs may not publish flags",
+                ),
+            ]
+        )
+    result = run()
+    assert result.exit_code == 0, result.stderr
+    rows = {cells(line)[1]: cells(line) for line in result.stdout.splitlines()[1:]}
+    assert rows["evt-9"][4:] == [
+        "police -> hwfrs",
+        "rule socjag-intel-c-conditions: condition not met: hwfrs cannot meet named-officer-only",
+    ]
+    assert rows["console:1"][3:] == [
+        "consulted",
+        "alice (ig_officer)",
+        "case chronology, case c0ffeec0ffee: subject access request: SAR 2026/17 from the "
+        "data subject",
+    ]
+    assert rows["case-action:1"][3:] == [
+        "hold_placed",
+        "bob",
+        "case abcdef012345: legal hold: Domestic Homicide Review",
+    ]
+    assert rows["evt-10"][3:] == [
+        "rejected",
+        "from police",
+        "publisher_not_permitted: hwfrs may not publish flags",
+    ]
+    assert " - -> - " not in result.stdout
 
 
 def test_no_match_is_not_an_error(seeded: Pseudonymiser) -> None:
