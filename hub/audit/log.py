@@ -15,7 +15,11 @@ What ``AuditLog.verify`` can and cannot detect:
   last checkpoint that still verifies, the first index the change can be at. With a
   checkpoint every N records the change is pinned to a window of N.
 * Changes after the newest checkpoint are not detectable: nothing commits to them yet. That
-  is why checkpoints are signed every N records or T seconds.
+  is why checkpoints are signed every N records or T seconds, and ``verify`` says how many
+  records are in that tail (``VerifyReport.unsigned``).
+* A column changed to another type, a position edited, a shared value or a checkpoint row
+  altered: each is reported like any other edit, at its index; ``verify`` returns a report
+  whatever the store holds, and never raises on what it finds there.
 * Deleting stored checkpoints hides nothing from a party that kept its copy: pass those
   copies (``verify(checkpoints=...)``, ``hub audit verify --checkpoint FILE``). Forging one
   needs the log signing key.
@@ -110,6 +114,9 @@ class VerifyReport:
     pruned_before: datetime | None = None
     #: checkpoints below the pruned size with no kept proof (a party's copy): not rechecked
     checkpoints_unchecked: int = 0
+    #: records after the newest checkpoint whose signature verifies: nothing commits to them
+    #: yet, so a change to them is not detectable until the hub signs the next one
+    unsigned: int = 0
 
     @property
     def ok(self) -> bool:
@@ -146,6 +153,7 @@ class VerifyReport:
             "checkpoints_checked": self.checkpoints_checked,
             "checkpoints_unchecked": self.checkpoints_unchecked,
             "pruned_records": self.pruned,
+            "unsigned_records": self.unsigned,
             "pruned_before": None if self.pruned_before is None else self.pruned_before.isoformat(),
             "first_index": None if first is None else first.index,
             "findings": [
@@ -465,19 +473,29 @@ class AuditLog:
         """
         findings: list[Finding] = []
         heads = _Heads()
-        notes = [note for _, note in self._store.checkpoints()]
-        for note in [*notes, *checkpoints]:
+        stored = self._store.checkpoints()
+        given = [(None, note) for note in checkpoints]
+        for size, note in [*stored, *given]:
             try:
                 head = self._open(note)
             except AuditIntegrityError as exc:
                 findings.append(Finding("signature", None, f"checkpoint does not verify: {exc}"))
                 continue
+            if size is not None and size != head.size:
+                findings.append(
+                    Finding(
+                        "signature",
+                        None,
+                        f"checkpoint stored as of tree size {size} but signed for size "
+                        f"{head.size} (the stored checkpoint row was changed)",
+                    )
+                )
             heads.by_size.setdefault(head.size, []).append(head)
             heads.count += 1
 
         try:
             prunes = self._store.prunes()
-        except AuditIntegrityError as exc:
+        except (AuditError, ValueError, TypeError) as exc:  # the kept hashes' rows altered
             findings.append(Finding("pruned", 0, f"kept hashes of pruned records: {exc}"))
             return VerifyReport(
                 size=self._store.size(),
@@ -493,7 +511,15 @@ class AuditLog:
         # batch carries on from where the previous one stopped (``AuditStore.leaves``).
         while True:
             start = acc.size
-            batch, mismatched = self._store.checked_leaves(start, start + _BATCH)
+            try:
+                batch, mismatched = self._store.checked_leaves(start, start + _BATCH)
+            except (AuditError, ValueError, TypeError) as exc:
+                # a table or column changed so that the rows no longer read at all: the
+                # store's own schema was altered, which is tampering from here on
+                findings.append(
+                    Finding("record", start, f"the stored records cannot be read from here: {exc}")
+                )
+                break
             for index in mismatched:
                 findings.append(
                     Finding("record", index, "stored columns do not match the record's bytes")
@@ -525,10 +551,12 @@ class AuditLog:
                     missing,
                 )
             )
+        signed = max((s for s in heads.by_size if s <= acc.size), default=0)
         return VerifyReport(
             size=acc.size,
             root=acc.root(),
             checkpoints_checked=heads.count - unchecked,
+            unsigned=max(0, acc.size - max(signed, pruned.size if pruned else 0)),
             findings=tuple(_explain(findings)),
             pruned=pruned.size if pruned else 0,
             pruned_at=pruned.pruned_at if pruned else None,

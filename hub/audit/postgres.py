@@ -66,6 +66,8 @@ from hub.audit.sqlite import (
     _record,
     leaf,
     row_faults,
+    stored_checkpoint,
+    usable_values,
 )
 from hub.audit.sqlite import _row as _sqlite_row
 from hub.errors import AuditError
@@ -354,7 +356,9 @@ class PostgresAuditStore:
 
     def _refresh_shared(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         """Learn the shared values other writers added since this store last read them."""
-        self._shared.learn(conn.execute(_NEW_VALUES_SQL, (self._shared.last,)).fetchall())
+        self._shared.learn(
+            usable_values(conn.execute(_NEW_VALUES_SQL, (self._shared.last,)).fetchall())
+        )
 
     def query(
         self,
@@ -597,7 +601,7 @@ class PostgresAuditStore:
                 .execute("SELECT tree_size, note FROM audit_checkpoints ORDER BY id")
                 .fetchall()
             )
-        return [(int(size), str(note)) for size, note in rows]
+        return [stored_checkpoint(size, note) for size, note in rows]
 
     def close(self) -> None:
         """Close the connection (idempotent); further calls raise ``AuditError``."""

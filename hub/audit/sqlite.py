@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +48,15 @@ from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 from hub.sqlite_wal import enable_wal
 
-__all__ = ["SCHEMA_VERSION", "LeafCursors", "SQLiteAuditStore", "canonical_bytes"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "LeafCursors",
+    "SQLiteAuditStore",
+    "canonical_bytes",
+    "stored_bytes",
+    "stored_checkpoint",
+    "usable_values",
+]
 
 #: ``PRAGMA user_version`` of the layout below; a newer file is refused, not guessed at.
 #: 2: ``audit_pruned`` (audit retention). A version 1 file is upgraded when opened; a hub that
@@ -174,6 +182,9 @@ _LAST_SEQ_SQL = (
 _READ = ", ".join(_COLUMNS)
 #: the subject index rows of a seq range (``mismatched_rows``), through ``audit_subjects_seq``
 SUBJECTS_SQL = "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN ? AND ?"
+#: the position of the row before a seq (where a window of leaves carries on from)
+_POSITION_BEFORE_SQL = "SELECT position FROM audit_records WHERE seq < ? ORDER BY seq DESC LIMIT 1"
+_PRUNED_SQL = f"SELECT {_PRUNED_SIZE}"
 #: a record's leaf index and seq, through the ``record_id`` unique index
 RECORD_INDEX_SQL = "SELECT position, seq FROM audit_records WHERE record_id = ?"
 
@@ -276,8 +287,58 @@ def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, list[bytes] |
     return columns, canonical, values
 
 
+def stored_bytes(value: Any) -> bytes | None:
+    """A ``canonical`` value as the stores write it (a BLOB, a BYTEA), else ``None``.
+
+    Anything else (text, a number: a column changed to another type by hand) is tampering.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return None
+
+
+def stored_checkpoint(size: Any, note: Any) -> tuple[int, str]:
+    """A checkpoint row as read, whatever was done to it: ``(tree size, note)``.
+
+    A size that is not an integer reads as -1 and a note that is not text as its repr
+    (which is no signed note), so ``verify`` reports the row instead of failing on it.
+    """
+    return (size if type(size) is int else -1), (note if type(note) is str else repr(note))
+
+
+def usable_values(rows: Iterable[Sequence[Any]]) -> list[tuple[int, bytes]]:
+    """The ``audit_values`` rows ``(id, value)`` of the types the stores write.
+
+    A value changed to another type by hand is left out: the rows that refer to it then do
+    not unpack, and ``verify`` reports each of them instead of failing on the table.
+    """
+    usable = []
+    for ident, value in rows:
+        data = stored_bytes(value)
+        if type(ident) is int and data is not None:
+            usable.append((ident, data))
+    return usable
+
+
+def _well_typed(columns: Sequence[Any]) -> bool:
+    """Whether every index column holds text or NULL, as the stores write them."""
+    return all(column is None or type(column) is str for column in columns)
+
+
+def _odd_leaf(value: Any) -> bytes:
+    """The leaf of a row whose ``canonical`` is not bytes: its text, or its repr.
+
+    Never the record's canonical bytes, so the root changes as it would for any other edit.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace")
+    return repr(value).encode()
+
+
 def row_faults(
-    rows: Sequence[Sequence[Any]], subjects: dict[int, set[str]], shared: SharedValues
+    rows: Sequence[Sequence[Any]], subjects: dict[int, set[Any]], shared: SharedValues
 ) -> tuple[list[bytes], list[int]]:
     """Leaves and the offsets of inconsistent rows among ``(seq, *_COLUMNS)`` rows.
 
@@ -287,11 +348,17 @@ def row_faults(
     the pseudonyms the record names. Rows kept as plain JSON (written by hand or not packable)
     are checked the long way: parsed as an ``AuditRecord`` and every column re-derived. The
     leaf of a row is its canonical bytes as far as they can be rebuilt, else the stored bytes.
+    A value of another type than the store writes (a BLOB where text belongs, text where the
+    record's bytes belong) makes the row inconsistent; it never stops the check.
     """
     leaves: list[bytes] = []
     faults: list[int] = []
     for offset, (seq, *stored) in enumerate(rows):
-        columns, blob = stored[:-1], bytes(stored[-1])
+        columns, blob = stored[:-1], stored_bytes(stored[-1])
+        if blob is None or not _well_typed(columns):
+            leaves.append(_odd_leaf(stored[-1]) if blob is None else blob)
+            faults.append(offset)
+            continue
         canonical, named = unpack_checked(blob, columns, shared)
         if canonical is None:
             leaves.append(unpack(blob, columns, shared, check=False) or blob)
@@ -312,7 +379,11 @@ def leaf(row: Sequence[Any], shared: SharedValues) -> bytes:
 
     The stored bytes if they cannot be rebuilt; either way a changed row changes the root.
     """
-    blob = bytes(row[-1])
+    blob = stored_bytes(row[-1])
+    if blob is None:
+        return _odd_leaf(row[-1])
+    if not _well_typed(row[:-1]):
+        return blob
     return unpack(blob, row[:-1], shared, check=False) or blob
 
 
@@ -322,8 +393,10 @@ def _record(row: Sequence[Any], where: str, shared: SharedValues) -> AuditRecord
     Raises:
         AuditError: the stored bytes cannot be read at all.
     """
-    blob = bytes(row[-1])
-    canonical = unpack(blob, row[:-1], shared, check=False)
+    blob = stored_bytes(row[-1])
+    canonical = None
+    if blob is not None and (_well_typed(row[:-1]) or blob[:1] == b"{"):
+        canonical = unpack(blob, row[:-1], shared, check=False)
     try:
         if canonical is None:
             raise ValueError("the stored record bytes do not decode")
@@ -459,7 +532,7 @@ class SQLiteAuditStore:
 
     def _refresh_shared(self) -> None:
         """Learn the shared values other writers added since this store last read them."""
-        self._shared.learn(self._conn.execute(_NEW_VALUES_SQL, (self._shared.last,)))
+        self._shared.learn(usable_values(self._conn.execute(_NEW_VALUES_SQL, (self._shared.last,))))
 
     def query(
         self,
@@ -568,12 +641,27 @@ class SQLiteAuditStore:
         with self._lock, self._guard("read"), self._read():
             rows = self._window(start, end, _READ, "audit leaves")
             self._refresh_shared()
-            subjects: dict[int, set[str]] = {}
+            subjects: dict[int, set[Any]] = {}
+            previous: Any = None
             if rows:
                 for seq, pseudonym in self._conn.execute(SUBJECTS_SQL, (rows[0][0], rows[-1][0])):
                     subjects.setdefault(seq, set()).add(pseudonym)
+                before = self._conn.execute(_POSITION_BEFORE_SQL, (rows[0][0],)).fetchone()
+                (pruned,) = self._conn.execute(_PRUNED_SQL).fetchone()
+                previous = before[0] if before else pruned - 1 if type(pruned) is int else None
         leaves, faults = row_faults([(row[0], *row[2:]) for row in rows], subjects, self._shared)
-        return leaves, [start + offset for offset in faults]
+        for offset, position in enumerate(row[1] for row in rows):
+            # A row's position is its leaf index, and one past the row before it (the
+            # pruned size for the first row). A row removed, inserted or moved by hand, or a
+            # position edited, breaks both at the row where it happened; the rows after a
+            # removal still run on from the row before them, so they are not reported too.
+            if type(position) is not int or (
+                position != start + offset
+                and (type(previous) is not int or position != previous + 1)
+            ):
+                faults.append(offset)
+            previous = position
+        return leaves, [start + offset for offset in sorted(set(faults))]
 
     def record_index(self, record_id: str) -> int | None:
         """Leaf index of a record (0-based, append order), or ``None`` if not stored."""
@@ -677,7 +765,7 @@ class SQLiteAuditStore:
             rows = self._conn.execute(
                 "SELECT tree_size, note FROM audit_checkpoints ORDER BY id"
             ).fetchall()
-        return [(int(size), str(note)) for size, note in rows]
+        return [stored_checkpoint(size, note) for size, note in rows]
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

@@ -71,6 +71,13 @@ def _print_report(report: VerifyReport) -> None:
     typer.echo(
         f"{report.size} records, root {root}, {report.checkpoints_checked} checkpoints checked"
     )
+    if report.unsigned:
+        typer.echo(
+            f"  {report.unsigned} records not yet under a signed checkpoint (the newest "
+            f"{report.unsigned}): a change to them is found once the hub signs the next one"
+        )
+    else:
+        typer.echo("  every record is under a signed checkpoint")
     if report.pruned:
         pruned_at = f" on {report.pruned_at:%Y-%m-%d}" if report.pruned_at else ""
         before = f"{report.pruned_before:%Y-%m-%d}" if report.pruned_before else "?"

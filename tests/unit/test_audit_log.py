@@ -266,7 +266,9 @@ def test_reordering_is_found(db: Path, log8: AuditLog) -> None:
     report = log8.verify()
     assert report.first is not None
     assert report.first.index == 2
-    assert {f.kind for f in report.findings} == {"checkpoint"}
+    # the checkpoints, and the stored positions, which name the two rows moved
+    assert {f.kind for f in report.findings} == {"checkpoint", "record"}
+    assert [f.index for f in report.findings if f.kind == "record"] == [2, 5]
 
 
 def test_insertion_is_found(db: Path, log8: AuditLog) -> None:
