@@ -1,8 +1,15 @@
-"""`hub keys ...`: party keys (init, list, rotate, revoke, export), shredding, expiry, holds.
+"""`hub keys ...` (party keys, shredding, expiry) and `hub holds ...` (legal holds).
 
 Keys live in ``<data_dir>/keys`` (``FileKeyStore``, the development store). Settings are
 read when a command runs, never at import; every ``HubError`` becomes one actionable line
 through ``handle_errors``.
+
+Legal holds are kept by case pseudonym only (``hub.keys.cases``). ``hub holds list`` shows
+each held case's reference where the hub already keeps it in clear, in its workflow
+registers (the MARAC flag register, the ban register, ``workflows.sqlite3``): the reader
+it shows them to is whoever can run it against this data dir, the hub's own account (the
+data dir is 0700, ``hub.private``), who can read those registers anyway. Nothing new about
+which cases exist is written for it.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ import typer
 
 from hub.audit.actions import audit_case_action
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
-from hub.audit.store import open_store
+from hub.audit.store import open_store, sqlite_path
 from hub.cli.common import echo_json, handle_errors, load_settings
-from hub.errors import ConfigError, UnknownPartyError
+from hub.errors import ConfigError, LegalHoldError, UnknownPartyError
 from hub.keys.cases import CaseKeys
 from hub.keys.expiry import expire_cases
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
@@ -28,6 +35,8 @@ from hub.keys.store import add_missing_suites
 from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
+from hub.workflows.bans import BanRegister
+from hub.workflows.register import FlagRegister
 
 __all__ = ["app", "hold_app"]
 
@@ -40,7 +49,15 @@ hold_app = typer.Typer(
     "For a Domestic Homicide Review, say; placing and lifting a hold are audited.",
     no_args_is_help=True,
 )
-app.add_typer(hold_app, name="hold")
+
+
+def _moved() -> None:
+    typer.echo("warning: `hub keys hold` is now `hub holds` (same commands)", err=True)
+
+
+#: the old place of `hub holds`, hidden: it still works, and says where the commands went
+_moved_hold_app = typer.Typer(hidden=True, no_args_is_help=True, callback=_moved)
+app.add_typer(_moved_hold_app, name="hold", hidden=True)
 
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON, one object per line.")]
 _PARTIES = Annotated[
@@ -284,6 +301,29 @@ def _parse_now(text: str | None) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
+def _registered_refs(settings: HubSettings) -> list[str]:
+    """Case and ban references the hub's workflow registers hold (none if it has none)."""
+    if not settings.register_path.exists():
+        return []
+    with FlagRegister(settings.register_path) as flags, BanRegister(settings.register_path) as bans:
+        return [f.case_ref for f in flags.flags()] + [b.ban_ref for b in bans.bans()]
+
+
+def _known_case(settings: HubSettings, cases: CaseKeys, case: str) -> bool:
+    """Whether the hub has met this case: a register entry, an audit record or a case key."""
+    name = cases.pseudonym(case)
+    if case in _registered_refs(settings) or name in cases.live_cases():
+        return True
+    path = sqlite_path(settings)
+    if path is not None and not path.exists():
+        return False
+    store = open_store(settings)
+    try:
+        return bool(store.query(case_pseudonym=name, limit=1))
+    finally:
+        store.close()
+
+
 @hold_app.command("add")
 @handle_errors
 def hold_add_command(
@@ -292,11 +332,27 @@ def hold_add_command(
     by: Annotated[
         str | None, typer.Option("--by", help="Who places the hold (default: your login).")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Hold a case the hub has not met yet (in advance)."),
+    ] = False,
 ) -> None:
-    """Place a legal hold on a case."""
+    """Place a legal hold on a case.
+
+    The case must be one the hub knows (a flag or ban in its registers, an audit record, a
+    case key): a mistyped reference would otherwise hold nothing. --force holds it in
+    advance, for a case whose events have not reached the hub yet.
+    """
     settings = load_settings()
     by = by or getpass.getuser()
-    hold = _cases(settings).add_hold(case, reason, by)
+    cases = _cases(settings)
+    known = _known_case(settings, cases, case)
+    if not known and not force:
+        raise LegalHoldError(
+            f"case {case}: expected a case this hub knows, found no flag, ban, audit record "
+            "or case key with that reference; check it, or hold it in advance with --force"
+        )
+    hold = cases.add_hold(case, reason, by)
     audit_case_action(
         settings,
         case_ref=case,
@@ -304,7 +360,9 @@ def hold_add_command(
         reason=f"legal hold: {reason}",
         by=by,
     )
-    typer.echo(f"hold placed on case {hold.case} by {hold.by}: {hold.reason}")
+    if not known:
+        typer.echo(f"warning: no case {case} is known to this hub yet: held in advance", err=True)
+    typer.echo(f"hold placed on case {case} ({hold.case}) by {hold.by}: {hold.reason}")
 
 
 @hold_app.command("lift")
@@ -326,15 +384,40 @@ def hold_lift_command(
         reason=f"legal hold lifted (placed by {hold.by}: {hold.reason})",
         by=by,
     )
-    typer.echo(f"hold lifted on case {hold.case} by {by} (placed by {hold.by}: {hold.reason})")
+    typer.echo(
+        f"hold lifted on case {case} ({hold.case}) by {by} (placed by {hold.by}: {hold.reason})"
+    )
 
 
 @hold_app.command("list")
 @handle_errors
 def hold_list_command(as_json: _JSON = False) -> None:
-    """List current legal holds (cases by pseudonym)."""
-    for hold in _cases(load_settings()).holds():
+    """List current legal holds: the case reference where the hub's registers hold it.
+
+    Holds are kept by case pseudonym; the reference is found in the MARAC flag and ban
+    registers of this data dir (a case held in advance, or known only to the audit log,
+    shows its pseudonym alone).
+    """
+    settings = load_settings()
+    cases = _cases(settings)
+    holds = cases.holds()
+    refs = {cases.pseudonym(ref): ref for ref in _registered_refs(settings)} if holds else {}
+    for hold in holds:
+        ref = refs.get(hold.case)
         if as_json:
-            echo_json(hold.model_dump(mode="json"))
+            echo_json({**hold.model_dump(mode="json"), "case_ref": ref})
         else:
-            typer.echo(f"{hold.case}  since {hold.placed_at:%Y-%m-%d}  by {hold.by}: {hold.reason}")
+            name = (
+                f"{ref} ({hold.case})" if ref else f"{hold.case} (reference not in the registers)"
+            )
+            typer.echo(f"{name}  since {hold.placed_at:%Y-%m-%d}  by {hold.by}: {hold.reason}")
+    if not holds and not as_json:
+        typer.echo(f"no legal holds in {settings.data_dir}")
+
+
+for _name, _command in (
+    ("add", hold_add_command),
+    ("lift", hold_lift_command),
+    ("list", hold_list_command),
+):
+    _moved_hold_app.command(_name)(_command)

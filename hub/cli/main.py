@@ -41,7 +41,7 @@ def _setup() -> None:
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
-app.add_typer(keys.hold_app, name="holds")  # also `hub keys hold`: one implementation
+app.add_typer(keys.hold_app, name="holds")  # `hub keys hold`: a hidden alias that says so
 app.add_typer(marac.app, name="marac")
 app.add_typer(pubwatch.app, name="pubwatch")
 app.add_typer(ingress.app, name="ingress")

@@ -233,7 +233,7 @@ class CaseKeys:
             if hold is not None:
                 raise LegalHoldError(
                     f"case {name}: under legal hold since {hold.placed_at:%Y-%m-%d} by "
-                    f"{hold.by} ({hold.reason}); lift it with `hub keys hold lift` first"
+                    f"{hold.by} ({hold.reason}); lift it with `hub holds lift` first"
                 )
             db = self._db()
             try:

@@ -106,7 +106,7 @@ def test_shred_makes_hub_side_copies_unreadable_and_is_audited(hub: RunningHub) 
     )
     env = {**os.environ, **hub.env()}
     held = subprocess.run(
-        [HUB, "keys", "hold", "add", "--case", case, "--reason", "DHR", "--by", "ig-officer"],
+        [HUB, "holds", "add", "--case", case, "--reason", "DHR", "--by", "ig-officer"],
         env=env,
         capture_output=True,
         text=True,
@@ -125,7 +125,7 @@ def test_shred_makes_hub_side_copies_unreadable_and_is_audited(hub: RunningHub) 
     assert refused.returncode == 1
     assert "hold" in refused.stderr
     subprocess.run(
-        [HUB, "keys", "hold", "lift", "--case", case, "--by", "ig-officer"],
+        [HUB, "holds", "lift", "--case", case, "--by", "ig-officer"],
         env=env,
         check=True,
         capture_output=True,

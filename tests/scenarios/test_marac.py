@@ -186,7 +186,7 @@ def test_a_legal_hold_keeps_a_flag_from_expiring(scenario: Scenario) -> None:
     case = unique("MARAC")
     review = (scenario.clock() + dt.timedelta(days=10)).date()
     scenario.raise_flag(case, review_date=review.isoformat())
-    hold = scenario.cli("keys", "hold", "add", "--case", case, "--reason", "DHR 2026/07",
+    hold = scenario.cli("holds", "add", "--case", case, "--reason", "DHR 2026/07",
                         "--by", "ig.officer")  # fmt: skip
     assert hold.returncode == 0, hold.stderr
     scenario.clock.set(

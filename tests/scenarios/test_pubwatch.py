@@ -228,7 +228,7 @@ def test_ban_data_is_shredded_after_retention_unless_held(scenario: Scenario) ->
     six_months = durations.add(scenario.today(), "P6M").isoformat()
     for ref in (kept, shredded):
         scenario.ban(ref, incident_type="violence", ban_end=six_months)
-    hold = scenario.cli("keys", "hold", "add", "--case", kept, "--reason", "claim 2028/3",
+    hold = scenario.cli("holds", "add", "--case", kept, "--reason", "claim 2028/3",
                         "--by", "ig.officer")  # fmt: skip
     assert hold.returncode == 0, hold.stderr
     scenario.at(dt.date.fromisoformat(six_months) + dt.timedelta(days=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
@@ -15,6 +16,7 @@ from hub.cli.keys import app
 from hub.keys import HUB_PARTY, FileKeyStore, KeyStatus
 from hub.policies.loader import load_protocol
 from hub.settings import default_protocol_path
+from hub.workflows.register import FlagRegister
 
 
 @pytest.fixture
@@ -111,19 +113,45 @@ def test_export_public_keys(runner: CliRunner, tmp_path: Path) -> None:
     assert "found none" in run(runner, "export", "--party", "x", ok=False).stderr
 
 
+def holds(runner: CliRunner, *args: str, ok: bool = True) -> Result:
+    """`hub holds ...` (the whole `hub` app: holds are a top-level group)."""
+    from hub.cli.main import app as hub_app
+
+    result = runner.invoke(hub_app, ["holds", *args])
+    assert (result.exit_code == 0) is ok, result.output
+    return result
+
+
+def register_flag(tmp_path: Path, case: str) -> None:
+    """A flag in the hub's MARAC register, as the router records one it routed."""
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC)
+    with FlagRegister(tmp_path / "data" / "workflows.sqlite3") as register:
+        register.record(
+            case_ref=case,
+            subject_ref="SUBJ-1",
+            subject_pseudonym="ps_1",
+            status="active",
+            review_date=dt.date(2027, 2, 2),
+            at=at,
+            event_id="ev-1",
+            event_type="uk.csp.marac.flag.raised.v1",
+        )
+
+
 def test_shred_with_hold(runner: CliRunner, tmp_path: Path) -> None:
-    hold = run(runner, "hold", "add", "--case", "DHR-7", "--reason", "DHR", "--by", "csp")
-    assert "hold placed on case pc_" in hold.stdout
-    (listed,) = json_lines(run(runner, "hold", "list", "--json"))
+    hold = holds(runner, "add", "--case", "DHR-7", "--reason", "DHR", "--by", "csp", "--force")
+    assert "hold placed on case DHR-7 (pc_" in hold.stdout
+    (listed,) = json_lines(holds(runner, "list", "--json"))
     assert listed["reason"] == "DHR"
-    assert "DHR-7" not in json.dumps(listed)  # only the pseudonym is kept
+    keys_dir = tmp_path / "data" / "keys"
+    assert b"DHR-7" not in (keys_dir / "holds.json").read_bytes()  # only the pseudonym is kept
 
     refused = run(runner, "shred", "--case", "DHR-7", "--yes", ok=False)
     assert "legal hold" in refused.stderr
-    assert "hub keys hold lift" in refused.stderr
+    assert "hub holds lift" in refused.stderr
 
-    run(runner, "hold", "lift", "--case", "DHR-7", "--by", "csp")
-    assert run(runner, "hold", "list").stdout == ""
+    holds(runner, "lift", "--case", "DHR-7", "--by", "csp")
+    assert holds(runner, "list", "--json").stdout == ""
     shredded = run(runner, "shred", "--case", "DHR-7", "--yes")
     assert "shredded case pc_" in shredded.stdout
     assert "DHR-7" not in "".join(p.name for p in (tmp_path / "data").rglob("*"))
@@ -171,6 +199,7 @@ def test_hub_holds_records_who_placed_and_lifted_the_hold(
 
     monkeypatch.setenv("USER", "ig.officer")
     monkeypatch.setenv("LOGNAME", "ig.officer")
+    register_flag(tmp_path, "MARAC-NW-2026-0007")
     placed = runner.invoke(
         hub_app, ["holds", "add", "--case", "MARAC-NW-2026-0007", "--reason", "DHR 2026/03"]
     )
@@ -184,3 +213,61 @@ def test_hub_holds_records_who_placed_and_lifted_the_hold(
     assert decisions == [AuditDecision.HOLD_PLACED, AuditDecision.HOLD_LIFTED]
     assert all("ig.officer" in (r.reason or "") + (r.publisher or "") for r in records)
     assert "DHR 2026/03" in (records[0].reason or "")
+
+
+def test_hold_on_an_unknown_case_needs_force(runner: CliRunner, tmp_path: Path) -> None:
+    refused = holds(runner, "add", "--case", "NOPE-123", "--reason", "DHR", ok=False)
+    assert refused.exit_code == 1
+    assert "Traceback" not in refused.output
+    assert "case NOPE-123: expected a case this hub knows" in refused.stderr
+    assert "--force" in refused.stderr
+    assert "no legal holds" in holds(runner, "list").stdout  # nothing was held
+
+    forced = holds(runner, "add", "--case", "NOPE-123", "--reason", "DHR", "--force")
+    assert "no case NOPE-123 is known to this hub yet: held in advance" in forced.stderr
+    assert "hold placed on case NOPE-123" in forced.stdout
+    assert len(json_lines(holds(runner, "list", "--json"))) == 1
+
+
+def test_hold_on_a_registered_case_needs_no_force(runner: CliRunner, tmp_path: Path) -> None:
+    register_flag(tmp_path, "MARAC-NW-2026-0042")
+    placed = holds(runner, "add", "--case", "MARAC-NW-2026-0042", "--reason", "DHR 2026/04")
+    assert placed.stderr == ""
+    assert "hold placed on case MARAC-NW-2026-0042" in placed.stdout
+
+
+def test_hold_list_says_when_empty(runner: CliRunner, tmp_path: Path) -> None:
+    listed = holds(runner, "list")
+    assert listed.stdout == f"no legal holds in {tmp_path / 'data'}\n"
+    assert holds(runner, "list", "--json").stdout == ""  # JSON: no objects, no prose
+
+
+def test_hold_list_shows_the_reference_the_registers_hold(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    register_flag(tmp_path, "MARAC-NW-2026-0043")
+    holds(runner, "add", "--case", "MARAC-NW-2026-0043", "--reason", "DHR 2026/05", "--by", "ig")
+    holds(runner, "add", "--case", "ADVANCE-1", "--reason", "claim", "--by", "ig", "--force")
+    lines = holds(runner, "list").stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("MARAC-NW-2026-0043 (pc_")
+    assert lines[0].endswith("by ig: DHR 2026/05")
+    assert "(reference not in the registers)" in lines[1]  # held in advance: never routed
+    assert "ADVANCE-1" not in lines[1]
+    by_json = {o["reason"]: o for o in json_lines(holds(runner, "list", "--json"))}
+    assert by_json["DHR 2026/05"]["case_ref"] == "MARAC-NW-2026-0043"
+    assert by_json["claim"]["case_ref"] is None
+
+
+def test_keys_hold_is_a_hidden_alias_that_says_where_it_moved(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    from hub.cli.main import app as hub_app
+
+    assert " hold " not in runner.invoke(hub_app, ["keys", "--help"]).stdout
+    moved = runner.invoke(
+        hub_app, ["keys", "hold", "add", "--case", "C-9", "--reason", "DHR", "--force"]
+    )
+    assert moved.exit_code == 0, moved.output
+    assert "`hub keys hold` is now `hub holds`" in moved.stderr
+    assert len(json_lines(holds(runner, "list", "--json"))) == 1
