@@ -15,6 +15,7 @@ BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
 BAN_EXPIRED = "uk.csp.pubwatch.ban.expired.v1"
 RETAIL_EXCLUSION = "uk.csp.retail.exclusion.v1"
 RETAIL_EXPIRED = "uk.csp.retail.exclusion.expired.v1"
+AGREEMENT_ALERT = "uk.csp.hub.agreement.alert.v1"
 
 _TOWNS = {
     "redditch": ("Redditch", "B97 4HJ"),
@@ -185,6 +186,23 @@ def retail_exclusion_expired(ban_ref: str, **overrides: Any) -> dict[str, Any]:
         "ended_on": "2027-11-20",
         "photo_ref": "photo:bcrp-redditch-0007",
         "instruction": "The exclusion has ended: remove it and delete the photo.",
+    }
+    return _merge(base, overrides)
+
+
+def agreement_alert(agreement_id: str, **overrides: Any) -> dict[str, Any]:
+    """The hub's alert to the IG role: ``agreement_id`` is due for review in 7 days."""
+    base = {
+        "alert_id": "0f8d2c1e-7b6a-5d4c-9e3f-2a1b0c9d8e7f",
+        "stage": "review_due",
+        "agreement_id": agreement_id,
+        "title": "North Worcestershire MARAC information sharing agreement",
+        "review_date": "2027-09-30",
+        "suspended_from": "2027-10-01",
+        "days_left": 7,
+        "rules": ["marac-flag-full", "marac-flag-district-departments"],
+        "protocol_id": "north-worcestershire-csp",
+        "detail": "Review the agreement before 2027-10-01.",
     }
     return _merge(base, overrides)
 

@@ -58,6 +58,7 @@ from hub.models import Origin
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
+from hub.workflows.agreements import AgreementGauges
 from hub.workflows.bans import BanRegister
 from hub.workflows.marac import earlier_recipients
 from hub.workflows.register import FlagRegister
@@ -173,6 +174,9 @@ def create_app(
     seen = SeenEvents(settings.seen_path, group=group)
     state = OpsState()
     metrics = Metrics(state)
+    metrics.registry.register(
+        AgreementGauges(lambda: protocol, clock_for(settings.clock_file))
+    )  # hub_agreement_review_days, hub_agreement_suspended
     sinks: list[AuditSink] = []
     audit_key = load_audit_stream_key(settings)
     writer = f"router/{socket.gethostname()}/{os.getpid()}"
@@ -348,6 +352,10 @@ def create_app(
         from hub.workflows.pubwatch import sweep_bans
 
         sweeps.append(("pubwatch_sweep", sweep_bans))
+    if protocol.governance is not None:  # IG alerts for agreements lapsing or lapsed
+        from hub.workflows.agreements import sweep_agreements
+
+        sweeps.append(("agreement_sweep", sweep_agreements))
     if settings.workflow_interval > 0:
         for name, sweep in sweeps:
             _periodic_sweep(app, settings, name, sweep)

@@ -21,6 +21,7 @@ from hub.policies.check import check_protocol
 from hub.policies.explain import Explanation, explain
 from hub.policies.loader import load_protocol
 from hub.schemas.codec import SchemaRegistry
+from hub.workflows.agreements import AgreementAlerts, agreement_states, sweep_agreements
 
 __all__ = ["app"]
 
@@ -139,6 +140,67 @@ def parties_command(
     typer.echo(f"{count} part{'y' if count == 1 else 'ies'} in protocol {loaded.protocol.id}")
 
 
+@app.command("agreements")
+@handle_errors
+def agreements_command(as_json: _JSON = False) -> None:
+    """Each agreement in force: review date, days left, state, and the IG alerts sent.
+
+    State is ok, due (within the first review notice, 30 days by default) or suspended (past
+    its review date: the hub withholds what its rules would share). Exit status 1 when any
+    agreement is due or suspended.
+    """
+    settings = load_settings()
+    today = clock_for(settings.clock_file)().date()
+    states = agreement_states(load_protocol(settings.protocol), today)
+    alerts: dict[str, list[str]] = {s.agreement.id: [] for s in states}
+    if settings.register_path.exists():  # a read: never creates the hub's files
+        with AgreementAlerts(settings.register_path) as register:
+            for s in states:
+                alerts[s.agreement.id] = register.sent_for(s.agreement.id, s.agreement.review_date)
+    if as_json:
+        echo_json(
+            {
+                "today": today.isoformat(),
+                "agreements": [
+                    {**s.to_json(), "alerts_sent": alerts[s.agreement.id]} for s in states
+                ],
+            }
+        )
+    else:
+        for s in states:
+            sent = ", ".join(alerts[s.agreement.id]) or "none"
+            typer.echo(
+                f"{s.agreement.id}  review {s.agreement.review_date}  {s.days_left} days  "
+                f"{s.state.upper() if s.state != 'ok' else 'ok'}  alerts sent: {sent}"
+            )
+    if any(s.state != "ok" for s in states):
+        raise typer.Exit(1)
+
+
+@app.command("sweep")
+@handle_errors
+def sweep_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what is due without publishing")
+    ] = False,
+    as_json: _JSON = False,
+) -> None:
+    """Alert the IG role to agreements due for review or suspended, now.
+
+    The running hub does the same every ``HUB_WORKFLOW_INTERVAL`` seconds; each alert is sent
+    once (30 and 7 days before the review date, and on the day of suspension).
+    """
+    result = sweep_agreements(load_settings(), dry_run=dry_run)
+    if as_json:
+        echo_json(result)
+        return
+    verb = "would alert" if dry_run else "alerted"
+    for item in result["planned"]:
+        typer.echo(f"{verb}: agreement {item['agreement_id']} ({item['stage']})")
+    if not result["planned"]:
+        typer.echo("nothing due")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -188,6 +250,7 @@ def _render(result: Explanation) -> str:
         head,
         "outcome: deliver",
         f"decided by: rule {result.rule_id}",
+        f"gateway: {result.gateway or 'none cited (the lawful basis alone)'}",
         f"lawful basis: {result.lawful_basis}",
     ]
     for label, value in (

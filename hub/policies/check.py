@@ -41,6 +41,7 @@ __all__ = ["CheckReport", "Finding", "check_protocol"]
 _DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 _S115 = re.compile(r"\bs\.?\s*115\b|\bsection\s+115\b", re.IGNORECASE)
 _REVIEW_NOTICE = dt.timedelta(days=30)
+_AGREEMENT_ALERT = "uk.csp.hub.agreement.alert.v1"
 
 
 class Finding(BaseModel):
@@ -625,6 +626,31 @@ class _Checker:
                     "reserved-id",
                     "party id 'hub' is reserved for the hub's own workflow events",
                 )
+        self.check_governance()
+
+    def check_governance(self) -> None:
+        """Someone holds the IG role, and a rule delivers the agreement alerts to it."""
+        governance = self.p.governance
+        if governance is None:
+            return
+        role = governance.ig_role
+        if not any(p.has_role(role) for p in self.p.parties):
+            self.error(
+                "governance.ig_role",
+                "ig-role-unfilled",
+                f"no party has role {role!r}: nobody would hear that an agreement is lapsing",
+            )
+        delivers = any(
+            _AGREEMENT_ALERT in rule.events and any(role in c.roles for c in rule.recipients)
+            for rule in self.p.rules
+        )
+        if not delivers:
+            self.warn(
+                "governance.ig_role",
+                "ig-alerts-undelivered",
+                f"no rule delivers {_AGREEMENT_ALERT} to role {role!r}: agreement alerts "
+                "would be withheld (default deny)",
+            )
 
     def check_agreements(self, today: dt.date) -> None:
         """Rules name declared agreements; the engine suspends those past their review date."""
@@ -634,7 +660,12 @@ class _Checker:
         declared = {a.id for a in self.p.agreements}
         for i, rule in enumerate(self.p.rules):
             if rule.agreement is None:
-                if self.p.agreements:
+                # the hub's own notices about the agreements themselves carry no personal data
+                # and must not lapse with what they warn about
+                hub_notice = rule.publishers.parties == (HUB.id,) and all(
+                    t.startswith("uk.csp.hub.") for t in rule.events
+                )
+                if self.p.agreements and not hub_notice:
                     self.warn(
                         f"rules[{i}]",
                         "no-agreement",

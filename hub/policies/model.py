@@ -24,6 +24,7 @@ __all__ = [
     "Condition",
     "Correction",
     "CryptoPolicy",
+    "GovernancePolicy",
     "MaracPolicy",
     "Party",
     "Prohibition",
@@ -379,6 +380,30 @@ class Agreement(_Strict):
         return today > self.review_date
 
 
+class GovernancePolicy(_Strict):
+    """Who keeps the agreements current, and when the hub reminds them.
+
+    ICO Data Sharing Code: regular review; Information Sharing Gateway: review dates with
+    sign-off. The hub alerts every party holding ``ig_role`` (through a rule for
+    ``uk.csp.hub.agreement.alert.v1``) ``review_notice_days`` days before an agreement's review
+    date and again on the day its rules are suspended, each once.
+    """
+
+    ig_role: str = Field(description="the information governance role, e.g. ig-officer")
+    review_notice_days: tuple[int, ...] = Field(
+        default=(30, 7),
+        min_length=1,
+        description="days before an agreement's review date at which the IG role is alerted",
+    )
+
+    @field_validator("review_notice_days")
+    @classmethod
+    def _positive_descending(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < 1 for d in value) or len(set(value)) != len(value):
+            raise ValueError(f"review_notice_days: expected distinct days >= 1, got {value}")
+        return tuple(sorted(value, reverse=True))
+
+
 class Prohibition(_Strict):
     """A party or role family that must never receive some events, whatever a rule says."""
 
@@ -429,6 +454,7 @@ class Protocol(_Strict):
     marac: MaracPolicy | None = None
     pubwatch: PubwatchPolicy | None = None
     socjag: SocjagPolicy | None = None
+    governance: GovernancePolicy | None = None
     content_hash: str = ""
 
     def corrections_for(self, event_type: str) -> tuple[Correction, ...]:

@@ -24,10 +24,13 @@ from fastapi.templating import Jinja2Templates
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import AuditStore, open_store
 from hub.clock import Clock, clock_for
+from hub.errors import HubError
+from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
 from hub.web.accounts import Accounts, Role
 from hub.web.live_sessions import LiveSessions
 from hub.web.session import PURPOSES, Grant, SignedIn, csrf_token, find_grant, signed_in
+from hub.workflows.agreements import AgreementState, agreement_states
 
 __all__ = ["Console", "NotSignedInError", "console", "justified", "render", "require"]
 
@@ -135,10 +138,21 @@ def render(
         "csrf_token": csrf_token(request),
         "nav": _nav(user),
         "path": request.url.path,
+        "agreement_alerts": _agreement_alerts(request) if user else [],
     }
     return console(request).templates.TemplateResponse(
         request, template, {**base, **(context or {})}, status_code=status
     )
+
+
+def _agreement_alerts(request: Request) -> list[AgreementState]:
+    """Agreements due for review or suspended: the banner every page shows until renewed."""
+    app = console(request)
+    try:
+        states = agreement_states(load_protocol(app.settings.protocol), app.now().date())
+    except HubError:  # a page must never fail for want of the banner
+        return []
+    return [s for s in states if s.state != "ok"]
 
 
 def justified(request: Request, key: str, what: str) -> Grant | HTMLResponse:

@@ -27,6 +27,7 @@ from hub.errors import EventValidationError, SchemaError
 from hub.schemas import codec
 from hub.schemas.codec import SchemaRegistry, to_jsonable
 from tests.factories import (
+    AGREEMENT_ALERT,
     BAN,
     BAN_EXPIRED,
     BAN_UPDATED,
@@ -42,6 +43,7 @@ from tests.factories import (
     RETAIL_EXPIRED,
     SOCJAG,
     SOCJAG_SANITISED,
+    agreement_alert,
     marac_alert,
     marac_expired,
     marac_flag,
@@ -85,6 +87,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     BAN_EXPIRED: pubwatch_ban_expired("PW-REDDITCH-0042"),
     RETAIL_EXCLUSION: retail_exclusion("BCRP-REDDITCH-0007"),
     RETAIL_EXPIRED: retail_exclusion_expired("BCRP-REDDITCH-0007"),
+    AGREEMENT_ALERT: agreement_alert("NW-CSP-ISA-MARAC-2025"),
     ACK: {
         "acknowledged_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
         "acknowledged_type": BAN,

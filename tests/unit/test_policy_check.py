@@ -346,3 +346,18 @@ def test_lines_format(mutant: Mutant) -> None:
         f"{mutant.where('2026-12-01')}: warning: review-due: review date 2026-12-01 is within "
         "30 days",
     ]
+
+
+def test_an_ig_role_nobody_holds_is_an_error(mutant: Mutant) -> None:
+    mutant.replace("  ig_role: ig-officer\n", "  ig_role: ig-lead\n")
+    report = mutant.check()
+    assert errors(report) == {("ig-role-unfilled", mutant.where("  ig_role: ig-lead"))}
+    assert [f.code for f in report.warnings] == ["ig-alerts-undelivered"]
+
+
+def test_the_hubs_own_agreement_alerts_need_no_agreement(mutant: Mutant) -> None:
+    # a rule for the hub's alerts relies on no agreement (it must not lapse with one) ...
+    assert mutant.check().warnings == []
+    # ... but any other rule without one is still flagged
+    mutant.replace("    agreement: REDDITCH-BCRP-DSA-2025\n", "")
+    assert [f.code for f in mutant.check().warnings] == ["no-agreement"]

@@ -593,6 +593,7 @@ def test_every_reference_rule_is_exercised() -> None:
         (BAN, CROWN, ban("theft")),
         (BAN, CROWN, ban("violence")),
         (EXCLUSION, RETAIL, factories.retail_exclusion("BCRP-1")),
+        (factories.AGREEMENT_ALERT, "hub", factories.agreement_alert("NW-CSP-ISA-MARAC-2025")),
         (BAN_EXPIRED, "hub", factories.pubwatch_ban_expired("BAN-2026-0007")),
         (EXPIRED, "hub", factories.marac_expired("MARAC-2026-0042")),
         (ALERT, "hub", factories.marac_alert("MARAC-2026-0042")),
