@@ -133,7 +133,11 @@ class HubSettings(BaseSettings):
         "(whatever the cause) before delivery pauses; also when that message is produced again",
     )
     checkpoint_every: int = Field(default=500, ge=1, description="records per checkpoint")
-    checkpoint_interval: float = Field(default=10.0, gt=0, description="seconds per checkpoint")
+    checkpoint_interval: float = Field(
+        default=3.0,
+        gt=0,
+        description="seconds a record waits at most for a signed checkpoint (traffic or not)",
+    )
     clock_file: Path | None = Field(
         default=None,
         description="drills and tests only: a file holding the hub's current time (ISO 8601)",

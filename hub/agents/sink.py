@@ -9,7 +9,11 @@ routers resume by themselves; nothing is lost and nothing is dropped.
 
 Checkpoints (C2SP tlog-checkpoint, signed note) are signed every ``HUB_CHECKPOINT_EVERY``
 records or ``HUB_CHECKPOINT_INTERVAL`` seconds and delivered to every party, so no operator
-can rewrite history without every agency being able to tell.
+can rewrite history without every agency being able to tell. The records counted are the
+store's, not only the sink's own: the console and the CLI append ``consulted`` records (and
+IG actions) to the store directly, so the sink looks at the store's size every
+``TAIL_POLL`` seconds, and a record nothing commits to yet is signed within the interval
+whether or not any traffic follows it (deleting the newest consultation must not go unseen).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ __all__ = [
 ]
 
 CHECKPOINT_TYPE = "uk.csp.audit.checkpoint.v1"
+#: seconds between the sink's looks at the store for records others appended
+TAIL_POLL = 1.0
 _log = get_logger("audit-sink")
 _NS = uuid.UUID("0b7f7a8e-3f8e-4d0c-9d55-5b1c1f1e2a01")
 _MESSAGE: TypeAdapter[AuditBatch | AuditRecord] = TypeAdapter(
@@ -78,8 +84,14 @@ class AuditSink:
     checkpoint_every: int
     checkpoint_interval: float
     clock: Callable[[], float] = time.monotonic
+    tail_poll: float = TAIL_POLL
     _since_checkpoint: int = 0
     _last_checkpoint: float = field(default_factory=time.monotonic)
+    #: the size of the newest checkpoint signed (read from the store once), and how many
+    #: records the store held past it when last looked at (other writers' included)
+    _signed_size: int | None = None
+    _unsigned: int = 0
+    _polled: float | None = None
     #: messages (an event's batch of records, or one record) in this sink's hub.audit partitions
     #: not yet written (metrics: hub_audit_lag)
     lag: int = 0
@@ -105,9 +117,37 @@ class AuditSink:
             self._since_checkpoint += inserted
             return inserted
 
+    @property
+    def unsigned(self) -> int:
+        """Records known to be in the store and under no checkpoint yet."""
+        return max(self._since_checkpoint, self._unsigned)
+
+    async def poll_tail(self) -> None:
+        """Every ``tail_poll`` seconds: how many stored records no checkpoint covers yet.
+
+        Counts what other writers appended (the console's and the CLI's ``consulted``
+        records, IG actions, a prune) as well as the sink's own writes. A store that cannot
+        be read now is looked at again next time (writes have their own retries).
+        """
+        now = self.clock()
+        if self._polled is not None and now - self._polled < self.tail_poll:
+            return
+        self._polled = now
+        try:
+            self._unsigned = await asyncio.to_thread(self._tail)
+        except AuditError as exc:
+            _log.warning("checkpoint_tail_unread", error=str(exc))
+
+    def _tail(self) -> int:
+        size = self.store.size()
+        if self._signed_size is None:
+            stored = self.store.checkpoints()
+            self._signed_size = max((s for s, _ in stored), default=0)
+        return max(0, size - self._signed_size)
+
     def checkpoint_due(self) -> bool:
-        """Every N new records, or T seconds after the last one if anything was written."""
-        if self._since_checkpoint == 0:
+        """Every N new records, or T seconds after the last one if any record is unsigned."""
+        if self.unsigned == 0:
             return False
         return (
             self._since_checkpoint >= self.checkpoint_every
@@ -128,6 +168,7 @@ class AuditSink:
         self._since_checkpoint = 0
         self._last_checkpoint = self.clock()
         size = int(note.splitlines()[1])
+        self._signed_size, self._unsigned = size, 0
         _log.info("checkpoint_signed", size=size)
         return self._deliveries(note, size)
 
@@ -348,6 +389,7 @@ async def run_audit_sink(
                             on_refused(refusal)
                 inserted = await sink.write(records)
                 _log.debug("audit_written", records=len(records), inserted=inserted)
+            await sink.poll_tail()
             if sink.checkpoint_due():
                 messages = await sink.checkpoint()
                 await asyncio.gather(
