@@ -3,6 +3,17 @@
 The broker is the real Tansu binary on a random loopback port; the hub is the real
 supervisor with real worker processes. Tests wait on conditions with deadlines (the audit
 store, the topics), never on fixed sleeps.
+
+``make test`` runs the suite in parallel (pytest-xdist, ``--dist loadfile``): each worker is
+a pytest session of its own, so ``broker`` and ``hub`` are one per worker, on that worker's
+random port and under its own ``tmp_path_factory`` directory; a module's tests all run on
+one worker, so a module-scoped fixture starts once. A test needs nothing more for xdist:
+take ``hub`` (and ``unique`` references), ``tmp_path`` for files, ``free_port()`` for a port.
+
+A test that needs a hub with other settings, or that kills, freezes or restarts a process or
+the broker, starts a broker of its own and says why in its docstring. Two hubs on one broker
+would share its topics (``hub.in.*``, ``hub.audit``...) and the router's consumer group, each
+taking the other's partitions and events.
 """
 
 from __future__ import annotations

@@ -55,10 +55,19 @@ def _browser_binaries() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def seeded(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    """A console's data dir seeded by a hub of its own, on its own broker: on the session
+    broker this hub would join the shared hub's consumer groups and route (and audit, in
+    its own store) events of other tests while it runs."""
     _browser_binaries()  # skip before starting anything
     data_dir = tmp_path_factory.mktemp("console-hub")
-    hub = start_hub(broker.bootstrap, data_dir, console_port=0)
+    own_broker = EmbeddedBroker()
+    own_broker.start()
+    try:
+        hub = start_hub(own_broker.bootstrap, data_dir, console_port=0)
+    except BaseException:
+        own_broker.stop()
+        raise
     try:
         case, other = unique("MARAC"), unique("MARAC")
         flag = marac_flag(case)
@@ -70,6 +79,7 @@ def seeded(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> 
         hub.wait_records(bromsgrove, at_least=2)
     finally:
         hub.supervisor.stop()
+        own_broker.stop()  # the console reads the data dir only
     settings = hub.settings
     accounts = Accounts(settings.console_accounts_path)
     accounts.add(name="ig.officer", role=Role.IG_OFFICER, party=None, password=PASSWORD)

@@ -98,6 +98,8 @@ def _flags(hub: RunningHub, n: int) -> list[str]:
 def test_unreadable_and_forged_audit_messages_are_refused_and_stop_nothing(
     tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
+    """Own broker: the tally reads every record on the hub's topics, which must be this
+    test's alone, and the audit outage limit differs from the shared hub's."""
     with EmbeddedBroker() as broker:
         hub = start_hub(broker.bootstrap, tmp_path / "data", audit_outage_limit=2.0)
         try:

@@ -72,6 +72,7 @@ class FakeFaustConsumer:
 def test_lag_is_measured_against_the_broker_and_a_dead_one_is_unreachable(
     tmp_path: Path,
 ) -> None:
+    """Own broker: the test kills it."""
     topic = "hub.in.lag-probe"
     tp = TopicPartition(topic, 0)
     broker = EmbeddedBroker()
@@ -114,6 +115,7 @@ def test_lag_is_measured_against_the_broker_and_a_dead_one_is_unreachable(
 
 
 def test_readyz_goes_not_ready_when_the_broker_dies(tmp_path: Path) -> None:
+    """Own broker: the test kills it."""
     broker = EmbeddedBroker()
     broker.start()
     port = free_port()

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def busy_hub(tmp_path: Path) -> Iterator[RunningHub]:
-    """A hub that signs a checkpoint every 8 records (each MARAC flag makes 8 or more)."""
+    """A hub that signs a checkpoint every 8 records (each MARAC flag makes 8 or more).
+
+    Its own broker: the shared hub keeps the default checkpoint settings, and two hubs on
+    one broker would share its topics and consumer groups (tests/conftest.py).
+    """
     with EmbeddedBroker() as broker:
         running = start_hub(
             broker.bootstrap, tmp_path / "data", checkpoint_every=8, checkpoint_interval=3600

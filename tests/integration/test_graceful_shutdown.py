@@ -26,6 +26,8 @@ EVENTS = 120
 
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[RunningHub]:
+    """Its own broker: two workers (the shared hub has one), one of them stopped mid-stream;
+    two hubs on one broker would share its topics and consumer groups (tests/conftest.py)."""
     with EmbeddedBroker() as broker:
         running = start_hub(broker.bootstrap, tmp_path / "data", workers=2)
         try:

@@ -21,6 +21,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def hub_with_webhook(tmp_path: Path) -> Iterator[RunningHub]:
+    """Its own broker: the test kills this hub's worker, sink and dispatcher (a dispatcher
+    starts only for webhooks configured before the hub), and two hubs on one broker would
+    share its topics and consumer groups (tests/conftest.py)."""
     data = tmp_path / "data"
     # an endpoint nobody listens on: the dispatcher runs (and retries) without a receiver
     WebhookConfig(HubSettings(data_dir=data).webhooks_path).add(

@@ -170,6 +170,7 @@ def _log_has(hub: RunningHub, event: str) -> bool:
 
 @pytest.mark.parametrize("where", ["process", "worker"])
 def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path, where: str) -> None:
+    """Own broker: the sink is killed and the audit settings differ from the shared hub's."""
     with EmbeddedBroker() as broker:
         hub = start_hub(
             broker.bootstrap, tmp_path / "data", audit_outage_limit=1.0, audit_sink=where
@@ -222,6 +223,7 @@ def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path, where: str) -> 
 def test_broker_restart_traffic_flows_and_in_flight_is_counted(
     tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
+    """Own broker: the test kills and restarts it (memory storage: everything on it goes)."""
     broker = EmbeddedBroker()
     broker.start()
     hub = start_hub(broker.bootstrap, tmp_path / "data")

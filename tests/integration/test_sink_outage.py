@@ -18,6 +18,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def outage_hub(tmp_path: Path) -> Iterator[RunningHub]:
+    """Its own broker: the test breaks this hub's audit store and shortens its outage limit,
+    and two hubs on one broker would share its topics and consumer groups (conftest.py)."""
     with EmbeddedBroker() as broker:
         running = start_hub(broker.bootstrap, tmp_path / "data", audit_outage_limit=1.0)
         try:

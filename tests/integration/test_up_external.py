@@ -20,6 +20,8 @@ HUB = Path(sys.executable).parent / "hub"
 
 
 def test_hub_up_uses_the_external_bootstrap(tmp_path: Path) -> None:
+    """Own broker as the external one: the hub `hub up` starts on it joins the router's
+    consumer group, and on the shared broker it would take partitions from the shared hub."""
     with EmbeddedBroker() as external:
         env = {
             **os.environ,

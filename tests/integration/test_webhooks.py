@@ -91,6 +91,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def webhook_hub(tmp_path: Path, receiver: Receiver) -> Iterator[RunningHub]:
+    """Its own broker: the dispatcher starts only for webhooks configured before the hub,
+    with this test's retry settings, and two hubs on one broker would share its topics and
+    consumer groups (tests/conftest.py)."""
     data_dir = tmp_path / "data"
     config = WebhookConfig(data_dir / "webhooks.json")
     receiver.secrets["flaky"] = config.add(FLAKY, receiver.url("flaky"))
