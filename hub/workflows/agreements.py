@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hub.clock import clock_for
+from hub.errors import ProtocolError
 from hub.log import get_logger
 from hub.policies.loader import load_protocol
 from hub.policies.model import Agreement, Protocol
@@ -244,6 +245,11 @@ def sweep_agreements(settings: HubSettings, *, dry_run: bool = False) -> dict[st
     Shared by ``hub policy sweep`` and the running hub's timer (``HUB_WORKFLOW_INTERVAL``).
     """
     protocol = load_protocol(settings.protocol)
+    if protocol.governance is None:
+        raise ProtocolError(
+            f"protocol {protocol.protocol.id} has no 'governance:' section naming the IG role: "
+            "agreement alerts are off"
+        )
     now = clock_for(settings.clock_file)()
     with AgreementAlerts(settings.register_path) as register:
         plan = plan_alerts(protocol, register, today=now.date())

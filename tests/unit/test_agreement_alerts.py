@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from hub.errors import ProtocolError
 from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
-from hub.settings import default_protocol_path
-from hub.workflows.agreements import AgreementAlerts, agreement_states, plan_alerts
+from hub.settings import HubSettings, default_protocol_path
+from hub.workflows.agreements import (
+    AgreementAlerts,
+    agreement_states,
+    plan_alerts,
+    sweep_agreements,
+)
 
 REF = load_protocol(default_protocol_path())
 MARAC = "NW-CSP-ISA-MARAC-2025"
@@ -97,3 +103,14 @@ def test_an_agreement_not_in_force_never_lapses() -> None:
     later = link.review_date + dt.timedelta(days=400)
     assert LINK not in {s.agreement.id for s in agreement_states(REF, later)}
     assert {s.state for s in agreement_states(REF, later)} == {"suspended"}
+
+
+def test_sweep_refuses_a_protocol_without_an_ig_role(tmp_path: Path) -> None:
+    text = default_protocol_path().read_text()
+    section = "governance:\n  ig_role: ig-officer\n  review_notice_days: [30, 7]\n"
+    assert text.count(section) == 1
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(text.replace(section, ""))
+    settings = HubSettings(data_dir=tmp_path / "data", protocol=protocol)
+    with pytest.raises(ProtocolError, match="no 'governance:' section naming the IG role"):
+        sweep_agreements(settings)
