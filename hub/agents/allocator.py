@@ -7,8 +7,8 @@ memory freed in one is not reused by another. Under steady load a worker's resid
 rose while its Python objects, SQLite's memory and glibc's bytes in use stayed flat: what
 grew was free space in the heap. In 25-minute soaks on the same traffic, the heap grew by
 5.2 MiB with glibc's default arenas and by 1.8 MiB with one, and resident memory by about
-90 and 60 bytes an event. One arena slows the growth; it does not stop it (README,
-Benchmarks). Throughput with one arena was within the runs' noise.
+90 and 60 bytes an event. One arena slows the growth; it does not stop it
+(docs/benchmarks.md). Throughput with one arena was within the runs' noise.
 
 glibc reads ``MALLOC_ARENA_MAX`` from the environment at start-up; ``mallopt`` sets the same
 limit from inside the process, so it holds however the worker is started (``hub up``, a

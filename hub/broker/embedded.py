@@ -4,8 +4,8 @@ Tansu keeps everything in memory here (this build refuses ``postgres://`` and ``
 storage), so it is for development, demos and tests; production runs Apache Kafka
 (docker-compose.yml, deploy/). Tansu 0.6's memory storage has no retention, and each fetch of
 a partition with new records lists every batch the partition holds, so under steady traffic
-its CPU per event and its memory grow with what it has stored (measured in the Benchmarks
-section of the README: 1 to 2 ms of broker CPU an event on a fresh broker, 34.5 ms in the
+its CPU per event and its memory grow with what it has stored (measured in
+docs/benchmarks.md: 1 to 2 ms of broker CPU an event on a fresh broker, 34.5 ms in the
 last tenth of a 30-minute soak, by when it held 3.5 GiB).
 The broker is ready when a Kafka metadata request answers, not when the process has started.
 """
