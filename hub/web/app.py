@@ -18,6 +18,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.middleware.sessions import SessionMiddleware
 
 from hub.audit.consultations import MIN_REASON
+from hub.errors import HubError
 from hub.web import pages_audit, pages_ops
 from hub.web.context import Console, NotSignedInError, render, require, sign_in_url
 from hub.web.session import (
@@ -54,6 +55,7 @@ def create_app(console: Console) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # starlette types handlers loosely
+    app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]  # as above
     app.include_router(_auth_router())
     app.include_router(pages_audit.router)
     app.include_router(pages_ops.router)
@@ -75,6 +77,17 @@ async def _security_headers(request: Request, call_next: RequestResponseEndpoint
     if not request.url.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+async def _hub_error(request: Request, exc: HubError) -> Response:
+    """A failure the hub reports on purpose, on the console's error page (503).
+
+    No hub in this data dir, a store that cannot be read: the message names what to fix.
+    The console never makes up a key or a store to carry on.
+    """
+    return render(
+        request, "error.html", {"title": "The hub is not available", "detail": str(exc)}, status=503
+    )
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

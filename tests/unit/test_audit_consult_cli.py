@@ -5,6 +5,7 @@ And a read never creates a key or a store: a data dir that holds no hub is refus
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,25 @@ def test_the_log_key_printed_is_the_hubs(seeded: Pseudonymiser, data_dir: Path) 
 
     assert printed.exit_code == 0, printed.stderr
     assert printed.stdout.strip() == signer.verifier_key
+
+
+def test_the_console_on_a_data_dir_without_the_hubs_keys_says_so(
+    seeded: Pseudonymiser, data_dir: Path
+) -> None:
+    """The console is a reader too: its integrity page refuses, and creates no log key."""
+    from fastapi.testclient import TestClient
+
+    from hub.web import Accounts, Console, Role, create_app
+    from tests.unit.test_console import PASSWORD, sign_in
+
+    settings = HubSettings(data_dir=data_dir)
+    accounts = Accounts(settings.console_accounts_path)
+    accounts.add(name="ig", role=Role.IG_OFFICER, party=None, password=PASSWORD)
+    console = Console(settings=settings, accounts=accounts, clock=lambda: dt.datetime.now(dt.UTC))
+    with TestClient(create_app(console), follow_redirects=False) as client:
+        sign_in(client, "ig")
+        page = client.get("/integrity")
+
+    assert page.status_code == 503
+    assert "no hub has run with this HUB_DATA_DIR" in page.text
+    assert not (data_dir / "keys" / "log-signing.key").exists()
