@@ -147,6 +147,8 @@ class RecipientDecision(BaseModel):
     condition: str | None = None
     purpose: str | None = None
     retention: str | None = None
+    #: the legal gateway the rule relies on, as the protocol cites it (``Rule.gateway``)
+    gateway: str | None = None
 
 
 class Decision(BaseModel):
@@ -231,6 +233,12 @@ class AuditRecord(BaseModel):
     lawful_basis: str | None = None
     condition: str | None = None
     purpose: str | None = None
+    gateway: str | None = Field(
+        default=None,
+        description="the legal gateway the rule relies on, as the protocol cites it (e.g. "
+        "'Crime and Disorder Act 1998 s115'); a null gateway is left out of the canonical "
+        "form, so records from before this field keep their bytes (hub.audit.packing)",
+    )
     protocol_hash: str | None = None
     fields: tuple[str, ...] = ()
     payload_sha256: str | None = None

@@ -19,6 +19,12 @@ that queries filter on (``INDEX_COLUMNS``) and the canonical bytes packed (forma
   borrows from is found at its row (``hub audit verify``), as comparing the duplicated
   columns used to.
 
+Format 2 is format 1 with one more field, ``gateway`` (issue 17: the record names the legal
+gateway of the rule it applied, e.g. "Crime and Disorder Act 1998 s115"), for records that
+name one. A record without a gateway has no ``gateway`` key in its canonical form at all, so
+every record written before the field existed keeps its bytes, its leaf and its format 1 row
+(``canonical_values`` leaves a null gateway out).
+
 Packing is checked by unpacking before it is trusted; anything that does not round-trip
 (a field this format does not know, a control byte, an odd key order) is kept as the plain
 canonical JSON, which starts with ``{`` and is read back as is. So is every row written by
@@ -36,6 +42,7 @@ from typing import Any
 
 __all__ = [
     "FIELDS",
+    "FIELDS_2",
     "INDEX_COLUMNS",
     "SHARED",
     "SharedValues",
@@ -48,13 +55,15 @@ __all__ = [
 ]
 
 #: ``AuditRecord``'s fields in canonical (sorted) order: format 1 forever, whatever the
-#: model later gains (a record with other fields is kept unpacked)
+#: model later gains (a record of another shape is kept unpacked, or gets a format of its own)
 FIELDS = (
     "ack_event_id", "case_pseudonym", "condition", "decision", "event_id", "event_time",
     "event_type", "fields", "lawful_basis", "origin", "payload_sha256", "protocol_hash",
     "publisher", "purpose", "reason", "recipient", "record_id", "rule",
     "subject_pseudonyms", "time",
 )  # fmt: skip
+#: format 2: ``FIELDS`` and the rule's ``gateway``, in canonical (sorted) order
+FIELDS_2 = tuple(sorted((*FIELDS, "gateway")))
 #: the columns a store keeps beside the packed bytes, in this order (what queries filter on)
 INDEX_COLUMNS = (
     "record_id", "time", "event_id", "publisher", "recipient", "decision", "case_pseudonym",
@@ -62,28 +71,50 @@ INDEX_COLUMNS = (
 
 #: fields whose values come from the protocol and repeat from record to record (a reason
 #: often names its event, so it is not one of them: the table would grow with the log)
-SHARED = ("condition", "event_type", "fields", "lawful_basis", "protocol_hash", "purpose", "rule")
+SHARED = (
+    "condition", "event_type", "fields", "gateway", "lawful_basis", "protocol_hash", "purpose",
+    "rule",
+)  # fmt: skip
 
-_FORMAT_1 = b"\x01"
 _SEP = b"\x00"
 _NULL = b"\x02"
 _EMPTY_LIST = b"\x03"
 _FROM_COLUMN = b""
 _TOKENS = {b"null": _NULL, b"[]": _EMPTY_LIST}
-#: where each field's value starts: ``{"ack_event_id":`` then ``,"<name>":`` for the rest
-_MARKERS = tuple(
-    (b"{" if i == 0 else b",") + b'"' + name.encode() + b'":' for i, name in enumerate(FIELDS)
-)
-#: field position -> column position, for the fields a column can stand in for
-_BORROWED_ITEMS = tuple((FIELDS.index(name), i) for i, name in enumerate(INDEX_COLUMNS))
-_TIME = FIELDS.index("time")
-_SHARED_FIELDS = tuple(FIELDS.index(name) for name in SHARED)
+
+
+class _Format:
+    """One packed format: its tag byte and where each of its fields sits."""
+
+    __slots__ = (
+        "borrowed", "field_set", "fields", "markers", "shared", "subjects", "tag", "template",
+        "time",
+    )  # fmt: skip
+
+    def __init__(self, tag: bytes, fields: tuple[str, ...]) -> None:
+        self.tag = tag
+        self.fields = fields
+        self.field_set = frozenset(fields)
+        #: where each field's value starts: ``{"ack_event_id":`` then ``,"<name>":``
+        self.markers = tuple(
+            (b"{" if i == 0 else b",") + b'"' + name.encode() + b'":'
+            for i, name in enumerate(fields)
+        )
+        #: field position -> column position, for the fields a column can stand in for
+        self.borrowed = tuple((fields.index(name), i) for i, name in enumerate(INDEX_COLUMNS))
+        self.time = fields.index("time")
+        self.shared = tuple(fields.index(name) for name in SHARED if name in fields)
+        self.subjects = fields.index("subject_pseudonyms")
+        #: the canonical bytes with a ``%b`` per value (field names hold no ``%``)
+        self.template = b"".join(m + b"%b" for m in self.markers) + b"}"
+
+
+_FORMAT_1 = _Format(b"\x01", FIELDS)
+_FORMAT_2 = _Format(b"\x05", FIELDS_2)
+_BY_TAG = {f.tag: f for f in (_FORMAT_1, _FORMAT_2)}
+_BY_COUNT = {len(f.fields): f for f in (_FORMAT_1, _FORMAT_2)}
 _REF = b"\x04"
-_SUBJECTS = FIELDS.index("subject_pseudonyms")
-#: the canonical bytes with a ``%b`` per value (field names hold no ``%``)
-_TEMPLATE = b"".join(m + b"%b" for m in _MARKERS) + b"}"
 _CONTROL = re.compile(rb"[\x00-\x1f]")
-_FIELD_SET = frozenset(FIELDS)
 #: one encoder for every record: ``json.dumps`` with options builds a new one each call
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 #: the JSON string escape ``_CANONICAL`` uses (``ensure_ascii``: the C one where built)
@@ -91,24 +122,38 @@ _escape = json.encoder.encode_basestring_ascii
 _CRC_BYTES = 4
 
 
-def _column_json(field: int, column: str | None) -> bytes | None:
+def _column_json(fmt: _Format, field: int, column: str | None) -> bytes | None:
     """The JSON value the canonical bytes hold when ``column`` stands in for ``field``."""
     if column is None:
         return b"null"
-    if field == _TIME:
+    if field == fmt.time:
         if len(column) != 32 or not column.endswith("+00:00"):
             return None
         column = column[:-6] + "Z"
     return _escape(column).encode()
 
 
-def _split(canonical: bytes) -> list[bytes] | None:
-    """The values of ``FIELDS`` in order, or ``None`` if ``canonical`` is not of that shape."""
-    if not canonical.startswith(_MARKERS[0]) or not canonical.endswith(b"}"):
+def _split(canonical: bytes) -> tuple[_Format, list[bytes]] | None:
+    """The format ``canonical`` fits and its fields' values in order, or ``None``.
+
+    Format 2 first: its ``gateway`` marker is absent from a format 1 record, while format 1's
+    markers are all in a format 2 record (its ``fields`` value would swallow the gateway).
+    """
+    for fmt in (_FORMAT_2, _FORMAT_1):
+        values = _split_as(fmt, canonical)
+        if values is not None:
+            return fmt, values
+    return None
+
+
+def _split_as(fmt: _Format, canonical: bytes) -> list[bytes] | None:
+    """The values of ``fmt``'s fields in order, or ``None`` if ``canonical`` is not of it."""
+    markers = fmt.markers
+    if not canonical.startswith(markers[0]) or not canonical.endswith(b"}"):
         return None
     values: list[bytes] = []
-    start = len(_MARKERS[0])
-    for marker in _MARKERS[1:]:
+    start = len(markers[0])
+    for marker in markers[1:]:
         end = canonical.find(marker, start)
         if end <= start:  # missing, or an empty value (not JSON)
             return None
@@ -136,20 +181,28 @@ def _json_value(value: object) -> bytes:
 
 
 def canonical_values(dumped: dict[str, Any]) -> tuple[bytes, list[bytes] | None]:
-    """The canonical bytes of a record's ``model_dump(mode="json")``, and its ``FIELDS`` values.
+    """The canonical bytes of a record's ``model_dump(mode="json")``, and its fields' values.
 
-    Byte for byte ``json.dumps(dumped, sort_keys=True, separators=(",", ":"))``: with exactly
-    ``FIELDS`` as keys the sorted object is ``_TEMPLATE`` filled with each value's JSON; any
-    other shape is encoded whole (values ``None``).
+    Byte for byte ``json.dumps(dumped, sort_keys=True, separators=(",", ":"))`` with a null
+    ``gateway`` left out (the canonical form of records from before the field): with exactly
+    ``FIELDS`` (or ``FIELDS_2``) as keys the sorted object is the format's template filled
+    with each value's JSON; any other shape is encoded whole (values ``None``).
     """
-    if dumped.keys() != _FIELD_SET:
+    keys = dumped.keys()
+    if keys == _FORMAT_2.field_set:
+        fmt = _FORMAT_1 if dumped["gateway"] is None else _FORMAT_2
+    elif keys == _FORMAT_1.field_set:
+        fmt = _FORMAT_1
+    else:
+        if "gateway" in dumped and dumped["gateway"] is None:
+            dumped = {k: v for k, v in dumped.items() if k != "gateway"}
         return _CANONICAL.encode(dumped).encode(), None
     # Inline for the two common cases: a call per value costs as much as the escaping.
     values = [
         b"null" if v is None else _escape(v).encode() if type(v) is str else _json_value(v)
-        for v in map(dumped.__getitem__, FIELDS)
+        for v in map(dumped.__getitem__, fmt.fields)
     ]
-    return _TEMPLATE % tuple(values), values
+    return fmt.template % tuple(values), values
 
 
 class SharedValues:
@@ -205,15 +258,15 @@ def pack(
     """``canonical`` as stored beside ``columns`` (``INDEX_COLUMNS`` values of the row).
 
     ``unpack(pack(c, columns), columns) == c`` always: the values are the bytes between the
-    fixed markers, so ``_TEMPLATE`` rebuilds ``c`` from them; a control byte (which would
+    fixed markers, so the format's template rebuilds ``c`` from them; a control byte (which would
     clash with the separator and tokens) or an unexpected shape keeps ``c`` as it is.
     """
     if _CONTROL.search(canonical):
         return canonical
-    values = _split(canonical)
-    if values is None:
+    split = _split(canonical)
+    if split is None:
         return canonical
-    return pack_values(canonical, values, columns, shared)
+    return pack_values(canonical, split[1], columns, shared)
 
 
 def pack_values(
@@ -225,18 +278,20 @@ def pack_values(
     """``pack`` for a record whose ``FIELDS`` values are known (``canonical_values``).
 
     ``values`` must be the canonical JSON of each field, as ``canonical_values`` gives them
-    (so no control byte and none empty); the list is changed in place.
+    (so no control byte and none empty); the list is changed in place. Their number says the
+    format (``FIELDS`` or ``FIELDS_2``).
     """
-    for field, column in _BORROWED_ITEMS:
-        if values[field] == _column_json(field, columns[column]):
+    fmt = _BY_COUNT[len(values)]
+    for field, column in fmt.borrowed:
+        if values[field] == _column_json(fmt, field, columns[column]):
             values[field] = _FROM_COLUMN
     if shared is not None:
-        for field in _SHARED_FIELDS:
+        for field in fmt.shared:
             if values[field] not in _TOKENS:
                 values[field] = shared.ref(values[field])
     packed = b"".join(
         (
-            _FORMAT_1,
+            fmt.tag,
             _SEP.join([_TOKENS.get(v, v) for v in values]),
             _SEP,
             zlib.crc32(canonical).to_bytes(_CRC_BYTES, "big"),
@@ -274,7 +329,7 @@ def unpack_checked(
     canonical, parts = _unpack(stored, columns, shared, check=True)
     if canonical is None or parts is None:
         return canonical, None
-    named = parts[_SUBJECTS]
+    named = parts[_BY_COUNT[len(parts)].subjects]
     if named == b"[]":
         return canonical, set()
     try:
@@ -290,18 +345,19 @@ def _unpack(
     stored: bytes, columns: Sequence[Any], shared: SharedValues | None, *, check: bool
 ) -> tuple[bytes | None, list[bytes] | None]:
     """``(canonical, values)``; values only when every borrowed field came from its column."""
-    if stored[:1] != _FORMAT_1:
+    fmt = _BY_TAG.get(stored[:1])
+    if fmt is None:
         return (stored if stored[:1] == b"{" else None), None
     if stored[-_CRC_BYTES - 1 : -_CRC_BYTES] != _SEP:
         return None, None
     body = stored[1 : -_CRC_BYTES - 1]
     # The tokens are whole parts, and control bytes occur nowhere else in JSON text.
     parts = body.replace(_NULL, b"null").replace(_EMPTY_LIST, b"[]").split(_SEP)
-    if len(parts) != len(FIELDS):
+    if len(parts) != len(fmt.fields):
         return None, None
     if _REF in body:
         known = {} if shared is None else shared.values
-        for field in _SHARED_FIELDS:
+        for field in fmt.shared:
             part = parts[field]
             if part[:1] == _REF:
                 value = known.get(part)
@@ -309,14 +365,14 @@ def _unpack(
                     return None, None
                 parts[field] = value
     borrowed_all = True
-    for field, column in _BORROWED_ITEMS:
+    for field, column in fmt.borrowed:
         if parts[field]:
             borrowed_all = False
             continue
         text = columns[column]
         if text is None:
             parts[field] = b"null"
-        elif field != _TIME:
+        elif field != fmt.time:
             parts[field] = _escape(text).encode()
         elif len(text) == 32 and text.endswith("+00:00"):
             parts[field] = b'"' + text[:-6].encode() + b'Z"'
@@ -324,7 +380,7 @@ def _unpack(
             return None, None
     if _FROM_COLUMN in parts:
         return None, None
-    canonical: bytes = _TEMPLATE % tuple(parts)
+    canonical: bytes = fmt.template % tuple(parts)
     if check and zlib.crc32(canonical).to_bytes(_CRC_BYTES, "big") != stored[-_CRC_BYTES:]:
         return None, None
     return canonical, (parts if borrowed_all else None)
@@ -332,11 +388,12 @@ def _unpack(
 
 def subjects_of(canonical: bytes) -> set[str] | None:
     """The subject pseudonyms a canonical record names, or ``None`` if it is not readable."""
-    values = _split(canonical)
-    if values is None:
+    split = _split(canonical)
+    if split is None:
         return None
+    fmt, values = split
     try:
-        named = json.loads(values[_SUBJECTS])
+        named = json.loads(values[fmt.subjects])
     except ValueError:
         return None
     if not isinstance(named, list) or not all(isinstance(p, str) for p in named):

@@ -76,6 +76,8 @@ def describe(record: AuditRecord) -> RowView:
     if decision is AuditDecision.DELIVERED:
         fields = ", ".join(record.fields) or "no fields"
         why = f"rule {record.rule}: {fields}" if record.rule else record.reason
+        if record.gateway:  # the legal gateway itself, not only the rule that cites it
+            why = f"{why}; gateway: {record.gateway}"
         return RowView(record.publisher, record.recipient, None, None, why)
     return RowView(record.publisher, record.recipient, None, None, record.reason or "-")
 

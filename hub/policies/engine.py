@@ -385,6 +385,7 @@ def _correct(
         lawful_basis=fix.lawful_basis,
         condition="; ".join(fix.conditions) or None,
         purpose=fix.purpose,
+        gateway=fix.gateway,
     )
 
 
@@ -442,7 +443,9 @@ def _suspended_for(
             f"passed its review date {agreement.review_date}; the partnership must review "
             "it before this sharing resumes"
         )
-    return RecipientDecision(party=party.id, outcome="withhold", rule_id=rule.id, reason=reason)
+    return RecipientDecision(
+        party=party.id, outcome="withhold", rule_id=rule.id, reason=reason, gateway=rule.gateway
+    )
 
 
 def _rule(rules: Sequence[Rule], rule_id: str) -> Rule:
@@ -484,11 +487,13 @@ def _decide_for(
         # Name the rule that would have served the party but for a recipient condition (a
         # handling requirement it cannot meet), not one that never covered this event.
         relevant = [m for m in misses if not _failed(_rule(rules, m[0]).when, data, None)]
+        named = (relevant or misses)[0][0]
         return RecipientDecision(
             party=party.id,
             outcome="withhold",
-            rule_id=(relevant or misses)[0][0],
+            rule_id=named,
             reason="; ".join(text for _, text in misses),
+            gateway=_rule(rules, named).gateway,
         )
     first = grants[0]
     disagreeing = [
@@ -521,4 +526,5 @@ def _decide_for(
         condition=condition or None,
         purpose=first.purpose,
         retention=first.retention,
+        gateway=first.gateway,
     )

@@ -39,6 +39,7 @@ class Explanation(BaseModel):
     rule_id: str | None = None
     reason: str
     lawful_basis: str | None = None
+    gateway: str | None = None
     condition: str | None = None
     purpose: str | None = None
     retention: str | None = None
@@ -108,6 +109,7 @@ def explain(
         rule_id=found.rule_id,
         reason=found.reason,
         lawful_basis=found.lawful_basis,
+        gateway=found.gateway,
         condition=found.condition,
         purpose=found.purpose,
         retention=found.retention,

@@ -280,6 +280,7 @@ class Correction(_Strict):
     fields: tuple[str, ...] = Field(min_length=1)
     lawful_basis: str
     conditions: tuple[str, ...] = ()
+    gateway: str | None = Field(default=None, description="e.g. Crime and Disorder Act 1998 s115")
     purpose: str
     sources: tuple[str, ...] = ()
 

@@ -113,6 +113,7 @@ def test_explain_department_view_has_no_notes(runner: CliRunner, tmp_path: Path)
     assert "outcome: deliver" in out
     assert "rule marac-flag-district-departments" in out
     assert "UK GDPR Art 6(1)(e) public task" in out
+    assert "gateway: Crime and Disorder Act 1998 s115" in out  # the gateway itself (issue 17)
     assert '"notes"' not in out
     assert "confidential" not in out
     assert '"dash_score"' not in out
@@ -123,6 +124,7 @@ def test_explain_department_view_has_no_notes(runner: CliRunner, tmp_path: Path)
         "markers",
         "risk_level",
         "address",
+        "marac_date",  # the flag-only notice promises the MARAC date (issue 17)
         "review_date",
         "contact",
     }
