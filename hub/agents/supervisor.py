@@ -14,6 +14,14 @@ because the loss is stated; a broker that keeps dying (``MAX_BROKER_RESTARTS`` w
 ``BROKER_RESTART_WINDOW_S``), or that cannot be restarted, stops the hub with an error and a
 non-zero exit instead. An external broker (``HUB_KAFKA_BOOTSTRAP``) is not ours to restart:
 the workers' ``/readyz`` says when it is unreachable.
+
+A router worker, the audit sink or the webhook dispatcher that dies is restarted at once the
+first time; one that dies again within ``HUB_RESTART_WINDOW`` waits ``HUB_RESTART_BACKOFF``
+seconds, doubled for each further death (at most ``HUB_RESTART_BACKOFF_MAX``). More than
+``HUB_RESTART_LIMIT`` deaths of one process within the window is a crash loop (a bad
+protocol file, a key it cannot read, a bug): restarting it for ever would hide the fault
+behind a log that scrolls, so ``heal`` raises ``CrashLoopError`` and ``hub up`` stops with
+that error and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -29,9 +37,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel, SecretStr
 
+from hub.agents.datadir_lock import DataDirLock
 from hub.broker import EmbeddedBroker
+from hub.broker.security import KafkaSecurity
 from hub.broker.topics import all_topics, ensure_topics
 from hub.broker.watch import (
     BrokerWatch,
@@ -43,7 +54,7 @@ from hub.broker.watch import (
     read_snapshots,
     view_path,
 )
-from hub.errors import BrokerError, ConfigError
+from hub.errors import BrokerError, ConfigError, CrashLoopError
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
@@ -52,13 +63,18 @@ from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
 from hub.webhooks.config import WebhookConfig
 
-__all__ = ["HubState", "Supervisor", "read_state"]
+__all__ = ["HubState", "Supervisor", "broker_answers", "read_state"]
 
 _log = get_logger("supervisor")
 
 #: broker deaths tolerated within ``BROKER_RESTART_WINDOW_S``; one more stops the hub
 MAX_BROKER_RESTARTS = 3
 BROKER_RESTART_WINDOW_S = 600.0
+
+#: the processes ``heal`` restarts, as its messages and the crash-loop error name them
+WORKER = "router worker"
+SINK = "audit sink"
+DISPATCHER = "webhook dispatcher"
 
 
 class HubState(BaseModel):
@@ -114,6 +130,12 @@ class Supervisor:
         #: ``hub up``'s own look at the embedded broker, for the loss count after it dies
         self.watch: BrokerWatch | None = None
         self._broker_deaths: list[float] = []
+        #: process role -> monotonic times of its deaths within ``restart_window``
+        self._deaths: dict[str, list[float]] = {}
+        #: role -> when its pending restart is due (one entry per dead worker slot too)
+        self._due: dict[str, float] = {}
+        #: one hub per data dir: held from ``start`` to ``stop`` (``hub.agents.datadir_lock``)
+        self._lock = DataDirLock(settings.data_dir, state_file=settings.state_file)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -121,6 +143,7 @@ class Supervisor:
         """Start everything and wait until every worker has its partitions."""
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()  # before anything: a second hub must touch nothing of the first
         if not self.settings.kafka_bootstrap:
             self.broker = EmbeddedBroker(log_path=data_dir / "broker.log")
             self.bootstrap = self.broker.start()
@@ -173,31 +196,90 @@ class Supervisor:
         self.watch.start()
 
     def heal(self) -> list[str]:
-        """Restart any router worker or webhook dispatcher that died; say what was restarted.
+        """Restart what died (with backoff), say what was noticed; ``hub up`` calls it often.
 
         A restarted worker resumes from its group's committed offsets; a restarted dispatcher
         from each party's committed offsets, so nothing is skipped (at-least-once, and the
-        receivers recognise repeats by event id).
+        receivers recognise repeats by event id). A first death is restarted at once, a
+        repeated one after a backoff (the module docstring has the rule).
+
+        Raises:
+            BrokerError: the embedded broker died too often or cannot be restarted.
+            CrashLoopError: a process died more than ``restart_limit`` times within
+                ``restart_window``: the hub must stop rather than restart it for ever.
         """
         said: list[str] = []
         if self.broker is not None and self.broker.exit_code is not None:
             said.append(self._recover_broker())
+        now = time.monotonic()
         for proc in [w for w in self.workers if w.poll() is not None]:
             self.workers.remove(proc)
-            said.append(f"router worker {proc.pid} exited ({proc.returncode}): restarting")
-            self.start_worker()
+            self._ready_marker(proc.pid).unlink(missing_ok=True)
+            slot = self.slots.pop(proc.pid, 0)
+            said.append(self._died(f"{WORKER} {slot}", proc, now=now))
         if self.webhooks is not None and self.webhooks.poll() is not None:
-            said.append(
-                f"webhook dispatcher {self.webhooks.pid} exited ({self.webhooks.returncode}): "
-                "restarting"
-            )
-            self.webhooks = self._spawn("hub.webhooks", self._env())
+            said.append(self._died(DISPATCHER, self.webhooks, now=now))
+            self.webhooks = None
         if self.sink is not None and self.sink.poll() is not None:
-            said.append(f"audit sink {self.sink.pid} exited ({self.sink.returncode}): restarting")
-            self._start_sink()
+            said.append(self._died(SINK, self.sink, now=now))
+            self.sink = None
         for line in said:
             _log.warning("process_restarted", detail=line)
+        for role, due in sorted(self._due.items(), key=lambda item: item[1]):
+            if due <= now:
+                del self._due[role]
+                self._restart(role)
         return said
+
+    def _died(self, role: str, proc: subprocess.Popen[bytes], *, now: float) -> str:
+        """Count a death of ``role``, schedule its restart; what to say about it.
+
+        Raises:
+            CrashLoopError: more than ``restart_limit`` deaths within ``restart_window``.
+        """
+        settings = self.settings
+        name = role.rstrip("0123456789 ")  # a worker's slot is ours, its pid is the reader's
+        deaths = [t for t in self._deaths.get(role, []) if now - t < settings.restart_window]
+        deaths.append(now)
+        self._deaths[role] = deaths
+        if len(deaths) > settings.restart_limit:
+            _log.critical(
+                "crash_loop",
+                process=name,
+                pid=proc.pid,
+                exit_code=proc.returncode,
+                deaths=len(deaths),
+                window_s=settings.restart_window,
+                log=str(self.worker_log),
+            )
+            raise CrashLoopError(
+                f"{name} {proc.pid} exited ({proc.returncode}), its {len(deaths)}th death within "
+                f"{settings.restart_window:.0f}s (HUB_RESTART_LIMIT={settings.restart_limit}): "
+                f"a crash loop; stopping the hub rather than restart it for ever; "
+                f"see {self.worker_log}"
+            )
+        # the first death restarts at once (a one-off crash); each further one waits twice
+        # as long as the one before, so a process that cannot start does not spin
+        delay = 0.0
+        if len(deaths) > 1:
+            delay = min(
+                settings.restart_backoff * 2 ** (len(deaths) - 2), settings.restart_backoff_max
+            )
+        self._due[role] = now + delay
+        when = "restarting" if delay == 0 else f"restarting in {delay:.1f}s"
+        return (
+            f"{name} {proc.pid} exited ({proc.returncode}): {when} "
+            f"(death {len(deaths)} of at most {settings.restart_limit} "
+            f"within {settings.restart_window:.0f}s)"
+        )
+
+    def _restart(self, role: str) -> None:
+        if role.startswith(WORKER):
+            self.start_worker()
+        elif role == DISPATCHER:
+            self.webhooks = self._spawn("hub.webhooks", self._env())
+        else:
+            self._start_sink()
 
     def _recover_broker(self) -> str:
         """The embedded broker died: restart it on its port and count what it took with it.
@@ -327,6 +409,7 @@ class Supervisor:
         self.workers.clear()
         self.webhooks = None
         self.sink = None
+        self._due.clear()  # the broker's recovery starts every process afresh
 
     def metrics_port(self, pid: int) -> int | None:
         """Where a worker serves ``/metrics``, ``/healthz``, ``/readyz`` (None: disabled)."""
@@ -430,6 +513,7 @@ class Supervisor:
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop workers gracefully (SIGTERM), then the broker; remove the state file."""
+        self._due.clear()
         if self.watch is not None:
             self.watch.stop()
             self.watch = None
@@ -453,13 +537,26 @@ class Supervisor:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-        self.settings.state_file.unlink(missing_ok=True)
+        if self._lock.held:  # a hub refused for a busy data dir leaves the running one's file
+            self.settings.state_file.unlink(missing_ok=True)
+            self._lock.release()
 
-    def alive(self) -> bool:
-        """Whether every worker (and the embedded broker) still runs."""
-        broker_up = self.broker is None or self.broker.exit_code is None
-        sink_up = self.sink is None or self.sink.poll() is None
-        return broker_up and sink_up and all(w.poll() is None for w in self.workers)
+    def alive(self, *, timeout: float = 5.0) -> bool:
+        """Whether every process runs and the broker answers a metadata request.
+
+        The broker, embedded or external, is asked (``broker_answers``): a process that runs
+        is not a broker that serves (a frozen or wedged broker, a lost network). A process
+        waiting out its restart backoff counts as down.
+        """
+        if self.broker is not None and self.broker.exit_code is not None:
+            return False
+        if self._due or (self.sink is not None and self.sink.poll() is not None):
+            return False
+        if any(w.poll() is not None for w in self.workers):
+            return False
+        return broker_answers(
+            self.bootstrap, security=self.settings.kafka_security, timeout=timeout
+        )
 
     def _write_state(self) -> None:
         state = HubState(
@@ -472,6 +569,33 @@ class Supervisor:
             protocol_hash=self.protocol.content_hash,
         )
         self.settings.state_file.write_text(json.dumps(state.model_dump(mode="json"), indent=2))
+
+
+def broker_answers(
+    bootstrap: str, *, security: KafkaSecurity | None = None, timeout: float = 5.0
+) -> bool:
+    """Whether the broker at ``bootstrap`` answers a metadata request within ``timeout`` s."""
+
+    async def ask() -> None:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(timeout * 1000),
+            **(security or KafkaSecurity()).client_kwargs(),
+        )
+        try:
+            await admin.start()
+            await admin.list_topics()
+        finally:
+            await admin.close()
+
+    async def bounded() -> None:
+        await asyncio.wait_for(ask(), timeout)
+
+    try:
+        asyncio.run(bounded())
+    except Exception:  # any failure to answer is the answer: it does not serve
+        return False
+    return True
 
 
 def _terminate(proc: subprocess.Popen[bytes], *, timeout: float) -> None:
