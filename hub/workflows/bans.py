@@ -34,8 +34,10 @@ __all__ = [
     "UPDATED_TYPE",
     "Ban",
     "BanRegister",
+    "check_ban_start",
     "check_ban_update",
     "expired_type_for",
+    "is_ban_start",
     "is_exclusion_event",
 ]
 
@@ -52,6 +54,11 @@ _EXCLUSION_PREFIXES = ("uk.csp.pubwatch.ban.", "uk.csp.retail.exclusion.")
 def is_exclusion_event(event_type: str) -> bool:
     """A Pub Watch ban, a retail exclusion, or a change to or end of one."""
     return event_type.startswith(_EXCLUSION_PREFIXES)
+
+
+def is_ban_start(event_type: str) -> bool:
+    """A new Pub Watch ban or retail exclusion (not a change to or the end of one)."""
+    return event_type in _STARTS
 
 
 def expired_type_for(start_type: str) -> str:
@@ -80,6 +87,13 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS exclusion_kinds (
         ban_ref TEXT PRIMARY KEY,
         start_type TEXT NOT NULL
+    )""",
+    # every event that started a ban: a start routed again after a crash (at-least-once)
+    # finds its own ban in force, and must be routed as before, not refused as a repeat
+    """CREATE TABLE IF NOT EXISTS ban_starts (
+        event_id TEXT NOT NULL,
+        ban_ref TEXT NOT NULL,
+        PRIMARY KEY (event_id, ban_ref)
     )""",
     """CREATE TABLE IF NOT EXISTS pubwatch_notices (
         notice_id TEXT PRIMARY KEY,
@@ -142,6 +156,7 @@ class BanRegister(SQLiteState):
                     conn.execute(
                         "INSERT OR REPLACE INTO exclusion_kinds VALUES (?, ?)", (ref, event_type)
                     )
+                conn.execute("INSERT OR IGNORE INTO ban_starts VALUES (?, ?)", (event_id, ref))
                 subject = data.get("subject") or {}
                 conn.execute(
                     "INSERT OR REPLACE INTO pubwatch_bans VALUES "
@@ -210,6 +225,14 @@ class BanRegister(SQLiteState):
             ).fetchone()
         return str(row[0]) if row else BAN_TYPE
 
+    def started_by(self, event_id: str, ban_ref: str) -> bool:
+        """Whether this event started this ban (it was routed before: a redelivery)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM ban_starts WHERE event_id = ? AND ban_ref = ?", (event_id, ban_ref)
+            ).fetchone()
+        return row is not None
+
     def sent(self, notice_id: str) -> bool:
         """Whether this notice was already published."""
         with self._read() as conn:
@@ -248,6 +271,28 @@ def check_ban_update(
             f"{_date(data['ban_end'])} is after the current end {known.ban_end}"
         )
     return problems
+
+
+def check_ban_start(
+    event_type: str, ban_ref: str, *, known: Ban | None, started_here: bool, today: dt.date
+) -> str | None:
+    """Why a new ban must be refused: one with its reference is in force (None: route it).
+
+    Every holder would otherwise be told of the same ban twice, the second maybe with
+    another period. ``started_here``: this very event started the ban in force, routed
+    before a crash and now again (at-least-once): it must be routed as it was the first
+    time. A ban that has ended (expired, or past its last day) may be followed by a new one.
+    """
+    if known is None or known.status != "active" or known.ended(today) or started_here:
+        return None
+    if event_type == BAN_TYPE:
+        change = f"publish {UPDATED_TYPE} to change it"
+    else:  # a retail exclusion has no update event: it runs to its end
+        change = "a new exclusion needs a new reference"
+    return (
+        f"ban {ban_ref} already in force from {known.ban_start} to {known.ban_end} "
+        f"(published on {known.updated_at:%Y-%m-%d}, event {known.last_event_id}); {change}"
+    )
 
 
 def _date(value: Any) -> dt.date:

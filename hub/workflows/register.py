@@ -12,13 +12,16 @@ SQLite in the data dir (WAL, like the audit store), shared by the hub's workers 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from hub.workflows.sqlite_state import RegisterError, SQLiteState
 
-__all__ = ["Flag", "FlagRegister", "Referral", "RegisterError"]
+__all__ = ["UPDATED_TYPE", "Flag", "FlagRegister", "Referral", "RegisterError", "check_raise"]
+
+UPDATED_TYPE = "uk.csp.marac.flag.updated.v1"
 
 FlagStatus = Literal["active", "withdrawn", "expired"]
 
@@ -179,6 +182,15 @@ class FlagRegister(SQLiteState):
             ).fetchone()
         return _referral(row) if row else None
 
+    def raises(self, case_ref: str) -> list[Referral]:
+        """Every raise of this case's flag (its referrals), oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM marac_referrals WHERE case_ref = ? ORDER BY referred_at",
+                (case_ref,),
+            ).fetchall()
+        return [_referral(r) for r in rows]
+
     def referrals(self) -> list[Referral]:
         """Every referral, oldest first."""
         with self._read() as conn:
@@ -217,6 +229,27 @@ class FlagRegister(SQLiteState):
                 "SELECT sent_at FROM marac_alerts WHERE alert_id = ?", (alert_id,)
             ).fetchone()
         return None if row is None else dt.datetime.fromisoformat(str(row[0]))
+
+
+def check_raise(
+    case_ref: str, *, flag: Flag | None, raises: Sequence[Referral], event_id: str
+) -> str | None:
+    """Why a raise must be refused: the case's flag is already raised and active (None: route).
+
+    Every department would otherwise hold two "raised" deliveries of one flag. ``raises``:
+    the case's referrals, oldest first. A raise routed before a crash is routed again with
+    the same id (at-least-once): it finds its own referral, and is routed as it was the
+    first time. After a withdrawal or an expiry the case may be raised again.
+    """
+    if flag is None or flag.status != "active" or any(r.event_id == event_id for r in raises):
+        return None
+    last = raises[-1] if raises else None
+    when = (last.referred_at if last is not None else flag.raised_at).date()
+    by = last.event_id if last is not None else flag.last_event_id
+    return (
+        f"flag for case {case_ref} already raised on {when} (event {by}) and still active; "
+        f"publish {UPDATED_TYPE} to change it"
+    )
 
 
 def _flag(row: tuple[object, ...]) -> Flag:
