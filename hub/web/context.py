@@ -20,12 +20,15 @@ import jinja2
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
+from hub.audit.rows import describe as describe_row
 from hub.audit.store import AuditStore, open_store
 from hub.clock import Clock, clock_for
 from hub.errors import HubError
 from hub.policies.loader import load_protocol
+from hub.policies.model import Protocol
 from hub.settings import HubSettings
 from hub.web.accounts import Accounts, Role
 from hub.web.live_sessions import LiveSessions
@@ -58,6 +61,8 @@ class Console:
     templates: Jinja2Templates = field(init=False)
     #: the sign-ins the server still honours (shared by every console on this data dir)
     sessions: LiveSessions = field(init=False)
+    #: the protocol and its file's mtime, re-read when the file changes (``protocol``)
+    _protocol: tuple[int, Protocol] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sessions = LiveSessions.in_data_dir(self.settings.data_dir)
@@ -67,6 +72,9 @@ class Console:
             undefined=jinja2.StrictUndefined,
         )
         env.filters["when"] = _when
+        env.filters["party"] = self._party
+        env.filters["party_name"] = self.party_name
+        env.filters["row"] = describe_row
         self.templates = Jinja2Templates(env=env)
 
     @classmethod
@@ -90,6 +98,49 @@ class Console:
             yield store
         finally:
             store.close()
+
+    def protocol(self) -> Protocol:
+        """The sharing protocol, re-read when its file changes.
+
+        Raises:
+            HubError: the protocol file cannot be read or is not a valid protocol.
+        """
+        path = self.settings.protocol
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = -1  # load_protocol names the problem
+        if self._protocol is None or self._protocol[0] != stamp:
+            self._protocol = (stamp, load_protocol(path))
+        return self._protocol[1]
+
+    def party_name(self, party_id: str | None) -> str:
+        """What a person reads for a party: its display name.
+
+        Its id if the protocol has none, or cannot be read: a page must never fail for want
+        of a name.
+        """
+        if not party_id:
+            return "-"
+        try:
+            return self.protocol().label(party_id)
+        except HubError:
+            return party_id
+
+    def _party(self, party_id: str | None, *, id_line: bool = False) -> Markup:
+        """A party as people read it, its id kept for those who need it.
+
+        An IG officer quotes the protocol by id: it is in the title, or (``id_line``) on a
+        second line.
+        """
+        name = self.party_name(party_id)
+        if not party_id or name == party_id:
+            return Markup('<span class="party mono">{}</span>').format(name)
+        if id_line:
+            return Markup(
+                '<span class="party">{}<span class="party-id mono">{}</span></span>'
+            ).format(name, party_id)
+        return Markup('<span class="party" title="{}">{}</span>').format(party_id, name)
 
     def pseudonymiser(self) -> Pseudonymiser:
         """Keyed pseudonyms: references typed into the console never reach the store."""
@@ -149,7 +200,7 @@ def _agreement_alerts(request: Request) -> list[AgreementState]:
     """Agreements due for review or suspended: the banner every page shows until renewed."""
     app = console(request)
     try:
-        states = agreement_states(load_protocol(app.settings.protocol), app.now().date())
+        states = agreement_states(app.protocol(), app.now().date())
     except HubError:  # a page must never fail for want of the banner
         return []
     return [s for s in states if s.state != "ok"]

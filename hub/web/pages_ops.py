@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hub.audit.checkpoint import log_signer
 from hub.audit.log import AuditLog
 from hub.audit.refusals import Refusals, recent_refusals
+from hub.audit.store import AuditStore
 from hub.errors import HubError
 from hub.policies.check import check_protocol
 from hub.policies.explain import explain
@@ -94,13 +95,14 @@ def integrity(request: Request) -> Response:
     with app.store() as store:
         size = store.size()
         notes = store.checkpoints()
-    if notes:
-        note = notes[-1][1]
-        try:
-            head = signer.verifier().open_checkpoint(note)
-            latest = {"note": note, "size": head.size, "ok": True, "error": None}
-        except HubError as exc:
-            latest = {"note": note, "size": notes[-1][0], "ok": False, "error": str(exc)}
+        if notes:
+            note = notes[-1][1]
+            try:
+                head = signer.verifier().open_checkpoint(note)
+                latest = {"note": note, "size": head.size, "ok": True, "error": None}
+            except HubError as exc:
+                latest = {"note": note, "size": notes[-1][0], "ok": False, "error": str(exc)}
+            latest["as_of"] = _newest_record_time(store, latest["size"])
     path = app.settings.data_dir / _LAST_VERIFY
     last = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     return render(
@@ -113,7 +115,74 @@ def integrity(request: Request) -> Response:
             "verifier_key": signer.verifier_key,
             "checkpoints": len(notes),
             "refusals": refusals,
+            "summary": integrity_summary(
+                size=size,
+                latest=latest,
+                last=last,
+                signer=f"{signer.name} (key {signer.key_id.hex()})",
+                now=app.now(),
+            ),
         },
+    )
+
+
+def _newest_record_time(store: AuditStore, size: int) -> dt.datetime | None:
+    """The time of the last record a checkpoint of ``size`` covers (None if unreadable)."""
+    try:
+        leaves = store.leaves(size - 1, size) if size > 0 else []
+        value = json.loads(leaves[0])["time"] if leaves else None
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except (HubError, ValueError, KeyError, TypeError):
+        return None  # pruned or unreadable: the sentence then names no time
+
+
+def _at(moment: dt.datetime | None, now: dt.datetime) -> str:
+    """``10:42 UTC``, with the date when it is not today's."""
+    if moment is None:
+        return "an unknown time"
+    utc = (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    day = "" if utc.date() == now.astimezone(dt.UTC).date() else f" on {utc:%Y-%m-%d}"
+    return f"{utc:%H:%M} UTC{day}"
+
+
+def integrity_summary(
+    *,
+    size: int,
+    latest: dict[str, Any] | None,
+    last: dict[str, Any] | None,
+    signer: str,
+    now: dt.datetime,
+) -> str:
+    """The state of the log in one sentence an IG officer can repeat.
+
+    "The log's 12,345 records are intact as of 10:42; last independent check 10:40; signed
+    by ...": intact means the newest checkpoint's signature verifies and the last full check
+    (``Verify now``, ``hub audit verify``) found nothing wrong; anything else says so first.
+    """
+    if last is not None and not last.get("ok"):
+        when = _at(dt.datetime.fromisoformat(last["at"]), now) if last.get("at") else "?"
+        return (
+            f"The log does NOT verify: the independent check at {when} found "
+            f"{last.get('first') or 'a problem'}. The log holds {size:,} records."
+        )
+    if latest is None:
+        return f"The log holds {size:,} records; no checkpoint has been signed yet."
+    if not latest["ok"]:
+        return (
+            f"The newest checkpoint (tree size {latest['size']:,}) does NOT verify: "
+            f"{latest['error']}. The log holds {size:,} records."
+        )
+    checked = (
+        f"last independent check {_at(dt.datetime.fromisoformat(last['at']), now)}"
+        f" ({last['tree_size']:,} records)"
+        if last is not None and last.get("at")
+        else "not yet checked independently (Verify now)"
+    )
+    newer = size - latest["size"]
+    since = f" ({newer:,} written since, not yet in a checkpoint)" if newer > 0 else ""
+    return (
+        f"The log's {latest['size']:,} records are intact as of "
+        f"{_at(latest.get('as_of'), now)}{since}; {checked}; signed by {signer}."
     )
 
 
@@ -273,7 +342,7 @@ def marac_board(request: Request, closed: str = "") -> Response:
             "now": now,
             "closed": bool(closed),
             "overdue": sum(len(r.overdue) for r in flags),
-            "escalated": sum(len(r.escalated) for r in flags),
+            "escalated": sum(1 for r in flags for a in r.overdue if a.escalated),
             "contact": protocol.marac.contact if protocol.marac else None,
         },
     )

@@ -40,6 +40,8 @@ class Seeded:
     redditch_event: str
     bromsgrove_event: str
     downloads: Path
+    #: the hub's data dir (audit store, keys), for tests that add IG actions to the log
+    data_dir: Path
 
 
 def _browser_binaries() -> tuple[str, str]:
@@ -97,6 +99,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
             redditch_event=redditch,
             bromsgrove_event=bromsgrove,
             downloads=tmp_path_factory.mktemp("downloads"),
+            data_dir=settings.data_dir,
         )
     finally:
         server.stop()

@@ -11,6 +11,7 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from selenium import webdriver
@@ -19,6 +20,12 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from hub.audit.actions import audit_case_action
+from hub.audit.checkpoint import log_signer
+from hub.audit.log import AuditLog
+from hub.audit.sqlite import SQLiteAuditStore
+from hub.models import AuditDecision
+from hub.settings import HubSettings
 from tests.browser.conftest import HOUSING, PASSWORD, Seeded
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -129,7 +136,9 @@ def test_marac_board_shows_the_flag_and_its_departments(
     justify(browser, "MARAC case management", "Preparing the MARAC meeting on 26 November")
     expect_heading(browser, "MARAC board")
     flag = browser.find_element(By.XPATH, f"//section[.//h2[contains(., '{seeded.case}')]]")
-    assert HOUSING in flag.text
+    # the coordinator reads names; the id stays in the title for whoever needs it
+    housing = flag.find_element(By.XPATH, f".//td[@class='department']/span[@title='{HOUSING}']")
+    assert housing.text == "Redditch BC, Housing Repairs"
     assert "awaiting" in flag.text  # nobody has acknowledged yet, and none is overdue
     assert browser.find_element(By.ID, "overdue-count").text == "0"
     shoot("marac-board")
@@ -156,3 +165,115 @@ def test_an_agency_user_cannot_open_another_partys_event(
     browser.get(seeded.url + "/marac")
     expect_heading(browser, "Access denied")
     shoot("denied-board")
+
+
+# -- the "why" of every audit row, names for ids, the integrity page in words (issue 18) -----
+
+
+def audit_rows(browser: webdriver.Chrome) -> list[tuple[str, str, str]]:
+    """(decision, who, why) of each row of the audit search results."""
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "results")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.audit-row")
+    return [
+        (
+            row.find_element(By.CSS_SELECTOR, ".tag").text,
+            row.find_element(By.CSS_SELECTOR, "td.who").text,
+            row.find_element(By.CSS_SELECTOR, "td.why").text,
+        )
+        for row in rows
+    ]
+
+
+def search(browser: webdriver.Chrome, seeded: Seeded, **query: str) -> None:
+    browser.get(f"{seeded.url}/audit?{urlencode(query)}")
+    justify(browser, "Audit and assurance", "Checking why the flag went where it went")
+
+
+def test_audit_rows_say_who_and_why(
+    browser: webdriver.Chrome, seeded: Seeded, shoot: Shoot
+) -> None:
+    sign_in(browser, seeded, "ig.officer")
+    search(browser, seeded, event=seeded.bromsgrove_event, decision="withheld")
+    withheld = audit_rows(browser)
+    shoot("withheld-why")
+    housing = [r for r in withheld if "Redditch BC, Housing Repairs" in r[1]]
+    assert housing, withheld
+    decision, who, why = housing[0]
+    assert decision == "withheld"
+    # names first, the ids on a second line for an IG officer quoting the protocol
+    assert who.splitlines() == [
+        "North Worcs MARAC, Coordinator",
+        "marac.north-worcs",
+        "→ Redditch BC, Housing Repairs",
+        HOUSING,
+    ]
+    assert "condition not met" in why  # the reason, which was only in --json
+
+    search(browser, seeded, event=seeded.redditch_event, decision="delivered")
+    delivered = {r[1].splitlines()[-1]: r for r in audit_rows(browser)}
+    assert delivered[HOUSING][2].startswith("rule marac-flag-district-departments: address, ")
+
+    search(browser, seeded, decision="consulted")
+    consulted = audit_rows(browser)
+    shoot("consulted-why")
+    assert consulted
+    mine = [r for r in consulted if r[1] == "ig.officer (ig-officer)"]
+    assert mine, consulted  # the viewer, not "-"
+    assert any(
+        why.endswith("Audit and assurance: Checking why the flag went where it went")
+        for _, _, why in mine
+    ), mine
+
+
+def test_hold_rows_say_what_was_held_by_whom(
+    browser: webdriver.Chrome, seeded: Seeded, shoot: Shoot
+) -> None:
+    audit_case_action(
+        HubSettings(data_dir=seeded.data_dir),
+        case_ref=seeded.case,
+        decision=AuditDecision.HOLD_PLACED,
+        reason="legal hold: Domestic Homicide Review",
+        by="dhr.chair",
+    )
+    sign_in(browser, seeded, "ig.officer")
+    search(browser, seeded, case=seeded.case, decision="hold_placed")
+    rows = audit_rows(browser)
+    shoot("hold-why")
+    assert len(rows) == 1, rows
+    decision, who, why = rows[0]
+    assert (decision, who) == ("hold_placed", "dhr.chair")
+    assert why.startswith("case ")
+    assert why.endswith(": legal hold: Domestic Homicide Review")
+    assert " - -> - " not in browser.page_source
+
+
+def test_integrity_page_says_it_in_words(
+    browser: webdriver.Chrome, seeded: Seeded, shoot: Shoot
+) -> None:
+    settings = HubSettings(data_dir=seeded.data_dir)
+    with SQLiteAuditStore(settings.audit_db_path) as store:
+        AuditLog(store, signer=log_signer(settings)).checkpoint()
+        size = store.size()
+    sign_in(browser, seeded, "ig.officer")
+    browser.find_element(By.LINK_TEXT, "Log integrity").click()
+    expect_heading(browser, "Log integrity")
+    summary = browser.find_element(By.ID, "integrity-summary").text
+    assert summary.startswith(f"The log's {size:,} records are intact as of "), summary
+    assert "not yet checked independently" in summary
+    assert "signed by north-worcestershire-csp.hub/audit (key " in summary
+    note = browser.find_element(By.ID, "checkpoint")
+    assert not note.is_displayed()  # the raw note is behind a disclosure
+    shoot("integrity-words")
+    browser.find_element(By.ID, "verify-now").click()
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.ID, "integrity-summary"), "last independent check")
+    )
+    after = browser.find_element(By.ID, "integrity-summary").text
+    assert "; last independent check " in after
+    assert "records); signed by " in after
+    browser.find_element(By.CSS_SELECTOR, "#checkpoint-details summary").click()
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "checkpoint")))
+    assert browser.find_element(By.ID, "checkpoint").text.startswith(
+        "north-worcestershire-csp.hub/audit"
+    )
+    shoot("integrity-note-open")
