@@ -126,6 +126,14 @@ class HubSettings(BaseSettings):
         "records to the same partition (faust producer_linger): fewer, larger produce "
         "requests; 0 = send at once (hub.agents.transport.TrackingProducer)",
     )
+    producer_batch_bytes: int = Field(
+        default=512 * 1024,
+        ge=16 * 1024,
+        le=1_000_000,
+        description="bytes a router worker's producer gathers per partition before a batch "
+        "is full (aiokafka max_batch_size, 16 KiB by default): with a full batch, a send "
+        "waits for a produce round trip; at most the broker's message.max.bytes",
+    )
     audit_outage_limit: float = Field(
         default=10.0,
         gt=0,

@@ -24,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import faust
 
 from hub.agents.audit_watch import AuditWatch
 from hub.agents.batches import BatchPipeline, InOrderAcks, Ticket
+from hub.agents.intake import Intake
 from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.outbox import AuditOutbox
 from hub.agents.routing import Router, RouteResult
@@ -144,6 +146,9 @@ def create_app(
         # fewer, larger produce requests; safe since the producer tracks its topics
         # (hub.agents.transport.TrackingProducer: a linger stranded records without it)
         producer_linger=settings.producer_linger,
+        # a batch of 64 events is hundreds of deliveries: with aiokafka's 16 KiB a partition's
+        # batch filled every few records and ``send`` waited a produce round trip to drain it
+        producer_max_batch_size=settings.producer_batch_bytes,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=0.5,
@@ -214,7 +219,8 @@ def create_app(
         max_in_flight=settings.max_in_flight, send=send, sync=group.wait, crash=app.crash
     )
     acks = InOrderAcks()
-    feed: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(settings.route_batch, 1) * 2)
+    # each fetch's records, whole (``hub.agents.intake``); at most two batches' worth wait here
+    intake = app.intake = Intake(limit=max(settings.route_batch * 2, settings.poll_records))
 
     def claim(event_id: str, origin: Origin, recipients: frozenset[str] = frozenset()) -> None:
         """Record that ``origin`` carried ``event_id``; log a lost race, keep the deliveries.
@@ -256,12 +262,12 @@ def create_app(
         await pipeline.admit(len(events))  # raises a failed produce: restart from the commit
         try:
             routed: list[tuple[Ticket, Origin, RouteResult]] = []
-            for event in events:
-                message = event.message
+            ack = app.consumer.ack  # faust's: the offset is committable once acked in order
+            for message in events:
                 origin = Origin(
                     topic=message.topic, partition=message.partition, offset=message.offset
                 )
-                ticket = acks.take((message.topic, message.partition), event.ack)
+                ticket = acks.take((message.topic, message.partition), partial(ack, message))
                 result = router.route(
                     origin=origin,
                     key=message.key,
@@ -289,25 +295,18 @@ def create_app(
             pipeline.abandon(len(events))
             raise
 
-    @app.agent(inbound, name="hub-route")
-    async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        # acks are ours (noack): an event is acked when its outputs are confirmed, not when
-        # the loop moves on; the batch loop below takes what this one feeds it
-        manual: faust.StreamT[bytes] = stream.noack()  # type: ignore[attr-defined]  # on Stream, not in StreamT
-        async for event in manual.events():
-            if state.stopping:  # draining: leave the rest uncommitted for the next owner
-                await asyncio.Event().wait()
-            await feed.put(event)
-            yield None
+    # The inbound topics are subscribed without an agent: the consumer hands each fetch to
+    # ``intake`` (``hub.agents.transport``), and the route loop takes batches from it.
+    app.topics.add(inbound)
 
     @app.task  # type: ignore[untyped-decorator]
     async def route_batches() -> None:
         """Take what is ready (up to ``HUB_ROUTE_BATCH`` events) and route it as one batch."""
         try:
             while True:
-                events = [await feed.get()]
-                while len(events) < settings.route_batch and not feed.empty():
-                    events.append(feed.get_nowait())
+                events = await intake.take(settings.route_batch)
+                if state.stopping:  # draining: leave the rest uncommitted for the next owner
+                    await asyncio.Event().wait()
                 await route_batch(events)
         except asyncio.CancelledError:
             raise

@@ -38,12 +38,14 @@ for all topics, and a linger lets that strand a record for good:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as driver
 
+from hub.agents.intake import Intake
 from hub.broker import decode_guard
 from hub.broker.fetch import FETCH_WAIT_MS
 
@@ -88,8 +90,60 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class _Consumer(driver.Consumer):
+    """faust's consumer; with an ``Intake`` installed, each fetch is handed over whole.
+
+    ``_drain_messages`` is faust's fetch loop (faust/transport/consumer.py) with one change:
+    the records of one ``getmany`` go to ``intake`` as one list, instead of one
+    ``wait_first(callback(message))`` per record (``hub.agents.intake`` says why). Everything
+    else is faust's, in faust's order: the offset-gap bookkeeping, the commit every
+    ``broker_commit_every`` acks, ``track_message`` before hand-over (so a graceful shutdown
+    and a rebalance see the records as unacknowledged), the read offset, and abandoning the
+    hand-over when a rebalance suspends the flow.
+    """
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        intake = getattr(self.app, "intake", None)
+        if intake is None:
+            await super()._drain_messages(fetcher)
+            return
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                fetched: list[Any] = []
+                await self.sleep(0)  # as faust: getmany can return at once, loop after loop
+                if self.should_stop:
+                    break
+                async for tp, message in self.getmany(timeout=1.0):
+                    offset = message.offset
+                    r_offset = read_offset[tp]
+                    if r_offset is not None and offset < r_offset:
+                        continue  # already handed over (faust drops these the same way)
+                    if offset - (r_offset or 0) > 1 and r_offset:
+                        if acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    self.track_message(message)
+                    fetched.append(message)
+                    read_offset[tp] = offset
+                if fetched:
+                    await self.wait_first(intake.put(fetched), self.suspend_flow.wait())
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
 
 
 class _Producer(driver.Producer):
@@ -104,7 +158,14 @@ class _Transport(driver.Transport):
 
 
 class HubApp(faust.App):
-    """``faust.App``: its consumer waits at most ``FETCH_WAIT_MS``; a ``TrackingProducer``."""
+    """``faust.App``: its consumer waits at most ``FETCH_WAIT_MS``; a ``TrackingProducer``.
+
+    With ``intake`` set before the worker starts, the consumer hands each fetch to it whole
+    instead of delivering records to agents one by one (``_Consumer``).
+    """
+
+    #: where the consumer hands fetched records, when the route loop takes them in batches
+    intake: Intake | None = None
 
     def _new_transport(self) -> Any:
         decode_guard.install()  # before the consumer's first fetch

@@ -1,0 +1,92 @@
+"""A backlog is routed in batches: each fetch reaches the route loop whole (``hub.agents.intake``).
+
+faust handed the route loop one record per trip round the event loop, so it found one event
+ready whenever it looked and routed batches of one, each paying a whole batch's fixed cost.
+Here the worker is down while a backlog builds up; once it is back, the backlog must be
+routed in batches of many events: observable as far fewer ``hub.audit`` messages (one per
+routed batch, ``hub.audit.stream.audit_messages``) than events, with every event audited,
+delivered to its recipients once, and acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from hub.agents.sink import decode_audit_message
+from hub.broker import EmbeddedBroker, topics
+from tests.conftest import RunningHub, start_hub, wait_for
+
+pytestmark = pytest.mark.integration
+
+BACKLOG = 120
+
+
+@pytest.fixture
+def idle_hub(tmp_path: Path) -> Iterator[RunningHub]:
+    """A hub on its own broker: its worker is killed, which must not disturb other tests."""
+    with EmbeddedBroker() as broker:
+        running = start_hub(broker.bootstrap, tmp_path / "data")
+        try:
+            yield running
+        finally:
+            running.supervisor.stop()
+
+
+def _audit_messages(bootstrap: str, event_ids: set[str]) -> Counter[str]:
+    """For every ``hub.audit`` message holding records of ``event_ids``: how many events."""
+
+    async def run() -> Counter[str]:
+        reader = AIOKafkaConsumer(
+            topics.AUDIT,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await reader.start()
+        found: Counter[str] = Counter()
+        try:
+            while True:
+                batches = await reader.getmany(timeout_ms=2000, max_records=500)
+                if not batches:
+                    return found
+                for records in batches.values():
+                    for record in records:
+                        ids = {r.event_id for r in decode_audit_message(record.value)}
+                        if ids & event_ids:
+                            found[f"{record.partition}@{record.offset}"] = len(ids & event_ids)
+        finally:
+            await reader.stop()
+
+    return asyncio.run(run())
+
+
+def test_backlog_is_routed_in_batches_and_every_event_once(idle_hub: RunningHub) -> None:
+    hub = idle_hub
+    hub.supervisor.kill_worker()  # the backlog builds up on the broker meanwhile
+    published: list[str] = []
+    hub.publish_scenario(published, events=BACKLOG, seed=41, pause=0)
+    hub.supervisor.start_worker()
+    wait_for(
+        lambda: hub.decided(published) == len(published) or None,
+        timeout=120,
+        what="the backlog decided",
+    )
+    messages = _audit_messages(hub.bootstrap, set(published))
+    # one audit message per routed batch: a batch of one per event was the old behaviour
+    assert sum(messages.values()) >= len(set(published))
+    assert len(messages) <= len(published) // 4, messages
+    assert max(messages.values()) > 1
+    # every decision once: the store holds each event's records, none twice
+    with hub.store() as store:
+        for event_id in published:
+            records = store.query(event_id=event_id)
+            ids = [r.record_id for r in records]
+            assert records, event_id
+            assert len(ids) == len(set(ids)), event_id
