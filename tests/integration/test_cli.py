@@ -263,7 +263,7 @@ AUDIT_KEYS = {"event_id", "recipient", "decision", "rule", "lawful_basis", "fiel
 
 
 #: who reads the audit log and why: `hub audit query` shows personal data (DPA 2018 s62)
-AUDIT_READER = ("--operator", "Test Officer", "--purpose", "assurance", "--reason", "CLI test")
+AUDIT_READER = ("--operator", "Tester", "--purpose", "assurance", "--reason", "CLI audit test")
 
 
 def audit_json(cli: Run, *args: str) -> list[dict[str, Any]]:
