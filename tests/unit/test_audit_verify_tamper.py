@@ -64,6 +64,8 @@ def records() -> list[AuditRecord]:
                 rule="marac-to-housing" if i % 2 else None,
                 reason=f"rule matched {i}" if i % 4 else 'caf\u00e9 \u2014 "quoted"',
                 lawful_basis="UK GDPR 6(1)(e)",
+                # packed format 2 (with a gateway) and format 1 (without) both
+                gateway="Crime and Disorder Act 1998 s115" if i % 2 else None,
                 fields=("case_ref", "risk_level") if i % 2 else (),
                 case_pseudonym=f"pc_{i:032x}" if i % 3 else None,
                 subject_pseudonyms=tuple(f"ps_{i + k:032x}" for k in range(i % 3)),
