@@ -87,14 +87,22 @@ def _case(record: AuditRecord) -> str | None:
     return f"case {ps[:_PSEUDONYM_CHARS]}" if ps else None
 
 
+def _looked_at(record: AuditRecord) -> str | None:
+    """The case and subjects a consultation looked at, by pseudonym."""
+    named = [_case(record)] if record.case_pseudonym else []
+    named += [f"subject {ps[:_PSEUDONYM_CHARS]}" for ps in record.subject_pseudonyms]
+    return ", ".join(n for n in named if n) or None
+
+
 def _consultation(record: AuditRecord) -> RowView:
     found = _VIEWED.match(record.reason)
     purpose = f"{record.purpose}: " if record.purpose else ""
     if found is None:
-        return RowView(None, None, None, _case(record), f"{purpose}{record.reason}")
+        return RowView(None, None, None, _looked_at(record), f"{purpose}{record.reason}")
     what = found["what"]
-    if _case(record):
-        what = f"{what}, {_case(record)}"
+    looked_at = _looked_at(record)
+    if looked_at:
+        what = f"{what}, {looked_at}"
     return RowView(None, None, found["who"], what, f"{purpose}{found['why']}")
 
 

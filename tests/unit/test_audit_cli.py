@@ -190,6 +190,7 @@ def test_table_says_why_for_every_kind_of_record(data_dir: Path) -> None:
                     fields=(),
                     purpose="subject access request",
                     case_pseudonym="c0ffee" * 10,
+                    subject_pseudonyms=("5eed" * 16,),
                     reason="case chronology viewed by alice (ig_officer): SAR 2026/17 from "
                     "the data subject",
                 ),
@@ -224,8 +225,8 @@ def test_table_says_why_for_every_kind_of_record(data_dir: Path) -> None:
     assert rows["console:1"][3:] == [
         "consulted",
         "alice (ig_officer)",
-        "case chronology, case c0ffeec0ffee: subject access request: SAR 2026/17 from the "
-        "data subject",
+        "case chronology, case c0ffeec0ffee, subject 5eed5eed5eed: subject access request: "
+        "SAR 2026/17 from the data subject",
     ]
     assert rows["case-action:1"][3:] == [
         "hold_placed",
