@@ -36,7 +36,13 @@ from hub.agents.intake import Intake
 from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.agents.outbox import AuditOutbox
 from hub.agents.routing import Router, RouteResult
-from hub.agents.seen import SeenEvents, delivered_lookup, forget_before
+from hub.agents.seen import (
+    Claim,
+    SeenEvents,
+    delivered_lookup,
+    forget_before,
+    source_of_origin,
+)
 from hub.agents.sink import AuditSink, serve_audit_sink, sink_factory
 from hub.agents.transport import HubApp
 from hub.audit.lookups import delivered_to
@@ -56,7 +62,7 @@ from hub.keys.expiry import SWEEP_INTERVAL_S, expire_cases
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import HUB_PARTY
 from hub.log import get_logger
-from hub.models import Origin
+from hub.models import Origin, event_key
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
@@ -222,22 +228,21 @@ def create_app(
     # each fetch's records, whole (``hub.agents.intake``); at most two batches' worth wait here
     intake = app.intake = Intake(limit=max(settings.route_batch * 2, settings.poll_records))
 
-    def claim(event_id: str, origin: Origin, recipients: frozenset[str] = frozenset()) -> None:
-        """Record that ``origin`` carried ``event_id``; log a lost race, keep the deliveries.
+    def claim(claims: list[Claim]) -> None:
+        """Record that each origin carried its event (one commit); log a lost race.
 
-        ``route`` looked the id up a moment ago; another worker can have claimed it since,
+        ``route`` looked each id up a moment ago; another worker can have claimed one since,
         from another record. Its deliveries are computed and valid, so they are not dropped:
         the race is logged (ids and origins only, never a payload).
         """
-        # the recipients too: a worker that did not route the event can then tell, before
-        # the audit store has the deliveries, who may acknowledge it
-        holder = seen.remember(
-            event_id, origin=str(origin), at=router.clock(), recipients=recipients
-        )
-        if holder != str(origin):
-            _log.warning(
-                "duplicate_event_id_race", event_id=event_id, origin=str(origin), first=holder
-            )
+        for made, holder in zip(claims, seen.remember_many(claims), strict=True):
+            if holder != made.origin:
+                _log.warning(
+                    "duplicate_event_id_race",
+                    event_id=made.event_id,
+                    origin=made.origin,
+                    first=holder,
+                )
 
     def confirmed(routed: list[tuple[Ticket, Origin, RouteResult]]) -> Callable[[], None]:
         """What to do once a batch's outputs are confirmed: ack in order, count, log."""
@@ -263,6 +268,14 @@ def create_app(
         try:
             routed: list[tuple[Ticket, Origin, RouteResult]] = []
             ack = app.consumer.ack  # faust's: the offset is committable once acked in order
+            # the batch's claims, written together below; until then a later event of the
+            # batch carrying the same id must find the earlier one's claim here
+            claims: list[Claim] = []
+            claimed: dict[str, str] = {}
+
+            def first(key: str) -> str | None:
+                return claimed.get(key) or seen.first(key)
+
             for message in events:
                 origin = Origin(
                     topic=message.topic, partition=message.partition, offset=message.offset
@@ -273,11 +286,22 @@ def create_app(
                     key=message.key,
                     value=message.value,
                     headers=list(message.headers or ()),
-                    seen=seen.first,
+                    seen=first,
                 )
                 if result.remember:
-                    claim(result.event_id, origin, result.recipients)
+                    # the recipients too: a worker that did not route the event can then
+                    # tell, before the audit store has the deliveries, who may acknowledge it
+                    made = Claim(
+                        event_id=result.event_id,
+                        origin=str(origin),
+                        at=router.clock(),
+                        recipients=result.recipients,
+                    )
+                    claims.append(made)
+                    key = event_key(source_of_origin(made.origin), made.event_id)
+                    claimed.setdefault(key, made.origin)
                 routed.append((ticket, origin, result))
+            claim(claims)  # before any delivery of the batch is produced
             written = group.position  # after the claims: their commit is synced before the ack
             records = [record for _, _, result in routed for record in result.audit]
             audit = audit_messages(records, secret=audit_key, writer=writer)

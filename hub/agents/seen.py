@@ -33,7 +33,8 @@ hourly (``create_app``'s expiry sweep).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,7 +45,14 @@ from hub.envelope import wire
 from hub.models import AuditRecord, split_event_key
 from hub.workflows.sqlite_state import SQLiteState
 
-__all__ = ["FORGET_MARGIN", "PRUNE_CHUNK", "SeenEvents", "delivered_lookup", "forget_before"]
+__all__ = [
+    "FORGET_MARGIN",
+    "PRUNE_CHUNK",
+    "Claim",
+    "SeenEvents",
+    "delivered_lookup",
+    "forget_before",
+]
 
 #: ids are kept this long before the oldest audit record still stored: records reach the log
 #: a little out of time order (several workers, the audit topic between them, an audit outage
@@ -87,6 +95,17 @@ def _stamp(when: datetime) -> str:
     """
     utc = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return utc.isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One event claimed for the record that carried it (``SeenEvents.remember``)."""
+
+    event_id: str
+    origin: str
+    at: datetime
+    source: str | None = None
+    recipients: Collection[str] | None = None
 
 
 class SeenEvents(SQLiteState):
@@ -196,18 +215,40 @@ class SeenEvents(SQLiteState):
         Raises:
             RegisterError: the file cannot be written.
         """
-        source = source_of_origin(origin) if source is None else source
+        claim = Claim(event_id=event_id, origin=origin, at=at, source=source, recipients=recipients)
+        return self.remember_many([claim])[0]
+
+    def remember_many(self, claims: Sequence[Claim]) -> list[str]:
+        """``remember`` for each claim, in one transaction: a routed batch's, in one commit.
+
+        Returns the origin holding each claimed event, in the order of ``claims``.
+
+        Raises:
+            RegisterError: the file cannot be written.
+        """
+        if not claims:
+            return []
+        holders: list[str] = []
         with self._tx() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO seen_events (event_id, source, origin, seen_at, "
-                "recipients) VALUES (?, ?, ?, ?, ?)",
-                (event_id, source, origin, _stamp(at), _joined(recipients)),
-            )
-            row = conn.execute(
-                "SELECT origin FROM seen_events WHERE event_id = ? AND source = ?",
-                (event_id, source),
-            ).fetchone()
-        return str(row[0])
+            for claim in claims:
+                source = source_of_origin(claim.origin) if claim.source is None else claim.source
+                conn.execute(
+                    "INSERT OR IGNORE INTO seen_events (event_id, source, origin, seen_at, "
+                    "recipients) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        claim.event_id,
+                        source,
+                        claim.origin,
+                        _stamp(claim.at),
+                        _joined(claim.recipients),
+                    ),
+                )
+                row = conn.execute(
+                    "SELECT origin FROM seen_events WHERE event_id = ? AND source = ?",
+                    (claim.event_id, source),
+                ).fetchone()
+                holders.append(str(row[0]))
+        return holders
 
     def delivered(self, event_id: str, party: str) -> set[tuple[str, str | None]]:
         """(publisher, None) of each accepted event with this id that was delivered to ``party``.

@@ -20,11 +20,15 @@ from aiokafka import AIOKafkaConsumer
 
 from hub.agents.sink import decode_audit_message
 from hub.broker import EmbeddedBroker, topics
+from hub.client import HubClient
+from hub.models import AuditDecision
+from tests import factories as hub_events
 from tests.conftest import RunningHub, start_hub, wait_for
 
 pytestmark = pytest.mark.integration
 
 BACKLOG = 120
+SOCJAG = "uk.csp.socjag.intel.v1"
 
 
 @pytest.fixture
@@ -90,3 +94,33 @@ def test_backlog_is_routed_in_batches_and_every_event_once(idle_hub: RunningHub)
             ids = [r.record_id for r in records]
             assert records, event_id
             assert len(ids) == len(set(ids)), event_id
+
+
+def test_same_id_twice_in_one_batch_is_delivered_once(idle_hub: RunningHub) -> None:
+    """The second record of an id in the same batch is a duplicate, though not yet on disk.
+
+    A batch's claims are written together, after it is routed (``SeenEvents.remember_many``),
+    so the route loop must find a claim made earlier in the same batch in memory.
+    """
+    hub = idle_hub
+    hub.supervisor.kill_worker()
+    data = hub_events.socjag_intel("INT-BATCH")
+    client = HubClient("west-mercia-police", bootstrap=hub.bootstrap, keys=hub.keys)
+    message = client.build(SOCJAG, data, key="INT-BATCH")
+    event_id = next(v for k, v in message.headers if k == "ce_id").decode()
+
+    async def send_twice() -> list[str]:
+        try:
+            return [await client.send(message), await client.send(message)]
+        finally:
+            await client.close()
+
+    first, second = asyncio.run(send_twice())
+    hub.supervisor.start_worker()
+    records = hub.wait_records(f"duplicate:{second}", timeout=120)
+    assert records[0].decision == AuditDecision.REJECTED
+    assert (records[0].reason or "").startswith("duplicate_event_id: ")
+    assert first in (records[0].reason or "")
+    delivered = [r for r in hub.records(event_id) if r.decision == AuditDecision.DELIVERED]
+    assert delivered
+    assert len({r.recipient for r in delivered}) == len(delivered)
