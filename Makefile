@@ -4,6 +4,10 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (auto: one per core); JOBS=0 runs in this process.
+# --dist loadfile keeps a module on one worker, so a module-scoped hub starts once.
+JOBS    ?= auto
+XDIST   := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock shell demo up test test-unit test-integration lint format bench clean deploy-manifests browser-deps
@@ -50,16 +54,17 @@ browser-deps: ## chromium + chromium-driver for the browser tests (apt, root onl
 		echo "warning: chromium/chromedriver missing and not installable here (needs root and apt): the browser tests will SKIP" >&2; \
 	fi
 
-test: $(STAMP) browser-deps ## the whole test suite (unit, integration on the real broker, e2e, browser)
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+# Exit code 5 (no test collected) fails: a suite that ran nothing has not passed.
+test: $(STAMP) browser-deps ## the whole test suite in parallel (unit, integration, e2e, browser; JOBS=N)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-unit: $(STAMP) ## unit tests only (no network)
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) tests/unit $(PYTEST_ARGS)
 
 
 test-integration: $(STAMP) ## integration and e2e tests on the embedded broker
-	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) tests/integration tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict
 	$(BIN)/ruff format --check hub tests scripts bench examples
@@ -70,8 +75,15 @@ format: $(STAMP) ## apply ruff format and safe fixes
 	$(BIN)/ruff format hub tests scripts bench examples
 	$(BIN)/ruff check --fix hub tests scripts bench examples
 
-bench: $(STAMP) ## benchmarks: bench/results/*.json and the README table (BENCH="crypto ...")
+bench: $(STAMP) ## benchmarks: bench/results/*.json and the tables of docs/benchmarks.md (BENCH="crypto ...")
 	$(BIN)/python -m bench $(BENCH)
+
+# The settings reference is generated from HubSettings and checked before the build; --strict
+# makes a broken link, a missing page or a page left out of the nav fail.
+.PHONY: docs
+docs: $(STAMP) ## the documentation site: mkdocs build --strict into site/ (git-ignored)
+	$(BIN)/python scripts/settings_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 vectors: $(STAMP) ## rebuild the byte-exact envelope vectors in tests/vectors/envelope (review the diff)
 	$(BIN)/python scripts/make_envelope_vectors.py
