@@ -141,8 +141,8 @@ class AuditSink:
     def _tail(self) -> int:
         size = self.store.size()
         if self._signed_size is None:
-            stored = self.store.checkpoints()
-            self._signed_size = max((s for s, _ in stored), default=0)
+            stored = self.store.newest_checkpoint()
+            self._signed_size = stored[0] if stored else 0
         return max(0, size - self._signed_size)
 
     def checkpoint_due(self) -> bool:

@@ -302,9 +302,9 @@ class AuditLog:
         if self._heads_only:
             return self._checkpoint_from_range()
         tree = self._sync()
-        stored = self._store.checkpoints()
+        stored = self._store.newest_checkpoint()
         if stored:
-            previous = self._open(stored[-1][1])
+            previous = self._open(stored[1])
             # Below the pruned size the kept proofs check it (``verify``); a prune always
             # signs a newer checkpoint, so that happens only with checkpoints deleted by hand.
             if previous.size >= tree.pruned and (
@@ -324,9 +324,9 @@ class AuditLog:
         size = self._store.size()
         prunes = self._store.prunes()  # read once: every step below starts from the same one
         newest = prunes[-1] if prunes else None
-        stored = self._store.checkpoints()
+        stored = self._store.newest_checkpoint()
         if stored:
-            previous = self._open(stored[-1][1])
+            previous = self._open(stored[1])
             pruned = newest.size if newest else 0
             if previous.size >= pruned and (
                 previous.size > size or self._root_at(previous.size, newest) != previous.root_hash

@@ -603,6 +603,16 @@ class PostgresAuditStore:
             )
         return [stored_checkpoint(size, note) for size, note in rows]
 
+    def newest_checkpoint(self) -> tuple[int, str] | None:
+        """The last checkpoint saved, or ``None`` (see ``AuditStore``)."""
+        with self._lock, self._guard("read checkpoints"):
+            row = (
+                self._connection()
+                .execute("SELECT tree_size, note FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
+                .fetchone()
+            )
+        return None if row is None else stored_checkpoint(*row)
+
     def close(self) -> None:
         """Close the connection (idempotent); further calls raise ``AuditError``."""
         with self._lock:

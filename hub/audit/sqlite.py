@@ -182,6 +182,8 @@ _LAST_SEQ_SQL = (
 _READ = ", ".join(_COLUMNS)
 #: the subject index rows of a seq range (``mismatched_rows``), through ``audit_subjects_seq``
 SUBJECTS_SQL = "SELECT seq, pseudonym FROM audit_subjects WHERE seq BETWEEN ? AND ?"
+#: the last checkpoint saved (the primary key's index, backwards: one row)
+_NEWEST_CHECKPOINT_SQL = "SELECT tree_size, note FROM audit_checkpoints ORDER BY id DESC LIMIT 1"
 #: the position of the row before a seq (where a window of leaves carries on from)
 _POSITION_BEFORE_SQL = "SELECT position FROM audit_records WHERE seq < ? ORDER BY seq DESC LIMIT 1"
 _PRUNED_SQL = f"SELECT {_PRUNED_SIZE}"
@@ -766,6 +768,12 @@ class SQLiteAuditStore:
                 "SELECT tree_size, note FROM audit_checkpoints ORDER BY id"
             ).fetchall()
         return [stored_checkpoint(size, note) for size, note in rows]
+
+    def newest_checkpoint(self) -> tuple[int, str] | None:
+        """The last checkpoint saved, or ``None`` (see ``AuditStore``)."""
+        with self._lock, self._guard("read checkpoints"):
+            row = self._conn.execute(_NEWEST_CHECKPOINT_SQL).fetchone()
+        return None if row is None else stored_checkpoint(*row)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

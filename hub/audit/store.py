@@ -148,6 +148,14 @@ class AuditStore(Protocol):
         """Every saved checkpoint as ``(tree_size, note)``, in the order saved."""
         ...
 
+    def newest_checkpoint(self) -> tuple[int, str] | None:
+        """The last checkpoint saved, or ``None``: one row, however many were signed.
+
+        What signing a checkpoint checks against, every few seconds for as long as the hub
+        runs (``checkpoints`` reads them all, for ``verify``).
+        """
+        ...
+
     def close(self) -> None:
         """Release the connection; further calls are errors."""
         ...

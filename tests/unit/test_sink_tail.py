@@ -13,6 +13,7 @@ from hub.agents.sink import AuditSink
 from hub.audit.checkpoint import NoteSigner
 from hub.audit.log import AuditLog
 from hub.audit.sqlite import SQLiteAuditStore
+from hub.audit.store import AuditStore
 from hub.envelope.party import PartyEnvelope
 from hub.models import AuditDecision, AuditRecord, record_id_for
 
@@ -101,3 +102,11 @@ def test_a_restarted_sink_reads_what_is_already_signed(tmp_path: Path) -> None:
         asyncio.run(sink.poll_tail())
         assert sink.unsigned == 0
         assert not sink.checkpoint_due()
+
+
+def test_the_newest_checkpoint_is_the_last_saved_on_each_backend(store: AuditStore) -> None:
+    """One row, whatever the number signed: what each signing checks against."""
+    assert store.newest_checkpoint() is None
+    for size, note in ((1, "one\n"), (3, "three\n"), (2, "two\n"), (1, "one\n")):
+        store.save_checkpoint(size, note)  # the same note again is kept once, where it was
+    assert store.newest_checkpoint() == (2, "two\n") == store.checkpoints()[-1]
