@@ -198,3 +198,30 @@ def test_soak_trend_reads_each_end_of_the_soak() -> None:
     assert trend["broker_cpu_ms_per_event_first_tenth"] == 1.5  # 0.3 s over 200 events
     assert trend["broker_cpu_ms_per_event_last_tenth"] == 19.5  # 3.9 s over 200 events
     assert (trend["broker_rss_first_kib"], trend["broker_rss_last_kib"]) == (1024, 1024 + 20 * 2048)
+
+
+def test_cli_set_overrides_parameters_and_records_them(tmp_path: Path) -> None:
+    """``--set NAME=VALUE`` reaches the run (JSON values) and the result file says so."""
+    assert (
+        main(
+            [
+                "crypto",
+                "--quick",
+                "--no-docs",
+                "--results-dir",
+                str(tmp_path),
+                "--set",
+                'suites=["x25519"]',
+                "--set",
+                "recipients=[2]",
+            ]
+        )
+        == 0
+    )
+    record = json.loads((tmp_path / "crypto.json").read_text())
+    assert record["parameters"]["suites"] == ["x25519"]
+    assert record["parameters"]["recipients"] == [2]
+    with pytest.raises(SystemExit):
+        main(["crypto", "--no-docs", "--set", "iterations=1"])  # no such parameter
+    with pytest.raises(SystemExit):
+        main(["crypto", "--no-docs", "--set", "suites"])  # no value
