@@ -265,6 +265,22 @@ def marac_reviewed(
     return _merge(base, overrides)
 
 
+MARAC_ACCESS = "uk.csp.marac.access.v1"
+
+
+def marac_access(case_ref: str, **overrides: Any) -> dict[str, Any]:
+    """An urgent-care setting says it viewed ``marac_flag(case_ref)`` (CP-IS access notice)."""
+    base = {
+        "case_ref": case_ref,
+        "subject_ref": marac_flag(case_ref)["subject_ref"],
+        "viewed_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
+        "viewed_at": "2026-11-20T23:41:05.500000Z",
+        "setting": "Emergency department, Alexandra Hospital, Redditch",
+        "viewed_by": "ED triage nurse",
+    }
+    return _merge(base, overrides)
+
+
 def marac_expired(case_ref: str) -> dict[str, Any]:
     flag = marac_flag(case_ref)
     return {

@@ -49,6 +49,8 @@ def _print(report: FlagReport) -> None:
         else:
             state = f"awaiting acknowledgement until {ack.due_by:%Y-%m-%d %H:%M}"
         typer.echo(f"  {party:40} {ack.event_type.rsplit('.', 2)[-2]:9} {state}")
+    for party, at in report.views:  # NHS CP-IS access notices
+        typer.echo(f"  viewed by {party} at {at:%Y-%m-%d %H:%M}")
 
 
 @app.command("status")

@@ -54,6 +54,8 @@ from hub.schemas import SchemaRegistry, to_jsonable
 __all__ = ["ACK_TYPE", "HubClient", "publish_order"]
 
 ACK_TYPE = "uk.csp.delivery.ack.v1"
+#: an urgent-care setting viewed a MARAC flag it holds (``HubClient.record_view``)
+ACCESS_TYPE = "uk.csp.marac.access.v1"
 _log = get_logger("client")
 
 
@@ -267,6 +269,34 @@ class HubClient:
                 "note": note,
             },
             key=delivery.key or delivery.id,
+            subject=delivery.subject,
+        )
+
+    async def record_view(
+        self,
+        delivery: Delivery,
+        *,
+        setting: str,
+        viewed_by: str | None = None,
+        viewed_at: dt.datetime | None = None,
+    ) -> str:
+        """Say that a MARAC flag this party holds was viewed (NHS CP-IS access notification).
+
+        For urgent-care settings: the hub tells the MARAC coordinator which setting viewed
+        the flag and when (``uk.csp.marac.access.v1``). ``setting`` names the unit where it was
+        viewed, ``viewed_by`` a role or staff reference, never the patient.
+        """
+        return await self.publish(
+            ACCESS_TYPE,
+            {
+                "case_ref": delivery.data["case_ref"],
+                "subject_ref": delivery.data.get("subject_ref"),
+                "viewed_event_id": delivery.id,
+                "viewed_at": (viewed_at or dt.datetime.now(dt.UTC)).isoformat(),
+                "setting": setting,
+                "viewed_by": viewed_by,
+            },
+            key=delivery.key or str(delivery.data["case_ref"]),
             subject=delivery.subject,
         )
 

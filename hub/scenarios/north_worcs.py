@@ -8,7 +8,10 @@ be replayed event for event.
 The mix follows the partnership's groups: MARAC flags (raised, then updated and withdrawn for
 earlier cases kept in a small case book, as SafeLives review cycles do), SOCJAG intelligence on
 the 3x5x2 model, Redditch Pub Watch bans, and the Redditch retail crime partnership's own
-exclusions of shoplifters (shown to its members only: the two schemes are not linked). A few
+exclusions of shoplifters (shown to its members only: the two schemes are not linked), and
+health's urgent-care path: now and then an emergency department, minor injuries unit or the
+hospital safeguarding team says it viewed the flag of an open case (NHS CP-IS access
+notification), which the coordinator is told of. A few
 events are ones the protocol must refuse: MARAC flags from a party that may not publish them,
 and bans "decided by the police", which R (Boyle) v Haverhill Pubwatch [2009] rules out. Each
 event says what the hub should do with it, so a run can be checked against the protocol rather
@@ -32,6 +35,7 @@ from hub.scenarios import fixtures as fx
 
 __all__ = [
     "EVENT_TYPES",
+    "MARAC_ACCESS",
     "MARAC_RAISED",
     "MARAC_UPDATED",
     "MARAC_WITHDRAWN",
@@ -49,6 +53,7 @@ MARAC_WITHDRAWN = "uk.csp.marac.flag.withdrawn.v1"
 SOCJAG_INTEL = "uk.csp.socjag.intel.v1"
 PUBWATCH_BAN = "uk.csp.pubwatch.ban.v1"
 RETAIL_EXCLUSION = "uk.csp.retail.exclusion.v1"
+MARAC_ACCESS = "uk.csp.marac.access.v1"
 #: Every event type a scenario publishes (acknowledgements come from recipients, not here).
 EVENT_TYPES = (
     MARAC_RAISED,
@@ -57,6 +62,7 @@ EVENT_TYPES = (
     SOCJAG_INTEL,
     PUBWATCH_BAN,
     RETAIL_EXCLUSION,
+    MARAC_ACCESS,
 )
 
 _MARAC_PUBLISHERS = ("marac.north-worcs", "west-mercia-police")
@@ -69,6 +75,18 @@ _UNAUTHORISED_MARAC = (
     "hw-icb",
 )
 _POLICE = "west-mercia-police"
+#: urgent-care settings that hold every flag (rule marac-flag-health-urgent-care), the unit
+#: where a flag is viewed, and who views it (a role, never a name)
+_URGENT_CARE = {
+    "wah-nhs.alexandra-ed": "Emergency department, Alexandra Hospital, Redditch",
+    "wah-nhs.kidderminster-miu": "Minor injuries unit, Kidderminster Hospital",
+    "wah-nhs.safeguarding": "Hospital safeguarding team and IDVA, Worcestershire Royal Hospital",
+}
+_VIEWERS = ("ED triage nurse", "ED consultant", "MIU practitioner", "Hospital IDVA")
+#: how often an open case's flag is viewed in urgent care, per event, and how old the flag
+#: must be (so it was routed, and the setting holds it, long before the notice)
+_VIEW_RATE = 0.04
+_VIEW_AFTER = dt.timedelta(days=7)
 _PREMISES = {
     "pubwatch.redditch.crown-inn": "The Crown Inn, Redditch",
     "pubwatch.redditch.rising-sun": "The Rising Sun, Redditch",
@@ -228,8 +246,14 @@ class _Run:
         self.closed: list[tuple[str, dt.date]] = []  # subject refs withdrawn, for repeats
         self.nominals: list[str] = []  # SOCJAG subject refs seen before
         self.first = True
+        # Health's views come from a generator of their own, so the rest of the stream (every
+        # event, and the clock) is the same as it was before views were part of it.
+        self.health = random.Random(f"health/{seed}")
 
     def next(self) -> ScenarioEvent:
+        view = self._view()
+        if view is not None:
+            return view
         self._tick()
         (make,) = self.rng.choices(
             (self._marac, self._intel, self._ban, self._exclusion), weights=(35, 30, 25, 8)
@@ -365,6 +389,34 @@ class _Run:
             case_ref,
             subject_ref,
             f"MARAC flag raised: {where}, {reason}, {score_text}, {risk} risk",
+        )
+
+    def _view(self) -> ScenarioEvent | None:
+        """An urgent-care setting viewed the flag of an open case (CP-IS access notice)."""
+        if self.first or self.health.random() >= _VIEW_RATE:
+            return None
+        old = [c for c in self.cases if c.raised_on <= self.today - _VIEW_AFTER]
+        if not old:
+            return None
+        case = self.health.choice(old)
+        setting = self.health.choice(sorted(_URGENT_CARE))
+        at = dt.datetime.combine(self.today, dt.time(self.health.randint(0, 23)), dt.UTC)
+        data = {
+            "case_ref": case.flag["case_ref"],
+            "subject_ref": case.flag["subject_ref"],
+            "viewed_event_id": None,
+            "viewed_at": (at + dt.timedelta(minutes=self.health.randint(0, 59))).isoformat(),
+            "setting": _URGENT_CARE[setting],
+            "viewed_by": self.health.choice(_VIEWERS),
+        }
+        return self._event(
+            setting,
+            MARAC_ACCESS,
+            data,
+            case.flag["case_ref"],
+            case.flag["subject_ref"],
+            f"MARAC flag viewed in urgent care ({setting}) for a case raised "
+            f"{case.raised_on.isoformat()}",
         )
 
     def _update(self, case: _Case) -> ScenarioEvent:

@@ -32,6 +32,7 @@ from hub.models import AuditDecision, AuditRecord
 from hub.policies import durations
 from hub.policies.model import MaracPolicy, Protocol
 from hub.settings import HubSettings
+from hub.workflows.health import ACCESS_TYPE
 from hub.workflows.register import Flag, FlagRegister
 
 __all__ = [
@@ -98,6 +99,9 @@ class FlagReport:
     review_due: bool
     expires_on: dt.date | None
     escalated: tuple[str, ...] = ()
+    #: urgent-care settings that said they viewed the flag, and when (CP-IS access notices
+    #: delivered to the coordinator), oldest first
+    views: tuple[tuple[str, dt.datetime], ...] = ()
 
     @property
     def overdue(self) -> tuple[DepartmentAck, ...]:
@@ -131,6 +135,7 @@ class FlagReport:
                 for a in self.acks
             ],
             "escalated": list(self.escalated),
+            "viewed": [{"party": party, "at": at.isoformat()} for party, at in self.views],
         }
 
 
@@ -175,6 +180,15 @@ def flag_status(
         )
         expires = durations.add(flag.review_date, policy.review_grace) if flag.review_date else None
         escalated = tuple(sorted({a.party for a in acks if a.escalated}))
+        views = tuple(
+            sorted(
+                (str(r.publisher), r.event_time or r.time)
+                for r in records
+                if r.decision == AuditDecision.DELIVERED
+                and r.event_type == ACCESS_TYPE
+                and r.recipient == policy.coordinator
+            )
+        )
         reports.append(
             FlagReport(
                 flag=flag,
@@ -184,6 +198,7 @@ def flag_status(
                 and flag.review_date <= now.date(),
                 expires_on=expires,
                 escalated=escalated,
+                views=views,
             )
         )
     return reports

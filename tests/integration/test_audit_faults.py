@@ -141,7 +141,8 @@ def test_unreadable_and_forged_audit_messages_are_refused_and_stop_nothing(
                 print(f"bad audit messages: {counts}")
                 assert counts.unaudited == 0
                 assert counts.lost == 0
-                assert counts.delivered == 4 * len(published)  # four recipients per flag
+                # eight recipients per flag (four of them health's urgent-care settings)
+                assert counts.delivered == 8 * len(published)
 
                 assert store.query(event_id="forged-event") == []  # never stored
                 refusals = wait_for(

@@ -68,7 +68,7 @@ def test_reconcile_proves_every_delivery_audited_then_finds_one_that_is_not(
                 hub.publish(COORDINATOR, MARAC_RAISED, marac_flag(unique("MARAC")))
                 for _ in range(3)
             ]
-            expected = 4 * len(published)  # four recipients per flag
+            expected = 8 * len(published)  # eight recipients per flag (four urgent care)
             for event_id in published:  # its records first: cheap to poll
                 hub.wait_records(event_id, at_least=8, timeout=120)
             wait_for(

@@ -31,6 +31,7 @@ DEPARTMENT_FIELDS = {
     "markers",
     "risk_level",
     "address",
+    "marac_date",
     "review_date",
     "contact",
 }
@@ -38,6 +39,13 @@ REDDITCH_DEPTS = {
     "redditch-bc.housing-repairs",
     "redditch-bc.neighbourhood-tenancy",
     "redditch-bc.community-safety",
+}
+#: health's urgent-care settings and the ICB hold every flag, countywide (NHS CP-IS)
+URGENT_CARE = {
+    "hw-icb",
+    "wah-nhs.alexandra-ed",
+    "wah-nhs.kidderminster-miu",
+    "wah-nhs.safeguarding",
 }
 SCHEMES = {
     "pubwatch.redditch.crown-inn",
@@ -69,7 +77,7 @@ def test_marac_flag_full_to_police_and_coordinator_minimal_to_district(hub: Runn
     event_id = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(case))
     delivered = delivered_to(hub, event_id, records=8)
 
-    assert set(delivered) == {"west-mercia-police", *REDDITCH_DEPTS}
+    assert set(delivered) == {"west-mercia-police", *REDDITCH_DEPTS, *URGENT_CARE}
     police = received(hub, "west-mercia-police", event_id)
     assert police is not None
     assert police.data["notes"]
@@ -96,6 +104,7 @@ def test_marac_flag_from_police_reaches_coordinator(hub: RunningHub) -> None:
         "marac.north-worcs",
         "bromsgrove-dc.housing",
         "bromsgrove-dc.community-safety",
+        *URGENT_CARE,
     }
     coordinator = received(hub, "marac.north-worcs", event_id)
     assert coordinator is not None
@@ -277,8 +286,10 @@ def test_acknowledgement_is_audited(hub: RunningHub) -> None:
             await c.acknowledge(got)
 
     asyncio.run(ack())
-    records = hub.wait_records(event_id, at_least=9)
-    acks = [r for r in records if r.decision == AuditDecision.ACKNOWLEDGED]
+    acks = wait_for(
+        lambda: [r for r in hub.records(event_id) if r.decision == AuditDecision.ACKNOWLEDGED],
+        what="the acknowledgement's audit record",
+    )
     assert [r.recipient for r in acks] == ["redditch-bc.housing-repairs"]
     assert acks[0].ack_event_id
     assert acks[0].ack_event_id != event_id

@@ -31,6 +31,7 @@ from tests.factories import (
     BAN,
     BAN_EXPIRED,
     BAN_UPDATED,
+    MARAC_ACCESS,
     MARAC_ALERT,
     MARAC_EXPIRED,
     MARAC_OBSERVATION,
@@ -44,6 +45,7 @@ from tests.factories import (
     SOCJAG,
     SOCJAG_SANITISED,
     agreement_alert,
+    marac_access,
     marac_alert,
     marac_expired,
     marac_flag,
@@ -75,6 +77,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     MARAC_OBSERVATION: marac_observation("MARAC-2026-000101"),
     MARAC_REFERRED: marac_referred("MARAC-2026-000101"),
     MARAC_ALERT: marac_alert("MARAC-2026-000101"),
+    MARAC_ACCESS: marac_access("MARAC-2026-000101"),
     SOCJAG: socjag_legacy(
         "SJ-2026-000007",
         handling_code="C",

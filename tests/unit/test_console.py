@@ -83,7 +83,13 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> HubSettings:
     case, subject = pseudo.case(CASE), pseudo.subject(SUBJECT)
     marac = {"case_pseudonym": case, "subject_pseudonyms": (subject,)}
     records = [
-        _record("evt-flag", HOUSING, AuditDecision.DELIVERED, **marac),
+        _record(
+            "evt-flag",
+            HOUSING,
+            AuditDecision.DELIVERED,
+            gateway="Crime and Disorder Act 1998 s115",
+            **marac,
+        ),
         _record("evt-flag", POLICE, AuditDecision.DELIVERED, **marac),
         _record("evt-flag", "bromsgrove-dc.housing", AuditDecision.WITHHELD, **marac),
         _record(
@@ -450,6 +456,8 @@ def test_event_detail_is_justified_then_shown_and_audited(
     shown = client.get("/events/evt-flag")
     assert shown.status_code == 200
     assert shown.text.count('class="record"') == 3
+    # the record names the legal gateway itself, not only the rule (issue 17)
+    assert '<dd class="gateway">Crime and Disorder Act 1998 s115</dd>' in shown.text
     assert any(r.event_id == "evt-flag" for r in consulted(seeded))
 
 

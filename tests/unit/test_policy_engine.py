@@ -53,6 +53,13 @@ SOCJAG_DEPARTMENTS = {
 }
 SOCJAG_NEED_TO_KNOW = {"worcestershire-cc.childrens-services", "hwfrs", "probation"}
 SOCJAG_OTHERS = SOCJAG_DEPARTMENTS | SOCJAG_NEED_TO_KNOW  # socjag members but the publisher
+#: urgent-care settings and the ICB: every flag, countywide (NHS CP-IS; tests/unit/test_health.py)
+URGENT_CARE = {
+    "hw-icb",
+    "wah-nhs.alexandra-ed",
+    "wah-nhs.kidderminster-miu",
+    "wah-nhs.safeguarding",
+}
 
 DEPARTMENT_FLAG = {
     "case_ref",
@@ -249,7 +256,7 @@ def test_marac_flag_district_departments_get_minimal_flag(event_type: str) -> No
     data = marac_flag("redditch", **({"change_reason": "risk up"} if event_type == UPDATED else {}))
     decision = decide(event_type, MARAC, data)
     got = deliveries(decision)
-    assert set(got) == REDDITCH_DEPTS | {POLICE}
+    assert set(got) == REDDITCH_DEPTS | {POLICE} | URGENT_CARE
     for dept in REDDITCH_DEPTS:
         assert got[dept].rule_id == "marac-flag-district-departments"
         payload = minimise(data, got[dept].fields)
@@ -266,9 +273,11 @@ def test_marac_flag_district_departments_get_minimal_flag(event_type: str) -> No
 
 def test_marac_flag_follows_the_district_of_the_address() -> None:
     got = deliveries(decide(RAISED, MARAC, marac_flag("bromsgrove")))
-    assert set(got) == BROMSGROVE_DEPTS | {POLICE}
+    assert set(got) == BROMSGROVE_DEPTS | {POLICE} | URGENT_CARE
     outside = deliveries(decide(RAISED, MARAC, marac_flag("worcester")))
-    assert set(outside) == {POLICE}
+    # a move to South Worcestershire: no department here; the South's hub gets the transfer
+    assert set(outside) == {POLICE, "swcsp-hub"} | URGENT_CARE
+    assert outside["swcsp-hub"].rule_id == "marac-transfer-to-south"
 
 
 def test_marac_withdrawal_reaches_the_departments_holding_the_flag() -> None:
@@ -584,6 +593,8 @@ def test_every_reference_rule_is_exercised() -> None:
     """A new rule in the reference protocol needs a who-receives-what test here."""
     samples = [
         (RAISED, MARAC, marac_flag()),
+        (RAISED, MARAC, marac_flag("worcester")),  # transferred to the South's hub
+        (RAISED, "swcsp-hub", marac_flag()),  # a transfer from the South's hub
         (UPDATED, POLICE, marac_flag()),
         (WITHDRAWN, MARAC, marac_withdrawal()),
         (INTEL, POLICE, intel("P", "OFFICIAL")),
@@ -599,6 +610,7 @@ def test_every_reference_rule_is_exercised() -> None:
         (ALERT, "hub", factories.marac_alert("MARAC-2026-0042")),
         (OBSERVATION, "redditch-bc.housing-repairs", factories.marac_observation("MARAC-1")),
         (REFERRED, MARAC, factories.marac_referred("MARAC-1")),
+        (factories.MARAC_ACCESS, "wah-nhs.alexandra-ed", factories.marac_access("MARAC-1")),
     ]
     used = {r.rule_id for t, p, d in samples for r in decide(t, p, d).deliveries}
     # rules under an agreement not in force deliver only once it is (the linked schemes)

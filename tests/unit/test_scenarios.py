@@ -22,6 +22,7 @@ from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
 from hub.scenarios.north_worcs import (
     EVENT_TYPES,
+    MARAC_ACCESS,
     MARAC_RAISED,
     MARAC_UPDATED,
     MARAC_WITHDRAWN,
@@ -47,6 +48,7 @@ KEY_FIELD = {
     SOCJAG_INTEL: "intel_ref",
     PUBWATCH_BAN: "ban_ref",
     RETAIL_EXCLUSION: "ban_ref",
+    MARAC_ACCESS: "case_ref",
 }
 OUTCODES = {
     "redditch": ("B97", "B98"),
@@ -56,6 +58,7 @@ OUTCODES = {
     "wychavon": ("WR",),
 }
 MARAC_PUBLISHERS = {"marac.north-worcs", "west-mercia-police"}
+URGENT_CARE = {"wah-nhs.alexandra-ed", "wah-nhs.kidderminster-miu", "wah-nhs.safeguarding"}
 COUNT = 1000
 
 
@@ -163,7 +166,7 @@ def test_notes_carry_no_names(events: list[ScenarioEvent]) -> None:
 
 def test_addresses_and_contacts(events: list[ScenarioEvent]) -> None:
     for event in events:
-        if not event.event_type.startswith("uk.csp.marac."):
+        if not event.event_type.startswith("uk.csp.marac.") or event.event_type == MARAC_ACCESS:
             continue
         address = event.data["address"]
         assert POSTCODE.fullmatch(address["postcode"])
@@ -257,6 +260,26 @@ def test_mix_has_every_type_in_rough_proportion(events: list[ScenarioEvent]) -> 
     }  # fmt: skip
     assert {d["handling_code"] for d in intel} == {"P", "C"}
     assert {d["classification"] for d in intel} == {"OFFICIAL", "OFFICIAL-SENSITIVE"}
+    assert 0.01 <= counts[MARAC_ACCESS] / COUNT <= 0.06
+
+
+def test_urgent_care_views_flags_of_open_cases_raised_a_week_before(
+    events: list[ScenarioEvent],
+) -> None:
+    raised: dict[str, int] = {}
+    withdrawn: set[str] = set()
+    for i, event in enumerate(events):
+        case = str(event.data.get("case_ref"))
+        if event.event_type == MARAC_RAISED and event.expect == "routed":
+            raised[case] = i
+        elif event.event_type == MARAC_WITHDRAWN:
+            withdrawn.add(case)
+        elif event.event_type == MARAC_ACCESS:
+            assert case in raised
+            assert case not in withdrawn
+            assert i - raised[case] >= 5
+            assert event.data["viewed_by"]
+            assert event.data["setting"]
 
 
 def test_updates_and_withdrawals_refer_to_earlier_cases(events: list[ScenarioEvent]) -> None:
@@ -304,7 +327,9 @@ def test_routed_events_come_from_permitted_publishers(events: list[ScenarioEvent
     for event in events:
         if event.expect != "routed":
             continue
-        if event.event_type.startswith("uk.csp.marac."):
+        if event.event_type == MARAC_ACCESS:  # urgent care says it viewed a flag it holds
+            assert event.publisher in URGENT_CARE
+        elif event.event_type.startswith("uk.csp.marac."):
             assert event.publisher in MARAC_PUBLISHERS
         elif event.event_type == PUBWATCH_BAN:
             assert event.publisher.startswith("pubwatch.redditch.")
