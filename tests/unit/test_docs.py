@@ -43,7 +43,10 @@ def test_cli_page_command_list_matches_cli_help() -> None:
     page = (DOCS / "reference" / "cli.md").read_text()
     block = page.split("```text", 1)[1].split("```")[0]
     listed = dict(re.findall(r"^hub (\w+)\s+(.+)$", block, flags=re.MULTILINE))
-    assert listed == _commands()
+    assert listed == _commands(), (
+        "docs/reference/cli.md lists other commands than `hub --help`: list each command "
+        "with its help line there, and say in its table which page explains it"
+    )
 
 
 def test_settings_reference_is_generated_from_hub_settings() -> None:
