@@ -27,6 +27,7 @@ from hub.envelope import wire
 from hub.envelope.crypto import CryptoError
 from hub.envelope.party import PartyEnvelope
 from hub.errors import EventError, KeyStoreError
+from hub.federation.inbound import TransferRefusedError, open_transfer
 from hub.log import get_logger
 from hub.models import (
     AuditDecision,
@@ -43,9 +44,16 @@ from hub.models import (
 from hub.policies.engine import evaluate, minimise
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry, to_jsonable
-from hub.workflows.bans import BanRegister, check_ban_update, is_exclusion_event
+from hub.workflows.bans import (
+    BanRegister,
+    check_ban_start,
+    check_ban_update,
+    is_ban_start,
+    is_exclusion_event,
+)
+from hub.workflows.health import ACCESS_TYPE, check_access
 from hub.workflows.referral import ReferralCheck, check_referral, check_update
-from hub.workflows.register import FlagRegister, Referral
+from hub.workflows.register import FlagRegister, Referral, check_raise
 from hub.workflows.socjag import check_intel
 
 __all__ = [
@@ -274,6 +282,8 @@ class Router:
                 f"record key is {len(key)} bytes: expected at most {MAX_KEY_BYTES} "
                 "(a case or subject reference)",
             )
+        if self.protocol.is_peer(owner):
+            return  # a peer hub's transfer: hub.federation.inbound checks the rest in _open
         if attrs.party != owner:
             raise _Reject(
                 QuarantineReason.SPOOFED_SOURCE,
@@ -299,6 +309,9 @@ class Router:
         value: bytes,
     ) -> InboundEvent:
         """Verify the publisher's signature, decrypt, decode the Avro payload."""
+        owner = topics.owner_of(origin.topic)
+        if owner is not None and self.protocol.is_peer(owner):
+            return self._open_transfer(owner, attrs, headers, origin=origin, key=key, value=value)
         try:
             opened = self.envelope.open(headers, key=key, value=value, expected_signer=attrs.party)
         except CryptoError as exc:
@@ -319,6 +332,38 @@ class Router:
             size=len(value),
         )
 
+    def _open_transfer(
+        self,
+        peer: str,
+        attrs: EventAttributes,
+        headers: dict[str, str],
+        *,
+        origin: Origin,
+        key: bytes | None,
+        value: bytes,
+    ) -> InboundEvent:
+        """A peer hub's transfer, as an inbound event from the peer (``hub.federation``)."""
+        try:
+            as_peer, data = open_transfer(
+                self.protocol,
+                peer=peer,
+                attrs=attrs,
+                headers=headers,
+                key=key,
+                value=value,
+                store=self.envelope.store,
+                registry=self.registry,
+            )
+        except TransferRefusedError as exc:
+            raise _Reject(exc.quarantine_reason, str(exc)) from exc
+        try:
+            key_text = key.decode() if key is not None else None
+        except UnicodeDecodeError as exc:
+            raise _Reject(QuarantineReason.BAD_ATTRIBUTE, "record key is not UTF-8") from exc
+        return InboundEvent(
+            attributes=as_peer, key=key_text, data=data, origin=origin, size=len(value)
+        )
+
     # -- decisions ---------------------------------------------------------------------------
 
     def _decide(self, event: InboundEvent) -> RouteResult:
@@ -326,6 +371,8 @@ class Router:
         now = self.clock()
         case = case_ref(attrs.type, event.data)
         self._check_ban(event, now)
+        self._check_access(event, case)
+        self._check_repeat(event, case, now)
         referral = self._check_referral(event, now)
         marks = self._check_socjag(event)
         decision = evaluate(
@@ -491,6 +538,40 @@ class Router:
                 "invalid MARAC referral (SafeLives criteria): " + "; ".join(check.problems),
             )
         return check
+
+    def _check_access(self, event: InboundEvent, case: str | None) -> None:
+        """A CP-IS access notice only from a setting that holds the case's flag."""
+        if event.attributes.type != ACCESS_TYPE:
+            return
+        holders = set(self._recent.get(case, ())) if case is not None else set()
+        if case is not None and self.previous is not None:
+            holders |= set(self.previous(case))
+        problem = check_access(event.attributes.party, case, holders)
+        if problem is not None:
+            raise _Reject(QuarantineReason.NOT_A_RECIPIENT, problem)
+
+    def _check_repeat(self, event: InboundEvent, case: str | None, now: dt.datetime) -> None:
+        """A raise of a flag still active, a ban already in force: refused, with why."""
+        attrs = event.attributes
+        problem = None
+        if self.register is not None and case and attrs.type.startswith(f"{_MARAC_FLAG}raised."):
+            problem = check_raise(
+                case,
+                flag=self.register.flag(case),
+                raises=self.register.raises(case),
+                event_id=attrs.id,
+            )
+        elif self.bans is not None and is_ban_start(attrs.type):
+            ref = str(event.data.get("ban_ref"))
+            problem = check_ban_start(
+                attrs.type,
+                ref,
+                known=self.bans.ban(ref),
+                started_here=self.bans.started_by(attrs.id, ref),
+                today=now.date(),
+            )
+        if problem is not None:
+            raise _Reject(QuarantineReason.POLICY_REJECTED, problem)
 
     def _check_socjag(self, event: InboundEvent) -> tuple[str, ...]:
         """SOCJAG grading and handling checks; marks to record on every audit record."""
@@ -979,6 +1060,7 @@ class _Records:
             "lawful_basis": outcome.lawful_basis,
             "condition": outcome.condition,
             "purpose": outcome.purpose,
+            "gateway": outcome.gateway,
             "fields": tuple(sorted(outcome.fields)),
             "payload_sha256": payload_sha256,
         }

@@ -31,6 +31,7 @@ from hub.keys.cases import CaseKeys
 from hub.keys.expiry import expire_cases
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import HUB_PARTY, KeySuite, PartyKeys
+from hub.keys.peers import PeerPins, parse_export
 from hub.keys.store import add_missing_suites
 from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
@@ -83,7 +84,8 @@ def _protocol_keying(settings: HubSettings) -> tuple[list[str], list[KeySuite]]:
     from ``crypto.event_types``.
     """
     protocol = load_protocol(settings.protocol)
-    return [*protocol.party_ids, HUB_PARTY], [KeySuite(s) for s in protocol.crypto.suites]
+    local = [p for p in protocol.party_ids if not protocol.is_peer(p)]  # peers: `import --peer`
+    return [*local, HUB_PARTY], [KeySuite(s) for s in protocol.crypto.suites]
 
 
 def _line(record: PartyKeys) -> str:
@@ -215,6 +217,44 @@ def export_command(
     else:
         out.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {len(records)} key generations to {out}")
+
+
+@app.command("import")
+@handle_errors
+def import_command(
+    source: Annotated[Path, typer.Argument(help="A peer hub's `hub keys export --party hub`.")],
+    peer: Annotated[
+        str, typer.Option("--peer", metavar="PEER", help="The peer's party id in this protocol.")
+    ],
+    as_json: _JSON = False,
+) -> None:
+    """Pin a peer hub's public keys (federation): transfers are sealed to them and verified.
+
+    The peer must be a party of kind peer-hub in the protocol. Replaces earlier pins of that
+    peer; every key id is checked against its public key. Compare the printed key ids with
+    the peer's own `hub keys list --party hub` over another channel before relying on them.
+    """
+    settings = load_settings()
+    protocol = load_protocol(settings.protocol)
+    if not protocol.is_peer(peer):
+        kinds = ", ".join(p.id for p in protocol.peers) or "none"
+        raise UnknownPartyError(
+            f"peer {peer}: expected a party of kind peer-hub in {settings.protocol} "
+            f"(peers: {kinds})"
+        )
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: expected a readable key export, got {exc}") from exc
+    records = parse_export(text, source=str(source), directory_format=DIRECTORY_FORMAT)
+    path = PeerPins(settings.keys_dir).pin(peer, records)
+    for record in records:
+        if as_json:
+            echo_json({"peer": peer, **record.model_dump(mode="json")})
+        else:
+            typer.echo(f"pinned {peer:<20} {_line(record)}")
+    if not as_json:
+        typer.echo(f"{len(records)} key generations of peer {peer} pinned in {path}")
 
 
 @app.command("shred")

@@ -11,6 +11,7 @@ from hub.cli import (
     acl,
     audit,
     console,
+    federation,
     ingress,
     keys,
     marac,
@@ -47,6 +48,7 @@ app.add_typer(pubwatch.app, name="pubwatch")
 app.add_typer(ingress.app, name="ingress")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(console.app, name="console")
+app.add_typer(federation.app, name="federation")
 runtime.register(app)
 app.command("acl")(acl.acl_command)
 

@@ -45,6 +45,7 @@ from hub.keys.model import (
     b64encode,
     key_id,
 )
+from hub.keys.peers import PeerPins
 from hub.models import PARTY_ID_PATTERN
 
 __all__ = ["DIRECTORY_FORMAT", "RECHECK_S", "FileKeyStore"]
@@ -120,6 +121,7 @@ class FileKeyStore:
         # private keys never change once written, so they are cached for the process lifetime
         self._signers: dict[str, Ed25519PrivateKey] = {}
         self._openers: dict[str, HpkePrivateKey] = {}
+        self._pins = PeerPins(root)
 
     def __repr__(self) -> str:
         return f"FileKeyStore({str(self._root)!r})"
@@ -136,7 +138,14 @@ class FileKeyStore:
         return sorted({r.party for r in self._load()})
 
     def public(self, party: str) -> list[PartyKeys]:
-        """All generations of a party, newest first; empty if the party has none."""
+        """All generations of a party, newest first; empty if the party has none.
+
+        A peer hub's pinned keys (``hub.keys.peers``) come first: deliveries to a peer are
+        sealed to the keys it exported, never to a key made here under its id.
+        """
+        pinned = self._pins.public(party)
+        if pinned:
+            return pinned
         self._refresh()
         return list(self._by_party.get(party, ()))
 

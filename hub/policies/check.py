@@ -25,6 +25,7 @@ from hub.policies.engine import _TEMPLATE
 from hub.policies.loader import LineIndex, _index, load_protocol_with_lines
 from hub.policies.model import (
     HUB,
+    PEER_KIND,
     Condition,
     Party,
     Prohibition,
@@ -507,7 +508,9 @@ class _Checker:
         if rule.gateway and _S115.search(rule.gateway):
             for c, clause in enumerate(rule.recipients):
                 for party, sub in _selectable(self.p, clause):
-                    if party.kind not in self.p.relevant_authorities:
+                    # a peer hub discloses only to its own partnership's members, by its
+                    # own s115 protocol (hub.federation): it is a conduit, not the recipient
+                    if party.kind not in self.p.relevant_authorities and party.kind != PEER_KIND:
                         self.error(
                             f"{base}.recipients[{c}].{sub}",
                             "not-relevant-authority",

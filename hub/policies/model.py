@@ -20,6 +20,7 @@ from hub.policies import durations
 
 __all__ = [
     "HUB",
+    "PEER_KIND",
     "Agreement",
     "Condition",
     "Correction",
@@ -65,6 +66,12 @@ class ProtocolInfo(_Strict):
     version: str
     review_date: dt.date | None = None
     controllers: str | None = None
+    hub_id: str | None = Field(
+        default=None,
+        pattern=PARTY_ID_PATTERN,
+        description="this hub's party id in its peers' protocols (federation): deliveries a "
+        "peer hub seals to this hub name it as their recipient",
+    )
     audit_retention: str | None = Field(
         default=None,
         description="ISO 8601 duration the audit log is kept, e.g. P6Y; "
@@ -425,6 +432,15 @@ class Rejection(_Strict):
     reason: str
 
 
+#: The kind of a peer: another partnership's hub (federation, ``hub.federation``). A peer is a
+#: party like any other for the rules (it receives what a rule names it for, under a lawful
+#: basis and an agreement, and publishes what a rule lets it publish); it differs in where its
+#: keys come from (pinned from the peer's ``hub keys export``, ``hub keys import --peer``,
+#: never created here) and in how its inbound topic is read: a peer's transfers arrive signed
+#: by the peer hub and sealed to this hub (``hub.federation.inbound``).
+PEER_KIND = "peer-hub"
+
+
 #: The hub as a publisher of its own workflow events (flag expiries, coordinator alerts). It is
 #: never a recipient: it is not among ``Protocol.parties``, only found by ``Protocol.party``,
 #: so rules may name it as a publisher and the router accepts what it signs on hub.in.hub.
@@ -491,6 +507,16 @@ class Protocol(_Strict):
             cached = {p.id: p for p in self.parties}
             object.__setattr__(self, "_party_index", cached)  # frozen model: cache once
         return cached
+
+    def is_peer(self, party_id: str) -> bool:
+        """Whether ``party_id`` is a peer hub of this protocol (``PEER_KIND``)."""
+        party = self._by_id.get(party_id)
+        return party is not None and party.kind == PEER_KIND
+
+    @property
+    def peers(self) -> tuple[Party, ...]:
+        """The peer hubs this protocol names, in protocol order."""
+        return tuple(p for p in self.parties if p.kind == PEER_KIND)
 
     @property
     def party_ids(self) -> tuple[str, ...]:

@@ -1,0 +1,86 @@
+"""`hub federation ...`: links to peer hubs (issue 20, ``hub.federation``)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from hub.agents.supervisor import read_state
+from hub.cli.common import handle_errors, load_settings
+from hub.errors import ConfigError, UnknownPartyError
+from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.log import configure_logging
+from hub.policies.loader import load_protocol
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Link this hub to peer hubs: Marac-to-Marac transfers between partnerships.",
+    no_args_is_help=True,
+)
+
+
+@app.command("link")
+@handle_errors
+def link_command(
+    peer: Annotated[
+        str, typer.Option("--peer", metavar="PEER", help="The peer hub's party id here.")
+    ],
+    peer_bootstrap: Annotated[
+        str,
+        typer.Option("--peer-bootstrap", metavar="HOST:PORT", help="The peer hub's broker."),
+    ],
+) -> None:
+    """Carry deliveries to PEER from this hub's broker to the peer's, until SIGINT/SIGTERM.
+
+    Reads hub.out.PEER here and writes each record unopened to hub.in.<this hub's hub_id> on
+    the peer's broker: at least once, never twice for an event it has seen forwarded, offsets
+    committed only after the peer's broker acknowledged. Prints `link ready` when running.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    protocol = load_protocol(settings.protocol)
+    if not protocol.is_peer(peer):
+        peers = ", ".join(p.id for p in protocol.peers) or "none"
+        raise UnknownPartyError(
+            f"peer {peer}: expected a party of kind peer-hub in {settings.protocol} "
+            f"(peers: {peers})"
+        )
+    hub_id = protocol.protocol.hub_id
+    if hub_id is None:
+        raise ConfigError(
+            f"{settings.protocol}: expected protocol.hub_id (this hub's id in its peers' "
+            "protocols), got none"
+        )
+    bootstrap = settings.kafka_bootstrap or read_state(settings).bootstrap
+    forwarded = ForwardedLog(settings.data_dir / "federation" / f"{peer}.sqlite3")
+    stats = LinkStats()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"link ready peer={peer} from={bootstrap} to={peer_bootstrap}")
+        await run_link(
+            peer=peer,
+            hub_id=hub_id,
+            bootstrap=bootstrap,
+            peer_bootstrap=peer_bootstrap,
+            forwarded=forwarded,
+            security=settings.kafka_security,
+            stop=stop,
+            stats=stats,
+        )
+
+    try:
+        asyncio.run(main())
+    finally:
+        forwarded.close()
+    typer.echo(
+        f"link stopped: {stats.forwarded} forwarded, {stats.already_forwarded} already "
+        f"forwarded, {stats.not_for_peer} not sealed to {peer}"
+    )

@@ -1,0 +1,206 @@
+"""Federation end to end (issue 20): two partnership hubs, each on its own broker, linked.
+
+Two embedded brokers of its own (not the session broker): two hubs on one broker would share
+its topics and the router's consumer group, and the link's point is to cross from one
+cluster to another. The North hub routes a flag whose address is now in Worcester to its
+peer; ``hub.federation.link`` carries it to the South's broker; the South hub opens it as
+an event from its peer and routes it by its own protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.broker import EmbeddedBroker
+from hub.envelope import wire
+from hub.envelope.party import PartyEnvelope
+from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
+from hub.keys.model import KeySuite
+from hub.keys.peers import PeerPins, parse_export
+from hub.keys.store import ensure_dev_keys
+from hub.models import AuditDecision, EventAttributes
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings, default_protocol_path
+from tests.conftest import RunningHub, start_hub, unique, wait_for
+from tests.factories import MARAC_RAISED, marac_flag
+
+pytestmark = pytest.mark.integration
+
+SOUTH_PROTOCOL = default_protocol_path().with_name("south-worcestershire.yaml")
+
+
+def _hub_keys(keys_dir: Path, protocol_path: Path) -> FileKeyStore:
+    protocol = load_protocol(protocol_path)
+    store = FileKeyStore(keys_dir)
+    ensure_dev_keys(
+        store,
+        [],
+        suite=KeySuite(protocol.crypto.suite),
+        extra_suites=[KeySuite(s) for s in protocol.crypto.suites[1:]],
+    )
+    return store
+
+
+def _export(store: FileKeyStore) -> str:
+    """What `hub keys export --party hub` prints."""
+    records = [r.model_dump(mode="json") for r in store.public("hub")]
+    return json.dumps({"format": DIRECTORY_FORMAT, "keys": records})
+
+
+def _pin(store: FileKeyStore, peer: str, export: str) -> None:
+    """What `hub keys import --peer PEER` does."""
+    records = parse_export(export, source=peer, directory_format=DIRECTORY_FORMAT)
+    PeerPins(store.root).pin(peer, records)
+
+
+class Link:
+    """``run_link`` on a thread of its own, stopped at teardown."""
+
+    def __init__(self, north: RunningHub, south: RunningHub, data_dir: Path) -> None:
+        self.stats = LinkStats()
+        self.error: BaseException | None = None
+        self._north, self._south = north, south
+        self._path = data_dir / "federation" / "swcsp-hub.sqlite3"
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        forwarded = ForwardedLog(self._path)  # SQLite: opened on the thread that uses it
+        try:
+            self._loop.run_until_complete(
+                run_link(
+                    peer="swcsp-hub",
+                    hub_id="nwcsp-hub",
+                    bootstrap=self._north.bootstrap,
+                    peer_bootstrap=self._south.bootstrap,
+                    forwarded=forwarded,
+                    stop=self._stop,
+                    stats=self.stats,
+                )
+            )
+        except BaseException as exc:  # reported by stop(), in the test's thread
+            self.error = exc
+        finally:
+            forwarded.close()
+            self._loop.close()
+
+    def stop(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture(scope="module")
+def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningHub, RunningHub]]:
+    north_dir = tmp_path_factory.mktemp("north")
+    south_dir = tmp_path_factory.mktemp("south")
+    north_keys = _hub_keys(HubSettings(data_dir=north_dir).keys_dir, default_protocol_path())
+    south_keys = _hub_keys(HubSettings(data_dir=south_dir).keys_dir, SOUTH_PROTOCOL)
+    _pin(north_keys, "swcsp-hub", _export(south_keys))
+    _pin(south_keys, "nwcsp-hub", _export(north_keys))
+    with EmbeddedBroker() as north_broker, EmbeddedBroker() as south_broker:
+        north = start_hub(north_broker.bootstrap, north_dir)
+        south = start_hub(south_broker.bootstrap, south_dir, protocol=SOUTH_PROTOCOL)
+        link = Link(north, south, north_dir)
+        try:
+            yield north, south
+        finally:
+            link.stop()
+            north.supervisor.stop()
+            south.supervisor.stop()
+
+
+def test_a_transfer_reaches_the_new_coordinator_and_both_logs(
+    hubs: tuple[RunningHub, RunningHub],
+) -> None:
+    north, south = hubs
+    case = unique("MARAC-NW")
+    event_id = north.publish(
+        "marac.north-worcs", MARAC_RAISED, marac_flag(case, district="worcester"), key=case
+    )
+    wait_for(lambda: "swcsp-hub" in {r.recipient for r in north.records(event_id)}, what="sent")
+    sent = {r.recipient: r for r in north.records(event_id)}
+    assert sent["swcsp-hub"].decision is AuditDecision.DELIVERED
+    assert sent["swcsp-hub"].rule == "marac-transfer-to-south"
+
+    received = wait_for(
+        lambda: {r.recipient: r for r in south.records(event_id)}.get("marac.south-worcs"),
+        timeout=60,
+        what="the South coordinator's delivery in the South's audit log",
+    )
+    assert received.decision is AuditDecision.DELIVERED
+    assert received.publisher == "nwcsp-hub"
+    assert received.rule == "marac-transfer-from-north"
+    delivered = {
+        r.recipient for r in south.records(event_id) if r.decision is AuditDecision.DELIVERED
+    }
+    # the South's own rules: its coordinator whole, the Worcester department the flag only
+    assert delivered == {"marac.south-worcs", "worcester-cc.housing"}
+
+    [delivery] = [
+        d
+        for d in south.deliveries(
+            "marac.south-worcs", until=lambda got: any(d.id == event_id for d in got)
+        )
+        if d.id == event_id
+    ]
+    assert delivery.source == "/parties/nwcsp-hub"
+    assert delivery.rule == "marac-transfer-from-north"
+    assert delivery.data["case_ref"] == case
+    assert delivery.data["address"]["district"] == "worcester"
+
+
+def test_a_forged_transfer_from_a_third_hub_is_quarantined(
+    hubs: tuple[RunningHub, RunningHub], tmp_path: Path
+) -> None:
+    _, south = hubs
+    # a third hub pinned the South's published keys, so it can seal to the South; it signs
+    # with its own key and writes where the North's link writes
+    rogue = _hub_keys(tmp_path / "keys", default_protocol_path())
+    _pin(rogue, "swcsp-hub", _export(south.keys))
+    event_id = wire.new_event_id()
+    attrs = EventAttributes(
+        id=event_id,
+        source=wire.source_for("marac.north-worcs"),
+        type=MARAC_RAISED,
+        time=dt.datetime.now(dt.UTC),
+        datacontenttype=wire.JSON,
+    )
+    data = marac_flag(unique("MARAC-FORGED"), district="worcester")
+    sealed = PartyEnvelope("hub", store=rogue).seal(
+        attrs,
+        key=b"CASE-FORGED",
+        plaintext=wire.canonical_json(data),
+        recipient="swcsp-hub",
+        suite="mlkem768-x25519",
+    )
+
+    async def produce() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=south.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                "hub.in.nwcsp-hub", key=b"CASE-FORGED", value=sealed.value, headers=sealed.headers
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    [record] = south.wait_records(event_id)
+    assert record.decision is AuditDecision.REJECTED
+    assert "unknown" in record.reason
+    assert record.recipient is None or record.recipient != "marac.south-worcs"

@@ -1,0 +1,211 @@
+"""Federation (issue 20): a transfer routed by the North's router, opened by the South's.
+
+No broker: the North router's delivery to its peer is handed, bytes unchanged (as ``hub
+federation link`` carries it), to the South router as a record on ``hub.in.nwcsp-hub``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.agents.routing import Router
+from hub.audit.pseudonym import Pseudonymiser
+from hub.envelope import wire
+from hub.envelope.party import PartyEnvelope
+from hub.errors import KeyStoreError
+from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
+from hub.keys.model import KeySuite
+from hub.keys.peers import PeerPins, parse_export
+from hub.keys.store import ensure_dev_keys
+from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason
+from hub.policies.loader import load_protocol
+from hub.policies.model import Protocol
+from hub.schemas import SchemaRegistry
+from hub.settings import default_protocol_path
+from tests.factories import MARAC_RAISED, marac_flag
+from tests.unit.test_router import FIXED, never_seen
+
+REGISTRY = SchemaRegistry()
+NORTH = load_protocol(default_protocol_path())
+SOUTH_PATH = default_protocol_path().with_name("south-worcestershire.yaml")
+SOUTH = load_protocol(SOUTH_PATH)
+
+
+def _hub_keys(root: Path, protocol: Protocol) -> FileKeyStore:
+    store = FileKeyStore(root)
+    extra = [KeySuite(s) for s in protocol.crypto.suites[1:]]
+    local = [p for p in protocol.party_ids if not protocol.is_peer(p)]
+    ensure_dev_keys(store, local, extra_suites=extra)
+    return store
+
+
+def _export(store: FileKeyStore) -> str:
+    records = [r.model_dump(mode="json") for r in store.public("hub")]
+    return json.dumps({"format": DIRECTORY_FORMAT, "keys": records})
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FileKeyStore]:
+    north = _hub_keys(tmp_path_factory.mktemp("north"), NORTH)
+    south = _hub_keys(tmp_path_factory.mktemp("south"), SOUTH)
+    rogue = _hub_keys(tmp_path_factory.mktemp("rogue"), NORTH)
+    # each pins the other's hub keys, as `hub keys export --party hub` / `import --peer`
+    PeerPins(north.root).pin(
+        "swcsp-hub", parse_export(_export(south), source="s", directory_format=DIRECTORY_FORMAT)
+    )
+    PeerPins(south.root).pin(
+        "nwcsp-hub", parse_export(_export(north), source="n", directory_format=DIRECTORY_FORMAT)
+    )
+    # the rogue hub pinned the South's keys too: it can seal to the South, not sign as North
+    PeerPins(rogue.root).pin(
+        "swcsp-hub", parse_export(_export(south), source="s", directory_format=DIRECTORY_FORMAT)
+    )
+    return {"north": north, "south": south, "rogue": rogue}
+
+
+def _router(protocol: Protocol, store: FileKeyStore) -> Router:
+    return Router(
+        protocol,
+        registry=REGISTRY,
+        envelope=PartyEnvelope("hub", store=store),
+        pseudonymiser=Pseudonymiser(b"k" * 32),
+        max_event_bytes=64 * 1024,
+        clock=lambda: FIXED,
+    )
+
+
+def _published(store: FileKeyStore, party: str, data: dict[str, Any], event_id: str) -> Any:
+    attrs = EventAttributes(
+        id=event_id, source=wire.source_for(party), type=MARAC_RAISED, time=FIXED, subject="C"
+    )
+    sealed = PartyEnvelope(party, store=store).seal(
+        attrs, key=b"CASE-T", plaintext=REGISTRY.encode(MARAC_RAISED, data), recipient="hub"
+    )
+    return {
+        "origin": Origin(topic=f"hub.in.{party}", partition=0, offset=0),
+        "key": b"CASE-T",
+        "value": sealed.value,
+        "headers": sealed.headers,
+    }
+
+
+def _transfer(stores: dict[str, FileKeyStore], case: str, event_id: str) -> Any:
+    """The North's delivery to its peer, for a victim who moved to Worcester."""
+    north = _router(NORTH, stores["north"])
+    data = marac_flag(case, district="worcester")
+    result = north.route(
+        **_published(stores["north"], "marac.north-worcs", data, event_id), seen=never_seen
+    )
+    [message] = [m for m in result.messages if m.topic == "hub.out.swcsp-hub"]
+    return result, message
+
+
+def _as_inbound(message: Any, *, offset: int = 0, peer: str = "nwcsp-hub") -> dict[str, Any]:
+    return {
+        "origin": Origin(topic=f"hub.in.{peer}", partition=0, offset=offset),
+        "key": message.key,
+        "value": message.value,
+        "headers": message.headers,
+    }
+
+
+def test_north_delivers_a_move_to_worcester_to_its_peer(stores: dict[str, FileKeyStore]) -> None:
+    result, message = _transfer(stores, "MARAC-T1", "t-1")
+    [record] = [r for r in result.audit if r.recipient == "swcsp-hub"]
+    assert record.decision is AuditDecision.DELIVERED
+    assert record.rule == "marac-transfer-to-south"
+    headers = dict(wire.decode_headers(message.headers))
+    assert headers["ce_hubrecipient"] == "swcsp-hub"
+    # sealed to the South hub's own (pinned) key, never to one made here
+    assert headers["ce_hubkid"] in stores["south"].active("hub").key_ids
+    assert "rationale" not in headers["ce_hubfields"].split(",")
+
+
+def test_a_move_within_the_north_is_not_transferred(stores: dict[str, FileKeyStore]) -> None:
+    north = _router(NORTH, stores["north"])
+    data = marac_flag("MARAC-T2", district="redditch")
+    result = north.route(
+        **_published(stores["north"], "marac.north-worcs", data, "t-2"), seen=never_seen
+    )
+    assert "hub.out.swcsp-hub" not in {m.topic for m in result.messages}
+
+
+def test_south_routes_the_transfer_by_its_own_protocol(stores: dict[str, FileKeyStore]) -> None:
+    _, message = _transfer(stores, "MARAC-T3", "t-3")
+    result = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    assert result.quarantined is None
+    delivered = {r.recipient: r for r in result.audit if r.decision is AuditDecision.DELIVERED}
+    assert set(delivered) == {"marac.south-worcs", "worcester-cc.housing"}
+    assert delivered["marac.south-worcs"].rule == "marac-transfer-from-north"
+    assert {r.publisher for r in result.audit} == {"nwcsp-hub"}
+    # the department gets the flag-only notice, by the South's own rule
+    assert "notes" not in delivered["worcester-cc.housing"].fields
+    assert "notes" in delivered["marac.south-worcs"].fields
+
+
+def test_a_field_the_receiver_does_not_accept_refuses_the_whole_transfer(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    text = SOUTH_PATH.read_text(encoding="utf-8")
+    narrower = text.replace("contact, markers, notes]", "contact, markers]")
+    assert narrower != text
+    path = tmp_path / "south-narrow.yaml"
+    path.write_text(narrower, encoding="utf-8")
+    _, message = _transfer(stores, "MARAC-T4", "t-4")
+    result = _router(load_protocol(path), stores["south"]).route(
+        **_as_inbound(message), seen=never_seen
+    )
+    assert result.quarantined is QuarantineReason.POLICY_REJECTED
+    # nobody here receives it; the sender is told why, through its own outbound topic
+    [notice] = [m for m in result.messages if m.topic.startswith("hub.out.")]
+    assert notice.topic == "hub.out.nwcsp-hub"
+    assert dict(wire.decode_headers(notice.headers))["ce_type"] == "uk.csp.hub.rejected.v1"
+    [record] = result.audit
+    assert record.decision is AuditDecision.REJECTED
+    assert "notes" in (record.reason or "")
+
+
+def test_a_forged_transfer_from_a_third_hub_is_quarantined(
+    stores: dict[str, FileKeyStore],
+) -> None:
+    # a rogue hub with its own keys seals a "transfer" to the South and puts it where the
+    # North's link writes: the signature is by no key pinned for the North
+    rogue = _router(NORTH, stores["rogue"])
+    data = marac_flag("MARAC-T5", district="worcester")
+    result = rogue.route(
+        **_published(stores["rogue"], "marac.north-worcs", data, "t-5"), seen=never_seen
+    )
+    [message] = [m for m in result.messages if m.topic == "hub.out.swcsp-hub"]
+    south = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    assert south.quarantined is QuarantineReason.UNKNOWN_KEY
+    assert {m.topic for m in south.messages} <= {"hub.quarantine", "hub.out.nwcsp-hub"}
+    assert [r.decision for r in south.audit] == [AuditDecision.REJECTED]
+
+
+def test_a_transfer_for_another_peer_is_not_opened(stores: dict[str, FileKeyStore]) -> None:
+    _, message = _transfer(stores, "MARAC-T6", "t-6")
+    # the South reads it as if the North were another peer's topic: wrong signer
+    south = _router(SOUTH, stores["south"]).route(
+        **_as_inbound(message, peer="marac.south-worcs"), seen=never_seen
+    )
+    assert south.quarantined is QuarantineReason.SPOOFED_SOURCE
+
+
+def test_an_export_with_an_edited_key_is_refused(stores: dict[str, FileKeyStore]) -> None:
+    document = json.loads(_export(stores["south"]))
+    document["keys"][0]["signing_public_key"] = document["keys"][1 % len(document["keys"])][
+        "encryption_public_key"
+    ]
+    with pytest.raises(KeyStoreError, match="expected id"):
+        parse_export(json.dumps(document), source="x", directory_format=DIRECTORY_FORMAT)
+
+
+def test_an_export_without_the_hub_keys_is_refused(stores: dict[str, FileKeyStore]) -> None:
+    records = [r.model_dump(mode="json") for r in stores["south"].public("marac.south-worcs")]
+    text = json.dumps({"format": DIRECTORY_FORMAT, "keys": records})
+    with pytest.raises(KeyStoreError, match="party 'hub'"):
+        parse_export(text, source="x", directory_format=DIRECTORY_FORMAT)
