@@ -110,7 +110,8 @@ def test_every_delivery_has_its_audit_record_with_the_digest() -> None:
     digests = {
         r.recipient: r.payload_sha256 for r in result.audit if r.decision == AuditDecision.DELIVERED
     }
-    assert len(result.messages) == len(digests) == 4
+    # the other of police and coordinator, three Redditch departments, four urgent-care settings
+    assert len(result.messages) == len(digests) == 8
     for message in result.messages:
         party = message.topic.removeprefix("hub.out.")
         assert digests[party] == wire.sha256_hex(message.value)
@@ -221,7 +222,7 @@ def test_the_same_id_from_two_parties_is_two_events(tmp_path: Path) -> None:
         )
     assert marac.quarantined is None
     assert police.quarantined is None, "another party's event with the same id is routed"
-    assert police.delivered == marac.delivered == 4
+    assert police.delivered == marac.delivered == 8  # 4 of them the urgent-care settings
     # the same id, the same recipients: still no record id in common (the store keeps one)
     assert not {r.record_id for r in marac.audit} & {r.record_id for r in police.audit}
     assert {r.publisher for r in police.audit} == {"west-mercia-police"}
@@ -602,3 +603,58 @@ def test_headers_size_is_the_utf8_sum_of_names_values_and_varints(
 ) -> None:
     expected = sum(len(name.encode()) + len(value or b"") + 10 for name, value in headers)
     assert routing._headers_size(headers) == expected
+
+
+def _routed_the_same(first: RouteResult, again: RouteResult) -> None:
+    assert again.quarantined is None
+    assert [m.topic for m in first.messages] == [m.topic for m in again.messages]
+    assert [r.record_id for r in first.audit] == [r.record_id for r in again.audit]
+
+
+def test_a_raise_routed_again_after_a_crash_is_routed_as_before_a_new_one_refused(
+    tmp_path: Path,
+) -> None:
+    from hub.workflows.register import FlagRegister
+
+    with FlagRegister(tmp_path / "workflows.sqlite3") as register:
+        router = make_router(register=register)
+        rec = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-R1"), event_id="r-1")
+        first = router.route(**rec, seen=never_seen)
+        assert first.quarantined is None
+        # at-least-once: the same record again (its offset was not committed before a crash)
+        _routed_the_same(first, router.route(**rec, seen=lambda _k: str(rec["origin"])))
+        # a new event raising the same case while its flag is active is refused, with why
+        other = record(
+            "marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-R1"), event_id="r-2", offset=1
+        )
+        refused = router.route(**other, seen=never_seen)
+        assert refused.quarantined is not None
+        # quarantined and the publisher told, never delivered to a department
+        assert {m.topic for m in refused.messages} <= {
+            "hub.quarantine",
+            "hub.out.marac.north-worcs",
+        }
+        (audit,) = refused.audit
+        assert audit.decision == AuditDecision.REJECTED
+        assert "flag for case MARAC-R1 already raised on 2026-11-23 (event r-1)" in audit.reason
+        assert "publish uk.csp.marac.flag.updated.v1" in audit.reason
+
+
+def test_a_ban_routed_again_after_a_crash_is_routed_as_before_a_new_one_refused(
+    tmp_path: Path,
+) -> None:
+    from hub.workflows.bans import BanRegister
+
+    with BanRegister(tmp_path / "workflows.sqlite3") as bans:
+        router = make_router(bans=bans)
+        crown = "pubwatch.redditch.crown-inn"
+        rec = record(crown, BAN, pubwatch_ban("PW-R1"), event_id="b-1")
+        first = router.route(**rec, seen=never_seen)
+        assert first.quarantined is None
+        _routed_the_same(first, router.route(**rec, seen=lambda _k: str(rec["origin"])))
+        other = record(crown, BAN, pubwatch_ban("PW-R1"), event_id="b-2", offset=1)
+        refused = router.route(**other, seen=never_seen)
+        (audit,) = refused.audit
+        assert audit.decision == AuditDecision.REJECTED
+        assert "ban PW-R1 already in force from" in audit.reason
+        assert "publish uk.csp.pubwatch.ban.updated.v1" in audit.reason
