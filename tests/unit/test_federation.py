@@ -18,7 +18,7 @@ from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import KeyStoreError
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
-from hub.keys.model import KeySuite
+from hub.keys.model import KeyStatus, KeySuite
 from hub.keys.peers import PeerPins, parse_export
 from hub.keys.store import ensure_dev_keys
 from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason
@@ -209,3 +209,45 @@ def test_an_export_without_the_hub_keys_is_refused(stores: dict[str, FileKeyStor
     text = json.dumps({"format": DIRECTORY_FORMAT, "keys": records})
     with pytest.raises(KeyStoreError, match="party 'hub'"):
         parse_export(text, source="x", directory_format=DIRECTORY_FORMAT)
+
+
+def _revoked(export: str) -> list[Any]:
+    return [
+        r.model_copy(
+            update={
+                "status": KeyStatus.REVOKED,
+                "revoked_at": FIXED,
+                "revocation_reason": "peer key compromised",
+            }
+        )
+        for r in parse_export(export, source="x", directory_format=DIRECTORY_FORMAT)
+    ]
+
+
+def test_a_revoked_peer_key_stops_transfers_withheld_and_audited(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    # the North re-imports the South's export after the South revoked its hub key
+    north = _hub_keys(tmp_path / "north", NORTH)
+    PeerPins(north.root).pin("swcsp-hub", _revoked(_export(stores["south"])))
+    data = marac_flag("MARAC-T7", district="worcester")
+    result = _router(NORTH, north).route(
+        **_published(north, "marac.north-worcs", data, "t-7"), seen=never_seen
+    )
+    assert "hub.out.swcsp-hub" not in {m.topic for m in result.messages}
+    [record] = [r for r in result.audit if r.recipient == "swcsp-hub"]
+    assert record.decision is AuditDecision.WITHHELD
+    assert record.rule == "marac-transfer-to-south"
+    assert "active key" in record.reason
+    assert "hub keys import --peer swcsp-hub" in record.reason
+
+
+def test_a_transfer_signed_by_a_revoked_peer_key_is_quarantined(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    _, message = _transfer(stores, "MARAC-T8", "t-8")
+    south = _hub_keys(tmp_path / "south", SOUTH)
+    PeerPins(south.root).pin("nwcsp-hub", _revoked(_export(stores["north"])))
+    result = _router(SOUTH, south).route(**_as_inbound(message), seen=never_seen)
+    assert result.quarantined is QuarantineReason.REVOKED_KEY
+    assert [r.decision for r in result.audit] == [AuditDecision.REJECTED]
