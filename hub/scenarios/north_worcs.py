@@ -432,6 +432,12 @@ class _Run:
             flag["markers"] = ["property", "person"]
         else:
             flag["risk_level"] = self.rng.choice(("high", "medium"))
+            score = flag.get("dash_score")
+            if flag["risk_level"] != "high" and score is not None and score >= _DASH_THRESHOLD:
+                # professional judgement never lowers a DASH level (SafeLives): a lower risk
+                # comes with a new DASH assessment under the threshold (no draw, so the
+                # stream is otherwise unchanged)
+                flag["dash_score"] = _DASH_THRESHOLD - 4
         case.flag = flag
         data = {**flag, "change_reason": fx.UPDATE_REASONS[kind]}
         return self._event(

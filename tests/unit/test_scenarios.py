@@ -34,7 +34,7 @@ from hub.scenarios.north_worcs import (
     sample_event,
 )
 from hub.schemas.codec import SchemaRegistry
-from hub.workflows.referral import ReferralCheck, check_referral
+from hub.workflows.referral import ReferralCheck, check_referral, check_update
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "hub" / "policies" / "north-worcestershire.yaml"
@@ -261,6 +261,14 @@ def test_mix_has_every_type_in_rough_proportion(events: list[ScenarioEvent]) -> 
     assert {d["handling_code"] for d in intel} == {"P", "C"}
     assert {d["classification"] for d in intel} == {"OFFICIAL", "OFFICIAL-SENSITIVE"}
     assert 0.01 <= counts[MARAC_ACCESS] / COUNT <= 0.06
+
+
+def test_updates_never_lower_a_dash_level(events: list[ScenarioEvent], protocol: Protocol) -> None:
+    assert protocol.marac is not None
+    updates = [e for e in events if e.event_type == MARAC_UPDATED]
+    assert any(e.data["risk_level"] != "high" for e in updates)
+    for event in updates:
+        assert check_update(event.data, protocol.marac) == (), event.note
 
 
 def test_urgent_care_views_flags_of_open_cases_raised_a_week_before(
