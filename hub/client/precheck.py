@@ -18,12 +18,13 @@ from typing import Any
 
 from hub.policies.engine import evaluate
 from hub.policies.model import Protocol
-from hub.workflows.referral import check_referral
+from hub.workflows.referral import check_referral, check_update
 from hub.workflows.socjag import check_intel
 
 __all__ = ["local_refusal"]
 
 _RAISED = "uk.csp.marac.flag.raised."
+_UPDATED = "uk.csp.marac.flag.updated."
 
 
 def local_refusal(
@@ -59,6 +60,11 @@ def local_refusal(
         always = [p for p in first.problems if p in repeat.problems]
         if always:
             problems.append("invalid MARAC referral (SafeLives criteria): " + "; ".join(always))
+    if protocol.marac is not None and event_type.startswith(_UPDATED):
+        # an update cannot lower a DASH-based level whatever the hub has seen (issue 17)
+        lowered = check_update(data, protocol.marac)
+        if lowered:
+            problems.append("MARAC flag update refused (SafeLives criteria): " + "; ".join(lowered))
     intel = check_intel(event_type, data, protocol.socjag)
     if intel is not None and intel.problems:
         problems.append("SOCJAG intelligence refused: " + "; ".join(intel.problems))

@@ -108,11 +108,15 @@ def test_an_update_cannot_lower_a_dash_based_level(loops: Loops, tmp_path: Path)
         "--id", event_id, "--wait",
     )  # fmt: skip
     said = result.stdout + result.stderr
-    assert result.returncode != 0, said
+    assert result.returncode != 0, said  # hub publish refuses it before sending
     assert "cannot lower a DASH-based level" in said
     assert "a DASH score of 15 is visible high risk" in said
-    records = loops.hub.wait_records(event_id)
-    assert [r.decision for r in records] == [AuditDecision.REJECTED]  # shared with nobody
+    # an agency system that sends it anyway (the SDK without the protocol) is refused by
+    # the hub itself, and the update is shared with nobody
+    refused = loops.hub.publish(COORDINATOR, MARAC_UPDATED, update, key=case)
+    records = loops.hub.wait_records(refused)
+    assert [r.decision for r in records] == [AuditDecision.REJECTED]
+    assert "cannot lower a DASH-based level" in records[0].reason
     # an update that keeps the level is routed as before
     kept = loops.publish(MARAC_UPDATED, marac_flag(case, dash_score=15, change_reason="new"))
     assert set(REDDITCH) <= loops.delivered(kept)
