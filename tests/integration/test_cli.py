@@ -432,6 +432,54 @@ def test_what_the_hub_would_refuse_is_refused_before_sending(
     assert fragment in answer["reason"]
 
 
+@pytest.mark.parametrize(
+    ("publisher", "event_type", "make", "expected"),
+    [
+        (
+            COORDINATOR,
+            MARAC_RAISED,
+            lambda ref: marac_flag(ref),
+            "flag for case {ref} already raised on {day} (event {first}) and still active; "
+            "publish uk.csp.marac.flag.updated.v1 to change it",
+        ),
+        (
+            "pubwatch.redditch.crown-inn",
+            BAN,
+            lambda ref: pubwatch_ban(ref),
+            "ban {ref} already in force from",
+        ),
+    ],
+    ids=["marac flag", "pubwatch ban"],
+)
+def test_raising_what_is_already_active_is_refused_with_why(
+    cli: Run,
+    hub: RunningHub,
+    tmp_path: Path,
+    publisher: str,
+    event_type: str,
+    make: Callable[[str], dict[str, Any]],
+    expected: str,
+) -> None:
+    ref = unique("DUP")
+    data = write_json(tmp_path / "event.json", make(ref))
+    args = ("publish", "--as", publisher, "--type", event_type, "--data", str(data))
+    first = cli(*args)
+    assert first.returncode == 0, (first.stdout, first.stderr)
+    first_id = answered_id(first)
+    day = hub.records(first_id)[0].time.date()
+
+    again = cli(*args)  # the same event once more, under a new id
+    assert again.returncode == 3, (again.stdout, again.stderr)
+    second_id = answered_id(again)
+    reason = again.stdout.splitlines()[0].split(": refused by the hub: ", 1)[1]
+    assert reason.startswith("policy_rejected: "), reason
+    assert expected.format(ref=ref, day=day, first=first_id) in reason
+    if event_type == BAN:
+        assert "publish uk.csp.pubwatch.ban.updated.v1 to change it" in reason
+    # no party was told twice: the second event was delivered to nobody
+    assert [r.decision for r in hub.records(second_id)] == [AuditDecision.REJECTED]
+
+
 def test_duplicate_event_id_is_quarantined(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
     data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
     event_id = str(uuid.uuid4())
