@@ -22,6 +22,8 @@ _TOWNS = {
     "bromsgrove": ("Bromsgrove", "B60 1AA"),
     "wyre_forest": ("Kidderminster", "DY10 1AB"),
     "worcester": ("Worcester", "WR1 2AA"),
+    "wychavon": ("Evesham", "WR11 4AA"),
+    "malvern_hills": ("Malvern", "WR14 1AA"),
 }
 
 

@@ -227,6 +227,10 @@ class Router:
             # is another event, not a duplicate
             first = seen(event_key(attrs.source, attrs.id))
             if first is not None and first != str(origin):
+                if self.protocol.is_peer(topics.owner_of(origin.topic) or ""):
+                    # a peer link's at-least-once repeat, verified as the peer's: routed once
+                    _log.info("peer_repeat_skipped", origin=str(origin), event_id=attrs.id)
+                    return RouteResult(event_id=attrs.id)
                 raise _Reject(
                     QuarantineReason.DUPLICATE_EVENT_ID,
                     f"event id {attrs.id} from {attrs.source} was already accepted (at {first})",

@@ -12,6 +12,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,17 +117,26 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningHub,
     with EmbeddedBroker() as north_broker, EmbeddedBroker() as south_broker:
         north = start_hub(north_broker.bootstrap, north_dir)
         south = start_hub(south_broker.bootstrap, south_dir, protocol=SOUTH_PROTOCOL)
-        link = Link(north, south, north_dir)
         try:
             yield north, south
         finally:
-            link.stop()
             north.supervisor.stop()
             south.supervisor.stop()
 
 
+@pytest.fixture
+def link(hubs: tuple[RunningHub, RunningHub]) -> Iterator[Link]:
+    """The North's link to the South, in this process, for one test."""
+    north, south = hubs
+    running = Link(north, south, north.settings.data_dir)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 def test_a_transfer_reaches_the_new_coordinator_and_both_logs(
-    hubs: tuple[RunningHub, RunningHub],
+    hubs: tuple[RunningHub, RunningHub], link: Link
 ) -> None:
     north, south = hubs
     case = unique("MARAC-NW")
@@ -204,3 +217,93 @@ def test_a_forged_transfer_from_a_third_hub_is_quarantined(
     assert record.decision is AuditDecision.REJECTED
     assert "unknown" in record.reason
     assert record.recipient is None or record.recipient != "marac.south-worcs"
+
+
+def _coordinator_deliveries(south: RunningHub, ids: list[str]) -> dict[str, int]:
+    """Per event id, how many times the South's log says its coordinator was delivered it."""
+    counts = dict.fromkeys(ids, 0)
+    for event_id in ids:
+        for record in south.records(event_id):
+            if (
+                record.recipient == "marac.south-worcs"
+                and record.decision is AuditDecision.DELIVERED
+            ):
+                counts[event_id] += 1
+    return counts
+
+
+def _start_link(north: RunningHub, south: RunningHub) -> subprocess.Popen[str]:
+    hub = Path(sys.executable).with_name("hub")
+    return subprocess.Popen(
+        [
+            str(hub),
+            "federation",
+            "link",
+            "--peer",
+            "swcsp-hub",
+            "--peer-bootstrap",
+            south.bootstrap,
+        ],
+        env={**os.environ, **north.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_a_link_killed_mid_stream_loses_nothing_and_repeats_nothing(
+    hubs: tuple[RunningHub, RunningHub],
+) -> None:
+    north, south = hubs
+    ids = [
+        north.publish(
+            "marac.north-worcs",
+            MARAC_RAISED,
+            marac_flag(case := unique("MARAC-KILL"), district="wychavon"),
+            key=case,
+        )
+        for _ in range(30)
+    ]
+
+    def sent(event_id: str) -> bool:
+        return "swcsp-hub" in {r.recipient for r in north.records(event_id)}
+
+    # all on hub.out.swcsp-hub before the link runs
+    wait_for(lambda: all(sent(e) for e in ids), what="every transfer routed to the peer")
+    first = _start_link(north, south)
+    try:
+        wait_for(
+            lambda: any(_coordinator_deliveries(south, ids).values()),
+            timeout=60,
+            what="the first transfers at the South",
+        )
+    finally:
+        first.send_signal(signal.SIGKILL)  # mid-stream: no commit, no goodbye
+        first.communicate(timeout=30)
+    more = [
+        north.publish(
+            "marac.north-worcs",
+            MARAC_RAISED,
+            marac_flag(case := unique("MARAC-KILL"), district="malvern_hills"),
+            key=case,
+        )
+        for _ in range(5)
+    ]
+    again = _start_link(north, south)
+    try:
+        wait_for(
+            lambda: all(_coordinator_deliveries(south, ids + more).values()),
+            timeout=90,
+            what="every transfer at the South after the restart",
+        )
+    finally:
+        again.send_signal(signal.SIGTERM)
+        out, _ = again.communicate(timeout=30)
+    assert again.returncode == 0, out
+    assert "link stopped" in out
+    counts = _coordinator_deliveries(south, ids + more)
+    assert set(counts.values()) == {1}, counts  # nothing lost, nothing twice
+    refused = [
+        r for e in ids + more for r in south.records(e) if r.decision is AuditDecision.REJECTED
+    ]
+    assert refused == []

@@ -251,3 +251,17 @@ def test_a_transfer_signed_by_a_revoked_peer_key_is_quarantined(
     result = _router(SOUTH, south).route(**_as_inbound(message), seen=never_seen)
     assert result.quarantined is QuarantineReason.REVOKED_KEY
     assert [r.decision for r in result.audit] == [AuditDecision.REJECTED]
+
+
+def test_a_repeat_from_the_link_is_routed_once_and_refused_nothing(
+    stores: dict[str, FileKeyStore],
+) -> None:
+    _, message = _transfer(stores, "MARAC-T9", "t-9")
+    south = _router(SOUTH, stores["south"])
+    first = south.route(**_as_inbound(message, offset=5), seen=never_seen)
+    assert first.delivered == 2
+    # the link sent it again after a crash: the seen-event store knows it from offset 5
+    again = south.route(**_as_inbound(message, offset=9), seen=lambda _k: "hub.in.nwcsp-hub/0/5")
+    assert again.quarantined is None
+    assert again.audit == []
+    assert again.messages == []
