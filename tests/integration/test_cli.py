@@ -42,6 +42,11 @@ REDDITCH_RECIPIENTS = {
     "redditch-bc.housing-repairs",
     "redditch-bc.neighbourhood-tenancy",
     "redditch-bc.community-safety",
+    # health's urgent-care path (CP-IS): flag-only notices
+    "hw-icb",
+    "wah-nhs.alexandra-ed",
+    "wah-nhs.kidderminster-miu",
+    "wah-nhs.safeguarding",
 }
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
