@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from hub.agents.supervisor import Supervisor, read_state
-from hub.audit.store import open_store
+from hub.audit.store import open_store, sqlite_path
 from hub.broker import EmbeddedBroker
 from hub.cli.common import echo_json, handle_errors, load_settings, require_party
 from hub.client import HubClient
@@ -325,6 +325,15 @@ def publish(
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from None
     answer = _PublishAnswer(new_id, event_type, as_party, origin)
+    store_path = sqlite_path(settings)
+    if wait and store_path is not None and not store_path.exists():
+        # the hub's audit store is elsewhere (a hub on another host): nothing here to wait on
+        typer.echo(
+            f"note: no audit store at {store_path} to read the hub's decision from "
+            "(set HUB_DATA_DIR or HUB_AUDIT_URL to the hub's); printing the id only",
+            err=True,
+        )
+        wait = False
     if wait:
         answer.records = _await_decision(settings, new_id, origin, timeout)
     answer.show(as_json=as_json, timeout=timeout)

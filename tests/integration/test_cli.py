@@ -171,6 +171,25 @@ def test_publish_waits_and_answers_with_id_and_decisions_on_stdout(
     assert delivered(hub.records(event_id)) == REDDITCH_RECIPIENTS
 
 
+def test_publish_without_the_hubs_audit_store_prints_the_id_and_says_why(
+    cli: Run, hub: RunningHub, tmp_path: Path
+) -> None:
+    # an agency host: the party's keys and the broker's address, not the hub's data dir
+    agency = tmp_path / "agency"
+    agency.mkdir()
+    (agency / "keys").symlink_to(hub.settings.keys_dir)
+    data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
+    result = cli(
+        "publish", "--as", COORDINATOR, "--type", MARAC_RAISED, "--data", str(data),
+        extra_env={"HUB_DATA_DIR": str(agency), "HUB_KAFKA_BOOTSTRAP": hub.bootstrap},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    event_id = published_id(result)
+    assert "no audit store at" in result.stderr
+    assert not (agency / "audit.sqlite3").exists()  # waiting created nothing here
+    assert delivered(hub.wait_records(event_id, at_least=8)) == REDDITCH_RECIPIENTS
+
+
 def test_publish_json_is_one_object(cli: Run, hub: RunningHub, tmp_path: Path) -> None:
     data = write_json(tmp_path / "flag.json", marac_flag(unique("MARAC")))
     result = cli(
