@@ -28,6 +28,7 @@ from hub.envelope.crypto import CryptoError
 from hub.envelope.party import PartyEnvelope
 from hub.errors import EventError, KeyStoreError
 from hub.federation.inbound import TransferRefusedError, open_transfer
+from hub.federation.receipts import RECEIPT_TYPE, receipt_body, receipt_id
 from hub.log import get_logger
 from hub.models import (
     AuditDecision,
@@ -239,6 +240,8 @@ class Router:
                 result = self._acknowledge(event)
             else:
                 result = self._decide(event)
+                if self.protocol.is_peer(event.attributes.party):
+                    result.messages.extend(self._receipt(event, result))
             result.remember = True
             return result
         except _Reject as rej:
@@ -367,6 +370,23 @@ class Router:
         return InboundEvent(
             attributes=as_peer, key=key_text, data=data, origin=origin, size=len(value)
         )
+
+    def _receipt(self, event: InboundEvent, result: RouteResult) -> list[wire.WireMessage]:
+        """A peer's transfer, routed: its receipt back to the peer (``hub.federation``)."""
+        attrs = event.attributes
+        if attrs.type == RECEIPT_TYPE:
+            return []  # a receipt is not receipted
+        body = receipt_body(
+            self.protocol,
+            transfer_event_id=attrs.id,
+            data=event.data,
+            audit=result.audit,
+            now=self.clock(),
+        )
+        if body is None:
+            return []
+        message = self._notice_message(attrs.party, receipt_id(attrs.id), RECEIPT_TYPE, body)
+        return [message] if message is not None else []
 
     # -- decisions ---------------------------------------------------------------------------
 

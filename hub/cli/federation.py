@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hub.agents.supervisor import read_state
-from hub.cli.common import handle_errors, load_settings
+from hub.audit.store import open_store
+from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.errors import ConfigError, UnknownPartyError
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.receipts import RECEIPT_TYPE, receipt_id
 from hub.log import configure_logging
+from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
 
 __all__ = ["app"]
@@ -84,3 +88,59 @@ def link_command(
         f"link stopped: {stats.forwarded} forwarded, {stats.already_forwarded} already "
         f"forwarded, {stats.not_for_peer} not sealed to {peer}"
     )
+
+
+@app.command("status")
+@handle_errors
+def status_command(
+    peer: Annotated[
+        str | None,
+        typer.Option("--peer", metavar="PEER", help="Only transfers to this peer."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Each transfer this hub delivered to a peer, and whether the peer's receipt came back.
+
+    From the audit log: `sent` (delivered to the peer's outbound topic here), `received` (the
+    peer hub's signed receipt arrived: its protocol accepted the transfer and delivered it to
+    its MARAC coordinator). Event ids only, never case references.
+    """
+    settings = load_settings()
+    protocol = load_protocol(settings.protocol)
+    if peer is not None and not protocol.is_peer(peer):
+        raise UnknownPartyError(f"peer {peer}: expected a party of kind peer-hub, got {peer!r}")
+    peers = [peer] if peer is not None else [p.id for p in protocol.peers]
+    rows: list[dict[str, Any]] = []
+    with contextlib.closing(open_store(settings)) as store:
+        for pid in peers:
+            delivered = store.query(party=pid, decision=AuditDecision.DELIVERED, limit=1_000_000)
+            for record in delivered:
+                if record.recipient != pid or record.event_type == RECEIPT_TYPE:
+                    continue
+                receipts = [
+                    r
+                    for r in store.query(event_id=receipt_id(record.event_id))
+                    if r.publisher == pid
+                ]
+                rows.append(
+                    {
+                        "peer": pid,
+                        "event_id": record.event_id,
+                        "event_type": record.event_type,
+                        "sent_at": record.time.isoformat(),
+                        "rule": record.rule,
+                        "state": "received" if receipts else "sent",
+                        "receipt_event_id": receipts[0].event_id if receipts else None,
+                    }
+                )
+    for row in rows:
+        if as_json:
+            echo_json(row)
+        else:
+            typer.echo(
+                f"{row['sent_at'][:19]}Z  {row['peer']:<12} {row['event_id']}  "
+                f"{row['state']:<8} {row['event_type']}"
+            )
+    if not as_json:
+        received = sum(r["state"] == "received" for r in rows)
+        typer.echo(f"{len(rows)} transfers, {received} received by the peer")

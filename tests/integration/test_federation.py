@@ -21,11 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from hub.broker import EmbeddedBroker
+from hub.cli.main import app
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.receipts import receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.peers import PeerPins, parse_export
@@ -68,11 +71,12 @@ def _pin(store: FileKeyStore, peer: str, export: str) -> None:
 class Link:
     """``run_link`` on a thread of its own, stopped at teardown."""
 
-    def __init__(self, north: RunningHub, south: RunningHub, data_dir: Path) -> None:
+    def __init__(self, here: RunningHub, there: RunningHub, *, peer: str, hub_id: str) -> None:
         self.stats = LinkStats()
         self.error: BaseException | None = None
-        self._north, self._south = north, south
-        self._path = data_dir / "federation" / "swcsp-hub.sqlite3"
+        self._here, self._there = here, there
+        self._peer, self._hub_id = peer, hub_id
+        self._path = here.settings.data_dir / "federation" / f"{peer}.sqlite3"
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -83,10 +87,10 @@ class Link:
         try:
             self._loop.run_until_complete(
                 run_link(
-                    peer="swcsp-hub",
-                    hub_id="nwcsp-hub",
-                    bootstrap=self._north.bootstrap,
-                    peer_bootstrap=self._south.bootstrap,
+                    peer=self._peer,
+                    hub_id=self._hub_id,
+                    bootstrap=self._here.bootstrap,
+                    peer_bootstrap=self._there.bootstrap,
                     forwarded=forwarded,
                     stop=self._stop,
                     stats=self.stats,
@@ -125,18 +129,20 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningHub,
 
 
 @pytest.fixture
-def link(hubs: tuple[RunningHub, RunningHub]) -> Iterator[Link]:
-    """The North's link to the South, in this process, for one test."""
+def links(hubs: tuple[RunningHub, RunningHub]) -> Iterator[tuple[Link, Link]]:
+    """The North's link to the South and the South's back, in this process, for one test."""
     north, south = hubs
-    running = Link(north, south, north.settings.data_dir)
+    out = Link(north, south, peer="swcsp-hub", hub_id="nwcsp-hub")
+    back = Link(south, north, peer="nwcsp-hub", hub_id="swcsp-hub")
     try:
-        yield running
+        yield out, back
     finally:
-        running.stop()
+        out.stop()
+        back.stop()
 
 
 def test_a_transfer_reaches_the_new_coordinator_and_both_logs(
-    hubs: tuple[RunningHub, RunningHub], link: Link
+    hubs: tuple[RunningHub, RunningHub], links: tuple[Link, Link]
 ) -> None:
     north, south = hubs
     case = unique("MARAC-NW")
@@ -171,6 +177,22 @@ def test_a_transfer_reaches_the_new_coordinator_and_both_logs(
     ]
     assert delivery.source == "/parties/nwcsp-hub"
     assert delivery.rule == "marac-transfer-from-north"
+
+    # the South's signed receipt comes back over its link; the North's log holds it, and
+    # `hub federation status` shows the transfer received
+    receipt = wait_for(
+        lambda: [r for r in north.records(receipt_id(event_id)) if r.publisher == "swcsp-hub"],
+        timeout=60,
+        what="the South's receipt in the North's audit log",
+    )
+    assert {r.recipient for r in receipt if r.decision is AuditDecision.DELIVERED} == {
+        "marac.north-worcs"
+    }
+    result = CliRunner().invoke(app, ["federation", "status", "--json"], env=north.env())
+    assert result.exit_code == 0, result.output
+    rows = {row["event_id"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows[event_id]["state"] == "received"
+    assert rows[event_id]["peer"] == "swcsp-hub"
     assert delivery.data["case_ref"] == case
     assert delivery.data["address"]["district"] == "worcester"
 

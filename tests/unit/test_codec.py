@@ -91,6 +91,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     RETAIL_EXCLUSION: retail_exclusion("BCRP-REDDITCH-0007"),
     RETAIL_EXPIRED: retail_exclusion_expired("BCRP-REDDITCH-0007"),
     AGREEMENT_ALERT: agreement_alert("NW-CSP-ISA-MARAC-2025"),
+    "uk.csp.marac.transfer.receipt.v1": {
+        "case_ref": "MARAC-2026-000101",
+        "transfer_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
+        "state": "received",
+        "receiver": "swcsp-hub",
+        "coordinator": "marac.south-worcs",
+        "audit_record": "5f0c1b2a-3d4e-4f60-8a9b-0c1d2e3f4a5b",
+        "received_at": "2026-11-20T10:15:30.250000Z",
+    },
     ACK: {
         "acknowledged_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
         "acknowledged_type": BAN,

@@ -17,6 +17,7 @@ from hub.audit.pseudonym import Pseudonymiser
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import KeyStoreError
+from hub.federation.receipts import RECEIPT_TYPE, receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import KeyStatus, KeySuite
 from hub.keys.peers import PeerPins, parse_export
@@ -265,3 +266,55 @@ def test_a_repeat_from_the_link_is_routed_once_and_refused_nothing(
     assert again.quarantined is None
     assert again.audit == []
     assert again.messages == []
+
+
+def test_the_receiver_sends_a_signed_receipt_the_sender_routes_and_audits(
+    stores: dict[str, FileKeyStore],
+) -> None:
+    _, message = _transfer(stores, "MARAC-T10", "t-10")
+    south = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    [coordinator] = [r for r in south.audit if r.recipient == "marac.south-worcs"]
+    [receipt] = [m for m in south.messages if m.topic == "hub.out.nwcsp-hub"]
+    headers = dict(wire.decode_headers(receipt.headers))
+    assert headers["ce_type"] == RECEIPT_TYPE
+    assert headers["ce_id"] == receipt_id("t-10")
+    # the South's link carries it home; the North opens it as its peer's event
+    inbound: dict[str, Any] = {
+        "origin": Origin(topic="hub.in.swcsp-hub", partition=0, offset=0),
+        "key": receipt.key,
+        "value": receipt.value,
+        "headers": receipt.headers,
+    }
+    north = _router(NORTH, stores["north"]).route(**inbound, seen=never_seen)
+    assert north.quarantined is None
+    [record] = [r for r in north.audit if r.decision is AuditDecision.DELIVERED]
+    assert record.recipient == "marac.north-worcs"
+    assert record.publisher == "swcsp-hub"
+    assert record.event_id == receipt_id("t-10")
+    assert record.rule == "marac-transfer-receipts-from-south"
+    # no receipt for a receipt
+    assert not [m for m in north.messages if m.topic == "hub.out.swcsp-hub"]
+    [delivery] = north.messages
+    opened = PartyEnvelope("marac.north-worcs", store=stores["north"]).open(
+        dict(wire.decode_headers(delivery.headers)),
+        key=delivery.key,
+        value=delivery.value,
+        expected_signer="hub",
+    )
+    body = json.loads(opened.plaintext)
+    assert body["audit_record"] == coordinator.record_id
+    assert body["case_ref"] == "MARAC-T10"
+
+
+def test_no_receipt_when_the_transfer_is_refused(
+    stores: dict[str, FileKeyStore],
+) -> None:
+    rogue = _router(NORTH, stores["rogue"])
+    data = marac_flag("MARAC-T11", district="worcester")
+    result = rogue.route(
+        **_published(stores["rogue"], "marac.north-worcs", data, "t-11"), seen=never_seen
+    )
+    [message] = [m for m in result.messages if m.topic == "hub.out.swcsp-hub"]
+    south = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    types = {dict(wire.decode_headers(m.headers)).get("ce_type") for m in south.messages}
+    assert RECEIPT_TYPE not in types

@@ -595,6 +595,17 @@ def test_every_reference_rule_is_exercised() -> None:
         (RAISED, MARAC, marac_flag()),
         (RAISED, MARAC, marac_flag("worcester")),  # transferred to the South's hub
         (RAISED, "swcsp-hub", marac_flag()),  # a transfer from the South's hub
+        (  # the South's hub's receipt for a transfer
+            "uk.csp.marac.transfer.receipt.v1",
+            "swcsp-hub",
+            {
+                "case_ref": "MARAC-1",
+                "transfer_event_id": "e-1",
+                "state": "received",
+                "receiver": "nwcsp-hub",
+                "received_at": "2026-11-20T10:15:30Z",
+            },
+        ),
         (UPDATED, POLICE, marac_flag()),
         (WITHDRAWN, MARAC, marac_withdrawal()),
         (INTEL, POLICE, intel("P", "OFFICIAL")),
