@@ -27,7 +27,7 @@ from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import default_protocol_path
-from tests.factories import MARAC_RAISED, marac_flag
+from tests.factories import MARAC_RAISED, MARAC_WITHDRAWN, marac_flag, marac_withdrawn
 from tests.unit.test_router import FIXED, never_seen
 
 REGISTRY = SchemaRegistry()
@@ -318,3 +318,36 @@ def test_no_receipt_when_the_transfer_is_refused(
     south = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
     types = {dict(wire.decode_headers(m.headers)).get("ce_type") for m in south.messages}
     assert RECEIPT_TYPE not in types
+
+
+def test_a_withdrawal_follows_the_transferred_case_under_art_19(
+    stores: dict[str, FileKeyStore],
+) -> None:
+    north = _router(NORTH, stores["north"])
+    south = _router(SOUTH, stores["south"])
+    data = marac_flag("MARAC-T12", district="worcester")
+    north.route(**_published(stores["north"], "marac.north-worcs", data, "t-12"), seen=never_seen)
+    # the case is withdrawn in the North; the South's hub held it, so it is told
+    withdrawn = marac_withdrawn("MARAC-T12", district="worcester")
+    attrs = EventAttributes(
+        id="t-12w", source=wire.source_for("marac.north-worcs"), type=MARAC_WITHDRAWN, time=FIXED
+    )
+    sealed = PartyEnvelope("marac.north-worcs", store=stores["north"]).seal(
+        attrs, key=b"CASE-T", plaintext=REGISTRY.encode(MARAC_WITHDRAWN, withdrawn), recipient="hub"
+    )
+    result = north.route(
+        origin=Origin(topic="hub.in.marac.north-worcs", partition=0, offset=1),
+        key=b"CASE-T",
+        value=sealed.value,
+        headers=sealed.headers,
+        seen=never_seen,
+    )
+    [sent] = [r for r in result.audit if r.recipient == "swcsp-hub"]
+    assert sent.decision is AuditDecision.DELIVERED
+    assert sent.rule == "marac-art19-holders"
+    [message] = [m for m in result.messages if m.topic == "hub.out.swcsp-hub"]
+    got = south.route(**_as_inbound(message), seen=never_seen)
+    assert got.quarantined is None
+    [record] = [r for r in got.audit if r.decision is AuditDecision.DELIVERED]
+    assert record.recipient == "marac.south-worcs"
+    assert record.rule == "marac-transfer-withdrawn-from-north"
