@@ -292,6 +292,7 @@ async def read_outbound(
     from aiokafka.errors import KafkaError
 
     from hub.broker import decode_guard
+    from hub.broker.offsets import end_offsets
 
     decode_guard.install()  # a record aiokafka cannot decode is reported, not a crash
     consumer = AIOKafkaConsumer(
@@ -317,8 +318,9 @@ async def read_outbound(
         if not tps:
             return Outbound(topics=wanted, deliveries=[])
         consumer.assign(tps)
+        # not consumer.end_offsets: the embedded broker's is a batch short (hub.broker.offsets)
+        ends = await end_offsets(consumer, tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
         deliveries: list[SeenDelivery] = []
         unidentified: list[Unidentified] = []
         notices = 0

@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 from hub.audit.subjects import case_ref
 from hub.broker import decode_guard, topics
 from hub.broker.fetch import FETCH_WAIT_MS
+from hub.broker.offsets import end_offsets
 from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
 from hub.client.precheck import local_refusal
@@ -348,13 +349,15 @@ class HubClient:
             if not tps:
                 return
             consumer.assign(tps)
+            # not consumer.end_offsets: the embedded broker's is a batch short
+            # (hub.broker.offsets); this moves the positions, so it comes before the seeks
+            ends = await end_offsets(consumer, tps)
             for tp in tps:
                 committed = await consumer.committed(tp)
                 if committed is None:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, committed)
-            ends = await consumer.end_offsets(tps)
             if ordered:
                 async for next_one in self._in_order(consumer, tps, ends, follow, poll_timeout):
                     yield next_one
