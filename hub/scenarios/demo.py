@@ -82,9 +82,11 @@ async def run_demo(
     """Publish ``events`` scenario events at ``rate`` per second and report as they route."""
     summary = DemoSummary()
     stop = asyncio.Event()
+    # a peer hub's deliveries are carried by `hub federation link`, never read here
     clients = {
         p: HubClient(p, bootstrap=bootstrap, keys=keys, security=security)
         for p in protocol.party_ids
+        if not protocol.is_peer(p)
     }
     consumers = [asyncio.create_task(_consume(c, summary, stop)) for c in clients.values()]
     pending: set[str] = set()
