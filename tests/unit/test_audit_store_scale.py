@@ -280,7 +280,7 @@ def test_verify_walks_in_batches_by_seq_whatever_the_positions(
 
 
 def test_renumbered_positions_give_no_proof_for_another_record(tmp_path: Path) -> None:
-    """Positions only find rows: a hand-swapped pair changes no leaf and yields no wrong proof."""
+    """A hand-swapped pair of positions changes no leaf, is reported, and yields no wrong proof."""
     db = tmp_path / "audit.sqlite3"
     with SQLiteAuditStore(db) as store:
         log = AuditLog(store, signer=SIGNER)
@@ -295,7 +295,12 @@ def test_renumbered_positions_give_no_proof_for_another_record(tmp_path: Path) -
         log = AuditLog(store, signer=SIGNER)
         # positions 2, 6, 7 from leaf 2 do not run on: read by rank
         assert store.leaves(2, 6) == [canonical_bytes(record(i)) for i in range(2, 6)]
-        assert log.verify().ok  # the records and their order are untouched
+        # the records and their order are untouched, but the edit itself is tampering with
+        # the store, reported at the first position that no longer runs on
+        report = log.verify()
+        assert not report.ok
+        assert report.first is not None
+        assert report.first.index == 2
         for ref in (record(2).record_id, record(2).event_id):
             with pytest.raises(AuditIntegrityError, match="leaf 5 of the log is not record"):
                 log.inclusion_proofs(ref)
