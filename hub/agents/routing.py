@@ -878,6 +878,10 @@ class Router:
         result = RouteResult(
             event_id=event_id, audit=[record], messages=[message], quarantined=rej.reason
         )
+        # a peer hub's own message (a receipt, a notice) is never answered with a notice: two
+        # linked hubs would otherwise tell each other of each other's refusals without end
+        if attrs is not None and attrs.party == "hub" and self.protocol.is_peer(owner or ""):
+            return result
         if owner is not None and self.protocol.party(owner) is not None:
             notice = self._notice(owner, origin, event_id, rej)
             if notice is not None:

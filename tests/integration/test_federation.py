@@ -193,6 +193,13 @@ def test_a_transfer_reaches_the_new_coordinator_and_both_logs(
     rows = {row["event_id"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert rows[event_id]["state"] == "received"
     assert rows[event_id]["peer"] == "swcsp-hub"
+
+    # the North's signed checkpoints (delivered to every party, the peer too) stay home: the
+    # South refuses nothing from its peer
+    out, _ = links
+    wait_for(lambda: out.stats.checkpoints > 0, what="a checkpoint the link kept back")
+    with south.store() as store:
+        assert store.query(party="nwcsp-hub", decision=AuditDecision.REJECTED) == []
     assert delivery.data["case_ref"] == case
     assert delivery.data["address"]["district"] == "worcester"
 

@@ -351,3 +351,29 @@ def test_a_withdrawal_follows_the_transferred_case_under_art_19(
     [record] = [r for r in got.audit if r.decision is AuditDecision.DELIVERED]
     assert record.recipient == "marac.south-worcs"
     assert record.rule == "marac-transfer-withdrawn-from-north"
+
+
+def test_a_peer_hubs_notice_refused_here_is_not_answered(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    # the South refuses a transfer and tells the North (a notice signed by the South's hub)
+    text = SOUTH_PATH.read_text(encoding="utf-8")
+    path = tmp_path / "south-narrow.yaml"
+    path.write_text(text.replace("contact, markers, notes]", "contact, markers]"), "utf-8")
+    _, message = _transfer(stores, "MARAC-T13", "t-13")
+    refused = _router(load_protocol(path), stores["south"]).route(
+        **_as_inbound(message), seen=never_seen
+    )
+    [notice] = [m for m in refused.messages if m.topic == "hub.out.nwcsp-hub"]
+    inbound: dict[str, Any] = {
+        "origin": Origin(topic="hub.in.swcsp-hub", partition=0, offset=3),
+        "key": notice.key,
+        "value": notice.value,
+        "headers": notice.headers,
+    }
+    north = _router(NORTH, stores["north"]).route(**inbound, seen=never_seen)
+    # the North cannot route a notice (no schema): it keeps and audits it, and sends nothing
+    # back, or two linked hubs would trade refusals for ever
+    assert north.quarantined is QuarantineReason.UNKNOWN_TYPE
+    assert [r.decision for r in north.audit] == [AuditDecision.REJECTED]
+    assert [m.topic for m in north.messages] == ["hub.quarantine"]
