@@ -156,7 +156,8 @@ class Supervisor:
             )
         ensure_dev_keys(
             FileKeyStore(self.settings.keys_dir),
-            self.protocol.party_ids,
+            # a peer hub's keys are pinned from its export (hub keys import --peer), never made
+            [p for p in self.protocol.party_ids if not self.protocol.is_peer(p)],
             suite=KeySuite(self.protocol.crypto.suite),
             extra_suites=[KeySuite(s) for s in self.protocol.crypto.suites[1:]],
         )

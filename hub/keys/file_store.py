@@ -156,6 +156,8 @@ class FileKeyStore:
                 return record
         command = "rotate" if self.public(party) else "init"
         hint = f"run `hub keys {command} --party {party}`"
+        if command == "init":
+            hint += f" (a peer hub: `hub keys import --peer {party}` with its export)"
         if self._pins.public(party):  # a peer hub: its keys come only from its export
             hint = f"pin the peer's new keys with `hub keys import --peer {party}`"
         raise UnknownKeyError(f"party {party}: expected an active key, found none; {hint}")

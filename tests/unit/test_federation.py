@@ -377,3 +377,15 @@ def test_a_peer_hubs_notice_refused_here_is_not_answered(
     assert north.quarantined is QuarantineReason.UNKNOWN_TYPE
     assert [r.decision for r in north.audit] == [AuditDecision.REJECTED]
     assert [m.topic for m in north.messages] == ["hub.quarantine"]
+
+
+def test_before_the_peer_keys_are_pinned_transfers_are_withheld(tmp_path: Path) -> None:
+    north = _hub_keys(tmp_path / "north", NORTH)  # no pins, and no key made for the peer
+    assert north.public("swcsp-hub") == []
+    data = marac_flag("MARAC-T14", district="worcester")
+    result = _router(NORTH, north).route(
+        **_published(north, "marac.north-worcs", data, "t-14"), seen=never_seen
+    )
+    [record] = [r for r in result.audit if r.recipient == "swcsp-hub"]
+    assert record.decision is AuditDecision.WITHHELD
+    assert "hub keys import --peer swcsp-hub" in record.reason
