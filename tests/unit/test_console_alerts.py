@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hub.agents.sink import Refused
+from hub.audit.checkpoint import load_log_key
 from hub.audit.refusals import parse_refusal, recent_refusals, refusals_in
 from hub.audit.store import open_store
 from hub.models import AuditDecision, AuditRecord, record_id_for
@@ -64,6 +65,7 @@ def _settings(data_dir: Path, records: list[AuditRecord]) -> HubSettings:
         store.append(records)
     finally:
         store.close()
+    load_log_key(settings, create=True)  # as the audit sink of a hub that has run
     return settings
 
 

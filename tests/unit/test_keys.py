@@ -357,7 +357,7 @@ def test_legal_hold_blocks_shred_until_lifted(cases: CaseKeys) -> None:
     hold = cases.add_hold("DHR-1", "Domestic Homicide Review", "csp-manager")
     assert hold.case == pseudonym("DHR-1")
     assert cases.holds() == [hold]
-    with pytest.raises(LegalHoldError, match="hold lift"):
+    with pytest.raises(LegalHoldError, match="hub holds lift"):
         cases.shred("DHR-1")
     assert cases.key_for("DHR-1") == key
     with pytest.raises(LegalHoldError, match="already"):
