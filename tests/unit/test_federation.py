@@ -389,3 +389,41 @@ def test_before_the_peer_keys_are_pinned_transfers_are_withheld(tmp_path: Path) 
     [record] = [r for r in result.audit if r.recipient == "swcsp-hub"]
     assert record.decision is AuditDecision.WITHHELD
     assert "hub keys import --peer swcsp-hub" in record.reason
+
+
+def test_the_reverse_a_move_to_redditch_and_its_withdrawal_reach_the_north(
+    stores: dict[str, FileKeyStore],
+) -> None:
+    south = _router(SOUTH, stores["south"])
+    north = _router(NORTH, stores["north"])
+
+    def publish(event_type: str, data: dict[str, Any], event_id: str, offset: int) -> Any:
+        attrs = EventAttributes(
+            id=event_id, source=wire.source_for("marac.south-worcs"), type=event_type, time=FIXED
+        )
+        sealed = PartyEnvelope("marac.south-worcs", store=stores["south"]).seal(
+            attrs, key=b"CASE-S", plaintext=REGISTRY.encode(event_type, data), recipient="hub"
+        )
+        result = south.route(
+            origin=Origin(topic="hub.in.marac.south-worcs", partition=0, offset=offset),
+            key=b"CASE-S",
+            value=sealed.value,
+            headers=sealed.headers,
+            seen=never_seen,
+        )
+        [message] = [m for m in result.messages if m.topic == "hub.out.nwcsp-hub"]
+        got = north.route(
+            origin=Origin(topic="hub.in.swcsp-hub", partition=0, offset=offset),
+            key=message.key,
+            value=message.value,
+            headers=message.headers,
+            seen=never_seen,
+        )
+        assert got.quarantined is None
+        return [r for r in got.audit if r.decision is AuditDecision.DELIVERED]
+
+    [raised] = publish(MARAC_RAISED, marac_flag("MARAC-S1", district="redditch"), "s-1", 0)
+    assert (raised.recipient, raised.rule) == ("marac.north-worcs", "marac-transfer-from-south")
+    assert raised.publisher == "swcsp-hub"
+    [withdrawn] = publish(MARAC_WITHDRAWN, marac_withdrawn("MARAC-S1"), "s-2", 1)
+    assert withdrawn.rule == "marac-transfer-withdrawn-from-south"

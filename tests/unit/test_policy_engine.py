@@ -595,6 +595,9 @@ def test_every_reference_rule_is_exercised() -> None:
         (RAISED, MARAC, marac_flag()),
         (RAISED, MARAC, marac_flag("worcester")),  # transferred to the South's hub
         (RAISED, "swcsp-hub", marac_flag()),  # a transfer from the South's hub
+        (REVIEWED, "swcsp-hub", factories.marac_reviewed("MARAC-1")),  # Art 19, transferred
+        (WITHDRAWN, "swcsp-hub", marac_withdrawal()),
+        (EXPIRED, "swcsp-hub", factories.marac_expired("MARAC-1")),
         (  # the South's hub's receipt for a transfer
             "uk.csp.marac.transfer.receipt.v1",
             "swcsp-hub",
