@@ -28,7 +28,12 @@ from hub.envelope.crypto import CryptoError
 from hub.envelope.party import PartyEnvelope
 from hub.errors import EventError, KeyStoreError
 from hub.federation.inbound import TransferRefusedError, open_transfer
-from hub.federation.receipts import RECEIPT_TYPE, receipt_body, receipt_id
+from hub.federation.receipts import (
+    RECEIPT_TYPE,
+    acknowledged_bodies,
+    receipt_body,
+    receipt_id,
+)
 from hub.log import get_logger
 from hub.models import (
     AuditDecision,
@@ -238,6 +243,7 @@ class Router:
                 )
             if attrs.type == ACK_TYPE:
                 result = self._acknowledge(event)
+                result.messages.extend(self._acknowledged_receipts(event, result))
             else:
                 result = self._decide(event)
                 if self.protocol.is_peer(event.attributes.party):
@@ -387,6 +393,20 @@ class Router:
             return []
         message = self._notice_message(attrs.party, receipt_id(attrs.id), RECEIPT_TYPE, body)
         return [message] if message is not None else []
+
+    def _acknowledged_receipts(
+        self, event: InboundEvent, result: RouteResult
+    ) -> list[wire.WireMessage]:
+        """The coordinator acknowledged a peer's transfer: the peer is told (its receipt)."""
+        out = []
+        for peer, body in acknowledged_bodies(
+            self.protocol, case_ref=event.key, audit=result.audit, now=self.clock()
+        ):
+            notice_id = receipt_id(body["transfer_event_id"], "acknowledged")
+            message = self._notice_message(peer, notice_id, RECEIPT_TYPE, body)
+            if message is not None:
+                out.append(message)
+        return out
 
     # -- decisions ---------------------------------------------------------------------------
 

@@ -103,7 +103,8 @@ def status_command(
 
     From the audit log: `sent` (delivered to the peer's outbound topic here), `received` (the
     peer hub's signed receipt arrived: its protocol accepted the transfer and delivered it to
-    its MARAC coordinator). Event ids only, never case references.
+    its MARAC coordinator), `acknowledged` (its coordinator acknowledged the transfer). Event
+    ids only, never case references.
     """
     settings = load_settings()
     protocol = load_protocol(settings.protocol)
@@ -122,6 +123,12 @@ def status_command(
                     for r in store.query(event_id=receipt_id(record.event_id))
                     if r.publisher == pid
                 ]
+                acknowledged = [
+                    r
+                    for r in store.query(event_id=receipt_id(record.event_id, "acknowledged"))
+                    if r.publisher == pid
+                ]
+                state = "acknowledged" if acknowledged else "received" if receipts else "sent"
                 rows.append(
                     {
                         "peer": pid,
@@ -129,7 +136,7 @@ def status_command(
                         "event_type": record.event_type,
                         "sent_at": record.time.isoformat(),
                         "rule": record.rule,
-                        "state": "received" if receipts else "sent",
+                        "state": state,
                         "receipt_event_id": receipts[0].event_id if receipts else None,
                     }
                 )
@@ -142,5 +149,9 @@ def status_command(
                 f"{row['state']:<8} {row['event_type']}"
             )
     if not as_json:
-        received = sum(r["state"] == "received" for r in rows)
-        typer.echo(f"{len(rows)} transfers, {received} received by the peer")
+        received = sum(r["state"] != "sent" for r in rows)
+        acked = sum(r["state"] == "acknowledged" for r in rows)
+        typer.echo(
+            f"{len(rows)} transfers, {received} received by the peer, {acked} acknowledged by "
+            "its coordinator"
+        )

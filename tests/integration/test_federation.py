@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from hub.broker import EmbeddedBroker
 from hub.cli.main import app
+from hub.client import HubClient
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.federation.link import ForwardedLog, LinkStats, run_link
@@ -200,6 +201,27 @@ def test_a_transfer_reaches_the_new_coordinator_and_both_logs(
     wait_for(lambda: out.stats.checkpoints > 0, what="a checkpoint the link kept back")
     with south.store() as store:
         assert store.query(party="nwcsp-hub", decision=AuditDecision.REJECTED) == []
+
+    # the South's coordinator acknowledges the transfer: the North hears of that too
+    async def acknowledge() -> None:
+        async with HubClient(
+            "marac.south-worcs", bootstrap=south.bootstrap, keys=south.keys
+        ) as client:
+            await client.acknowledge(delivery)
+
+    asyncio.run(acknowledge())
+    wait_for(
+        lambda: [
+            r
+            for r in north.records(receipt_id(event_id, "acknowledged"))
+            if r.decision is AuditDecision.DELIVERED
+        ],
+        timeout=60,
+        what="the South's acknowledged receipt in the North's log",
+    )
+    result = CliRunner().invoke(app, ["federation", "status", "--json"], env=north.env())
+    rows = {row["event_id"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows[event_id]["state"] == "acknowledged"
     assert delivery.data["case_ref"] == case
     assert delivery.data["address"]["district"] == "worcester"
 

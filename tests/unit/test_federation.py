@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hub.agents.routing import Router
+from hub.agents.routing import ACK_TYPE, Router
 from hub.audit.pseudonym import Pseudonymiser
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
@@ -427,3 +427,45 @@ def test_the_reverse_a_move_to_redditch_and_its_withdrawal_reach_the_north(
     assert raised.publisher == "swcsp-hub"
     [withdrawn] = publish(MARAC_WITHDRAWN, marac_withdrawn("MARAC-S1"), "s-2", 1)
     assert withdrawn.rule == "marac-transfer-withdrawn-from-south"
+
+
+def test_the_coordinators_acknowledgement_sends_an_acknowledged_receipt(
+    stores: dict[str, FileKeyStore],
+) -> None:
+    _, message = _transfer(stores, "MARAC-T15", "t-15")
+    south = _router(SOUTH, stores["south"])
+    south.route(**_as_inbound(message), seen=never_seen)
+    ack = {
+        "acknowledged_event_id": "t-15",
+        "acknowledged_type": MARAC_RAISED,
+        "received_at": "2026-11-23T12:05:00Z",
+        "status": "received",
+        "note": None,
+    }
+    attrs = EventAttributes(
+        id="t-15-ack", source=wire.source_for("marac.south-worcs"), type=ACK_TYPE, time=FIXED
+    )
+    sealed = PartyEnvelope("marac.south-worcs", store=stores["south"]).seal(
+        attrs, key=b"MARAC-T15", plaintext=REGISTRY.encode(ACK_TYPE, ack), recipient="hub"
+    )
+    acked = south.route(
+        origin=Origin(topic="hub.in.marac.south-worcs", partition=0, offset=7),
+        key=b"MARAC-T15",
+        value=sealed.value,
+        headers=sealed.headers,
+        seen=never_seen,
+    )
+    [record] = acked.audit
+    assert record.decision is AuditDecision.ACKNOWLEDGED
+    [receipt] = [m for m in acked.messages if m.topic == "hub.out.nwcsp-hub"]
+    assert dict(wire.decode_headers(receipt.headers))["ce_id"] == receipt_id("t-15", "acknowledged")
+    north = _router(NORTH, stores["north"]).route(
+        origin=Origin(topic="hub.in.swcsp-hub", partition=0, offset=8),
+        key=receipt.key,
+        value=receipt.value,
+        headers=receipt.headers,
+        seen=never_seen,
+    )
+    [delivered] = [r for r in north.audit if r.decision is AuditDecision.DELIVERED]
+    assert delivered.recipient == "marac.north-worcs"
+    assert delivered.event_id == receipt_id("t-15", "acknowledged")
