@@ -39,6 +39,14 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert lines[:2] == ["make demo", "make test"]
 
 
+def test_readme_is_short_and_links_into_the_site() -> None:
+    assert len(README.splitlines()) <= 160, "the README is the front page: move detail to docs/"
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", README))
+    assert linked, "the README links into the documentation site"
+    for target in linked:
+        assert (ROOT / target).is_file(), target
+
+
 def test_cli_page_command_list_matches_cli_help() -> None:
     page = (DOCS / "reference" / "cli.md").read_text()
     block = page.split("```text", 1)[1].split("```")[0]
@@ -67,10 +75,11 @@ def test_benchmark_tables_are_rendered_from_the_recorded_results() -> None:
     page = (DOCS / "benchmarks.md").read_text()
     block = page.split(START, 1)[1].split(END, 1)[0]
     assert block.strip() == render(load_results(ROOT / "bench" / "results")).strip()
+    assert START not in README  # `python -m bench` writes the docs page, never the README
 
 
 def test_nothing_points_outside_the_repository() -> None:
-    texts = {p: p.read_text() for p in sorted(DOCS.rglob("*.md"))}
+    texts = {p: p.read_text() for p in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]}
     for path, text in texts.items():
         for outside in ("shared/", "DESIGN.md", "domain.md", "../shared"):
             assert outside not in text, f"{path.relative_to(ROOT)} cites {outside}"
