@@ -201,7 +201,7 @@ def next_steps(argv0: str, *, cwd: Path) -> list[str]:
         f"  {hub} audit query --decision withheld {reader}   # what was kept from whom, why",
     ]
     if hub != "hub" and (cwd / "Makefile").is_file():
-        lines.append("  make shell   # a shell where `hub ...` runs as the README shows")
+        lines.append("  make shell   # a shell where `hub ...` runs as the docs show")
     return lines
 
 
