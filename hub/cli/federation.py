@@ -13,6 +13,7 @@ from hub.agents.supervisor import read_state
 from hub.audit.store import open_store
 from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.errors import ConfigError, UnknownPartyError
+from hub.federation.inbound import refused_by
 from hub.federation.link import ForwardedLog, LinkStats, run_link
 from hub.federation.receipts import RECEIPT_TYPE, receipt_id
 from hub.log import configure_logging
@@ -103,8 +104,9 @@ def status_command(
 
     From the audit log: `sent` (delivered to the peer's outbound topic here), `received` (the
     peer hub's signed receipt arrived: its protocol accepted the transfer and delivered it to
-    its MARAC coordinator), `acknowledged` (its coordinator acknowledged the transfer). Event
-    ids only, never case references.
+    its MARAC coordinator), `acknowledged` (its coordinator acknowledged the transfer),
+    `refused` (the peer's protocol refused it: `hub audit query` shows why). Event ids only,
+    never case references.
     """
     settings = load_settings()
     protocol = load_protocol(settings.protocol)
@@ -115,6 +117,10 @@ def status_command(
     with contextlib.closing(open_store(settings)) as store:
         for pid in peers:
             delivered = store.query(party=pid, decision=AuditDecision.DELIVERED, limit=1_000_000)
+            refusals = [
+                r.reason
+                for r in store.query(party=pid, decision=AuditDecision.REJECTED, limit=1_000_000)
+            ]
             for record in delivered:
                 if record.recipient != pid or record.event_type == RECEIPT_TYPE:
                     continue
@@ -129,6 +135,10 @@ def status_command(
                     if r.publisher == pid
                 ]
                 state = "acknowledged" if acknowledged else "received" if receipts else "sent"
+                if state == "sent" and any(
+                    refused_by(pid, record.event_id) in reason for reason in refusals
+                ):
+                    state = "refused"
                 rows.append(
                     {
                         "peer": pid,

@@ -36,9 +36,11 @@ from hub.models import EventAttributes, QuarantineReason
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 
-__all__ = ["TransferRefusedError", "accepted_fields", "open_transfer"]
+__all__ = ["PEER_REFUSAL", "TransferRefusedError", "accepted_fields", "open_transfer", "refused_by"]
 
 _HUB = "hub"
+#: the notice a hub sends a publisher whose event it refused (``hub.agents.routing``)
+PEER_REFUSAL = "uk.csp.hub.rejected.v1"
 
 
 class TransferRefusedError(EventError):
@@ -117,6 +119,10 @@ def open_transfer(
         )
     except crypto.CryptoError as exc:
         raise TransferRefusedError(QuarantineReason(exc.reason), str(exc)) from exc
+    if attrs.type == PEER_REFUSAL and attrs.party == _HUB:
+        raise TransferRefusedError(
+            QuarantineReason.POLICY_REJECTED, _refusal(peer, opened.plaintext)
+        )
     if attrs.type not in registry:
         raise TransferRefusedError(
             QuarantineReason.UNKNOWN_TYPE, f"ce_type {attrs.type!r} has no schema in this hub"
@@ -173,3 +179,26 @@ def _hub_open(store: KeyStore, kid: str, ciphertext: bytes, info: bytes) -> byte
         return store.hpke_open(kid, ciphertext, info=info)
     except KeyStoreError as exc:
         raise crypto.CryptoError(str(exc), "bad_ciphertext") from exc
+
+
+def refused_by(peer: str, event_id: str) -> str:
+    """How the audit reason of a peer's refusal names the event it refused."""
+    return f"peer {peer} refused event {event_id}"
+
+
+def _refusal(peer: str, plaintext: bytes) -> str:
+    """The audit reason for a peer's refusal notice: what it refused and why, in its words.
+
+    The notice has no schema to route it by; it is kept on hub.quarantine and audited here,
+    so the sender's log says why its transfer was refused.
+    """
+    try:
+        body = json.loads(plaintext)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return f"peer {peer} sent a refusal notice this hub cannot read"
+    return (
+        f"{refused_by(peer, str(body.get('rejected_event_id')))} "
+        f"({body.get('reason')}): {body.get('detail')}"
+    )

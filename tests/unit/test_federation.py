@@ -6,14 +6,18 @@ federation link`` carries it), to the South router as a record on ``hub.in.nwcsp
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from hub.agents.routing import ACK_TYPE, Router
 from hub.audit.pseudonym import Pseudonymiser
+from hub.audit.store import open_store
+from hub.cli.main import app
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import KeyStoreError
@@ -26,7 +30,7 @@ from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason
 from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
-from hub.settings import default_protocol_path
+from hub.settings import HubSettings, default_protocol_path
 from tests.factories import MARAC_RAISED, MARAC_WITHDRAWN, marac_flag, marac_withdrawn
 from tests.unit.test_router import FIXED, never_seen
 
@@ -372,10 +376,13 @@ def test_a_peer_hubs_notice_refused_here_is_not_answered(
         "headers": notice.headers,
     }
     north = _router(NORTH, stores["north"]).route(**inbound, seen=never_seen)
-    # the North cannot route a notice (no schema): it keeps and audits it, and sends nothing
-    # back, or two linked hubs would trade refusals for ever
-    assert north.quarantined is QuarantineReason.UNKNOWN_TYPE
-    assert [r.decision for r in north.audit] == [AuditDecision.REJECTED]
+    # the North keeps and audits the South's refusal, its reason in the South's words, and
+    # sends nothing back, or two linked hubs would trade refusals for ever
+    assert north.quarantined is QuarantineReason.POLICY_REJECTED
+    [record] = north.audit
+    assert record.decision is AuditDecision.REJECTED
+    assert "peer swcsp-hub refused event t-13 (policy_rejected)" in record.reason
+    assert "fields notes" in record.reason
     assert [m.topic for m in north.messages] == ["hub.quarantine"]
 
 
@@ -469,3 +476,43 @@ def test_the_coordinators_acknowledgement_sends_an_acknowledged_receipt(
     [delivered] = [r for r in north.audit if r.decision is AuditDecision.DELIVERED]
     assert delivered.recipient == "marac.north-worcs"
     assert delivered.event_id == receipt_id("t-15", "acknowledged")
+
+
+def test_status_shows_each_transfer_sent_received_or_refused(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    north = _router(NORTH, stores["north"])
+    south = _router(SOUTH, stores["south"])
+    narrow = tmp_path / "south-narrow.yaml"
+    text = SOUTH_PATH.read_text(encoding="utf-8")
+    narrow.write_text(text.replace("contact, markers, notes]", "contact, markers]"), "utf-8")
+    records = []
+    for n, (event_id, receiver) in enumerate(
+        [("t-20", None), ("t-21", south), ("t-22", _router(load_protocol(narrow), stores["south"]))]
+    ):
+        data = marac_flag(f"MARAC-T2{n}", district="worcester")
+        sent = north.route(
+            **_published(stores["north"], "marac.north-worcs", data, event_id), seen=never_seen
+        )
+        records += sent.audit
+        if receiver is None:
+            continue  # never carried: sent
+        [message] = [m for m in sent.messages if m.topic == "hub.out.swcsp-hub"]
+        back = receiver.route(**_as_inbound(message, offset=20 + n), seen=never_seen)
+        [answer] = [m for m in back.messages if m.topic == "hub.out.nwcsp-hub"]
+        got = north.route(
+            origin=Origin(topic="hub.in.swcsp-hub", partition=0, offset=20 + n),
+            key=answer.key,
+            value=answer.value,
+            headers=answer.headers,
+            seen=never_seen,
+        )
+        records += got.audit
+    settings = HubSettings(data_dir=tmp_path / "data")
+    with contextlib.closing(open_store(settings)) as store:
+        store.append(records)
+    env = {"HUB_DATA_DIR": str(settings.data_dir), "HUB_PROTOCOL": str(default_protocol_path())}
+    result = CliRunner().invoke(app, ["federation", "status", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    states = {row["event_id"]: row["state"] for row in map(json.loads, result.stdout.splitlines())}
+    assert states == {"t-20": "sent", "t-21": "received", "t-22": "refused"}
