@@ -1,7 +1,7 @@
 """Seal and open cost of the envelope, per event and per recipient, with and without key reuse.
 
-Issue 3 asks for it; DESIGN.md section 4 says why: an HPKE seal costs tens of microseconds,
-so the hub reuses a per-recipient *epoch* data key (``hub.envelope.crypto.DataKeyCache``)
+Issue 3 asks for it, and the design says why: an HPKE seal costs tens of microseconds, so
+the hub reuses a per-recipient *epoch* data key (``hub.envelope.crypto.DataKeyCache``)
 and pays one HPKE encapsulation per epoch, not per message. This benchmark measures that
 choice on the hub's real code path, for both suites:
 

@@ -1,7 +1,7 @@
 """Passthrough throughput on the embedded broker: the floor the hub is compared against.
 
-DESIGN.md section 7 reports the hub's throughput as a ratio to a bare faust passthrough
-agent and to raw aiokafka on the same broker in the same run. This benchmark measures those
+The hub's throughput is reported as a ratio to a bare faust passthrough agent and to raw
+aiokafka on the same broker in the same run (docs/benchmarks.md). This benchmark measures those
 baselines (the hub's own end-to-end run is a later benchmark that reads this record):
 
 - **raw aiokafka**: one consumer (partitions assigned, no group) and one producer in one
