@@ -181,6 +181,13 @@ async def run_link(
                 continue
             await _forward(records, producer, target=target, peer=peer, log=forwarded, stats=stats)
             await consumer.commit()
+    except KafkaError as exc:
+        # offsets move only past what the peer's broker acknowledged: a restart resumes
+        raise BrokerError(
+            f"federation link to {peer}: expected both brokers to answer, got "
+            f"{type(exc).__name__}: {exc}; restart the link: it resumes after the last "
+            "batch the peer's broker acknowledged"
+        ) from exc
     finally:
         await consumer.stop()
         await producer.stop()

@@ -516,3 +516,36 @@ def test_status_shows_each_transfer_sent_received_or_refused(
     assert result.exit_code == 0, result.output
     states = {row["event_id"]: row["state"] for row in map(json.loads, result.stdout.splitlines())}
     assert states == {"t-20": "sent", "t-21": "received", "t-22": "refused"}
+
+
+def test_keys_import_pins_a_peer_export_and_refuses_a_non_peer(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    export = tmp_path / "south-keys.json"
+    export.write_text(_export(stores["south"]), encoding="utf-8")
+    env = {"HUB_DATA_DIR": str(tmp_path / "data"), "HUB_PROTOCOL": str(default_protocol_path())}
+    runner = CliRunner()
+    refused = runner.invoke(
+        app, ["keys", "import", str(export), "--peer", "marac.north-worcs"], env=env
+    )
+    assert refused.exit_code == 1
+    assert "expected a party of kind peer-hub" in refused.stderr
+    assert "Traceback" not in refused.output
+    pinned = runner.invoke(app, ["keys", "import", str(export), "--peer", "swcsp-hub"], env=env)
+    assert pinned.exit_code == 0, pinned.output
+    kid = stores["south"].active("hub").signing_key_id
+    assert kid in pinned.stdout
+    keys = FileKeyStore(HubSettings(data_dir=tmp_path / "data").keys_dir)
+    assert keys.active("swcsp-hub").signing_key_id == kid
+
+
+def test_link_refuses_a_party_that_is_not_a_peer(tmp_path: Path) -> None:
+    env = {"HUB_DATA_DIR": str(tmp_path / "data"), "HUB_PROTOCOL": str(default_protocol_path())}
+    result = CliRunner().invoke(
+        app,
+        ["federation", "link", "--peer", "west-mercia-police", "--peer-bootstrap", "h:1"],
+        env=env,
+    )
+    assert result.exit_code == 1
+    assert "expected a party of kind peer-hub" in result.stderr
+    assert "Traceback" not in result.output
