@@ -10,7 +10,7 @@ JOBS    ?= auto
 XDIST   := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock shell demo up test test-unit test-integration lint format bench clean deploy-manifests browser-deps
+.PHONY: help venv lock shell demo demo-federation up test test-unit test-integration lint format bench clean deploy-manifests browser-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ shell: $(STAMP) ## a shell with .venv active, so `hub ...` runs as the README sh
 
 demo: $(STAMP) ## embedded broker + hub + a North Worcestershire scenario, live summary
 	$(BIN)/hub demo
+
+demo-federation: $(STAMP) ## two linked hubs (North and South Worcs): a victim moves, the case is transferred
+	$(BIN)/hub federation demo
 
 up: $(STAMP) ## run the hub until Ctrl-C (embedded broker unless HUB_KAFKA_BOOTSTRAP)
 	$(BIN)/hub up

@@ -165,3 +165,23 @@ def status_command(
             f"{len(rows)} transfers, {received} received by the peer, {acked} acknowledged by "
             "its coordinator"
         )
+
+
+@app.command("demo")
+@handle_errors
+def demo_command() -> None:
+    """Two linked hubs on two embedded brokers: a victim moves from Redditch to Worcester.
+
+    North and South Worcestershire hubs under their own protocols, keys and audit logs,
+    linked both ways; the North's flag update is transferred, the South's coordinator
+    acknowledges it, and both sides' audit counts are printed. Data in HUB_DATA_DIR/federation-demo.
+    """
+    from hub.federation.demo import run_federation_demo  # starts brokers: only when asked
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    result = run_federation_demo(settings.data_dir / "federation-demo", report=typer.echo)
+    typer.echo(f"transfer {result.transfer_event_id}: received and acknowledged by the South")
+    for side, counts in (("north", result.north), ("south", result.south)):
+        shown = "  ".join(f"{name} {n}" for name, n in counts.items() if n)
+        typer.echo(f"{side} audit log: {shown}")
