@@ -34,6 +34,7 @@ DEPARTMENT_FIELDS = {
     "markers",
     "risk_level",
     "address",
+    "marac_date",  # the flag-only definition promises it (issue 17)
     "review_date",
     "contact",
 }
