@@ -23,6 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -180,6 +181,20 @@ def start_hub(broker_bootstrap: str, data_dir: Path, **overrides: Any) -> Runnin
     supervisor = Supervisor(settings)
     supervisor.start()
     return RunningHub(supervisor)
+
+
+@contextmanager
+def hub_on_own_broker(data_dir: Path, **overrides: Any) -> Iterator[RunningHub]:
+    """A hub on a broker of its own, stopped with it: for a test that kills a worker or the
+    broker, or whose settings differ from the shared hub's (two hubs on one broker would share
+    topics and consumer groups).
+    """
+    with EmbeddedBroker() as broker:
+        running = start_hub(broker.bootstrap, data_dir, **overrides)
+        try:
+            yield running
+        finally:
+            running.supervisor.stop()
 
 
 @pytest.fixture(scope="session")

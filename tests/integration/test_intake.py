@@ -19,11 +19,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from hub.agents.sink import decode_audit_message
-from hub.broker import EmbeddedBroker, topics
+from hub.broker import topics
 from hub.client import HubClient
 from hub.models import AuditDecision
 from tests import factories as hub_events
-from tests.conftest import RunningHub, start_hub, wait_for
+from tests.conftest import RunningHub, hub_on_own_broker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,8 @@ SOCJAG = "uk.csp.socjag.intel.v1"
 @pytest.fixture
 def idle_hub(tmp_path: Path) -> Iterator[RunningHub]:
     """A hub on its own broker: its worker is killed, which must not disturb other tests."""
-    with EmbeddedBroker() as broker:
-        running = start_hub(broker.bootstrap, tmp_path / "data")
-        try:
-            yield running
-        finally:
-            running.supervisor.stop()
+    with hub_on_own_broker(tmp_path / "data") as running:
+        yield running
 
 
 def _audit_messages(bootstrap: str, event_ids: set[str]) -> Counter[str]:

@@ -38,7 +38,7 @@ from hub.broker import EmbeddedBroker
 from hub.broker.topics import all_topics, ensure_topics
 from hub.client import HubClient
 from hub.models import AuditDecision, Delivery
-from tests.conftest import RunningHub, start_hub, unique, wait_for
+from tests.conftest import RunningHub, hub_on_own_broker, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
 
 pytestmark = pytest.mark.integration
@@ -49,12 +49,8 @@ EVENTS = 160
 @pytest.fixture
 def crash_hub(tmp_path: Path) -> Iterator[RunningHub]:
     """A hub on its own broker: killing its worker must not disturb other tests."""
-    with EmbeddedBroker() as broker:
-        running = start_hub(broker.bootstrap, tmp_path / "data")
-        try:
-            yield running
-        finally:
-            running.supervisor.stop()
+    with hub_on_own_broker(tmp_path / "data") as running:
+        yield running
 
 
 def test_kill_worker_mid_stream_loses_nothing(crash_hub: RunningHub) -> None:

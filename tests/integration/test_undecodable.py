@@ -20,11 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.producer import message_accumulator, producer
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-from hub.broker import EmbeddedBroker
 from hub.client import HubClient
 from hub.envelope import wire
 from hub.models import AuditDecision, Delivery, EventAttributes
-from tests.conftest import RunningHub, start_hub, unique, wait_for
+from tests.conftest import RunningHub, hub_on_own_broker, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
 
 pytestmark = pytest.mark.integration
@@ -50,12 +49,8 @@ class RawName(str):
 @pytest.fixture
 def own_hub(tmp_path: Path) -> Iterator[RunningHub]:
     """A hub on its own broker: before the guard, its worker died (others must not)."""
-    with EmbeddedBroker() as broker:
-        running = start_hub(broker.bootstrap, tmp_path / "data")
-        try:
-            yield running
-        finally:
-            running.supervisor.stop()
+    with hub_on_own_broker(tmp_path / "data") as running:
+        yield running
 
 
 def produce_raw_header_name(
