@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -17,7 +17,18 @@ from hub.settings import HubSettings
 if TYPE_CHECKING:
     from hub.policies.model import Party, Protocol
 
-__all__ = ["echo_json", "fail", "handle_errors", "load_settings", "require_party"]
+__all__ = [
+    "DryRun",
+    "echo_json",
+    "echo_sweep",
+    "fail",
+    "handle_errors",
+    "load_settings",
+    "require_party",
+]
+
+#: ``--dry-run`` of the workflow sweeps (``hub marac sweep``, ``pubwatch sweep``, ``policy sweep``)
+DryRun = Annotated[bool, typer.Option("--dry-run", help="say what is due without publishing")]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,6 +73,28 @@ def echo_json(obj: Any) -> None:
     """One JSON object per line on stdout (dates as ISO strings)."""
     sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def echo_sweep(
+    result: Mapping[str, Any],
+    *,
+    as_json: bool,
+    line: Callable[[Mapping[str, Any]], str],
+    notes: Iterable[str] = (),
+) -> None:
+    """What a workflow sweep did: its result as JSON, or a ``line`` per planned item.
+
+    ``notes`` follow the planned lines; "nothing due" ends the text when nothing was planned.
+    """
+    if as_json:
+        echo_json(result)
+        return
+    for item in result["planned"]:
+        typer.echo(line(item))
+    for note in notes:
+        typer.echo(note)
+    if not result["planned"]:
+        typer.echo("nothing due")
 
 
 def require_party(protocol: Protocol, party: str, *, option: str) -> Party:

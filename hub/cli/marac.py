@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.cli.common import DryRun, echo_json, echo_sweep, handle_errors, load_settings
 from hub.workflows.context import workflow_context
 from hub.workflows.marac import FlagReport, flag_status
 from hub.workflows.register import FlagRegister
@@ -91,21 +91,15 @@ def status_command(
 
 @app.command("sweep")
 @handle_errors
-def sweep_command(
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="say what is due without publishing")
-    ] = False,
-    as_json: _JSON = False,
-) -> None:
+def sweep_command(dry_run: DryRun = False, as_json: _JSON = False) -> None:
     """Prompt due reviews, expire lapsed flags, escalate overdue acknowledgements, now."""
     result = sweep_once(load_settings(), dry_run=dry_run)
-    if as_json:
-        echo_json(result)
-        return
-    for item in result["planned"]:
-        verb = "would publish" if dry_run else "published"
-        typer.echo(f"{verb} {item['kind']:16} case {item['case_ref']}  ({item['event_type']})")
-    for case in result["held"]:
-        typer.echo(f"kept by a legal hold: case {case} (not expired)")
-    if not result["planned"]:
-        typer.echo("nothing due")
+    verb = "would publish" if dry_run else "published"
+    echo_sweep(
+        result,
+        as_json=as_json,
+        line=lambda item: (
+            f"{verb} {item['kind']:16} case {item['case_ref']}  ({item['event_type']})"
+        ),
+        notes=[f"kept by a legal hold: case {case} (not expired)" for case in result["held"]],
+    )

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.cli.common import DryRun, echo_json, echo_sweep, handle_errors, load_settings
 from hub.clock import clock_for
 from hub.errors import EventError, EventValidationError
 from hub.policies.check import check_protocol
@@ -179,26 +179,18 @@ def agreements_command(as_json: _JSON = False) -> None:
 
 @app.command("sweep")
 @handle_errors
-def sweep_command(
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="say what is due without publishing")
-    ] = False,
-    as_json: _JSON = False,
-) -> None:
+def sweep_command(dry_run: DryRun = False, as_json: _JSON = False) -> None:
     """Alert the IG role to agreements due for review or suspended, now.
 
     The running hub does the same every ``HUB_WORKFLOW_INTERVAL`` seconds; each alert is sent
     once (30 and 7 days before the review date, and on the day of suspension).
     """
-    result = sweep_agreements(load_settings(), dry_run=dry_run)
-    if as_json:
-        echo_json(result)
-        return
     verb = "would alert" if dry_run else "alerted"
-    for item in result["planned"]:
-        typer.echo(f"{verb}: agreement {item['agreement_id']} ({item['stage']})")
-    if not result["planned"]:
-        typer.echo("nothing due")
+    echo_sweep(
+        sweep_agreements(load_settings(), dry_run=dry_run),
+        as_json=as_json,
+        line=lambda item: f"{verb}: agreement {item['agreement_id']} ({item['stage']})",
+    )
 
 
 def _count(n: int, noun: str) -> str:

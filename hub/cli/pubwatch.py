@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from hub.cli.common import echo_json, handle_errors, load_settings
+from hub.cli.common import DryRun, echo_json, echo_sweep, handle_errors, load_settings
 from hub.workflows.pubwatch import BanReport, open_status, sweep_bans
 
 __all__ = ["app"]
@@ -61,19 +61,11 @@ def status_command(
 
 @app.command("sweep")
 @handle_errors
-def sweep_command(
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="say what is due without publishing")
-    ] = False,
-    as_json: _JSON = False,
-) -> None:
+def sweep_command(dry_run: DryRun = False, as_json: _JSON = False) -> None:
     """Publish the expiry of every ban that has ended, now."""
-    result = sweep_bans(load_settings(), dry_run=dry_run)
-    if as_json:
-        echo_json(result)
-        return
     verb = "would publish" if dry_run else "published"
-    for item in result["planned"]:
-        typer.echo(f"{verb} expiry of ban {item['ban_ref']}")
-    if not result["planned"]:
-        typer.echo("nothing due")
+    echo_sweep(
+        sweep_bans(load_settings(), dry_run=dry_run),
+        as_json=as_json,
+        line=lambda item: f"{verb} expiry of ban {item['ban_ref']}",
+    )
