@@ -8,7 +8,12 @@ fixes who may touch which topic:
   starting ``hub-consumer.<party>:``);
 - only the hub principal reads ``hub.in.*`` and writes ``hub.out.*``, ``hub.audit`` and
   ``hub.quarantine``; it also writes ``hub.in.hub`` (its own workflow events) and owns its
-  faust internals (topics and groups prefixed ``hub-router``).
+  faust internals (topics and groups prefixed ``hub-router``);
+- a peer hub (``peer-hub``, issue 20) is no reader here. This hub's own ``hub federation
+  link`` reads ``hub.out.<peer>`` with the hub's credentials (group
+  ``hub-federation-<peer>``) and writes to the peer's *own* cluster; the peer's link, with
+  the account this cluster gives it, only writes ``hub.in.<peer>``: it never reads a topic
+  or joins a group here.
 
 Nothing here is a wildcard: each protocol topic is a literal resource, so adding a party means
 regenerating (``make deploy-manifests``), and a party's rights can never cover another's.
@@ -27,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hub.broker import topics
 from hub.errors import ProtocolError
+from hub.federation.link import link_group
 from hub.policies.model import HUB, Protocol
 
 __all__ = [
@@ -186,8 +192,11 @@ def derive_acls(protocol: Protocol, *, ingress_for: Sequence[str] = ()) -> list[
             f"--ingress-for: expected parties of the protocol, got {', '.join(unknown)}"
         )
     entries: list[AclEntry] = []
+    peers = [p for p in parties if protocol.is_peer(p)]
     for party in parties:
         entries += _grant(party, topic, topics.inbound(party), write)
+        if party in peers:
+            continue  # its link writes here; this hub's link reads hub.out.<peer> (below)
         entries += _grant(party, topic, topics.outbound(party), read)
         entries += _grant(party, group, consumer_group(party), read)
         entries += _grant(
@@ -203,6 +212,10 @@ def derive_acls(protocol: Protocol, *, ingress_for: Sequence[str] = ()) -> list[
     entries += _grant(hub, topic, topics.HUB_INBOUND, read, write)
     for party in parties:
         entries += _grant(hub, topic, topics.outbound(party), write)
+    for peer in peers:
+        # hub federation link (hub.federation.link): reads what the router sealed to the peer
+        entries += _grant(hub, topic, topics.outbound(peer), read)
+        entries += _grant(hub, group, link_group(peer), read)
     entries += _grant(hub, topic, topics.AUDIT, read, write)
     entries += _grant(hub, topic, topics.QUARANTINE, write)
     # faust creates its one internal topic itself (the hub has no tables, so no changelog or

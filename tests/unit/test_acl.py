@@ -31,6 +31,7 @@ from hub.deploy.acl import (
 )
 from hub.deploy.render import kafka_acls_script, strimzi_users
 from hub.errors import ProtocolError
+from hub.federation.link import link_group
 from hub.keys.file_store import FileKeyStore
 from hub.policies.loader import load_protocol
 from hub.policies.model import Party, Protocol
@@ -50,7 +51,9 @@ def _can(entries: list[AclEntry], who: str, op: Operation, rtype: ResourceType, 
     return allows(entries, principal=who, operation=op, resource_type=rtype, name=name)
 
 
-def _assert_least_privilege(party_ids: list[str], entries: list[AclEntry]) -> None:
+def _assert_least_privilege(
+    party_ids: list[str], entries: list[AclEntry], *, peers: tuple[str, ...] = ()
+) -> None:
     """The protocol's rules about topics, stated as Kafka would answer each request."""
     everyone = [*party_ids, HUB_PRINCIPAL]
     all_names = [*HUB_TOPICS, *(topics.inbound(p) for p in party_ids)]
@@ -59,6 +62,13 @@ def _assert_least_privilege(party_ids: list[str], entries: list[AclEntry]) -> No
         writable = {n for n in all_names if _can(entries, party, W, T, n)}
         readable = {n for n in all_names if _can(entries, party, R, T, n)}
         assert writable == {topics.inbound(party)}
+        if party in peers:
+            # a peer's link only writes here: this hub's own link reads hub.out.<peer>
+            assert readable == set()
+            assert not any(e.resource_type is G for e in entries if e.principal == party)
+            assert _can(entries, HUB_PRINCIPAL, R, T, topics.outbound(party))
+            assert _can(entries, HUB_PRINCIPAL, R, G, link_group(party))
+            continue
         assert readable == {topics.outbound(party)}
         assert not any(_can(entries, party, W, T, n) for n in ("hub-router-x", "hub.in.hub"))
         # its own groups, never another party's and never the hub's
@@ -79,6 +89,8 @@ def _assert_least_privilege(party_ids: list[str], entries: list[AclEntry]) -> No
         readers = {who for who in everyone if _can(entries, who, R, T, topics.inbound(party))}
         writers = {who for who in everyone if _can(entries, who, W, T, topics.outbound(party))}
         assert readers == {HUB_PRINCIPAL}
+        if party not in peers:
+            assert not _can(entries, HUB_PRINCIPAL, R, T, topics.outbound(party))
         assert writers == {HUB_PRINCIPAL}
     for name, ops in [(topics.AUDIT, (R, W)), (topics.QUARANTINE, (W,))]:
         for op in ops:
@@ -98,7 +110,32 @@ def _assert_least_privilege(party_ids: list[str], entries: list[AclEntry]) -> No
 
 
 def test_reference_protocol_is_least_privilege(protocol: Protocol) -> None:
-    _assert_least_privilege(list(protocol.party_ids), derive_acls(protocol))
+    peers = tuple(p.id for p in protocol.peers)
+    assert peers == ("swcsp-hub",)
+    _assert_least_privilege(list(protocol.party_ids), derive_acls(protocol), peers=peers)
+
+
+def test_a_peer_hub_only_writes_its_inbound_topic_and_the_link_reads_with_the_hubs_account(
+    protocol: Protocol,
+) -> None:
+    # two clusters (issue 20): the North's link reads hub.out.swcsp-hub as the North's hub;
+    # the South's link, with the account the North gives it, only writes hub.in.swcsp-hub
+    entries = derive_acls(protocol)
+    peer = [e for e in entries if e.principal == "swcsp-hub"]
+    assert [(e.resource_type, e.resource_name, e.operation) for e in peer] == [
+        (T, topics.inbound("swcsp-hub"), W)
+    ]
+    assert not _can(entries, "swcsp-hub", R, T, topics.outbound("swcsp-hub"))
+    assert not _can(entries, "swcsp-hub", R, G, consumer_group("swcsp-hub"))
+    assert _can(entries, HUB_PRINCIPAL, R, T, topics.outbound("swcsp-hub"))
+    assert _can(entries, HUB_PRINCIPAL, R, G, link_group("swcsp-hub"))
+    assert not _can(entries, HUB_PRINCIPAL, R, G, link_group("other-hub"))
+    south = load_protocol(default_protocol_path().with_name("south-worcestershire.yaml"))
+    south_entries = derive_acls(south)
+    assert [e.resource_name for e in south_entries if e.principal == "nwcsp-hub"] == [
+        topics.inbound("nwcsp-hub")
+    ]
+    assert _can(south_entries, HUB_PRINCIPAL, R, G, link_group("nwcsp-hub"))
 
 
 def test_departments_cannot_reach_their_parents_groups_or_topics(protocol: Protocol) -> None:
