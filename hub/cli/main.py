@@ -23,6 +23,7 @@ from hub.cli import (
 from hub.errors import HubError
 from hub.log import configure_logging
 from hub.private import enter_private
+from hub.processes import default_registry
 
 app = typer.Typer(
     name="hub",
@@ -49,6 +50,8 @@ app.add_typer(ingress.app, name="ingress")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(console.app, name="console")
 app.add_typer(federation.app, name="federation")
+for _group in default_registry().cli():  # each process's commands (hub.processes)
+    app.add_typer(_group.app, name=_group.name)
 runtime.register(app)
 app.command("acl")(acl.acl_command)
 

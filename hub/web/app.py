@@ -19,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from hub.audit.consultations import MIN_REASON
 from hub.errors import HubError
+from hub.processes import default_registry
 from hub.web import pages_audit, pages_ops
 from hub.web.context import Console, NotSignedInError, render, require, sign_in_url
 from hub.web.session import (
@@ -59,6 +60,8 @@ def create_app(console: Console) -> FastAPI:
     app.include_router(_auth_router())
     app.include_router(pages_audit.router)
     app.include_router(pages_ops.router)
+    for page in default_registry().console():  # each process's pages (hub.processes)
+        app.include_router(page.router)
     return app
 
 

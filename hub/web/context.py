@@ -29,6 +29,7 @@ from hub.clock import Clock, clock_for
 from hub.errors import HubError
 from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
+from hub.processes import default_registry
 from hub.settings import HubSettings
 from hub.web.accounts import Accounts, Role
 from hub.web.live_sessions import LiveSessions
@@ -239,6 +240,12 @@ def _nav(user: SignedIn | None) -> list[tuple[str, str]]:
         items += [("/reports/chronology", "Chronology")]
     if user.role in (Role.IG_OFFICER, Role.MARAC_COORDINATOR):
         items += [("/marac", "MARAC board")]
+    for page in default_registry().console():  # each process's pages (hub.processes)
+        items += [
+            (entry.path, entry.label)
+            for entry in page.nav
+            if not entry.roles or user.role.value in entry.roles
+        ]
     items += [("/protocol", "Protocol"), ("/explain", "Explain")]
     return items
 
