@@ -343,3 +343,79 @@ def marac_alert(case_ref: str, kind: str = "ack_overdue") -> dict[str, Any]:
         "due_on": "2026-11-25",
         "detail": "1 department(s) have not acknowledged the flag within P2D",
     }
+
+
+STRATEGIC_SUBMISSION = "uk.csp.strategic.submission.v1"
+STRATEGIC_DATASET = "uk.csp.strategic.dataset.v1"
+STRATEGIC_ALERT = "uk.csp.strategic.alert.v1"
+
+
+def strategic_submission(
+    submitter: str = "west-mercia-police",
+    *,
+    period: str = "2026Q3",
+    category: str = "police_recorded_crime",
+    counts: dict[str, int] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A s17A submission: depersonalised counts by outward code or ward for one quarter."""
+    counts = {"B97": 12, "B98": 7, "E05007870": 3} if counts is None else counts
+    base = {
+        "submission_id": f"{submitter[:20]}-{period}-{category[:30]}".replace("_", "-"),
+        "submitter": submitter,
+        "period": period,
+        "category": category,
+        "counts": [{"area": area, "count": n} for area, n in counts.items()],
+    }
+    return _merge(base, overrides)
+
+
+def strategic_dataset(period: str = "2026Q3", **overrides: Any) -> dict[str, Any]:
+    """The hub's release of one period's dataset to the analysts (one suppressed cell)."""
+    base = {
+        "release_id": f"S17A-{period}-0123456789ab",
+        "period": period,
+        "threshold": 5,
+        "sha256": "0" * 64,
+        "built_at": "2027-01-05T09:00:00Z",
+        "submitters": ["west-mercia-police"],
+        "missing": ["hwfrs"],
+        "cells": [
+            {
+                "district": "redditch",
+                "level": "outward_code",
+                "area": "B97",
+                "category": "police_recorded_crime",
+                "count": 12,
+            },
+            {
+                "district": "redditch",
+                "level": "outward_code",
+                "area": "B98",
+                "category": "police_recorded_crime",
+                "count": None,
+            },
+            {
+                "district": "redditch",
+                "level": "outward_code",
+                "area": "TOTAL",
+                "category": "total",
+                "count": 19,
+            },
+        ],
+    }
+    return _merge(base, overrides)
+
+
+def strategic_alert(submitter: str = "hwfrs", **overrides: Any) -> dict[str, Any]:
+    """The hub's alert: ``submitter`` has not submitted 2026Q2 by the end of 2026Q3."""
+    base = {
+        "alert_id": "S17A-late-hwfrs-2026Q2",
+        "kind": "submission_late",
+        "submitter": submitter,
+        "period": "2026Q2",
+        "categories": ["fire_deliberate_fires"],
+        "due_on": "2026-09-30",
+        "detail": "Submit the 2026Q2 counts now: they were due by 2026-09-30.",
+    }
+    return _merge(base, overrides)

@@ -2,7 +2,8 @@
 
 Payloads travel as schemaless Avro: the event type names the schema, so no schema id prefix.
 Schemas may carry ``hub_pattern``, ``hub_min`` and ``hub_max`` properties (Avro allows extra
-attributes) for checks Avro cannot express: reference formats, postcodes, 3x5x2 grades.
+attributes) for checks Avro cannot express: reference formats, postcodes, 3x5x2 grades; a
+``hub_hint`` beside a ``hub_pattern`` says in words what the pattern expects, for the error.
 Decoding rejects trailing bytes, so a payload has exactly one reading.
 """
 
@@ -286,9 +287,11 @@ def _coerce(schema: Any, value: Any, named: dict[str, Any], depth: int = 0, path
             unknown = sorted(set(value) - set(fields))
             if unknown:
                 where = f"field {path}: " if path else ""
+                # a record's hub_hint says why nothing else belongs (s17A: depersonalised)
+                why = f" ({schema['hub_hint']})" if schema.get("hub_hint") else ""
                 raise EventValidationError(
                     f"{where}unexpected field(s) {', '.join(map(repr, unknown))}: "
-                    f"expected only {', '.join(fields)}"
+                    f"expected only {', '.join(fields)}{why}"
                 )
             return {
                 name: _coerce(
@@ -463,11 +466,12 @@ def _compile_props(props: Mapping[str, Any], event_type: str) -> _Node | None:
         return None
     pattern = props["hub_pattern"] if has_pattern else None
     fullmatch = re.compile(pattern).fullmatch if pattern is not None else None
+    expected = _expected(props) if has_pattern else ""
 
     def check(value: Any, where: str) -> None:
         if fullmatch is not None and isinstance(value, str) and not fullmatch(value):
             raise EventValidationError(
-                f"{event_type}: field {where}: expected to match {pattern}, "
+                f"{event_type}: field {where}: expected {expected}, "
                 f"got a value of length {len(value)}"
             )
         if isinstance(value, int) and not isinstance(value, bool):
@@ -477,6 +481,17 @@ def _compile_props(props: Mapping[str, Any], event_type: str) -> _Node | None:
                 )
 
     return check
+
+
+def _expected(props: Mapping[str, Any]) -> str:
+    """What a ``hub_pattern`` asks for: the schema's ``hub_hint`` in words, else the pattern.
+
+    A hint says what to send instead (s17A counts: "the outward code only, e.g. B97"), so a
+    publisher who sent a full postcode reads why it was refused, not a regular expression.
+    The value itself is never echoed: it may be the personal data the pattern keeps out.
+    """
+    hint = props.get("hub_hint")
+    return str(hint) if hint else f"to match {props['hub_pattern']}"
 
 
 def _check_constraints(
@@ -520,7 +535,7 @@ def _check_props(props: Mapping[str, Any], value: Any, event_type: str, where: s
     if "hub_pattern" in props and isinstance(value, str):
         if not re.fullmatch(props["hub_pattern"], value):
             raise EventValidationError(
-                f"{event_type}: field {where}: expected to match {props['hub_pattern']}, "
+                f"{event_type}: field {where}: expected {_expected(props)}, "
                 f"got a value of length {len(value)}"
             )
     if isinstance(value, int) and not isinstance(value, bool):

@@ -44,6 +44,9 @@ from tests.factories import (
     RETAIL_EXPIRED,
     SOCJAG,
     SOCJAG_SANITISED,
+    STRATEGIC_ALERT,
+    STRATEGIC_DATASET,
+    STRATEGIC_SUBMISSION,
     agreement_alert,
     marac_access,
     marac_alert,
@@ -60,6 +63,9 @@ from tests.factories import (
     retail_exclusion_expired,
     socjag_legacy,
     socjag_sanitised,
+    strategic_alert,
+    strategic_dataset,
+    strategic_submission,
 )
 
 ACK = "uk.csp.delivery.ack.v1"
@@ -91,6 +97,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
     RETAIL_EXCLUSION: retail_exclusion("BCRP-REDDITCH-0007"),
     RETAIL_EXPIRED: retail_exclusion_expired("BCRP-REDDITCH-0007"),
     AGREEMENT_ALERT: agreement_alert("NW-CSP-ISA-MARAC-2025"),
+    STRATEGIC_SUBMISSION: strategic_submission(),
+    STRATEGIC_DATASET: strategic_dataset(),
+    STRATEGIC_ALERT: strategic_alert(),
     "uk.csp.marac.transfer.receipt.v1": {
         "case_ref": "MARAC-2026-000101",
         "transfer_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
@@ -116,6 +125,13 @@ PATTERN_EXAMPLES: dict[str, list[str]] = {
     r"^[a-z0-9-]+$": ["redditch", "wyre-forest", "scheme-2"],
     r"^(OFFICIAL|OFFICIAL-SENSITIVE)$": ["OFFICIAL", "OFFICIAL-SENSITIVE"],
     r"^(3x5x2|5x5x5)$": ["3x5x2", "5x5x5"],
+    r"^[0-9]{4}Q[1-4]$": ["2026Q3", "2027Q1"],
+    r"^(?:[A-Z]{1,2}[0-9][A-Z0-9]?|[EW]05[0-9]{6})$": ["B97", "DY10", "E05007870", "W1A"],
+    r"^(?:[A-Z]{1,2}[0-9][A-Z0-9]?|[EW]05[0-9]{6}|TOTAL)$": ["B97", "E05007870", "TOTAL"],
+    r"^[a-z0-9]+(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)*$": ["hwfrs", "wmp.crime-data"],
+    r"^[0-9a-f]{64}$": ["0" * 64, "ab" * 32],
+    r"^[a-z0-9_-]+$": ["redditch", "wyre_forest"],
+    r"^[a-z_]+$": ["council_asb", "total"],
 }
 
 
