@@ -22,6 +22,9 @@ __all__ = [
     "HUB",
     "PEER_KIND",
     "Agreement",
+    "AsbPolicy",
+    "AsbThreshold",
+    "AsbTimescales",
     "Condition",
     "Correction",
     "CryptoPolicy",
@@ -361,6 +364,60 @@ class PubwatchPolicy(_Strict):
     )
 
 
+class AsbThreshold(_Strict):
+    """The partnership's local ASB Case Review threshold (ASB, Crime and Policing Act 2014 s104).
+
+    Met when at least ``complaints`` complaints made in the ``window`` before the application
+    were each reported within ``reported_within`` of the incident, or (if set) when
+    ``distinct_complainants`` different complainants complained about the same problem in the
+    ``window``. Complaints are the relevant bodies' answers (``uk.csp.asb.review.complaints``).
+    """
+
+    complaints: int = Field(default=3, ge=1, description="qualifying complaints needed")
+    window: Duration = Field(default="P6M", description="ISO 8601: look-back from the application")
+    reported_within: Duration = Field(
+        default="P1M", description="ISO 8601: a complaint qualifies if reported this soon"
+    )
+    distinct_complainants: int | None = Field(
+        default=5, ge=1, description="different complainants about the same problem (or null)"
+    )
+
+
+class AsbTimescales(_Strict):
+    """The protocol's published timescales, in working days (England and Wales bank holidays).
+
+    ``acknowledge``, ``answers``, ``decision`` and ``meeting`` count from the day the
+    application was received; ``action_acknowledge`` from the outcome; ``appeal_review`` from
+    the day the appeal was lodged.
+    """
+
+    acknowledge: int = Field(default=10, ge=1, description="acknowledge the applicant")
+    answers: int = Field(default=10, ge=1, description="each relevant body answers")
+    decision: int = Field(default=15, ge=1, description="the threshold decision")
+    meeting: int = Field(default=20, ge=1, description="the case review meeting, its outcome")
+    action_acknowledge: int = Field(default=5, ge=1, description="a body acknowledges an action")
+    appeal_review: int = Field(default=20, ge=1, description="the appeal's review")
+
+
+class AsbPolicy(_Strict):
+    """How the partnership runs ASB Case Reviews (ASB, Crime and Policing Act 2014 s104).
+
+    The Community Trigger (s104 and Sch 4): who coordinates, which parties are relevant bodies,
+    the local threshold and the timescales. Disclosures rest on the rules; this is the workflow.
+    """
+
+    coordinator: PartyId
+    body_role: str = Field(
+        default="asb-relevant-body",
+        description="parties that answer with their complaints and act on recommendations",
+    )
+    threshold: AsbThreshold = AsbThreshold()
+    working_days: AsbTimescales = AsbTimescales()
+    appeal_to: str = Field(
+        default="the Police and Crime Commissioner", description="who hears appeals"
+    )
+
+
 class Agreement(_Strict):
     """An information sharing agreement that rules rely on, with its review date.
 
@@ -472,6 +529,7 @@ class Protocol(_Strict):
     pubwatch: PubwatchPolicy | None = None
     socjag: SocjagPolicy | None = None
     governance: GovernancePolicy | None = None
+    asb: AsbPolicy | None = None
     content_hash: str = ""
 
     def corrections_for(self, event_type: str) -> tuple[Correction, ...]:
