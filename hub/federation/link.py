@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,7 @@ async def run_link(
     peer_security: KafkaSecurity | None = None,
     stop: asyncio.Event | None = None,
     stats: LinkStats | None = None,
+    between_halves: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> LinkStats:
     """Carry ``hub.out.<peer>`` here to ``hub.in.<hub_id>`` on the peer's broker until ``stop``.
 
@@ -136,6 +137,10 @@ async def run_link(
         peer_security: the peer broker's Kafka client security.
         stop: set to stop after the batch in hand.
         stats: counters to update (a new one if None).
+        between_halves: for fault tests: each batch of two or more records is sent in two
+            halves, and this is awaited with (records sent, batch size) once the peer's
+            broker acknowledged the first half, before anything is remembered or committed
+            (a test kills the link there: the cut always falls inside a batch).
 
     Raises:
         BrokerError: either broker could not be reached.
@@ -179,7 +184,15 @@ async def run_link(
             records = [r for part in batch.values() for r in part]
             if not records:
                 continue
-            await _forward(records, producer, target=target, peer=peer, log=forwarded, stats=stats)
+            await _forward(
+                records,
+                producer,
+                target=target,
+                peer=peer,
+                log=forwarded,
+                stats=stats,
+                between_halves=between_halves,
+            )
             await consumer.commit()
     except KafkaError as exc:
         # offsets move only past what the peer's broker acknowledged: a restart resumes
@@ -203,6 +216,7 @@ async def _forward(
     peer: str,
     log: ForwardedLog,
     stats: LinkStats,
+    between_halves: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> None:
     """Send a batch to the peer's broker, wait for every acknowledgement, remember it."""
     keyed: list[tuple[str, Any]] = []
@@ -228,11 +242,19 @@ async def _forward(
     fresh = [(k, r) for k, r in keyed if k not in done]
     stats.already_forwarded += len(keyed) - len(fresh)
     # one send per record, then wait for them all: the producer batches them per partition
-    futures = [
-        await producer.send(target, key=r.key, value=r.value, headers=list(r.headers or ()))
-        for _, r in fresh
-    ]
-    await asyncio.gather(*futures)
+    halves = (
+        [fresh[: len(fresh) // 2], fresh[len(fresh) // 2 :]]
+        if between_halves is not None and len(fresh) >= 2
+        else [fresh]
+    )
+    for number, part in enumerate(halves):
+        futures = [
+            await producer.send(target, key=r.key, value=r.value, headers=list(r.headers or ()))
+            for _, r in part
+        ]
+        await asyncio.gather(*futures)
+        if between_halves is not None and number == 0 and len(halves) == 2:
+            await between_halves(len(part), len(fresh))
     log.add([(k, r.topic, r.partition, r.offset) for k, r in fresh])
     stats.forwarded += len(fresh)
     if fresh:

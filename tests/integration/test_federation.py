@@ -283,6 +283,14 @@ def _coordinator_deliveries(south: RunningHub, ids: list[str]) -> dict[str, int]
     return counts
 
 
+def _forwarded_count(north: RunningHub) -> int:
+    log = ForwardedLog(north.settings.data_dir / "federation" / "swcsp-hub.sqlite3")
+    try:
+        return log.count()
+    finally:
+        log.close()
+
+
 def _start_link(north: RunningHub, south: RunningHub) -> subprocess.Popen[str]:
     hub = Path(sys.executable).with_name("hub")
     return subprocess.Popen(
@@ -302,10 +310,86 @@ def _start_link(north: RunningHub, south: RunningHub) -> subprocess.Popen[str]:
     )
 
 
+#: a link like `hub federation link`'s, which sends each batch in two halves and, once the
+#: South's broker acknowledged the first, prints `cut SENT TOTAL` and hangs there: nothing of
+#: the batch remembered in the forwarded log, no offset committed
+_CUT_LINK = """
+import asyncio, sys
+from pathlib import Path
+from hub.federation.link import ForwardedLog, run_link
+
+async def hang(sent: int, total: int) -> None:
+    print(f"cut {sent} {total}", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(run_link(peer="swcsp-hub", hub_id="nwcsp-hub", bootstrap=sys.argv[1],
+                     peer_bootstrap=sys.argv[2], forwarded=ForwardedLog(Path(sys.argv[3])),
+                     between_halves=hang))
+"""
+
+
+def _start_cut_link(north: RunningHub, south: RunningHub) -> subprocess.Popen[str]:
+    forwarded = north.settings.data_dir / "federation" / "swcsp-hub.sqlite3"
+    return subprocess.Popen(
+        [sys.executable, "-c", _CUT_LINK, north.bootstrap, south.bootstrap, str(forwarded)],
+        env={**os.environ, **north.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _inbound_at_south(south: RunningHub) -> int:
+    """How many records the South's broker holds on hub.in.nwcsp-hub (the link's target)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.broker.offsets import end_offsets
+
+    async def count() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=south.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic("hub.in.nwcsp-hub") or set()
+            if not parts:
+                await consumer.force_metadata_update()
+                parts = consumer.partitions_for_topic("hub.in.nwcsp-hub") or set()
+            tps = [TopicPartition("hub.in.nwcsp-hub", p) for p in parts]
+            consumer.assign(tps)
+            starts = await consumer.beginning_offsets(tps)
+            ends = await end_offsets(consumer, tps)
+            return sum(ends[tp] - starts[tp] for tp in tps)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
+
+
+def _read_line(process: subprocess.Popen[str], prefix: str, *, timeout: float, what: str) -> str:
+    """The process's first stdout line starting with ``prefix`` (its log lines skipped),
+    waited for on a thread with a deadline."""
+    found: list[str] = []
+    stdout = process.stdout
+    assert stdout is not None
+
+    def read() -> None:
+        for line in stdout:
+            if line.startswith(prefix):
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+    return found[0]
+
+
 def test_a_link_killed_mid_stream_loses_nothing_and_repeats_nothing(
     hubs: tuple[RunningHub, RunningHub],
 ) -> None:
     north, south = hubs
+    before = _inbound_at_south(south)
     ids = [
         north.publish(
             "marac.north-worcs",
@@ -321,16 +405,19 @@ def test_a_link_killed_mid_stream_loses_nothing_and_repeats_nothing(
 
     # all on hub.out.swcsp-hub before the link runs
     wait_for(lambda: all(sent(e) for e in ids), what="every transfer routed to the peer")
-    first = _start_link(north, south)
+    forwarded_before = _forwarded_count(north)
+    first = _start_cut_link(north, south)
     try:
-        wait_for(
-            lambda: any(_coordinator_deliveries(south, ids).values()),
-            timeout=60,
-            what="the first transfers at the South",
-        )
+        # the cut: half a batch acknowledged by the South's broker, not yet remembered or
+        # committed; the link hangs there until killed
+        line = _read_line(first, "cut ", timeout=60, what="the link to cut a batch in half")
     finally:
-        first.send_signal(signal.SIGKILL)  # mid-stream: no commit, no goodbye
+        first.send_signal(signal.SIGKILL)  # mid-batch: no commit, no goodbye
         first.communicate(timeout=30)
+    _, half, total = line.split()
+    assert 1 <= int(half) < int(total), line
+    assert _forwarded_count(north) - forwarded_before == 0  # the half is not remembered
+    assert _inbound_at_south(south) - before == int(half)
     more = [
         north.publish(
             "marac.north-worcs",
@@ -354,6 +441,8 @@ def test_a_link_killed_mid_stream_loses_nothing_and_repeats_nothing(
     assert "link stopped" in out
     counts = _coordinator_deliveries(south, ids + more)
     assert set(counts.values()) == {1}, counts  # nothing lost, nothing twice
+    # the cut half crossed twice (at least once), and the South routed each copy once
+    assert _inbound_at_south(south) - before == len(ids) + len(more) + int(half)
     refused = [
         r for e in ids + more for r in south.records(e) if r.decision is AuditDecision.REJECTED
     ]
