@@ -43,7 +43,7 @@ class GroupSync:
         self._state = threading.Lock()  # guards the counters and the dirty set
         self._written = 0
         self._synced = 0
-        self._dirty: dict[int, tuple[Callable[[], None], Path]] = {}
+        self._dirty: dict[int, tuple[Callable[[], None], Path | None]] = {}
         self._round: asyncio.Future[None] | None = None
 
     @property
@@ -75,11 +75,12 @@ class GroupSync:
         """Every write up to here is on disk."""
         return self._synced
 
-    def dirty(self, sync: Callable[[], None], where: Path) -> None:
+    def dirty(self, sync: Callable[[], None], where: Path | None) -> None:
         """Record one unsynced write under directory ``where``.
 
         ``sync`` (the writer's bound method) makes its own writes durable where the
-        filesystem cannot be synced whole.
+        filesystem cannot be synced whole. ``where`` None: not a local file (a PostgreSQL
+        store, ``hub.workflows.pg_state``): every round calls ``sync``.
         """
         with self._state:
             self._written += 1
@@ -110,10 +111,13 @@ class GroupSync:
             self._synced = target
 
 
-def _sync_round(writers: list[tuple[Callable[[], None], Path]]) -> None:
+def _sync_round(writers: list[tuple[Callable[[], None], Path | None]]) -> None:
     """One syncfs per filesystem where the OS has it, else every writer's own fsyncs."""
     devices: dict[int, Path] = {}
     for sync, where in writers:
+        if where is None:  # a database server's commit: only its own sync makes it durable
+            sync()
+            continue
         device = os.stat(where).st_dev
         if device in devices:
             continue

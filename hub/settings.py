@@ -77,6 +77,13 @@ class HubSettings(BaseSettings):
     audit_url: str | None = Field(
         default=None, description="audit store URL; unset = SQLite in the data dir"
     )
+    state_url: str | None = Field(
+        default=None,
+        description="where the state router workers share lives (seen event ids, the "
+        "registers, case keys and legal holds): unset = SQLite files in the data dir (one "
+        "host); postgresql://... = that database, shared by workers on many hosts. Never "
+        "taken from audit_url: switching moves no state (see Scaling out)",
+    )
     pseudonym_key: SecretStr | None = Field(
         default=None,
         description="HMAC key for subject pseudonyms; unset = generated in the data dir (0600)",

@@ -131,7 +131,7 @@ class AgreementAlerts(SQLiteState):
         """Record an alert, and the earlier stages it supersedes, as sent."""
         with self._tx() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO agreement_alerts VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO agreement_alerts VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (alert_id, alert.agreement_id, alert.review_date.isoformat(), stage,
                      at.isoformat())

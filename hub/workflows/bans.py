@@ -11,7 +11,8 @@ same reference and with the same lifecycle: the register remembers which scheme 
 belongs to, so the expiry at its end is a retail one, routed to retail holders only.
 
 Same SQLite file as the MARAC flag register (``workflows.sqlite3`` in the data dir), own
-tables. Writes are idempotent and ordered by the hub's clock, like ``FlagRegister``.
+tables; or the same PostgreSQL database with ``HUB_STATE_URL`` (``hub.state``). Writes are
+idempotent and ordered by the hub's clock, like ``FlagRegister``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,23 @@ _DDL = (
 )
 
 
+#: a new ban replaces every column of an earlier one with its reference (SQL shared by SQLite
+#: and PostgreSQL: ``ON CONFLICT ... DO UPDATE``, not SQLite's ``INSERT OR REPLACE``)
+_REPLACE_BAN = ", ".join(
+    f"{column} = excluded.{column}"
+    for column in (
+        "scheme", "publisher", "incident_type", "ban_start", "ban_end", "photo_ref", "status",
+        "updated_at", "last_event_id", "last_event_type",
+    )
+)  # fmt: skip
+
+
+_INSERT_BAN = (
+    "INSERT INTO pubwatch_bans VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?) "  # noqa: S608
+    f"ON CONFLICT (ban_ref) DO UPDATE SET {_REPLACE_BAN}"
+)
+
+
 class Ban(BaseModel):
     """One ban as the workflows see it."""
 
@@ -145,6 +163,7 @@ class BanRegister(SQLiteState):
         """Apply one routed ban event; an older or repeated event never overwrites a newer one."""
         ref = str(data["ban_ref"])
         with self._tx() as conn:
+            self._lock_key(conn, ref)
             row = conn.execute(
                 "SELECT updated_at, last_event_id FROM pubwatch_bans WHERE ban_ref = ?", (ref,)
             ).fetchone()
@@ -154,13 +173,16 @@ class BanRegister(SQLiteState):
             if event_type in _STARTS:
                 if event_type != BAN_TYPE:
                     conn.execute(
-                        "INSERT OR REPLACE INTO exclusion_kinds VALUES (?, ?)", (ref, event_type)
+                        "INSERT INTO exclusion_kinds VALUES (?, ?) ON CONFLICT (ban_ref) "
+                        "DO UPDATE SET start_type = excluded.start_type",
+                        (ref, event_type),
                     )
-                conn.execute("INSERT OR IGNORE INTO ban_starts VALUES (?, ?)", (event_id, ref))
+                conn.execute(
+                    "INSERT INTO ban_starts VALUES (?, ?) ON CONFLICT DO NOTHING", (event_id, ref)
+                )
                 subject = data.get("subject") or {}
                 conn.execute(
-                    "INSERT OR REPLACE INTO pubwatch_bans VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+                    _INSERT_BAN,
                     (
                         ref,
                         str(data["scheme"]),
@@ -193,7 +215,7 @@ class BanRegister(SQLiteState):
         """Record that a notice was published; False when it already was (send each once)."""
         with self._tx() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO pubwatch_notices VALUES (?, ?, ?)",
+                "INSERT INTO pubwatch_notices VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (notice_id, ban_ref, at.isoformat()),
             )
             return cur.rowcount == 1
@@ -212,7 +234,8 @@ class BanRegister(SQLiteState):
         """Every ban (or those with ``status``), by reference."""
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT * FROM pubwatch_bans WHERE ? IS NULL OR status = ? ORDER BY ban_ref",
+                "SELECT * FROM pubwatch_bans WHERE CAST(? AS TEXT) IS NULL OR status = ? "
+                "ORDER BY ban_ref",
                 (status, status),
             ).fetchall()
         return [_ban(r) for r in rows]

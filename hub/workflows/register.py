@@ -6,7 +6,8 @@ workflows need: case reference, subject pseudonym, status, review date and the r
 history. No names, addresses or narrative. Writes are idempotent (an event reprocessed after
 a crash changes nothing) and ordered by the hub's own clock.
 
-SQLite in the data dir (WAL, like the audit store), shared by the hub's workers on one host.
+SQLite in the data dir (WAL, like the audit store), shared by the hub's workers on one host;
+or, with ``HUB_STATE_URL``, PostgreSQL shared by workers on many hosts (``hub.state``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class FlagRegister(SQLiteState):
     ) -> None:
         """Apply one lifecycle event; an older or repeated event never overwrites a newer one."""
         with self._tx() as conn:
+            self._lock_key(conn, case_ref)
             row = conn.execute(
                 "SELECT updated_at, last_event_id FROM marac_flags WHERE case_ref = ?", (case_ref,)
             ).fetchone()
@@ -150,7 +152,7 @@ class FlagRegister(SQLiteState):
         """Remember a referral (idempotent by event id)."""
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO marac_referrals VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO marac_referrals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     referral.event_id,
                     referral.case_ref,
@@ -165,7 +167,7 @@ class FlagRegister(SQLiteState):
         """Record that an alert was sent; False when it already was (send each once)."""
         with self._tx() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO marac_alerts VALUES (?, ?, ?, ?)",
+                "INSERT INTO marac_alerts VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (alert_id, kind, case_ref, at.isoformat()),
             )
             return cur.rowcount == 1
@@ -209,7 +211,8 @@ class FlagRegister(SQLiteState):
         """Every flag (or those with ``status``), by case reference."""
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT * FROM marac_flags WHERE ? IS NULL OR status = ? ORDER BY case_ref",
+                "SELECT * FROM marac_flags WHERE CAST(? AS TEXT) IS NULL OR status = ? "
+                "ORDER BY case_ref",
                 (status, status),
             ).fetchall()
         return [_flag(r) for r in rows]

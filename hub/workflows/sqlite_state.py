@@ -1,7 +1,8 @@
 """The workflow registers' shared SQLite plumbing: one file, WAL, serialised transactions.
 
 The flag and ban registers keep small amounts of workflow state next to each other in
-``workflows.sqlite3``; both need the same connection set-up, the same transaction discipline
+``workflows.sqlite3`` (or, with ``HUB_STATE_URL``, in PostgreSQL: ``hub.workflows.pg_state``);
+both need the same connection set-up, the same transaction discipline
 (``BEGIN IMMEDIATE`` so two workers never interleave a read-modify-write) and the same error
 for a file that cannot be used.
 """
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from hub.durable import GroupSync
 from hub.errors import HubError
@@ -86,6 +87,14 @@ class SQLiteState:
                 raise RegisterError(f"{self.label} {self.path}: {exc}") from exc
         if self._group is not None:
             self._group.dirty(self.sync, self.path.parent)
+
+    def _lock_key(self, conn: Any, key: str) -> None:
+        """Serialise read-modify-writes of one key across processes, inside ``_tx``.
+
+        Nothing to do here: ``BEGIN IMMEDIATE`` already holds the file's write lock. The
+        PostgreSQL twin (``hub.workflows.pg_state``) takes an advisory lock on the key, which
+        also covers a row not written yet.
+        """
 
     def sync(self) -> None:
         """Make every commit so far durable (by any process): one fsync of the write-ahead log.

@@ -1,0 +1,348 @@
+"""The shared state's contract, run against both backends: SQLite files and PostgreSQL.
+
+Why one suite (as ``test_audit_store_contract.py`` for the audit store): the router, the
+sweeps and the CLI see one class per store (``SeenEvents``, ``FlagRegister``, ``BanRegister``,
+``AgreementAlerts``, ``CaseKeys``), opened by ``hub.state`` from ``HUB_STATE_URL``; both
+backends must give the same answers. Two stores opened on one location stand for two
+workers (on one host for SQLite, on any host for PostgreSQL): each has its own connection,
+so what keeps a claim exact is the engine's locking. The PostgreSQL cases run on the
+throwaway server of ``tests/postgres.py`` and skip only when its binaries are absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hub.agents.seen import Claim, SeenEvents
+from hub.durable import GroupSync
+from hub.errors import CaseShreddedError, ConfigError, LegalHoldError
+from hub.keys.cases import CaseKeys
+from hub.models import event_key
+from hub.settings import HubSettings
+from hub.state import (
+    has_state,
+    open_agreement_alerts,
+    open_ban_register,
+    open_case_keys,
+    open_flag_register,
+    open_seen,
+    state_url,
+)
+from hub.workflows.agreements import PlannedAlert
+from hub.workflows.bans import BAN_TYPE, EXPIRED_TYPE, RETAIL_EXCLUSION_TYPE, UPDATED_TYPE
+from hub.workflows.register import Referral
+from tests.unit.conftest import BACKENDS
+
+T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
+A = "hub.in.police.west-mercia/0/17"
+B = "hub.in.police.west-mercia/2/4"
+C = "hub.in.council.redditch/2/4"
+POLICE = "/parties/police.west-mercia"
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> HubSettings:
+    """Settings selecting one backend: SQLite in ``tmp_path``, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return HubSettings(data_dir=tmp_path / "data")
+    url: str = request.getfixturevalue("postgres_url")
+    return HubSettings(data_dir=tmp_path / "data", state_url=url)
+
+
+def pseudonym(ref: str) -> str:
+    return f"case_{ref.replace('-', '_')}"
+
+
+@pytest.fixture
+def seen(settings: HubSettings) -> Iterator[SeenEvents]:
+    with open_seen(settings) as store:
+        yield store
+
+
+# -- selection -------------------------------------------------------------------------------
+
+
+def test_the_backend_follows_hub_state_url(settings: HubSettings) -> None:
+    with open_seen(settings) as store:
+        assert (type(store).__name__ == "PostgresSeenEvents") == bool(settings.state_url)
+    assert state_url(settings) == settings.state_url
+    # SQLite: nothing written in the data dir by a PostgreSQL hub; PostgreSQL: always "there"
+    assert has_state(settings) == bool(settings.state_url)
+    assert settings.seen_path.exists() != bool(settings.state_url)
+
+
+def test_a_state_url_of_another_scheme_is_refused(tmp_path: Path) -> None:
+    settings = HubSettings(data_dir=tmp_path, state_url="mysql://u:secret@db/hub")
+    with pytest.raises(ConfigError, match=r"expected postgresql://.*'mysql'") as caught:
+        state_url(settings)
+    assert "secret" not in str(caught.value)
+
+
+# -- seen events -----------------------------------------------------------------------------
+
+
+def test_seen_first_claim_wins_and_a_reprocess_keeps_it(seen: SeenEvents) -> None:
+    assert seen.first("evt-1") is None
+    assert seen.remember("evt-1", origin=A, at=T0) == A
+    assert seen.remember("evt-1", origin=A, at=T0 + dt.timedelta(hours=1)) == A  # reprocess
+    assert seen.remember("evt-1", origin=B, at=T0) == A  # another record: a duplicate
+    assert seen.first(event_key(POLICE, "evt-1")) == A
+    assert seen.first(event_key("/parties/council.redditch", "evt-1")) is None
+    assert seen.first("evt-1") == A
+    assert seen.count() == 1
+
+
+def test_seen_batch_claims_in_order_with_duplicates_inside(seen: SeenEvents) -> None:
+    seen.remember("evt-0", origin=C, at=T0)
+    claims = [
+        Claim("evt-1", A, T0, recipients=("fire", "health")),
+        Claim("evt-2", A, T0),
+        Claim("evt-1", B, T0),  # the same (source, id) again, later in the batch
+        Claim("evt-0", B, T0),  # claimed before this batch, by another party's record
+        Claim("evt-0", C, T0),  # that claim itself, again
+    ]
+    assert seen.remember_many(claims) == [A, A, A, B, C]
+    assert seen.remember_many([]) == []
+    assert seen.count() == 4  # evt-0 from two sources is two events
+    assert seen.delivered("evt-1", "fire") == {("police.west-mercia", None)}
+    assert seen.delivered("evt-1", "police.west-mercia") == set()
+
+
+def test_seen_two_workers_claim_exactly_once(settings: HubSettings) -> None:
+    with open_seen(settings) as first, open_seen(settings) as second:
+        winners: list[str] = []
+        start = threading.Barrier(2)
+
+        def claim(store: SeenEvents, origin: str) -> None:
+            start.wait()
+            holders = store.remember_many(
+                [Claim(f"evt-{i}", origin, T0, source=POLICE) for i in range(200)]
+            )
+            winners.extend(h for h in holders if h == origin)
+
+        threads = [
+            threading.Thread(target=claim, args=(first, A)),
+            threading.Thread(target=claim, args=(second, B)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(winners) == 200  # every id claimed by exactly one of the two
+        assert {first.first(f"evt-{i}") for i in range(200)} <= {A, B}
+        assert [first.first(f"evt-{i}") for i in range(200)] == [
+            second.first(f"evt-{i}") for i in range(200)
+        ]
+
+
+def test_seen_prune_forgets_only_older_ids(seen: SeenEvents) -> None:
+    seen.remember_many([Claim(f"old-{i}", A, T0) for i in range(5)])
+    seen.remember("new", origin=A, at=T0 + dt.timedelta(days=2))
+    assert seen.prune(T0 + dt.timedelta(days=1), chunk=2) == 5
+    assert seen.count() == 1
+    assert seen.first("new") == A
+
+
+def test_seen_group_commit_syncs_through_the_store(settings: HubSettings) -> None:
+    group = GroupSync()
+    with open_seen(settings, group=group) as store:
+        store.remember("evt-1", origin=A, at=T0)
+        assert group.position > group.synced
+        group.sync_to(group.position)  # SQLite: one fsync or syncfs; PostgreSQL: a WAL flush
+        assert group.synced == group.position
+
+
+# -- the MARAC flag register -----------------------------------------------------------------
+
+
+def test_flags_newer_event_wins_and_repeats_change_nothing(settings: HubSettings) -> None:
+    with open_flag_register(settings) as one, open_flag_register(settings) as two:
+        for register, case_ref, event_id in ((one, "M-2", "e1"), (two, "M-1", "e0")):
+            register.record(case_ref=case_ref, subject_ref="S-1", subject_pseudonym="p1",
+                            status="active", review_date=None, at=T0, event_id=event_id,
+                            event_type="raised")  # fmt: skip
+        later = T0 + dt.timedelta(days=3)
+        two.record(case_ref="M-2", subject_ref=None, subject_pseudonym=None, status="withdrawn",
+                   review_date=dt.date(2025, 9, 1), at=later, event_id="e2",
+                   event_type="withdrawn")  # fmt: skip
+        one.record(case_ref="M-2", subject_ref=None, subject_pseudonym=None, status="active",
+                   review_date=None, at=T0 + dt.timedelta(days=1), event_id="e3",
+                   event_type="updated")  # older than e2: ignored  # fmt: skip
+        flag = one.flag("M-2")
+        assert flag is not None
+        assert (flag.status, flag.review_date, flag.subject_ref) == (
+            "withdrawn",
+            dt.date(2025, 9, 1),
+            "S-1",
+        )
+        assert (flag.raised_at, flag.updated_at, flag.last_event_id) == (T0, later, "e2")
+        assert [f.case_ref for f in two.flags()] == ["M-1", "M-2"]
+        assert [f.case_ref for f in two.flags(status="active")] == ["M-1"]
+        assert one.flag("M-9") is None
+
+
+def test_flags_referrals_and_alerts(settings: HubSettings) -> None:
+    with open_flag_register(settings) as register:
+        first = Referral(event_id="e1", case_ref="M-1", subject_pseudonym="p1",
+                         referred_at=T0, reason="raised", repeat_of=None)  # fmt: skip
+        repeat = first.model_copy(
+            update={"event_id": "e2", "referred_at": T0 + dt.timedelta(days=30), "repeat_of": "e1"}
+        )
+        register.add_referral(first)
+        register.add_referral(repeat)
+        register.add_referral(first)  # idempotent
+        assert register.referrals() == [first, repeat]
+        assert register.raises("M-1") == [first, repeat]
+        assert register.last_referral("p1", other_than="e2") == first
+        assert register.last_referral("p1", other_than="e9") == repeat
+        assert register.mark_alert("a1", "review-due", "M-1", T0) is True
+        assert register.mark_alert("a1", "review-due", "M-1", T0) is False
+        assert register.alert_sent("a1")
+        assert not register.alert_sent("a2")
+        assert register.alert_time("a1") == T0
+        assert register.alert_time("a2") is None
+
+
+# -- the ban register ------------------------------------------------------------------------
+
+
+def ban(ref: str, end: str = "2025-09-01", **extra: object) -> dict[str, object]:
+    return {"ban_ref": ref, "scheme": "redditch", "incident_type": "violence",
+            "ban_start": "2025-03-01", "ban_end": end,
+            "subject": {"photo_ref": "ph-1"}, **extra}  # fmt: skip
+
+
+def test_bans_lifecycle(settings: HubSettings) -> None:
+    with open_ban_register(settings) as one, open_ban_register(settings) as two:
+        one.record(BAN_TYPE, ban("B-1"), publisher="pub.a", at=T0, event_id="e1")
+        two.record(RETAIL_EXCLUSION_TYPE, ban("R-1"), publisher="shop.b", at=T0, event_id="e2")
+        two.record(UPDATED_TYPE, ban("B-1", "2025-06-01"), publisher="pub.a",
+                   at=T0 + dt.timedelta(days=1), event_id="e3")  # fmt: skip
+        one.record(UPDATED_TYPE, ban("B-1", "2025-12-01"), publisher="pub.a",
+                   at=T0, event_id="e4")  # older: ignored  # fmt: skip
+        one.record(UPDATED_TYPE, ban("X-1"), publisher="pub.a", at=T0, event_id="e5")  # unknown
+        held = two.ban("B-1")
+        assert held is not None
+        assert (held.ban_end, held.status, held.photo_ref, held.last_event_id) == (
+            dt.date(2025, 6, 1), "active", "ph-1", "e3",
+        )  # fmt: skip
+        assert one.start_type("R-1") == RETAIL_EXCLUSION_TYPE
+        assert one.start_type("B-1") == BAN_TYPE
+        assert one.started_by("e1", "B-1")
+        assert not one.started_by("e3", "B-1")
+        two.record(EXPIRED_TYPE, ban("B-1"), publisher="hub", at=T0 + dt.timedelta(days=2),
+                   event_id="e6")  # fmt: skip
+        expired = one.ban("B-1")
+        assert expired is not None
+        assert (expired.status, expired.photo_ref) == ("expired", None)
+        # a new ban with the reference of an ended one replaces it whole
+        one.record(BAN_TYPE, ban("B-1", "2026-01-01"), publisher="pub.c",
+                   at=T0 + dt.timedelta(days=3), event_id="e7")  # fmt: skip
+        again = two.ban("B-1")
+        assert again is not None
+        assert (again.status, again.publisher, again.photo_ref) == ("active", "pub.c", "ph-1")
+        assert [b.ban_ref for b in one.bans()] == ["B-1", "R-1"]
+        assert [b.ban_ref for b in one.bans(status="expired")] == []
+        assert one.mark_sent("n1", "B-1", T0) is True
+        assert two.mark_sent("n1", "B-1", T0) is False
+        assert two.sent("n1")
+        assert not two.sent("n2")
+        assert one.ban("nope") is None
+
+
+def test_agreement_alerts(settings: HubSettings) -> None:
+    alert = PlannedAlert(
+        event_id="x", agreement_id="ISA-1", review_date=dt.date(2025, 6, 1), stage="due",
+        data={}, settles=(("al-1", "soon"), ("al-2", "due")),
+    )  # fmt: skip
+    with open_agreement_alerts(settings) as register:
+        register.mark_sent(alert, T0)
+        register.mark_sent(alert, T0)
+        assert register.sent("al-1")
+        assert register.sent("al-2")
+        assert not register.sent("al-3")
+        assert register.sent_for("ISA-1", dt.date(2025, 6, 1)) == ["due", "soon"]
+
+
+# -- case keys, shredding, legal holds -------------------------------------------------------
+
+
+@pytest.fixture
+def cases(settings: HubSettings) -> Iterator[Callable[[], CaseKeys]]:
+    opened: list[CaseKeys] = []
+
+    def open_one() -> CaseKeys:
+        keys = open_case_keys(settings, pseudonymise=pseudonym)
+        opened.append(keys)
+        return keys
+
+    yield open_one
+    for keys in opened:
+        keys.close()
+
+
+def test_case_key_is_one_per_case_across_workers(cases: Callable[[], CaseKeys]) -> None:
+    router, other = cases(), cases()
+    key = router.key_for("MARAC-2025-0042")
+    assert len(key) == 32
+    assert other.key_for("MARAC-2025-0042") == key
+    assert other.key_for("MARAC-2025-0043") != key
+    assert router.live_cases() == [pseudonym("MARAC-2025-0042"), pseudonym("MARAC-2025-0043")]
+
+
+def test_shred_destroys_the_key_for_every_worker(
+    cases: Callable[[], CaseKeys], settings: HubSettings
+) -> None:
+    router, cli = cases(), cases()
+    router.key_for("C-0001")
+    assert cli.shred("C-0001") is True
+    assert router.is_shredded("C-0001")
+    with pytest.raises(CaseShreddedError):
+        router.key_for("C-0001")  # never re-created, by any worker
+    assert cli.shred("C-0001") is False
+    assert router.live_cases() == []
+    assert cli.shred("C-0002") is False  # no key yet: the tombstone still stops one
+    with pytest.raises(CaseShreddedError):
+        router.key_for("C-0002")
+    if settings.state_url:  # the row is gone: no query can return the key
+        with psycopg.connect(settings.state_url) as conn:
+            assert conn.execute("SELECT count(*) FROM case_keys").fetchone() == (0,)
+            rows = conn.execute("SELECT name FROM shredded ORDER BY name").fetchall()
+        assert rows == [(pseudonym("C-0001"),), (pseudonym("C-0002"),)]
+
+
+def test_a_legal_hold_stops_a_shred_until_lifted(cases: Callable[[], CaseKeys]) -> None:
+    router, ig = cases(), cases()
+    router.key_for("C-0001")
+    hold = ig.add_hold("C-0001", "DHR", "ig.officer")
+    assert router.holds() == [hold]
+    assert router.hold_on(pseudonym("C-0001")) == hold
+    with pytest.raises(LegalHoldError, match="under legal hold"):
+        router.shred("C-0001")
+    with pytest.raises(LegalHoldError, match="already under hold"):
+        router.add_hold("C-0001", "again", "someone")
+    assert ig.lift_hold("C-0001", "ig.officer") == hold
+    with pytest.raises(LegalHoldError, match="found none"):
+        ig.lift_hold("C-0001", "ig.officer")
+    assert router.shred("C-0001") is True
+    with pytest.raises(CaseShreddedError):
+        ig.add_hold("C-0001", "too late", "ig.officer")
+    assert router.holds() == []
+
+
+def test_case_keys_group_commit(settings: HubSettings) -> None:
+    group = GroupSync()
+    keys = open_case_keys(settings, pseudonymise=pseudonym, group=group)
+    try:
+        keys.key_for("C-0001")
+        assert group.position > group.synced
+        group.sync_to(group.position)
+        assert group.synced == group.position
+    finally:
+        keys.close()
