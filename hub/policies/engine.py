@@ -179,12 +179,14 @@ def _compiled(protocol: Protocol) -> dict[Any, Any]:
     """What ``evaluate`` worked out once for this protocol and may reuse for every event.
 
     Kept on the (frozen, immutable) protocol object itself, as its party index is, so a
-    reloaded protocol starts afresh.
+    reloaded or copied protocol starts afresh.
     """
-    cache: dict[Any, Any] | None = protocol.__dict__.get("_engine_compiled")
-    if cache is None:
-        cache = protocol.__dict__["_engine_compiled"] = {}
-    return cache
+    kept: tuple[int, dict[Any, Any]] | None = protocol.__dict__.get("_engine_compiled")
+    if kept is None or kept[0] != id(protocol):
+        # none yet, or inherited by ``model_copy`` (which copies ``__dict__``) from a
+        # protocol that may differ: a copy starts afresh
+        kept = protocol.__dict__["_engine_compiled"] = (id(protocol), {})
+    return kept[1]
 
 
 def _data_free(protocol: Protocol, rules: Sequence[Rule], event_type: str) -> bool:
@@ -274,6 +276,77 @@ def _may_publish(rule: Rule, publisher: Party | None, data: Mapping[str, Any]) -
     return False
 
 
+#: distinct (event type, publisher, day, earlier recipients, values read) decisions kept per
+#: protocol: the values rules read are districts, schemes, codes, a small set
+_DECISIONS_KEPT = 4096
+
+
+def _condition_paths(conds: Sequence[Condition]) -> list[str]:
+    return [
+        path
+        for c in conds
+        for path in (c.field, c.equals_field, c.in_field, c.covers_field)
+        if path is not None
+    ]
+
+
+def _template_paths(roles: Sequence[str]) -> list[str]:
+    return [m.group(1) for role in roles for m in _TEMPLATE.finditer(role)]
+
+
+def _paths_read(protocol: Protocol, event_type: str) -> tuple[str, ...]:
+    """Every event path that deciding ``event_type`` can read, found once per protocol.
+
+    Conditions (their field and the event fields party attributes are compared with), role
+    templates of publishers and recipients, a rule's ``condition_field``, and the conditions
+    of the rejections, prohibitions and rules covering the type. Nothing else of the event
+    reaches a decision, so two events that agree on these paths get the same outcomes.
+    """
+    key = ("paths", event_type)
+    cache = _compiled(protocol)
+    found: tuple[str, ...] | None = cache.get(key)
+    if found is None:
+        paths: list[str] = []
+        for rejection in protocol.rejections:
+            if event_type in rejection.events:
+                paths += _condition_paths(rejection.when)
+        for prohibition in protocol.prohibitions:
+            if event_type in prohibition.events:
+                paths += _condition_paths(prohibition.when)
+        for rule in protocol.rules_for(event_type):
+            paths += _condition_paths(rule.when) + _template_paths(rule.publishers.roles)
+            if rule.condition_field is not None:
+                paths.append(rule.condition_field)
+            for clause in rule.recipients:
+                paths += _condition_paths(clause.when) + _template_paths(clause.roles)
+        found = cache[key] = tuple(sorted(set(paths)))
+    return found
+
+
+class _Unhashable(Exception):  # noqa: N818 - internal control signal, never escapes evaluate()
+    pass
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for an event value, tagged by type so 1, 1.0 and True differ."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return (kind.__name__, value)
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_frozen(v) for v in value))
+    if isinstance(value, Mapping):
+        return ("map", tuple(sorted((str(k), _frozen(v)) for k, v in value.items())))
+    raise _Unhashable
+
+
+def _decisions(protocol: Protocol) -> dict[Any, tuple[Any, ...]]:
+    cache = _compiled(protocol)
+    kept: dict[Any, tuple[Any, ...]] | None = cache.get("decisions")
+    if kept is None:
+        kept = cache["decisions"] = {}
+    return kept
+
+
 def evaluate(
     protocol: Protocol,
     *,
@@ -290,7 +363,59 @@ def evaluate(
     suspended: a party they alone would have served is withheld, naming the agreement.
     ``previous`` names the parties that received earlier events of the same case: a
     correction (UK GDPR Art 19) covering this event type reaches those no rule serves now.
+
+    The outcome depends on the event only through the paths the covering rules read
+    (``_paths_read``), so it is kept per protocol for those values with the type, the
+    publisher, the day and the earlier recipients, and only the event id differs between
+    two events that agree on all of them. Outcomes are frozen models: safe to share.
     """
+    try:
+        key = (
+            event_type,
+            publisher,
+            today,
+            frozenset(previous),
+            tuple(_frozen(get_path(data, p)) for p in _paths_read(protocol, event_type)),
+        )
+    except _Unhashable:
+        return _evaluate(protocol, event_id, event_type, publisher, data, today, previous)
+    kept = _decisions(protocol)
+    fields = kept.get(key)
+    if fields is None:
+        decision = _evaluate(protocol, event_id, event_type, publisher, data, today, previous)
+        if len(kept) >= _DECISIONS_KEPT:
+            kept.clear()  # a new day or an unusual stream: start again rather than grow
+        kept[key] = (
+            decision.rejected,
+            decision.reject_reason,
+            decision.reject_rule,
+            decision.recipients,
+            decision.suspended_agreements,
+        )
+        return decision
+    rejected, reject_reason, reject_rule, recipients, suspended = fields
+    return Decision.model_construct(  # every field was validated when it was first decided
+        event_id=event_id,
+        event_type=event_type,
+        publisher=publisher,
+        protocol_hash=protocol.content_hash,
+        rejected=rejected,
+        reject_reason=reject_reason,
+        reject_rule=reject_rule,
+        recipients=recipients,
+        suspended_agreements=suspended,
+    )
+
+
+def _evaluate(
+    protocol: Protocol,
+    event_id: str,
+    event_type: str,
+    publisher: str,
+    data: Mapping[str, Any],
+    today: dt.date | None,
+    previous: Collection[str],
+) -> Decision:
     base = {
         "event_id": event_id,
         "event_type": event_type,

@@ -60,3 +60,45 @@ def test_a_data_dependent_rule_is_still_decided_per_event() -> None:
     delivered = [{r.party for r in d.recipients if r.outcome == "deliver"} for d in decided]
     assert delivered[0] != delivered[1]  # the district decides who receives it
     assert delivered[0] == delivered[2]
+
+
+def test_a_kept_decision_is_per_day_publisher_and_earlier_holders() -> None:
+    """One event decided again with other earlier holders, or another day, is decided anew."""
+    protocol = load_protocol(default_protocol_path())
+    data = factories.marac_expired("MARAC-2026-0042")
+
+    def delivered(event_id: str, previous: frozenset[str]) -> set[str]:
+        decision = evaluate(
+            protocol,
+            event_id=event_id,
+            event_type="uk.csp.marac.flag.expired.v1",
+            publisher="hub",
+            data=data,
+            today=TODAY,
+            previous=previous,
+        )
+        assert decision.event_id == event_id  # a kept outcome still names its own event
+        return {r.party for r in decision.recipients if r.outcome == "deliver"}
+
+    alone = delivered("a", frozenset())
+    holder = "bromsgrove-dc.housing"
+    assert holder not in alone
+    assert holder in delivered("b", frozenset({holder}))  # the Art 19 correction reaches it
+    assert delivered("c", frozenset()) == alone
+
+
+def test_a_copied_protocol_does_not_reuse_the_original_decisions() -> None:
+    """``model_copy`` copies ``__dict__``: a changed copy must not answer from the cache."""
+    protocol = load_protocol(default_protocol_path())
+    data = factories.marac_flag("MARAC-2026-0001", district="redditch")
+    args = {
+        "event_type": "uk.csp.marac.flag.raised.v1",
+        "publisher": "west-mercia-police",
+        "data": data,
+        "today": TODAY,
+    }
+    before = evaluate(protocol, event_id="a", **args)
+    assert before.deliveries
+    without_rules = protocol.model_copy(update={"rules": ()})
+    after = evaluate(without_rules, event_id="b", **args)
+    assert not after.deliveries
