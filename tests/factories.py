@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 MARAC_RAISED = "uk.csp.marac.flag.raised.v1"
@@ -419,3 +420,146 @@ def strategic_alert(submitter: str = "hwfrs", **overrides: Any) -> dict[str, Any
         "detail": "Submit the 2026Q2 counts now: they were due by 2026-09-30.",
     }
     return _merge(base, overrides)
+
+
+ASB_APPLICATION = "uk.csp.asb.review.application.v1"
+ASB_ACKNOWLEDGED = "uk.csp.asb.review.acknowledged.v1"
+ASB_COMPLAINTS = "uk.csp.asb.review.complaints.v1"
+ASB_THRESHOLD = "uk.csp.asb.review.threshold.v1"
+ASB_OUTCOME = "uk.csp.asb.review.outcome.v1"
+ASB_ACTION = "uk.csp.asb.review.action.v1"
+ASB_APPEAL = "uk.csp.asb.review.appeal.v1"
+ASB_ALERT = "uk.csp.asb.review.alert.v1"
+#: the applicant's name in ASB applications: tests look for it where it must not be
+ASB_APPLICANT_NAME = "Jordan Example-Applicant"
+
+
+def asb_application(
+    case_ref: str, *, district: str = "bromsgrove", **overrides: Any
+) -> dict[str, Any]:
+    """An ASB Case Review application recorded by the coordinator."""
+    base: dict[str, Any] = {
+        "case_ref": case_ref,
+        "district": district,
+        "applicant_ref": f"APP-{case_ref}",
+        "applicant_kind": "resident",
+        "applicant": {
+            "name": ASB_APPLICANT_NAME,
+            "phone": "07700 900123",
+            "email": None,
+            "address": "12 Example Road",
+        },
+        "representative": None,
+        "location": {
+            "description": "Sandy Lane shops and the footpath behind them",
+            "ward": "Sidemoor",
+            "postcode_district": "B61",
+        },
+        "problem": "Groups gathering at night, noise and damage to fences",
+        "received_on": "2026-04-01",
+    }
+    return _merge(base, overrides)
+
+
+def asb_complaints(
+    case_ref: str,
+    complaints: Sequence[tuple[str, str, str, str]] = (),
+    *,
+    district: str = "bromsgrove",
+    searched_on: str = "2026-04-08",
+) -> dict[str, Any]:
+    """A body's answer: (reference, reported_on, incident_on, complainant_ref) per complaint."""
+    return {
+        "case_ref": case_ref,
+        "district": district,
+        "searched_on": searched_on,
+        "complaints": [
+            {
+                "reference": ref,
+                "reported_on": reported,
+                "incident_on": incident,
+                "complainant_ref": who,
+                "action_taken": "advice given, patrols increased",
+            }
+            for ref, reported, incident, who in complaints
+        ],
+    }
+
+
+def asb_outcome(case_ref: str, *, district: str = "bromsgrove", **overrides: Any) -> dict[str, Any]:
+    """A case review's outcome with one recommendation for the police."""
+    base: dict[str, Any] = {
+        "case_ref": case_ref,
+        "district": district,
+        "outcome": "actions_recommended",
+        "decided_on": "2026-04-28",
+        "meeting_on": "2026-04-28",
+        "appeal_ref": None,
+        "summary": "Agreed actions to stop the gatherings",
+        "recommendations": [
+            {
+                "action_ref": "ACT-1",
+                "body": "west-mercia-police",
+                "action": "Evening patrols at the shops for eight weeks",
+                "due_on": "2026-06-30",
+            }
+        ],
+    }
+    return _merge(base, overrides)
+
+
+def asb_threshold(case_ref: str, *, met: bool = True, **overrides: Any) -> dict[str, Any]:
+    """The hub's threshold decision."""
+    base: dict[str, Any] = {
+        "case_ref": case_ref,
+        "district": "bromsgrove",
+        "met": met,
+        "met_by": "complaints" if met else None,
+        "received_on": "2026-04-01",
+        "decided_on": "2026-04-20",
+        "complaints_considered": 3,
+        "qualifying_complaints": 3 if met else 1,
+        "distinct_complainants": 2,
+        "bodies_answered": ["west-mercia-police"],
+        "reasons": ["threshold met"] if met else ["threshold not met"],
+    }
+    return _merge(base, overrides)
+
+
+def asb_action(case_ref: str, status: str = "acknowledged", **overrides: Any) -> dict[str, Any]:
+    """A body's acknowledgement or completion of a recommended action."""
+    base: dict[str, Any] = {
+        "case_ref": case_ref,
+        "district": "bromsgrove",
+        "action_ref": "ACT-1",
+        "status": status,
+        "on": "2026-04-30",
+        "note": None,
+    }
+    return _merge(base, overrides)
+
+
+def asb_appeal(case_ref: str, **overrides: Any) -> dict[str, Any]:
+    """The applicant's appeal to the PCC."""
+    base: dict[str, Any] = {
+        "case_ref": case_ref,
+        "district": "bromsgrove",
+        "appeal_ref": f"AP-{case_ref}",
+        "lodged_on": "2026-05-11",
+        "appealed_to": "the Police and Crime Commissioner for West Mercia",
+        "against": "review_outcome",
+    }
+    return _merge(base, overrides)
+
+
+def asb_alert(case_ref: str, parties: list[str], kind: str = "answer_overdue") -> dict[str, Any]:
+    """The hub's escalation of a missed ASB Case Review timescale."""
+    return {
+        "alert_id": f"ASB-ALERT-{case_ref}",
+        "kind": kind,
+        "case_ref": case_ref,
+        "district": "bromsgrove",
+        "parties": parties,
+        "due_on": "2026-04-17",
+        "detail": "an answer is overdue",
+    }

@@ -22,6 +22,9 @@ _VERSION = re.compile(r"\.v[0-9]+$")
 _SOCJAG = ("uk.csp.socjag.intel", "uk.csp.socjag.intel.sanitised")
 #: exclusion schemes' notices, which name a person: Pub Watch bans, retail exclusions
 _EXCLUSIONS = ("uk.csp.pubwatch.ban", "uk.csp.retail.exclusion")
+#: ASB Case Reviews: every event of a review is filed by ``case_ref``; the applicant by the
+#: pseudonymous ``applicant_ref`` (never the name the application carries)
+_ASB = "uk.csp.asb.review."
 
 
 def _family(event_type: str) -> str:
@@ -61,6 +64,8 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
     refs: list[str] = []
     if _is_marac(event_type):
         refs = _strings([data.get("subject_ref")])
+    elif family.startswith(_ASB):
+        refs = _strings([data.get("applicant_ref")])
     elif family in _SOCJAG:
         value = data.get("subject_refs")
         refs = _strings(value if isinstance(value, list | tuple) else [])
@@ -76,7 +81,7 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
 def case_ref(event_type: str, data: Mapping[str, Any]) -> str | None:
     """The case reference in an event's payload, or ``None`` if the type has none."""
     family = _family(event_type)
-    if _is_marac(event_type):
+    if _is_marac(event_type) or family.startswith(_ASB):
         key = "case_ref"
     elif family in _SOCJAG:
         key = "intel_ref"

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from hub.errors import EventValidationError, SchemaError
 from hub.schemas import codec
 from hub.schemas.codec import SchemaRegistry, to_jsonable
+from tests import factories
 from tests.factories import (
     AGREEMENT_ALERT,
     BAN,
@@ -109,6 +110,24 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "audit_record": "5f0c1b2a-3d4e-4f60-8a9b-0c1d2e3f4a5b",
         "received_at": "2026-11-20T10:15:30.250000Z",
     },
+    factories.ASB_APPLICATION: factories.asb_application(
+        "ASB-2026-0001",
+        applicant_kind="councillor",
+        representative={"name": "Cllr A Example", "role": "ward councillor"},
+    ),
+    factories.ASB_ACKNOWLEDGED: {
+        "case_ref": "ASB-2026-0001",
+        "district": "bromsgrove",
+        "acknowledged_on": "2026-04-09",
+    },
+    factories.ASB_COMPLAINTS: factories.asb_complaints(
+        "ASB-2026-0001", [("WMP-1", "2026-03-01", "2026-02-27", "CP-1")]
+    ),
+    factories.ASB_THRESHOLD: factories.asb_threshold("ASB-2026-0001"),
+    factories.ASB_OUTCOME: factories.asb_outcome("ASB-2026-0001", appeal_ref="AP-1"),
+    factories.ASB_ACTION: factories.asb_action("ASB-2026-0001", note="Patrols booked."),
+    factories.ASB_APPEAL: factories.asb_appeal("ASB-2026-0001"),
+    factories.ASB_ALERT: factories.asb_alert("ASB-2026-0001", ["rp.bdht"]),
     ACK: {
         "acknowledged_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
         "acknowledged_type": BAN,
@@ -132,6 +151,7 @@ PATTERN_EXAMPLES: dict[str, list[str]] = {
     r"^[0-9a-f]{64}$": ["0" * 64, "ab" * 32],
     r"^[a-z0-9_-]+$": ["redditch", "wyre_forest"],
     r"^[a-z_]+$": ["council_asb", "total"],
+    r"^[A-Z]{1,2}[0-9][0-9A-Z]?$": ["B61", "DY10", "W1A"],
 }
 
 

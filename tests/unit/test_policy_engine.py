@@ -625,6 +625,17 @@ def test_every_reference_rule_is_exercised() -> None:
         (OBSERVATION, "redditch-bc.housing-repairs", factories.marac_observation("MARAC-1")),
         (REFERRED, MARAC, factories.marac_referred("MARAC-1")),
         (factories.MARAC_ACCESS, "wah-nhs.alexandra-ed", factories.marac_access("MARAC-1")),
+        # ASB Case Review (tests/unit/test_asb_policy.py says who receives what)
+        (factories.ASB_APPLICATION, "nwcsp.asb-case-review", factories.asb_application("ASB-1")),
+        (factories.ASB_OUTCOME, "nwcsp.asb-case-review", factories.asb_outcome("ASB-1")),
+        (factories.ASB_COMPLAINTS, POLICE, factories.asb_complaints("ASB-1")),
+        (factories.ASB_THRESHOLD, "hub", factories.asb_threshold("ASB-1", met=True)),
+        (factories.ASB_THRESHOLD, "hub", factories.asb_threshold("ASB-1", met=False)),
+        (factories.ASB_ACTION, POLICE, factories.asb_action("ASB-1")),
+        (factories.ASB_ALERT, "hub", factories.asb_alert("ASB-1", ["rp.bdht"])),
+        (factories.STRATEGIC_SUBMISSION, "hwfrs", factories.strategic_submission("hwfrs")),
+        (factories.STRATEGIC_DATASET, "hub", factories.strategic_dataset()),
+        (factories.STRATEGIC_ALERT, "hub", factories.strategic_alert("hwfrs")),
     ]
     used = {r.rule_id for t, p, d in samples for r in decide(t, p, d).deliveries}
     # rules under an agreement not in force deliver only once it is (the linked schemes)
