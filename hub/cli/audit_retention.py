@@ -21,9 +21,9 @@ from hub.audit.retention import PrunePlan, plan_prune, subtract_duration
 from hub.audit.store import AuditStore, open_store, sqlite_path
 from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.errors import AuditError, ConfigError
-from hub.keys.cases import CaseKeys
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
+from hub.state import open_case_keys
 
 __all__ = ["register"]
 
@@ -121,7 +121,7 @@ def _audit_log(
             f"({settings.data_dir})"
         )
     pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
-    held = {h.case for h in CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case).holds()}
+    held = {h.case for h in open_case_keys(settings, pseudonymise=pseudonymiser.case).holds()}
     signer = log_signer(settings)
     with contextlib.closing(open_store(settings)) as store:
         yield AuditLog(store, signer=signer), store, held

@@ -14,9 +14,9 @@ from typing import Annotated, Any
 import typer
 
 from hub.cli.common import DryRun, echo_json, echo_sweep, handle_errors, load_settings
+from hub.state import open_flag_register
 from hub.workflows.context import workflow_context
 from hub.workflows.marac import FlagReport, flag_status
-from hub.workflows.register import FlagRegister
 from hub.workflows.sweep import sweep_once
 
 __all__ = ["app"]
@@ -67,7 +67,7 @@ def status_command(
     Exit status 1 when any department is overdue, so a scheduled job can alert on it.
     """
     settings = load_settings()
-    with workflow_context(settings) as ctx, FlagRegister(settings.register_path) as register:
+    with workflow_context(settings) as ctx, open_flag_register(settings) as register:
         reports = flag_status(
             register=register,
             store=ctx.store,

@@ -21,7 +21,8 @@ from hub.policies.check import check_protocol
 from hub.policies.explain import Explanation, explain
 from hub.policies.loader import load_protocol
 from hub.schemas.codec import SchemaRegistry
-from hub.workflows.agreements import AgreementAlerts, agreement_states, sweep_agreements
+from hub.state import has_state, open_agreement_alerts
+from hub.workflows.agreements import agreement_states, sweep_agreements
 
 __all__ = ["app"]
 
@@ -153,8 +154,8 @@ def agreements_command(as_json: _JSON = False) -> None:
     today = clock_for(settings.clock_file)().date()
     states = agreement_states(load_protocol(settings.protocol), today)
     alerts: dict[str, list[str]] = {s.agreement.id: [] for s in states}
-    if settings.register_path.exists():  # a read: never creates the hub's files
-        with AgreementAlerts(settings.register_path) as register:
+    if has_state(settings):  # a read: never creates the hub's files
+        with open_agreement_alerts(settings) as register:
             for s in states:
                 alerts[s.agreement.id] = register.sent_for(s.agreement.id, s.agreement.review_date)
     if as_json:

@@ -23,13 +23,13 @@ from hub.policies.check import check_protocol
 from hub.policies.explain import explain
 from hub.policies.loader import load_protocol
 from hub.schemas.codec import SchemaRegistry
+from hub.state import open_flag_register
 from hub.web.accounts import Role
 from hub.web.consult import record_consultation
 from hub.web.context import console, justified, render, require
 from hub.web.counters import CHART_MINUTES, live_counters
 from hub.web.session import check_csrf
 from hub.workflows.marac import flag_status
-from hub.workflows.register import FlagRegister
 
 __all__ = ["router"]
 
@@ -317,7 +317,7 @@ def marac_board(request: Request, closed: str = "") -> Response:
     app = console(request)
     now = app.now()
     protocol = load_protocol(app.settings.protocol)
-    with app.store() as store, FlagRegister(app.settings.register_path) as register:
+    with app.store() as store, open_flag_register(app.settings) as register:
         flags = flag_status(
             register=register,
             store=store,

@@ -38,6 +38,7 @@ from hub.log import get_logger
 from hub.policies.loader import load_protocol
 from hub.policies.model import Agreement, Protocol
 from hub.settings import HubSettings
+from hub.state import open_agreement_alerts
 from hub.workflows.sqlite_state import SQLiteState
 
 __all__ = [
@@ -251,7 +252,7 @@ def sweep_agreements(settings: HubSettings, *, dry_run: bool = False) -> dict[st
             "agreement alerts are off"
         )
     now = clock_for(settings.clock_file)()
-    with AgreementAlerts(settings.register_path) as register:
+    with open_agreement_alerts(settings) as register:
         plan = plan_alerts(protocol, register, today=now.date())
         sent = 0
         if not dry_run and plan:

@@ -26,6 +26,7 @@ from hub.clock import clock_for
 from hub.log import get_logger
 from hub.models import AuditDecision
 from hub.settings import HubSettings
+from hub.state import open_ban_register
 from hub.workflows.bans import (
     EXPIRED_TYPE,
     RETAIL_EXPIRED_TYPE,
@@ -159,7 +160,7 @@ def sweep_bans(settings: HubSettings, *, dry_run: bool = False) -> dict[str, Any
     Shared by ``hub pubwatch sweep`` and the running hub's timer.
     """
     now = clock_for(settings.clock_file)()
-    with BanRegister(settings.register_path) as register:
+    with open_ban_register(settings) as register:
         plan = plan_expiries(register, today=now.date())
         sent = 0
         if not dry_run and plan:
@@ -190,7 +191,7 @@ def open_status(
     settings: HubSettings, *, ban: str | None = None, include_closed: bool = False
 ) -> tuple[dt.datetime, list[BanReport]]:
     """``ban_status`` against the hub's data dir, as of the hub's clock."""
-    with workflow_context(settings) as ctx, BanRegister(settings.register_path) as register:
+    with workflow_context(settings) as ctx, open_ban_register(settings) as register:
         reports = ban_status(
             register=register,
             store=ctx.store,

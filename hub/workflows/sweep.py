@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hub.keys.cases import CaseKeys
 from hub.settings import HubSettings
+from hub.state import open_case_keys, open_flag_register
 from hub.workflows.context import hub_publisher, workflow_context
 from hub.workflows.marac import plan_sweep, run_sweep
-from hub.workflows.register import FlagRegister
 
 __all__ = ["sweep_once"]
 
@@ -23,9 +22,9 @@ def sweep_once(settings: HubSettings, *, dry_run: bool = False) -> dict[str, Any
     """Plan and (unless ``dry_run``) publish one sweep; returns what was done."""
     with (
         workflow_context(settings) as ctx,
-        FlagRegister(settings.register_path) as register,
+        open_flag_register(settings) as register,
     ):
-        cases = CaseKeys(settings.keys_dir, pseudonymise=ctx.pseudonymiser.case)
+        cases = open_case_keys(settings, pseudonymise=ctx.pseudonymiser.case)
         held_pseudonyms = {h.case for h in cases.holds()}
         held = {
             f.case_ref
