@@ -43,6 +43,8 @@ _DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M
 _S115 = re.compile(r"\bs\.?\s*115\b|\bsection\s+115\b", re.IGNORECASE)
 _REVIEW_NOTICE = dt.timedelta(days=30)
 _AGREEMENT_ALERT = "uk.csp.hub.agreement.alert.v1"
+_SUBMISSION = "uk.csp.strategic.submission.v1"
+_DATASET = "uk.csp.strategic.dataset.v1"
 
 
 class Finding(BaseModel):
@@ -285,6 +287,7 @@ class _Checker:
         self.check_agreements(today)
         self.check_workflows()
         self.check_socjag()
+        self.check_strategic()
         self.check_cancelled_rules()
 
     # ids -------------------------------------------------------------------------------
@@ -734,6 +737,45 @@ class _Checker:
                         f"from {', '.join(sorted(set(cancelled)))} although rule {rule.id} "
                         "grants it",
                     )
+
+    def check_strategic(self) -> None:
+        """s17A: the analysts and submitters are parties; categories are the schema's."""
+        strategic = self.p.strategic
+        if strategic is None:
+            return
+        analysts = self._known_party("strategic.analysts", strategic.analysts)
+        if analysts is not None and analysts.id == HUB.id:
+            self.error("strategic.analysts", "hub-not-recipient", "the hub cannot analyse")
+        for pid in strategic.submitters:
+            self._known_party(f"strategic.submitters.{pid}", pid)
+        if _SUBMISSION in self.registry:
+            schema = self.registry.raw(_SUBMISSION)
+            category = next(f for f in schema["fields"] if f["name"] == "category")
+            symbols = category["type"]["symbols"]
+            for name in strategic.categories:
+                if name not in symbols:
+                    self.error(
+                        f"strategic.categories.{name}",
+                        "unknown-category",
+                        f"category {name!r} is not one {_SUBMISSION} can carry"
+                        + _hint(name, symbols),
+                    )
+        delivers = any(
+            _DATASET in rule.events
+            and any(
+                strategic.analysts in c.parties
+                or (analysts is not None and any(analysts.has_role(r) for r in c.roles))
+                for c in rule.recipients
+            )
+            for rule in self.p.rules
+        )
+        if not delivers:
+            self.warn(
+                "strategic.analysts",
+                "dataset-undelivered",
+                f"no rule delivers {_DATASET} to {strategic.analysts}: the released dataset "
+                "would be withheld (default deny)",
+            )
 
     def check_socjag(self) -> None:
         """Handling requirements a party claims to meet must be declared codes.

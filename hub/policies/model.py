@@ -40,6 +40,8 @@ __all__ = [
     "Rejection",
     "Rule",
     "SocjagPolicy",
+    "StrategicDistrict",
+    "StrategicPolicy",
 ]
 
 PartyId = str
@@ -469,6 +471,81 @@ class GovernancePolicy(_Strict):
         return tuple(sorted(value, reverse=True))
 
 
+_AREA_CODE = re.compile(r"^(?:[A-Z]{1,2}[0-9][A-Z0-9]?|[EW]05[0-9]{6})$")
+
+
+class StrategicDistrict(_Strict):
+    """The areas of one district that s17A counts are given by.
+
+    ``outward_codes``: the general postcodes (the outward part only, Prescribed Information
+    Regulations 2007) that lie mostly in the district; ``wards``: ONS ward code -> name.
+    A count for an area named by no district is kept but released under ``unassigned``.
+    """
+
+    name: str
+    outward_codes: tuple[str, ...] = ()
+    wards: dict[str, str] = Field(default_factory=dict, description="ONS ward code -> name")
+
+    @model_validator(mode="after")
+    def _codes(self) -> StrategicDistrict:
+        bad = [c for c in (*self.outward_codes, *self.wards) if not _AREA_CODE.fullmatch(c)]
+        if bad:
+            raise ValueError(
+                f"areas: expected outward codes (B97) or ward codes (E05007870), got {bad}"
+            )
+        return self
+
+
+class StrategicPolicy(_Strict):
+    """s17A depersonalised data for the annual Strategic Assessment.
+
+    Crime and Disorder Act 1998 s17A puts a duty on the responsible authorities to share
+    depersonalised information of a prescribed description; the Crime and Disorder
+    (Prescribed Information) Regulations 2007 make the information periods quarters, each
+    disclosed by the end of the next. ``submitters`` is what each authority must send each
+    quarter (party -> categories); the hub keeps the submissions, alerts the analysts and the
+    submitter ``due_notice_days`` before a period is due and when it is late, and releases
+    the partnership dataset to ``analysts`` with every cell under ``threshold`` suppressed
+    (and enough others that none can be recovered from the totals).
+    """
+
+    threshold: int = Field(default=5, ge=1, le=100, description="cells below this are suppressed")
+    analysts: PartyId = Field(description="the party the released dataset goes to")
+    categories: dict[str, str] = Field(
+        min_length=1, description="category (a symbol of the submission schema) -> what it counts"
+    )
+    submitters: dict[PartyId, tuple[str, ...]] = Field(
+        min_length=1, description="responsible authority -> the categories it submits"
+    )
+    districts: dict[str, StrategicDistrict] = Field(
+        default_factory=dict, description="district -> its outward codes and wards"
+    )
+    due_notice_days: int = Field(
+        default=14, ge=1, description="days before a period is due that submitters are reminded"
+    )
+
+    @model_validator(mode="after")
+    def _known_categories(self) -> StrategicPolicy:
+        unknown = sorted(
+            {c for cats in self.submitters.values() for c in cats} - set(self.categories)
+        )
+        if unknown:
+            raise ValueError(f"submitters: categories {unknown} are not declared in categories")
+        return self
+
+    def district_of(self, area: str) -> str | None:
+        """The district an outward code or ward code lies in, or None if none names it."""
+        index: dict[str, str] | None = self.__dict__.get("_area_index")
+        if index is None:
+            index = {
+                code: district
+                for district, areas in self.districts.items()
+                for code in (*areas.outward_codes, *areas.wards)
+            }
+            object.__setattr__(self, "_area_index", index)  # frozen model: cache once
+        return index.get(area)
+
+
 class Prohibition(_Strict):
     """A party or role family that must never receive some events, whatever a rule says."""
 
@@ -529,6 +606,7 @@ class Protocol(_Strict):
     pubwatch: PubwatchPolicy | None = None
     socjag: SocjagPolicy | None = None
     governance: GovernancePolicy | None = None
+    strategic: StrategicPolicy | None = None
     asb: AsbPolicy | None = None
     content_hash: str = ""
 
