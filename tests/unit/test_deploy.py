@@ -137,7 +137,8 @@ def test_k8s_manifests_have_kinds_and_required_fields() -> None:
         "KafkaNodePool",
         "KafkaTopic",
         "KafkaUser",
-        "PersistentVolumeClaim",
+        "ScaledObject",
+        "TriggerAuthentication",
     ]
     (kafka,) = kinds["Kafka"]
     assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
@@ -168,3 +169,31 @@ def test_k8s_manifests_have_kinds_and_required_fields() -> None:
     assert "secretKeyRef" in env["HUB_KAFKA_PASSWORD"]["valueFrom"]
     assert "secretKeyRef" in env["HUB_AUDIT_URL"]["valueFrom"]
     assert "secretKeyRef" in env["HUB_PSEUDONYM_KEY"]["valueFrom"]
+
+
+def test_k8s_router_replicas_scale_out_without_a_shared_volume() -> None:
+    """Issue 22: no volume shared between replicas, state in PostgreSQL, KEDA on lag, and
+    never more replicas than partitions per inbound topic (the ceiling on parallelism)."""
+    docs = {d["kind"]: d for d in _load(K8S / "hub.yaml")}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
+    assert "podAffinity" not in pod.get("affinity", {})  # nothing pins replicas to one node
+    (worker,) = pod["containers"]
+    env = {e["name"]: e for e in worker["env"]}
+    assert "secretKeyRef" in env["HUB_STATE_URL"]["valueFrom"]
+    assert "secretKeyRef" in env["HUB_AUDIT_STREAM_KEY"]["valueFrom"]
+    assert env["HUB_AUDIT_SINK"]["value"] == "worker"
+    scaled = docs["ScaledObject"]["spec"]
+    assert scaled["scaleTargetRef"]["name"] == docs["Deployment"]["metadata"]["name"]
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == "hub-router"
+    assert trigger["metadata"]["allowIdleConsumers"] == "false"
+    inbound = [
+        t["spec"]["partitions"]
+        for t in _load(K8S / "topics.yaml")
+        if t["spec"]["topicName"].startswith("hub.in.")
+    ]
+    assert set(inbound) == {int(env["HUB_PARTITIONS"]["value"])}
+    assert scaled["maxReplicaCount"] == inbound[0]
+    assert scaled["minReplicaCount"] == docs["Deployment"]["spec"]["replicas"]
