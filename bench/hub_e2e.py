@@ -46,7 +46,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -130,8 +130,14 @@ async def _drive(
     *,
     rate: float | None,
     within: float,
+    watch: Callable[[set[str]], Any] | None = None,
 ) -> dict[str, Any]:
-    """Produce ``messages`` (at ``rate``/s, or flat out) and read every delivery back."""
+    """Produce ``messages`` (at ``rate``/s, or flat out) and read every delivery back.
+
+    ``watch``: what tells, from the audit store, how many events are decided and how many
+    deliveries audited (``poll``); the SQLite store at ``db`` when not given
+    (``bench.scale_out`` watches a PostgreSQL one).
+    """
     ids = {_event_id(m) for m in messages}
     reader = AIOKafkaConsumer(
         *[hub_topics.outbound(p) for p in parties],
@@ -182,7 +188,7 @@ async def _drive(
         await producer.flush()
         produced = time.perf_counter() - t0
         deadline = time.monotonic() + within
-        progress = _AuditProgress(db, ids)
+        progress = _AuditProgress(db, ids) if watch is None else watch(ids)
         while True:
             decided, audited = await asyncio.to_thread(progress.poll)
             if decided == len(ids) and delivered >= audited:

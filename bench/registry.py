@@ -21,6 +21,7 @@ _MODULES: dict[str, str] = {
     "hub": "bench.hub_e2e",
     "floor": "bench.floor",
     "audit": "bench.audit_scale",
+    "scaleout": "bench.scale_out",
 }
 
 
