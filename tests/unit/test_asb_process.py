@@ -1,0 +1,135 @@
+"""The ASB Case Review process: its refusals, its effects and its sweep's plan, without a hub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.models import EventAttributes, InboundEvent, QuarantineReason
+from hub.policies.loader import load_protocol
+from hub.processes.asb import PROCESS, BodyAnswered, CaseOpened, effects_for
+from hub.processes.base import EventContext, Refusal, Stores, apply_effects
+from hub.workflows.asb.register import AsbRegister
+from hub.workflows.asb.sweep import bodies_for, plan_sweep
+from tests import factories
+
+REF = load_protocol(
+    Path(__file__).resolve().parents[2] / "hub" / "policies" / "north-worcestershire.yaml"
+)
+NOW = dt.datetime(2026, 4, 8, 9, 0, tzinfo=dt.UTC)
+CASE = "ASB-1"
+
+
+def ctx(
+    event_type: str, party: str, data: dict[str, Any], *, now: dt.datetime = NOW, n: int = 0
+) -> EventContext:
+    event = InboundEvent(
+        attributes=EventAttributes(
+            id=f"e-{event_type.rsplit('.', 2)[-2]}-{party}-{n}",
+            source=f"/parties/{party}",
+            type=event_type,
+            time=now,
+        ),
+        key=CASE,
+        data=json.loads(json.dumps(data)),
+    )
+    return EventContext(
+        event=event, case=CASE, now=now, protocol=REF, _holders=set, _subject=lambda: None
+    )
+
+
+def route(stores: Stores, event_type: str, party: str, data: dict[str, Any], **kw: Any) -> None:
+    """What the router does for a process: check, then apply the effects of record."""
+    context = ctx(event_type, party, data, **kw)
+    PROCESS.check(context, stores)
+    apply_effects(effects_for(context), stores)
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Stores:
+    return Stores([AsbRegister(tmp_path / "workflows.sqlite3")])
+
+
+def test_effects_are_data_and_need_no_files() -> None:
+    application = ctx(
+        factories.ASB_APPLICATION, "nwcsp.asb-case-review", factories.asb_application(CASE)
+    )
+    assert effects_for(application) == [
+        CaseOpened(
+            application.id, CASE, f"APP-{CASE}", "resident", "bromsgrove", dt.date(2026, 4, 1)
+        )
+    ]
+    answer = ctx(factories.ASB_COMPLAINTS, "rp.bdht", factories.asb_complaints(CASE))
+    assert effects_for(answer) == [BodyAnswered(answer.id, CASE, "rp.bdht", NOW.date(), ())]
+    assert PROCESS.check(application, Stores()) is None  # without its register: nothing read
+
+
+def refusal(stores: Stores, event_type: str, party: str, data: dict[str, Any]) -> str:
+    with pytest.raises(Refusal) as caught:
+        PROCESS.check(ctx(event_type, party, data, n=9), stores)
+    assert caught.value.reason is QuarantineReason.POLICY_REJECTED
+    return caught.value.detail
+
+
+def test_events_that_do_not_fit_the_case_are_refused_with_why(stores: Stores) -> None:
+    coordinator = "nwcsp.asb-case-review"
+    assert "has no application" in refusal(
+        stores, factories.ASB_OUTCOME, coordinator, factories.asb_outcome(CASE)
+    )
+    route(stores, factories.ASB_APPLICATION, coordinator, factories.asb_application(CASE))
+    assert "already has an application" in refusal(
+        stores, factories.ASB_APPLICATION, coordinator, factories.asb_application(CASE)
+    )
+    assert "district of case ASB-1: expected bromsgrove, got redditch" in refusal(
+        stores,
+        factories.ASB_COMPLAINTS,
+        "west-mercia-police",
+        factories.asb_complaints(CASE, district="redditch"),
+    )
+    assert "relevant body for wyre_forest" in refusal(
+        stores, factories.ASB_COMPLAINTS, "rp.community-housing", factories.asb_complaints(CASE)
+    )
+    assert "expected the threshold met first, got no threshold decision yet" in refusal(
+        stores, factories.ASB_OUTCOME, coordinator, factories.asb_outcome(CASE)
+    )
+    assert "expected a threshold decision to appeal against" in refusal(
+        stores, factories.ASB_APPEAL, coordinator, factories.asb_appeal(CASE)
+    )
+
+
+def test_the_sweep_decides_once_every_body_answered_then_escalates(stores: Stores) -> None:
+    register = stores.get(AsbRegister)
+    assert register is not None
+    route(
+        stores, factories.ASB_APPLICATION, "nwcsp.asb-case-review", factories.asb_application(CASE)
+    )
+    bodies = bodies_for(REF, "bromsgrove")
+    assert bodies == ["bromsgrove-dc.community-safety", "hw-icb", "rp.bdht", "west-mercia-police"]
+    complaints = [("R-1", "2026-03-01", "2026-02-27", "CP-1")]
+    for body in bodies[:-1]:
+        route(stores, factories.ASB_COMPLAINTS, body, factories.asb_complaints(CASE, complaints))
+    assert plan_sweep(register=register, protocol=REF, now=NOW) == []  # police not in yet
+    late = dt.datetime(2026, 4, 20, 9, tzinfo=dt.UTC)
+    alerts = {a.kind: a for a in plan_sweep(register=register, protocol=REF, now=late)}
+    assert set(alerts) == {"acknowledge_overdue", "answer_overdue"}  # nobody acknowledged either
+    assert alerts["answer_overdue"].data["parties"] == ["west-mercia-police"]
+    assert alerts["acknowledge_overdue"].data["parties"] == []  # the coordinator's own duty
+    for alert in alerts.values():
+        register.mark_alert(alert.event_id, alert.kind, CASE, late)
+    assert plan_sweep(register=register, protocol=REF, now=late) == []
+    route(
+        stores,
+        factories.ASB_COMPLAINTS,
+        "west-mercia-police",
+        factories.asb_complaints(CASE),
+        now=late,
+    )
+    (decision,) = plan_sweep(register=register, protocol=REF, now=late)
+    # one complaint answered by three bodies under one reference each: three, all qualifying
+    assert decision.data["met"] is True
+    assert decision.data["qualifying_complaints"] == 3
+    assert decision.data["bodies_answered"] == sorted(bodies)
