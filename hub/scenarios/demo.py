@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from hub.client.sdk import ACK_TYPE
 from hub.errors import HubError
 from hub.keys.store import KeyStore
 from hub.policies.model import Protocol
+from hub.scenarios.asb import asb_case
 from hub.scenarios.north_worcs import Scenario
 
 __all__ = ["DemoSummary", "run_demo"]
@@ -90,6 +93,9 @@ async def run_demo(
     }
     consumers = [asyncio.create_task(_consume(c, summary, stop)) for c in clients.values()]
     pending: set[str] = set()
+    # then one ASB Case Review application and its answers (the hub's sweep decides it)
+    asb = list(asb_case(seed=seed, start=dt.datetime.now(dt.UTC).date())) if protocol.asb else []
+    total = events + len(asb)
     started = time.monotonic()
     last_report = 0.0
 
@@ -103,10 +109,10 @@ async def run_demo(
         now = time.monotonic() - started
         if now - last_report >= 2.0:
             last_report = now
-            report(summary.line(now, events))
+            report(summary.line(now, total))
 
     try:
-        for item in Scenario(seed=seed).events(events):
+        for item in itertools.chain(Scenario(seed=seed).events(events), asb):
             publisher = clients[item.publisher]
             try:
                 event_id = await publisher.publish(

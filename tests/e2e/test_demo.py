@@ -87,7 +87,7 @@ def test_demo_plays_the_scenario_and_audits_it(tmp_path: Path) -> None:
     done = next((m for line in lines if (m := DONE.match(line))), None)
     assert done is not None, result.stdout
     published, decided, refusals, notices, _checkpoints = map(int, done.groups())
-    assert (published, decided) == (60, 60)
+    assert (published, decided) == (66, 66)  # and one ASB Case Review: 6 events after the 60
     assert refusals > 0
     assert notices <= refusals
     assert not (tmp_path / "hub.json").exists()  # the demo stopped its hub
@@ -118,6 +118,16 @@ def test_demo_plays_the_scenario_and_audits_it(tmp_path: Path) -> None:
     for party, count in received.items():
         assert count <= delivered[party], (party, count, delivered[party])
     assert sum(received.values()) > 0
+    # the ASB Case Review application reached its district's four relevant bodies, and each
+    # body's answer reached the coordinator
+    asb = Counter(
+        r.event_type
+        for r in records
+        if r.decision == AuditDecision.DELIVERED
+        and (r.event_type or "").startswith("uk.csp.asb.review.")
+    )
+    assert asb["uk.csp.asb.review.application.v1"] == 4, asb
+    assert asb["uk.csp.asb.review.complaints.v1"] == 4, asb
     # every acknowledgement is for a delivery the hub audited to that recipient
     delivered_pairs = {
         (r.event_id, r.recipient) for r in records if r.decision == AuditDecision.DELIVERED

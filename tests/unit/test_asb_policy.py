@@ -80,3 +80,41 @@ def test_only_the_coordinator_records_applications() -> None:
         data=factories.asb_application("ASB-1"),
     )
     assert decision.rejected
+
+
+def test_the_demos_asb_case_is_valid_routed_and_meets_the_threshold() -> None:
+    import datetime as dt
+
+    from hub.scenarios.asb import asb_case
+    from hub.schemas import SchemaRegistry
+    from hub.workflows.asb.threshold import Complaint, assess
+
+    registry = SchemaRegistry()
+    start = dt.date(2026, 12, 4)
+    for seed in range(5):
+        events = list(asb_case(seed=seed, start=start))
+        assert events == list(asb_case(seed=seed, start=start))  # a seed names one case
+        complaints = []
+        for event in events:
+            registry.encode(event.event_type, event.data)
+            decision = evaluate(
+                REF,
+                event_id="e",
+                event_type=event.event_type,
+                publisher=event.publisher,
+                data=event.data,
+            )
+            assert not decision.rejected, decision.reject_reason
+            assert decision.deliveries
+            complaints += [
+                Complaint(
+                    event.publisher,
+                    c["reference"],
+                    dt.date.fromisoformat(c["reported_on"]),
+                    dt.date.fromisoformat(c["incident_on"]),
+                    c["complainant_ref"],
+                )
+                for c in event.data.get("complaints", ())
+            ]
+        assert REF.asb is not None
+        assert assess(complaints, REF.asb.threshold, received_on=start).met
