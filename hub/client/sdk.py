@@ -57,6 +57,8 @@ __all__ = ["ACK_TYPE", "HubClient", "publish_order"]
 ACK_TYPE = "uk.csp.delivery.ack.v1"
 #: an urgent-care setting viewed a MARAC flag it holds (``HubClient.record_view``)
 ACCESS_TYPE = "uk.csp.marac.access.v1"
+#: a responsible authority's s17A counts for one quarter (``HubClient.submit_counts``)
+SUBMISSION_TYPE = "uk.csp.strategic.submission.v1"
 _log = get_logger("client")
 
 
@@ -299,6 +301,35 @@ class HubClient:
             },
             key=delivery.key or str(delivery.data["case_ref"]),
             subject=delivery.subject,
+        )
+
+    async def submit_counts(
+        self,
+        *,
+        period: str,
+        category: str,
+        counts: Mapping[str, int],
+        submission_id: str | None = None,
+    ) -> str:
+        """Submit this party's s17A depersonalised counts for one quarter and category.
+
+        Crime and Disorder Act 1998 s17A: ``counts`` maps each general postcode (the outward
+        code only, ``B97``) or ONS ward code to a count; nothing personal can be sent (the
+        schema refuses a full postcode, a name or free text, before anything leaves). A
+        later submission for the same period and category replaces this one (a correction).
+        Returns the event id.
+        """
+        reference = submission_id or f"{self.party[:40]}-{period}-{category}".replace("_", "-")
+        return await self.publish(
+            SUBMISSION_TYPE,
+            {
+                "submission_id": reference[:64],
+                "submitter": self.party,
+                "period": period,
+                "category": category,
+                "counts": [{"area": area, "count": n} for area, n in counts.items()],
+            },
+            key=f"S17A-{period}-{self.party}",
         )
 
     # -- consuming ---------------------------------------------------------------------------

@@ -523,6 +523,11 @@ class StrategicPolicy(_Strict):
     due_notice_days: int = Field(
         default=14, ge=1, description="days before a period is due that submitters are reminded"
     )
+    first_period: str = Field(
+        pattern=r"^[0-9]{4}Q[1-4]$",
+        description="the first information period the hub tracks (e.g. 2026Q3): no alert is "
+        "sent for an earlier one",
+    )
 
     @model_validator(mode="after")
     def _known_categories(self) -> StrategicPolicy:

@@ -33,7 +33,10 @@ def test_the_reference_protocol_names_submitters_analysts_and_areas() -> None:
 def test_a_submitter_category_must_be_declared() -> None:
     with pytest.raises(ValidationError, match="not declared in categories"):
         StrategicPolicy(
-            analysts="a", categories={"council_asb": "ASB"}, submitters={"c": ("council_x",)}
+            analysts="a",
+            categories={"council_asb": "ASB"},
+            submitters={"c": ("council_x",)},
+            first_period="2026Q3",
         )
 
 
