@@ -625,6 +625,16 @@ class _Checker:
                     f"no party has role {self.p.marac.department_role!r}: "
                     "acknowledgements will not be tracked",
                 )
+        if self.p.asb is not None:  # ASB Case Reviews: someone coordinates, bodies answer
+            party = self._known_party("asb.coordinator", self.p.asb.coordinator)
+            if party is not None and party.id == HUB.id:
+                self.error("asb.coordinator", "hub-not-recipient", "the hub cannot coordinate")
+            if not any(p.has_role(self.p.asb.body_role) for p in self.p.parties):
+                self.warn(
+                    "asb.body_role",
+                    "no-relevant-bodies",
+                    f"no party has role {self.p.asb.body_role!r}: no threshold can be decided",
+                )
         for i, party in enumerate(self.p.parties):
             if party.id == HUB.id:
                 self.error(

@@ -118,3 +118,21 @@ def test_the_demos_asb_case_is_valid_routed_and_meets_the_threshold() -> None:
             ]
         assert REF.asb is not None
         assert assess(complaints, REF.asb.threshold, received_on=start).met
+
+
+def test_policy_check_names_an_unknown_coordinator_and_no_bodies(tmp_path: Path) -> None:
+    from hub.policies.check import check_protocol
+    from hub.schemas import SchemaRegistry
+
+    text = (
+        Path(__file__).resolve().parents[2] / "hub/policies/north-worcestershire.yaml"
+    ).read_text()
+    section = "  coordinator: nwcsp.asb-case-review\n  body_role: asb-relevant-body\n"
+    broken = "  coordinator: nwcsp.asb-case-reviw\n  body_role: asb-nobody\n"
+    mutated = text.replace(section, broken)
+    assert mutated != text
+    path = tmp_path / "protocol.yaml"
+    path.write_text(mutated)
+    report = check_protocol(path, SchemaRegistry())
+    assert {(f.code, f.path) for f in report.errors} == {("unknown-party", "asb.coordinator")}
+    assert ("no-relevant-bodies", "asb.body_role") in {(f.code, f.path) for f in report.warnings}
