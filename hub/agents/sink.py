@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
@@ -42,6 +42,9 @@ from hub.log import get_logger
 from hub.models import AuditBatch, AuditDecision, AuditRecord, EventAttributes, record_id_for
 from hub.settings import HubSettings
 
+if TYPE_CHECKING:
+    from hub.federation.proofs import PeerProofs
+
 __all__ = [
     "CHECKPOINT_TYPE",
     "AuditSink",
@@ -54,6 +57,8 @@ __all__ = [
 ]
 
 CHECKPOINT_TYPE = "uk.csp.audit.checkpoint.v1"
+#: hub.federation.proofs.PROOF_TYPE (not imported: the sink loads it only with a peer)
+PROOF_TYPE = "uk.csp.marac.transfer.proof.v1"
 #: seconds between the sink's looks at the store for records others appended
 TAIL_POLL = 1.0
 _log = get_logger("audit-sink")
@@ -95,6 +100,10 @@ class AuditSink:
     #: messages (an event's batch of records, or one record) in this sink's hub.audit partitions
     #: not yet written (metrics: hub_audit_lag)
     lag: int = 0
+    #: hand-overs to prove to peer hubs once a checkpoint covers them (issue 20), and how to
+    #: open a full log to prove them with (``hub.federation.proofs``)
+    proofs: PeerProofs | None = None
+    proof_log: Callable[[], tuple[AuditLog, AuditStore]] | None = None
 
     @property
     def checkpoint_age(self) -> float:
@@ -115,6 +124,8 @@ class AuditSink:
                 delay = min(delay * 2, 5.0)
                 continue
             self._since_checkpoint += inserted
+            if self.proofs is not None:
+                self.proofs.note(records)
             return inserted
 
     @property
@@ -170,7 +181,44 @@ class AuditSink:
         size = int(note.splitlines()[1])
         self._signed_size, self._unsigned = size, 0
         _log.info("checkpoint_signed", size=size)
-        return self._deliveries(note, size)
+        return self._deliveries(note, size) + await self._peer_proofs()
+
+    async def _peer_proofs(self) -> list[wire.WireMessage]:
+        """Each pending hand-over's proof, for its peer, against the checkpoint just signed."""
+        if self.proofs is None or self.proof_log is None or not self.proofs.pending:
+            return []
+        try:
+            bodies = await asyncio.to_thread(self.proofs.bodies, self.proof_log)
+        except AuditError as exc:  # the proofs are lost; hub audit proof --export still works
+            _log.error("peer_proofs_failed", error=str(exc))
+            return []
+        out = []
+        for peer, event_id, body in bodies:
+            attrs = EventAttributes(
+                id=event_id,
+                source="/parties/hub",
+                type=PROOF_TYPE,
+                time=dt.datetime.now(dt.UTC),
+                subject=None,
+                datacontenttype=wire.JSON,
+            )
+            try:
+                sealed = self.envelope.seal(
+                    attrs, key=None, plaintext=wire.canonical_json(body), recipient=peer
+                )
+            except KeyStoreError as exc:
+                _log.warning("peer_proof_unsealed", peer=peer, event_id=event_id, error=str(exc))
+                continue
+            out.append(
+                wire.WireMessage(
+                    topic=topics.outbound(peer),
+                    key=None,
+                    value=sealed.value,
+                    headers=sealed.headers,
+                )
+            )
+            _log.info("peer_proof", peer=peer, event_id=event_id, record=body["audit_record"])
+        return out
 
     def _deliveries(self, note: str, size: int) -> list[wire.WireMessage]:
         attrs = EventAttributes(
@@ -460,17 +508,26 @@ def sink_factory(
     """Make a sink on a fresh store connection each time ``serve_audit_sink`` (re)starts."""
     from hub.audit.checkpoint import log_signer
     from hub.audit.store import open_store
+    from hub.federation.proofs import PeerProofs
+    from hub.policies.loader import load_protocol
+
+    proofs_for = PeerProofs.of(load_protocol(settings.protocol))
 
     def make() -> AuditSink:
         store = open_store(settings)
+        signer = log_signer(settings, create=True)
         sink = AuditSink(
             store=store,
-            log=AuditLog(store, signer=log_signer(settings, create=True), heads_only=True),
+            log=AuditLog(store, signer=signer, heads_only=True),
             envelope=envelope,
             parties=parties,
             checkpoint_every=settings.checkpoint_every,
             checkpoint_interval=settings.checkpoint_interval,
         )
+        if proofs_for is not None:
+            # a fresh full log per proving: the sink keeps no whole tree between hand-overs
+            sink.proofs = PeerProofs.of(load_protocol(settings.protocol))
+            sink.proof_log = lambda: (AuditLog(store, signer=signer), store)
         if on_sink is not None:
             on_sink(sink)
         return sink

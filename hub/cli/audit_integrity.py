@@ -7,6 +7,7 @@ them with the RFC 9162 / C2SP tooling of their choice (see ``hub.audit.log``).
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -15,9 +16,10 @@ import typer
 
 from hub.audit.checkpoint import log_signer
 from hub.audit.log import AuditLog, VerifyReport
-from hub.audit.store import open_store, sqlite_path
+from hub.audit.store import AuditStore, open_store, sqlite_path
 from hub.cli.common import echo_json, fail, handle_errors, load_settings
 from hub.errors import ConfigError
+from hub.models import AuditRecord
 
 __all__ = ["register"]
 
@@ -27,6 +29,12 @@ _JSON = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
 @contextlib.contextmanager
 def _audit_log() -> Iterator[AuditLog]:
     """The log over the configured store, signed with this hub's log key."""
+    with _audit_log_and_store() as (log, _):
+        yield log
+
+
+@contextlib.contextmanager
+def _audit_log_and_store() -> Iterator[tuple[AuditLog, AuditStore]]:
     settings = load_settings()
     path = sqlite_path(settings)
     if path is not None and not path.exists():
@@ -36,7 +44,7 @@ def _audit_log() -> Iterator[AuditLog]:
         )
     signer = log_signer(settings)
     with contextlib.closing(open_store(settings)) as store:
-        yield AuditLog(store, signer=signer)
+        yield AuditLog(store, signer=signer), store
 
 
 @handle_errors
@@ -99,10 +107,53 @@ def _print_report(report: VerifyReport) -> None:
 
 @handle_errors
 def proof(
-    event: Annotated[str, typer.Option("--event", help="event id (or audit record id)")],
+    event: Annotated[
+        str | None, typer.Option("--event", help="event id (or audit record id)")
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            dir_okay=False,
+            help="write the proofs of --event as a bundle a peer hub checks with --bundle",
+        ),
+    ] = None,
+    bundle_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            exists=True,
+            dir_okay=False,
+            help="check a peer hub's bundle (its --export) with its pinned log key; needs --peer",
+        ),
+    ] = None,
+    peer: Annotated[
+        str | None,
+        typer.Option(
+            "--peer",
+            metavar="PEER",
+            help="prove with PEER's log: its --bundle, or the proofs it sent for --event",
+        ),
+    ] = None,
     as_json: _JSON = False,
 ) -> None:
-    """Inclusion proofs (RFC 9162) of every audit record of an event, with the checkpoint."""
+    """Inclusion proofs (RFC 9162) of every audit record of an event, with the checkpoint.
+
+    Across two partnerships' logs (federation): --export FILE writes them as a bundle for
+    the peer; --peer PEER --bundle FILE checks a bundle from PEER, and --peer PEER --event ID
+    the proofs PEER's hub sent for transfer ID; both with PEER's pinned log key, and show
+    what this hub's own log holds for the same event.
+    """
+    if peer is not None:
+        _peer_proof(peer, event=event, bundle_file=bundle_file, as_json=as_json)
+        return
+    if bundle_file is not None:
+        raise ConfigError("--bundle: expected --peer PEER (whose pinned log key checks it)")
+    if event is None:
+        raise ConfigError("hub audit proof: expected --event ID (or --peer PEER)")
+    if export is not None:
+        _export(event, export)
+        return
     with _audit_log() as log:
         proofs = log.inclusion_proofs(event)
     for item in proofs:
@@ -115,6 +166,96 @@ def proof(
         for position, node in enumerate(data["proof"]):
             typer.echo(f"  proof[{position}] {node}")
         typer.echo(item.checkpoint)
+
+
+def _export(event: str, path: Path) -> None:
+    from hub.federation.proofs import bundle, entries_for
+
+    with _audit_log_and_store() as (log, store):
+        entries = entries_for(log, store, event)
+        document = bundle(log.origin, entries)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {len(entries)} proofs of event {event} ({log.origin}) to {path}")
+
+
+def _peer_proof(peer: str, *, event: str | None, bundle_file: Path | None, as_json: bool) -> None:
+    """Check proofs of PEER's log with its pinned key, and show this log's side."""
+    from hub.federation.proofs import (
+        ProofError,
+        ProofStore,
+        ProvenRecord,
+        pinned_log_key,
+        read_bundle,
+        verify_entry,
+    )
+    from hub.policies.loader import load_protocol
+
+    settings = load_settings()
+    protocol = load_protocol(settings.protocol)
+    if not protocol.is_peer(peer):
+        peers = ", ".join(p.id for p in protocol.peers) or "none"
+        raise ConfigError(f"--peer {peer}: expected a peer hub of the protocol (peers: {peers})")
+    verifier = pinned_log_key(settings.keys_dir, peer)
+    if bundle_file is not None:
+        entries = read_bundle(bundle_file.read_text(encoding="utf-8"), source=str(bundle_file))
+    elif event is not None:
+        entries = ProofStore(settings.keys_dir, peer).entries(event)
+        if not entries:
+            raise ConfigError(
+                f"no proof from {peer} for event {event}: its hub sends one once its "
+                f"checkpoint covers its record (seconds after the hand-over, over the link); "
+                f"or ask its IG officer for `hub audit proof --event {event} --export FILE` "
+                f"and check it with --bundle FILE"
+            )
+    else:
+        raise ConfigError("--peer: expected --bundle FILE or --event ID")
+    proven: list[ProvenRecord] = []
+    failures: list[str] = []
+    for entry in entries:
+        try:
+            proven.append(verify_entry(entry, verifier))
+        except ProofError as exc:
+            failures.append(str(exc))
+    events = list(dict.fromkeys(p.record.event_id for p in proven))
+    here: dict[str, list[AuditRecord]] = {}
+    path = sqlite_path(settings)
+    if events and (path is None or path.exists()):
+        with contextlib.closing(open_store(settings)) as store:
+            here = {e: list(store.query(event_id=e)) for e in events}
+    if as_json:
+        echo_json(
+            {
+                "peer": peer,
+                "log_key": verifier.name,
+                "proven": [
+                    {
+                        "record": p.record.model_dump(mode="json"),
+                        "leaf_index": p.leaf_index,
+                        "tree_size": p.checkpoint.size,
+                        "origin": p.checkpoint.origin,
+                    }
+                    for p in proven
+                ],
+                "here": {
+                    e: [r.model_dump(mode="json") for r in records] for e, records in here.items()
+                },
+                "failed": failures,
+            }
+        )
+    else:
+        for item in proven:
+            typer.echo(f"{peer}'s log holds {item.describe()}: verified")
+        for event_id, records in here.items():
+            for record in records:
+                to = f" to {record.recipient}" if record.recipient else ""
+                typer.echo(
+                    f"this log holds record {record.record_id}: event {event_id} "
+                    f"{record.decision.value}{to} at {record.time.isoformat()}"
+                )
+    if failures:
+        raise fail(
+            f"{len(failures)} of {len(entries)} proofs from {peer} do not verify: {failures[0]}"
+        )
 
 
 @handle_errors

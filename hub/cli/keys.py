@@ -27,6 +27,7 @@ from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import open_store, sqlite_path
 from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.errors import ConfigError, LegalHoldError, UnknownPartyError
+from hub.federation.proofs import export_log_key, import_log_key
 from hub.keys.cases import CaseKeys
 from hub.keys.expiry import expire_cases
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
@@ -36,8 +37,7 @@ from hub.keys.store import add_missing_suites
 from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
-from hub.workflows.bans import BanRegister
-from hub.workflows.register import FlagRegister
+from hub.state import has_state, open_ban_register, open_case_keys, open_flag_register
 
 __all__ = ["app", "hold_app"]
 
@@ -74,7 +74,7 @@ def _store(settings: HubSettings) -> FileKeyStore:
 
 def _cases(settings: HubSettings) -> CaseKeys:
     pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
-    return CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case)
+    return open_case_keys(settings, pseudonymise=pseudonymiser.case)
 
 
 def _protocol_keying(settings: HubSettings) -> tuple[list[str], list[KeySuite]]:
@@ -211,7 +211,14 @@ def export_command(
         if not found:
             raise UnknownPartyError(f"party {party}: expected keys, found none; run `init`")
         records.extend(r.model_dump(mode="json") for r in found)
-    text = json.dumps({"format": DIRECTORY_FORMAT, "keys": records}, indent=2) + "\n"
+    document: dict[str, Any] = {"format": DIRECTORY_FORMAT, "keys": records}
+    if HUB_PARTY in names:
+        # federation (issue 20): a peer pins the audit log's key too, to check this hub's
+        # checkpoints and proofs (hub.federation.proofs)
+        log_key = export_log_key(load_settings())
+        if log_key is not None:
+            document["log_key"] = log_key
+    text = json.dumps(document, indent=2) + "\n"
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -248,13 +255,25 @@ def import_command(
         raise ConfigError(f"{source}: expected a readable key export, got {exc}") from exc
     records = parse_export(text, source=str(source), directory_format=DIRECTORY_FORMAT)
     path = PeerPins(settings.keys_dir).pin(peer, records)
+    log_key = import_log_key(settings.keys_dir, peer, text)
     for record in records:
         if as_json:
             echo_json({"peer": peer, **record.model_dump(mode="json")})
         else:
             typer.echo(f"pinned {peer:<20} {_line(record)}")
-    if not as_json:
-        typer.echo(f"{len(records)} key generations of peer {peer} pinned in {path}")
+    if as_json:
+        if log_key is not None:
+            echo_json({"peer": peer, "log_key": log_key})
+        return
+    typer.echo(f"{len(records)} key generations of peer {peer} pinned in {path}")
+    if log_key is not None:
+        typer.echo(f"pinned {peer:<20} audit log key {log_key}")
+    else:
+        typer.echo(
+            f"no audit log key in {source}: proofs from {peer}'s log cannot be checked until "
+            "you import an export taken after its hub first ran",
+            err=True,
+        )
 
 
 @app.command("shred")
@@ -343,9 +362,9 @@ def _parse_now(text: str | None) -> dt.datetime:
 
 def _registered_refs(settings: HubSettings) -> list[str]:
     """Case and ban references the hub's workflow registers hold (none if it has none)."""
-    if not settings.register_path.exists():
+    if not has_state(settings):
         return []
-    with FlagRegister(settings.register_path) as flags, BanRegister(settings.register_path) as bans:
+    with open_flag_register(settings) as flags, open_ban_register(settings) as bans:
         return [f.case_ref for f in flags.flags()] + [b.ban_ref for b in bans.bans()]
 
 

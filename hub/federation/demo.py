@@ -26,6 +26,7 @@ from hub.broker import EmbeddedBroker
 from hub.client import HubClient
 from hub.errors import HubError
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.proofs import ProofStore, export_log_key, pin_log_key
 from hub.federation.receipts import receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import KeySuite
@@ -94,6 +95,17 @@ def _pin(into: FileKeyStore, peer: str, source: FileKeyStore) -> None:
     )
 
 
+def _pin_log_key(into: HubSettings, peer: str, source: HubSettings, timeout: float) -> None:
+    _wait(
+        lambda: export_log_key(source) is not None,
+        timeout=timeout,
+        what=f"{peer}'s audit log key",
+    )
+    key = export_log_key(source)
+    if key is not None:
+        pin_log_key(into.keys_dir, peer, key)
+
+
 def _wait(check: Callable[[], bool], *, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -133,6 +145,10 @@ def run_federation_demo(
         try:
             south.start()
             try:
+                # the log keys exist once each hub's audit sink ran: each pins the other's,
+                # as `hub keys export --party hub` (now with log_key) and `import --peer` do
+                _pin_log_key(south_settings, "nwcsp-hub", north_settings, timeout)
+                _pin_log_key(north_settings, "swcsp-hub", south_settings, timeout)
                 report(f"north hub ready bootstrap={north_broker.bootstrap}")
                 report(f"south hub ready bootstrap={south_broker.bootstrap}")
                 return asyncio.run(
@@ -233,6 +249,19 @@ async def _play(
             what="the South's acknowledged receipt in the North's audit log",
         )
         report("north: the South's receipts arrived: received, then acknowledged")
+        await asyncio.to_thread(
+            _wait,
+            lambda: (
+                bool(ProofStore(north.keys_dir, "swcsp-hub").entries(transfer))
+                and bool(ProofStore(south.keys_dir, "nwcsp-hub").entries(transfer))
+            ),
+            timeout=wait_s,
+            what="each hub's proof of its record of the hand-over, kept by the other",
+        )
+        report(
+            "both: each log's record of the hand-over proved to the other hub with its signed "
+            f"checkpoint (hub audit proof --peer PEER --event {transfer})"
+        )
         return DemoResult(
             transfer_event_id=transfer,
             north=_counts(north),

@@ -27,7 +27,14 @@ from typing import Any
 
 from hub.envelope import crypto, wire
 from hub.envelope.sealing import open_record
-from hub.errors import EventError, KeyStoreError, UnknownKeyError
+from hub.errors import ConfigError, EventError, KeyStoreError, UnknownKeyError
+from hub.federation.proofs import (
+    PROOF_TYPE,
+    ProofError,
+    ProofStore,
+    pinned_log_key,
+    verify_entry,
+)
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeyStatus
 from hub.keys.peers import PeerPins, PinnedDirectory
@@ -161,8 +168,36 @@ def open_transfer(
                 f"{', '.join(sorted(accepted))} in {attrs.type} from it; the transfer is refused "
                 "whole, not trimmed: resend it without them, or agree a rule that accepts them",
             )
+    if attrs.type == PROOF_TYPE:
+        _keep_proof(store, peer, data)
     as_peer = attrs.model_copy(update={"source": wire.source_for(peer)})
     return as_peer, data
+
+
+def _keep_proof(store: FileKeyStore, peer: str, data: dict[str, Any]) -> None:
+    """Verify a peer's proof of its own log with its pinned log key, then keep it.
+
+    The peer's hub signed the message; the proof itself needs only the log key: its
+    checkpoint's signature, and the inclusion of the record, exactly its leaf's bytes, in
+    the tree that checkpoint commits to. The record must be the one the proof names.
+    """
+    try:
+        verifier = pinned_log_key(store.root, peer)
+    except ConfigError as exc:
+        raise TransferRefusedError(QuarantineReason.UNKNOWN_KEY, str(exc)) from exc
+    try:
+        proven = verify_entry(data, verifier)
+    except ProofError as exc:
+        raise TransferRefusedError(QuarantineReason.BAD_SIGNATURE, str(exc)) from exc
+    record = proven.record
+    if (record.record_id, record.event_id) != (data["audit_record"], data["transfer_event_id"]):
+        raise TransferRefusedError(
+            QuarantineReason.POLICY_REJECTED,
+            f"proof from peer {peer}: expected record {data['audit_record']} of event "
+            f"{data['transfer_event_id']}, got record {record.record_id} of event "
+            f"{record.event_id}",
+        )
+    ProofStore(store.root, peer).add(record.event_id, data)
 
 
 def _hub_open(store: KeyStore, kid: str, ciphertext: bytes, info: bytes) -> bytes:

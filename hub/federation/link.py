@@ -18,8 +18,9 @@ this hub (``hub.federation.inbound``). The two brokers may be different Kafka cl
 - A record on the topic not sealed to the peer (``ce_hubrecipient``) is not forwarded: it is
   logged by event id and skipped (nothing else writes there but this hub's router).
 - Nor are this hub's signed audit checkpoints (``uk.csp.audit.checkpoint.v1``, which the
-  audit sink delivers to every party): the peer's protocol has no rule for them, and
-  proving a hand-over across the two logs is not built yet (issue 20).
+  audit sink delivers to every party): the peer's protocol has no rule for them. What the
+  peer needs of this log travels as ``uk.csp.marac.transfer.proof.v1`` instead: the
+  hand-over record, its inclusion proof and the checkpoint (``hub.federation.proofs``).
 """
 
 from __future__ import annotations

@@ -17,18 +17,21 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from hub.audit.checkpoint import log_origin
 from hub.broker import EmbeddedBroker
 from hub.cli.main import app
 from hub.client import HubClient
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.proofs import ProofStore, proof_id
 from hub.federation.receipts import receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import KeySuite
@@ -123,10 +126,30 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningHub,
         north = start_hub(north_broker.bootstrap, north_dir)
         south = start_hub(south_broker.bootstrap, south_dir, protocol=SOUTH_PROTOCOL)
         try:
+            _pin_log_keys(north, south)
             yield north, south
         finally:
             north.supervisor.stop()
             south.supervisor.stop()
+
+
+def _pin_log_keys(north: RunningHub, south: RunningHub) -> None:
+    """Each hub's `hub keys export --party hub`, taken once it ran, imported by the other:
+    the export now carries the audit log's key, which `hub keys import --peer` pins."""
+    runner = CliRunner()
+    for here, there, peer in ((north, south, "nwcsp-hub"), (south, north, "swcsp-hub")):
+        key_file = here.settings.data_dir / "keys" / "log-signing.key"
+        wait_for(key_file.exists, what="the audit sink's log key")
+        exported = runner.invoke(app, ["keys", "export", "--party", "hub"], env=here.env())
+        assert exported.exit_code == 0, exported.output
+        assert json.loads(exported.stdout)["log_key"].startswith(log_origin(here.settings))
+        path = there.settings.data_dir / f"{peer}.export.json"
+        path.write_text(exported.stdout, encoding="utf-8")
+        imported = runner.invoke(
+            app, ["keys", "import", str(path), "--peer", peer], env=there.env()
+        )
+        assert imported.exit_code == 0, imported.output
+        assert "audit log key" in imported.stdout
 
 
 @pytest.fixture
@@ -224,6 +247,103 @@ def test_a_transfer_reaches_the_new_coordinator_and_both_logs(
     assert rows[event_id]["state"] == "acknowledged"
     assert delivery.data["case_ref"] == case
     assert delivery.data["address"]["district"] == "worcester"
+
+
+def test_either_ig_officer_proves_the_hand_over_with_the_other_hubs_checkpoint(
+    hubs: tuple[RunningHub, RunningHub], links: tuple[Link, Link], tmp_path: Path
+) -> None:
+    north, south = hubs
+    case = unique("MARAC-PROOF")
+    event_id = north.publish(
+        "marac.north-worcs", MARAC_RAISED, marac_flag(case, district="malvern_hills"), key=case
+    )
+    received = wait_for(
+        lambda: {r.recipient: r for r in south.records(event_id)}.get("marac.south-worcs"),
+        timeout=60,
+        what="the South coordinator's delivery",
+    )
+    sent = {r.recipient: r for r in north.records(event_id)}["swcsp-hub"]
+    # each audit sink proves its record of the hand-over to the other hub once a checkpoint
+    # covers it; each router verifies the proof with the pinned log key and keeps it
+    wait_for(
+        lambda: ProofStore(north.settings.keys_dir, "swcsp-hub").entries(event_id),
+        timeout=60,
+        what="the South's proof kept by the North",
+    )
+    wait_for(
+        lambda: ProofStore(south.settings.keys_dir, "nwcsp-hub").entries(event_id),
+        timeout=60,
+        what="the North's proof kept by the South",
+    )
+
+    # and the proofs' routing is audited on each side (kept when opened, audited once routed)
+    def audited(hub: RunningHub, proof: str) -> bool:
+        return {r.decision for r in hub.records(proof)} == {AuditDecision.DELIVERED}
+
+    wait_for(lambda: audited(north, proof_id(received.record_id)), what="the North's audit")
+    wait_for(lambda: audited(south, proof_id(sent.record_id)), what="the South's audit")
+
+    runner = CliRunner()
+    # the North's IG officer: the South's log holds its coordinator's delivery
+    result = runner.invoke(
+        app, ["audit", "proof", "--peer", "swcsp-hub", "--event", event_id], env=north.env()
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"swcsp-hub's log holds record {received.record_id}: event {event_id} delivered "
+        "to marac.south-worcs from nwcsp-hub" in result.stdout
+    )
+    assert (
+        f"this log holds record {sent.record_id}: event {event_id} delivered to swcsp-hub"
+        in result.stdout
+    )
+    # the South's IG officer: the North's log holds the delivery to the South
+    result = runner.invoke(
+        app,
+        ["audit", "proof", "--peer", "nwcsp-hub", "--event", event_id, "--json"],
+        env=south.env(),
+    )
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert [p["record"]["record_id"] for p in answer["proven"]] == [sent.record_id]
+    assert answer["proven"][0]["origin"] == log_origin(north.settings)
+    assert received.record_id in {r["record_id"] for r in answer["here"][event_id]}
+
+    # by hand: the South exports a bundle of every record of the event; the North checks it
+    bundle_path = tmp_path / "south-bundle.json"
+    result = runner.invoke(
+        app,
+        ["audit", "proof", "--event", event_id, "--export", str(bundle_path)],
+        env=south.env(),
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app,
+        ["audit", "proof", "--peer", "swcsp-hub", "--bundle", str(bundle_path)],
+        env=north.env(),
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("verified") == len(south.records(event_id))
+    # a bundle edited after export does not verify: the record is the leaf's bytes
+    document = json.loads(bundle_path.read_text())
+    document["proofs"][0]["record"] = document["proofs"][0]["record"].replace(
+        "delivered", "withheld"
+    )
+    bundle_path.write_text(json.dumps(document))
+    result = runner.invoke(
+        app,
+        ["audit", "proof", "--peer", "swcsp-hub", "--bundle", str(bundle_path)],
+        env=north.env(),
+    )
+    assert result.exit_code == 1
+    assert "do not verify" in result.output
+    # nor does the South's bundle under the North's own log key (another log)
+    result = runner.invoke(
+        app,
+        ["audit", "proof", "--peer", "nwcsp-hub", "--bundle", str(bundle_path)],
+        env=south.env(),
+    )
+    assert result.exit_code == 1
 
 
 def test_a_forged_transfer_from_a_third_hub_is_quarantined(
@@ -339,29 +459,38 @@ def _start_cut_link(north: RunningHub, south: RunningHub) -> subprocess.Popen[st
     )
 
 
-def _inbound_at_south(south: RunningHub) -> int:
-    """How many records the South's broker holds on hub.in.nwcsp-hub (the link's target)."""
+def _inbound_at_south(south: RunningHub) -> Counter[str]:
+    """Each event id on the South's hub.in.nwcsp-hub (the link's target), and how many times."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from hub.broker.offsets import end_offsets
 
-    async def count() -> int:
+    topic = "hub.in.nwcsp-hub"
+
+    async def read() -> Counter[str]:
         consumer = AIOKafkaConsumer(bootstrap_servers=south.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic("hub.in.nwcsp-hub") or set()
-            if not parts:
-                await consumer.force_metadata_update()
-                parts = consumer.partitions_for_topic("hub.in.nwcsp-hub") or set()
-            tps = [TopicPartition("hub.in.nwcsp-hub", p) for p in parts]
+            await consumer.topics()  # a metadata refresh
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
             consumer.assign(tps)
-            starts = await consumer.beginning_offsets(tps)
             ends = await end_offsets(consumer, tps)
-            return sum(ends[tp] - starts[tp] for tp in tps)
+            await consumer.seek_to_beginning(*tps)
+            found: Counter[str] = Counter()
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+            while await behind():
+                batch = await consumer.getmany(*tps, timeout_ms=500)
+                for record in (r for part in batch.values() for r in part):
+                    headers = dict(record.headers or ())
+                    found[headers.get("ce_id", b"").decode()] += 1
+            return found
         finally:
             await consumer.stop()
 
-    return asyncio.run(count())
+    return asyncio.run(read())
 
 
 def _read_line(process: subprocess.Popen[str], prefix: str, *, timeout: float, what: str) -> str:
@@ -417,7 +546,9 @@ def test_a_link_killed_mid_stream_loses_nothing_and_repeats_nothing(
     _, half, total = line.split()
     assert 1 <= int(half) < int(total), line
     assert _forwarded_count(north) - forwarded_before == 0  # the half is not remembered
-    assert _inbound_at_south(south) - before == int(half)
+    crossed = _inbound_at_south(south) - before
+    assert sum(crossed.values()) == int(half), crossed
+    assert set(crossed.values()) == {1}, crossed
     more = [
         north.publish(
             "marac.north-worcs",
@@ -441,8 +572,12 @@ def test_a_link_killed_mid_stream_loses_nothing_and_repeats_nothing(
     assert "link stopped" in out
     counts = _coordinator_deliveries(south, ids + more)
     assert set(counts.values()) == {1}, counts  # nothing lost, nothing twice
-    # the cut half crossed twice (at least once), and the South routed each copy once
-    assert _inbound_at_south(south) - before == len(ids) + len(more) + int(half)
+    # the cut half crossed twice (at least once), nothing else did, and the South routed
+    # each transfer once (the proofs of the North's log cross the same link: not counted)
+    crossed = _inbound_at_south(south) - before
+    assert set(ids + more) <= set(crossed)
+    assert sum(crossed.values()) - len(crossed) == int(half), crossed
+    assert set(crossed.values()) <= {1, 2}
     refused = [
         r for e in ids + more for r in south.records(e) if r.decision is AuditDecision.REJECTED
     ]

@@ -110,6 +110,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "audit_record": "5f0c1b2a-3d4e-4f60-8a9b-0c1d2e3f4a5b",
         "received_at": "2026-11-20T10:15:30.250000Z",
     },
+    "uk.csp.marac.transfer.proof.v1": {
+        "transfer_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
+        "sender": "swcsp-hub",
+        "audit_record": "5f0c1b2a-3d4e-4f60-8a9b-0c1d2e3f4a5b",
+        "record": '{"decision":"delivered","record_id":"5f0c1b2a-3d4e-4f60-8a9b-0c1d2e3f4a5b"}',
+        "leaf_index": 41,
+        "tree_size": 42,
+        "inclusion_proof": ["pW0Kq8yHZ1QwYbqv5n3mH8r1m0y5Jm4d8m0o4b0xk3Q="],
+        "checkpoint": "south-worcestershire-csp.hub/audit\n42\nAAAA\n\n",
+    },
     factories.ASB_APPLICATION: factories.asb_application(
         "ASB-2026-0001",
         applicant_kind="councillor",

@@ -6,21 +6,33 @@ federation link`` carries it), to the South router as a record on ``hub.in.nwcsp
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from hub.agents.routing import ACK_TYPE, Router
+from hub.audit.checkpoint import NoteSigner
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.store import open_store
 from hub.cli.main import app
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import KeyStoreError
+from hub.federation.proofs import (
+    PROOF_TYPE,
+    PeerProofs,
+    ProofStore,
+    pin_log_key,
+    pinned_log_key,
+    proof_id,
+    verify_entry,
+)
 from hub.federation.receipts import RECEIPT_TYPE, receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import KeyStatus, KeySuite
@@ -549,3 +561,102 @@ def test_link_refuses_a_party_that_is_not_a_peer(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "expected a party of kind peer-hub" in result.stderr
     assert "Traceback" not in result.output
+
+
+def _south_sink(tmp_path: Path, stores: dict[str, FileKeyStore]) -> tuple[Any, NoteSigner]:
+    """The South's audit sink over a store of its own, proving hand-overs to its peer."""
+    from hub.agents.sink import AuditSink
+    from hub.audit.log import AuditLog
+    from hub.audit.sqlite import SQLiteAuditStore
+
+    store = SQLiteAuditStore(tmp_path / "south-audit.sqlite3")
+    signer = NoteSigner("south-worcestershire-csp.hub/audit", Ed25519PrivateKey.generate())
+    sink = AuditSink(
+        store=store,
+        log=AuditLog(store, signer=signer, heads_only=True),
+        envelope=PartyEnvelope("hub", store=stores["south"]),
+        parties=[],
+        checkpoint_every=1,
+        checkpoint_interval=60,
+        proofs=PeerProofs(SOUTH),
+        proof_log=lambda: (AuditLog(store, signer=signer), store),
+    )
+    return sink, signer
+
+
+def _proof_inbound(message: Any) -> dict[str, Any]:
+    return {
+        "origin": Origin(topic="hub.in.swcsp-hub", partition=0, offset=7),
+        "key": message.key,
+        "value": message.value,
+        "headers": message.headers,
+    }
+
+
+def test_the_receivers_sink_proves_its_record_and_the_sender_verifies_and_keeps_it(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    _, message = _transfer(stores, "MARAC-T20", "t-20")
+    routed = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    [coordinator] = [r for r in routed.audit if r.recipient == "marac.south-worcs"]
+    sink, signer = _south_sink(tmp_path, stores)
+    asyncio.run(sink.write(list(routed.audit)))
+    assert sink.proofs.pending == 1  # the coordinator's delivery; not the department's
+    [proof] = [m for m in asyncio.run(sink.checkpoint()) if m.topic == "hub.out.nwcsp-hub"]
+    headers = dict(wire.decode_headers(proof.headers))
+    assert headers["ce_type"] == PROOF_TYPE
+    assert headers["ce_id"] == proof_id(coordinator.record_id)
+    north = _router(NORTH, stores["north"])
+    kept = ProofStore(stores["north"].root, "swcsp-hub")
+    # the South's log key not pinned yet: refused, not kept
+    refused = north.route(**_proof_inbound(proof), seen=never_seen)
+    assert refused.quarantined is QuarantineReason.UNKNOWN_KEY
+    assert kept.entries("t-20") == []
+    pin_log_key(stores["north"].root, "swcsp-hub", signer.verifier_key)
+    result = north.route(**_proof_inbound(proof), seen=never_seen)
+    assert result.quarantined is None
+    [record] = [r for r in result.audit if r.decision is AuditDecision.DELIVERED]
+    assert (record.recipient, record.rule) == (
+        "marac.north-worcs",
+        "marac-transfer-proofs-from-south",
+    )
+    [entry] = kept.entries("t-20")
+    proven = verify_entry(entry, pinned_log_key(stores["north"].root, "swcsp-hub"))
+    assert proven.record.record_id == coordinator.record_id
+    assert proven.record.recipient == "marac.south-worcs"
+    # no receipt, no proof, for a proof
+    assert not [m for m in result.messages if m.topic == "hub.out.swcsp-hub"]
+
+
+def test_a_proof_whose_record_was_edited_is_refused_and_not_kept(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    _, message = _transfer(stores, "MARAC-T21", "t-21")
+    routed = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    sink, signer = _south_sink(tmp_path, stores)
+    asyncio.run(sink.write(list(routed.audit)))
+    [(peer, event_id, body)] = sink.proofs.bodies(sink.proof_log)
+    body["record"] = body["record"].replace("marac.south-worcs", "marac.south-wrcs")
+    attrs = EventAttributes(
+        id=event_id,
+        source="/parties/hub",
+        type=PROOF_TYPE,
+        time=FIXED,
+        subject=None,
+        datacontenttype=wire.JSON,
+    )
+    sealed = PartyEnvelope("hub", store=stores["south"]).seal(
+        attrs, key=None, plaintext=wire.canonical_json(body), recipient=peer
+    )
+    pin_log_key(stores["north"].root, "swcsp-hub", signer.verifier_key)
+    result = _router(NORTH, stores["north"]).route(
+        origin=Origin(topic="hub.in.swcsp-hub", partition=0, offset=8),
+        key=None,
+        value=sealed.value,
+        headers=sealed.headers,
+        seen=never_seen,
+    )
+    assert result.quarantined is QuarantineReason.BAD_SIGNATURE
+    assert "inclusion proof" in result.audit[0].reason
+    assert ProofStore(stores["north"].root, "swcsp-hub").entries("t-21") == []
+    assert result.messages == [] or all(m.topic == "hub.quarantine" for m in result.messages)

@@ -598,6 +598,20 @@ def test_every_reference_rule_is_exercised() -> None:
         (REVIEWED, "swcsp-hub", factories.marac_reviewed("MARAC-1")),  # Art 19, transferred
         (WITHDRAWN, "swcsp-hub", marac_withdrawal()),
         (EXPIRED, "swcsp-hub", factories.marac_expired("MARAC-1")),
+        (  # the South's hub's proof that its log holds its record of a hand-over
+            "uk.csp.marac.transfer.proof.v1",
+            "swcsp-hub",
+            {
+                "transfer_event_id": "e-1",
+                "sender": "nwcsp-hub",
+                "audit_record": "r-1",
+                "record": "{}",
+                "leaf_index": 0,
+                "tree_size": 1,
+                "inclusion_proof": [],
+                "checkpoint": "x",
+            },
+        ),
         (  # the South's hub's receipt for a transfer
             "uk.csp.marac.transfer.receipt.v1",
             "swcsp-hub",
