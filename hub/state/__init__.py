@@ -1,8 +1,8 @@
 """Where the state the router workers share lives: SQLite in the data dir, or PostgreSQL.
 
 The state: seen event ids (``SeenEvents``), the workflow registers (``FlagRegister``,
-``BanRegister``, ``AgreementAlerts``), and case keys with their tombstones and legal holds
-(``CaseKeys``). ``HUB_STATE_URL`` picks the backend for all of them at once:
+``BanRegister``, ``AgreementAlerts``, ``AsbRegister``), and case keys with their tombstones
+and legal holds (``CaseKeys``). ``HUB_STATE_URL`` picks the backend for all of them at once:
 
 - unset (the embedded default: ``make demo``, one host): SQLite files in the data dir, which
   every worker of the hub opens (same host, same directory);
@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from hub.keys.cases import CaseKeys
     from hub.settings import HubSettings
     from hub.workflows.agreements import AgreementAlerts
+    from hub.workflows.asb.register import AsbRegister
     from hub.workflows.bans import BanRegister
     from hub.workflows.register import FlagRegister
 
 __all__ = [
     "has_state",
     "open_agreement_alerts",
+    "open_asb_register",
     "open_ban_register",
     "open_case_keys",
     "open_flag_register",
@@ -129,6 +131,18 @@ def open_agreement_alerts(settings: HubSettings) -> AgreementAlerts:
     from hub.state.postgres import PostgresAgreementAlerts
 
     return PostgresAgreementAlerts(url)
+
+
+def open_asb_register(settings: HubSettings, *, group: GroupSync | None = None) -> AsbRegister:
+    """The ASB Case Review register the settings select."""
+    url = state_url(settings)
+    if url is None:
+        from hub.workflows.asb.register import AsbRegister
+
+        return AsbRegister(settings.register_path, group=group)
+    from hub.state.postgres import PostgresAsbRegister
+
+    return PostgresAsbRegister(url, group=group)
 
 
 def open_case_keys(

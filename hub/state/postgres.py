@@ -32,12 +32,14 @@ from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.keys.cases import _SAFE_NAME, CASE_KEY_BYTES, CaseKeys, LegalHold, _checked, _shredded
 from hub.workflows.agreements import AgreementAlerts
+from hub.workflows.asb.register import AsbRegister
 from hub.workflows.bans import BanRegister
 from hub.workflows.pg_state import PgSession, PostgresState, postgres_ddl
 from hub.workflows.register import FlagRegister
 
 __all__ = [
     "PostgresAgreementAlerts",
+    "PostgresAsbRegister",
     "PostgresBanRegister",
     "PostgresCaseKeys",
     "PostgresFlagRegister",
@@ -55,6 +57,10 @@ class PostgresBanRegister(PostgresState, BanRegister):
 
 class PostgresAgreementAlerts(PostgresState, AgreementAlerts):
     """``AgreementAlerts`` in PostgreSQL."""
+
+
+class PostgresAsbRegister(PostgresState, AsbRegister):
+    """``AsbRegister`` (ASB Case Review) in PostgreSQL."""
 
 
 _SEEN_DDL = (

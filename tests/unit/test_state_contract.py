@@ -2,11 +2,12 @@
 
 Why one suite (as ``test_audit_store_contract.py`` for the audit store): the router, the
 sweeps and the CLI see one class per store (``SeenEvents``, ``FlagRegister``, ``BanRegister``,
-``AgreementAlerts``, ``CaseKeys``), opened by ``hub.state`` from ``HUB_STATE_URL``; both
-backends must give the same answers. Two stores opened on one location stand for two
-workers (on one host for SQLite, on any host for PostgreSQL): each has its own connection,
-so what keeps a claim exact is the engine's locking. The PostgreSQL cases run on the
-throwaway server of ``tests/postgres.py`` and skip only when its binaries are absent.
+``AgreementAlerts``, ``AsbRegister``, ``CaseKeys``), opened by ``hub.state`` from
+``HUB_STATE_URL``; both backends must give the same answers. Two stores opened on one
+location stand for two workers (on one host for SQLite, on any host for PostgreSQL): each
+has its own connection, so what keeps a claim exact is the engine's locking. The PostgreSQL
+cases run on the throwaway server of ``tests/postgres.py`` and skip only when its binaries
+are absent.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -28,6 +30,7 @@ from hub.settings import HubSettings
 from hub.state import (
     has_state,
     open_agreement_alerts,
+    open_asb_register,
     open_ban_register,
     open_case_keys,
     open_flag_register,
@@ -35,6 +38,8 @@ from hub.state import (
     state_url,
 )
 from hub.workflows.agreements import PlannedAlert
+from hub.workflows.asb.cases import Action
+from hub.workflows.asb.threshold import Complaint
 from hub.workflows.bans import BAN_TYPE, EXPIRED_TYPE, RETAIL_EXCLUSION_TYPE, UPDATED_TYPE
 from hub.workflows.register import Referral
 from tests.unit.conftest import BACKENDS
@@ -346,3 +351,47 @@ def test_case_keys_group_commit(settings: HubSettings) -> None:
         assert group.synced == group.position
     finally:
         keys.close()
+
+
+# -- the ASB Case Review register ------------------------------------------------------------
+
+
+def test_asb_register_lifecycle(settings: HubSettings) -> None:
+    day = dt.date(2025, 3, 3)
+    with open_asb_register(settings) as one, open_asb_register(settings) as two:
+        one.open_case(event_id="a1", case_ref="ASB-1", applicant_ref="ap-1",
+                      applicant_kind="victim", district="redditch", received_on=day)  # fmt: skip
+        two.open_case(event_id="a1", case_ref="ASB-1", applicant_ref="other",
+                      applicant_kind="mp", district="bromsgrove",
+                      received_on=day)  # the same event again: changes nothing  # fmt: skip
+        complaint = Complaint(body="police", reference="C-1", reported_on=day,
+                              incident_on=day, complainant="cp-1")  # fmt: skip
+        one.answer(event_id="a2", case_ref="ASB-1", body="police", answered_on=day,
+                   complaints=[complaint])  # fmt: skip
+        moved = dt.date(2025, 3, 1)
+        two.answer(event_id="a3", case_ref="ASB-1", body="police", answered_on=day,
+                   complaints=[replace(complaint, incident_on=moved)])  # replaces  # fmt: skip
+        two.record(event_id="a4", case_ref="ASB-1", acknowledged_on=day, threshold_met=True,
+                   decided_on=day)  # fmt: skip
+        action = Action(action_ref="X-1", body="council", action="fit CCTV", due_on=day,
+                        set_on=day)  # fmt: skip
+        one.outcome(event_id="a5", case_ref="ASB-1", outcome="actions agreed", outcome_on=day,
+                    meeting_on=None, appeal=False, actions=[action])  # fmt: skip
+        two.action_update(event_id="a6", case_ref="ASB-1", action_ref="X-1",
+                          status="completed", on=day)  # fmt: skip
+        one.appeal(event_id="a7", case_ref="ASB-1", appeal_ref="AP-1", lodged_on=day)
+        one.appeal(event_id="a7", case_ref="ASB-1", appeal_ref="AP-1", lodged_on=day)  # repeat
+        one.mark_alert("al-1", "threshold", "ASB-1", T0)
+        two.mark_alert("al-1", "threshold", "ASB-1", T0)
+        case = two.case("ASB-1")
+        assert case is not None
+        assert (case.applicant_ref, case.district, case.threshold_met, case.reopened) == (
+            "ap-1", "redditch", True, 1,
+        )  # fmt: skip
+        assert (case.meeting_on, case.appeal_ref, case.answers) == (day, "AP-1", {"police": day})
+        assert [(a.action_ref, a.completed_on) for a in case.actions] == [("X-1", day)]
+        assert [(c.reference, c.incident_on) for c in one.complaints("ASB-1")] == [("C-1", moved)]
+        assert one.alerts("ASB-1") == [("al-1", "threshold")]
+        assert one.alert_sent("al-1")
+        assert [c.case_ref for c in one.cases()] == ["ASB-1"]
+        assert one.case("ASB-9") is None

@@ -7,7 +7,9 @@ a keyed pseudonym of the complainant, never a name) and the recommended actions.
 idempotent by event id (an event reprocessed after a crash changes nothing).
 
 A table of its own in the workflow registers' SQLite file (``workflows.sqlite3``), with the
-same transaction discipline (``hub.workflows.sqlite_state``).
+same transaction discipline (``hub.workflows.sqlite_state``); or, with ``HUB_STATE_URL``, in
+PostgreSQL (``hub.state.postgres.PostgresAsbRegister``: the same SQL, which is why it keeps to
+what both engines take: ``ON CONFLICT``, not ``INSERT OR IGNORE/REPLACE``).
 """
 
 from __future__ import annotations
@@ -112,8 +114,15 @@ class AsbRegister(SQLiteState):
     # -- writes (the router) -----------------------------------------------------------------
 
     def _first(self, conn: sqlite3.Connection, event_id: str, case_ref: str) -> bool:
-        """Claim an event id; False when it was applied before (a reprocess)."""
-        cur = conn.execute("INSERT OR IGNORE INTO asb_events VALUES (?, ?)", (event_id, case_ref))
+        """Claim an event id; False when it was applied before (a reprocess).
+
+        Also serialises this case's read-modify-writes across workers (``_lock_key``: a
+        no-op in SQLite, whose ``BEGIN IMMEDIATE`` already does it).
+        """
+        self._lock_key(conn, case_ref)
+        cur = conn.execute(
+            "INSERT INTO asb_events VALUES (?, ?) ON CONFLICT DO NOTHING", (event_id, case_ref)
+        )
         return cur.rowcount == 1
 
     def open_case(
@@ -131,8 +140,8 @@ class AsbRegister(SQLiteState):
             if not self._first(conn, event_id, case_ref):
                 return
             conn.execute(
-                "INSERT OR IGNORE INTO asb_cases (case_ref, applicant_ref, applicant_kind, "
-                "district, received_on, stage) VALUES (?, ?, ?, ?, ?, 'received')",
+                "INSERT INTO asb_cases (case_ref, applicant_ref, applicant_kind, district, "
+                "received_on, stage) VALUES (?, ?, ?, ?, ?, 'received') ON CONFLICT DO NOTHING",
                 (case_ref, applicant_ref, applicant_kind, district, received_on.isoformat()),
             )
 
@@ -171,11 +180,14 @@ class AsbRegister(SQLiteState):
             if not self._first(conn, event_id, case_ref):
                 return
             conn.execute(
-                "INSERT OR IGNORE INTO asb_answers VALUES (?, ?, ?)",
+                "INSERT INTO asb_answers VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (case_ref, body, answered_on.isoformat()),
             )
             conn.executemany(
-                "INSERT OR REPLACE INTO asb_complaints VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO asb_complaints VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (case_ref, body, reference) DO UPDATE SET "
+                "reported_on = excluded.reported_on, incident_on = excluded.incident_on, "
+                "complainant = excluded.complainant",
                 [
                     (case_ref, body, c.reference, c.reported_on.isoformat(),
                      c.incident_on.isoformat(), c.complainant)
@@ -204,7 +216,10 @@ class AsbRegister(SQLiteState):
             else:
                 changes["meeting_on"] = meeting_on or outcome_on
             conn.executemany(
-                "INSERT OR REPLACE INTO asb_actions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+                "INSERT INTO asb_actions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL) "
+                "ON CONFLICT (case_ref, action_ref) DO UPDATE SET body = excluded.body, "
+                "action = excluded.action, due_on = excluded.due_on, set_on = excluded.set_on, "
+                "acknowledged_on = NULL, completed_on = NULL",
                 [
                     (case_ref, a.action_ref, a.body, a.action, a.due_on.isoformat(),
                      a.set_on.isoformat())
@@ -246,7 +261,7 @@ class AsbRegister(SQLiteState):
         """Remember an alert (or a threshold decision) the hub published."""
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO asb_alerts VALUES (?, ?, ?, ?)",
+                "INSERT INTO asb_alerts VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (alert_id, kind, case_ref, at.isoformat()),
             )
 
