@@ -38,7 +38,6 @@ from hub.agents.outbox import AuditOutbox
 from hub.agents.routing import Router, RouteResult
 from hub.agents.seen import (
     Claim,
-    SeenEvents,
     delivered_lookup,
     forget_before,
     source_of_origin,
@@ -57,19 +56,18 @@ from hub.envelope.escrow import make_escrow
 from hub.envelope.party import PartyEnvelope
 from hub.envelope.wire import WireMessage
 from hub.errors import HubError
-from hub.keys.cases import CaseKeys
 from hub.keys.expiry import SWEEP_INTERVAL_S, expire_cases
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import HUB_PARTY
 from hub.log import get_logger
 from hub.models import Origin, event_key
 from hub.policies.model import Protocol
+from hub.processes import apply_effects, default_registry
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
+from hub.state import open_case_keys, open_seen
 from hub.workflows.agreements import AgreementGauges
-from hub.workflows.bans import BanRegister
 from hub.workflows.marac import earlier_recipients
-from hub.workflows.register import FlagRegister
 
 __all__ = ["build_router", "create_app"]
 
@@ -85,6 +83,7 @@ def build_router(
     before the events that wrote them are acknowledged (``hub.durable``), not one by one.
     """
     pseudonymiser = Pseudonymiser(load_pseudonym_key(settings))
+    processes = default_registry()
     keys = FileKeyStore(settings.keys_dir)
     envelope = PartyEnvelope(
         HUB_PARTY,
@@ -94,7 +93,7 @@ def build_router(
             max_age=protocol.crypto.max_data_key_age_s,
         ),
     )
-    cases = CaseKeys(settings.keys_dir, pseudonymise=pseudonymiser.case, group=group)
+    cases = open_case_keys(settings, pseudonymise=pseudonymiser.case, group=group)
     router = Router(
         protocol,
         registry=SchemaRegistry(),
@@ -103,11 +102,13 @@ def build_router(
         escrow=make_escrow(cases),
         max_event_bytes=settings.max_event_bytes,
         clock=clock_for(settings.clock_file),
-        register=FlagRegister(settings.register_path, group=group),
         previous=earlier_recipients(settings, pseudonymiser),
-        bans=BanRegister(settings.register_path, group=group),
+        # the processes' registers (``hub.processes``): read by their checks, written by the
+        # worker applying each event's effects
+        processes=processes,
+        stores=processes.open_stores(settings, group=group),
         # who may acknowledge what: every worker's claims, then the audit store
-        delivered=delivered_lookup(SeenEvents(settings.seen_path), older=delivered_to(settings)),
+        delivered=delivered_lookup(open_seen(settings), older=delivered_to(settings)),
         quarantine_max_bytes=settings.quarantine_max_bytes,
     )
     return router
@@ -173,16 +174,17 @@ def create_app(
     group = GroupSync()
     router = build_router(settings, protocol, group=group)
     envelope = router.envelope
-    cases = CaseKeys(settings.keys_dir, pseudonymise=router.pseudonymiser.case)
+    cases = open_case_keys(settings, pseudonymise=router.pseudonymiser.case)
     inbound = app.topic(
         *(topics.inbound(p) for p in protocol.party_ids),
         topics.HUB_INBOUND,
         key_type=bytes,
         value_type=bytes,
     )
-    # Shared by every worker of this hub (same data dir), so a claim is exact across workers;
+    # Shared by every worker of this hub (same data dir, or HUB_STATE_URL's database on any
+    # host), so a claim is exact across workers;
     # grouped, so a claimed id is on disk before its event is acknowledged.
-    seen = SeenEvents(settings.seen_path, group=group)
+    seen = open_seen(settings, group=group)
     state = OpsState()
     metrics = Metrics(state)
     metrics.registry.register(
@@ -281,13 +283,25 @@ def create_app(
                     topic=message.topic, partition=message.partition, offset=message.offset
                 )
                 ticket = acks.take((message.topic, message.partition), partial(ack, message))
+                headers = list(message.headers or ())
                 result = router.route(
                     origin=origin,
                     key=message.key,
                     value=message.value,
-                    headers=list(message.headers or ()),
+                    headers=headers,
                     seen=first,
                 )
+                if result.effects:  # before the next event: its checks must see them
+                    try:
+                        apply_effects(result.effects, router.stores)
+                    except Exception as exc:  # as a failed write inside routing was
+                        result = router.unapplied(
+                            origin=origin,
+                            key=message.key,
+                            value=message.value,
+                            headers=headers,
+                            error=exc,
+                        )
                 if result.remember:
                     # the recipients too: a worker that did not route the event can then
                     # tell, before the audit store has the deliveries, who may acknowledge it
@@ -407,7 +421,7 @@ def create_app(
                 store.close()
             if before is None:  # the audit log has pruned nothing: every id is kept
                 return None
-            with SeenEvents(settings.seen_path) as seen_ids:
+            with open_seen(settings) as seen_ids:
                 return seen_ids.prune(before), before.isoformat()
 
         try:

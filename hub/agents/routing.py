@@ -18,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from hub.audit.pseudonym import Pseudonymiser
@@ -49,18 +50,17 @@ from hub.models import (
 )
 from hub.policies.engine import evaluate, minimise
 from hub.policies.model import Protocol
-from hub.schemas import SchemaRegistry, to_jsonable
-from hub.workflows.bans import (
-    BanRegister,
-    check_ban_start,
-    check_ban_update,
-    is_ban_start,
-    is_exclusion_event,
+from hub.processes.base import (
+    Effect,
+    EventContext,
+    Process,
+    ProcessRegistry,
+    Refusal,
+    Routed,
+    Stores,
 )
-from hub.workflows.health import ACCESS_TYPE, check_access
-from hub.workflows.referral import ReferralCheck, check_referral, check_update
-from hub.workflows.register import FlagRegister, Referral, check_raise
-from hub.workflows.socjag import check_intel
+from hub.processes.registry import default_registry
+from hub.schemas import SchemaRegistry, to_jsonable
 
 __all__ = [
     "ACK_TYPE",
@@ -114,12 +114,6 @@ _HEADER_SHARE = 4
 _KEPT_KEY_BYTES = 1024
 #: the longest Kafka key the router accepts: the key is the case or subject reference
 MAX_KEY_BYTES = 1024
-_MARAC_FLAG = "uk.csp.marac.flag."
-_BAN_UPDATED = "uk.csp.pubwatch.ban.updated.v1"
-
-
-def _is_ban(event_type: str) -> bool:
-    return is_exclusion_event(event_type)  # Pub Watch bans and retail exclusions
 
 
 @dataclass
@@ -131,6 +125,9 @@ class RouteResult:
     messages: list[wire.WireMessage] = field(default_factory=list)
     quarantined: QuarantineReason | None = None
     remember: bool = False
+    #: register updates the processes asked for (``hub.processes``): the worker applies
+    #: them right after ``route`` returns, before the next event (``apply_effects``)
+    effects: list[Effect] = field(default_factory=list)
     delivered: int = 0
     withheld: int = 0
 
@@ -149,18 +146,10 @@ class RouteResult:
         return f"quarantined:{self.quarantined.value}" if self.quarantined else "routed"
 
 
-#: a rejection's detail is cut to this many characters: it goes into a header, the audit
-#: record and the notice, and may quote what the record carried (a header name)
-_MAX_DETAIL = 2000
-
-
-class _Reject(Exception):  # noqa: N818 - internal control signal, never escapes route()
-    def __init__(self, reason: QuarantineReason, detail: str) -> None:
-        if len(detail) > _MAX_DETAIL:
-            detail = detail[: _MAX_DETAIL - 3] + "..."
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+#: a refusal (the router's own, or a process's check): quarantined, audited, the publisher
+#: told; its detail is cut to ``hub.processes.base.MAX_DETAIL`` characters (it goes into a
+#: header, the audit record and the notice, and may quote what the record carried)
+_Reject = Refusal
 
 
 class Router:
@@ -176,15 +165,23 @@ class Router:
         max_event_bytes: int,
         escrow: Escrow | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        register: FlagRegister | None = None,
+        register: object | None = None,
         previous: PreviousLookup | None = None,
-        bans: BanRegister | None = None,
+        bans: object | None = None,
         delivered: DeliveredLookup | None = None,
         quarantine_max_bytes: int = QUARANTINE_MAX_BYTES,
+        processes: ProcessRegistry | None = None,
+        stores: Stores | None = None,
     ) -> None:
         self.protocol = protocol
-        self.bans = bans
-        self.register = register
+        # The partnership processes (``hub.processes``) check events of their types before
+        # the decision and say what to record after it. Their registers are read here, never
+        # written: ``register`` and ``bans`` (the flag and ban registers) are shorthand for
+        # ``stores`` holding them.
+        self.processes = processes if processes is not None else default_registry()
+        self.stores = (
+            stores if stores is not None else Stores(s for s in (register, bans) if s is not None)
+        )
         self.previous = previous
         # deliveries by case routed by this process: the audit store may not have them yet
         self._recent: OrderedDict[str, set[str]] = OrderedDict()
@@ -260,6 +257,33 @@ class Router:
                 "it is kept on hub.quarantine for replay",
             )
             return self._quarantine(origin, key, value, headers, attrs, internal)
+
+    def unapplied(
+        self,
+        *,
+        origin: Origin,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]] | None,
+        error: BaseException,
+    ) -> RouteResult:
+        """A routed record whose effects could not be written: quarantined, as for a bug.
+
+        The worker applies ``RouteResult.effects`` after ``route``; when that fails (a
+        register that cannot be written) the record is kept on hub.quarantine for replay,
+        audited, and its deliveries dropped, exactly as when the write failed inside routing.
+        """
+        _log.error("effects_failed", origin=str(origin), error=type(error).__name__)
+        try:
+            attrs: EventAttributes | None = self._parse(headers)[0]
+        except _Reject:
+            attrs = None
+        internal = _Reject(
+            QuarantineReason.INTERNAL_ERROR,
+            f"the hub could not route this record ({type(error).__name__}); "
+            "it is kept on hub.quarantine for replay",
+        )
+        return self._quarantine(origin, key, value or b"", headers, attrs, internal)
 
     # -- validation --------------------------------------------------------------------------
 
@@ -414,11 +438,28 @@ class Router:
         attrs = event.attributes
         now = self.clock()
         case = case_ref(attrs.type, event.data)
-        self._check_ban(event, now)
-        self._check_access(event, case)
-        self._check_repeat(event, case, now)
-        referral = self._check_referral(event, now)
-        marks = self._check_socjag(event)
+        # the processes owning this type (``hub.processes``): their checks refuse (raising a
+        # Refusal) or return marks for every audit record and what their record step needs
+        owners = self.processes.for_type(attrs.type)
+        ctx: EventContext | None = None
+        marks: tuple[str, ...] = ()
+        carried: list[object] = []
+        if owners:
+            ctx = EventContext(
+                event=event,
+                case=case,
+                now=now,
+                protocol=self.protocol,
+                _holders=partial(self._holders, case),
+                _subject=partial(self._subject, event),
+            )
+            for process in owners:
+                checked = process.check(ctx, self.stores)
+                if checked is None:
+                    carried.append(None)
+                    continue
+                marks += checked.marks
+                carried.append(checked.carry)
         decision = evaluate(
             self.protocol,
             event_id=attrs.id,
@@ -426,7 +467,7 @@ class Router:
             publisher=attrs.party,
             data=event.data,
             today=now.date(),
-            previous=self._previous(attrs.type, case),
+            previous=self._previous(attrs.type, case, ctx, owners),
         )
         if decision.rejected:
             reason = (
@@ -491,22 +532,37 @@ class Router:
         self._remember_delivered(attrs.id, attrs.party, attrs.type, delivered)
         if case is not None:
             self._remember(case, delivered)
-            self._record_flag(event, case, now, referral)
-            self._record_ban(event, now)
+        if ctx is not None:  # what to record, as effects: the worker writes them
+            routed = Routed(decision=decision, delivered=frozenset(delivered))
+            for process, carry in zip(owners, carried, strict=True):
+                result.effects.extend(process.record(ctx, routed, carry, self.stores))
         return result
 
     # -- workflows ---------------------------------------------------------------------------
 
-    def _previous(self, event_type: str, case: str | None) -> Collection[str]:
+    def _previous(
+        self,
+        event_type: str,
+        case: str | None,
+        ctx: EventContext | None,
+        owners: Sequence[Process],
+    ) -> Collection[str]:
         """Earlier recipients of the case, when a correction (Art 19) covers this type."""
         if case is None or not self.protocol.corrections_for(event_type):
             return ()
+        found = self._holders(case)
+        if ctx is not None:  # e.g. the member that published a ban holds it too
+            for process in owners:
+                found.update(process.also_holding(ctx, self.stores))
+        return found
+
+    def _holders(self, case: str | None) -> set[str]:
+        """Parties that received an earlier event of the case: this router's, the audit's."""
+        if case is None:
+            return set()
         found = set(self._recent.get(case, ()))
         if self.previous is not None:
             found |= set(self.previous(case))
-        known = self.bans.ban(case) if self.bans is not None and _is_ban(event_type) else None
-        if known is not None:  # the member that published a ban holds it too
-            found.add(known.publisher)
         return found
 
     def _remember(self, case: str, parties: set[str]) -> None:
@@ -549,144 +605,6 @@ class Router:
     def _subject(self, event: InboundEvent) -> str | None:
         refs = subject_refs(event.attributes.type, event.data)
         return self.pseudonymiser.subject(refs[0]) if refs else None
-
-    def _check_referral(self, event: InboundEvent, now: dt.datetime) -> ReferralCheck | None:
-        """SafeLives criteria for a raised flag; an invalid referral is refused, with why.
-
-        An update is held to the DASH rule too (``check_update``): it cannot lower a level.
-        """
-        policy = self.protocol.marac
-        attrs = event.attributes
-        if policy is not None and attrs.type.startswith(f"{_MARAC_FLAG}updated."):
-            problems = check_update(event.data, policy)
-            if problems:
-                raise _Reject(
-                    QuarantineReason.POLICY_REJECTED,
-                    "MARAC flag update refused (SafeLives criteria): " + "; ".join(problems),
-                )
-            return None
-        if policy is None or not attrs.type.startswith(f"{_MARAC_FLAG}raised."):
-            return None
-        subject = self._subject(event)
-        last = (
-            self.register.last_referral(subject, other_than=attrs.id)
-            if self.register is not None and subject is not None
-            else None
-        )
-        check = check_referral(
-            event.data, policy, now=now, last_referral=last.referred_at if last else None
-        )
-        if not check.valid:
-            raise _Reject(
-                QuarantineReason.POLICY_REJECTED,
-                "invalid MARAC referral (SafeLives criteria): " + "; ".join(check.problems),
-            )
-        return check
-
-    def _check_access(self, event: InboundEvent, case: str | None) -> None:
-        """A CP-IS access notice only from a setting that holds the case's flag."""
-        if event.attributes.type != ACCESS_TYPE:
-            return
-        holders = set(self._recent.get(case, ())) if case is not None else set()
-        if case is not None and self.previous is not None:
-            holders |= set(self.previous(case))
-        problem = check_access(event.attributes.party, case, holders)
-        if problem is not None:
-            raise _Reject(QuarantineReason.NOT_A_RECIPIENT, problem)
-
-    def _check_repeat(self, event: InboundEvent, case: str | None, now: dt.datetime) -> None:
-        """A raise of a flag still active, a ban already in force: refused, with why."""
-        attrs = event.attributes
-        problem = None
-        if self.register is not None and case and attrs.type.startswith(f"{_MARAC_FLAG}raised."):
-            problem = check_raise(
-                case,
-                flag=self.register.flag(case),
-                raises=self.register.raises(case),
-                event_id=attrs.id,
-            )
-        elif self.bans is not None and is_ban_start(attrs.type):
-            ref = str(event.data.get("ban_ref"))
-            problem = check_ban_start(
-                attrs.type,
-                ref,
-                known=self.bans.ban(ref),
-                started_here=self.bans.started_by(attrs.id, ref),
-                today=now.date(),
-            )
-        if problem is not None:
-            raise _Reject(QuarantineReason.POLICY_REJECTED, problem)
-
-    def _check_socjag(self, event: InboundEvent) -> tuple[str, ...]:
-        """SOCJAG grading and handling checks; marks to record on every audit record."""
-        check = check_intel(event.attributes.type, event.data, self.protocol.socjag)
-        if check is None:
-            return ()
-        if not check.valid:
-            raise _Reject(
-                QuarantineReason.POLICY_REJECTED,
-                "SOCJAG intelligence refused: " + "; ".join(check.problems),
-            )
-        return check.marks
-
-    def _check_ban(self, event: InboundEvent, now: dt.datetime) -> None:
-        """An early review before the protocol's limit is refused, with why."""
-        attrs = event.attributes
-        policy = self.protocol.pubwatch
-        if policy is None or attrs.type != _BAN_UPDATED:
-            return
-        known = self.bans.ban(str(event.data.get("ban_ref"))) if self.bans else None
-        problems = check_ban_update(event.data, policy, known=known, today=now.date())
-        if problems:
-            raise _Reject(
-                QuarantineReason.POLICY_REJECTED,
-                "ban update refused: " + "; ".join(problems),
-            )
-
-    def _record_ban(self, event: InboundEvent, now: dt.datetime) -> None:
-        """Keep the ban register in step (the hub sends the expiry at the ban's end)."""
-        attrs = event.attributes
-        if self.bans is not None and _is_ban(attrs.type):
-            self.bans.record(
-                attrs.type, event.data, publisher=attrs.party, at=now, event_id=attrs.id
-            )
-
-    def _record_flag(
-        self, event: InboundEvent, case: str, now: dt.datetime, check: ReferralCheck | None
-    ) -> None:
-        """Keep the flag register in step with the lifecycle event just routed."""
-        attrs = event.attributes
-        if self.register is None or not attrs.type.startswith(_MARAC_FLAG):
-            return
-        stage = attrs.type.removeprefix(_MARAC_FLAG).split(".", 1)[0]
-        status = {"withdrawn": "withdrawn", "expired": "expired"}.get(stage, "active")
-        review = event.data.get("review_date") if stage != "expired" else None
-        subject = self._subject(event)
-        if stage == "raised" and subject is not None:
-            last = self.register.last_referral(subject, other_than=attrs.id)
-            self.register.add_referral(
-                Referral(
-                    event_id=attrs.id,
-                    case_ref=case,
-                    subject_pseudonym=subject,
-                    referred_at=now,
-                    reason=str(event.data.get("referral_reason", "")),
-                    repeat_of=last.event_id
-                    if last is not None and check and check.repeat
-                    else None,
-                )
-            )
-        subject_ref = event.data.get("subject_ref")
-        self.register.record(
-            case_ref=case,
-            subject_ref=str(subject_ref) if subject_ref else None,
-            subject_pseudonym=subject,
-            status=status,  # type: ignore[arg-type]
-            review_date=dt.date.fromisoformat(str(review)) if review else None,
-            at=now,
-            event_id=attrs.id,
-            event_type=attrs.type,
-        )
 
     def _suspension_notice(self, event: InboundEvent, decision: Decision) -> list[wire.WireMessage]:
         """Tell the publisher which agreements lapsed and who did not receive its event."""

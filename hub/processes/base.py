@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -264,6 +264,13 @@ class Process(Protocol):
         """Before the decision: raise ``Refusal``, or return marks and carry (or None)."""
         ...
 
+    def also_holding(self, ctx: EventContext, stores: Stores) -> Collection[str]:
+        """Parties holding the case besides its earlier recipients, for corrections (Art 19).
+
+        Asked only when the protocol has a corrections section for the event's type.
+        """
+        ...
+
     def record(
         self, ctx: EventContext, routed: Routed, carry: object, stores: Stores
     ) -> Sequence[Effect]:
@@ -296,6 +303,10 @@ class BaseProcess:
     def check(self, ctx: EventContext, stores: Stores) -> Checked | None:
         """No check."""
         return None
+
+    def also_holding(self, ctx: EventContext, stores: Stores) -> Collection[str]:
+        """Nobody besides the earlier recipients."""
+        return ()
 
     def record(
         self,

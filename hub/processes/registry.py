@@ -16,8 +16,11 @@ __all__ = ["BUILTIN", "default_registry"]
 
 #: the process modules of every hub, in check order
 BUILTIN: tuple[str, ...] = (
-    # "hub.processes.marac", "hub.processes.socjag", "hub.processes.pubwatch" and
-    # "hub.processes.acks" arrive with the migration out of Router._decide (issue 19)
+    "hub.processes.marac",
+    "hub.processes.pubwatch",
+    "hub.processes.socjag",
+    "hub.processes.asb",
+    "hub.processes.s17a",
 )
 
 

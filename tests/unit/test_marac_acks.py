@@ -23,6 +23,7 @@ from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
 from hub.models import AuditDecision, AuditRecord, record_id_for
+from hub.processes import Stores, apply_effects
 from hub.settings import HubSettings
 from hub.workflows.marac import flag_status
 from hub.workflows.register import FlagRegister
@@ -91,6 +92,7 @@ def test_received_then_actioned_counts_once_at_the_first(
         seen=never_seen,
     )
     store.append(flag.audit)
+    apply_effects(flag.effects, Stores([register]))  # as the worker does
     departments = sorted(status(register, store))
     assert len(departments) >= 2
     first, second = departments[:2]
@@ -122,6 +124,7 @@ def test_an_acknowledgement_of_another_partys_event_with_the_same_id_does_not_co
         seen=never_seen,
     )
     store.append(flag.audit)
+    apply_effects(flag.effects, Stores([register]))  # as the worker does
     department = sorted(status(register, store))[0]
     # the police published f-50 too, and the department acknowledged the police's event
     store.append(

@@ -32,6 +32,7 @@ from hub.models import (
 )
 from hub.policies.engine import minimise
 from hub.policies.loader import load_protocol
+from hub.processes import apply_effects
 from hub.schemas import SchemaRegistry, to_jsonable
 from hub.settings import HubSettings, default_protocol_path
 from tests.factories import BAN, MARAC_RAISED, SOCJAG, marac_flag, pubwatch_ban, socjag_intel
@@ -621,8 +622,11 @@ def test_a_raise_routed_again_after_a_crash_is_routed_as_before_a_new_one_refuse
         rec = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-R1"), event_id="r-1")
         first = router.route(**rec, seen=never_seen)
         assert first.quarantined is None
+        apply_effects(first.effects, router.stores)  # as the worker does
         # at-least-once: the same record again (its offset was not committed before a crash)
-        _routed_the_same(first, router.route(**rec, seen=lambda _k: str(rec["origin"])))
+        again = router.route(**rec, seen=lambda _k: str(rec["origin"]))
+        _routed_the_same(first, again)
+        apply_effects(again.effects, router.stores)
         # a new event raising the same case while its flag is active is refused, with why
         other = record(
             "marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-R1"), event_id="r-2", offset=1
@@ -651,10 +655,104 @@ def test_a_ban_routed_again_after_a_crash_is_routed_as_before_a_new_one_refused(
         rec = record(crown, BAN, pubwatch_ban("PW-R1"), event_id="b-1")
         first = router.route(**rec, seen=never_seen)
         assert first.quarantined is None
-        _routed_the_same(first, router.route(**rec, seen=lambda _k: str(rec["origin"])))
+        apply_effects(first.effects, router.stores)  # as the worker does
+        again = router.route(**rec, seen=lambda _k: str(rec["origin"]))
+        _routed_the_same(first, again)
+        apply_effects(again.effects, router.stores)
         other = record(crown, BAN, pubwatch_ban("PW-R1"), event_id="b-2", offset=1)
         refused = router.route(**other, seen=never_seen)
         (audit,) = refused.audit
         assert audit.decision == AuditDecision.REJECTED
         assert "ban PW-R1 already in force from" in audit.reason
         assert "publish uk.csp.pubwatch.ban.updated.v1" in audit.reason
+
+
+def test_a_raise_routed_with_no_register_says_what_to_record_as_effects(tmp_path: Path) -> None:
+    from hub.audit.subjects import subject_refs
+    from hub.processes.marac import FlagRecorded, ReferralAdded
+    from hub.workflows.register import Referral
+
+    router = make_router()  # no register, no file: routing writes nothing
+    rec_data = marac_flag("MARAC-E1")
+    rec = record("marac.north-worcs", MARAC_RAISED, rec_data, event_id="e-1")
+    result = router.route(**rec, seen=never_seen)
+    assert result.quarantined is None
+    subject = Pseudonymiser(b"k" * 32).subject(subject_refs(MARAC_RAISED, rec_data)[0])
+    assert result.effects == [
+        ReferralAdded(
+            Referral(
+                event_id="e-1",
+                case_ref="MARAC-E1",
+                subject_pseudonym=subject,
+                referred_at=FIXED,
+                reason="dash",
+                repeat_of=None,
+            )
+        ),
+        FlagRecorded(
+            case_ref="MARAC-E1",
+            subject_ref=rec_data["subject_ref"],
+            subject_pseudonym=subject,
+            status="active",
+            review_date=dt.date(2027, 5, 19),
+            at=FIXED,
+            event_id="e-1",
+            event_type=MARAC_RAISED,
+        ),
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ban_routed_with_no_register_says_what_to_record_as_effects() -> None:
+    from hub.processes.pubwatch import BanRecorded
+
+    crown = "pubwatch.redditch.crown-inn"
+    data = pubwatch_ban("PW-E1")
+    result = make_router().route(**record(crown, BAN, data, event_id="b-1"), seen=never_seen)
+    assert result.quarantined is None
+    (effect,) = result.effects
+    assert isinstance(effect, BanRecorded)
+    assert (effect.event_type, effect.publisher, effect.at, effect.event_id) == (
+        BAN,
+        crown,
+        FIXED,
+        "b-1",
+    )
+    assert effect.data["ban_ref"] == "PW-E1"
+
+
+def test_a_refused_event_and_an_intelligence_item_record_nothing() -> None:
+    router = make_router()
+    bad = marac_flag("MARAC-E2", dash_score=3, referral_reason="dash")
+    refused = router.route(
+        **record("marac.north-worcs", MARAC_RAISED, bad, event_id="e-2"), seen=never_seen
+    )
+    assert refused.quarantined is QuarantineReason.POLICY_REJECTED
+    assert refused.effects == []
+    intel = router.route(
+        **record("west-mercia-police", SOCJAG, socjag_intel("INT-E1"), event_id="e-3"),
+        seen=never_seen,
+    )
+    assert intel.quarantined is None
+    assert intel.effects == []
+
+
+def test_each_events_effects_applied_before_the_next_let_its_check_refuse_a_second_raise(
+    tmp_path: Path,
+) -> None:
+    from hub.workflows.register import FlagRegister
+
+    with FlagRegister(tmp_path / "workflows.sqlite3") as register:
+        router = make_router(register=register)
+        first = router.route(
+            **record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-E3"), event_id="x-1"),
+            seen=never_seen,
+        )
+        second = record(
+            "marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-E3"), event_id="x-2", offset=1
+        )
+        # not applied yet: routing wrote nothing, so the second raise is not refused
+        assert register.flag("MARAC-E3") is None
+        assert router.route(**second, seen=never_seen).quarantined is None
+        apply_effects(first.effects, router.stores)
+        assert router.route(**second, seen=never_seen).quarantined is not None
