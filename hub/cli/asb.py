@@ -18,7 +18,7 @@ from hub.audit.store import open_store
 from hub.cli.common import DryRun, echo_json, echo_sweep, handle_errors, load_settings
 from hub.clock import clock_for
 from hub.policies.loader import load_protocol
-from hub.workflows.asb.register import AsbRegister
+from hub.state import open_asb_register
 from hub.workflows.asb.report import CaseReport, case_status, yearly_figures
 from hub.workflows.asb.sweep import policy_of, sweep_asb
 
@@ -67,7 +67,7 @@ def status_command(
     protocol = load_protocol(settings.protocol)
     policy_of(protocol)  # a clear error when the protocol has no asb: section
     today = clock_for(settings.clock_file)().date()
-    with AsbRegister(settings.register_path) as register:
+    with open_asb_register(settings) as register:
         reports = case_status(
             register=register,
             protocol=protocol,

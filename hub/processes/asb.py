@@ -30,6 +30,7 @@ from hub.processes.base import (
     Stores,
     Sweep,
 )
+from hub.state import open_asb_register
 from hub.workflows.asb.cases import Action, Case
 from hub.workflows.asb.events import (
     ACK_TYPE,
@@ -204,6 +205,14 @@ class Appealed:
 # -- the process ------------------------------------------------------------------------------
 
 
+def _bodies(ctx: EventContext, district: str) -> set[str]:
+    asb = ctx.protocol.asb
+    role = asb.body_role if asb is not None else "asb-relevant-body"
+    return {
+        p.id for p in ctx.protocol.parties if p.has_role(role) and p.district in (None, district)
+    }
+
+
 def check_event(ctx: EventContext, case: Case | None) -> None:
     """Refuse an event that does not fit its case (``case``: the register's, if known)."""
     data = ctx.data
@@ -231,6 +240,12 @@ def check_event(ctx: EventContext, case: Case | None) -> None:
                 f"{ctx.party} is a relevant body for {party.district}, not for case {ref} in "
                 f"{case.district}: expected an answer from that district's bodies"
             )
+        for c in data.get("complaints") or ():
+            if _date(c["reported_on"]) < _date(c["incident_on"]):
+                raise _refuse(
+                    f"complaint {c['reference']} of case {ref}: expected a report on or after "
+                    f"the incident ({c['incident_on']}), got {c['reported_on']}"
+                )
     elif ctx.type == OUTCOME_TYPE:
         appeal_ref = data.get("appeal_ref")
         if appeal_ref is not None:
@@ -244,6 +259,13 @@ def check_event(ctx: EventContext, case: Case | None) -> None:
                 f"outcome of case {ref}: expected the threshold met first, got "
                 f"{'not met' if case.threshold_met is False else 'no threshold decision yet'}"
             )
+        bodies = _bodies(ctx, case.district)
+        for rec in data.get("recommendations") or ():
+            if rec["body"] not in bodies:
+                raise _refuse(
+                    f"recommendation {rec['action_ref']} of case {ref}: expected one of the "
+                    f"case's relevant bodies ({', '.join(sorted(bodies))}), got {rec['body']}"
+                )
     elif ctx.type == ACTION_TYPE:
         action = next((a for a in case.actions if a.action_ref == data.get("action_ref")), None)
         if action is None or action.body != ctx.party:
@@ -352,8 +374,8 @@ class AsbProcess(BaseProcess):
         return effects_for(ctx)
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
-        """The ASB Case Review register, in the workflow registers' file."""
-        return [AsbRegister(settings.register_path, group=group)]
+        """The ASB Case Review register: the workflow registers' file, or ``HUB_STATE_URL``."""
+        return [open_asb_register(settings, group=group)]
 
     def sweeps(self, protocol: Protocol) -> Sequence[Sweep]:
         """Threshold decisions and escalations (``hub asb sweep``)."""

@@ -14,10 +14,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from hub.errors import HubError
 from hub.processes.base import ConsolePage, NavEntry
+from hub.state import open_asb_register
 from hub.web.accounts import Role
 from hub.web.consult import record_consultation
 from hub.web.context import console, justified, render, require
-from hub.workflows.asb.register import AsbRegister
 from hub.workflows.asb.report import case_status
 
 __all__ = ["page", "router"]
@@ -37,7 +37,7 @@ def asb_board(request: Request, closed: str = "") -> Response:
     now = app.now()
     protocol = app.protocol()
     try:
-        with AsbRegister(app.settings.register_path) as register:
+        with open_asb_register(app.settings) as register:
             reports = case_status(
                 register=register,
                 protocol=protocol,

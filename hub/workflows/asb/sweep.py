@@ -23,6 +23,7 @@ from hub.errors import ProtocolError
 from hub.log import get_logger
 from hub.policies.model import AsbPolicy, Protocol
 from hub.settings import HubSettings
+from hub.state import open_asb_register
 from hub.workflows.asb.cases import Case, deadlines
 from hub.workflows.asb.events import ALERT_TYPE, THRESHOLD_TYPE
 from hub.workflows.asb.register import AsbRegister
@@ -164,7 +165,7 @@ def _escalations(
 
 def sweep_asb(settings: HubSettings, *, dry_run: bool = False) -> dict[str, Any]:
     """Plan and (unless ``dry_run``) publish one sweep; returns what was done."""
-    with workflow_context(settings) as ctx, AsbRegister(settings.register_path) as register:
+    with workflow_context(settings) as ctx, open_asb_register(settings) as register:
         planned = plan_sweep(register=register, protocol=ctx.protocol, now=ctx.now)
         sent = 0
         if not dry_run and planned:
