@@ -96,9 +96,28 @@ def test_events_that_do_not_fit_the_case_are_refused_with_why(stores: Stores) ->
     assert "expected the threshold met first, got no threshold decision yet" in refusal(
         stores, factories.ASB_OUTCOME, coordinator, factories.asb_outcome(CASE)
     )
+    assert "expected a report on or after the incident (2026-03-02), got 2026-03-01" in refusal(
+        stores,
+        factories.ASB_COMPLAINTS,
+        "west-mercia-police",
+        factories.asb_complaints(CASE, [("R-9", "2026-03-01", "2026-03-02", "CP-1")]),
+    )
     assert "expected a threshold decision to appeal against" in refusal(
         stores, factories.ASB_APPEAL, coordinator, factories.asb_appeal(CASE)
     )
+
+
+def test_recommendations_go_to_the_cases_relevant_bodies_only(stores: Stores) -> None:
+    coordinator = "nwcsp.asb-case-review"
+    route(stores, factories.ASB_APPLICATION, coordinator, factories.asb_application(CASE))
+    threshold = factories.asb_threshold(CASE, met=True)
+    route(stores, factories.ASB_THRESHOLD, "hub", threshold)
+    elsewhere = factories.asb_outcome(CASE)
+    elsewhere["recommendations"][0]["body"] = "rp.community-housing"  # Wyre Forest's provider
+    assert "expected one of the case's relevant bodies" in refusal(
+        stores, factories.ASB_OUTCOME, coordinator, elsewhere
+    )
+    PROCESS.check(ctx(factories.ASB_OUTCOME, coordinator, factories.asb_outcome(CASE)), stores)
 
 
 def test_the_sweep_decides_once_every_body_answered_then_escalates(stores: Stores) -> None:
