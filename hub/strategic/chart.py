@@ -82,7 +82,7 @@ def trend_svg(trend: Trend, *, labels: Mapping[str, str] | None = None) -> str:
     plt = _pyplot()
     labels = labels or {}
     with plt.rc_context({"svg.hashsalt": f"s17a-{trend.district}", "svg.fonttype": "none"}):
-        figure, axes = plt.subplots(figsize=(7.5, 3.2))
+        figure, axes = plt.subplots(figsize=(8, 4.4))
         try:
             xs = list(range(len(trend.quarters)))
             for category, values in trend.series.items():
@@ -94,7 +94,9 @@ def trend_svg(trend: Trend, *, labels: Mapping[str, str] | None = None) -> str:
             axes.set_ylim(bottom=0)
             axes.grid(alpha=0.3)
             if trend.series:
-                axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+                axes.legend(
+                    fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3
+                )
             figure.tight_layout()
             buffer = io.StringIO()
             figure.savefig(buffer, format="svg", metadata={"Date": None})
