@@ -14,9 +14,7 @@ from hub.cli import (
     federation,
     ingress,
     keys,
-    marac,
     policy,
-    pubwatch,
     runtime,
     webhooks,
 )
@@ -44,14 +42,12 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(keys.hold_app, name="holds")  # `hub keys hold`: a hidden alias that says so
-app.add_typer(marac.app, name="marac")
-app.add_typer(pubwatch.app, name="pubwatch")
+for _group in default_registry().cli():  # each process's commands (hub.processes)
+    app.add_typer(_group.app, name=_group.name)
 app.add_typer(ingress.app, name="ingress")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(console.app, name="console")
 app.add_typer(federation.app, name="federation")
-for _group in default_registry().cli():  # each process's commands (hub.processes)
-    app.add_typer(_group.app, name=_group.name)
 runtime.register(app)
 app.command("acl")(acl.acl_command)
 
