@@ -162,6 +162,12 @@ class HubSettings(BaseSettings):
         ge=0,
         description="seconds between MARAC workflow sweeps in each worker; 0 = only on demand",
     )
+    federation_links: str | None = Field(
+        default=None,
+        description="peer hubs hub up links this hub to, as PEER=HOST:PORT[,PEER=HOST:PORT]: "
+        "for each, a hub federation link process carries hub.out.PEER to the peer's broker "
+        "at HOST:PORT (PEER a peer-hub party of the protocol); unset = no link",
+    )
     console_host: str = Field(default="127.0.0.1", description="address the web console binds")
     console_port: int = Field(
         default=8089, ge=0, le=65535, description="web console port; 0 = `hub up` starts none"
@@ -232,6 +238,25 @@ class HubSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Init arguments, then the environment, then ``hub.toml``."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def federation_peers(self) -> dict[str, str]:
+        """``federation_links`` as peer id -> the peer's bootstrap (empty when unset).
+
+        Raises:
+            ConfigError: an entry that is not PEER=HOST:PORT, or a peer named twice.
+        """
+        peers: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in (self.federation_links or "").split(","))):
+            peer, _, bootstrap = entry.partition("=")
+            peer, bootstrap = peer.strip(), bootstrap.strip()
+            if not peer or ":" not in bootstrap or peer in peers:
+                raise ConfigError(
+                    f"HUB_FEDERATION_LINKS: expected PEER=HOST:PORT entries, each peer once, "
+                    f"separated by commas; got {entry!r}"
+                )
+            peers[peer] = bootstrap
+        return peers
 
     @property
     def audit_db_path(self) -> Path:

@@ -75,6 +75,8 @@ BROKER_RESTART_WINDOW_S = 600.0
 WORKER = "router worker"
 SINK = "audit sink"
 DISPATCHER = "webhook dispatcher"
+#: ``hub.federation.link_worker``: one per peer in ``HUB_FEDERATION_LINKS`` (role "link PEER")
+LINK = "federation link"
 
 
 class HubState(BaseModel):
@@ -126,6 +128,9 @@ class Supervisor:
         self.webhooks: subprocess.Popen[bytes] | None = None
         #: the audit sink process (``HUB_AUDIT_SINK=process``; None: a task in each worker)
         self.sink: subprocess.Popen[bytes] | None = None
+        #: peer -> its federation link process (``HUB_FEDERATION_LINKS``, issue 20)
+        self.links: dict[str, subprocess.Popen[bytes]] = {}
+        self._link_peers = self._checked_links()
         self.worker_log = worker_log or settings.data_dir / "worker.log"
         #: ``hub up``'s own look at the embedded broker, for the loss count after it dies
         self.watch: BrokerWatch | None = None
@@ -136,6 +141,27 @@ class Supervisor:
         self._due: dict[str, float] = {}
         #: one hub per data dir: held from ``start`` to ``stop`` (``hub.agents.datadir_lock``)
         self._lock = DataDirLock(settings.data_dir, state_file=settings.state_file)
+
+    def _checked_links(self) -> list[str]:
+        """The peers of ``HUB_FEDERATION_LINKS``, each a peer hub of the protocol.
+
+        Raises:
+            ConfigError: a malformed entry, or a peer the protocol does not name as one.
+        """
+        peers = list(self.settings.federation_peers)
+        if peers and self.protocol.protocol.hub_id is None:
+            raise ConfigError(
+                f"HUB_FEDERATION_LINKS: {self.settings.protocol} names no protocol.hub_id "
+                "(this hub's id in its peers' protocols), so it cannot link to a peer"
+            )
+        for peer in peers:
+            if not self.protocol.is_peer(peer):
+                named = ", ".join(p.id for p in self.protocol.peers) or "none"
+                raise ConfigError(
+                    f"HUB_FEDERATION_LINKS: {peer} is not a peer-hub party of "
+                    f"{self.settings.protocol} (peers: {named})"
+                )
+        return peers
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -178,8 +204,16 @@ class Supervisor:
         if WebhookConfig(self.settings.webhooks_path).endpoints():
             self.webhooks = self._spawn("hub.webhooks", self._env())
         self._write_state()
+        for peer in self._link_peers:
+            self._start_link(peer)
         self._start_watch()
         return self.bootstrap
+
+    def _start_link(self, peer: str) -> None:
+        env = self._env()
+        env["HUB_LINK_PEER"] = peer  # hub.federation.link_worker.LINK_PEER_ENV
+        self.links[peer] = self._spawn("hub.federation.link_worker", env)
+        _log.info("federation_link_started", peer=peer, pid=self.links[peer].pid)
 
     def _start_sink(self) -> None:
         if self.settings.audit_sink == "process":
@@ -224,6 +258,10 @@ class Supervisor:
         if self.sink is not None and self.sink.poll() is not None:
             said.append(self._died(SINK, self.sink, now=now))
             self.sink = None
+        for peer, proc in list(self.links.items()):
+            if proc.poll() is not None:
+                del self.links[peer]
+                said.append(self._died(f"{LINK} {peer}", proc, now=now))
         for line in said:
             _log.warning("process_restarted", detail=line)
         for role, due in sorted(self._due.items(), key=lambda item: item[1]):
@@ -239,7 +277,8 @@ class Supervisor:
             CrashLoopError: more than ``restart_limit`` deaths within ``restart_window``.
         """
         settings = self.settings
-        name = role.rstrip("0123456789 ")  # a worker's slot is ours, its pid is the reader's
+        # a worker's slot is ours, its pid is the reader's; a link is named by its peer
+        name = role if role.startswith(LINK) else role.rstrip("0123456789 ")
         deaths = [t for t in self._deaths.get(role, []) if now - t < settings.restart_window]
         deaths.append(now)
         self._deaths[role] = deaths
@@ -277,6 +316,8 @@ class Supervisor:
     def _restart(self, role: str) -> None:
         if role.startswith(WORKER):
             self.start_worker()
+        elif role.startswith(f"{LINK} "):
+            self._start_link(role.removeprefix(f"{LINK} "))
         elif role == DISPATCHER:
             self.webhooks = self._spawn("hub.webhooks", self._env())
         else:
@@ -337,6 +378,8 @@ class Supervisor:
         if WebhookConfig(self.settings.webhooks_path).endpoints():
             self.webhooks = self._spawn("hub.webhooks", self._env())
         self._write_state()
+        for peer in self._link_peers:
+            self._start_link(peer)
         self._start_watch()
         _log.warning("broker_restarted", bootstrap=self.bootstrap, restarts=deaths, lost=lost)
         return (
@@ -400,6 +443,7 @@ class Supervisor:
             list(self.workers)
             + ([self.webhooks] if self.webhooks is not None else [])
             + ([self.sink] if self.sink is not None else [])
+            + list(self.links.values())
         )
         for proc in procs:
             if proc.poll() is None:
@@ -410,6 +454,7 @@ class Supervisor:
         self.workers.clear()
         self.webhooks = None
         self.sink = None
+        self.links.clear()
         self._due.clear()  # the broker's recovery starts every process afresh
 
     def metrics_port(self, pid: int) -> int | None:
@@ -521,6 +566,9 @@ class Supervisor:
         if self.webhooks is not None:
             _terminate(self.webhooks, timeout=timeout)
             self.webhooks = None
+        for proc in self.links.values():  # each stops after the batch in hand
+            _terminate(proc, timeout=timeout)
+        self.links.clear()
         for proc in self.workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -554,6 +602,8 @@ class Supervisor:
         if self._due or (self.sink is not None and self.sink.poll() is not None):
             return False
         if any(w.poll() is not None for w in self.workers):
+            return False
+        if any(link.poll() is not None for link in self.links.values()):
             return False
         return broker_answers(
             self.bootstrap, security=self.settings.kafka_security, timeout=timeout

@@ -582,3 +582,66 @@ def test_a_link_killed_mid_stream_loses_nothing_and_repeats_nothing(
         r for e in ids + more for r in south.records(e) if r.decision is AuditDecision.REJECTED
     ]
     assert refused == []
+
+
+def test_hub_up_starts_and_supervises_the_links_its_settings_name(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # one command per hub: HUB_FEDERATION_LINKS=PEER=HOST:PORT, and the supervisor runs the
+    # link as one of its processes (started, restarted when it dies, stopped with the hub)
+    north_dir, south_dir = tmp_path_factory.mktemp("north-up"), tmp_path_factory.mktemp("south-up")
+    north_keys = _hub_keys(HubSettings(data_dir=north_dir).keys_dir, default_protocol_path())
+    south_keys = _hub_keys(HubSettings(data_dir=south_dir).keys_dir, SOUTH_PROTOCOL)
+    _pin(north_keys, "swcsp-hub", _export(south_keys))
+    _pin(south_keys, "nwcsp-hub", _export(north_keys))
+    with EmbeddedBroker() as north_broker, EmbeddedBroker() as south_broker:
+        north = start_hub(
+            north_broker.bootstrap,
+            north_dir,
+            federation_links=f"swcsp-hub={south_broker.bootstrap}",
+        )
+        try:
+            south = start_hub(
+                south_broker.bootstrap,
+                south_dir,
+                protocol=SOUTH_PROTOCOL,
+                federation_links=f"nwcsp-hub={north_broker.bootstrap}",
+            )
+            try:
+                _pin_log_keys(north, south)
+                assert set(north.supervisor.links) == {"swcsp-hub"}
+                assert set(south.supervisor.links) == {"nwcsp-hub"}
+
+                def transfer() -> str:
+                    case = unique("MARAC-UP")
+                    flag = marac_flag(case, district="wychavon")
+                    return north.publish("marac.north-worcs", MARAC_RAISED, flag, key=case)
+
+                def at_south(event_id: str) -> bool:
+                    return _coordinator_deliveries(south, [event_id])[event_id] == 1
+
+                first = transfer()
+                wait_for(lambda: at_south(first), timeout=60, what="the transfer at the South")
+                # the South's link, started by its own hub up, carries the receipt home
+                wait_for(
+                    lambda: north.records(receipt_id(first)),
+                    timeout=60,
+                    what="the South's receipt in the North's log",
+                )
+                # a link that dies is restarted by the supervisor, and resumes
+                link = north.supervisor.links["swcsp-hub"]
+                link.send_signal(signal.SIGKILL)
+                link.wait(timeout=30)
+                said = north.supervisor.heal()
+                assert any("federation link swcsp-hub" in line for line in said), said
+                assert north.supervisor.links["swcsp-hub"].pid != link.pid
+                assert north.supervisor.links["swcsp-hub"].poll() is None
+                second = transfer()
+                wait_for(lambda: at_south(second), timeout=60, what="a transfer after the restart")
+                links = list(north.supervisor.links.values())
+            finally:
+                south.supervisor.stop()
+        finally:
+            north.supervisor.stop()
+    assert north.supervisor.links == {}
+    assert all(proc.returncode == 0 for proc in links)  # stopped on SIGTERM, cleanly

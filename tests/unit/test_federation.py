@@ -660,3 +660,15 @@ def test_a_proof_whose_record_was_edited_is_refused_and_not_kept(
     assert "inclusion proof" in result.audit[0].reason
     assert ProofStore(stores["north"].root, "swcsp-hub").entries("t-21") == []
     assert result.messages == [] or all(m.topic == "hub.quarantine" for m in result.messages)
+
+
+def test_hub_up_refuses_a_link_to_a_party_that_is_not_a_peer(tmp_path: Path) -> None:
+    from hub.agents.supervisor import Supervisor
+    from hub.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="west-mercia-police is not a peer-hub party"):
+        Supervisor(HubSettings(data_dir=tmp_path, federation_links="west-mercia-police=h:9092"))
+    with pytest.raises(ConfigError, match="expected PEER=HOST:PORT"):
+        Supervisor(HubSettings(data_dir=tmp_path, federation_links="swcsp-hub"))
+    linked = Supervisor(HubSettings(data_dir=tmp_path, federation_links=" swcsp-hub=s:9092 "))
+    assert linked.settings.federation_peers == {"swcsp-hub": "s:9092"}

@@ -1,0 +1,93 @@
+"""One ``hub federation link`` under ``hub up``'s supervisor (issue 20).
+
+``hub up`` starts one of these per peer in ``HUB_FEDERATION_LINKS`` (``PEER=HOST:PORT``),
+with the hub's settings and ``HUB_LINK_PEER`` naming the peer; the supervisor restarts it
+when it dies, like a worker (a link resumes after the last batch the peer's broker
+acknowledged). It stops on SIGTERM after the batch in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from hub.agents.supervisor import read_state
+from hub.errors import ConfigError, HubError
+from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.log import configure_logging, get_logger
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
+
+__all__ = ["LINK_PEER_ENV", "link_target", "main"]
+
+#: the environment variable naming the peer this process links to
+LINK_PEER_ENV = "HUB_LINK_PEER"
+_log = get_logger("federation")
+
+
+def link_target(settings: HubSettings, peer: str) -> tuple[str, str]:
+    """The hub id the peer knows this hub by, and the peer's bootstrap, for a configured link.
+
+    Raises:
+        ConfigError: ``peer`` is not a peer hub of the protocol, not in
+            ``HUB_FEDERATION_LINKS``, or the protocol names no ``hub_id``.
+    """
+    protocol = load_protocol(settings.protocol)
+    if not protocol.is_peer(peer):
+        peers = ", ".join(p.id for p in protocol.peers) or "none"
+        raise ConfigError(
+            f"HUB_FEDERATION_LINKS: {peer} is not a peer-hub party of {settings.protocol} "
+            f"(peers: {peers})"
+        )
+    hub_id = protocol.protocol.hub_id
+    if hub_id is None:
+        raise ConfigError(
+            f"{settings.protocol}: expected protocol.hub_id (this hub's id in its peers' "
+            "protocols) to link to a peer, got none"
+        )
+    bootstrap = settings.federation_peers.get(peer)
+    if bootstrap is None:
+        raise ConfigError(f"HUB_FEDERATION_LINKS: expected an entry {peer}=HOST:PORT, got none")
+    return hub_id, bootstrap
+
+
+async def _serve(settings: HubSettings, peer: str) -> LinkStats:
+    hub_id, peer_bootstrap = link_target(settings, peer)
+    bootstrap = settings.kafka_bootstrap or read_state(settings).bootstrap
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    forwarded = ForwardedLog(settings.data_dir / "federation" / f"{peer}.sqlite3")
+    try:
+        return await run_link(
+            peer=peer,
+            hub_id=hub_id,
+            bootstrap=bootstrap,
+            peer_bootstrap=peer_bootstrap,
+            forwarded=forwarded,
+            security=settings.kafka_security,
+            stop=stop,
+        )
+    finally:
+        forwarded.close()
+
+
+def main() -> int:
+    """Run the link named by ``HUB_LINK_PEER`` until SIGTERM; 1 on an error (logged)."""
+    settings = HubSettings()
+    configure_logging(settings.log_level)
+    peer = os.environ.get(LINK_PEER_ENV, "")
+    try:
+        stats = asyncio.run(_serve(settings, peer))
+    except HubError as exc:
+        _log.error("link_failed", peer=peer, error=str(exc))
+        return 1
+    _log.info("link_exited", peer=peer, forwarded=stats.forwarded)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
