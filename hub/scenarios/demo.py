@@ -26,6 +26,7 @@ from hub.keys.store import KeyStore
 from hub.policies.model import Protocol
 from hub.scenarios.asb import asb_case
 from hub.scenarios.north_worcs import Scenario
+from hub.scenarios.strategic import quarter_submissions
 
 __all__ = ["DemoSummary", "run_demo"]
 
@@ -95,7 +96,15 @@ async def run_demo(
     pending: set[str] = set()
     # then one ASB Case Review application and its answers (the hub's sweep decides it)
     asb = list(asb_case(seed=seed, start=dt.datetime.now(dt.UTC).date())) if protocol.asb else []
-    total = events + len(asb)
+    # and the last quarter's s17A submissions (one partner late: `hub strategic status`)
+    s17a = (
+        list(
+            quarter_submissions(protocol.strategic, seed=seed, today=dt.datetime.now(dt.UTC).date())
+        )
+        if protocol.strategic
+        else []
+    )
+    total = events + len(asb) + len(s17a)
     started = time.monotonic()
     last_report = 0.0
 
@@ -112,7 +121,7 @@ async def run_demo(
             report(summary.line(now, total))
 
     try:
-        for item in itertools.chain(Scenario(seed=seed).events(events), asb):
+        for item in itertools.chain(Scenario(seed=seed).events(events), asb, s17a):
             publisher = clients[item.publisher]
             try:
                 event_id = await publisher.publish(
