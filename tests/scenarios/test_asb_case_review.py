@@ -23,7 +23,7 @@ import pytest
 from hub.models import AuditDecision, Delivery
 from tests import factories
 from tests.conftest import wait_for
-from tests.scenarios.harness import TimedHub, timed_hub
+from tests.scenarios.harness import AUDIT_READER, TimedHub, timed_hub
 
 pytestmark = pytest.mark.integration
 
@@ -240,3 +240,15 @@ def test_the_years_figures_come_from_the_audit_log(review: Review) -> None:
     )
     text = review.cli("asb", "report", "--year", "2026").stdout
     assert "applications" in text
+
+
+def test_a_subject_access_request_finds_the_applicant_by_reference(review: Review) -> None:
+    result = review.cli("audit", "sar", "--subject", f"APP-{CASE}", "--json", *AUDIT_READER)
+    assert result.returncode == 0, result.stderr
+    disclosures = json.loads(result.stdout)["disclosures"]
+    applications = {
+        d["recipient"]: d for d in disclosures if d["event_type"] == factories.ASB_APPLICATION
+    }
+    assert set(applications) == BODIES
+    # what the applicant is told each body received: their identity at two bodies only
+    assert {p for p, d in applications.items() if "applicant" in d["fields"]} == {POLICE, COUNCIL}
