@@ -195,8 +195,10 @@ class S17AProcess(BaseProcess):
         return ()
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
-        """The s17A register, in the workflow registers' file."""
-        return [StrategicRegister(settings.register_path, group=group)]
+        """The s17A register: the workflow registers' file, or PostgreSQL (``hub.state``)."""
+        from hub.state import open_strategic_register
+
+        return [open_strategic_register(settings, group=group)]
 
     def sweeps(self, protocol: Protocol) -> Sequence[Sweep]:
         """Late-submitter alerts and due releases, when the protocol has a strategic section."""

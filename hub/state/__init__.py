@@ -1,8 +1,9 @@
 """Where the state the router workers share lives: SQLite in the data dir, or PostgreSQL.
 
 The state: seen event ids (``SeenEvents``), the workflow registers (``FlagRegister``,
-``BanRegister``, ``AgreementAlerts``, ``AsbRegister``), and case keys with their tombstones
-and legal holds (``CaseKeys``). ``HUB_STATE_URL`` picks the backend for all of them at once:
+``BanRegister``, ``AgreementAlerts``, ``AsbRegister``, ``StrategicRegister``), and case keys
+with their tombstones and legal holds (``CaseKeys``). ``HUB_STATE_URL`` picks the backend for
+all of them at once:
 
 - unset (the embedded default: ``make demo``, one host): SQLite files in the data dir, which
   every worker of the hub opens (same host, same directory);
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from hub.durable import GroupSync
     from hub.keys.cases import CaseKeys
     from hub.settings import HubSettings
+    from hub.strategic.register import StrategicRegister
     from hub.workflows.agreements import AgreementAlerts
     from hub.workflows.asb.register import AsbRegister
     from hub.workflows.bans import BanRegister
@@ -45,6 +47,7 @@ __all__ = [
     "open_case_keys",
     "open_flag_register",
     "open_seen",
+    "open_strategic_register",
     "state_url",
 ]
 
@@ -143,6 +146,20 @@ def open_asb_register(settings: HubSettings, *, group: GroupSync | None = None) 
     from hub.state.postgres import PostgresAsbRegister
 
     return PostgresAsbRegister(url, group=group)
+
+
+def open_strategic_register(
+    settings: HubSettings, *, group: GroupSync | None = None
+) -> StrategicRegister:
+    """The s17A register (submissions, alerts sent, releases) the settings select."""
+    url = state_url(settings)
+    if url is None:
+        from hub.strategic.register import StrategicRegister
+
+        return StrategicRegister(settings.register_path, group=group)
+    from hub.state.postgres import PostgresStrategicRegister
+
+    return PostgresStrategicRegister(url, group=group)
 
 
 def open_case_keys(

@@ -31,6 +31,7 @@ from hub.agents.seen import Claim, SeenEvents, _joined, _stamp, source_of_origin
 from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.keys.cases import _SAFE_NAME, CASE_KEY_BYTES, CaseKeys, LegalHold, _checked, _shredded
+from hub.strategic.register import StrategicRegister
 from hub.workflows.agreements import AgreementAlerts
 from hub.workflows.asb.register import AsbRegister
 from hub.workflows.bans import BanRegister
@@ -44,6 +45,7 @@ __all__ = [
     "PostgresCaseKeys",
     "PostgresFlagRegister",
     "PostgresSeenEvents",
+    "PostgresStrategicRegister",
 ]
 
 
@@ -61,6 +63,10 @@ class PostgresAgreementAlerts(PostgresState, AgreementAlerts):
 
 class PostgresAsbRegister(PostgresState, AsbRegister):
     """``AsbRegister`` (ASB Case Review) in PostgreSQL."""
+
+
+class PostgresStrategicRegister(PostgresState, StrategicRegister):
+    """``StrategicRegister`` (s17A submissions and releases) in PostgreSQL."""
 
 
 _SEEN_DDL = (

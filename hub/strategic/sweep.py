@@ -44,8 +44,10 @@ def policy_of(protocol: Protocol) -> StrategicPolicy:
 
 
 def open_register(settings: HubSettings) -> StrategicRegister:
-    """The hub's s17A register (``workflows.sqlite3`` in the data dir)."""
-    return StrategicRegister(settings.register_path)
+    """The hub's s17A register (``workflows.sqlite3`` in the data dir, or ``HUB_STATE_URL``)."""
+    from hub.state import open_strategic_register
+
+    return open_strategic_register(settings)
 
 
 def build_release(settings: HubSettings, period: str) -> Dataset:

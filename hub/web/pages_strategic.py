@@ -15,9 +15,9 @@ from markupsafe import Markup
 
 from hub.errors import HubError
 from hub.processes.base import ConsolePage, NavEntry
+from hub.state import open_strategic_register
 from hub.strategic.chart import QUARTERS, trend_svg, trends
 from hub.strategic.periods import Quarter
-from hub.strategic.register import StrategicRegister
 from hub.strategic.status import submitter_states
 from hub.web.context import console, render, require
 
@@ -39,7 +39,7 @@ def strategic_page(request: Request, period: str = "") -> Response:
         )
     try:
         end = Quarter.parse(period) if period else Quarter.of(today).previous
-        with StrategicRegister(app.settings.register_path) as register:
+        with open_strategic_register(app.settings) as register:
             submissions = register.submissions()
             releases = register.releases()
         charts = [

@@ -35,6 +35,7 @@ from hub.state import (
     open_case_keys,
     open_flag_register,
     open_seen,
+    open_strategic_register,
     state_url,
 )
 from hub.workflows.agreements import PlannedAlert
@@ -395,3 +396,33 @@ def test_asb_register_lifecycle(settings: HubSettings) -> None:
         assert one.alert_sent("al-1")
         assert [c.case_ref for c in one.cases()] == ["ASB-1"]
         assert one.case("ASB-9") is None
+
+
+# -- the s17A register -----------------------------------------------------------------------
+
+
+def test_strategic_register_keeps_the_latest_submission_and_each_release(
+    settings: HubSettings,
+) -> None:
+    from hub.strategic.register import Release
+
+    kept = {"submitter": "hwfrs", "period": "2026Q3", "category": "fire_deliberate_fires"}
+    with open_strategic_register(settings) as one, open_strategic_register(settings) as two:
+        one.keep(**kept, submission_id="S-1", event_id="e1", received_at=T0, counts={"B97": 7})
+        later = T0 + dt.timedelta(days=1)
+        two.keep(**kept, submission_id="S-2", event_id="e2", received_at=later, counts={"B97": 9})
+        one.keep(**kept, submission_id="S-1", event_id="e1", received_at=T0, counts={"B97": 7})
+        [submission] = two.submissions("2026Q3")
+        assert (submission.submission_id, submission.counts) == ("S-2", {"B97": 9})
+        assert one.periods() == ["2026Q3"]
+        assert two.submissions("2026Q2") == []
+        one.mark_alert("al-1", submitter="hw-icb", period="2026Q3", kind="late", at=T0)
+        two.mark_alert("al-1", submitter="hw-icb", period="2026Q3", kind="late", at=T0)
+        assert two.alert_sent("al-1")
+        assert not one.alert_sent("al-2")
+        published = Release("R-1", "2026Q3", "0" * 64, "e9", T0.isoformat(), ())
+        one.record_release(published)
+        routed = replace(published, recipients=("nwcsp.analysts",))
+        two.record_release(routed)
+        one.record_release(published)  # the sweep's mark again: the recipients stay
+        assert one.releases("2026Q3") == [routed]
