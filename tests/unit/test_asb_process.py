@@ -152,3 +152,31 @@ def test_the_sweep_decides_once_every_body_answered_then_escalates(stores: Store
     assert decision.data["met"] is True
     assert decision.data["qualifying_complaints"] == 3
     assert decision.data["bodies_answered"] == sorted(bodies)
+
+
+def test_a_bodys_overdue_actions_are_escalated_to_it(stores: Stores) -> None:
+    register = stores.get(AsbRegister)
+    assert register is not None
+    coordinator = "nwcsp.asb-case-review"
+    route(stores, factories.ASB_APPLICATION, coordinator, factories.asb_application(CASE))
+    acknowledged = {"case_ref": CASE, "district": "bromsgrove", "acknowledged_on": "2026-04-02"}
+    route(stores, factories.ASB_ACKNOWLEDGED, coordinator, acknowledged)
+    for body in bodies_for(REF, "bromsgrove"):
+        route(stores, factories.ASB_COMPLAINTS, body, factories.asb_complaints(CASE))
+    route(stores, factories.ASB_THRESHOLD, "hub", factories.asb_threshold(CASE, met=True))
+    route(stores, factories.ASB_OUTCOME, coordinator, factories.asb_outcome(CASE))
+    # the outcome of 28 April: acknowledge within 5 working days (the May bank holiday
+    # skipped: 6 May), complete by 30 June
+    on_time = dt.datetime(2026, 5, 6, 9, tzinfo=dt.UTC)
+    assert plan_sweep(register=register, protocol=REF, now=on_time) == []
+    later = dt.datetime(2026, 7, 1, 9, tzinfo=dt.UTC)
+    alerts = {a.kind: a.data for a in plan_sweep(register=register, protocol=REF, now=later)}
+    assert set(alerts) == {"action_acknowledge_overdue", "action_complete_overdue"}
+    assert all(a["parties"] == ["west-mercia-police"] for a in alerts.values())
+    assert "complete action ACT-1 by 2026-06-30" in alerts["action_complete_overdue"]["detail"]
+    route(stores, factories.ASB_ACTION, "west-mercia-police",
+          factories.asb_action(CASE, "completed", on="2026-07-01"))  # fmt: skip
+    assert plan_sweep(register=register, protocol=REF, now=later) == []
+    case = register.case(CASE)
+    assert case is not None
+    assert case.stage == "closed"
