@@ -154,3 +154,15 @@ def test_parquet_without_the_extra_names_the_extra(
         export_dataset(dataset, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
     assert export_dataset(dataset, tmp_path, parquet=False)["csv"].exists()
+
+
+def test_charts_without_the_extra_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.strategic.chart import trend_svg, trends
+
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    [redditch, *_] = trends(_policy(), SUBMISSIONS, end=Quarter.parse("2026Q3"))
+    assert redditch.series["police_recorded_crime"][-1] == 68  # B96 + B98 + the hidden B97
+    with pytest.raises(StrategicError, match=r"\[strategic\] extra"):
+        trend_svg(redditch)
