@@ -1,0 +1,163 @@
+"""A worker's ops loop and lifecycle: the ops snapshot, draining on SIGTERM, ready markers.
+
+- ``ops_loop`` refreshes the ops snapshot (``hub.agents.ops.OpsState``) every second from the
+  broker (``hub.agents.health``), the audit watch and the sink, and serves it when
+  ``HUB_METRICS_PORT`` is set;
+- ``drain`` (SIGTERM) stops the route loop taking batches, waits for the pipeline to be idle
+  and commits what is done;
+- ``mark_ready`` tells ``hub up`` this worker has its partitions (a file per worker process).
+
+Each takes what it needs as arguments (``install`` wires them to faust's signals), so a test
+calls one with its own state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.agents.ops import Metrics, OpsServer, OpsState
+from hub.log import get_logger
+
+if TYPE_CHECKING:
+    import faust
+
+    from hub.agents.audit_watch import AuditWatch
+    from hub.agents.batches import BatchPipeline
+    from hub.agents.sink import AuditSink
+    from hub.settings import HubSettings
+
+__all__ = ["drain", "install", "mark_ready", "ops_loop"]
+
+_log = get_logger("router")
+
+
+async def ops_loop(
+    settings: HubSettings,
+    *,
+    bootstrap: str,
+    state: OpsState,
+    metrics: Metrics,
+    watch: AuditWatch,
+    sinks: list[AuditSink],
+    consumer: Callable[[], Any],
+) -> None:
+    """Refresh the ops snapshot every second; serve it when ``HUB_METRICS_PORT`` is set."""
+    server: OpsServer | None = None
+    if settings.metrics_port:
+        try:
+            server = OpsServer(
+                host=settings.metrics_host, port=settings.metrics_port, state=state, metrics=metrics
+            )
+        except OSError as exc:  # routing matters more than metrics: carry on without
+            _log.error("ops_port_unavailable", port=settings.metrics_port, error=str(exc))
+        else:
+            server.start()
+            _log.info("ops_listening", port=server.port, pid=os.getpid())
+    from hub.agents.health import WorkerHealth
+    from hub.broker.watch import lost_path, snapshot_path
+
+    health = WorkerHealth(
+        bootstrap=bootstrap,
+        snapshot_path=snapshot_path(settings.data_dir, os.getpid()),
+        lost_path=lost_path(settings.data_dir),
+        security=settings.kafka_security,
+    )
+    try:
+        while True:
+            # asked of the broker itself (hub.agents.health): faust's cached highwater stays
+            # as it was when the broker dies; also tells ``state`` whether the broker answered
+            view = await health.refresh(consumer())
+            state.observe_broker(
+                reachable=view.broker_reachable,
+                coordinator_known=view.coordinator_known,
+                events_lost=view.events_lost,
+            )
+            sink = sinks[0] if sinks else None
+            state.tick(
+                partitions=view.partitions,
+                audit_open=not watch.blocked,
+                consumer_lag=dict(view.consumer_lag),
+                audit_lag=watch.pending,
+                checkpoint_age=sink.checkpoint_age if sink else 0.0,
+            )
+            await asyncio.sleep(1.0)
+    finally:
+        await health.close()
+        if server is not None:
+            server.stop()
+
+
+async def drain(
+    *,
+    state: OpsState,
+    pipeline: BatchPipeline,
+    commit: Callable[[], Awaitable[Any]],
+    within: float,
+) -> bool:
+    """SIGTERM: finish the batches in hand and commit what is done; False past ``within`` s.
+
+    ``state.stopping`` stops the route loop taking another batch (the producer is flushed
+    by faust next).
+    """
+    state.stopping = True
+    try:
+        await asyncio.wait_for(pipeline.idle.wait(), timeout=within)
+        await commit()
+    except TimeoutError:
+        _log.warning("drain_timeout", pid=os.getpid())
+        return False
+    _log.info("worker_drained", pid=os.getpid())
+    return True
+
+
+def mark_ready(data_dir: Path, partitions: int) -> Path:
+    """Tell ``hub up`` this worker has its partitions: ``workers/<pid>.ready`` holds how many."""
+    marker = data_dir / "workers" / f"{os.getpid()}.ready"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(partitions))
+    _log.info("worker_ready", pid=os.getpid())
+    return marker
+
+
+def install(
+    app: faust.App,
+    settings: HubSettings,
+    *,
+    bootstrap: str,
+    state: OpsState,
+    metrics: Metrics,
+    watch: AuditWatch,
+    sinks: list[AuditSink],
+    pipeline: BatchPipeline,
+) -> None:
+    """The ops task and the drain and ready handlers, on ``app``."""
+
+    async def ops() -> None:
+        await ops_loop(
+            settings,
+            bootstrap=bootstrap,
+            state=state,
+            metrics=metrics,
+            watch=watch,
+            sinks=sinks,
+            consumer=lambda: app.consumer,
+        )
+
+    app.task(ops)
+
+    @app.on_before_shutdown.connect
+    async def _drain(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
+        await drain(
+            state=state,
+            pipeline=pipeline,
+            commit=app.consumer.commit,
+            within=settings.session_timeout,
+        )
+
+    @app.on_rebalance_complete.connect
+    async def _ready(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
+        mark_ready(settings.data_dir, len(app.assignor.assigned_actives()))

@@ -1,0 +1,270 @@
+"""The route loop: take a batch, route each event, write its effects, hand the batch over.
+
+For each event of a batch, in offset order (``route_events``):
+
+1. ``Router.route`` decides (pure: deliveries, audit records, effects);
+2. the event's effects (``hub.processes``: register updates) are applied at once, before the
+   next event is routed, so a later event's checks see them; a write that fails turns the
+   event into a quarantined one (``Router.unapplied``), as a write failing inside routing
+   always did;
+3. an accepted event is claimed in the seen-event store (with its recipients), the batch's
+   claims in one commit before any delivery is produced.
+
+Then (``route_batch``) the batch's audit records become signed ``hub.audit`` messages, kept
+in the outbox until the store has them (``AuditSide``), and the batch goes to the pipeline
+(``hub.agents.batches``): audit first, deliveries once it is on the broker, acknowledgements
+in offset order once everything is confirmed and the group commit has synced what the batch
+wrote (claims, registers, case keys: ``written``, the group position after the claims).
+
+Faust-free: the app (``hub.agents.app``) passes the consumer's ack, the intake and the
+crash; a test passes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, Protocol
+
+from hub.agents.audit_watch import AuditWatch
+from hub.agents.batches import BatchPipeline, InOrderAcks, Ticket
+from hub.agents.outbox import AuditOutbox
+from hub.agents.routing import Router, RouteResult
+from hub.agents.seen import Claim, source_of_origin
+from hub.audit.stream import audit_messages
+from hub.envelope.wire import WireMessage
+from hub.log import get_logger
+from hub.models import AuditRecord, Origin, event_key
+from hub.processes.base import apply_effects
+
+__all__ = ["AuditSide", "ClaimStore", "InboundRecord", "RouteLoop", "writer_name"]
+
+_log = get_logger("router")
+
+
+class InboundRecord(Protocol):
+    """What the loop reads of a consumed record (faust's ``Event.message``)."""
+
+    @property
+    def topic(self) -> str: ...  # noqa: D102
+    @property
+    def partition(self) -> int: ...  # noqa: D102
+    @property
+    def offset(self) -> int: ...  # noqa: D102
+    @property
+    def key(self) -> bytes | None: ...  # noqa: D102
+    @property
+    def value(self) -> bytes | None: ...  # noqa: D102
+    @property
+    def headers(self) -> Any: ...  # noqa: D102
+
+
+class ClaimStore(Protocol):
+    """The seen-event store as the loop uses it (``hub.agents.seen.SeenEvents``)."""
+
+    def first(self, key: str) -> str | None: ...  # noqa: D102
+    def remember_many(self, claims: Sequence[Claim]) -> list[str]: ...  # noqa: D102
+
+
+def writer_name() -> str:
+    """The name this worker signs the audit stream with: ``router/<host>/<pid>``."""
+    return f"router/{socket.gethostname()}/{os.getpid()}"
+
+
+class AuditSide:
+    """The route loop's audit output: signed messages, kept in the outbox, watched.
+
+    ``messages`` turns a batch's records into ``hub.audit`` messages (``hub.audit.stream``),
+    puts them in the outbox (a restarted worker sends them again) and tells the watch
+    (``hub.agents.audit_watch``), which pauses the loop while the store lags.
+    """
+
+    def __init__(
+        self, *, secret: bytes, writer: str, outbox: AuditOutbox, watch: AuditWatch
+    ) -> None:
+        self.secret = secret
+        self.writer = writer
+        self.outbox = outbox
+        self.watch = watch
+
+    def messages(self, records: list[AuditRecord]) -> list[WireMessage]:
+        """The batch's audit messages, in the outbox and pending in the watch."""
+        audit = audit_messages(records, secret=self.secret, writer=self.writer)
+        self.outbox.put((last_record, message) for message, last_record in audit)
+        for message, last_record in audit:
+            self.watch.decided(last_record, message)
+        return [message for message, _ in audit]
+
+    async def watch_store(self) -> None:
+        """Send again what the outbox held at start, then watch the store for ever."""
+        self.watch.take_over(await asyncio.to_thread(self.outbox.pending))
+        await self.watch.run()
+
+
+Routed = list[tuple[Ticket, Origin, RouteResult]]
+
+
+class RouteLoop:
+    """Route batches of inbound records (see the module docstring for the order of things).
+
+    Args:
+        router: decides each event.
+        seen: the seen-event store, shared by the hub's workers.
+        audit: the batch's audit messages (``AuditSide``).
+        pipeline: hands a batch over (``BatchPipeline``).
+        acks: acknowledges events in offset order (``InOrderAcks``).
+        position: the group commit's position now (``GroupSync.position``).
+        observe: counts a routed event (``Metrics.observe``).
+    """
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        seen: ClaimStore,
+        audit: AuditSide,
+        pipeline: BatchPipeline,
+        acks: InOrderAcks,
+        position: Callable[[], int],
+        observe: Callable[[str, RouteResult], None],
+    ) -> None:
+        self.router = router
+        self.seen = seen
+        self.audit = audit
+        self.pipeline = pipeline
+        self.acks = acks
+        self.position = position
+        self.observe = observe
+
+    def route_one(
+        self, message: InboundRecord, origin: Origin, first: Callable[[str], str | None]
+    ) -> RouteResult:
+        """Route one record and write its effects (or quarantine it if they cannot be)."""
+        headers = list(message.headers or ())
+        result = self.router.route(
+            origin=origin, key=message.key, value=message.value, headers=headers, seen=first
+        )
+        if result.effects:  # before the next event: its checks must see them
+            try:
+                apply_effects(result.effects, self.router.stores)
+            except Exception as exc:  # as a failed write inside routing was
+                result = self.router.unapplied(
+                    origin=origin, key=message.key, value=message.value, headers=headers, error=exc
+                )
+        return result
+
+    def route_events(
+        self, events: Sequence[InboundRecord], ack: Callable[[Any], Any]
+    ) -> tuple[Routed, list[Claim]]:
+        """Route a batch in order: each event's effects written before the next is routed.
+
+        Returns each event with its ticket (taken in offset order) and result, and the
+        claims of the accepted ones (not yet written: ``claim``).
+        """
+        routed: Routed = []
+        # the batch's claims, written together by ``claim``; until then a later event of the
+        # batch carrying the same id must find the earlier one's claim here
+        claims: list[Claim] = []
+        claimed: dict[str, str] = {}
+
+        def first(key: str) -> str | None:
+            return claimed.get(key) or self.seen.first(key)
+
+        for message in events:
+            origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
+            ticket = self.acks.take((message.topic, message.partition), partial(ack, message))
+            result = self.route_one(message, origin, first)
+            if result.remember:
+                # the recipients too: a worker that did not route the event can then tell,
+                # before the audit store has the deliveries, who may acknowledge it
+                made = Claim(
+                    event_id=result.event_id,
+                    origin=str(origin),
+                    at=self.router.clock(),
+                    recipients=result.recipients,
+                )
+                claims.append(made)
+                claimed.setdefault(
+                    event_key(source_of_origin(made.origin), made.event_id), made.origin
+                )
+            routed.append((ticket, origin, result))
+        return routed, claims
+
+    def claim(self, claims: list[Claim]) -> None:
+        """Record that each origin carried its event (one commit); log a lost race.
+
+        ``route`` looked each id up a moment ago; another worker can have claimed one since,
+        from another record. Its deliveries are computed and valid, so they are not dropped:
+        the race is logged (ids and origins only, never a payload).
+        """
+        for made, holder in zip(claims, self.seen.remember_many(claims), strict=True):
+            if holder != made.origin:
+                _log.warning(
+                    "duplicate_event_id_race",
+                    event_id=made.event_id,
+                    origin=made.origin,
+                    first=holder,
+                )
+
+    def confirmed(self, routed: Routed) -> Callable[[], None]:
+        """What to do once a batch's outputs are confirmed: ack in order, count, log."""
+
+        def done() -> None:
+            for ticket, origin, result in routed:
+                self.acks.done(ticket)  # acks this event once every earlier one is acked too
+                self.observe(origin.topic, result)
+                _log.info(
+                    "routed",
+                    event_id=result.event_id,
+                    origin=str(origin),
+                    outcome=result.outcome,
+                    delivered=result.delivered,
+                    withheld=result.withheld,
+                )
+
+        return done
+
+    async def route_batch(self, events: Sequence[InboundRecord], ack: Callable[[Any], Any]) -> None:
+        """Route one batch and hand it to the pipeline (audit first, acks in order)."""
+        await self.audit.watch.wait_open()  # no delivery while the store lags beyond the limit
+        await self.pipeline.admit(len(events))  # raises a failed produce: restart from commit
+        try:
+            routed, claims = self.route_events(events, ack)
+            self.claim(claims)  # before any delivery of the batch is produced
+            written = self.position()  # after the claims: synced before the ack
+            audit = self.audit.messages([r for _, _, result in routed for r in result.audit])
+            await self.pipeline.submit(
+                audit=audit,
+                outputs=[m for _, _, result in routed for m in result.messages],
+                written=written,
+                events=len(events),
+                on_confirmed=self.confirmed(routed),
+            )
+        except BaseException:
+            self.pipeline.abandon(len(events))
+            raise
+
+    async def run(
+        self,
+        *,
+        take: Callable[[], Awaitable[Sequence[InboundRecord]]],
+        ack: Callable[[Any], Any],
+        crash: Callable[[BaseException], Awaitable[Any]],
+        stopping: Callable[[], bool],
+    ) -> None:
+        """Take what is ready and route it as one batch, for ever; a failure crashes."""
+        try:
+            while True:
+                events = await take()
+                if stopping():  # draining: leave the rest uncommitted for the next owner
+                    await asyncio.Event().wait()
+                await self.route_batch(events, ack)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # never acked: the worker restarts from the last commit
+            _log.critical("route_loop_failed", error=type(exc).__name__)
+            await crash(exc)
+            raise

@@ -1,0 +1,185 @@
+"""The worker's pieces without faust: the route loop, the timers, the lifecycle.
+
+``hub.agents.app.create_app`` wires them to faust; here each runs on its own, as
+``hub.agents.batches`` is tested in ``test_batches``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.agents import lifecycle, timers
+from hub.agents.batches import BatchPipeline, InOrderAcks
+from hub.agents.ops import OpsState
+from hub.agents.route_loop import AuditSide, RouteLoop
+from hub.agents.seen import SeenEvents
+from hub.errors import HubError
+from hub.keys.file_store import FileKeyStore
+from hub.keys.model import KeySuite
+from hub.keys.store import ensure_dev_keys
+from hub.models import AuditDecision, QuarantineReason
+from hub.processes import Stores, Sweep, default_registry
+from hub.settings import HubSettings
+from hub.workflows.register import FlagRegister
+from tests.factories import MARAC_RAISED, marac_flag
+from tests.unit import test_router as rt
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> FileKeyStore:
+    store = FileKeyStore(tmp_path_factory.mktemp("keys"))
+    extra = [KeySuite(s) for s in rt.PROTOCOL.crypto.suites[1:]]
+    ensure_dev_keys(store, rt.PROTOCOL.party_ids, extra_suites=extra)
+    return store
+
+
+@pytest.fixture(autouse=True)
+def _keys(keys: FileKeyStore) -> None:
+    rt.KEYS[0] = keys
+
+
+@dataclass
+class Message:
+    """A consumed record, as faust's ``Event.message`` carries it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+def message(rec: dict[str, Any]) -> Message:
+    origin = rec["origin"]
+    return Message(
+        origin.topic, origin.partition, origin.offset, rec["key"], rec["value"], rec["headers"]
+    )
+
+
+def loop_for(router: Any, seen: SeenEvents) -> RouteLoop:
+    async def send(_message: Any) -> Any:
+        raise AssertionError("nothing is produced here")
+
+    async def sync(_position: int) -> None:
+        return None
+
+    async def crash(_exc: BaseException) -> None:
+        return None
+
+    return RouteLoop(
+        router=router,
+        seen=seen,
+        audit=AuditSide.__new__(AuditSide),
+        pipeline=BatchPipeline(max_in_flight=8, send=send, sync=sync, crash=crash),
+        acks=InOrderAcks(),
+        position=lambda: 0,
+        observe=lambda _topic, _result: None,
+    )
+
+
+def raise_of(case: str, event_id: str, offset: int) -> Message:
+    return message(
+        rt.record(
+            "marac.north-worcs", MARAC_RAISED, marac_flag(case), event_id=event_id, offset=offset
+        )
+    )
+
+
+def test_a_batchs_effects_are_written_event_by_event_so_a_second_raise_is_refused(
+    tmp_path: Path,
+) -> None:
+    with (
+        FlagRegister(tmp_path / "workflows.sqlite3") as register,
+        SeenEvents(tmp_path / "seen.sqlite3") as seen,
+    ):
+        loop = loop_for(rt.make_router(register=register), seen)
+        batch = [raise_of("MARAC-L1", "l-1", 0), raise_of("MARAC-L1", "l-2", 1)]
+        routed, claims = loop.route_events(batch, ack=lambda _m: None)
+        first, second = (result for _, _, result in routed)
+        assert first.quarantined is None
+        assert second.quarantined is QuarantineReason.POLICY_REJECTED
+        assert "already raised" in second.audit[0].reason
+        flag = register.flag("MARAC-L1")
+        assert flag is not None
+        assert flag.status == "active"
+        # only the accepted event is claimed, in the batch's one commit (not yet written)
+        assert [c.event_id for c in claims] == ["l-1"]
+        assert seen.first("l-1") is None
+
+
+def test_an_effect_that_cannot_be_written_quarantines_its_event_as_a_failed_write_did(
+    tmp_path: Path,
+) -> None:
+    class Broken(FlagRegister):
+        def record(self, **_kw: Any) -> None:
+            raise HubError("flag register: disk full")
+
+    with (
+        Broken(tmp_path / "workflows.sqlite3") as register,
+        SeenEvents(tmp_path / "seen.sqlite3") as seen,
+    ):
+        loop = loop_for(rt.make_router(stores=Stores([register])), seen)
+        routed, claims = loop.route_events([raise_of("MARAC-L2", "l-3", 0)], ack=lambda _m: None)
+        ((_, _, result),) = routed
+        assert result.quarantined is QuarantineReason.INTERNAL_ERROR
+        assert result.messages[0].topic == "hub.quarantine"
+        assert [r.decision for r in result.audit] == [AuditDecision.REJECTED]
+        assert claims == []
+
+
+def test_the_timers_run_each_processs_sweep_and_the_agreement_alerts() -> None:
+    names = [s.name for s in timers.sweeps_for(rt.PROTOCOL, default_registry())]
+    assert names[:2] == ["marac_sweep", "pubwatch_sweep"]
+    assert "agreement_sweep" in names
+
+
+def test_a_sweep_that_fails_is_logged_and_the_next_one_retries(tmp_path: Path) -> None:
+    settings = HubSettings(data_dir=tmp_path)
+
+    def broken(_settings: HubSettings) -> dict[str, Any]:
+        raise HubError("flag register: locked")
+
+    def fine(_settings: HubSettings) -> dict[str, Any]:
+        return {"published": 0, "held": []}
+
+    assert asyncio.run(timers.run_sweep(settings, Sweep("x_sweep", broken))) is None
+    assert asyncio.run(timers.run_sweep(settings, Sweep("x_sweep", fine))) == {
+        "published": 0,
+        "held": [],
+    }
+
+
+def test_draining_stops_the_loop_waits_for_the_pipeline_and_commits() -> None:
+    async def scenario() -> tuple[bool, list[str], bool]:
+        state = OpsState()
+        committed: list[str] = []
+
+        async def commit() -> None:
+            committed.append("commit")
+
+        async def send(_message: Any) -> Any:
+            return None
+
+        async def sync(_position: int) -> None:
+            return None
+
+        async def crash(_exc: BaseException) -> None:
+            return None
+
+        pipeline = BatchPipeline(max_in_flight=8, send=send, sync=sync, crash=crash)
+        drained = await lifecycle.drain(state=state, pipeline=pipeline, commit=commit, within=1.0)
+        return drained, committed, state.stopping
+
+    assert asyncio.run(scenario()) == (True, ["commit"], True)
+
+
+def test_a_worker_that_has_its_partitions_leaves_a_ready_marker(tmp_path: Path) -> None:
+    marker = lifecycle.mark_ready(tmp_path, 3)
+    assert marker.parent == tmp_path / "workers"
+    assert marker.read_text() == "3"
