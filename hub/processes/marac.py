@@ -26,6 +26,7 @@ from hub.processes.base import (
     Stores,
     Sweep,
 )
+from hub.state import open_flag_register
 from hub.workflows.health import ACCESS_TYPE, check_access
 from hub.workflows.referral import ReferralCheck, check_referral, check_update
 from hub.workflows.register import FlagRegister, FlagStatus, Referral, check_raise
@@ -191,8 +192,8 @@ class MaracProcess(BaseProcess):
         return effects
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
-        """The flag register (``workflows.sqlite3``)."""
-        return [FlagRegister(settings.register_path, group=group)]
+        """The flag register (``workflows.sqlite3``, or ``HUB_STATE_URL``'s database)."""
+        return [open_flag_register(settings, group=group)]
 
     def sweeps(self, protocol: Protocol) -> Sequence[Sweep]:
         """Reviews, expiries and acknowledgement escalations (``hub marac sweep``)."""

@@ -26,6 +26,7 @@ from hub.processes.base import (
     Stores,
     Sweep,
 )
+from hub.state import open_ban_register
 from hub.workflows.bans import (
     UPDATED_TYPE,
     BanRegister,
@@ -119,8 +120,8 @@ class PubWatchProcess(BaseProcess):
         ]
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
-        """The ban register (``workflows.sqlite3``)."""
-        return [BanRegister(settings.register_path, group=group)]
+        """The ban register (``workflows.sqlite3``, or ``HUB_STATE_URL``'s database)."""
+        return [open_ban_register(settings, group=group)]
 
     def sweeps(self, protocol: Protocol) -> Sequence[Sweep]:
         """Expiries at each ban's end (``hub pubwatch sweep``)."""
