@@ -160,3 +160,18 @@ def test_the_page_draws_each_districts_trend_over_eight_quarters_as_svg(
     bad = client.get("/strategic?period=soon")
     assert bad.status_code == 200
     assert "expected a quarter like 2026Q3" in bad.text
+
+
+def test_release_without_a_running_hub_says_so_in_one_line(seeded: HubSettings) -> None:
+    result = run(seeded, "strategic", "release", "--period", "2026Q3")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ")
+    assert "Traceback" not in result.output
+    dry = run(seeded, "strategic", "sweep", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    planned = json.loads(dry.stdout)["planned"]
+    assert {(p["kind"], p.get("submitter")) for p in planned} == {
+        ("submission_late", "wyre-forest-dc.community-safety"),
+        ("submission_late", "hw-icb"),
+        ("release", None),
+    }
