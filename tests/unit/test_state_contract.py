@@ -43,6 +43,7 @@ from hub.workflows.asb.cases import Action
 from hub.workflows.asb.threshold import Complaint
 from hub.workflows.bans import BAN_TYPE, EXPIRED_TYPE, RETAIL_EXCLUSION_TYPE, UPDATED_TYPE
 from hub.workflows.register import Referral
+from hub.workflows.sqlite_state import RegisterError
 from tests.unit.conftest import BACKENDS
 
 T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -426,3 +427,20 @@ def test_strategic_register_keeps_the_latest_submission_and_each_release(
         two.record_release(routed)
         one.record_release(published)  # the sweep's mark again: the recipients stay
         assert one.releases("2026Q3") == [routed]
+
+
+def test_postgres_reopens_a_lost_connection(settings: HubSettings) -> None:
+    """A server restart or a dropped connection: that call fails, the next one reconnects."""
+    if not settings.state_url:
+        pytest.skip("PostgreSQL only: a SQLite file has no connection to lose")
+    with open_flag_register(settings) as register:
+        assert register.flags() == []
+        with psycopg.connect(settings.state_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(RegisterError, match="flag register postgresql://"):
+            register.flags()
+        assert register.mark_alert("a1", "review-due", "M-1", T0) is True  # reconnected
+        assert register.alert_sent("a1")
