@@ -29,6 +29,12 @@ from hub.envelope.crypto import CryptoError
 from hub.envelope.party import PartyEnvelope
 from hub.errors import EventError, KeyStoreError
 from hub.federation.inbound import TransferRefusedError, open_transfer
+from hub.federation.ownership import (
+    OWNERSHIP_TYPE,
+    OwnershipRegister,
+    owned_from,
+    withdraw_message,
+)
 from hub.federation.receipts import (
     RECEIPT_TYPE,
     acknowledged_bodies,
@@ -243,6 +249,7 @@ class Router:
                 result.messages.extend(self._acknowledged_receipts(event, result))
             else:
                 result = self._decide(event)
+                self._ownership_withheld(event, result)
                 if self.protocol.is_peer(event.attributes.party):
                     result.messages.extend(self._receipt(event, result))
             result.remember = True
@@ -406,6 +413,12 @@ class Router:
         attrs = event.attributes
         if attrs.type == RECEIPT_TYPE:
             return []  # a receipt is not receipted
+        if attrs.type == OWNERSHIP_TYPE:
+            # the peer took the case: this hub tells the case's holders to withdraw the flag
+            if not any(r.decision is AuditDecision.DELIVERED for r in result.audit):
+                return []
+            owned = owned_from(attrs.id, event.data, publisher_peer=attrs.party)
+            return [withdraw_message(self.envelope, self.registry, owned=owned, now=self.clock())]
         body = receipt_body(
             self.protocol,
             transfer_event_id=attrs.id,
@@ -417,6 +430,42 @@ class Router:
             return []
         message = self._notice_message(attrs.party, receipt_id(attrs.id), RECEIPT_TYPE, body)
         return [message] if message is not None else []
+
+    def _ownership_withheld(self, event: InboundEvent, result: RouteResult) -> None:
+        """A case a peer took ownership of: later events no longer reach that peer.
+
+        Each delivery to it is withheld instead, audited with why (``hub.federation``).
+        """
+        to_peers = any(
+            r.decision is AuditDecision.DELIVERED and self.protocol.is_peer(r.recipient or "")
+            for r in result.audit
+        )
+        register = self.stores.get(OwnershipRegister) if to_peers else None
+        case = case_ref(event.attributes.type, event.data)
+        owned = register.owner(case) if register is not None and case is not None else None
+        if owned is None or event.attributes.type == OWNERSHIP_TYPE:
+            return
+        reason = (
+            f"peer {owned.peer} took ownership of case {owned.case_ref} on "
+            f"{owned.taken_on.isoformat()} (event {owned.event_id}): later events no longer "
+            "follow it there"
+        )
+        audit: list[AuditRecord] = []
+        for record in result.audit:
+            if record.recipient == owned.peer and record.decision is AuditDecision.DELIVERED:
+                record = record.model_copy(
+                    update={
+                        "decision": AuditDecision.WITHHELD,
+                        "reason": reason,
+                        "fields": (),
+                        "payload_sha256": None,
+                    }
+                )
+                result.delivered -= 1
+                result.withheld += 1
+            audit.append(record)
+        result.audit = audit
+        result.messages = [m for m in result.messages if m.topic != topics.outbound(owned.peer)]
 
     def _acknowledged_receipts(
         self, event: InboundEvent, result: RouteResult

@@ -15,10 +15,21 @@ from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.errors import ConfigError, UnknownPartyError
 from hub.federation.inbound import refused_by
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.ownership import (
+    OWNERSHIP_TYPE,
+    Owned,
+    OwnershipRegister,
+    register_path,
+)
+from hub.federation.proofs import PROOF_TYPE
 from hub.federation.receipts import RECEIPT_TYPE, receipt_id
 from hub.log import configure_logging
 from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
+
+#: deliveries to a peer that are not transfers of a case: the hub's own messages about one
+_NOT_TRANSFERS = frozenset({RECEIPT_TYPE, PROOF_TYPE, OWNERSHIP_TYPE})
 
 __all__ = ["app"]
 
@@ -122,7 +133,7 @@ def status_command(
                 for r in store.query(party=pid, decision=AuditDecision.REJECTED, limit=1_000_000)
             ]
             for record in delivered:
-                if record.recipient != pid or record.event_type == RECEIPT_TYPE:
+                if record.recipient != pid or record.event_type in _NOT_TRANSFERS:
                     continue
                 receipts = [
                     r
@@ -150,6 +161,14 @@ def status_command(
                         "receipt_event_id": receipts[0].event_id if receipts else None,
                     }
                 )
+    owned = _ownership(settings)
+    taken = {o.transfer_event_id: o for o in owned if o.side == "theirs" and o.transfer_event_id}
+    for row in rows:
+        move = taken.get(row["event_id"])
+        if move is not None and move.peer == row["peer"]:
+            row["state"] = "owned"  # the peer's coordinator took the case: no longer followed
+            row["ownership_event_id"] = move.event_id
+            row["owned_since"] = move.taken_on.isoformat()
     for row in rows:
         if as_json:
             echo_json(row)
@@ -158,13 +177,48 @@ def status_command(
                 f"{row['sent_at'][:19]}Z  {row['peer']:<12} {row['event_id']}  "
                 f"{row['state']:<8} {row['event_type']}"
             )
+    for move in owned:
+        if peer is not None and move.peer != peer:
+            continue
+        line = {
+            "peer": move.peer,
+            "ownership_event_id": move.event_id,
+            "transfer_event_id": move.transfer_event_id,
+            "taken_on": move.taken_on.isoformat(),
+            "state": "owned by peer" if move.side == "theirs" else "ownership taken here",
+        }
+        if as_json:
+            echo_json(line)
+        elif move.side == "theirs":
+            typer.echo(
+                f"{move.taken_on}  {move.peer:<12} took ownership (event {move.event_id}, "
+                f"transfer {move.transfer_event_id or '-'}): no longer followed there"
+            )
+        else:
+            typer.echo(
+                f"{move.taken_on}  {move.peer:<12} ownership taken here (event {move.event_id}, "
+                f"transfer {move.transfer_event_id or '-'})"
+            )
     if not as_json:
         received = sum(r["state"] != "sent" for r in rows)
-        acked = sum(r["state"] == "acknowledged" for r in rows)
+        acked = sum(r["state"] in ("acknowledged", "owned") for r in rows)
+        mine = sum(o.side == "theirs" for o in owned)
         typer.echo(
             f"{len(rows)} transfers, {received} received by the peer, {acked} acknowledged by "
-            "its coordinator"
+            f"its coordinator, {mine} cases owned by a peer now"
         )
+
+
+def _ownership(settings: HubSettings) -> list[Owned]:
+    """Every move of ownership the register holds (none before a hub ran here)."""
+    path = register_path(settings.data_dir)
+    if not path.exists():
+        return []
+    register = OwnershipRegister(path)
+    try:
+        return register.all()
+    finally:
+        register.close()
 
 
 @app.command("demo")

@@ -21,6 +21,7 @@ BUILTIN: tuple[str, ...] = (
     "hub.processes.socjag",
     "hub.processes.asb",
     "hub.processes.s17a",
+    "hub.processes.federation",
 )
 
 

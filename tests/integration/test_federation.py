@@ -31,6 +31,7 @@ from hub.client import HubClient
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.ownership import OWNERSHIP_TYPE, withdraw_id
 from hub.federation.proofs import ProofStore, proof_id
 from hub.federation.receipts import receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
@@ -41,7 +42,7 @@ from hub.models import AuditDecision, EventAttributes
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings, default_protocol_path
 from tests.conftest import RunningHub, start_hub, unique, wait_for
-from tests.factories import MARAC_RAISED, marac_flag
+from tests.factories import MARAC_RAISED, MARAC_UPDATED, marac_flag
 
 pytestmark = pytest.mark.integration
 
@@ -344,6 +345,90 @@ def test_either_ig_officer_proves_the_hand_over_with_the_other_hubs_checkpoint(
         env=south.env(),
     )
     assert result.exit_code == 1
+
+
+def test_once_the_new_area_takes_ownership_the_old_one_lets_go(
+    hubs: tuple[RunningHub, RunningHub], links: tuple[Link, Link]
+) -> None:
+    north, south = hubs
+    case = unique("MARAC-OWN")
+    raised = north.publish("marac.north-worcs", MARAC_RAISED, marac_flag(case), key=case)
+    moved = marac_flag(case, district="worcester")
+    transfer = north.publish(
+        "marac.north-worcs", MARAC_UPDATED, {**moved, "change_reason": "moved"}, key=case
+    )
+    wait_for(
+        lambda: _coordinator_deliveries(south, [transfer])[transfer] == 1,
+        timeout=60,
+        what="the transfer at the South's coordinator",
+    )
+    holders = {
+        r.recipient
+        for r in north.records(raised)
+        if r.decision is AuditDecision.DELIVERED and r.recipient is not None
+    }
+    assert "redditch-bc.community-safety" in holders  # a department of the old area holds it
+    # the South's coordinator takes ownership: an explicit event, carried back over the link
+    ownership = south.publish(
+        "marac.south-worcs",
+        OWNERSHIP_TYPE,
+        {
+            "case_ref": case,
+            "previous_owner": "nwcsp-hub",
+            "transfer_event_id": transfer,
+            "new_case_ref": None,
+            "taken_on": dt.date(2026, 12, 3),
+        },
+        key=case,
+    )
+    wait_for(
+        lambda: any(
+            r.recipient == "marac.north-worcs" and r.decision is AuditDecision.DELIVERED
+            for r in north.records(ownership)
+        ),
+        timeout=60,
+        what="the South's ownership delivered to the North's coordinator",
+    )
+    # the North's hub tells every holder of the flag to withdraw it, each delivery audited;
+    # the South, which owns the case now, is not told
+    notice = withdraw_id(ownership)
+    wait_for(
+        lambda: (
+            holders - {"swcsp-hub"}
+            <= {r.recipient for r in north.records(notice) if r.decision is AuditDecision.DELIVERED}
+        ),
+        timeout=60,
+        what="the withdrawal notice delivered to every holder of the flag",
+    )
+    [to_peer] = [r for r in north.records(notice) if r.recipient == "swcsp-hub"]
+    assert to_peer.decision is AuditDecision.WITHHELD
+    assert "took ownership" in to_peer.reason
+    # later flag events of the case stop following it to the South
+    later = north.publish(
+        "marac.north-worcs", MARAC_UPDATED, {**moved, "change_reason": "other"}, key=case
+    )
+    record = wait_for(
+        lambda: {r.recipient: r for r in north.records(later)}.get("swcsp-hub"),
+        what="the later update's decision for the peer",
+    )
+    assert record.decision is AuditDecision.WITHHELD
+    assert f"peer swcsp-hub took ownership of case {case}" in record.reason
+    # both sides' status say so
+    runner = CliRunner()
+    result = runner.invoke(app, ["federation", "status", "--json"], env=north.env())
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {"peer": "swcsp-hub", "event_id": transfer, "state": "owned"}.items() <= next(
+        r for r in rows if r.get("event_id") == transfer
+    ).items()
+    assert any(r.get("ownership_event_id") == ownership and r["state"] == "owned by peer"
+               for r in rows)  # fmt: skip
+    result = runner.invoke(app, ["federation", "status", "--json"], env=south.env())
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(
+        r.get("ownership_event_id") == ownership and r["state"] == "ownership taken here"
+        for r in rows
+    )
 
 
 def test_a_forged_transfer_from_a_third_hub_is_quarantined(

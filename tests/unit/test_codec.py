@@ -110,6 +110,19 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "audit_record": "5f0c1b2a-3d4e-4f60-8a9b-0c1d2e3f4a5b",
         "received_at": "2026-11-20T10:15:30.250000Z",
     },
+    "uk.csp.marac.transfer.ownership.v1": {
+        "case_ref": "MARAC-2026-000101",
+        "previous_owner": "nwcsp-hub",
+        "transfer_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
+        "new_case_ref": "MARAC-SW-2026-0042",
+        "taken_on": "2026-12-03",
+    },
+    "uk.csp.marac.transfer.withdraw.v1": {
+        "case_ref": "MARAC-2026-000101",
+        "new_owner": "swcsp-hub",
+        "taken_on": "2026-12-03",
+        "instruction": "Withdraw this MARAC flag from your systems.",
+    },
     "uk.csp.marac.transfer.proof.v1": {
         "transfer_event_id": "0b7c3f0e-2f1a-4d8e-9a55-3c1c7c1d2e10",
         "sender": "swcsp-hub",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -672,3 +673,87 @@ def test_hub_up_refuses_a_link_to_a_party_that_is_not_a_peer(tmp_path: Path) -> 
         Supervisor(HubSettings(data_dir=tmp_path, federation_links="swcsp-hub"))
     linked = Supervisor(HubSettings(data_dir=tmp_path, federation_links=" swcsp-hub=s:9092 "))
     assert linked.settings.federation_peers == {"swcsp-hub": "s:9092"}
+
+
+def test_ownership_taken_by_the_south_stops_the_north_following_the_case(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    from hub.federation.ownership import (
+        OWNERSHIP_TYPE,
+        WITHDRAW_TYPE,
+        OwnershipRegister,
+        withdraw_id,
+    )
+    from hub.processes.base import Stores, apply_effects
+
+    case = "MARAC-T30"
+    # the South's coordinator takes the case; its hub routes that to the North's hub
+    south_register = OwnershipRegister(tmp_path / "south" / "ownership.sqlite3")
+    south = Router(
+        SOUTH,
+        registry=REGISTRY,
+        envelope=PartyEnvelope("hub", store=stores["south"]),
+        pseudonymiser=Pseudonymiser(b"k" * 32),
+        max_event_bytes=64 * 1024,
+        clock=lambda: FIXED,
+        stores=Stores([south_register]),
+    )
+    body = {"case_ref": case, "previous_owner": "nwcsp-hub", "taken_on": dt.date(2026, 12, 3)}
+    attrs = EventAttributes(
+        id="own-30", source=wire.source_for("marac.south-worcs"), type=OWNERSHIP_TYPE,
+        time=FIXED, subject=None,
+    )  # fmt: skip
+    sealed = PartyEnvelope("marac.south-worcs", store=stores["south"]).seal(
+        attrs, key=case.encode(), plaintext=REGISTRY.encode(OWNERSHIP_TYPE, body), recipient="hub"
+    )
+    taken = south.route(
+        origin=Origin(topic="hub.in.marac.south-worcs", partition=0, offset=0),
+        key=case.encode(), value=sealed.value, headers=sealed.headers, seen=never_seen,
+    )  # fmt: skip
+    apply_effects(taken.effects, south.stores)
+    assert [o.side for o in south_register.all()] == ["ours"]
+    [to_north] = [m for m in taken.messages if m.topic == "hub.out.nwcsp-hub"]
+    # the North's hub: its coordinator is told, the move recorded, the holders told to withdraw
+    north_register = OwnershipRegister(tmp_path / "north" / "ownership.sqlite3")
+    north = Router(
+        NORTH,
+        registry=REGISTRY,
+        envelope=PartyEnvelope("hub", store=stores["north"]),
+        pseudonymiser=Pseudonymiser(b"k" * 32),
+        max_event_bytes=64 * 1024,
+        clock=lambda: FIXED,
+        stores=Stores([north_register]),
+    )
+    heard = north.route(**_as_inbound(to_north, peer="swcsp-hub"), seen=never_seen)
+    assert heard.quarantined is None
+    apply_effects(heard.effects, north.stores)
+    owner = north_register.owner(case)
+    assert owner is not None
+    assert (owner.peer, owner.side, owner.event_id) == ("swcsp-hub", "theirs", "own-30")
+    [withdraw] = [m for m in heard.messages if m.topic == "hub.in.hub"]
+    assert dict(wire.decode_headers(withdraw.headers))["ce_id"] == withdraw_id("own-30")
+    routed = north.route(
+        origin=Origin(topic="hub.in.hub", partition=0, offset=0),
+        key=withdraw.key, value=withdraw.value, headers=withdraw.headers,
+        seen=never_seen,
+    )  # fmt: skip
+    assert routed.quarantined is None
+    assert {r.recipient for r in routed.audit} >= {"marac.north-worcs"}
+    assert routed.audit[0].event_type == WITHDRAW_TYPE
+    # a later flag event that the transfer rule would send to the South is withheld from it
+    later = north.route(
+        **_published(stores["north"], "marac.north-worcs", marac_flag(case, district="worcester"),
+                     "later-30"),
+        seen=never_seen,
+    )  # fmt: skip
+    [record] = [r for r in later.audit if r.recipient == "swcsp-hub"]
+    assert record.decision is AuditDecision.WITHHELD
+    assert "peer swcsp-hub took ownership of case MARAC-T30 on 2026-12-03" in record.reason
+    assert not [m for m in later.messages if m.topic == "hub.out.swcsp-hub"]
+    # another case still goes
+    other = north.route(
+        **_published(stores["north"], "marac.north-worcs",
+                     marac_flag("MARAC-T31", district="worcester"), "other-31"),
+        seen=never_seen,
+    )  # fmt: skip
+    assert [m for m in other.messages if m.topic == "hub.out.swcsp-hub"]

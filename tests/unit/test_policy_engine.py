@@ -598,6 +598,26 @@ def test_every_reference_rule_is_exercised() -> None:
         (REVIEWED, "swcsp-hub", factories.marac_reviewed("MARAC-1")),  # Art 19, transferred
         (WITHDRAWN, "swcsp-hub", marac_withdrawal()),
         (EXPIRED, "swcsp-hub", factories.marac_expired("MARAC-1")),
+        (  # the North's coordinator takes a case the South transferred: back to the South
+            "uk.csp.marac.transfer.ownership.v1",
+            MARAC,
+            {"case_ref": "MARAC-1", "previous_owner": "swcsp-hub", "taken_on": "2026-12-03"},
+        ),
+        (  # the South took a case the North transferred
+            "uk.csp.marac.transfer.ownership.v1",
+            "swcsp-hub",
+            {"case_ref": "MARAC-1", "previous_owner": "nwcsp-hub", "taken_on": "2026-12-03"},
+        ),
+        (  # so the hub tells the flag's holders to withdraw it
+            "uk.csp.marac.transfer.withdraw.v1",
+            "hub",
+            {
+                "case_ref": "MARAC-1",
+                "new_owner": "swcsp-hub",
+                "taken_on": "2026-12-03",
+                "instruction": "withdraw",
+            },
+        ),
         (  # the South's hub's proof that its log holds its record of a hand-over
             "uk.csp.marac.transfer.proof.v1",
             "swcsp-hub",

@@ -1,0 +1,55 @@
+"""Federation's part in the partnership processes (issue 20): ownership of a transferred case.
+
+``uk.csp.marac.transfer.ownership.v1`` moves a case between two partnership hubs
+(``hub.federation.ownership``). This process records each move once the event was routed:
+on the old area's hub (the peer's event: the peer owns the case, ``theirs``) and on the new
+area's (its coordinator's event: ``ours``). The router reads the register to stop following
+the case to the peer; ``hub federation status`` lists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hub.federation.ownership import (
+    OWNERSHIP_TYPE,
+    OwnershipRegister,
+    OwnershipTaken,
+    owned_from,
+    register_path,
+)
+from hub.processes.base import BaseProcess, Effect, EventContext, Routed, Stores
+
+if TYPE_CHECKING:
+    from hub.durable import GroupSync
+    from hub.settings import HubSettings
+
+__all__ = ["PROCESS", "FederationProcess"]
+
+
+class FederationProcess(BaseProcess):
+    """Records who owns a transferred case."""
+
+    name = "federation"
+    event_types = (OWNERSHIP_TYPE,)
+
+    def record(
+        self, ctx: EventContext, routed: Routed, carry: object, stores: Stores
+    ) -> Sequence[Effect]:
+        """Once routed to anyone, the move of ownership is kept (idempotent)."""
+        if not routed.delivered or ctx.case is None:
+            return ()
+        peer = ctx.party if ctx.protocol.is_peer(ctx.party) else None
+        return (OwnershipTaken(owned_from(ctx.id, ctx.data, publisher_peer=peer)),)
+
+    def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
+        """The ownership register in the data dir (only where the protocol has peers)."""
+        from hub.policies.loader import load_protocol
+
+        if not load_protocol(settings.protocol).peers:
+            return ()
+        return (OwnershipRegister(register_path(settings.data_dir)),)
+
+
+PROCESS = FederationProcess()
