@@ -16,9 +16,18 @@ from pathlib import Path
 
 from hub.errors import ConfigError
 
-__all__ = ["Clock", "FileClock", "clock_for", "system_clock"]
+__all__ = ["Clock", "FileClock", "clock_for", "system_clock", "utc"]
 
 Clock = Callable[[], dt.datetime]
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as an aware UTC datetime; a naive one is taken to be UTC already.
+
+    The one conversion every reader of stored times uses (SQLite hands back naive ones,
+    PostgreSQL's TIMESTAMPTZ must never apply a session zone, a clock file may name a zone).
+    """
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def system_clock() -> dt.datetime:

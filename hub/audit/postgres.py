@@ -49,7 +49,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -70,6 +70,7 @@ from hub.audit.sqlite import (
     usable_values,
 )
 from hub.audit.sqlite import _row as _sqlite_row
+from hub.clock import utc
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 
@@ -218,17 +219,10 @@ def _libpq_url(url: str) -> str:
     return url
 
 
-def _utc(value: datetime) -> datetime:
-    """An aware UTC datetime (naive means UTC), so TIMESTAMPTZ never applies a session zone."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _row(record: AuditRecord) -> tuple[Any, ...]:
     """The stored values of ``_COLUMNS`` (``time`` a UTC datetime, ``canonical`` packed)."""
     row = _sqlite_row(record)
-    return (*row[:_TIME], _utc(record.time), *row[_TIME + 1 :])
+    return (*row[:_TIME], utc(record.time), *row[_TIME + 1 :])
 
 
 class _StoreClosedError(Exception):
@@ -287,7 +281,7 @@ class PostgresAuditStore:
             if r.record_id not in rows:  # the first of a batch's duplicates stands
                 rows[r.record_id] = (
                     _prepare(r),
-                    _utc(r.time),
+                    utc(r.time),
                     tuple(dict.fromkeys(r.subject_pseudonyms)),
                 )
         if not rows:
@@ -393,7 +387,7 @@ class PostgresAuditStore:
             params.append(AuditDecision(decision).value)
         if since is not None:
             clauses.append("time >= %s")
-            params.append(_utc(since))
+            params.append(utc(since))
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         sql = f"SELECT seq, {_READ} FROM audit_records {where}ORDER BY seq LIMIT %s"  # noqa: S608
         with self._lock, self._guard("query"):
@@ -571,8 +565,8 @@ class PostgresAuditStore:
                         prefix.size,
                         prefix.frontier_bytes(),
                         prefix.proofs_json(),
-                        _utc(prefix.before),
-                        _utc(prefix.pruned_at),
+                        utc(prefix.before),
+                        utc(prefix.pruned_at),
                     ),
                 )
             conn.execute("VACUUM audit_records, audit_subjects")

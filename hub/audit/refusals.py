@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hub.audit.store import AuditStore
+from hub.clock import utc
 from hub.models import AuditDecision, AuditRecord
 
 __all__ = [
@@ -114,7 +115,7 @@ def parse_refusal(record: AuditRecord) -> Refusal:
 def refusals_in(records: Iterable[AuditRecord]) -> list[Refusal]:
     """The refusals among ``records``, newest first."""
     found = [parse_refusal(r) for r in records if is_refusal(r)]
-    return sorted(found, key=lambda r: _utc(r.time), reverse=True)
+    return sorted(found, key=lambda r: utc(r.time), reverse=True)
 
 
 def recent_refusals(
@@ -133,7 +134,7 @@ def recent_refusals(
     (the sink stamps a refusal when it writes it), so paging by time finds them; record ids
     drop the overlap. After ``max_pages`` pages it stops and says so (``truncated``).
     """
-    since = _utc(now) - window
+    since = utc(now) - window
     found: dict[str, AuditRecord] = {}
     cursor = since
     truncated = False
@@ -142,7 +143,7 @@ def recent_refusals(
         found.update((r.record_id, r) for r in rejected if is_refusal(r))
         if len(rejected) < page:
             break
-        latest = max(_utc(r.time) for r in rejected)
+        latest = max(utc(r.time) for r in rejected)
         if latest <= cursor:  # a whole page at one instant: no way forward by time
             truncated = True
             break
@@ -150,7 +151,3 @@ def recent_refusals(
     else:
         truncated = True
     return Refusals(since=since, items=refusals_in(found.values()), truncated=truncated)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.store import AuditStore
 from hub.audit.subjects import person_ref
+from hub.clock import utc
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord, record_id_for
 
@@ -89,8 +90,8 @@ class PrunedNote(_Report):
     def text(self) -> str:
         """The note as a sentence for the report."""
         return (
-            f"records written before {_utc(self.before):%Y-%m-%d} were pruned under audit "
-            f"retention on {_utc(self.pruned_at):%Y-%m-%d} ({self.records} records); "
+            f"records written before {utc(self.before):%Y-%m-%d} were pruned under audit "
+            f"retention on {utc(self.pruned_at):%Y-%m-%d} ({self.records} records); "
             f"nothing before that date can be reported"
         )
 
@@ -381,7 +382,7 @@ def chronology(store: AuditStore, pseudonymiser: Pseudonymiser, case_ref: str) -
         _chronology_entry(event_id, recs, acks[event_id])
         for (_publisher, event_id), recs in events.items()
     ]
-    entries.sort(key=lambda e: _utc(e.event_time or _first_time(e)))
+    entries.sort(key=lambda e: utc(e.event_time or _first_time(e)))
     return Chronology(
         case_pseudonym=pseudonym,
         generated_at=datetime.now(UTC),
@@ -436,7 +437,7 @@ def _chronology_entry(
 
 def _first_time(entry: ChronologyEntry) -> datetime:
     times = [r.time for r in entry.received] + [w.time for w in entry.withheld]
-    return min(times, key=_utc) if times else datetime.min.replace(tzinfo=UTC)
+    return min(times, key=utc) if times else datetime.min.replace(tzinfo=UTC)
 
 
 # -- recipients (Art 19) -------------------------------------------------------------------
@@ -526,7 +527,7 @@ def pruned_note(store: AuditStore, *, since: datetime | None = None) -> PrunedNo
     if not prunes:
         return None
     last = prunes[-1]
-    if since is not None and _utc(since) >= _utc(last.before):
+    if since is not None and utc(since) >= utc(last.before):
         return None
     return PrunedNote(records=last.size, before=last.before, pruned_at=last.pruned_at)
 
@@ -583,11 +584,7 @@ def _ack_of(
 
 def _by_time(items: Iterable[_Timed]) -> list[_Timed]:
     """Stable sort by time: records written at the same instant keep their append order."""
-    return sorted(items, key=lambda item: _utc(item.time))
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return sorted(items, key=lambda item: utc(item.time))
 
 
 def _disclosure(record: AuditRecord) -> Disclosure:

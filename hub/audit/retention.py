@@ -26,10 +26,11 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from hub.audit.merkle import HASH_SIZE, check_frontier
+from hub.clock import utc
 from hub.errors import AuditError, AuditIntegrityError
 from hub.models import AuditRecord
 
@@ -107,10 +108,6 @@ def subtract_duration(when: datetime, duration: str) -> datetime:
     )
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class PrunedPrefix:
     """One prune as the store keeps it: leaves ``[0, size)`` removed, their hashes kept.
@@ -177,8 +174,8 @@ class PrunedPrefix:
         return cls(
             size=size,
             frontier=tuple(frontier[i : i + HASH_SIZE] for i in range(0, len(frontier), HASH_SIZE)),
-            before=_utc(before),
-            pruned_at=_utc(pruned_at),
+            before=utc(before),
+            pruned_at=utc(pruned_at),
             proofs=decoded,
         )
 
@@ -240,7 +237,7 @@ def plan_prune(store: AuditStore, *, before: datetime, held_cases: set[str]) -> 
 
     Cost: reads the records from the pruned size up to the cut-off, in batches.
     """
-    before = _utc(before)
+    before = utc(before)
     prunes = store.prunes()
     start = prunes[-1].size if prunes else 0
     size = store.size()
@@ -252,7 +249,7 @@ def plan_prune(store: AuditStore, *, before: datetime, held_cases: set[str]) -> 
             break
         for data in batch:
             record = AuditRecord.model_validate_json(data)
-            time = _utc(record.time)
+            time = utc(record.time)
             if record.case_pseudonym is not None and record.case_pseudonym in held_cases:
                 return PrunePlan(
                     start, index, size, before, "legal hold", record.case_pseudonym, time, oldest

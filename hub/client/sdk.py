@@ -34,6 +34,7 @@ from hub.broker.offsets import end_offsets
 from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
 from hub.client.precheck import local_refusal
+from hub.clock import utc
 from hub.envelope import wire
 from hub.envelope.crypto import CryptoError
 from hub.envelope.party import PartyEnvelope
@@ -486,14 +487,10 @@ def publish_order(deliveries: Iterable[Delivery]) -> list[Delivery]:
         case = delivery.key if delivery.key else f"\x00{arrival}"
         cases.setdefault(case, []).append((arrival, delivery))
     groups = [
-        sorted(group, key=lambda item: (_utc(item[1].time), item[0])) for group in cases.values()
+        sorted(group, key=lambda item: (utc(item[1].time), item[0])) for group in cases.values()
     ]
-    groups.sort(key=lambda group: (_utc(group[0][1].time), group[0][0]))
+    groups.sort(key=lambda group: (utc(group[0][1].time), group[0][0]))
     return [delivery for group in groups for _, delivery in group]
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _delivery_from(party: str, record: Any, opened: OpenedRecord) -> Delivery:

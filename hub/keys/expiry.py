@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
+from hub.clock import utc
 from hub.errors import LegalHoldError
 from hub.keys.cases import CaseKeys
 from hub.log import get_logger
@@ -108,10 +109,6 @@ class CaseExpiry:
         return body
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
 def _judge(
     case: str, records: Iterable[AuditRecord], protocol: Protocol, now: dt.datetime
 ) -> CaseExpiry:
@@ -123,7 +120,7 @@ def _judge(
     latest: tuple[dt.datetime, str, str, dt.datetime] | None = None
     last_seen: dt.datetime | None = None
     for record in records:
-        when = _utc(record.time)
+        when = utc(record.time)
         last_seen = when if last_seen is None else max(last_seen, when)
         if record.rule in corrections:
             continue
@@ -170,7 +167,7 @@ def plan_expiry(
         records = store.query(
             case_pseudonym=case, decision=AuditDecision.DELIVERED, limit=_MAX_RECORDS
         )
-        judged = _judge(case, records, protocol, _utc(now))
+        judged = _judge(case, records, protocol, utc(now))
         hold = cases.hold_on(case) if judged.status == "expired" else None
         if hold is not None:
             judged = CaseExpiry(
@@ -207,7 +204,7 @@ def expire_cases(
     Returns:
         One ``CaseExpiry`` per case that still had a key.
     """
-    now = _utc(clock())
+    now = utc(clock())
     results = []
     for judged in plan_expiry(cases, store, protocol, now=now):
         if judged.status == "held":

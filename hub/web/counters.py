@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from hub.clock import utc
 from hub.models import AuditDecision, AuditRecord
 
 __all__ = ["Bar", "Live", "live_counters"]
@@ -55,7 +56,7 @@ def live_counters(
         recent: records written in the last ``CHART_MINUTES`` minutes.
         now: the hub's current time.
     """
-    now = _utc(now)
+    now = utc(now)
     start = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=CHART_MINUTES - 1)
     last_minute = now - dt.timedelta(minutes=1)
     buckets: dict[dt.datetime, Counter[str]] = {
@@ -65,7 +66,7 @@ def live_counters(
     for record in recent:
         if record.decision not in _ROUTING:
             continue
-        when = _utc(record.time)
+        when = utc(record.time)
         minute = when.replace(second=0, microsecond=0)
         if minute in buckets:
             buckets[minute][record.decision.value] += 1
@@ -94,7 +95,3 @@ def live_counters(
         )
     per_type = sorted(((t, len(ids)) for t, ids in types.items()), key=lambda i: (-i[1], i[0]))
     return Live(now=now, totals=totals, per_type=per_type, bars=bars, peak=peak)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from hub.audit import report_csv, reports
 from hub.audit.store import AuditStore
+from hub.clock import utc
 from hub.models import AuditDecision, AuditRecord
 from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
@@ -132,7 +133,7 @@ def audit_search(
     matches = [
         r
         for r in matches[:SEARCH_CAP]
-        if (not form.rule or r.rule == form.rule) and (end is None or _utc(r.time) <= end)
+        if (not form.rule or r.rule == form.rule) and (end is None or utc(r.time) <= end)
     ]
     matches = visible_records(user, matches)
     pages = max(1, -(-len(matches) // PAGE_SIZE))
@@ -328,8 +329,4 @@ def _time(text: str, label: str, errors: list[str]) -> dt.datetime | None:
     except ValueError:
         errors.append(f"{label}: enter a date and time like 2026-11-23T09:00.")
         return None
-    return _utc(value)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return utc(value)
