@@ -757,7 +757,22 @@ class _Checker:
         if analysts is not None and analysts.id == HUB.id:
             self.error("strategic.analysts", "hub-not-recipient", "the hub cannot analyse")
         for pid in strategic.submitters:
-            self._known_party(f"strategic.submitters.{pid}", pid)
+            party = self._known_party(f"strategic.submitters.{pid}", pid)
+            permitted = party is not None and any(
+                _SUBMISSION in rule.events
+                and (
+                    pid in rule.publishers.parties
+                    or any(map(party.has_role, rule.publishers.roles))
+                )
+                for rule in self.p.rules
+            )
+            if party is not None and not permitted:
+                self.warn(
+                    f"strategic.submitters.{pid}",
+                    "submitter-not-permitted",
+                    f"no rule lets {pid} publish {_SUBMISSION}: its submissions would be "
+                    "refused and it would be alerted as late every quarter",
+                )
         if _SUBMISSION in self.registry:
             schema = self.registry.raw(_SUBMISSION)
             category = next(f for f in schema["fields"] if f["name"] == "category")

@@ -80,3 +80,15 @@ def test_check_warns_when_no_rule_delivers_the_dataset(tmp_path: Path) -> None:
     )
     report = check_protocol(path, REGISTRY, today=TODAY)
     assert "dataset-undelivered" in {f.code for f in report.warnings}
+
+
+def test_check_warns_about_a_submitter_no_rule_lets_submit(tmp_path: Path) -> None:
+    path = _mutated(
+        tmp_path,
+        "    hw-icb: [health_assault_admissions]",
+        "    hw-icb: [health_assault_admissions]\n    probation: [council_asb]",
+    )
+    report = check_protocol(path, REGISTRY, today=TODAY)
+    assert report.errors == []
+    assert [f.code for f in report.warnings] == ["submitter-not-permitted"]
+    assert "no rule lets probation publish" in report.warnings[0].message
