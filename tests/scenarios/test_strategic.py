@@ -107,7 +107,9 @@ def test_a_quarter_from_submissions_to_a_suppressed_audited_release(
         assert set(record.fields) == {"submission_id", "submitter", "period", "category"}
         assert "kept by the hub" in record.reason
     receipts = scenario.hub.deliveries(
-        ANALYSTS, until=lambda ds: len([d for d in ds if d.type == STRATEGIC_SUBMISSION]) >= 13
+        ANALYSTS,
+        timeout=60.0,
+        until=lambda ds: len([d for d in ds if d.type == STRATEGIC_SUBMISSION]) >= 13,
     )
     assert all("counts" not in d.data for d in receipts if d.type == STRATEGIC_SUBMISSION)
 
@@ -134,7 +136,7 @@ def test_a_quarter_from_submissions_to_a_suppressed_audited_release(
     assert released["missing"] == ["hw-icb"]
 
     icb = scenario.hub.deliveries(
-        "hw-icb", until=lambda ds: any(d.type == STRATEGIC_ALERT for d in ds)
+        "hw-icb", timeout=60.0, until=lambda ds: any(d.type == STRATEGIC_ALERT for d in ds)
     )
     [alert] = [d for d in icb if d.type == STRATEGIC_ALERT]
     assert alert.data["categories"] == ["health_assault_admissions"]
