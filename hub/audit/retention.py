@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
+
+from dateutil.relativedelta import relativedelta
 
 from hub.audit.merkle import HASH_SIZE, check_frontier
 from hub.clock import utc
-from hub.errors import AuditError, AuditIntegrityError
+from hub.errors import AuditError, AuditIntegrityError, ProtocolError
 from hub.models import AuditRecord
+from hub.policies import durations
 
 if TYPE_CHECKING:
     from hub.audit.store import AuditStore
@@ -46,29 +47,24 @@ __all__ = [
     "subtract_duration",
 ]
 
-# ISO 8601 durations as protocols write them (P6Y, P12M, P2Y6M, P30D, P1W, PT12H); the same
-# grammar ``hub policy check`` accepts for a rule's retention.
-_DURATION = re.compile(
-    r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
-)
 #: records read per store round trip while planning a prune
 _BATCH = 5000
 
 PruneStop = Literal["cut-off", "legal hold", "end of log"]
 
 
-def _parse(duration: str) -> dict[str, int]:
-    match = _DURATION.fullmatch(duration)
-    parts = match.groupdict() if match else {}
-    values = {name: int(value) for name, value in parts.items() if value is not None}
-    time_part = "T" in duration
-    if not values or (time_part and not any(k in values for k in ("hours", "minutes", "seconds"))):
+def _parse(duration: str) -> relativedelta:
+    """An ISO 8601 duration as protocols write them (P6Y, P12M, P2Y6M, P30D, P1W, PT12H).
+
+    The grammar of ``hub.policies.durations``, which ``hub policy check`` applies too.
+    """
+    try:
+        return durations.parse(duration)
+    except ProtocolError as exc:
         raise AuditError(
             f"audit retention: expected an ISO 8601 duration such as P6Y, P18M or P90D, "
             f"got {duration!r}"
-        )
-    return values
+        ) from exc
 
 
 def check_duration(duration: str) -> str:
@@ -91,21 +87,11 @@ def subtract_duration(when: datetime, duration: str) -> datetime:
     Raises:
         AuditError: ``duration`` is not an ISO 8601 duration.
     """
-    values = _parse(duration)
-    months = when.year * 12 + (when.month - 1) - values.get("years", 0) * 12
-    months -= values.get("months", 0)
-    year, month = divmod(months, 12)
-    if year < 1:
-        raise AuditError(f"audit retention {duration}: reaches before year 1")
-    day = min(when.day, calendar.monthrange(year, month + 1)[1])
-    shifted = when.replace(year=year, month=month + 1, day=day)
-    return shifted - timedelta(
-        weeks=values.get("weeks", 0),
-        days=values.get("days", 0),
-        hours=values.get("hours", 0),
-        minutes=values.get("minutes", 0),
-        seconds=values.get("seconds", 0),
-    )
+    delta = _parse(duration)
+    try:  # years and months first, the day clamped to the month; then the rest exactly
+        return when - delta
+    except (ValueError, OverflowError) as exc:
+        raise AuditError(f"audit retention {duration}: reaches before year 1") from exc
 
 
 @dataclass(frozen=True)

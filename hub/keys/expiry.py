@@ -28,18 +28,17 @@ record it once. Logs carry ids only (case pseudonym, rule id), never a payload.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 from hub.clock import utc
-from hub.errors import LegalHoldError
+from hub.errors import LegalHoldError, ProtocolError
 from hub.keys.cases import CaseKeys
 from hub.log import get_logger
 from hub.models import AuditDecision, AuditRecord, record_id_for
+from hub.policies import durations
 
 if TYPE_CHECKING:
     from hub.audit.store import AuditStore
@@ -57,10 +56,6 @@ __all__ = [
 SWEEP_INTERVAL_S = 3600.0
 _MAX_RECORDS = 1_000_000  # delivered records of one case: far more than any case has
 _log = get_logger("expiry")
-_DURATION = re.compile(
-    r"P(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
-    r"(?:T(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?"
-)
 
 Status = Literal["expired", "held", "kept", "due_later"]
 
@@ -74,17 +69,12 @@ def add_duration(start: dt.datetime, duration: str) -> dt.datetime:
     Raises:
         ValueError: not an ISO 8601 duration of that form.
     """
-    match = _DURATION.fullmatch(duration)
-    if match is None or not any(match.groupdict().values()) or duration.endswith("T"):
-        raise ValueError(f"retention: expected an ISO 8601 duration like P12M, got {duration!r}")
-    part = {k: int(v or 0) for k, v in match.groupdict().items()}
-    months = start.month - 1 + part["mo"] + 12 * part["y"]
-    year, month = start.year + months // 12, months % 12 + 1
-    day = min(start.day, calendar.monthrange(year, month)[1])
-    moved = start.replace(year=year, month=month, day=day)
-    return moved + dt.timedelta(
-        weeks=part["w"], days=part["d"], hours=part["h"], minutes=part["mi"], seconds=part["s"]
-    )
+    try:
+        return durations.add(start, duration)
+    except ProtocolError as exc:
+        raise ValueError(
+            f"retention: expected an ISO 8601 duration like P12M, got {duration!r}"
+        ) from exc
 
 
 @dataclass(frozen=True)

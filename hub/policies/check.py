@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from hub.errors import ProtocolError
+from hub.policies import durations
 from hub.policies.engine import _TEMPLATE
 from hub.policies.loader import LineIndex, _index, load_protocol_with_lines
 from hub.policies.model import (
@@ -38,8 +39,6 @@ from hub.schemas.codec import SchemaRegistry
 
 __all__ = ["CheckReport", "Finding", "check_protocol"]
 
-# ISO 8601 duration (dates and times, at least one component): P12M, P2Y, P30D, PT12H.
-_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 _S115 = re.compile(r"\bs\.?\s*115\b|\bsection\s+115\b", re.IGNORECASE)
 _REVIEW_NOTICE = dt.timedelta(days=30)
 _AGREEMENT_ALERT = "uk.csp.hub.agreement.alert.v1"
@@ -501,7 +500,7 @@ class _Checker:
                 "missing-retention",
                 f"rule {rule.id} names no retention period (ICO Data Sharing Code)",
             )
-        elif not _DURATION.fullmatch(rule.retention):
+        elif not durations.is_duration(rule.retention):
             self.error(
                 f"{base}.retention",
                 "bad-retention",

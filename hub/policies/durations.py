@@ -16,7 +16,7 @@ from dateutil.relativedelta import relativedelta
 
 from hub.errors import ProtocolError
 
-__all__ = ["add", "parse", "subtract"]
+__all__ = ["add", "is_duration", "parse", "subtract"]
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -47,6 +47,11 @@ def parse(text: str) -> relativedelta:
         minutes=n["minutes"],
         seconds=n["seconds"],
     )
+
+
+def is_duration(text: str) -> bool:
+    """Whether ``text`` is an ISO 8601 duration ``parse`` takes."""
+    return _DURATION.fullmatch(text) is not None
 
 
 def add(when: When, text: str) -> When:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
+from hub.audit import retention
 from hub.clock import utc
+from hub.errors import AuditError, ProtocolError
+from hub.keys import expiry
+from hub.policies import durations
 
 _PLUS_ONE = dt.timezone(dt.timedelta(hours=1))
+_WHEN = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
 def test_utc_takes_a_naive_time_as_utc_and_converts_an_aware_one() -> None:
@@ -16,3 +23,47 @@ def test_utc_takes_a_naive_time_as_utc_and_converts_an_aware_one() -> None:
     summer = dt.datetime(2026, 6, 1, 13, 0, tzinfo=_PLUS_ONE)
     assert utc(summer) == dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
     assert utc(summer).tzinfo is dt.UTC
+
+
+_GOOD = ["P6Y", "P12M", "P2Y6M", "P30D", "P1W", "PT12H", "P1DT2H30M5S", "PT48H"]
+_BAD = ["6Y", "P", "PT", "P6y", "P1DT", "P1.5Y", "p1d", " P1D", "P1D "]
+
+
+@pytest.mark.parametrize("text", _GOOD + _BAD)
+def test_every_reader_of_a_duration_takes_the_same_grammar(text: str) -> None:
+    taken = durations.is_duration(text)
+    assert taken is (text in _GOOD)
+    for apply, error in (
+        (lambda: durations.parse(text), ProtocolError),
+        (lambda: retention.check_duration(text), AuditError),
+        (lambda: expiry.add_duration(_WHEN, text), ValueError),
+    ):
+        if taken:
+            apply()
+        else:
+            with pytest.raises(error):
+                apply()
+
+
+@pytest.mark.parametrize(
+    ("when", "text", "later", "earlier"),
+    [
+        # months by the calendar, the day clamped to the month's last
+        (dt.datetime(2027, 1, 31, tzinfo=dt.UTC), "P1M", (2027, 2, 28), (2026, 12, 31)),
+        (dt.datetime(2024, 2, 29, tzinfo=dt.UTC), "P1Y", (2025, 2, 28), (2023, 2, 28)),
+        (dt.datetime(2030, 2, 28, tzinfo=dt.UTC), "P6Y", (2036, 2, 28), (2024, 2, 28)),
+        (dt.datetime(2026, 3, 31, tzinfo=dt.UTC), "P1M2D", (2026, 5, 2), (2026, 2, 26)),
+    ],
+)
+def test_durations_move_by_the_calendar_the_same_everywhere(
+    when: dt.datetime, text: str, later: tuple[int, int, int], earlier: tuple[int, int, int]
+) -> None:
+    assert expiry.add_duration(when, text) == durations.add(when, text)
+    assert expiry.add_duration(when, text).timetuple()[:3] == later
+    assert retention.subtract_duration(when, text) == durations.subtract(when, text)
+    assert retention.subtract_duration(when, text).timetuple()[:3] == earlier
+
+
+def test_a_retention_reaching_before_year_one_is_an_audit_error() -> None:
+    with pytest.raises(AuditError, match="reaches before year 1"):
+        retention.subtract_duration(dt.datetime(5, 1, 1, tzinfo=dt.UTC), "P10Y")
