@@ -176,8 +176,23 @@ class RunningHub:
         return asyncio.run(run())
 
 
+#: Settings every hub a test starts runs with, unless the test gives its own. Tansu answers a
+#: consumer's JoinGroup only after half its session timeout (5 s of the default 10, each time
+#: a router worker or the audit sink joins: every hub's start), and hands a killed worker's
+#: partitions on only after all of it. 4 s still leaves four of the workers' 1 s heartbeats
+#: per session. Nothing a test asserts depends on the length.
+TEST_HUB_SETTINGS: dict[str, Any] = {"session_timeout": 4.0}
+
+
+def hub_test_env() -> dict[str, str]:
+    """``TEST_HUB_SETTINGS`` as ``HUB_*`` variables, for a test that runs ``hub up`` itself."""
+    return {f"HUB_{name.upper()}": str(value) for name, value in TEST_HUB_SETTINGS.items()}
+
+
 def start_hub(broker_bootstrap: str, data_dir: Path, **overrides: Any) -> RunningHub:
-    settings = HubSettings(data_dir=data_dir, kafka_bootstrap=broker_bootstrap, **overrides)
+    settings = HubSettings(
+        data_dir=data_dir, kafka_bootstrap=broker_bootstrap, **{**TEST_HUB_SETTINGS, **overrides}
+    )
     supervisor = Supervisor(settings)
     supervisor.start()
     return RunningHub(supervisor)

@@ -36,7 +36,7 @@ from hub.broker.embedded import free_port
 from hub.broker.topics import ensure_topics
 from hub.client import HubClient
 from hub.keys.file_store import FileKeyStore
-from tests.conftest import RunningHub, start_hub, unique, wait_for
+from tests.conftest import RunningHub, hub_test_env, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
 from tests.integration.test_operations import http_get as _http_get
 from tests.integration.test_operations import metric_samples, metric_sum
@@ -220,6 +220,7 @@ def run_up(tmp_path: Path, **settings: str) -> Iterator[Up]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(
+        hub_test_env(),
         HUB_DATA_DIR=str(data_dir),
         HUB_WORKERS="1",
         HUB_METRICS_PORT=str(port),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hub.broker import EmbeddedBroker
+from tests.conftest import hub_test_env
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +25,7 @@ HUB = Path(sys.executable).parent / "hub"
 def _env(data_dir: Path, bootstrap: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(
+        hub_test_env(),
         HUB_DATA_DIR=str(data_dir),
         HUB_KAFKA_BOOTSTRAP=bootstrap,
         HUB_CONSOLE_PORT="0",

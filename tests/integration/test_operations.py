@@ -37,7 +37,7 @@ from hub.models import AuditDecision, AuditRecord, Delivery
 from hub.policies.loader import load_protocol
 from hub.scenarios.north_worcs import Scenario, ScenarioEvent
 from hub.settings import default_protocol_path
-from tests.conftest import wait_for
+from tests.conftest import hub_test_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +198,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     port = free_port_pair()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != "PYTHONPATH"}
     env.update(
+        hub_test_env(),
         HUB_DATA_DIR=str(data_dir),
         HUB_WORKERS="2",
         HUB_METRICS_PORT=str(port),

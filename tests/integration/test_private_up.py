@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import hub_test_env
+
 pytestmark = pytest.mark.integration
 
 HUB = Path(sys.executable).parent / "hub"
@@ -36,7 +38,7 @@ def _loose(data_dir: Path) -> dict[str, str]:
 def test_a_hub_started_under_umask_0_writes_only_owner_only_files(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATA_DIR=str(data_dir), HUB_CONSOLE_PORT="0")
+    env.update(hub_test_env(), HUB_DATA_DIR=str(data_dir), HUB_CONSOLE_PORT="0")
     proc = subprocess.Popen(
         [str(HUB), "up"],
         env=env,

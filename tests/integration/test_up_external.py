@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hub.broker import EmbeddedBroker
+from tests.conftest import hub_test_env
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +26,7 @@ def test_hub_up_uses_the_external_bootstrap(tmp_path: Path) -> None:
     with EmbeddedBroker() as external:
         env = {
             **os.environ,
+            **hub_test_env(),
             "HUB_DATA_DIR": str(tmp_path / "data"),
             "HUB_KAFKA_BOOTSTRAP": external.bootstrap,
         }
