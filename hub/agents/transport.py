@@ -43,6 +43,7 @@ from typing import Any
 
 import aiokafka
 import faust
+from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as driver
 
 from hub.agents.intake import Intake
@@ -157,15 +158,34 @@ class _Transport(driver.Transport):
     Producer = _Producer
 
 
+class _TableManager(TableManager):
+    """faust's table manager without the second it sleeps at start for tables to register.
+
+    faust waits that second so tables declared after the app starts still make it in; the
+    hub declares none (its state is in SQLite and the broker), and the conductor waits for
+    this manager before it subscribes, so every worker joined its group a second late.
+    """
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 class HubApp(faust.App):
     """``faust.App``: its consumer waits at most ``FETCH_WAIT_MS``; a ``TrackingProducer``.
 
     With ``intake`` set before the worker starts, the consumer hands each fetch to it whole
-    instead of delivering records to agents one by one (``_Consumer``).
+    instead of delivering records to agents one by one (``_Consumer``). Its table manager
+    starts at once (``_TableManager``).
     """
 
     #: where the consumer hands fetched records, when the route loop takes them in batches
     intake: Intake | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("TableManager", _TableManager)
+        super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
         decode_guard.install()  # before the consumer's first fetch

@@ -64,7 +64,7 @@ def build_worker(app: faust.App, settings: HubSettings) -> faust.Worker:
     DEBUG so it can spin on every record: every library debug call then builds a log record
     only for the handler to drop it (about 6% of a worker's time under load, by py-spy).
     """
-    worker = faust.Worker(
+    worker = _Worker(
         app,
         loglevel=settings.log_level.lower(),
         quiet=True,
@@ -73,6 +73,20 @@ def build_worker(app: faust.App, settings: HubSettings) -> faust.Worker:
     )
     worker.spinner = None  # a service, not a terminal
     return worker
+
+
+class _Worker(faust.Worker):
+    """``faust.Worker`` that closes its event loop a tenth of a second after stopping.
+
+    mode's worker, once every service has stopped and every task is gathered, runs the loop
+    one more second (``_sentinel_task``) before closing it: a second added to every stop of
+    a worker (``hub up`` stopping, a restart, each test's hub). By then the drain, the
+    commit and the producer's flush are done; a tenth of a second still lets the callbacks
+    that closing sockets scheduled run before the loop closes.
+    """
+
+    async def _sentinel_task(self) -> None:
+        await asyncio.sleep(0.1)
 
 
 def _profiled(worker: faust.Worker, path: Path) -> NoReturn:
