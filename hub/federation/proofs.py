@@ -30,19 +30,21 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from hub.audit.checkpoint import Checkpoint, NoteVerifier, log_signer
-from hub.audit.log import AuditLog
 from hub.audit.merkle import leaf_hash, verify_inclusion
-from hub.audit.store import AuditStore
 from hub.errors import AuditIntegrityError, ConfigError, HubError
 from hub.keys.peers import PEERS_DIR, PeerPins
 from hub.models import AuditDecision, AuditRecord
-from hub.policies.model import Protocol
 from hub.settings import HubSettings
+
+if TYPE_CHECKING:  # the audit log pulls in retention and the protocol layer: not at import
+    from hub.audit.log import AuditLog
+    from hub.audit.store import AuditStore
+    from hub.policies.model import Protocol
 
 __all__ = [
     "BUNDLE_FORMAT",
