@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ACK_TYPE",
     "PARTY_ID_PATTERN",
     "AuditBatch",
     "AuditDecision",
@@ -265,6 +266,10 @@ class AuditBatch(BaseModel):
     records: tuple[AuditRecord, ...]
 
 
+#: a recipient's receipt for a delivery (``HubClient.acknowledge``), audited as acknowledged
+ACK_TYPE = "uk.csp.delivery.ack.v1"
+
+
 class Delivery(BaseModel):
     """What a recipient sees: one event from ``hub.out.<party>``, minimised for that party."""
 
@@ -285,3 +290,12 @@ class Delivery(BaseModel):
     def from_hub(self) -> bool:
         """A notice the hub itself sent (refusal, suspension, checkpoint), not a disclosure."""
         return self.source == "/parties/hub"
+
+    @property
+    def wants_ack(self) -> bool:
+        """Whether the recipient acknowledges it: a party's disclosure, not a hub notice.
+
+        Nor another party's receipt: receipts are never acknowledged (no endless exchange).
+        The SDK's consumers, ``hub consume --ack``, the demo and the webhook dispatcher ask.
+        """
+        return not self.from_hub and self.type != ACK_TYPE

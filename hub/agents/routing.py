@@ -43,6 +43,7 @@ from hub.federation.receipts import (
 )
 from hub.log import get_logger
 from hub.models import (
+    ACK_TYPE,
     AuditDecision,
     AuditRecord,
     Decision,
@@ -81,7 +82,6 @@ __all__ = [
     "SeenLookup",
 ]
 
-ACK_TYPE = "uk.csp.delivery.ack.v1"
 REJECTED_TYPE = "uk.csp.hub.rejected.v1"
 #: told to a publisher when a rule it relied on is suspended (agreement past its review date)
 SUSPENDED_TYPE = "uk.csp.hub.suspended.v1"

@@ -33,7 +33,6 @@ from hub.audit.merkle import HASH_SIZE, check_frontier
 from hub.clock import utc
 from hub.errors import AuditError, AuditIntegrityError, ProtocolError
 from hub.models import AuditRecord
-from hub.policies import durations
 
 if TYPE_CHECKING:
     from hub.audit.store import AuditStore
@@ -58,6 +57,10 @@ def _parse(duration: str) -> relativedelta:
 
     The grammar of ``hub.policies.durations``, which ``hub policy check`` applies too.
     """
+    # imported here: hub.policies.model validates a protocol's audit retention with this
+    # module, so importing the policies package at the top would be circular
+    from hub.policies import durations
+
     try:
         return durations.parse(duration)
     except ProtocolError as exc:

@@ -21,7 +21,6 @@ from hub.broker import EmbeddedBroker
 from hub.cli.common import echo_json, handle_errors, load_settings, require_party
 from hub.client import HubClient
 from hub.client.checkpoints import CHECKPOINT_TYPE, CheckpointCheck
-from hub.client.sdk import ACK_TYPE
 from hub.errors import (
     BrokerError,
     ConfigError,
@@ -558,7 +557,7 @@ def consume(
                     case = delivery.key
                     _print_delivery(delivery, as_json)
                     count += 1
-                if ack and not delivery.from_hub and delivery.type != ACK_TYPE:
+                if ack and delivery.wants_ack:
                     await client.acknowledge(delivery)
             for where in client.rejected:
                 typer.echo(f"warning: delivery at {where} failed verification: skipped", err=True)

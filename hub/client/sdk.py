@@ -49,13 +49,12 @@ from hub.errors import (
 from hub.keys.model import HUB_PARTY
 from hub.keys.store import KeyStore
 from hub.log import get_logger
-from hub.models import PARTY_ID_PATTERN, Delivery, EventAttributes
+from hub.models import ACK_TYPE, PARTY_ID_PATTERN, Delivery, EventAttributes
 from hub.policies.model import CryptoPolicy, Protocol
 from hub.schemas import SchemaRegistry, to_jsonable
 
 __all__ = ["ACK_TYPE", "HubClient", "publish_order"]
 
-ACK_TYPE = "uk.csp.delivery.ack.v1"
 #: an urgent-care setting viewed a MARAC flag it holds (``HubClient.record_view``)
 ACCESS_TYPE = "uk.csp.marac.access.v1"
 #: a responsible authority's s17A counts for one quarter (``HubClient.submit_counts``)

@@ -20,7 +20,6 @@ from hub.agents.sink import CHECKPOINT_TYPE
 from hub.audit.store import AuditStore
 from hub.broker.security import KafkaSecurity
 from hub.client import HubClient
-from hub.client.sdk import ACK_TYPE
 from hub.errors import HubError
 from hub.keys.store import KeyStore
 from hub.policies.model import Protocol
@@ -63,7 +62,7 @@ async def _consume(client: HubClient, summary: DemoSummary, stop: asyncio.Event)
             summary.notices += 1
         elif delivery.type == CHECKPOINT_TYPE:
             summary.checkpoints += 1
-        elif not delivery.from_hub and delivery.type != ACK_TYPE:
+        elif delivery.wants_ack:
             summary.received[client.party] += 1
             await client.acknowledge(delivery)
         if stop.is_set():

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hub.audit.stream import load_audit_stream_key, mac_headers
 from hub.broker import topics
 from hub.broker.fetch import FETCH_WAIT_MS
-from hub.client.sdk import ACK_TYPE, HubClient
+from hub.client.sdk import HubClient
 from hub.keys.file_store import FileKeyStore
 from hub.log import get_logger
 from hub.models import AuditDecision, AuditRecord, Delivery, record_id_for
@@ -161,7 +161,7 @@ class WebhookDispatcher:
             )
             if outcome.ok:
                 await self._audit(producer, delivery, AuditDecision.WEBHOOK_DELIVERED, f"{outcome}")
-                if not delivery.from_hub and delivery.type != ACK_TYPE:
+                if delivery.wants_ack:
                     await self.client.acknowledge(delivery, note="webhook 2xx")
                 return
         await producer.send_and_wait(

@@ -10,6 +10,7 @@ from hub.audit import retention
 from hub.clock import utc
 from hub.errors import AuditError, ProtocolError
 from hub.keys import expiry
+from hub.models import ACK_TYPE, Delivery
 from hub.policies import durations
 
 _PLUS_ONE = dt.timezone(dt.timedelta(hours=1))
@@ -67,3 +68,23 @@ def test_durations_move_by_the_calendar_the_same_everywhere(
 def test_a_retention_reaching_before_year_one_is_an_audit_error() -> None:
     with pytest.raises(AuditError, match="reaches before year 1"):
         retention.subtract_duration(dt.datetime(5, 1, 1, tzinfo=dt.UTC), "P10Y")
+
+
+def _delivery(source: str, event_type: str) -> Delivery:
+    return Delivery(
+        id="e-1",
+        type=event_type,
+        source=source,
+        time=_WHEN,
+        subject=None,
+        recipient="marac.north-worcs",
+        rule=None,
+        protocol_hash=None,
+        data={},
+    )
+
+
+def test_a_partys_disclosure_wants_an_acknowledgement_a_notice_or_a_receipt_does_not() -> None:
+    assert _delivery("/parties/west-mercia-police", "uk.csp.marac.flag.raised.v1").wants_ack
+    assert not _delivery("/parties/hub", "uk.csp.hub.rejected.v1").wants_ack
+    assert not _delivery("/parties/west-mercia-police", ACK_TYPE).wants_ack
