@@ -285,7 +285,7 @@ class PostgresCaseKeys(CaseKeys):
         self._pg.close()
 
     def __del__(self) -> None:
-        """Nothing to release beyond the connection (psycopg closes it)."""
+        """No lock file to close (``CaseKeys.__del__``); the session closes its connection."""
 
 
 def _tombstoned(conn: Any, name: str) -> bool:

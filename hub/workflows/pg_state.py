@@ -195,6 +195,13 @@ class PgSession:
                 self._conn.close()
                 self._conn = None
 
+    def __del__(self) -> None:
+        # a store dropped unclosed (``CaseKeys`` objects the CLI opens for one call): close
+        # the connection here rather than leave psycopg to warn about it when collected
+        conn = getattr(self, "_conn", None)
+        if conn is not None and not conn.closed:
+            conn.close()
+
 
 class PostgresState(SQLiteState):
     """``SQLiteState`` over a PostgreSQL database: a store's SQLite class, on PostgreSQL.

@@ -9,14 +9,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
 from hub.cli.keys import app
 from hub.keys import HUB_PARTY, FileKeyStore, KeyStatus
 from hub.policies.loader import load_protocol
-from hub.settings import default_protocol_path
+from hub.settings import HubSettings, default_protocol_path
+from hub.state import open_flag_register
 from hub.workflows.register import FlagRegister
+from tests.unit.conftest import NO_PG
 
 
 @pytest.fixture
@@ -274,3 +277,32 @@ def test_keys_hold_is_a_hidden_alias_that_says_where_it_moved(
     assert moved.exit_code == 0, moved.output
     assert "`hub keys hold` is now `hub holds`" in moved.stderr
     assert len(json_lines(holds(runner, "list", "--json"))) == 1
+
+
+@NO_PG
+def test_holds_and_shred_with_state_in_postgres(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    """HUB_STATE_URL (issue 22): holds, the shred and its tombstone live in PostgreSQL."""
+    monkeypatch.setenv("HUB_STATE_URL", postgres_url)
+    settings = HubSettings(data_dir=tmp_path / "data", state_url=postgres_url)
+    with open_flag_register(settings) as register:  # as the router records a routed flag
+        register.record(case_ref="MARAC-NW-2026-0050", subject_ref="SUBJ-1",
+                        subject_pseudonym="ps_1", status="active",
+                        review_date=dt.date(2027, 2, 2),
+                        at=dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC), event_id="ev-1",
+                        event_type="uk.csp.marac.flag.raised.v1")  # fmt: skip
+    holds(runner, "add", "--case", "MARAC-NW-2026-0050", "--reason", "DHR", "--by", "ig")
+    (listed,) = json_lines(holds(runner, "list", "--json"))
+    assert listed["case_ref"] == "MARAC-NW-2026-0050"  # found in the PostgreSQL register
+    refused = run(runner, "shred", "--case", "MARAC-NW-2026-0050", "--yes", ok=False)
+    assert "legal hold" in refused.stderr
+    holds(runner, "lift", "--case", "MARAC-NW-2026-0050", "--by", "ig")
+    run(runner, "shred", "--case", "MARAC-NW-2026-0050", "--yes")
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM shredded").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM legal_holds").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM case_keys").fetchone() == (0,)
+    keys_dir = tmp_path / "data" / "keys"
+    assert not (keys_dir / "holds.json").exists()
+    assert not (keys_dir / "cases").exists()
