@@ -5,13 +5,16 @@ broker of its own, pins each one's hub keys in the other (as ``hub keys export -
 and ``hub keys import --peer`` do), and links them both ways (``run_link``). The North's
 MARAC coordinator raises a flag at a Redditch address, then updates it when the victim moves
 to Worcester: the update is transferred, the South's coordinator is delivered it and
-acknowledges it, and the North hears both receipts. Both sides' audit counts are printed.
+acknowledges it, and the North hears both receipts. Each hub proves its record of the
+hand-over to the other; the South's coordinator takes ownership, and the North tells the
+flag's holders to withdraw it. Both sides' audit counts are printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 import uuid
@@ -26,6 +29,7 @@ from hub.broker import EmbeddedBroker
 from hub.client import HubClient
 from hub.errors import HubError
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.ownership import OWNERSHIP_TYPE, withdraw_id
 from hub.federation.proofs import ProofStore, export_log_key, pin_log_key
 from hub.federation.receipts import receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
@@ -262,6 +266,36 @@ async def _play(
             "both: each log's record of the hand-over proved to the other hub with its signed "
             f"checkpoint (hub audit proof --peer PEER --event {transfer})"
         )
+        # the South's coordinator takes ownership: the North lets go of the case
+        async with HubClient("marac.south-worcs", bootstrap=south.kafka_bootstrap,
+                             keys=south_keys) as new_coordinator:  # fmt: skip
+            ownership = await new_coordinator.publish(
+                OWNERSHIP_TYPE,
+                {
+                    "case_ref": case,
+                    "previous_owner": "nwcsp-hub",
+                    "transfer_event_id": transfer,
+                    "new_case_ref": None,
+                    "taken_on": dt.date.today(),
+                },
+                key=case,
+            )
+        report(f"south: its coordinator took ownership of {case} (event {ownership})")
+        withdrawals: list[Any] = []
+
+        def told() -> bool:
+            withdrawals[:] = [
+                r
+                for r in _records(north, withdraw_id(ownership))
+                if r.decision is AuditDecision.DELIVERED and r.recipient != "marac.north-worcs"
+            ]
+            return bool(withdrawals)
+
+        await asyncio.to_thread(
+            _wait, told, timeout=wait_s, what="the North's withdrawal notices to the flag's holders"
+        )
+        holders = ", ".join(sorted({str(r.recipient) for r in withdrawals}))
+        report(f"north: stopped following {case}; told its holders to withdraw the flag: {holders}")
         return DemoResult(
             transfer_event_id=transfer,
             north=_counts(north),

@@ -28,5 +28,8 @@ def test_the_federation_demo_transfers_and_both_logs_hold_it(tmp_path: Path) -> 
     assert "south: the transfer reached the South Worcs MARAC coordinator" in out
     assert "received and acknowledged by the South" in out
     assert "both: each log's record of the hand-over proved to the other hub" in out
+    assert "south: its coordinator took ownership of" in out
+    told = next(line for line in out.splitlines() if line.startswith("north: stopped following"))
+    assert "redditch-bc.community-safety" in told  # a department of the old area holds it
     south = next(line for line in out.splitlines() if line.startswith("south audit log:"))
     assert "acknowledged 1" in south
