@@ -140,9 +140,19 @@ def export_command(
 
 @app.command("release")
 @handle_errors
-def release_command(period: _PERIOD, as_json: _JSON = False) -> None:
+def release_command(
+    period: _PERIOD,
+    supersede: Annotated[
+        bool,
+        typer.Option(
+            "--supersede",
+            help="release a period again with changed figures (beware differencing)",
+        ),
+    ] = False,
+    as_json: _JSON = False,
+) -> None:
     """Publish one period's suppressed dataset to the analysts now (audited with its digest)."""
-    result = release_period(load_settings(), period)
+    result = release_period(load_settings(), period, supersede=supersede)
     if as_json:
         echo_json(result)
         return

@@ -64,16 +64,31 @@ def build_release(settings: HubSettings, period: str) -> Dataset:
     return build_dataset(policy, quarter, submissions)
 
 
-def release_period(settings: HubSettings, period: str) -> dict[str, Any]:
-    """Publish the dataset of ``period`` to the analysts now; what was released."""
+def release_period(
+    settings: HubSettings, period: str, *, supersede: bool = False
+) -> dict[str, Any]:
+    """Publish the dataset of ``period`` to the analysts now; what was released.
+
+    A period already released with other figures (a late or corrected submission since) is
+    released again only with ``supersede``: each release is suppressed on its own, but the
+    difference between two releases of one period can give away small numbers (the late
+    submitter's counts per area, from the row totals), so a second release is a decision.
+    """
     dataset = build_release(settings, period)
     now = clock_for(settings.clock_file)()
     with open_register(settings) as register:
-        same = [r for r in register.releases(dataset.period) if r.sha256 == dataset.sha256]
+        earlier = register.releases(dataset.period)
+        same = [r for r in earlier if r.sha256 == dataset.sha256]
         if same:
             raise StrategicError(
                 f"period {dataset.period}: this dataset (sha256 {dataset.sha256[:12]}...) was "
                 f"released already as {same[0].release_id}; nothing changed since"
+            )
+        if earlier and not supersede:
+            raise StrategicError(
+                f"period {dataset.period}: released already as {earlier[-1].release_id}, with "
+                "other figures; two releases of one period can be subtracted from each other "
+                "to reveal small numbers: release again only after review, with --supersede"
             )
         release = asyncio.run(_publish(settings, [], [dataset], register, now))[1][0]
     return _release_json(release, dataset)

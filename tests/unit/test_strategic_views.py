@@ -18,7 +18,7 @@ from hub.cli.main import app as cli
 from hub.clock import FileClock
 from hub.settings import HubSettings
 from hub.strategic.periods import Quarter
-from hub.strategic.register import StrategicRegister
+from hub.strategic.register import Release, StrategicRegister
 from hub.web import Accounts, Console, Role, create_app
 
 NOW = dt.datetime(2027, 1, 4, 9, 0, tzinfo=dt.UTC)  # 2026Q3 was due by 2026-12-31
@@ -175,3 +175,25 @@ def test_release_without_a_running_hub_says_so_in_one_line(seeded: HubSettings) 
         ("submission_late", "hw-icb"),
         ("release", None),
     }
+
+
+def test_a_period_released_with_other_figures_is_released_again_only_on_purpose(
+    tmp_path: Path,
+) -> None:
+    """Two releases of one period can be differenced: a second one needs --supersede."""
+    clock = FileClock(tmp_path / "clock")
+    clock.set(NOW)
+    settings = HubSettings(data_dir=tmp_path / "data", clock_file=clock.path)
+    with StrategicRegister(settings.register_path) as register:
+        register.keep(
+            submitter="hwfrs", period="2026Q3", category="fire_deliberate_fires",
+            submission_id="F-1", event_id="e-f", received_at=NOW, counts={"B97": 12},
+        )  # fmt: skip
+        register.record_release(
+            Release("S17A-2026Q3-old", "2026Q3", "0" * 64, "e-r", NOW.isoformat(), ("a",))
+        )
+    again = run(settings, "strategic", "release", "--period", "2026Q3")
+    assert again.exit_code == 1
+    assert "released already as S17A-2026Q3-old, with other figures" in again.output
+    assert "--supersede" in again.output
+    assert "Traceback" not in again.output
