@@ -51,6 +51,9 @@ def _print(report: FlagReport) -> None:
         typer.echo(f"  {party:40} {ack.event_type.rsplit('.', 2)[-2]:9} {state}")
     for party, at in report.views:  # NHS CP-IS access notices
         typer.echo(f"  viewed by {party} at {at:%Y-%m-%d %H:%M}")
+    for peer, event_id, state in report.transfers:  # to another partnership (issue 20)
+        said = "ownership taken by the peer" if state == "owned" else state
+        typer.echo(f"  transferred to {peer} (event {event_id}): {said}")
 
 
 @app.command("status")

@@ -9,7 +9,9 @@ the case to the peer; ``hub federation status`` lists it.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hub.federation.ownership import (
@@ -20,12 +22,43 @@ from hub.federation.ownership import (
     register_path,
 )
 from hub.processes.base import BaseProcess, Effect, EventContext, Routed, Stores
+from hub.workflows.register import FlagRegister
 
 if TYPE_CHECKING:
     from hub.durable import GroupSync
     from hub.settings import HubSettings
 
-__all__ = ["PROCESS", "FederationProcess"]
+__all__ = ["PROCESS", "FederationProcess", "FlagHandedOver"]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagHandedOver:
+    """Effect: the old area's flag for a case a peer took is withdrawn in its flag register.
+
+    Only a flag the register holds (an ownership for a case it never had adds nothing);
+    the last event type says why (the ownership event's).
+    """
+
+    case_ref: str
+    at: dt.datetime
+    event_id: str
+    event_type: str
+
+    def apply(self, stores: Stores) -> None:
+        """Mark the flag withdrawn (an older or repeated event changes nothing)."""
+        register = stores.get(FlagRegister)
+        if register is None or register.flag(self.case_ref) is None:
+            return
+        register.record(
+            case_ref=self.case_ref,
+            subject_ref=None,
+            subject_pseudonym=None,
+            status="withdrawn",
+            review_date=None,
+            at=self.at,
+            event_id=self.event_id,
+            event_type=self.event_type,
+        )
 
 
 class FederationProcess(BaseProcess):
@@ -41,7 +74,11 @@ class FederationProcess(BaseProcess):
         if not routed.delivered or ctx.case is None:
             return ()
         peer = ctx.party if ctx.protocol.is_peer(ctx.party) else None
-        return (OwnershipTaken(owned_from(ctx.id, ctx.data, publisher_peer=peer)),)
+        taken = OwnershipTaken(owned_from(ctx.id, ctx.data, publisher_peer=peer))
+        if peer is None:
+            return (taken,)
+        # the old area: its own flag for the case ends here (no more reviews or expiries)
+        return (taken, FlagHandedOver(ctx.case, at=ctx.now, event_id=ctx.id, event_type=ctx.type))
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
         """The ownership register in the data dir (only where the protocol has peers)."""

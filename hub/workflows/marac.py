@@ -102,6 +102,9 @@ class FlagReport:
     #: urgent-care settings that said they viewed the flag, and when (CP-IS access notices
     #: delivered to the coordinator), oldest first
     views: tuple[tuple[str, dt.datetime], ...] = ()
+    #: transfers of the case to peer partnerships (issue 20): (peer, event id, state: sent,
+    #: received, acknowledged or owned: the peer took ownership), oldest first
+    transfers: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def overdue(self) -> tuple[DepartmentAck, ...]:
@@ -136,6 +139,10 @@ class FlagReport:
             ],
             "escalated": list(self.escalated),
             "viewed": [{"party": party, "at": at.isoformat()} for party, at in self.views],
+            "transfers": [
+                {"peer": peer, "event_id": event_id, "state": state}
+                for peer, event_id, state in self.transfers
+            ],
         }
 
 
@@ -191,6 +198,7 @@ def flag_status(
         )
         reports.append(
             FlagReport(
+                transfers=_transfers(records, protocol),
                 flag=flag,
                 acks=acks,
                 review_due=flag.status == "active"
@@ -202,6 +210,46 @@ def flag_status(
             )
         )
     return reports
+
+
+def _transfers(records: list[AuditRecord], protocol: Protocol) -> tuple[tuple[str, str, str], ...]:
+    """The case's transfers to peer hubs, and how far each got, from its audit records."""
+    from hub.federation.ownership import OWNERSHIP_TYPE
+    from hub.federation.proofs import PROOF_TYPE
+    from hub.federation.receipts import RECEIPT_TYPE, receipt_id
+
+    peers = {p.id for p in protocol.peers}
+    if not peers:
+        return ()
+    heard = {
+        (r.publisher, r.event_id)
+        for r in records
+        if r.decision == AuditDecision.DELIVERED and r.publisher in peers
+    }
+    owned_by = {
+        r.publisher
+        for r in records
+        if r.event_type == OWNERSHIP_TYPE and (r.publisher, r.event_id) in heard
+    }
+    out = []
+    for r in sorted(records, key=lambda r: r.time):
+        if (
+            r.recipient not in peers
+            or r.decision != AuditDecision.DELIVERED
+            or r.event_type in (RECEIPT_TYPE, PROOF_TYPE, OWNERSHIP_TYPE)
+        ):
+            continue
+        state = (
+            "owned"
+            if r.recipient in owned_by
+            else "acknowledged"
+            if (r.recipient, receipt_id(r.event_id, "acknowledged")) in heard
+            else "received"
+            if (r.recipient, receipt_id(r.event_id)) in heard
+            else "sent"
+        )
+        out.append((str(r.recipient), r.event_id, state))
+    return tuple(out)
 
 
 def _acks(

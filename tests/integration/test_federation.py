@@ -403,6 +403,17 @@ def test_once_the_new_area_takes_ownership_the_old_one_lets_go(
     [to_peer] = [r for r in north.records(notice) if r.recipient == "swcsp-hub"]
     assert to_peer.decision is AuditDecision.WITHHELD
     assert "took ownership" in to_peer.reason
+    # the old area's MARAC status: its flag ended (no more reviews or expiries), the
+    # transfer owned by the South
+    runner = CliRunner()
+    result = runner.invoke(app, ["marac", "status", "--case", case, "--json"], env=north.env())
+    [flag] = json.loads(result.stdout)["flags"]
+    assert flag["status"] == "withdrawn"
+    assert {"peer": "swcsp-hub", "event_id": transfer, "state": "owned"} in flag["transfers"]
+    result = runner.invoke(app, ["marac", "status", "--case", case], env=north.env())
+    assert f"transferred to swcsp-hub (event {transfer}): ownership taken by the peer" in (
+        result.stdout
+    )
     # later flag events of the case stop following it to the South
     later = north.publish(
         "marac.north-worcs", MARAC_UPDATED, {**moved, "change_reason": "other"}, key=case
@@ -413,8 +424,7 @@ def test_once_the_new_area_takes_ownership_the_old_one_lets_go(
     )
     assert record.decision is AuditDecision.WITHHELD
     assert f"peer swcsp-hub took ownership of case {case}" in record.reason
-    # both sides' status say so
-    runner = CliRunner()
+    # both sides' federation status say so
     result = runner.invoke(app, ["federation", "status", "--json"], env=north.env())
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
