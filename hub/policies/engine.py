@@ -374,7 +374,8 @@ def evaluate(
             event_type,
             publisher,
             today,
-            frozenset(previous),
+            # earlier holders matter only where a correction covers the type (``_correct``)
+            frozenset(previous) if protocol.corrections_for(event_type) else None,
             tuple(_frozen(get_path(data, p)) for p in _paths_read(protocol, event_type)),
         )
     except _Unhashable:
