@@ -16,6 +16,7 @@ from hub.cli import (
     keys,
     policy,
     runtime,
+    state,
     webhooks,
 )
 from hub.errors import HubError
@@ -48,6 +49,7 @@ app.add_typer(ingress.app, name="ingress")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(console.app, name="console")
 app.add_typer(federation.app, name="federation")
+app.add_typer(state.app, name="state")
 runtime.register(app)
 app.command("acl")(acl.acl_command)
 

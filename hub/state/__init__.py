@@ -18,7 +18,8 @@ Why the default is not derived from ``HUB_AUDIT_URL``: a hub that already keeps 
 in PostgreSQL but its state in SQLite would, on upgrade, silently start from empty registers
 and an empty keyring, and the case keys that sealed every stored delivery's escrow would be
 left behind in a file nobody reads. Moving state is a decision, so it is a setting of its
-own; the docs (Scaling out) say how to point both at one database.
+own, and ``hub state migrate`` (``hub.state.migrate``) copies a data dir's state across
+once; the docs (Scaling out) say how to point both at one database.
 """
 
 from __future__ import annotations

@@ -1,0 +1,121 @@
+"""``hub state migrate``: a one-host hub's SQLite state copied into PostgreSQL (issue 22).
+
+Stores filled through their SQLite classes, as a hub on one host leaves them, are copied
+by the command into a fresh database and read back through the PostgreSQL twins: the same
+answers. Running it again copies nothing more, a tombstone wins over a key, and a running
+hub (the data dir's lock held) is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hub.agents.datadir_lock import DataDirLock
+from hub.agents.seen import Claim
+from hub.cli.main import app
+from hub.settings import HubSettings
+from hub.state import open_ban_register, open_case_keys, open_flag_register, open_seen
+from hub.workflows.bans import BAN_TYPE
+from tests.unit.conftest import NO_PG
+
+pytestmark = NO_PG
+
+T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
+ORIGIN = "hub.in.police.west-mercia/0/17"
+
+
+def pseudonym(ref: str) -> str:
+    return f"case_{ref.replace('-', '_')}"
+
+
+def fill(settings: HubSettings) -> None:
+    """State a one-host hub leaves in its data dir."""
+    with open_seen(settings) as seen:
+        seen.remember_many([Claim(f"evt-{i}", ORIGIN, T0, recipients=("fire",)) for i in range(5)])
+    with open_flag_register(settings) as flags:
+        flags.record(case_ref="M-1", subject_ref="S-1", subject_pseudonym="p1", status="active",
+                     review_date=dt.date(2025, 9, 1), at=T0, event_id="e1",
+                     event_type="uk.csp.marac.flag.raised.v1")  # fmt: skip
+        flags.mark_alert("a1", "review-due", "M-1", T0)
+    with open_ban_register(settings) as bans:
+        data = {"ban_ref": "B-1", "scheme": "redditch", "incident_type": "violence",
+                "ban_start": "2025-03-01", "ban_end": "2025-09-01", "subject": {}}  # fmt: skip
+        bans.record(BAN_TYPE, data, publisher="pub.a", at=T0, event_id="e2")
+    keys = open_case_keys(settings, pseudonymise=pseudonym)
+    keys.key_for("C-KEPT")
+    keys.key_for("C-HELD")
+    keys.key_for("C-GONE")
+    keys.add_hold("C-HELD", "DHR", "ig")
+    keys.shred("C-GONE")
+    keys.close()
+
+
+def test_migrate_copies_every_store_and_can_run_again(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = HubSettings(data_dir=tmp_path / "data")
+    fill(local)
+    kept = open_case_keys(local, pseudonymise=pseudonym)
+    key = kept.key_for("C-KEPT")
+    kept.close()
+    monkeypatch.setenv("HUB_DATA_DIR", str(local.data_dir))
+    monkeypatch.setenv("HUB_STATE_URL", postgres_url)
+
+    result = CliRunner().invoke(app, ["state", "migrate", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = {o["table"]: o for o in map(json.loads, result.stdout.splitlines())}
+    assert counts["seen_events"] == {"table": "seen_events", "rows": 5, "copied": 5}
+    assert counts["marac_flags"]["copied"] == 1
+    assert counts["legal_holds"]["copied"] == 1
+
+    shared = HubSettings(data_dir=tmp_path / "other-host", state_url=postgres_url)
+    with open_seen(shared) as seen:
+        assert seen.count() == 5
+        assert seen.first("evt-3") == ORIGIN
+        assert seen.delivered("evt-3", "fire") == {("police.west-mercia", None)}
+    with open_flag_register(shared) as flags:
+        flag = flags.flag("M-1")
+        assert flag is not None
+        assert (flag.status, flag.review_date) == ("active", dt.date(2025, 9, 1))
+        assert flags.alert_sent("a1")
+    with open_ban_register(shared) as bans:
+        ban = bans.ban("B-1")
+        assert ban is not None
+        assert bans.started_by("e2", "B-1")
+    cases = open_case_keys(shared, pseudonymise=pseudonym)
+    try:
+        assert cases.key_for("C-KEPT") == key  # the escrow secret survives the move
+        assert cases.is_shredded("C-GONE")
+        assert [h.case for h in cases.holds()] == [pseudonym("C-HELD")]
+        assert cases.live_cases() == sorted([pseudonym("C-KEPT"), pseudonym("C-HELD")])
+    finally:
+        cases.close()
+
+    again = CliRunner().invoke(app, ["state", "migrate", "--json"])
+    assert again.exit_code == 0, again.output
+    assert all(json.loads(line)["copied"] == 0 for line in again.stdout.splitlines())
+
+
+def test_migrate_refuses_while_a_hub_runs_and_without_a_url(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("HUB_DATA_DIR", str(data_dir))
+    unset = CliRunner().invoke(app, ["state", "migrate"])
+    assert unset.exit_code == 1
+    assert "expected HUB_STATE_URL=postgresql://" in unset.stderr
+    assert "Traceback" not in unset.output
+    monkeypatch.setenv("HUB_STATE_URL", postgres_url)
+    running = DataDirLock(data_dir)
+    running.acquire()  # as `hub up` holds it
+    try:
+        refused = CliRunner().invoke(app, ["state", "migrate"])
+    finally:
+        running.release()
+    assert refused.exit_code == 1
+    assert "Traceback" not in refused.output
