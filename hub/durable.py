@@ -24,7 +24,7 @@ import ctypes
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["GroupSync"]
@@ -111,7 +111,7 @@ class GroupSync:
             self._synced = target
 
 
-def _sync_round(writers: list[tuple[Callable[[], None], Path | None]]) -> None:
+def _sync_round(writers: Sequence[tuple[Callable[[], None], Path | None]]) -> None:
     """One syncfs per filesystem where the OS has it, else every writer's own fsyncs."""
     devices: dict[int, Path] = {}
     for sync, where in writers:
