@@ -180,3 +180,14 @@ def test_a_bodys_overdue_actions_are_escalated_to_it(stores: Stores) -> None:
     case = register.case(CASE)
     assert case is not None
     assert case.stage == "closed"
+
+
+def test_the_running_hub_runs_the_asb_sweep_on_its_timer() -> None:
+    from hub.agents.timers import sweeps_for
+    from hub.processes import default_registry
+
+    sweeps = {s.name: s for s in sweeps_for(REF, default_registry())}
+    assert "asb_sweep" in sweeps
+    assert "asb" in {p.name for p in default_registry()}
+    no_asb = REF.model_copy(update={"asb": None})
+    assert "asb_sweep" not in {s.name for s in sweeps_for(no_asb, default_registry())}
