@@ -32,7 +32,7 @@ from hub.processes.base import (
     Sweep,
 )
 from hub.strategic import StrategicError
-from hub.strategic.dataset import Dataset, cells_from_event
+from hub.strategic.dataset import Dataset, ReleasedCell, cells_from_event
 from hub.strategic.periods import Quarter
 from hub.strategic.register import Release, StrategicRegister
 
@@ -79,12 +79,20 @@ class ReleaseRecorded:
     """A routed release of the dataset, with the parties it reached."""
 
     release: Release
+    threshold: int
+    cells: tuple[ReleasedCell, ...]
 
     def apply(self, stores: Stores) -> None:
-        """Record it."""
+        """Record it, and the cells it carried (the console's charts show these)."""
         register = stores.get(StrategicRegister)
         if register is not None:
             register.record_release(self.release)
+            register.keep_released_cells(
+                self.release.release_id,
+                period=self.release.period,
+                threshold=self.threshold,
+                cells=self.cells,
+            )
 
 
 def _refuse(detail: str) -> Refusal:
@@ -191,7 +199,7 @@ class S17AProcess(BaseProcess):
                 released_at=ctx.now.astimezone(dt.UTC).isoformat(),
                 recipients=tuple(sorted(routed.delivered)),
             )
-            return [ReleaseRecorded(release)]
+            return [ReleaseRecorded(release, int(data["threshold"]), cells_from_event(data))]
         return ()
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:

@@ -1,8 +1,10 @@
 """The console's Strategic Assessment chart: per district, eight quarters of released totals.
 
-Each point is a district's released total for one category in one quarter, from the same
-suppressed dataset a release would carry (``build_dataset``): a suppressed total is a gap in
-the line, never a number. Drawn on the server with matplotlib's Agg backend as SVG, inlined
+Each point is a district's total for one category in one quarter as the latest release of
+that quarter carried it (``StrategicRegister.released``): a suppressed total, or a quarter
+not released yet, is a gap in the line, never a number. Never figures built afresh: those
+could differ from a release (a late submission since) and the difference could be small.
+Drawn on the server with matplotlib's Agg backend as SVG, inlined
 in the page: no script, no CDN. Needs the ``[strategic]`` extra.
 """
 
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hub.policies.model import StrategicPolicy
 from hub.strategic import StrategicError
-from hub.strategic.dataset import Submission, build_dataset
+from hub.strategic.dataset import Dataset
 from hub.strategic.periods import Quarter
 
 __all__ = ["QUARTERS", "Trend", "trend_svg", "trends"]
@@ -33,6 +35,8 @@ class Trend:
     name: str
     quarters: tuple[str, ...]
     series: Mapping[str, tuple[int | None, ...]]
+    #: per quarter: whether it was released (a gap otherwise)
+    released: tuple[bool, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -42,24 +46,32 @@ class Trend:
 
 def trends(
     policy: StrategicPolicy,
-    submissions: Iterable[Submission],
+    released: Mapping[str, Dataset],
     *,
     end: Quarter,
     count: int = QUARTERS,
 ) -> list[Trend]:
-    """Per district of the protocol, the released totals of the ``count`` quarters to ``end``."""
+    """Per district of the protocol, the released totals of the ``count`` quarters to ``end``.
+
+    ``released``: period -> its latest released dataset (``StrategicRegister.released``).
+    """
     quarters = end.last(count)
-    kept = list(submissions)
-    totals = {str(q): build_dataset(policy, q, kept) for q in quarters}
     out = []
     for district, areas in policy.districts.items():
+        totals = {str(q): released[str(q)].totals(district) for q in quarters if str(q) in released}
         series: dict[str, tuple[int | None, ...]] = {}
         for category in policy.categories:
-            if any(category in totals[str(q)].totals(district) for q in quarters):
-                series[category] = tuple(
-                    totals[str(q)].totals(district).get(category) for q in quarters
-                )
-        out.append(Trend(district, areas.name, tuple(map(str, quarters)), series))
+            if any(category in t for t in totals.values()):
+                series[category] = tuple(totals.get(str(q), {}).get(category) for q in quarters)
+        out.append(
+            Trend(
+                district,
+                areas.name,
+                tuple(map(str, quarters)),
+                series,
+                tuple(str(q) in released for q in quarters),
+            )
+        )
     return out
 
 

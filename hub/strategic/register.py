@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from hub.strategic.dataset import Submission
+from hub.strategic.dataset import Dataset, ReleasedCell, Submission, cells_from_event
 from hub.workflows.sqlite_state import SQLiteState
 
 __all__ = ["Release", "StrategicRegister"]
@@ -43,6 +43,13 @@ _DDL = (
         event_id TEXT NOT NULL,
         released_at TEXT NOT NULL,
         recipients TEXT NOT NULL
+    )""",
+    # what each release carried: the console's charts show released figures only
+    """CREATE TABLE IF NOT EXISTS strategic_release_cells (
+        release_id TEXT PRIMARY KEY,
+        period TEXT NOT NULL,
+        threshold INTEGER NOT NULL,
+        cells TEXT NOT NULL
     )""",
 )
 
@@ -163,6 +170,40 @@ class StrategicRegister(SQLiteState):
                     json.dumps(list(release.recipients)),
                 ),
             )
+
+    def keep_released_cells(
+        self, release_id: str, *, period: str, threshold: int, cells: Sequence[ReleasedCell]
+    ) -> None:
+        """Keep the cells a release carried (the same release again: no change)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO strategic_release_cells VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    release_id,
+                    period,
+                    threshold,
+                    json.dumps([c.as_event() for c in cells], separators=(",", ":")),
+                ),
+            )
+
+    def released(self) -> dict[str, Dataset]:
+        """The latest released dataset of each period (as released: suppressed)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                """SELECT c.period, c.threshold, c.cells FROM strategic_release_cells c
+                   JOIN strategic_releases r ON r.release_id = c.release_id
+                   ORDER BY r.released_at, r.release_id"""
+            ).fetchall()
+        return {
+            r[0]: Dataset(
+                period=r[0],
+                threshold=int(r[1]),
+                cells=cells_from_event({"cells": json.loads(r[2])}),
+                submitters=(),
+                missing=(),
+            )
+            for r in rows
+        }
 
     def releases(self, period: str | None = None) -> list[Release]:
         """Releases routed (of one period, or all), oldest first."""

@@ -182,6 +182,12 @@ async def _publish(
                 recipients=(),
             )
             register.record_release(release)  # published; routing adds the recipients
+            register.keep_released_cells(
+                release.release_id,
+                period=dataset.period,
+                threshold=dataset.threshold,
+                cells=dataset.cells,
+            )
             releases.append(release)
             _log.info("strategic_dataset_published", event_id=event_id, period=dataset.period)
     return len(alerts), releases

@@ -1,9 +1,10 @@
 """The console's Strategic Assessment page: per district, the trend over eight quarters.
 
-The same suppressed figures a release carries (``hub.strategic.dataset``), so the page shows
-nothing a release would not: each district's released category totals over the last eight
-information periods, drawn on the server as SVG (``hub.strategic.chart``), with who has
-submitted the latest period and who is late (``hub strategic status``). Depersonalised and
+The figures the releases carried (``StrategicRegister.released``), so the page shows nothing
+a release did not: each district's released category totals over the last eight
+information periods (a quarter not released yet is a gap), drawn on the server as SVG
+(``hub.strategic.chart``), with who has submitted the latest period and who is late
+(``hub strategic status``). Depersonalised and
 suppressed, so any signed-in user may see it; no justification is asked.
 """
 
@@ -42,9 +43,10 @@ def strategic_page(request: Request, period: str = "") -> Response:
         with open_strategic_register(app.settings) as register:
             submissions = register.submissions()
             releases = register.releases()
+            released = register.released()
         charts = [
             (trend, Markup(trend_svg(trend, labels=policy.categories)))  # noqa: S704 - our SVG
-            for trend in trends(policy, submissions, end=end)
+            for trend in trends(policy, released, end=end)
         ]
         states = submitter_states(policy, submissions, today=today, periods=[end])
     except HubError as exc:  # a bad period, no [strategic] extra, an unreadable register

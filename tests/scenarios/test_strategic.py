@@ -29,6 +29,7 @@ from hub.policies.loader import load_protocol
 from hub.scenarios.strategic import quarter_submissions
 from hub.settings import default_protocol_path
 from hub.strategic.dataset import TOTAL_AREA, TOTAL_CATEGORY, level_of
+from hub.strategic.register import StrategicRegister
 from hub.strategic.suppression import recoverable
 from tests.conftest import wait_for
 from tests.factories import STRATEGIC_ALERT, STRATEGIC_DATASET, STRATEGIC_SUBMISSION
@@ -169,6 +170,9 @@ def test_a_quarter_from_submissions_to_a_suppressed_audited_release(
         return releases[0]["recipients"] if releases and releases[0]["recipients"] else None
 
     assert wait_for(recorded, timeout=30.0, what="the release recorded") == [ANALYSTS]
+    # and what it carried, for the console's charts: the very cells, so the same digest
+    with StrategicRegister(scenario.hub.settings.register_path) as register:
+        assert register.released()["2026Q3"].sha256 == digest
     again = scenario.cli("strategic", "sweep", "--json")
     assert json.loads(again.stdout)["planned"] == []
 

@@ -405,6 +405,7 @@ def test_asb_register_lifecycle(settings: HubSettings) -> None:
 def test_strategic_register_keeps_the_latest_submission_and_each_release(
     settings: HubSettings,
 ) -> None:
+    from hub.strategic.dataset import ReleasedCell
     from hub.strategic.register import Release
 
     kept = {"submitter": "hwfrs", "period": "2026Q3", "category": "fire_deliberate_fires"}
@@ -427,6 +428,10 @@ def test_strategic_register_keeps_the_latest_submission_and_each_release(
         two.record_release(routed)
         one.record_release(published)  # the sweep's mark again: the recipients stay
         assert one.releases("2026Q3") == [routed]
+        cell = ReleasedCell("redditch", "outward_code", "B97", "fire_deliberate_fires", None)
+        one.keep_released_cells("R-1", period="2026Q3", threshold=5, cells=[cell])
+        two.keep_released_cells("R-1", period="2026Q3", threshold=5, cells=[cell])
+        assert two.released()["2026Q3"].cells == (cell,)
 
 
 def test_postgres_reopens_a_lost_connection(settings: HubSettings) -> None:

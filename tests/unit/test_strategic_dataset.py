@@ -162,7 +162,10 @@ def test_charts_without_the_extra_name_the_extra(monkeypatch: pytest.MonkeyPatch
     for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    [redditch, *_] = trends(_policy(), SUBMISSIONS, end=Quarter.parse("2026Q3"))
+    released = {"2026Q3": build_dataset(_policy(), "2026Q3", SUBMISSIONS)}
+    [redditch, *_] = trends(_policy(), released, end=Quarter.parse("2026Q3"))
+    assert redditch.released == (False,) * 7 + (True,)
+    assert redditch.series["police_recorded_crime"][:-1] == (None,) * 7
     assert redditch.series["police_recorded_crime"][-1] == 68  # B96 + B98 + the hidden B97
     with pytest.raises(StrategicError, match=r"\[strategic\] extra"):
         trend_svg(redditch)

@@ -114,9 +114,9 @@ def test_the_register_keeps_the_latest_submission_and_releases(tmp_path: Path) -
     [kept] = register.submissions("2026Q3")
     assert (kept.counts, kept.event_id) == ({"B97": 9}, "e-hwfrs-1")
     release = Release("S17A-2026Q3-x", "2026Q3", "0" * 64, "e-r", NOW.isoformat(), ())
-    apply_effects([ReleaseRecorded(release)], stores)
+    apply_effects([ReleaseRecorded(release, 5, ())], stores)
     routed_release = Release("S17A-2026Q3-x", "2026Q3", "0" * 64, "e-r", NOW.isoformat(), ("a",))
-    apply_effects([ReleaseRecorded(routed_release)], stores)
+    apply_effects([ReleaseRecorded(routed_release, 5, ())], stores)
     assert register.releases() == [routed_release]
 
 
@@ -145,6 +145,7 @@ def test_a_release_must_carry_its_own_digest_which_goes_on_the_audit() -> None:
     assert isinstance(effect, ReleaseRecorded)
     assert effect.release.recipients == ("nwcsp.analysts",)
     assert effect.release.sha256 == dataset.sha256
+    assert effect.cells == dataset.cells  # kept for the console's charts
 
 
 def factories_submission(**kw: Any) -> Any:

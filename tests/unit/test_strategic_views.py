@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from hub.cli.main import app as cli
 from hub.clock import FileClock
+from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
+from hub.strategic.dataset import build_dataset
 from hub.strategic.periods import Quarter
 from hub.strategic.register import Release, StrategicRegister
 from hub.web import Accounts, Console, Role, create_app
@@ -61,6 +63,24 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> HubSettings:
                 submission_id=f"{submitter[:20]}-1", event_id=f"e-{submitter}-{category}",
                 received_at=at, counts=counts,
             )  # fmt: skip
+        # every quarter but the last was released; the console charts what releases carried
+        policy = load_protocol(settings.protocol).strategic
+        assert policy is not None
+        for quarter in Quarter.parse("2026Q2").last(7):
+            dataset = build_dataset(policy, quarter, register.submissions(str(quarter)))
+            release = Release(dataset.release_id(), dataset.period, dataset.sha256,
+                              f"e-r-{quarter}", at.isoformat(), ("nwcsp.analysts",))  # fmt: skip
+            register.record_release(release)
+            register.keep_released_cells(
+                release.release_id, period=dataset.period, threshold=5, cells=dataset.cells
+            )
+        # a correction after 2026Q2 was released: the chart keeps the released figure
+        register.keep(
+            submitter="west-mercia-police", period="2026Q2",
+            category="police_recorded_crime", submission_id="WMP-2026Q2-fix",
+            event_id="e-2026Q2-fix", received_at=at + dt.timedelta(days=1),
+            counts={**REDDITCH, "B96": 500, "DY10": 36},
+        )  # fmt: skip
     accounts = Accounts(settings.console_accounts_path)
     accounts.add(name="ig", role=Role.IG_OFFICER, party=None, password=PASSWORD)
     return settings
@@ -152,6 +172,7 @@ def test_the_page_draws_each_districts_trend_over_eight_quarters_as_svg(
     for quarter in Quarter.parse("2026Q4").last(8):
         assert str(quarter) in redditch
     assert "Police recorded crime" in redditch  # the protocol's label
+    assert "Not released yet: 2026Q3, 2026Q4." in html
     assert 'class="submitter open"' in html  # 2026Q4 is due by 2027-03-31
     # an earlier period: its eight quarters, and who was late with it
     earlier = client.get("/strategic?period=2026Q3").text
@@ -197,3 +218,19 @@ def test_a_period_released_with_other_figures_is_released_again_only_on_purpose(
     assert "released already as S17A-2026Q3-old, with other figures" in again.output
     assert "--supersede" in again.output
     assert "Traceback" not in again.output
+
+
+def test_the_chart_shows_what_was_released_not_what_was_corrected_since(
+    seeded: HubSettings,
+) -> None:
+    from hub.strategic.chart import trends
+
+    policy = load_protocol(seeded.protocol).strategic
+    assert policy is not None
+    with StrategicRegister(seeded.register_path) as register:
+        released = register.released()
+    [redditch, *_] = trends(policy, released, end=Quarter.parse("2026Q3"))
+    # B96 + B97 + B98 as released in 2026Q2 (40 + 6 + 22 + 3), not the correction's 525
+    assert redditch.series["police_recorded_crime"][-2] == 71
+    assert redditch.series["police_recorded_crime"][-1] is None  # 2026Q3: not released
+    assert redditch.released == (True,) * 7 + (False,)
