@@ -57,6 +57,7 @@ from hub.models import (
 )
 from hub.policies.engine import evaluate, minimise
 from hub.policies.model import Protocol
+from hub.processes.acks import acknowledgement_records
 from hub.processes.base import (
     Effect,
     EventContext,
@@ -765,62 +766,11 @@ class Router:
         return message, wire.sha256_hex(sealed.value)
 
     def _acknowledge(self, event: InboundEvent) -> RouteResult:
-        """A recipient's receipt: audited against the event it acknowledges.
-
-        Only a party the event was delivered to may acknowledge it: anyone else's receipt
-        would put a disclosure that never happened on the record (``not_a_recipient``).
-        Each status (``received``, then ``actioned``) is a record of its own: the status is
-        in the record id, so a later status is never taken for a repeat of an earlier one.
-
-        The acknowledgement names the event by id alone (the schema has no source); the
-        party's own deliveries say whose event it is. The record's ``publisher`` is that
-        event's publisher, so the records of two parties' events with one id never merge;
-        ``recipient`` is the acknowledging party.
-        """
-        attrs = event.attributes
-        acked = str(event.data.get("acknowledged_event_id", ""))
-        status = str(event.data.get("status") or "received")
-        claimed_type = event.data.get("acknowledged_type")
-        sources = self._delivered_to(acked, attrs.party)
-        if len(sources) > 1 and claimed_type is not None:  # the type may say which one
-            sources = {p: t for p, t in sources.items() if t == claimed_type} or sources
-        if not sources:
-            raise _Reject(
-                QuarantineReason.NOT_A_RECIPIENT,
-                f"{attrs.party} acknowledged event {acked}, which the hub did not deliver to "
-                f"{attrs.party}: only a recipient may acknowledge an event",
-            )
-        common = self._common(event, None)
-        result = RouteResult(event_id=attrs.id)
-        # Several only when two parties' events share the id and type and both reached this
-        # party: the receipt cannot say which, so it is recorded against each, and says so.
-        note = f"; it names {len(sources)} events with this id" if len(sources) > 1 else ""
-        for publisher, event_type in sorted(sources.items()):
-            common.update(
-                event_id=acked,
-                # the type as the hub routed it, never as the acknowledging party claims it
-                # (access to records follows the type: a MARAC coordinator sees MARAC ones)
-                event_type=event_type,
-                event_time=None,
-                publisher=publisher,
-                case_pseudonym=None,
-            )
-            result.audit.append(
-                AuditRecord(
-                    **common,
-                    record_id=record_id_for(
-                        acked,
-                        attrs.party,
-                        f"{AuditDecision.ACKNOWLEDGED.value}/{status}",
-                        source=publisher,
-                    ),
-                    recipient=attrs.party,
-                    decision=AuditDecision.ACKNOWLEDGED,
-                    reason=f"{attrs.party} acknowledged {acked} of {publisher} ({status}){note}",
-                    ack_event_id=attrs.id,
-                )
-            )
-        return result
+        """A recipient's receipt: audited against the event it acknowledges (``acks``)."""
+        records = acknowledgement_records(
+            event, delivered_to=self._delivered_to, common=self._common(event, None)
+        )
+        return RouteResult(event_id=event.attributes.id, audit=records)
 
     # -- quarantine --------------------------------------------------------------------------
 

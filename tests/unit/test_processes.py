@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import pytest
 
-from hub.models import QuarantineReason
+from hub.models import (
+    ACK_TYPE,
+    AuditDecision,
+    EventAttributes,
+    InboundEvent,
+    QuarantineReason,
+)
+from hub.processes.acks import acknowledgement_records
 from hub.processes.base import (
     BaseProcess,
     ProcessRegistry,
@@ -69,3 +77,42 @@ def test_a_refusal_carries_its_reason_and_a_detail_cut_to_the_limit() -> None:
     assert refusal.reason is QuarantineReason.POLICY_REJECTED
     assert len(refusal.detail) == 2000
     assert refusal.detail.endswith("...")
+
+
+_T = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+def _receipt(party: str, acked: str, acked_type: str | None = None) -> InboundEvent:
+    return InboundEvent(
+        attributes=EventAttributes(
+            id="ack-1", source=f"/parties/{party}", type=ACK_TYPE, time=_T, subject=None
+        ),
+        key=None,
+        data={"acknowledged_event_id": acked, "acknowledged_type": acked_type, "status": None},
+    )
+
+
+def test_a_receipt_for_no_delivery_to_its_party_is_refused_as_not_a_recipient() -> None:
+    with pytest.raises(Refusal) as refused:
+        acknowledgement_records(
+            _receipt("redditch-bc", "e-1"), delivered_to=lambda _e, _p: {}, common={"time": _T}
+        )
+    assert refused.value.reason is QuarantineReason.NOT_A_RECIPIENT
+    assert "only a recipient may acknowledge" in refused.value.detail
+
+
+def test_a_receipt_is_recorded_against_the_publisher_and_type_the_hub_delivered() -> None:
+    delivered = {"west-mercia-police": "uk.csp.marac.flag.raised.v1", "other": "uk.csp.x.v1"}
+    (record,) = acknowledgement_records(
+        _receipt("redditch-bc", "e-1", "uk.csp.marac.flag.raised.v1"),
+        delivered_to=lambda _e, _p: dict(delivered),
+        common={"time": _T},
+    )
+    assert record.decision is AuditDecision.ACKNOWLEDGED
+    assert (record.event_id, record.publisher, record.recipient) == (
+        "e-1",
+        "west-mercia-police",
+        "redditch-bc",
+    )
+    assert record.ack_event_id == "ack-1"
+    assert record.reason == "redditch-bc acknowledged e-1 of west-mercia-police (received)"
