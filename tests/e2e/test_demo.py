@@ -87,7 +87,8 @@ def test_demo_plays_the_scenario_and_audits_it(tmp_path: Path) -> None:
     done = next((m for line in lines if (m := DONE.match(line))), None)
     assert done is not None, result.stdout
     published, decided, refusals, notices, _checkpoints = map(int, done.groups())
-    assert (published, decided) == (60, 60)
+    # and one ASB Case Review (6 events) and one quarter's s17A submissions (13) after the 60
+    assert (published, decided) == (79, 79)
     assert refusals > 0
     assert notices <= refusals
     assert not (tmp_path / "hub.json").exists()  # the demo stopped its hub
@@ -118,6 +119,27 @@ def test_demo_plays_the_scenario_and_audits_it(tmp_path: Path) -> None:
     for party, count in received.items():
         assert count <= delivered[party], (party, count, delivered[party])
     assert sum(received.values()) > 0
+    # the ASB Case Review application reached its district's four relevant bodies, and each
+    # body's answer reached the coordinator
+    asb = Counter(
+        r.event_type
+        for r in records
+        if r.decision == AuditDecision.DELIVERED
+        and (r.event_type or "").startswith("uk.csp.asb.review.")
+    )
+    assert asb["uk.csp.asb.review.application.v1"] == 4, asb
+    assert asb["uk.csp.asb.review.complaints.v1"] == 4, asb
+    # each s17A submission (all but the ICB's, late) was kept, and its receipt reached the
+    # analysts, never the counts: the audit names only the receipt's fields
+    s17a = [
+        r
+        for r in records
+        if r.decision == AuditDecision.DELIVERED
+        and r.event_type == "uk.csp.strategic.submission.v1"
+    ]
+    assert {r.recipient for r in s17a} == {"nwcsp.analysts"}
+    assert len(s17a) == 13
+    assert all("counts" not in r.fields and "kept by the hub" in r.reason for r in s17a)
     # every acknowledgement is for a delivery the hub audited to that recipient
     delivered_pairs = {
         (r.event_id, r.recipient) for r in records if r.decision == AuditDecision.DELIVERED
