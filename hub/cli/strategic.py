@@ -110,16 +110,33 @@ def export_command(
     csv_only: Annotated[
         bool, typer.Option("--csv-only", help="CSV only (no [strategic] extra needed)")
     ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="build from the submissions kept now, even if already released"
+        ),
+    ] = False,
     as_json: _JSON = False,
 ) -> None:
-    """Write one period's suppressed dataset: CSV (its SHA-256 is the release's) and Parquet."""
-    dataset = build_release(load_settings(), period)
+    """Write one period's suppressed dataset: CSV (its SHA-256 is the release's) and Parquet.
+
+    A released period is written as it was released (its latest release), so the files match
+    what the analysts hold; one not released yet is built from the submissions kept now.
+    """
+    settings = load_settings()
+    quarter = str(Quarter.parse(period))
+    with open_register(settings) as register:
+        releases = register.releases(quarter)
+        released = None if rebuild else register.released().get(quarter)
+    release_id = releases[-1].release_id if released is not None and releases else None
+    dataset = released if released is not None else build_release(settings, quarter)
     files = export_dataset(dataset, out, parquet=not csv_only)
     hidden = sum(c.count is None for c in dataset.cells)
     if as_json:
         echo_json(
             {
                 "period": dataset.period,
+                "release_id": release_id,
                 "sha256": dataset.sha256,
                 "files": {kind: str(path) for kind, path in files.items()},
                 "cells": len(dataset.cells),
@@ -134,6 +151,12 @@ def export_command(
         f"{dataset.period}: {len(dataset.cells)} cells, {hidden} suppressed (threshold "
         f"{dataset.threshold}); sha256 {dataset.sha256}"
     )
+    if release_id:
+        typer.echo(f"as released in {release_id}")
+    elif releases:
+        typer.echo("rebuilt from the submissions kept now: not what was released")
+    else:
+        typer.echo("not released yet: built from the submissions kept now")
     if dataset.missing:
         typer.echo(f"not yet submitted: {', '.join(dataset.missing)}")
 

@@ -128,6 +128,18 @@ def test_export_writes_the_csv_whose_digest_it_prints_and_parquet(
     for row in rows[1:]:
         count = row.split(",")[5]
         assert count == "" or int(count) >= 5
+    assert report["release_id"] is None  # not released: built from what is kept now
+    # a released period is written as released, not as corrected since (2026Q2's fix)
+    as_released = run(seeded, "strategic", "export", "--period", "2026Q2", "--out", str(tmp_path))
+    assert as_released.exit_code == 0, as_released.output
+    assert "as released in S17A-2026Q2-" in as_released.stdout
+    b96 = "2026Q2,redditch,outward_code,B96,police_recorded_crime,46,released"
+    assert b96 in (tmp_path / "s17a-2026Q2.csv").read_text().splitlines()
+    rebuilt = run(
+        seeded, "strategic", "export", "--period", "2026Q2", "--rebuild", "--out", str(tmp_path)
+    )
+    assert "rebuilt from the submissions kept now: not what was released" in rebuilt.stdout
+    assert ",B96,police_recorded_crime,500," in (tmp_path / "s17a-2026Q2.csv").read_text()
     nothing = run(seeded, "strategic", "export", "--period", "2024Q1", "--out", str(tmp_path))
     assert nothing.exit_code == 1
     assert "period 2024Q1: expected submissions kept by the hub, found none" in nothing.output
