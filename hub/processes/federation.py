@@ -21,7 +21,8 @@ from hub.federation.ownership import (
     owned_from,
     register_path,
 )
-from hub.processes.base import BaseProcess, Effect, EventContext, Routed, Stores
+from hub.models import QuarantineReason
+from hub.processes.base import BaseProcess, Checked, Effect, EventContext, Refusal, Routed, Stores
 from hub.workflows.register import FlagRegister
 
 if TYPE_CHECKING:
@@ -66,6 +67,26 @@ class FederationProcess(BaseProcess):
 
     name = "federation"
     event_types = (OWNERSHIP_TYPE,)
+
+    def check(self, ctx: EventContext, stores: Stores) -> Checked | None:
+        """A peer takes only a case this hub sent it: else refused, and nobody withdraws.
+
+        A peer's ownership makes this hub withdraw its own flag and tell every holder to
+        withdraw theirs, so one for a case the peer never received (a wrong reference, a
+        mistaken or hostile peer) would strip a high-risk victim's flag from every system
+        while the victim is still here. The peer must be among the case's earlier recipients.
+        """
+        if not ctx.protocol.is_peer(ctx.party):
+            return None
+        if ctx.case is None or ctx.party not in ctx.holders():
+            raise Refusal(
+                QuarantineReason.POLICY_REJECTED,
+                f"ownership of case {ctx.case} from peer {ctx.party}: expected a case this hub "
+                f"transferred to {ctx.party}, got one it never sent there; nothing recorded and "
+                "no holder told to withdraw (check the case reference with this partnership's "
+                "MARAC coordinator)",
+            )
+        return None
 
     def record(
         self, ctx: EventContext, routed: Routed, carry: object, stores: Stores

@@ -724,6 +724,12 @@ def test_ownership_taken_by_the_south_stops_the_north_following_the_case(
         clock=lambda: FIXED,
         stores=Stores([north_register]),
     )
+    # the North sent the case to the South first (a peer takes only a case it was sent)
+    north.route(
+        **_published(stores["north"], "marac.north-worcs", marac_flag(case, district="worcester"),
+                     "t-30"),
+        seen=never_seen,
+    )  # fmt: skip
     heard = north.route(**_as_inbound(to_north, peer="swcsp-hub"), seen=never_seen)
     assert heard.quarantined is None
     apply_effects(heard.effects, north.stores)
@@ -757,3 +763,54 @@ def test_ownership_taken_by_the_south_stops_the_north_following_the_case(
         seen=never_seen,
     )  # fmt: skip
     assert [m for m in other.messages if m.topic == "hub.out.swcsp-hub"]
+
+
+def test_a_peers_ownership_of_a_case_never_sent_to_it_is_refused_and_nobody_withdraws(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    """Else a wrong reference from a peer strips a victim's flag from every holder here."""
+    from hub.federation.ownership import OWNERSHIP_TYPE, OwnershipRegister
+    from hub.processes.base import Stores
+
+    case = "MARAC-T32"
+    body = {"case_ref": case, "previous_owner": "nwcsp-hub", "taken_on": dt.date(2026, 12, 3)}
+    attrs = EventAttributes(
+        id="own-32", source=wire.source_for("marac.south-worcs"), type=OWNERSHIP_TYPE,
+        time=FIXED, subject=None,
+    )  # fmt: skip
+    sealed = PartyEnvelope("marac.south-worcs", store=stores["south"]).seal(
+        attrs, key=case.encode(), plaintext=REGISTRY.encode(OWNERSHIP_TYPE, body), recipient="hub"
+    )
+    taken = _router(SOUTH, stores["south"]).route(
+        origin=Origin(topic="hub.in.marac.south-worcs", partition=0, offset=0),
+        key=case.encode(), value=sealed.value, headers=sealed.headers, seen=never_seen,
+    )  # fmt: skip
+    [to_north] = [m for m in taken.messages if m.topic == "hub.out.nwcsp-hub"]
+    register = OwnershipRegister(tmp_path / "north" / "ownership.sqlite3")
+    north = Router(
+        NORTH,
+        registry=REGISTRY,
+        envelope=PartyEnvelope("hub", store=stores["north"]),
+        pseudonymiser=Pseudonymiser(b"k" * 32),
+        max_event_bytes=64 * 1024,
+        clock=lambda: FIXED,
+        stores=Stores([register]),
+    )
+    # the North holds the case (its departments got the raise) but never sent it South
+    raised = north.route(
+        **_published(stores["north"], "marac.north-worcs", marac_flag(case), "raise-32"),
+        seen=never_seen,
+    )
+    assert raised.quarantined is None
+    assert "swcsp-hub" not in {
+        r.recipient for r in raised.audit if r.decision is AuditDecision.DELIVERED
+    }
+    heard = north.route(**_as_inbound(to_north, peer="swcsp-hub"), seen=never_seen)
+    assert heard.quarantined is QuarantineReason.POLICY_REJECTED
+    [record] = heard.audit
+    assert record.decision is AuditDecision.REJECTED
+    assert "expected a case this hub transferred to swcsp-hub" in (record.reason or "")
+    assert heard.effects == []
+    assert not [m for m in heard.messages if m.topic == "hub.in.hub"]  # no withdrawal
+    assert [m for m in heard.messages if m.topic == "hub.out.swcsp-hub"]  # the peer is told
+    assert register.owner(case) is None
