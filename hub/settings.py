@@ -168,6 +168,14 @@ class HubSettings(BaseSettings):
         "for each, a hub federation link process carries hub.out.PEER to the peer's broker "
         "at HOST:PORT (PEER a peer-hub party of the protocol); unset = no link",
     )
+    federation_security: Path | None = Field(
+        default=None,
+        description="a JSON file (keep it 0600) of the Kafka security each federation link "
+        'uses on its peer\'s broker, by peer: {"swcsp-hub": {"protocol": "SASL_SSL", '
+        '"sasl_mechanism": "SCRAM-SHA-512", "username": ..., "password": ..., "ssl_cafile": '
+        "...}}, the account the peer's cluster gives this hub (Write on hub.in.<this hub's "
+        "id> only); a peer not in it, or unset: PLAINTEXT",
+    )
     console_host: str = Field(default="127.0.0.1", description="address the web console binds")
     console_port: int = Field(
         default=8089, ge=0, le=65535, description="web console port; 0 = `hub up` starts none"

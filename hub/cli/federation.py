@@ -15,6 +15,7 @@ from hub.cli.common import echo_json, handle_errors, load_settings
 from hub.errors import ConfigError, UnknownPartyError
 from hub.federation.inbound import refused_by
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.link_worker import peer_security
 from hub.federation.ownership import (
     OWNERSHIP_TYPE,
     Owned,
@@ -88,6 +89,7 @@ def link_command(
             peer_bootstrap=peer_bootstrap,
             forwarded=forwarded,
             security=settings.kafka_security,
+            peer_security=peer_security(settings, peer),
             stop=stop,
             stats=stats,
         )

@@ -9,18 +9,22 @@ acknowledged). It stops on SIGTERM after the batch in hand.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 
+from pydantic import ValidationError
+
 from hub.agents.supervisor import read_state
+from hub.broker.security import KafkaSecurity
 from hub.errors import ConfigError, HubError
 from hub.federation.link import ForwardedLog, LinkStats, run_link
 from hub.log import configure_logging, get_logger
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
 
-__all__ = ["LINK_PEER_ENV", "link_target", "main"]
+__all__ = ["LINK_PEER_ENV", "link_target", "main", "peer_security"]
 
 #: the environment variable naming the peer this process links to
 LINK_PEER_ENV = "HUB_LINK_PEER"
@@ -53,8 +57,43 @@ def link_target(settings: HubSettings, peer: str) -> tuple[str, str]:
     return hub_id, bootstrap
 
 
+def peer_security(settings: HubSettings, peer: str) -> KafkaSecurity:
+    """The Kafka security of the link to ``peer`` on its broker (``HUB_FEDERATION_SECURITY``).
+
+    Raises:
+        ConfigError: the file cannot be read, is not a JSON object of objects, or the
+            peer's entry is not a valid security setting.
+    """
+    path = settings.federation_security
+    if path is None:
+        return KafkaSecurity()
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"HUB_FEDERATION_SECURITY {path}: expected a readable JSON file, got {exc}"
+        ) from exc
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise ConfigError(
+            f"HUB_FEDERATION_SECURITY {path}: expected an object of peer ids to objects "
+            '({"swcsp-hub": {"protocol": "SASL_SSL", ...}})'
+        )
+    entry = document.get(peer)
+    if entry is None:
+        return KafkaSecurity()
+    try:
+        return KafkaSecurity.model_validate(entry)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(
+            f"HUB_FEDERATION_SECURITY {path}, peer {peer}: {first['msg']} "
+            f"(at {'.'.join(map(str, first['loc'])) or 'the entry'})"
+        ) from exc
+
+
 async def _serve(settings: HubSettings, peer: str) -> LinkStats:
     hub_id, peer_bootstrap = link_target(settings, peer)
+    remote = peer_security(settings, peer)
     bootstrap = settings.kafka_bootstrap or read_state(settings).bootstrap
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -69,6 +108,7 @@ async def _serve(settings: HubSettings, peer: str) -> LinkStats:
             peer_bootstrap=peer_bootstrap,
             forwarded=forwarded,
             security=settings.kafka_security,
+            peer_security=remote,
             stop=stop,
         )
     finally:

@@ -814,3 +814,72 @@ def test_a_peers_ownership_of_a_case_never_sent_to_it_is_refused_and_nobody_with
     assert not [m for m in heard.messages if m.topic == "hub.in.hub"]  # no withdrawal
     assert [m for m in heard.messages if m.topic == "hub.out.swcsp-hub"]  # the peer is told
     assert register.owner(case) is None
+
+
+def test_a_link_writes_to_the_peers_broker_with_the_account_the_peer_gave(tmp_path: Path) -> None:
+    from hub.errors import ConfigError
+    from hub.federation.link_worker import peer_security
+
+    path = tmp_path / "federation-security.json"
+    path.write_text(
+        json.dumps(
+            {
+                "swcsp-hub": {
+                    "protocol": "SASL_SSL",
+                    "sasl_mechanism": "SCRAM-SHA-512",
+                    "username": "nwcsp-hub",
+                    "password": "from-the-south",
+                }
+            }
+        )
+    )
+    settings = HubSettings(data_dir=tmp_path, federation_security=path)
+    security = peer_security(settings, "swcsp-hub")
+    assert (security.protocol, security.username) == ("SASL_SSL", "nwcsp-hub")
+    assert security.password is not None
+    assert security.password.get_secret_value() == "from-the-south"
+    assert peer_security(settings, "other-hub").protocol == "PLAINTEXT"
+    assert peer_security(HubSettings(data_dir=tmp_path), "swcsp-hub").protocol == "PLAINTEXT"
+    path.write_text(json.dumps({"swcsp-hub": {"protocol": "SASL_SSL"}}))
+    with pytest.raises(ConfigError, match=r"peer swcsp-hub: .*needs HUB_KAFKA_SASL_MECHANISM"):
+        peer_security(settings, "swcsp-hub")
+    path.write_text("[1]")
+    with pytest.raises(ConfigError, match="expected an object of peer ids"):
+        peer_security(settings, "swcsp-hub")
+
+
+def test_a_bundle_proves_only_what_it_holds_an_empty_one_or_another_events_fails(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    """An IG officer's check of a peer's bundle never passes on proofs of nothing."""
+    from hub.federation.proofs import bundle, entries_for
+
+    _, message = _transfer(stores, "MARAC-T40", "t-40")
+    routed = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    sink, signer = _south_sink(tmp_path, stores)
+    asyncio.run(sink.write(list(routed.audit)))
+    asyncio.run(sink.checkpoint())
+    log, store = sink.proof_log()
+    entries = entries_for(log, store, "t-40")
+    assert entries
+    data_dir = tmp_path / "data"
+    pin_log_key(HubSettings(data_dir=data_dir).keys_dir, "swcsp-hub", signer.verifier_key)
+    env = {"HUB_DATA_DIR": str(data_dir), "HUB_PROTOCOL": str(default_protocol_path())}
+
+    def check(proofs: list[Any], *event: str) -> Any:
+        path = tmp_path / "bundle.json"
+        path.write_text(json.dumps(bundle("south", proofs)), encoding="utf-8")
+        args = ["audit", "proof", "--peer", "swcsp-hub", "--bundle", str(path), *event]
+        return CliRunner().invoke(app, args, env=env)
+
+    proved = check(entries, "--event", "t-40")
+    assert proved.exit_code == 0, proved.output
+    assert "event t-40" in proved.stdout and "verified" in proved.stdout
+    emptied = check([])
+    assert emptied.exit_code == 1
+    assert "expected at least one proof from swcsp-hub, got none" in emptied.stderr
+    assert "Traceback" not in emptied.output
+    other = check(entries, "--event", "t-41")
+    assert other.exit_code == 1
+    assert "expected event t-41, got event t-40" in other.stderr
+    assert "verified" not in other.stdout
