@@ -13,6 +13,7 @@ from hub.models import EventAttributes, InboundEvent, QuarantineReason
 from hub.policies.loader import load_protocol
 from hub.processes.asb import PROCESS, BodyAnswered, CaseOpened, effects_for
 from hub.processes.base import EventContext, Refusal, Stores, apply_effects
+from hub.workflows.asb.cases import deadlines
 from hub.workflows.asb.register import AsbRegister
 from hub.workflows.asb.sweep import bodies_for, plan_sweep
 from tests import factories
@@ -191,3 +192,34 @@ def test_the_running_hub_runs_the_asb_sweep_on_its_timer() -> None:
     assert "asb" in {p.name for p in default_registry()}
     no_asb = REF.model_copy(update={"asb": None})
     assert "asb_sweep" not in {s.name for s in sweeps_for(no_asb, default_registry())}
+
+
+def test_an_appeal_upheld_against_a_threshold_not_met_opens_the_review(stores: Stores) -> None:
+    register = stores.get(AsbRegister)
+    assert register is not None
+    coordinator = "nwcsp.asb-case-review"
+    route(stores, factories.ASB_APPLICATION, coordinator, factories.asb_application(CASE))
+    route(stores, factories.ASB_THRESHOLD, "hub", factories.asb_threshold(CASE, met=False))
+    assert "expected the threshold met first, got not met" in refusal(
+        stores, factories.ASB_OUTCOME, coordinator, factories.asb_outcome(CASE)
+    )
+    appeal = factories.asb_appeal(CASE, against="threshold_decision", lodged_on="2026-04-22")
+    route(stores, factories.ASB_APPEAL, coordinator, appeal)
+    upheld = factories.asb_outcome(
+        CASE, outcome="appeal_upheld", appeal_ref=f"AP-{CASE}", decided_on="2026-05-06",
+        meeting_on=None, recommendations=[],
+    )  # fmt: skip
+    route(stores, factories.ASB_OUTCOME, coordinator, upheld)
+    case = register.case(CASE)
+    assert case is not None
+    assert (case.stage, case.threshold_met, case.met_by) == ("review", True, "appeal")
+    policy = REF.asb
+    assert policy is not None
+    meeting = next(
+        d
+        for d in deadlines(case, bodies=(), coordinator=coordinator, days=policy.working_days)
+        if d.kind == "meeting"
+    )
+    assert meeting.due_on == dt.date(2026, 6, 4)  # 20 working days from 6 May, 25 May skipped
+    # the review then goes ahead as any other
+    PROCESS.check(ctx(factories.ASB_OUTCOME, coordinator, factories.asb_outcome(CASE)), stores)

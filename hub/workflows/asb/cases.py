@@ -136,11 +136,17 @@ def deadlines(
         )
     )
     if case.threshold_met:
+        # a threshold met only on appeal: the meeting counts from the appeal's outcome
+        meeting_from = (
+            case.appeal_decided_on
+            if case.met_by == "appeal" and case.appeal_decided_on is not None
+            else start
+        )
         out.append(
             Deadline(
                 "meeting",
                 coordinator,
-                add_working_days(start, days.meeting),
+                add_working_days(meeting_from, days.meeting),
                 case.meeting_on,
                 f"case review meeting within {days.meeting} working days",
             )

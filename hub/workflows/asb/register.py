@@ -213,6 +213,11 @@ class AsbRegister(SQLiteState):
             changes: dict[str, Any] = {"outcome": outcome, "outcome_on": outcome_on}
             if appeal:
                 changes["appeal_decided_on"] = outcome_on
+                before = self._case(conn, case_ref)
+                if outcome == "appeal_upheld" and before is not None and not before.threshold_met:
+                    # the appeal overturned a threshold not met: the review goes ahead, its
+                    # meeting counted from the appeal's outcome (``cases.deadlines``)
+                    changes.update(threshold_met=True, met_by="appeal", outcome_on=None)
             else:
                 changes["meeting_on"] = meeting_on or outcome_on
             conn.executemany(
