@@ -5,10 +5,11 @@ the same methods, the same SQL, the same answers (``tests/unit/test_state_contra
 Only what the engines do differently is written here:
 
 - ``PostgresSeenEvents.remember_many``: a routed batch's claims in one transaction of two
-  statements, ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` over the whole batch, then one
-  read of the holders of the ids another record had claimed (none, usually). Two workers
-  claiming one id at once: the second insert waits on the first's uncommitted row, then
-  skips it, and reads its origin; exactly one record ever holds an id.
+  statements, ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` over the whole batch (in key
+  order, so two batches sharing ids never deadlock), then one read of the holders of the
+  ids another record had claimed (none, usually). Two workers claiming one id at once: the
+  second insert waits on the first's uncommitted row, then skips it, and reads its origin;
+  exactly one record ever holds an id.
 - ``PostgresCaseKeys``: keys, tombstones and legal holds in tables, each change of one case
   under a transaction-scoped advisory lock on it (the SQLite keyring's ``flock``), so a hold
   and a shred, or a new key and a shred, never interleave across hosts. A shred deletes the
@@ -113,8 +114,12 @@ class PostgresSeenEvents(PostgresState, SeenEvents):
             )
             for claim in claims
         ]
+        # inserted in key order, whatever the batch's: two workers claiming overlapping ids
+        # then lock the rows in one order, never each waiting on the other (a deadlock);
+        # the sort is stable, so of one id twice in a batch the first claim still wins
+        ordered = sorted(rows, key=lambda row: (row[0], row[1]))
         with self._tx() as conn:
-            columns = [list(c) for c in zip(*rows, strict=True)]
+            columns = [list(c) for c in zip(*ordered, strict=True)]
             held = {(e, s): o for e, s, o in conn.raw.execute(_CLAIM, columns).fetchall()}
             missing = [(e, s) for e, s, *_ in rows if (e, s) not in held]
             if missing:  # claimed by another record before this batch (or a reprocess)

@@ -185,7 +185,7 @@ class PgSession:
             conn = self._connection()
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
-                conn.execute("SELECT pg_current_xact_id()")  # an xid: the commit flushes
+                conn.execute("SELECT txid_current()")  # an xid: the commit flushes (any PG)
 
     def close(self) -> None:
         """Close the connection; further calls are errors."""

@@ -121,31 +121,43 @@ def test_seen_batch_claims_in_order_with_duplicates_inside(seen: SeenEvents) -> 
     assert seen.delivered("evt-1", "police.west-mercia") == set()
 
 
+N = 3000  # ids per batch: enough for two batches' inserts to overlap
+
+
 def test_seen_two_workers_claim_exactly_once(settings: HubSettings) -> None:
+    """Two batches of the same ids at once, in opposite orders: each id claimed once, and
+    neither batch fails (in PostgreSQL, rows locked in two orders would be a deadlock)."""
     with open_seen(settings) as first, open_seen(settings) as second:
         winners: list[str] = []
+        failed: list[BaseException] = []
         start = threading.Barrier(2)
 
-        def claim(store: SeenEvents, origin: str) -> None:
+        def claim(store: SeenEvents, origin: str, ids: list[int]) -> None:
             start.wait()
-            holders = store.remember_many(
-                [Claim(f"evt-{i}", origin, T0, source=POLICE) for i in range(200)]
-            )
+            try:
+                holders = store.remember_many(
+                    [Claim(f"evt-{i}", origin, T0, source=POLICE) for i in ids]
+                )
+            except BaseException as exc:
+                failed.append(exc)
+                return
             winners.extend(h for h in holders if h == origin)
 
+        ids = list(range(N))
         threads = [
-            threading.Thread(target=claim, args=(first, A)),
-            threading.Thread(target=claim, args=(second, B)),
+            threading.Thread(target=claim, args=(first, A, ids)),
+            threading.Thread(target=claim, args=(second, B, ids[::-1])),
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
-        assert len(winners) == 200  # every id claimed by exactly one of the two
-        assert {first.first(f"evt-{i}") for i in range(200)} <= {A, B}
-        assert [first.first(f"evt-{i}") for i in range(200)] == [
-            second.first(f"evt-{i}") for i in range(200)
-        ]
+        assert failed == []
+        assert len(winners) == N  # every id claimed by exactly one of the two
+        assert first.count() == N
+        sample = [f"evt-{i}" for i in range(0, N, 97)]
+        assert {first.first(e) for e in sample} <= {A, B}
+        assert [first.first(e) for e in sample] == [second.first(e) for e in sample]
 
 
 def test_seen_prune_forgets_only_older_ids(seen: SeenEvents) -> None:
