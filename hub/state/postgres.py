@@ -83,8 +83,12 @@ _SEEN_DDL = (
     ),
     "CREATE INDEX IF NOT EXISTS seen_events_seen_at ON seen_events (seen_at)",
 )
+# rows in the arrays' order (WITH ORDINALITY ... ORDER BY: the order the batch was sorted in)
 _CLAIM = """INSERT INTO seen_events (event_id, source, origin, seen_at, recipients)
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+    SELECT e, s, o, t, r
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+        WITH ORDINALITY AS claims (e, s, o, t, r, n)
+    ORDER BY n
     ON CONFLICT DO NOTHING
     RETURNING event_id, source, origin"""
 _HOLDERS = """SELECT event_id, source, origin FROM seen_events
