@@ -209,13 +209,24 @@ def _peer_proof(peer: str, *, event: str | None, bundle_file: Path | None, as_js
             )
     else:
         raise ConfigError("--peer: expected --bundle FILE or --event ID")
+    if not entries:  # a bundle emptied on the way proves nothing: never a silent success
+        raise fail(f"{bundle_file}: expected at least one proof from {peer}, got none")
     proven: list[ProvenRecord] = []
     failures: list[str] = []
     for entry in entries:
         try:
-            proven.append(verify_entry(entry, verifier))
+            item = verify_entry(entry, verifier)
         except ProofError as exc:
             failures.append(str(exc))
+            continue
+        if event is not None and event not in (item.record.event_id, item.record.record_id):
+            # a valid proof of another event does not prove this one
+            failures.append(
+                f"proof of record {item.record.record_id}: expected event {event}, got event "
+                f"{item.record.event_id}"
+            )
+            continue
+        proven.append(item)
     events = list(dict.fromkeys(p.record.event_id for p in proven))
     here: dict[str, list[AuditRecord]] = {}
     path = sqlite_path(settings)
