@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FileKeyStore]:
     return {"north": north, "south": south, "rogue": rogue}
 
 
-def _router(protocol: Protocol, store: FileKeyStore) -> Router:
+def _router(protocol: Protocol, store: FileKeyStore, registers: Sequence[object] = ()) -> Router:
+    from hub.processes.base import Stores
+
     return Router(
         protocol,
         registry=REGISTRY,
@@ -93,6 +96,7 @@ def _router(protocol: Protocol, store: FileKeyStore) -> Router:
         pseudonymiser=Pseudonymiser(b"k" * 32),
         max_event_bytes=64 * 1024,
         clock=lambda: FIXED,
+        stores=Stores(registers) if registers else None,
     )
 
 
@@ -684,20 +688,12 @@ def test_ownership_taken_by_the_south_stops_the_north_following_the_case(
         OwnershipRegister,
         withdraw_id,
     )
-    from hub.processes.base import Stores, apply_effects
+    from hub.processes.base import apply_effects
 
     case = "MARAC-T30"
     # the South's coordinator takes the case; its hub routes that to the North's hub
     south_register = OwnershipRegister(tmp_path / "south" / "ownership.sqlite3")
-    south = Router(
-        SOUTH,
-        registry=REGISTRY,
-        envelope=PartyEnvelope("hub", store=stores["south"]),
-        pseudonymiser=Pseudonymiser(b"k" * 32),
-        max_event_bytes=64 * 1024,
-        clock=lambda: FIXED,
-        stores=Stores([south_register]),
-    )
+    south = _router(SOUTH, stores["south"], [south_register])
     body = {"case_ref": case, "previous_owner": "nwcsp-hub", "taken_on": dt.date(2026, 12, 3)}
     attrs = EventAttributes(
         id="own-30", source=wire.source_for("marac.south-worcs"), type=OWNERSHIP_TYPE,
@@ -715,15 +711,7 @@ def test_ownership_taken_by_the_south_stops_the_north_following_the_case(
     [to_north] = [m for m in taken.messages if m.topic == "hub.out.nwcsp-hub"]
     # the North's hub: its coordinator is told, the move recorded, the holders told to withdraw
     north_register = OwnershipRegister(tmp_path / "north" / "ownership.sqlite3")
-    north = Router(
-        NORTH,
-        registry=REGISTRY,
-        envelope=PartyEnvelope("hub", store=stores["north"]),
-        pseudonymiser=Pseudonymiser(b"k" * 32),
-        max_event_bytes=64 * 1024,
-        clock=lambda: FIXED,
-        stores=Stores([north_register]),
-    )
+    north = _router(NORTH, stores["north"], [north_register])
     # the North sent the case to the South first (a peer takes only a case it was sent)
     north.route(
         **_published(stores["north"], "marac.north-worcs", marac_flag(case, district="worcester"),
@@ -770,7 +758,6 @@ def test_a_peers_ownership_of_a_case_never_sent_to_it_is_refused_and_nobody_with
 ) -> None:
     """Else a wrong reference from a peer strips a victim's flag from every holder here."""
     from hub.federation.ownership import OWNERSHIP_TYPE, OwnershipRegister
-    from hub.processes.base import Stores
 
     case = "MARAC-T32"
     body = {"case_ref": case, "previous_owner": "nwcsp-hub", "taken_on": dt.date(2026, 12, 3)}
@@ -787,15 +774,7 @@ def test_a_peers_ownership_of_a_case_never_sent_to_it_is_refused_and_nobody_with
     )  # fmt: skip
     [to_north] = [m for m in taken.messages if m.topic == "hub.out.nwcsp-hub"]
     register = OwnershipRegister(tmp_path / "north" / "ownership.sqlite3")
-    north = Router(
-        NORTH,
-        registry=REGISTRY,
-        envelope=PartyEnvelope("hub", store=stores["north"]),
-        pseudonymiser=Pseudonymiser(b"k" * 32),
-        max_event_bytes=64 * 1024,
-        clock=lambda: FIXED,
-        stores=Stores([register]),
-    )
+    north = _router(NORTH, stores["north"], [register])
     # the North holds the case (its departments got the raise) but never sent it South
     raised = north.route(
         **_published(stores["north"], "marac.north-worcs", marac_flag(case), "raise-32"),
