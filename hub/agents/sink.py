@@ -525,9 +525,19 @@ def sink_factory(
             checkpoint_interval=settings.checkpoint_interval,
         )
         if proofs_for is not None:
-            # a fresh full log per proving: the sink keeps no whole tree between hand-overs
+            # A full log, made at the first hand-over to prove and kept: it reads the whole
+            # tree once, then only what was appended, so a checkpoint with a hand-over does not
+            # stall the sink on a long log (a hub with no hand-over never holds a whole tree;
+            # one that has them holds the leaf hashes in memory, as `hub audit proof` does).
             sink.proofs = PeerProofs.of(load_protocol(settings.protocol))
-            sink.proof_log = lambda: (AuditLog(store, signer=signer), store)
+            full: list[AuditLog] = []
+
+            def proof_log() -> tuple[AuditLog, AuditStore]:
+                if not full:
+                    full.append(AuditLog(store, signer=signer))
+                return full[0], store
+
+            sink.proof_log = proof_log
         if on_sink is not None:
             on_sink(sink)
         return sink
