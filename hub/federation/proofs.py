@@ -346,8 +346,8 @@ class PeerProofs:
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """(peer, proof id, body) for every pending record; the pending list is emptied.
 
-        ``log`` opens a full (not heads-only) log to build proofs: called only when a
-        hand-over is pending (the whole tree is read, rarely).
+        ``log`` gives a full (not heads-only) log to build proofs, asked for only when a
+        hand-over is pending (the audit sink makes it at the first and keeps it).
         """
         if not self._pending or self.hub_id is None:
             return []
