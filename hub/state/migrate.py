@@ -102,8 +102,10 @@ def _copy_all(settings: HubSettings, url: str) -> dict[str, dict[str, int]]:
     import psycopg
 
     from hub.agents.seen import SeenEvents
+    from hub.audit.postgres import redacted_url
     from hub.keys.cases import CaseKeys
     from hub.workflows.pg_state import libpq_url
+    from hub.workflows.sqlite_state import RegisterError
 
     # bring the files to this version's layout first (an older seen store's columns, per-case
     # key files of an older keyring), as opening them in a hub would
@@ -120,14 +122,29 @@ def _copy_all(settings: HubSettings, url: str) -> dict[str, dict[str, int]]:
         twin.close()
         if path.exists():
             sources.append((path, [m.group(1) for s in ddl if (m := _TABLE.search(s))]))
-    with psycopg.connect(libpq_url(url)) as pg, pg.transaction():
-        for path, tables in sources:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                for table in tables:
-                    done[table] = _copy(db, pg, table)
-        done["legal_holds"] = _copy_holds(settings, pg)
-        # a tombstone wins over a key, whichever store held which
-        pg.execute("DELETE FROM case_keys WHERE name IN (SELECT name FROM shredded)")
+    reading = None
+    try:
+        with psycopg.connect(libpq_url(url)) as pg, pg.transaction():
+            for path, tables in sources:
+                reading = path
+                with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                    for table in tables:
+                        done[table] = _copy(db, pg, table)
+                reading = None
+            done["legal_holds"] = _copy_holds(settings, pg)
+            # a tombstone wins over a key, whichever store held which
+            pg.execute("DELETE FROM case_keys WHERE name IN (SELECT name FROM shredded)")
+    except sqlite3.Error as exc:  # one transaction: nothing was copied
+        raise RegisterError(
+            f"hub state migrate: {reading}: expected a readable SQLite store, got {exc}; "
+            "nothing was copied (restore the file from a backup, or move it aside if it holds "
+            "nothing to keep, and run it again)"
+        ) from exc
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RegisterError(
+            f"hub state migrate: {redacted_url(url)}: {first}; nothing was copied"
+        ) from exc
     return done
 
 

@@ -119,3 +119,19 @@ def test_migrate_refuses_while_a_hub_runs_and_without_a_url(
         running.release()
     assert refused.exit_code == 1
     assert "Traceback" not in refused.output
+
+
+def test_migrate_of_an_unreadable_sqlite_file_is_one_line_and_copies_nothing(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    settings = HubSettings(data_dir=data_dir)
+    settings.register_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.register_path.write_bytes(b"not a database, a damaged copy" * 200)
+    monkeypatch.setenv("HUB_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("HUB_STATE_URL", postgres_url)
+    result = CliRunner().invoke(app, ["state", "migrate"])
+    assert isinstance(result.exception, SystemExit), result.exception  # no stack trace
+    assert result.exit_code == 1
+    assert f"{settings.register_path}: expected a readable SQLite store" in result.stderr
+    assert "nothing was copied" in result.stderr
