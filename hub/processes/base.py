@@ -90,22 +90,25 @@ class Stores:
     ``apply_effects`` drops effects whose register is absent.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_by_kind", "_items")
 
     def __init__(self, items: Iterable[object] = ()) -> None:
         self._items: dict[type, object] = {}
         for item in items:
             self._items.setdefault(type(item), item)
+        # kind asked -> the register answering it (a subclass: PostgreSQL's twin), once found
+        self._by_kind: dict[type, object | None] = {}
 
     def get(self, kind: type[T]) -> T | None:
         """The register of class ``kind`` (or a subclass), or None."""
-        found = self._items.get(kind)
-        if found is None:
-            for item in self._items.values():
-                if isinstance(item, kind):
-                    return item
-            return None
-        return found  # type: ignore[return-value]  # keyed by its own class
+        try:
+            found = self._by_kind[kind]
+        except KeyError:
+            found = self._items.get(kind)
+            if found is None:
+                found = next((i for i in self._items.values() if isinstance(i, kind)), None)
+            self._by_kind[kind] = found
+        return found  # type: ignore[return-value]  # an instance of kind, or None
 
     def __iter__(self) -> Any:
         return iter(self._items.values())

@@ -19,8 +19,10 @@ from hub.processes.base import (
     BaseProcess,
     Checked,
     CliGroup,
+    ConsolePage,
     Effect,
     EventContext,
+    NavEntry,
     Refusal,
     Routed,
     Stores,
@@ -208,6 +210,13 @@ class MaracProcess(BaseProcess):
         from hub.cli import marac
 
         return [CliGroup("marac", marac.app)]
+
+    def console(self) -> Sequence[ConsolePage]:
+        """The MARAC board, for IG officers and MARAC coordinators."""
+        from hub.web import pages_marac
+
+        roles = frozenset({"ig-officer", "marac-coordinator"})
+        return [ConsolePage(pages_marac.router, (NavEntry("/marac", "MARAC board", roles),))]
 
 
 PROCESS = MaracProcess()

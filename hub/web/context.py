@@ -238,8 +238,6 @@ def _nav(user: SignedIn | None) -> list[tuple[str, str]]:
         items += [("/integrity", "Log integrity")]
     if user.role is Role.MARAC_COORDINATOR:
         items += [("/reports/chronology", "Chronology")]
-    if user.role in (Role.IG_OFFICER, Role.MARAC_COORDINATOR):
-        items += [("/marac", "MARAC board")]
     for page in default_registry().console():  # each process's pages (hub.processes)
         items += [
             (entry.path, entry.label)

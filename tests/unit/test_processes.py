@@ -72,6 +72,18 @@ def test_effects_apply_in_order_to_their_register_and_skip_an_absent_one() -> No
     assert ledger.rows == ["a", "b"]
 
 
+def test_a_register_is_found_by_its_class_or_a_class_it_subclasses() -> None:
+    class PostgresLedger(_Ledger):  # a backend's twin of a register
+        pass
+
+    twin = PostgresLedger()
+    stores = Stores([twin])
+    assert stores.get(_Ledger) is twin
+    assert stores.get(PostgresLedger) is twin
+    assert stores.get(_Ledger) is twin  # answered again from what was found
+    assert Stores().get(_Ledger) is None
+
+
 def test_a_refusal_carries_its_reason_and_a_detail_cut_to_the_limit() -> None:
     refusal = Refusal(QuarantineReason.POLICY_REJECTED, "x" * 5000)
     assert refusal.reason is QuarantineReason.POLICY_REJECTED
