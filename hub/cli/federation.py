@@ -19,8 +19,6 @@ from hub.federation.link_worker import peer_security
 from hub.federation.ownership import (
     OWNERSHIP_TYPE,
     Owned,
-    OwnershipRegister,
-    register_path,
 )
 from hub.federation.proofs import PROOF_TYPE
 from hub.federation.receipts import RECEIPT_TYPE, receipt_id
@@ -28,6 +26,7 @@ from hub.log import configure_logging
 from hub.models import AuditDecision
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
+from hub.state import has_state, open_ownership_register
 
 #: deliveries to a peer that are not transfers of a case: the hub's own messages about one
 _NOT_TRANSFERS = frozenset({RECEIPT_TYPE, PROOF_TYPE, OWNERSHIP_TYPE})
@@ -213,14 +212,10 @@ def status_command(
 
 def _ownership(settings: HubSettings) -> list[Owned]:
     """Every move of ownership the register holds (none before a hub ran here)."""
-    path = register_path(settings.data_dir)
-    if not path.exists():
+    if not has_state(settings):
         return []
-    register = OwnershipRegister(path)
-    try:
+    with open_ownership_register(settings) as register:
         return register.all()
-    finally:
-        register.close()
 
 
 @app.command("demo")

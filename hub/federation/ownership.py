@@ -5,8 +5,9 @@ it to the new one. That stops when the new area's coordinator publishes
 ``uk.csp.marac.transfer.ownership.v1`` (naming the old area's hub, ``previous_owner``): its
 hub sends it back over the link, and the old area's hub
 
-- records that the peer owns the case (``OwnershipRegister``, written as an effect of the
-  ``federation`` process, ``hub.processes.federation``), on both sides;
+- records that the peer owns the case (``OwnershipRegister``, shared state like the other
+  registers: ``hub.state``), written as an effect of the ``federation`` process
+  (``hub.processes.federation``), on both sides;
 - from then on withholds every later event of the case from that peer, audited with why
   (``Router._ownership_withheld``): updates, withdrawals and expiries stop following it;
 - publishes, as itself, ``uk.csp.marac.transfer.withdraw.v1`` for the case
@@ -19,11 +20,9 @@ hub sends it back over the link, and the old area's hub
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from hub.envelope import wire
@@ -31,6 +30,7 @@ from hub.envelope.party import PartyEnvelope
 from hub.models import EventAttributes
 from hub.processes.base import Stores
 from hub.schemas import SchemaRegistry
+from hub.workflows.sqlite_state import SQLiteState
 
 __all__ = [
     "OWNERSHIP_TYPE",
@@ -65,69 +65,60 @@ class Owned:
     taken_on: dt.date
 
 
-class OwnershipRegister:
-    """Cases whose ownership moved between this hub and a peer (SQLite in the data dir).
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS federation_owned (case_ref TEXT NOT NULL, side TEXT NOT NULL, "
+    "peer TEXT NOT NULL, event_id TEXT NOT NULL, transfer_event_id TEXT, "
+    "taken_on TEXT NOT NULL, PRIMARY KEY (case_ref, side))",
+)
+_SELECT = "SELECT case_ref, peer, side, event_id, transfer_event_id, taken_on FROM federation_owned"
 
-    ``<data_dir>/federation/ownership.sqlite3``: one row per case and side, the first
+
+class OwnershipRegister(SQLiteState):
+    """Cases whose ownership moved between this hub and a peer.
+
+    A table in the workflow registers' file, or with ``HUB_STATE_URL`` in the PostgreSQL
+    state every worker shares (``hub.state.open_ownership_register``): whichever worker routes
+    a later event of the case must see the move. One row per case and side, the first
     ownership event kept (a resend of the same event is the same row).
     """
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS owned (case_ref TEXT NOT NULL, side TEXT NOT NULL, "
-            "peer TEXT NOT NULL, event_id TEXT NOT NULL, transfer_event_id TEXT, "
-            "taken_on TEXT NOT NULL, PRIMARY KEY (case_ref, side))"
-        )
+    label = "federation ownership register"
+    ddl = _DDL
 
     def take(self, owned: Owned) -> None:
         """Record ``owned`` (idempotent: the first event for a case and side is kept)."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO owned VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                owned.case_ref,
-                owned.side,
-                owned.peer,
-                owned.event_id,
-                owned.transfer_event_id,
-                owned.taken_on.isoformat(),
-            ),
-        )
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO federation_owned VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    owned.case_ref,
+                    owned.side,
+                    owned.peer,
+                    owned.event_id,
+                    owned.transfer_event_id,
+                    owned.taken_on.isoformat(),
+                ),
+            )
 
     def owner(self, case_ref: str) -> Owned | None:
         """The peer that took ``case_ref`` from this area, if one did."""
-        row = self._db.execute(
-            "SELECT case_ref, peer, side, event_id, transfer_event_id, taken_on FROM owned "
-            "WHERE case_ref = ? AND side = 'theirs'",
-            (case_ref,),
-        ).fetchone()
+        with self._read() as conn:
+            row = conn.execute(
+                _SELECT + " WHERE case_ref = ? AND side = 'theirs'",
+                (case_ref,),
+            ).fetchone()
         return _owned(row) if row else None
 
     def all(self) -> list[Owned]:
         """Every case whose ownership moved, both sides, oldest first."""
-        rows = self._db.execute(
-            "SELECT case_ref, peer, side, event_id, transfer_event_id, taken_on FROM owned "
-            "ORDER BY taken_on, case_ref"
-        )
+        with self._read() as conn:
+            rows = conn.execute(_SELECT + " ORDER BY taken_on, case_ref").fetchall()
         return [_owned(row) for row in rows]
-
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()
 
 
 def _owned(row: tuple[Any, ...]) -> Owned:
     case, peer, side, event_id, transfer, taken = row
     return Owned(case, peer, side, event_id, transfer, dt.date.fromisoformat(taken))
-
-
-def register_path(data_dir: Path) -> Path:
-    """Where a hub keeps its ``OwnershipRegister``."""
-    return data_dir / "federation" / "ownership.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING
 
 from hub.federation.ownership import (
     OWNERSHIP_TYPE,
-    OwnershipRegister,
     OwnershipTaken,
     owned_from,
-    register_path,
 )
 from hub.models import QuarantineReason
 from hub.processes.base import BaseProcess, Checked, Effect, EventContext, Refusal, Routed, Stores
@@ -102,12 +100,13 @@ class FederationProcess(BaseProcess):
         return (taken, FlagHandedOver(ctx.case, at=ctx.now, event_id=ctx.id, event_type=ctx.type))
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
-        """The ownership register in the data dir (only where the protocol has peers)."""
+        """The ownership register, shared like the others (only where the protocol has peers)."""
         from hub.policies.loader import load_protocol
+        from hub.state import open_ownership_register
 
         if not load_protocol(settings.protocol).peers:
             return ()
-        return (OwnershipRegister(register_path(settings.data_dir)),)
+        return (open_ownership_register(settings, group=group),)
 
 
 PROCESS = FederationProcess()

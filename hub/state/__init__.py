@@ -32,6 +32,7 @@ from hub.errors import ConfigError
 if TYPE_CHECKING:
     from hub.agents.seen import SeenEvents
     from hub.durable import GroupSync
+    from hub.federation.ownership import OwnershipRegister
     from hub.keys.cases import CaseKeys
     from hub.settings import HubSettings
     from hub.strategic.register import StrategicRegister
@@ -47,6 +48,7 @@ __all__ = [
     "open_ban_register",
     "open_case_keys",
     "open_flag_register",
+    "open_ownership_register",
     "open_seen",
     "open_strategic_register",
     "state_url",
@@ -135,6 +137,20 @@ def open_agreement_alerts(settings: HubSettings) -> AgreementAlerts:
     from hub.state.postgres import PostgresAgreementAlerts
 
     return PostgresAgreementAlerts(url)
+
+
+def open_ownership_register(
+    settings: HubSettings, *, group: GroupSync | None = None
+) -> OwnershipRegister:
+    """The federation ownership register (cases moved to or from a peer hub) the settings select."""
+    url = state_url(settings)
+    if url is None:
+        from hub.federation.ownership import OwnershipRegister
+
+        return OwnershipRegister(settings.register_path, group=group)
+    from hub.state.postgres import PostgresOwnershipRegister
+
+    return PostgresOwnershipRegister(url, group=group)
 
 
 def open_asb_register(settings: HubSettings, *, group: GroupSync | None = None) -> AsbRegister:

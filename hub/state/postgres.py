@@ -31,6 +31,7 @@ from typing import Any
 from hub.agents.seen import Claim, SeenEvents, _joined, _stamp, source_of_origin
 from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
+from hub.federation.ownership import OwnershipRegister
 from hub.keys.cases import _SAFE_NAME, CASE_KEY_BYTES, CaseKeys, LegalHold, _checked, _shredded
 from hub.strategic.register import StrategicRegister
 from hub.workflows.agreements import AgreementAlerts
@@ -68,6 +69,10 @@ class PostgresAsbRegister(PostgresState, AsbRegister):
 
 class PostgresStrategicRegister(PostgresState, StrategicRegister):
     """``StrategicRegister`` (s17A submissions and releases) in PostgreSQL."""
+
+
+class PostgresOwnershipRegister(PostgresState, OwnershipRegister):
+    """``OwnershipRegister`` (cases a peer hub took, or this one took) in PostgreSQL."""
 
 
 _SEEN_DDL = (

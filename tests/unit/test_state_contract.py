@@ -24,6 +24,7 @@ import pytest
 from hub.agents.seen import Claim, SeenEvents
 from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, ConfigError, LegalHoldError
+from hub.federation.ownership import Owned
 from hub.keys.cases import CaseKeys
 from hub.models import event_key
 from hub.settings import HubSettings
@@ -34,6 +35,7 @@ from hub.state import (
     open_ban_register,
     open_case_keys,
     open_flag_register,
+    open_ownership_register,
     open_seen,
     open_strategic_register,
     state_url,
@@ -287,6 +289,25 @@ def test_agreement_alerts(settings: HubSettings) -> None:
         assert register.sent("al-2")
         assert not register.sent("al-3")
         assert register.sent_for("ISA-1", dt.date(2025, 6, 1)) == ["due", "soon"]
+
+
+def test_ownership_is_seen_by_every_worker_and_the_first_event_stands(
+    settings: HubSettings,
+) -> None:
+    """A peer's ownership recorded by one worker stops transfers routed by any other."""
+    taken = Owned(
+        case_ref="MARAC-2026-0042", peer="swcsp-hub", side="theirs", event_id="own-1",
+        transfer_event_id="tx-1", taken_on=dt.date(2026, 12, 1),
+    )  # fmt: skip
+    ours = replace(taken, case_ref="MARAC-2026-0007", side="ours", event_id="own-2")
+    with open_ownership_register(settings) as one, open_ownership_register(settings) as other:
+        assert other.owner(taken.case_ref) is None
+        one.take(taken)
+        one.take(replace(taken, event_id="own-resent", taken_on=dt.date(2026, 12, 3)))
+        other.take(ours)
+        assert other.owner(taken.case_ref) == taken  # the first event for the case stands
+        assert one.owner(ours.case_ref) is None  # this area took it: no peer owns it
+        assert one.all() == [ours, taken]  # by date taken, then case reference
 
 
 # -- case keys, shredding, legal holds -------------------------------------------------------
