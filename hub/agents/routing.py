@@ -234,8 +234,10 @@ class Router:
             self._validate(origin, attrs, key, value)
             event = self._open(attrs, decoded, origin=origin, key=key, value=value)
             # an event is its source and id (CloudEvents 1.0): the same id from another party
-            # is another event, not a duplicate
-            first = seen(event_key(attrs.source, attrs.id))
+            # is another event, not a duplicate. The opened event's source, as the route loop
+            # claims it (the topic's owner): a peer's transfer carries the original
+            # publisher's ce_source but is the peer's event here, so a link repeat is found
+            first = seen(event_key(event.attributes.source, attrs.id))
             if first is not None and first != str(origin):
                 if self.protocol.is_peer(topics.owner_of(origin.topic) or ""):
                     # a peer link's at-least-once repeat, verified as the peer's: routed once

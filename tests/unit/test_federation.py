@@ -863,3 +863,30 @@ def test_a_bundle_proves_only_what_it_holds_an_empty_one_or_another_events_fails
     assert other.exit_code == 1
     assert "expected event t-41, got event t-40" in other.stderr
     assert "verified" not in other.stdout
+
+
+def test_a_repeat_from_the_link_is_found_in_the_seen_store_the_route_loop_writes(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    """The link is at least once: its repeat must meet the claim of the first copy.
+
+    The route loop claims an event under the source its topic names (the peer hub); the
+    router must look a transfer up under that source, not the original publisher's, or the
+    repeat is routed again and every recipient gets it twice (the audit store, keeping one
+    record per deterministic id, hides that).
+    """
+    from hub.agents.seen import Claim, SeenEvents
+
+    _, message = _transfer(stores, "MARAC-T50", "t-50")
+    south = _router(SOUTH, stores["south"])
+    seen = SeenEvents(tmp_path / "seen.sqlite3")
+    first = south.route(**_as_inbound(message, offset=5), seen=seen.first)
+    assert first.delivered == 2
+    assert first.remember
+    seen.remember_many([Claim(first.event_id, "hub.in.nwcsp-hub/0/5", FIXED)])  # as RouteLoop
+    again = south.route(**_as_inbound(message, offset=9), seen=seen.first)
+    assert again.quarantined is None
+    assert again.audit == []
+    assert again.messages == []
+    assert again.delivered == 0
+    seen.close()
