@@ -252,7 +252,6 @@ class Router:
                 result.messages.extend(self._acknowledged_receipts(event, result))
             else:
                 result = self._decide(event)
-                self._ownership_withheld(event, result)
                 if self.protocol.is_peer(event.attributes.party):
                     result.messages.extend(self._receipt(event, result))
             result.remember = True
@@ -576,6 +575,8 @@ class Router:
                 result.withheld += 1
         if decision.suspended_agreements:
             result.messages.extend(self._suspension_notice(event, decision))
+        # before anything remembers who received it: a peer that took the case gets nothing
+        self._ownership_withheld(event, result)
         delivered = {
             r.recipient
             for r in result.audit

@@ -744,6 +744,10 @@ def test_ownership_taken_by_the_south_stops_the_north_following_the_case(
     assert record.decision is AuditDecision.WITHHELD
     assert "peer swcsp-hub took ownership of case MARAC-T30 on 2026-12-03" in record.reason
     assert not [m for m in later.messages if m.topic == "hub.out.swcsp-hub"]
+    # nor does the router take the peer for a recipient (whose acknowledgement it would take)
+    assert north._delivered_to("later-30", "swcsp-hub") == {}
+    [holder, *_] = [r.recipient for r in later.audit if r.decision is AuditDecision.DELIVERED]
+    assert north._delivered_to("later-30", str(holder)) != {}
     # another case still goes
     other = north.route(
         **_published(stores["north"], "marac.north-worcs",
