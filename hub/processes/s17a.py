@@ -32,16 +32,23 @@ from hub.processes.base import (
     Sweep,
 )
 from hub.strategic import StrategicError
-from hub.strategic.dataset import Dataset, ReleasedCell, cells_from_event
+from hub.strategic.dataset import (
+    TOTAL_AREA,
+    TOTAL_CATEGORY,
+    Dataset,
+    ReleasedCell,
+    cells_from_event,
+)
 from hub.strategic.periods import Quarter
 from hub.strategic.register import Release, StrategicRegister
+from hub.strategic.suppression import recoverable
 
 if TYPE_CHECKING:
     from hub.durable import GroupSync
     from hub.policies.model import Protocol
     from hub.settings import HubSettings
 
-__all__ = ["PROCESS", "ReleaseRecorded", "S17AProcess", "SubmissionKept"]
+__all__ = ["PROCESS", "ReleaseRecorded", "S17AProcess", "SubmissionKept", "exposed_cells"]
 
 SUBMISSION_TYPE = "uk.csp.strategic.submission.v1"
 DATASET_TYPE = "uk.csp.strategic.dataset.v1"
@@ -155,7 +162,38 @@ def check_dataset(ctx: EventContext) -> str:
                 f"cells: {len(small)} released below the threshold of {policy.threshold}; "
                 "build the release with hub strategic release"
             )
+    exposed = exposed_cells(dataset.cells)
+    if exposed:
+        first = exposed[0]
+        raise _refuse(
+            f"cells: {len(exposed)} suppressed can be worked out from the released cells and "
+            f"totals (e.g. {first.district} {first.level} {first.area} {first.category}); "
+            "build the release with hub strategic release"
+        )
     return f"s17A dataset {dataset.period} sha256 {digest}"
+
+
+def exposed_cells(cells: Sequence[ReleasedCell]) -> list[ReleasedCell]:
+    """Suppressed cells a reader can recover (``suppression.recoverable``), table by table.
+
+    Each (district, level) table must be whole: every area by every category, with the
+    area totals and the category totals; a table that is not is exposed as a whole.
+    """
+    tables: dict[tuple[str, str], list[ReleasedCell]] = {}
+    for cell in cells:
+        tables.setdefault((cell.district, cell.level), []).append(cell)
+    exposed: list[ReleasedCell] = []
+    for table in tables.values():
+        areas = [a for a in dict.fromkeys(c.area for c in table) if a != TOTAL_AREA]
+        categories = [k for k in dict.fromkeys(c.category for c in table) if k != TOTAL_CATEGORY]
+        at = {(c.area, c.category): c for c in table}
+        names, columns = [*areas, TOTAL_AREA], [*categories, TOTAL_CATEGORY]
+        if len(at) != len(table) or any((a, k) not in at for a in names for k in columns):
+            exposed.extend(table)  # not a table with its margins: nothing to check it by
+            continue
+        mask = [[at[(a, k)].count is None for k in columns] for a in names]
+        exposed.extend(at[(names[i], columns[j])] for i, j in recoverable(mask))
+    return exposed
 
 
 class S17AProcess(BaseProcess):

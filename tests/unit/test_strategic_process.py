@@ -139,6 +139,16 @@ def test_a_release_must_carry_its_own_digest_which_goes_on_the_audit() -> None:
     assert "released below the threshold of 5" in refusal(
         factories.STRATEGIC_DATASET, "hub", unsuppressed
     )
+    # primary suppression alone: B97 (3) hidden, but 68 - 40 - 25 gives it away
+    primary_only = json.loads(json.dumps(data))
+    for cell in primary_only["cells"]:
+        if (cell["district"], cell["level"], cell["area"]) == ("redditch", "outward_code", "B98"):
+            assert cell["count"] is None  # hidden by secondary suppression
+            cell["count"] = 25
+    primary_only["sha256"] = build_dataset_digest(primary_only)
+    assert "2 suppressed can be worked out from the released cells and totals (e.g. redditch " in (
+        refusal(factories.STRATEGIC_DATASET, "hub", primary_only)
+    )
     [effect] = PROCESS.record(
         ctx(factories.STRATEGIC_DATASET, "hub", data), routed("nwcsp.analysts"), None, Stores()
     )
