@@ -155,13 +155,14 @@ def check_dataset(ctx: EventContext) -> str:
             f"sha256: expected the digest of the dataset's cells ({digest}), got {data['sha256']}"
         )
     policy = ctx.protocol.strategic
-    if policy is not None:
-        small = [c for c in dataset.cells if c.count is not None and c.count < policy.threshold]
-        if small:
-            raise _refuse(
-                f"cells: {len(small)} released below the threshold of {policy.threshold}; "
-                "build the release with hub strategic release"
-            )
+    if policy is None:  # no threshold to hold the release to: default deny
+        raise _refuse("s17A dataset: expected a protocol with a 'strategic:' section")
+    small = [c for c in dataset.cells if c.count is not None and c.count < policy.threshold]
+    if small:
+        raise _refuse(
+            f"cells: {len(small)} released below the threshold of {policy.threshold}; "
+            "build the release with hub strategic release"
+        )
     exposed = exposed_cells(dataset.cells)
     if exposed:
         first = exposed[0]

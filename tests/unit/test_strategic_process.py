@@ -149,6 +149,11 @@ def test_a_release_must_carry_its_own_digest_which_goes_on_the_audit() -> None:
     assert "2 suppressed can be worked out from the released cells and totals (e.g. redditch " in (
         refusal(factories.STRATEGIC_DATASET, "hub", primary_only)
     )
+    # a protocol without a strategic: section has no threshold to hold a release to
+    bare = ctx(factories.STRATEGIC_DATASET, "hub", data)
+    bare.protocol = REF.model_copy(update={"strategic": None})
+    with pytest.raises(Refusal, match="expected a protocol with a 'strategic:' section"):
+        PROCESS.check(bare, Stores())
     [effect] = PROCESS.record(
         ctx(factories.STRATEGIC_DATASET, "hub", data), routed("nwcsp.analysts"), None, Stores()
     )
