@@ -6,7 +6,7 @@ is never done silently). This copies, in one PostgreSQL transaction, every table
 
 - the seen-event store (``seen-events.sqlite3``);
 - the workflow registers (``workflows.sqlite3``: MARAC flags, bans, agreement alerts, ASB Case
-  Reviews, s17A);
+  Reviews, s17A, the federation's ownership of transferred cases);
 - the case keyring (``keys/cases/keyring.sqlite3``: keys and shred tombstones) and the legal
   holds (``keys/holds.json``).
 
@@ -40,6 +40,7 @@ _TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
 def _stores(settings: HubSettings) -> list[tuple[Path, Callable[[], Any], Sequence[str]]]:
     """(SQLite file, its PostgreSQL twin's opener, the store's DDL) for every store."""
     from hub.agents.seen import SeenEvents
+    from hub.federation.ownership import OwnershipRegister
     from hub.keys.cases import _DDL as KEYRING_DDL
     from hub.keys.cases import KEYRING_FILE
     from hub.state import (
@@ -48,6 +49,7 @@ def _stores(settings: HubSettings) -> list[tuple[Path, Callable[[], Any], Sequen
         open_ban_register,
         open_case_keys,
         open_flag_register,
+        open_ownership_register,
         open_seen,
         open_strategic_register,
     )
@@ -65,6 +67,7 @@ def _stores(settings: HubSettings) -> list[tuple[Path, Callable[[], Any], Sequen
         (registers, lambda: open_agreement_alerts(settings), AgreementAlerts.ddl),
         (registers, lambda: open_asb_register(settings), AsbRegister.ddl),
         (registers, lambda: open_strategic_register(settings), StrategicRegister.ddl),
+        (registers, lambda: open_ownership_register(settings), OwnershipRegister.ddl),
         (
             settings.keys_dir / "cases" / KEYRING_FILE,
             lambda: open_case_keys(settings, pseudonymise=str),

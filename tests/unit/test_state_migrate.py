@@ -135,3 +135,23 @@ def test_migrate_of_an_unreadable_sqlite_file_is_one_line_and_copies_nothing(
     assert result.exit_code == 1
     assert f"{settings.register_path}: expected a readable SQLite store" in result.stderr
     assert "nothing was copied" in result.stderr
+
+
+def test_migrate_copies_who_owns_a_transferred_case(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else, once on PostgreSQL, the old area follows a case the peer owns to it again."""
+    from hub.federation.ownership import Owned
+    from hub.state import open_ownership_register
+
+    local = HubSettings(data_dir=tmp_path / "data")
+    owned = Owned("M-7", "swcsp-hub", "theirs", "own-7", "t-7", dt.date(2026, 12, 3))
+    with open_ownership_register(local) as register:
+        register.take(owned)
+    monkeypatch.setenv("HUB_DATA_DIR", str(local.data_dir))
+    monkeypatch.setenv("HUB_STATE_URL", postgres_url)
+    result = CliRunner().invoke(app, ["state", "migrate", "--json"])
+    assert result.exit_code == 0, result.output
+    shared = HubSettings(data_dir=tmp_path / "other-host", state_url=postgres_url)
+    with open_ownership_register(shared) as register:
+        assert register.owner("M-7") == owned
