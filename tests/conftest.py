@@ -19,15 +19,20 @@ taking the other's partitions and events.
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.conn import AIOKafkaConnection
 
 from hub.agents.supervisor import Supervisor
 from hub.audit.sqlite import SQLiteAuditStore
@@ -41,6 +46,51 @@ from hub.settings import HubSettings
 pytest_plugins = ["tests.postgres"]
 
 T = TypeVar("T")
+
+#: aiokafka producers, consumers and connections made in this process so far (a count)
+_kafka_made = [0]
+
+
+def _count_instances(cls: type) -> None:
+    """Count every instance of ``cls`` made from now on in ``_kafka_made``."""
+    original: Callable[..., None] = cls.__dict__["__init__"]  # each of the three has its own
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        _kafka_made[0] += 1
+        original(self, *args, **kwargs)
+
+    cls.__init__ = init  # type: ignore[misc]  # a wrapper with the same signature
+
+
+for _cls in (AIOKafkaProducer, AIOKafkaConsumer, AIOKafkaConnection):
+    _count_instances(_cls)
+
+
+@pytest.fixture(autouse=True)
+def _kafka_clients_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that leaves an aiokafka producer, consumer or connection unclosed fails itself.
+
+    Such an object sits in a reference cycle, so it goes only when the garbage collector
+    gets to it, in whatever later test of the same xdist worker is running then; its
+    ResourceWarning (an error under ``filterwarnings``) failed that innocent test and named
+    nothing of the one at fault. After each test that made any aiokafka object (a full
+    collection is too slow to run after every test), a collection here finds what it left.
+    """
+    made = _kafka_made[0]
+    yield
+    if _kafka_made[0] == made:
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    if leaked:
+        pytest.fail(
+            f"{request.node.nodeid} left {len(leaked)} resource(s) unclosed, expected every "
+            "aiokafka client stopped and every connection closed: " + "; ".join(leaked[:5]),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)
