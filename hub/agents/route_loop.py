@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ from hub.agents.audit_watch import AuditWatch
 from hub.agents.batches import BatchPipeline, InOrderAcks, Ticket
 from hub.agents.outbox import AuditOutbox
 from hub.agents.routing import Router, RouteResult
-from hub.agents.seen import Claim, source_of_origin
+from hub.agents.seen import Claim, source_of_origin, source_of_topic
 from hub.audit.stream import audit_messages
 from hub.envelope.wire import WireMessage
 from hub.log import get_logger
@@ -66,6 +66,7 @@ class ClaimStore(Protocol):
     """The seen-event store as the loop uses it (``hub.agents.seen.SeenEvents``)."""
 
     def first(self, key: str) -> str | None: ...  # noqa: D102
+    def first_many(self, keys: Iterable[str]) -> dict[str, str]: ...  # noqa: D102
     def remember_many(self, claims: Sequence[Claim]) -> list[str]: ...  # noqa: D102
 
 
@@ -105,6 +106,29 @@ class AuditSide:
 
 
 Routed = list[tuple[Ticket, Origin, RouteResult]]
+
+
+def _batch_keys(events: Sequence[InboundRecord]) -> set[str]:
+    """The seen-store keys the router will ask for these records: source and id headers.
+
+    Both the ``ce_source`` header and the topic's owner (``source_of_origin``: how the loop
+    claims a peer's transfer) are asked, so either lookup is answered from the batch read.
+    """
+    keys: set[str] = set()
+    for message in events:
+        found: dict[str, str] = {}
+        for name, raw in message.headers or ():
+            if name in ("ce_id", "ce_source") and raw is not None:
+                found[name] = raw.decode("utf-8", "replace")
+        event_id = found.get("ce_id")
+        if event_id is None:
+            continue
+        if "ce_source" in found:
+            keys.add(event_key(found["ce_source"], event_id))
+        owner = source_of_topic(message.topic)
+        if owner:
+            keys.add(event_key(owner, event_id))
+    return keys
 
 
 class RouteLoop:
@@ -169,9 +193,15 @@ class RouteLoop:
         # batch carrying the same id must find the earlier one's claim here
         claims: list[Claim] = []
         claimed: dict[str, str] = {}
+        # the batch's ids looked up in one read; a key the router asks that was not among
+        # them (a record without those headers, a transfer named by its peer) is asked alone
+        asked = _batch_keys(events)
+        known = self.seen.first_many(asked)
 
         def first(key: str) -> str | None:
-            return claimed.get(key) or self.seen.first(key)
+            if key in claimed:
+                return claimed[key]
+            return known.get(key) if key in asked else self.seen.first(key)
 
         for message in events:
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)

@@ -107,6 +107,26 @@ def test_seen_first_claim_wins_and_a_reprocess_keeps_it(seen: SeenEvents) -> Non
     assert seen.count() == 1
 
 
+def test_seen_first_many_answers_a_batch_as_first_answers_each(seen: SeenEvents) -> None:
+    seen.remember("evt-1", origin=A, at=T0)
+    seen.remember("evt-2", origin=C, at=T0)
+    council = "/parties/council.redditch"
+    keys = [
+        event_key(POLICE, "evt-1"),  # seen, from this source
+        event_key(council, "evt-1"),  # the same id from another source: another event
+        event_key(council, "evt-2"),
+        event_key(POLICE, "evt-3"),  # never seen
+        "evt-2",  # a bare id: first() alone answers those
+    ]
+    found = seen.first_many(keys)
+    assert found == {event_key(POLICE, "evt-1"): A, event_key(council, "evt-2"): C}
+    for key in keys[:4]:
+        assert found.get(key) == seen.first(key)
+    many = [event_key(POLICE, f"bulk-{n}") for n in range(1200)]  # beyond one IN (...) chunk
+    seen.remember_many([Claim(event_id=f"bulk-{n}", origin=A, at=T0) for n in (0, 777, 1199)])
+    assert set(seen.first_many(many)) == {many[0], many[777], many[1199]}
+
+
 def test_seen_batch_claims_in_order_with_duplicates_inside(seen: SeenEvents) -> None:
     seen.remember("evt-0", origin=C, at=T0)
     claims = [

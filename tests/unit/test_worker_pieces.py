@@ -113,6 +113,42 @@ def test_a_batchs_effects_are_written_event_by_event_so_a_second_raise_is_refuse
         assert seen.first("l-1") is None
 
 
+def test_a_batch_asks_the_seen_store_once_and_still_finds_an_earlier_claim(
+    tmp_path: Path,
+) -> None:
+    """One read for the batch's ids (one round trip on PostgreSQL), not one per event."""
+
+    class Counting(SeenEvents):
+        singles = 0
+        batches = 0
+
+        def first(self, key: str) -> str | None:
+            Counting.singles += 1
+            return super().first(key)
+
+        def first_many(self, keys: Any) -> dict[str, str]:
+            Counting.batches += 1
+            return super().first_many(keys)
+
+    with (
+        FlagRegister(tmp_path / "workflows.sqlite3") as register,
+        Counting(tmp_path / "seen.sqlite3") as seen,
+    ):
+        loop = loop_for(rt.make_router(register=register), seen)
+        routed, claims = loop.route_events(
+            [raise_of(f"MARAC-B{n}", f"b-{n}", n) for n in range(5)], ack=lambda _m: None
+        )
+        assert [r.quarantined for _, _, r in routed] == [None] * 5
+        loop.claim(claims)
+        assert (Counting.batches, Counting.singles) == (1, 0)
+        # the same record again (a reprocess) and the same id from another record: found
+        again = [raise_of("MARAC-B0", "b-0", 0), raise_of("MARAC-B9", "b-1", 7)]
+        routed, _ = loop.route_events(again, ack=lambda _m: None)
+        assert routed[0][2].quarantined is None  # its own record: a reprocess, routed again
+        assert routed[1][2].quarantined is QuarantineReason.DUPLICATE_EVENT_ID
+        assert (Counting.batches, Counting.singles) == (2, 0)
+
+
 def test_an_effect_that_cannot_be_written_quarantines_its_event_as_a_failed_write_did(
     tmp_path: Path,
 ) -> None:
