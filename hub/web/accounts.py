@@ -15,6 +15,7 @@ Passwords are hashed with Argon2id (RFC 9106; argon2-cffi's defaults are the RFC
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -32,8 +33,6 @@ from hub.models import PARTY_ID_PATTERN
 __all__ = ["Account", "Accounts", "Role"]
 
 _HASHER = PasswordHasher()
-#: checked when the name is unknown, so a wrong name costs as long as a wrong password
-_DUMMY_HASH = _HASHER.hash("not a password: equalises sign-in timing")
 _MIN_PASSWORD = 12  # NCSC password guidance: length over complexity rules
 
 
@@ -62,11 +61,22 @@ class Account(BaseModel):
         return self
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the name is unknown, so a wrong name costs as long as a wrong password.
+
+    Made once per process when the first ``Accounts`` is opened, not at import: every ``hub``
+    command imports this module, and an Argon2id hash is 0.2 s of CPU.
+    """
+    return _HASHER.hash("not a password: equalises sign-in timing")
+
+
 class Accounts:
     """The accounts file: read on every sign-in (so edits apply at once), written atomically."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        _dummy_hash()  # before the first sign-in, which then costs what every other one does
 
     def load(self) -> list[Account]:
         """Every account; an absent file means none.
@@ -103,7 +113,7 @@ class Accounts:
         """The account if the password matches its hash, else ``None`` (same cost either way)."""
         account = self.get(name)
         try:
-            _HASHER.verify(account.password_hash if account else _DUMMY_HASH, password)
+            _HASHER.verify(account.password_hash if account else _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             return None
         return account
