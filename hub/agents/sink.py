@@ -57,8 +57,6 @@ __all__ = [
 ]
 
 CHECKPOINT_TYPE = "uk.csp.audit.checkpoint.v1"
-#: hub.federation.proofs.PROOF_TYPE (not imported: the sink loads it only with a peer)
-PROOF_TYPE = "uk.csp.marac.transfer.proof.v1"
 #: seconds between the sink's looks at the store for records others appended
 TAIL_POLL = 1.0
 _log = get_logger("audit-sink")
@@ -184,39 +182,38 @@ class AuditSink:
         return self._deliveries(note, size) + await self._peer_proofs()
 
     async def _peer_proofs(self) -> list[wire.WireMessage]:
-        """Each pending hand-over's proof, for its peer, against the checkpoint just signed."""
+        """Each pending hand-over's proof, as the hub's own event for the router to route.
+
+        Not to ``hub.out.<peer>``: a proof carries one of this hub's audit records to another
+        partnership, so the router decides it under the protocol's proofs-to-peer rule and
+        audits the delivery before producing it (``hub.federation.proofs.proof_message``).
+        """
         if self.proofs is None or self.proof_log is None or not self.proofs.pending:
             return []
+        from hub.federation.proofs import proof_message
+        from hub.schemas import SchemaRegistry
+
         try:
             bodies = await asyncio.to_thread(self.proofs.bodies, self.proof_log)
         except AuditError as exc:  # the proofs are lost; hub audit proof --export still works
             _log.error("peer_proofs_failed", error=str(exc))
             return []
+        registry = SchemaRegistry()
         out = []
         for peer, event_id, body in bodies:
-            attrs = EventAttributes(
-                id=event_id,
-                source="/parties/hub",
-                type=PROOF_TYPE,
-                time=dt.datetime.now(dt.UTC),
-                subject=None,
-                datacontenttype=wire.JSON,
-            )
             try:
-                sealed = self.envelope.seal(
-                    attrs, key=None, plaintext=wire.canonical_json(body), recipient=peer
+                message = proof_message(
+                    self.envelope,
+                    peer=peer,
+                    event_id=event_id,
+                    body=body,
+                    registry=registry,
+                    suite=self.proofs.suite,
                 )
             except KeyStoreError as exc:
                 _log.warning("peer_proof_unsealed", peer=peer, event_id=event_id, error=str(exc))
                 continue
-            out.append(
-                wire.WireMessage(
-                    topic=topics.outbound(peer),
-                    key=None,
-                    value=sealed.value,
-                    headers=sealed.headers,
-                )
-            )
+            out.append(message)
             _log.info("peer_proof", peer=peer, event_id=event_id, record=body["audit_record"])
         return out
 

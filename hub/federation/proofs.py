@@ -11,10 +11,15 @@ record, without trusting the other hub's word or its database:
 - a *bundle* (``hub audit proof --event ID --export FILE``) is a file of entries, in the
   spirit of C2SP's proof bundles (a checkpoint, a leaf and the path between them);
 - ``uk.csp.marac.transfer.proof.v1`` carries one entry to the peer over the link: the audit
-  sink sends it once a checkpoint it signs covers the record (``PeerProofs``), for the
-  receiving hub's record of the delivery to its MARAC coordinator and for the sending hub's
-  record of the delivery to the peer. The peer's router verifies it with the pinned log key
-  (a proof that does not verify is quarantined and audited) and keeps it
+  sink publishes it as the hub's own event on ``hub.in.hub`` once a checkpoint it signs
+  covers the record (``PeerProofs``, ``proof_message``), for the receiving hub's record of
+  the delivery to its MARAC coordinator and for the sending hub's record of the delivery to
+  the peer. It carries one of this hub's audit records to another partnership, so it is a
+  disclosure like any other: the router routes it under the protocol's proofs-to-peer rule
+  (``when: peer in [...]``), audits the delivery to the peer before producing it to
+  ``hub.out.<peer>``, and the link forwards it as any delivery. The peer's router verifies
+  it with the pinned log key (a proof that does not verify is quarantined and audited) and
+  keeps it
   (``ProofStore``), so ``hub audit proof --peer P --event E`` re-verifies it at any time.
 
 Verification needs nothing but the entry and the pinned log key.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import os
 import uuid
@@ -44,7 +50,10 @@ from hub.settings import HubSettings
 if TYPE_CHECKING:  # the audit log pulls in retention and the protocol layer: not at import
     from hub.audit.log import AuditLog
     from hub.audit.store import AuditStore
+    from hub.envelope.party import PartyEnvelope
+    from hub.envelope.wire import WireMessage
     from hub.policies.model import Protocol
+    from hub.schemas import SchemaRegistry
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -60,6 +69,7 @@ __all__ = [
     "pin_log_key",
     "pinned_log_key",
     "proof_id",
+    "proof_message",
     "verify_entry",
 ]
 
@@ -304,6 +314,43 @@ class ProofStore:
 # -- the audit sink's side: which records to prove to a peer ------------------------------
 
 
+def proof_message(
+    envelope: PartyEnvelope,
+    *,
+    peer: str,
+    event_id: str,
+    body: Mapping[str, Any],
+    registry: SchemaRegistry,
+    suite: str | None = None,
+) -> WireMessage:
+    """A proof for ``peer``, as the hub's own event on ``hub.in.hub`` (sealed to the hub).
+
+    Never straight to ``hub.out.<peer>``: the router decides it under the protocol (a rule
+    naming the peer for proofs) and audits the delivery before it is produced.
+
+    Raises:
+        KeyStoreError: the hub has no usable key to seal or sign with.
+    """
+    from hub.broker import topics
+    from hub.envelope import wire
+    from hub.keys.model import HUB_PARTY
+    from hub.models import EventAttributes
+
+    attrs = EventAttributes(
+        id=event_id,
+        source=wire.source_for(HUB_PARTY),
+        type=PROOF_TYPE,
+        time=dt.datetime.now(dt.UTC),
+        subject=None,
+        datacontenttype=wire.AVRO,
+    )
+    payload = registry.encode(PROOF_TYPE, {**body, "peer": peer})
+    sealed = envelope.seal(attrs, key=None, plaintext=payload, recipient=HUB_PARTY, suite=suite)
+    return wire.WireMessage(
+        topic=topics.HUB_INBOUND, key=None, value=sealed.value, headers=sealed.headers
+    )
+
+
 class PeerProofs:
     """Records of hand-overs this hub's audit sink proves to a peer once a checkpoint covers them.
 
@@ -317,6 +364,8 @@ class PeerProofs:
         self.peers = frozenset(p.id for p in protocol.peers)
         self.coordinator = protocol.marac.coordinator if protocol.marac is not None else None
         self.hub_id = protocol.protocol.hub_id
+        #: the HPKE suite the protocol seals proofs to the hub with (``crypto``)
+        self.suite = protocol.crypto.suite_for(PROOF_TYPE)
         self._pending: list[tuple[str, AuditRecord]] = []
 
     @classmethod

@@ -284,6 +284,26 @@ def test_either_ig_officer_proves_the_hand_over_with_the_other_hubs_checkpoint(
     wait_for(lambda: audited(north, proof_id(received.record_id)), what="the North's audit")
     wait_for(lambda: audited(south, proof_id(sent.record_id)), what="the South's audit")
 
+    # a proof is a disclosure of the sender's audit record: the sender's own log records its
+    # delivery to the peer, under the proofs-to-peer rule (it is never sent unaudited)
+    def disclosed(hub: RunningHub, proof: str, peer: str, rule: str) -> bool:
+        return {(r.publisher, r.recipient, r.rule) for r in hub.records(proof)} == {
+            ("hub", peer, rule)
+        }
+
+    wait_for(
+        lambda: disclosed(
+            north, proof_id(sent.record_id), "swcsp-hub", "marac-transfer-proofs-to-south"
+        ),
+        what="the North's record of its proof's delivery to the South",
+    )
+    wait_for(
+        lambda: disclosed(
+            south, proof_id(received.record_id), "nwcsp-hub", "marac-transfer-proofs-to-north"
+        ),
+        what="the South's record of its proof's delivery to the North",
+    )
+
     runner = CliRunner()
     # the North's IG officer: the South's log holds its coordinator's delivery
     result = runner.invoke(

@@ -132,6 +132,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "tree_size": 42,
         "inclusion_proof": ["pW0Kq8yHZ1QwYbqv5n3mH8r1m0y5Jm4d8m0o4b0xk3Q="],
         "checkpoint": "south-worcestershire-csp.hub/audit\n42\nAAAA\n\n",
+        "peer": "nwcsp-hub",
     },
     factories.ASB_APPLICATION: factories.asb_application(
         "ASB-2026-0001",

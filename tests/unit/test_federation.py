@@ -607,10 +607,29 @@ def test_the_receivers_sink_proves_its_record_and_the_sender_verifies_and_keeps_
     sink, signer = _south_sink(tmp_path, stores)
     asyncio.run(sink.write(list(routed.audit)))
     assert sink.proofs.pending == 1  # the coordinator's delivery; not the department's
-    [proof] = [m for m in asyncio.run(sink.checkpoint()) if m.topic == "hub.out.nwcsp-hub"]
+    produced = asyncio.run(sink.checkpoint())
+    # never straight to the peer: the hub's own event, for the router to decide and audit
+    assert not [m for m in produced if m.topic.startswith("hub.out.")]
+    [published] = [m for m in produced if m.topic == "hub.in.hub"]
+    south = _router(SOUTH, stores["south"]).route(
+        origin=Origin(topic="hub.in.hub", partition=0, offset=3),
+        key=published.key,
+        value=published.value,
+        headers=published.headers,
+        seen=never_seen,
+    )
+    assert south.quarantined is None
+    [disclosed] = [r for r in south.audit if r.decision is AuditDecision.DELIVERED]
+    assert (disclosed.recipient, disclosed.rule, disclosed.publisher) == (
+        "nwcsp-hub",
+        "marac-transfer-proofs-to-north",
+        "hub",
+    )
+    [proof] = [m for m in south.messages if m.topic.startswith("hub.out.")]
+    assert proof.topic == "hub.out.nwcsp-hub"
     headers = dict(wire.decode_headers(proof.headers))
     assert headers["ce_type"] == PROOF_TYPE
-    assert headers["ce_id"] == proof_id(coordinator.record_id)
+    assert headers["ce_id"] == proof_id(coordinator.record_id) == disclosed.event_id
     north = _router(NORTH, stores["north"])
     kept = ProofStore(stores["north"].root, "swcsp-hub")
     # the South's log key not pinned yet: refused, not kept
@@ -894,3 +913,41 @@ def test_a_repeat_from_the_link_is_found_in_the_seen_store_the_route_loop_writes
     assert again.messages == []
     assert again.delivered == 0
     seen.close()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "peer", "rule"),
+    [
+        (NORTH, "swcsp-hub", "marac-transfer-proofs-to-south"),
+        (SOUTH, "nwcsp-hub", "marac-transfer-proofs-to-north"),
+    ],
+)
+def test_a_hubs_proof_reaches_only_the_peer_it_names_under_the_transfer_agreement(
+    protocol: Protocol, peer: str, rule: str
+) -> None:
+    from hub.policies.engine import evaluate
+
+    body = {
+        "transfer_event_id": "e-1",
+        "sender": "x-hub",
+        "audit_record": "r-1",
+        "record": "{}",
+        "leaf_index": 0,
+        "tree_size": 1,
+        "inclusion_proof": [],
+        "checkpoint": "x",
+    }
+
+    def recipients(data: dict[str, Any]) -> set[tuple[str, str | None]]:
+        decision = evaluate(
+            protocol, event_id="p-1", event_type=PROOF_TYPE, publisher="hub", data=data
+        )
+        return {(d.party, d.rule_id) for d in decision.deliveries}
+
+    assert recipients({**body, "peer": peer}) == {(peer, rule)}
+    [named] = [r for r in protocol.rules if r.id == rule]
+    assert named.agreement == "WORCS-MARAC-TRANSFER-2026"
+    assert all((named.retention, named.purpose, named.lawful_basis, named.gateway))
+    # a proof for no peer, or another one, is disclosed to nobody
+    assert recipients({**body, "peer": None}) == set()
+    assert recipients({**body, "peer": "elsewhere-hub"}) == set()
