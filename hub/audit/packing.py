@@ -40,6 +40,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from hub.canonical import CANONICAL_ASCII
+
 __all__ = [
     "FIELDS",
     "FIELDS_2",
@@ -115,8 +117,8 @@ _BY_TAG = {f.tag: f for f in (_FORMAT_1, _FORMAT_2)}
 _BY_COUNT = {len(f.fields): f for f in (_FORMAT_1, _FORMAT_2)}
 _REF = b"\x04"
 _CONTROL = re.compile(rb"[\x00-\x1f]")
-#: one encoder for every record: ``json.dumps`` with options builds a new one each call
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+#: one encoder for every record (``hub.canonical``: the escape its stored bytes were made with)
+_CANONICAL = CANONICAL_ASCII
 #: the JSON string escape ``_CANONICAL`` uses (``ensure_ascii``: the C one where built)
 _escape = json.encoder.encode_basestring_ascii
 _CRC_BYTES = 4

@@ -30,7 +30,6 @@ import base64
 import functools
 import hashlib
 import hmac
-import json
 import os
 import threading
 import time
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from hub.canonical import canonical_json
 from hub.errors import EventError
 
 __all__ = [
@@ -95,13 +95,9 @@ def b64d(text: str, *, what: str) -> bytes:
         raise CryptoError(f"{what}: not valid base64", "bad_envelope") from exc
 
 
-#: one encoder for every call: ``json.dumps`` with options builds a new one each time
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def canonical_context(context: Mapping[str, Any]) -> bytes:
     """Sorted-key compact JSON: the bytes both sides must agree on exactly."""
-    return _CANONICAL.encode(context).encode()
+    return canonical_json(context)
 
 
 def wrap_info(recipient: str, dek_id: str) -> bytes:

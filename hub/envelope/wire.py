@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import re
 import time
@@ -40,6 +39,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 
 from hub.broker.decode_guard import UNDECODABLE
+from hub.canonical import canonical_json
 from hub.errors import EventError
 from hub.models import EventAttributes, QuarantineReason
 
@@ -110,25 +110,6 @@ def new_event_id() -> str:
 def source_for(party: str) -> str:
     """The ``ce_source`` of a party."""
     return f"/parties/{party}"
-
-
-def canonical_json(data: Any) -> bytes:
-    """Canonical JSON bytes (sorted keys, no spaces, UTF-8): hashed into the audit record."""
-    return _CANONICAL.encode(data).encode()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-#: one encoder for every call: ``json.dumps`` with options builds a new one each time
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
-)
 
 
 def sha256_hex(data: bytes) -> str:

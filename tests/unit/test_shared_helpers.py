@@ -88,3 +88,21 @@ def test_a_partys_disclosure_wants_an_acknowledgement_a_notice_or_a_receipt_does
     assert _delivery("/parties/west-mercia-police", "uk.csp.marac.flag.raised.v1").wants_ack
     assert not _delivery("/parties/hub", "uk.csp.hub.rejected.v1").wants_ack
     assert not _delivery("/parties/west-mercia-police", ACK_TYPE).wants_ack
+
+
+def test_one_home_for_canonical_json_and_the_audit_logs_ascii_escape() -> None:
+    """The envelope's context and payload bytes come from ``hub.canonical``; the audit log's
+    packing keeps its ASCII escape, which its stored Merkle leaves were hashed with."""
+    from hub import canonical
+    from hub.audit import packing
+    from hub.envelope import crypto, wire
+
+    value = {"b": "Café ✓", "a": [1, None, "x"], "when": "2026-12-04"}
+    expected = '{"a":[1,null,"x"],"b":"Café ✓","when":"2026-12-04"}'.encode()
+    assert canonical.canonical_json(value) == expected
+    assert crypto.canonical_context(value) == expected
+    assert wire.canonical_json(value) == expected
+    assert packing._CANONICAL is canonical.CANONICAL_ASCII
+    assert canonical.CANONICAL_ASCII.encode(value) == (
+        '{"a":[1,null,"x"],"b":"Caf\\u00e9 \\u2713","when":"2026-12-04"}'
+    )
