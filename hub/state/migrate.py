@@ -153,25 +153,34 @@ def _copy_all(settings: HubSettings, url: str) -> dict[str, dict[str, int]]:
 
 def _copy(db: sqlite3.Connection, pg: Any, table: str) -> dict[str, int]:
     """One table's rows, by column name; rows whose key PostgreSQL holds are kept as they are."""
+    from psycopg import sql
+
     found = db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
     if found is None:  # a file from before this table existed
         return {"rows": 0, "copied": 0}
-    columns = [str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")]
-    rows = db.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()  # noqa: S608 - names from the stores' own DDL
+    # names from the operator's file are identifiers, quoted on both sides, never SQL text
+    columns = [str(row[0]) for row in db.execute("SELECT name FROM pragma_table_info(?)", (table,))]
+    listed = ", ".join(_sqlite_identifier(c) for c in columns)
+    rows = db.execute(f"SELECT {listed} FROM {_sqlite_identifier(table)}").fetchall()  # noqa: S608 - quoted identifiers
     copied = 0
     if rows:
-        marks = ", ".join(["%s"] * len(columns))
-        insert = (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "  # noqa: S608 - the same
-            "ON CONFLICT DO NOTHING"
+        insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+            sql.Identifier(table),
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            sql.SQL(", ").join([sql.Placeholder()] * len(columns)),
         )
         with pg.cursor() as cur:
             for row in rows:
                 cur.execute(insert, row)
                 copied += cur.rowcount
     return {"rows": len(rows), "copied": copied}
+
+
+def _sqlite_identifier(name: str) -> str:
+    """``name`` as an SQLite identifier: double-quoted, its own quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _copy_holds(settings: HubSettings, pg: Any) -> dict[str, int]:

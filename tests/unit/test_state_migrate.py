@@ -155,3 +155,39 @@ def test_migrate_copies_who_owns_a_transferred_case(
     shared = HubSettings(data_dir=tmp_path / "other-host", state_url=postgres_url)
     with open_ownership_register(shared) as register:
         assert register.owner("M-7") == owned
+
+
+def test_a_crafted_column_name_in_the_sqlite_file_is_an_identifier_never_sql(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names read from the operator's file are quoted on both sides, never run as SQL."""
+    import sqlite3
+    from contextlib import closing
+
+    import psycopg
+
+    from hub.federation.ownership import Owned
+    from hub.state import open_ownership_register
+    from hub.workflows.pg_state import libpq_url
+
+    local = HubSettings(data_dir=tmp_path / "data")
+    with open_ownership_register(local) as register:
+        register.take(Owned("M-8", "swcsp-hub", "theirs", "own-8", "t-8", dt.date(2026, 12, 3)))
+    crafted = 'x") VALUES (NULL); DROP TABLE federation_owned; --'
+    with closing(sqlite3.connect(local.register_path)) as db:
+        db.execute(
+            'ALTER TABLE federation_owned ADD COLUMN "' + crafted.replace('"', '""') + '" TEXT'
+        )
+        db.commit()
+    monkeypatch.setenv("HUB_DATA_DIR", str(local.data_dir))
+    monkeypatch.setenv("HUB_STATE_URL", postgres_url)
+    result = CliRunner().invoke(app, ["state", "migrate"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    # read whole from SQLite, then refused by PostgreSQL as a column it does not have
+    assert "expected a readable SQLite store" not in result.stderr
+    assert "does not exist" in result.stderr
+    assert "nothing was copied" in result.stderr
+    with psycopg.connect(libpq_url(postgres_url)) as pg:
+        (rows,) = pg.execute("SELECT count(*) FROM federation_owned").fetchone() or (None,)
+    assert rows == 0  # the table is there, and nothing was copied into it
