@@ -148,19 +148,13 @@ class Supervisor:
         Raises:
             ConfigError: a malformed entry, or a peer the protocol does not name as one.
         """
+        from hub.federation.peer import peer_hub_id
+
         peers = list(self.settings.federation_peers)
-        if peers and self.protocol.protocol.hub_id is None:
-            raise ConfigError(
-                f"HUB_FEDERATION_LINKS: {self.settings.protocol} names no protocol.hub_id "
-                "(this hub's id in its peers' protocols), so it cannot link to a peer"
-            )
         for peer in peers:
-            if not self.protocol.is_peer(peer):
-                named = ", ".join(p.id for p in self.protocol.peers) or "none"
-                raise ConfigError(
-                    f"HUB_FEDERATION_LINKS: {peer} is not a peer-hub party of "
-                    f"{self.settings.protocol} (peers: {named})"
-                )
+            peer_hub_id(
+                self.protocol, peer, path=self.settings.protocol, source="HUB_FEDERATION_LINKS"
+            )
         return peers
 
     # -- lifecycle ---------------------------------------------------------------------------

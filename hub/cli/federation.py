@@ -12,7 +12,7 @@ import typer
 from hub.agents.supervisor import read_state
 from hub.audit.store import open_store
 from hub.cli.common import echo_json, handle_errors, load_settings
-from hub.errors import ConfigError, UnknownPartyError
+from hub.errors import UnknownPartyError
 from hub.federation.inbound import refused_by
 from hub.federation.link import ForwardedLog, LinkStats, run_link
 from hub.federation.link_worker import peer_security
@@ -20,6 +20,7 @@ from hub.federation.ownership import (
     OWNERSHIP_TYPE,
     Owned,
 )
+from hub.federation.peer import peer_hub_id
 from hub.federation.proofs import PROOF_TYPE
 from hub.federation.receipts import RECEIPT_TYPE, receipt_id
 from hub.log import configure_logging
@@ -59,18 +60,7 @@ def link_command(
     settings = load_settings()
     configure_logging(settings.log_level)
     protocol = load_protocol(settings.protocol)
-    if not protocol.is_peer(peer):
-        peers = ", ".join(p.id for p in protocol.peers) or "none"
-        raise UnknownPartyError(
-            f"peer {peer}: expected a party of kind peer-hub in {settings.protocol} "
-            f"(peers: {peers})"
-        )
-    hub_id = protocol.protocol.hub_id
-    if hub_id is None:
-        raise ConfigError(
-            f"{settings.protocol}: expected protocol.hub_id (this hub's id in its peers' "
-            "protocols), got none"
-        )
+    hub_id = peer_hub_id(protocol, peer, path=settings.protocol, source="--peer")
     bootstrap = settings.kafka_bootstrap or read_state(settings).bootstrap
     forwarded = ForwardedLog(settings.data_dir / "federation" / f"{peer}.sqlite3")
     stats = LinkStats()

@@ -20,6 +20,7 @@ from hub.agents.supervisor import read_state
 from hub.broker.security import KafkaSecurity
 from hub.errors import ConfigError, HubError
 from hub.federation.link import ForwardedLog, LinkStats, run_link
+from hub.federation.peer import peer_hub_id
 from hub.log import configure_logging, get_logger
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
@@ -39,18 +40,7 @@ def link_target(settings: HubSettings, peer: str) -> tuple[str, str]:
             ``HUB_FEDERATION_LINKS``, or the protocol names no ``hub_id``.
     """
     protocol = load_protocol(settings.protocol)
-    if not protocol.is_peer(peer):
-        peers = ", ".join(p.id for p in protocol.peers) or "none"
-        raise ConfigError(
-            f"HUB_FEDERATION_LINKS: {peer} is not a peer-hub party of {settings.protocol} "
-            f"(peers: {peers})"
-        )
-    hub_id = protocol.protocol.hub_id
-    if hub_id is None:
-        raise ConfigError(
-            f"{settings.protocol}: expected protocol.hub_id (this hub's id in its peers' "
-            "protocols) to link to a peer, got none"
-        )
+    hub_id = peer_hub_id(protocol, peer, path=settings.protocol, source="HUB_FEDERATION_LINKS")
     bootstrap = settings.federation_peers.get(peer)
     if bootstrap is None:
         raise ConfigError(f"HUB_FEDERATION_LINKS: expected an entry {peer}=HOST:PORT, got none")

@@ -951,3 +951,39 @@ def test_a_hubs_proof_reaches_only_the_peer_it_names_under_the_transfer_agreemen
     # a proof for no peer, or another one, is disclosed to nobody
     assert recipients({**body, "peer": None}) == set()
     assert recipients({**body, "peer": "elsewhere-hub"}) == set()
+
+
+def test_hub_up_the_link_process_and_the_link_command_refuse_a_link_alike(
+    tmp_path: Path,
+) -> None:
+    """One check for "a peer, and this protocol has a hub_id": the three callers agree."""
+    from hub.agents.supervisor import Supervisor
+    from hub.errors import ConfigError
+    from hub.federation.link_worker import link_target
+
+    nameless = tmp_path / "north-without-hub-id.yaml"
+    text = default_protocol_path().read_text("utf-8")
+    assert "  hub_id: nwcsp-hub\n" in text
+    nameless.write_text(text.replace("  hub_id: nwcsp-hub\n", ""), "utf-8")
+    for protocol, peer, expected in (
+        (default_protocol_path(), "west-mercia-police", "is not a peer-hub party of"),
+        (nameless, "swcsp-hub", "names no protocol.hub_id"),
+    ):
+        settings = HubSettings(
+            data_dir=tmp_path / "data", protocol=protocol, federation_links=f"{peer}=h:9092"
+        )
+        with pytest.raises(ConfigError) as up:
+            Supervisor(settings)
+        with pytest.raises(ConfigError) as linked:
+            link_target(settings, peer)
+        command = CliRunner().invoke(
+            app,
+            ["federation", "link", "--peer", peer, "--peer-bootstrap", "h:9092"],
+            env={"HUB_DATA_DIR": str(tmp_path / "data"), "HUB_PROTOCOL": str(protocol)},
+        )
+        assert command.exit_code == 1
+        assert "Traceback" not in command.output
+        assert expected in str(up.value)
+        # the same words, only what asked differs
+        assert str(up.value) == str(linked.value)
+        assert str(up.value).replace("HUB_FEDERATION_LINKS", "--peer") in command.stderr
