@@ -208,12 +208,13 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Gauges(state))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def observe(self, topic: str, result: RouteResult) -> None:
         """Count one routed record (after its outputs were acknowledged by the broker)."""
-        self.events_in.labels(topic=topic).inc()
+        self._child(self.events_in, topic).inc()
         if result.quarantined is not None:
-            self.quarantined.labels(reason=result.quarantined.value).inc()
+            self._child(self.quarantined, result.quarantined.value).inc()
         for record in result.audit:
             if record.decision == AuditDecision.DELIVERED:
                 counter = self.delivered
@@ -221,7 +222,19 @@ class Metrics:
                 counter = self.withheld
             else:
                 continue
-            counter.labels(recipient=record.recipient or "-", event_type=record.event_type).inc()
+            self._child(counter, record.recipient or "-", str(record.event_type)).inc()
+
+    def _child(self, counter: Counter, *values: str) -> Any:
+        """``counter.labels(*values)``, looked up once per label set.
+
+        ``labels`` takes the metric's lock and checks the values on every call, and a routed
+        event counts one child per recipient; the children never change once made.
+        """
+        key = (id(counter), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*values)
+        return child
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

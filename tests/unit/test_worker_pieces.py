@@ -219,3 +219,23 @@ def test_a_worker_that_has_its_partitions_leaves_a_ready_marker(tmp_path: Path) 
     marker = lifecycle.mark_ready(tmp_path, 3)
     assert marker.parent == tmp_path / "workers"
     assert marker.read_text() == "3"
+
+
+def test_metrics_count_each_routed_event_and_each_recipient_through_the_kept_children(
+    tmp_path: Path,
+) -> None:
+    from hub.agents.ops import Metrics
+
+    with FlagRegister(tmp_path / "workflows.sqlite3") as register:
+        loop = loop_for(rt.make_router(register=register), SeenEvents(tmp_path / "s.sqlite3"))
+        routed, _ = loop.route_events([raise_of("MARAC-M1", "m-1", 0)], ack=lambda _m: None)
+    ((_, origin, result),) = routed
+    delivered = sorted(r.recipient or "" for r in result.audit if r.decision == "delivered")
+    assert len(delivered) >= 2
+    metrics = Metrics(OpsState())
+    for _ in range(3):  # the same labels again: the kept child, counting on
+        metrics.observe(origin.topic, result)
+    text = metrics.exposition().decode()
+    assert f'hub_events_in_total{{topic="{origin.topic}"}} 3.0' in text
+    for party in delivered:
+        assert f'hub_delivered_total{{event_type="{MARAC_RAISED}",recipient="{party}"}} 3.0' in text
