@@ -182,13 +182,13 @@ def _peer_proof(peer: str, *, event: str | None, bundle_file: Path | None, as_js
     """Check proofs of PEER's log with its pinned key, and show this log's side."""
     from hub.federation.proofs import (
         ProofError,
-        ProofStore,
         ProvenRecord,
         pinned_log_key,
         read_bundle,
         verify_entry,
     )
     from hub.policies.loader import load_protocol
+    from hub.state import open_proof_register
 
     settings = load_settings()
     protocol = load_protocol(settings.protocol)
@@ -199,7 +199,8 @@ def _peer_proof(peer: str, *, event: str | None, bundle_file: Path | None, as_js
     if bundle_file is not None:
         entries = read_bundle(bundle_file.read_text(encoding="utf-8"), source=str(bundle_file))
     elif event is not None:
-        entries = ProofStore(settings.keys_dir, peer).entries(event)
+        with open_proof_register(settings) as register:
+            entries = register.entries(peer, event)
         if not entries:
             raise ConfigError(
                 f"no proof from {peer} for event {event}: its hub sends one once its "

@@ -30,7 +30,7 @@ from hub.client import HubClient
 from hub.errors import HubError
 from hub.federation.link import ForwardedLog, LinkStats, run_link
 from hub.federation.ownership import OWNERSHIP_TYPE, withdraw_id
-from hub.federation.proofs import ProofStore, export_log_key, pin_log_key
+from hub.federation.proofs import export_log_key, pin_log_key
 from hub.federation.receipts import receipt_id
 from hub.keys.file_store import DIRECTORY_FORMAT, FileKeyStore
 from hub.keys.model import KeySuite
@@ -121,6 +121,14 @@ def _wait(check: Callable[[], bool], *, timeout: float, what: str) -> None:
 def _records(settings: HubSettings, event_id: str) -> list[Any]:
     with contextlib.closing(open_store(settings)) as store:
         return list(store.query(event_id=event_id))
+
+
+def _proofs(settings: HubSettings, peer: str, transfer: str) -> list[dict[str, Any]]:
+    """The proofs from ``peer`` this hub kept for a transfer (its shared state)."""
+    from hub.state import open_proof_register
+
+    with open_proof_register(settings) as register:
+        return register.entries(peer, transfer)
 
 
 def _counts(settings: HubSettings) -> dict[str, int]:
@@ -256,8 +264,8 @@ async def _play(
         await asyncio.to_thread(
             _wait,
             lambda: (
-                bool(ProofStore(north.keys_dir, "swcsp-hub").entries(transfer))
-                and bool(ProofStore(south.keys_dir, "nwcsp-hub").entries(transfer))
+                bool(_proofs(north, "swcsp-hub", transfer))
+                and bool(_proofs(south, "nwcsp-hub", transfer))
             ),
             timeout=wait_s,
             what="each hub's proof of its record of the hand-over, kept by the other",

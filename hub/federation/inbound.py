@@ -31,7 +31,6 @@ from hub.errors import ConfigError, EventError, KeyStoreError, UnknownKeyError
 from hub.federation.proofs import (
     PROOF_TYPE,
     ProofError,
-    ProofStore,
     pinned_log_key,
     verify_entry,
 )
@@ -169,13 +168,16 @@ def open_transfer(
                 "whole, not trimmed: resend it without them, or agree a rule that accepts them",
             )
     if attrs.type == PROOF_TYPE:
-        _keep_proof(store, peer, data)
+        _verify_proof(store, peer, data)
     as_peer = attrs.model_copy(update={"source": wire.source_for(peer)})
     return as_peer, data
 
 
-def _keep_proof(store: FileKeyStore, peer: str, data: dict[str, Any]) -> None:
-    """Verify a peer's proof of its own log with its pinned log key, then keep it.
+def _verify_proof(store: FileKeyStore, peer: str, data: dict[str, Any]) -> None:
+    """Verify a peer's proof of its own log with its pinned log key (nothing is written).
+
+    Kept only once the router accepted it: the federation process's effect ``ProofKept``,
+    applied by the worker with the event's other effects (``hub.processes.federation``).
 
     The peer's hub signed the message; the proof itself needs only the log key: its
     checkpoint's signature, and the inclusion of the record, exactly its leaf's bytes, in
@@ -197,7 +199,6 @@ def _keep_proof(store: FileKeyStore, peer: str, data: dict[str, Any]) -> None:
             f"{data['transfer_event_id']}, got record {record.record_id} of event "
             f"{record.event_id}",
         )
-    ProofStore(store.root, peer).add(record.event_id, data)
 
 
 def _hub_open(store: KeyStore, kid: str, ciphertext: bytes, info: bytes) -> bytes:

@@ -18,9 +18,10 @@ record, without trusting the other hub's word or its database:
   disclosure like any other: the router routes it under the protocol's proofs-to-peer rule
   (``when: peer in [...]``), audits the delivery to the peer before producing it to
   ``hub.out.<peer>``, and the link forwards it as any delivery. The peer's router verifies
-  it with the pinned log key (a proof that does not verify is quarantined and audited) and
-  keeps it
-  (``ProofStore``), so ``hub audit proof --peer P --event E`` re-verifies it at any time.
+  it with the pinned log key (a proof that does not verify is quarantined and audited)
+  and, once its router accepted it, keeps it (``ProofRegister``, in the shared state, written
+  by the federation process's effect ``ProofKept``), so ``hub audit proof --peer P --event
+  E`` re-verifies it at any time, on any host.
 
 Verification needs nothing but the entry and the pinned log key.
 """
@@ -43,9 +44,11 @@ from pydantic import ValidationError
 from hub.audit.checkpoint import Checkpoint, NoteVerifier, log_signer
 from hub.audit.merkle import leaf_hash, verify_inclusion
 from hub.errors import AuditIntegrityError, ConfigError, HubError
-from hub.keys.peers import PEERS_DIR, PeerPins
+from hub.keys.peers import PeerPins
 from hub.models import AuditDecision, AuditRecord
+from hub.processes.base import Stores
 from hub.settings import HubSettings
+from hub.workflows.sqlite_state import SQLiteState
 
 if TYPE_CHECKING:  # the audit log pulls in retention and the protocol layer: not at import
     from hub.audit.log import AuditLog
@@ -60,7 +63,8 @@ __all__ = [
     "PROOF_TYPE",
     "PeerProofs",
     "ProofError",
-    "ProofStore",
+    "ProofKept",
+    "ProofRegister",
     "ProvenRecord",
     "bundle",
     "entries_for",
@@ -270,45 +274,71 @@ def verify_entry(entry: Mapping[str, Any], verifier: NoteVerifier) -> ProvenReco
 # -- proofs received from a peer ---------------------------------------------------------
 
 
-class ProofStore:
-    """Verified entries received from one peer, by the transfer they are about.
+class ProofRegister(SQLiteState):
+    """Verified entries received from peers, by peer and the transfer they are about.
 
-    ``<keys>/peers/<peer>.proofs/<transfer event id>.json``, next to the peer's pins: what
-    this hub holds from its peer (its keys, its log key, its proofs).
+    A table of the workflow registers' file (``federation_proofs``), or with
+    ``HUB_STATE_URL`` the PostgreSQL state every worker shares
+    (``hub.state.open_proof_register``): whichever worker routed a peer's proof, on whichever
+    host, ``hub audit proof --peer`` reads it. Written only by the federation process's
+    effect (``ProofKept``) once the router accepted the proof. One entry per record id; a
+    resend replaces it.
     """
 
-    def __init__(self, keys_dir: Path, peer: str) -> None:
-        self.dir = keys_dir / PEERS_DIR / f"{PeerPins(keys_dir).path(peer).stem}.proofs"
+    label = "federation proof register"
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS federation_proofs (peer TEXT NOT NULL, "
+        "transfer_event_id TEXT NOT NULL, record_id TEXT NOT NULL, entry TEXT NOT NULL, "
+        "PRIMARY KEY (peer, record_id))",
+    )
 
-    def _path(self, transfer_event_id: str) -> Path:
-        try:
-            name = str(uuid.UUID(transfer_event_id))
-        except ValueError:
-            name = uuid.uuid5(_NS, transfer_event_id).hex
-        return self.dir / f"{name}.json"
+    def add(self, peer: str, transfer_event_id: str, entry: Mapping[str, Any]) -> None:
+        """Keep ``entry`` of ``peer`` for a transfer (a resend of the record replaces it)."""
+        record_id = str(json.loads(str(entry["record"]))["record_id"])  # verified when opened
+        kept = json.dumps({name: entry[name] for name in _ENTRY_FIELDS}, sort_keys=True)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO federation_proofs VALUES (?, ?, ?, ?) ON CONFLICT (peer, record_id) "
+                "DO UPDATE SET transfer_event_id = excluded.transfer_event_id, "
+                "entry = excluded.entry",
+                (peer, transfer_event_id, record_id, kept),
+            )
 
-    def add(self, transfer_event_id: str, entry: Mapping[str, Any]) -> Path:
-        """Keep ``entry`` (one per record id; a resend replaces it), atomically."""
-        path = self._path(transfer_event_id)
-        kept = {
-            AuditRecord.model_validate_json(e["record"]).record_id: e
-            for e in self.entries(transfer_event_id)
-        }
-        record = AuditRecord.model_validate_json(str(entry["record"]))
-        kept[record.record_id] = {name: entry[name] for name in _ENTRY_FIELDS}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(list(kept.values()), indent=2) + "\n", "utf-8")
-        os.replace(tmp, path)
-        return path
+    def entries(self, peer: str, transfer_event_id: str) -> list[dict[str, Any]]:
+        """The entries kept from ``peer`` for a transfer (empty when none came)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT entry FROM federation_proofs WHERE peer = ? AND transfer_event_id = ? "
+                "ORDER BY record_id",
+                (peer, transfer_event_id),
+            ).fetchall()
+        return [json.loads(entry) for (entry,) in rows]
 
-    def entries(self, transfer_event_id: str) -> list[dict[str, Any]]:
-        """The entries kept for a transfer (empty when none came)."""
-        try:
-            rows = json.loads(self._path(transfer_event_id).read_text("utf-8"))
-        except FileNotFoundError:
-            return []
-        return [r for r in rows if isinstance(r, dict)]
+
+@dataclass(frozen=True, slots=True)
+class ProofKept:
+    """Effect: keep a peer's verified proof (``hub.processes.base.Effect``).
+
+    Returned by the federation process only for a proof the router accepted; applied by the
+    worker with the event's other effects, inside the register's group commit.
+    """
+
+    peer: str
+    transfer_event_id: str
+    #: the entry's fields as canonical JSON (an effect is a value: comparable, hashable)
+    entry: str
+
+    @classmethod
+    def of(cls, peer: str, data: Mapping[str, Any]) -> ProofKept:
+        """The effect for a proof event's data, as the router opened it."""
+        entry = {name: data[name] for name in _ENTRY_FIELDS}
+        return cls(peer, str(data["transfer_event_id"]), json.dumps(entry, sort_keys=True))
+
+    def apply(self, stores: Stores) -> None:
+        """Write it to the register, if this worker has one."""
+        register = stores.get(ProofRegister)
+        if register is not None:
+            register.add(self.peer, self.transfer_event_id, json.loads(self.entry))
 
 
 # -- the audit sink's side: which records to prove to a peer ------------------------------

@@ -1,4 +1,4 @@
-"""Federation's part in the partnership processes (issue 20): ownership of a transferred case.
+"""Federation's part in the partnership processes (issue 20): ownership, and peers' proofs.
 
 ``uk.csp.marac.transfer.ownership.v1`` moves a case between two partnership hubs
 (``hub.federation.ownership``). This process records each move once the event was routed:
@@ -19,6 +19,7 @@ from hub.federation.ownership import (
     OwnershipTaken,
     owned_from,
 )
+from hub.federation.proofs import PROOF_TYPE, ProofKept
 from hub.models import QuarantineReason
 from hub.processes.base import BaseProcess, Checked, Effect, EventContext, Refusal, Routed, Stores
 from hub.workflows.register import FlagRegister
@@ -64,7 +65,7 @@ class FederationProcess(BaseProcess):
     """Records who owns a transferred case."""
 
     name = "federation"
-    event_types = (OWNERSHIP_TYPE,)
+    event_types = (OWNERSHIP_TYPE, PROOF_TYPE)
 
     def check(self, ctx: EventContext, stores: Stores) -> Checked | None:
         """A peer takes only a case this hub sent it: else refused, and nobody withdraws.
@@ -74,7 +75,7 @@ class FederationProcess(BaseProcess):
         mistaken or hostile peer) would strip a high-risk victim's flag from every system
         while the victim is still here. The peer must be among the case's earlier recipients.
         """
-        if not ctx.protocol.is_peer(ctx.party):
+        if ctx.type != OWNERSHIP_TYPE or not ctx.protocol.is_peer(ctx.party):
             return None
         if ctx.case is None or ctx.party not in ctx.holders():
             raise Refusal(
@@ -89,7 +90,15 @@ class FederationProcess(BaseProcess):
     def record(
         self, ctx: EventContext, routed: Routed, carry: object, stores: Stores
     ) -> Sequence[Effect]:
-        """Once routed to anyone, the move of ownership is kept (idempotent)."""
+        """Once routed, a peer's proof is kept; once routed to anyone, a move of ownership.
+
+        Both idempotent. A proof was verified when the router opened it; it is kept only now,
+        the event accepted (a proof the protocol refuses, or a repeat, keeps nothing).
+        """
+        if ctx.type == PROOF_TYPE:
+            if not ctx.protocol.is_peer(ctx.party):
+                return ()
+            return (ProofKept.of(ctx.party, ctx.data),)
         if not routed.delivered or ctx.case is None:
             return ()
         peer = ctx.party if ctx.protocol.is_peer(ctx.party) else None
@@ -100,13 +109,16 @@ class FederationProcess(BaseProcess):
         return (taken, FlagHandedOver(ctx.case, at=ctx.now, event_id=ctx.id, event_type=ctx.type))
 
     def open_stores(self, settings: HubSettings, *, group: GroupSync | None) -> Sequence[object]:
-        """The ownership register, shared like the others (only where the protocol has peers)."""
+        """The ownership and proof registers, shared like the others (only with peers)."""
         from hub.policies.loader import load_protocol
-        from hub.state import open_ownership_register
+        from hub.state import open_ownership_register, open_proof_register
 
         if not load_protocol(settings.protocol).peers:
             return ()
-        return (open_ownership_register(settings, group=group),)
+        return (
+            open_ownership_register(settings, group=group),
+            open_proof_register(settings, group=group),
+        )
 
 
 PROCESS = FederationProcess()

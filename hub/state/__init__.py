@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hub.agents.seen import SeenEvents
     from hub.durable import GroupSync
     from hub.federation.ownership import OwnershipRegister
+    from hub.federation.proofs import ProofRegister
     from hub.keys.cases import CaseKeys
     from hub.settings import HubSettings
     from hub.strategic.register import StrategicRegister
@@ -49,6 +50,7 @@ __all__ = [
     "open_case_keys",
     "open_flag_register",
     "open_ownership_register",
+    "open_proof_register",
     "open_seen",
     "open_strategic_register",
     "state_url",
@@ -151,6 +153,18 @@ def open_ownership_register(
     from hub.state.postgres import PostgresOwnershipRegister
 
     return PostgresOwnershipRegister(url, group=group)
+
+
+def open_proof_register(settings: HubSettings, *, group: GroupSync | None = None) -> ProofRegister:
+    """The register of peers' verified hand-over proofs (``hub audit proof --peer``)."""
+    url = state_url(settings)
+    if url is None:
+        from hub.federation.proofs import ProofRegister
+
+        return ProofRegister(settings.register_path, group=group)
+    from hub.state.postgres import PostgresProofRegister
+
+    return PostgresProofRegister(url, group=group)
 
 
 def open_asb_register(settings: HubSettings, *, group: GroupSync | None = None) -> AsbRegister:

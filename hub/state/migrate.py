@@ -41,6 +41,7 @@ def _stores(settings: HubSettings) -> list[tuple[Path, Callable[[], Any], Sequen
     """(SQLite file, its PostgreSQL twin's opener, the store's DDL) for every store."""
     from hub.agents.seen import SeenEvents
     from hub.federation.ownership import OwnershipRegister
+    from hub.federation.proofs import ProofRegister
     from hub.keys.cases import _DDL as KEYRING_DDL
     from hub.keys.cases import KEYRING_FILE
     from hub.state import (
@@ -50,6 +51,7 @@ def _stores(settings: HubSettings) -> list[tuple[Path, Callable[[], Any], Sequen
         open_case_keys,
         open_flag_register,
         open_ownership_register,
+        open_proof_register,
         open_seen,
         open_strategic_register,
     )
@@ -68,6 +70,7 @@ def _stores(settings: HubSettings) -> list[tuple[Path, Callable[[], Any], Sequen
         (registers, lambda: open_asb_register(settings), AsbRegister.ddl),
         (registers, lambda: open_strategic_register(settings), StrategicRegister.ddl),
         (registers, lambda: open_ownership_register(settings), OwnershipRegister.ddl),
+        (registers, lambda: open_proof_register(settings), ProofRegister.ddl),
         (
             settings.keys_dir / "cases" / KEYRING_FILE,
             lambda: open_case_keys(settings, pseudonymise=str),

@@ -32,6 +32,7 @@ from hub.agents.seen import Claim, SeenEvents, _joined, _stamp, source_of_origin
 from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.federation.ownership import OwnershipRegister
+from hub.federation.proofs import ProofRegister
 from hub.keys.cases import _SAFE_NAME, CASE_KEY_BYTES, CaseKeys, LegalHold, _checked, _shredded
 from hub.strategic.register import StrategicRegister
 from hub.workflows.agreements import AgreementAlerts
@@ -46,6 +47,7 @@ __all__ = [
     "PostgresBanRegister",
     "PostgresCaseKeys",
     "PostgresFlagRegister",
+    "PostgresProofRegister",
     "PostgresSeenEvents",
     "PostgresStrategicRegister",
 ]
@@ -73,6 +75,10 @@ class PostgresStrategicRegister(PostgresState, StrategicRegister):
 
 class PostgresOwnershipRegister(PostgresState, OwnershipRegister):
     """``OwnershipRegister`` (cases a peer hub took, or this one took) in PostgreSQL."""
+
+
+class PostgresProofRegister(PostgresState, ProofRegister):
+    """``ProofRegister`` (peers' verified hand-over proofs) in PostgreSQL."""
 
 
 _SEEN_DDL = (

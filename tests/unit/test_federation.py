@@ -29,7 +29,8 @@ from hub.errors import KeyStoreError
 from hub.federation.proofs import (
     PROOF_TYPE,
     PeerProofs,
-    ProofStore,
+    ProofKept,
+    ProofRegister,
     pin_log_key,
     pinned_log_key,
     proof_id,
@@ -43,6 +44,7 @@ from hub.keys.store import ensure_dev_keys
 from hub.models import AuditDecision, EventAttributes, Origin, QuarantineReason
 from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
+from hub.processes.base import apply_effects
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings, default_protocol_path
 from tests.factories import MARAC_RAISED, MARAC_WITHDRAWN, marac_flag, marac_withdrawn
@@ -630,21 +632,27 @@ def test_the_receivers_sink_proves_its_record_and_the_sender_verifies_and_keeps_
     headers = dict(wire.decode_headers(proof.headers))
     assert headers["ce_type"] == PROOF_TYPE
     assert headers["ce_id"] == proof_id(coordinator.record_id) == disclosed.event_id
-    north = _router(NORTH, stores["north"])
-    kept = ProofStore(stores["north"].root, "swcsp-hub")
+    kept = ProofRegister(tmp_path / "north-registers.sqlite3")
+    north = _router(NORTH, stores["north"], [kept])
     # the South's log key not pinned yet: refused, not kept
     refused = north.route(**_proof_inbound(proof), seen=never_seen)
     assert refused.quarantined is QuarantineReason.UNKNOWN_KEY
-    assert kept.entries("t-20") == []
+    assert refused.effects == []
     pin_log_key(stores["north"].root, "swcsp-hub", signer.verifier_key)
     result = north.route(**_proof_inbound(proof), seen=never_seen)
     assert result.quarantined is None
+    # verified while opened, kept only as the accepted event's effect (the worker applies it)
+    [effect] = result.effects
+    assert isinstance(effect, ProofKept)
+    assert (effect.peer, effect.transfer_event_id) == ("swcsp-hub", "t-20")
+    assert kept.entries("swcsp-hub", "t-20") == []
+    apply_effects(result.effects, north.stores)
     [record] = [r for r in result.audit if r.decision is AuditDecision.DELIVERED]
     assert (record.recipient, record.rule) == (
         "marac.north-worcs",
         "marac-transfer-proofs-from-south",
     )
-    [entry] = kept.entries("t-20")
+    [entry] = kept.entries("swcsp-hub", "t-20")
     proven = verify_entry(entry, pinned_log_key(stores["north"].root, "swcsp-hub"))
     assert proven.record.record_id == coordinator.record_id
     assert proven.record.recipient == "marac.south-worcs"
@@ -682,7 +690,7 @@ def test_a_proof_whose_record_was_edited_is_refused_and_not_kept(
     )
     assert result.quarantined is QuarantineReason.BAD_SIGNATURE
     assert "inclusion proof" in result.audit[0].reason
-    assert ProofStore(stores["north"].root, "swcsp-hub").entries("t-21") == []
+    assert not [e for e in result.effects if isinstance(e, ProofKept)]
     assert result.messages == [] or all(m.topic == "hub.quarantine" for m in result.messages)
 
 
@@ -987,3 +995,42 @@ def test_hub_up_the_link_process_and_the_link_command_refuse_a_link_alike(
         # the same words, only what asked differs
         assert str(up.value) == str(linked.value)
         assert str(up.value).replace("HUB_FEDERATION_LINKS", "--peer") in command.stderr
+
+
+def test_a_verified_proof_the_protocol_refuses_is_not_kept(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    """Keeping a proof is an effect of its accepted event, never a write while routing."""
+    _, message = _transfer(stores, "MARAC-T22", "t-22")
+    routed = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
+    sink, signer = _south_sink(tmp_path, stores)
+    asyncio.run(sink.write(list(routed.audit)))
+    [(peer, event_id, body)] = sink.proofs.bodies(sink.proof_log)
+    attrs = EventAttributes(
+        id=event_id, source="/parties/hub", type=PROOF_TYPE, time=FIXED, subject=None,
+        datacontenttype=wire.JSON,
+    )  # fmt: skip
+    sealed = PartyEnvelope("hub", store=stores["south"]).seal(
+        attrs, key=None, plaintext=wire.canonical_json(body), recipient=peer
+    )
+    pin_log_key(stores["north"].root, "swcsp-hub", signer.verifier_key)
+    # the North's protocol without its rule for the South's proofs: the proof verifies, and
+    # the protocol refuses it
+    refusing = NORTH.model_copy(
+        update={"rules": [r for r in NORTH.rules if r.id != "marac-transfer-proofs-from-south"]}
+    )
+    kept = ProofRegister(tmp_path / "north-registers.sqlite3")
+    north = _router(refusing, stores["north"], [kept])
+    result = north.route(
+        origin=Origin(topic="hub.in.swcsp-hub", partition=0, offset=9),
+        key=None,
+        value=sealed.value,
+        headers=sealed.headers,
+        seen=never_seen,
+    )
+    assert result.quarantined is not None
+    assert result.effects == []
+    apply_effects(result.effects, north.stores)
+    assert kept.entries("swcsp-hub", "t-22") == []
+    # and nothing was written beside the peer's pins either (the old per-host proof files)
+    assert not list((stores["north"].root / "peers").glob("*.proofs"))

@@ -36,6 +36,7 @@ from hub.state import (
     open_case_keys,
     open_flag_register,
     open_ownership_register,
+    open_proof_register,
     open_seen,
     open_strategic_register,
     state_url,
@@ -309,6 +310,26 @@ def test_agreement_alerts(settings: HubSettings) -> None:
         assert register.sent("al-2")
         assert not register.sent("al-3")
         assert register.sent_for("ISA-1", dt.date(2025, 6, 1)) == ["due", "soon"]
+
+
+def test_a_peers_proof_kept_by_one_worker_is_read_by_any_and_a_resend_replaces_it(
+    settings: HubSettings,
+) -> None:
+    """``hub audit proof --peer`` on any host reads what any worker's router kept."""
+    entry = {
+        "record": '{"record_id": "r-1"}', "leaf_index": 4, "tree_size": 9,
+        "inclusion_proof": ["aGFzaA=="], "checkpoint": "origin\n9\nroot\n",
+    }  # fmt: skip
+    with open_proof_register(settings) as one, open_proof_register(settings) as other:
+        assert other.entries("swcsp-hub", "t-1") == []
+        one.add("swcsp-hub", "t-1", {**entry, "transfer_event_id": "t-1", "peer": None})
+        assert other.entries("swcsp-hub", "t-1") == [entry]  # the entry's fields only
+        resent = {**entry, "tree_size": 12, "checkpoint": "origin\n12\nroot\n"}
+        other.add("swcsp-hub", "t-1", resent)
+        second = {**entry, "record": '{"record_id": "r-2"}'}
+        other.add("swcsp-hub", "t-1", second)
+        assert one.entries("swcsp-hub", "t-1") == [resent, second]  # one per record id
+        assert one.entries("nwcsp-hub", "t-1") == []  # by peer
 
 
 def test_ownership_is_seen_by_every_worker_and_the_first_event_stands(
