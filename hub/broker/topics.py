@@ -27,6 +27,7 @@ __all__ = [
     "all_topics",
     "deadletter",
     "ensure_topics",
+    "federation_group",
     "inbound",
     "outbound",
     "owner_of",
@@ -53,6 +54,11 @@ def deadletter(party: str) -> str:
 def outbound(party: str) -> str:
     """Topic the hub delivers a party's events to."""
     return f"{OUTBOUND_PREFIX}{party}"
+
+
+def federation_group(peer: str) -> str:
+    """The consumer group of the federation link to ``peer`` (its offsets are its progress)."""
+    return f"hub-federation-{peer}"
 
 
 def owner_of(topic: str) -> str | None:

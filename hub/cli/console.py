@@ -17,7 +17,6 @@ from hub.cli.common import echo_json, fail, handle_errors, load_settings
 from hub.log import configure_logging
 from hub.policies.loader import load_protocol
 from hub.web.accounts import Accounts, Role
-from hub.web.server import console_server
 
 __all__ = ["app"]
 
@@ -42,6 +41,8 @@ def console_command(
         return
     settings = load_settings()
     configure_logging(settings.log_level)
+    from hub.web.server import console_server  # the web app: only when serving
+
     server = console_server(settings, port=port)
     typer.echo(f"console ready url={server.url}")
     if not Accounts(settings.console_accounts_path).load():

@@ -13,7 +13,6 @@ from hub.cli.common import echo_json, handle_errors, load_settings, require_part
 from hub.errors import ConfigError
 from hub.policies.loader import load_protocol
 from hub.webhooks.config import WebhookConfig
-from hub.webhooks.dispatcher import run_dispatchers
 
 app = typer.Typer(help="Webhook delivery (signed POSTs) for parties without a Kafka consumer.")
 
@@ -68,4 +67,6 @@ def run(
     settings = load_settings()
     bootstrap = settings.kafka_bootstrap or read_state(settings).bootstrap
     with contextlib.suppress(KeyboardInterrupt):
+        from hub.webhooks.dispatcher import run_dispatchers  # aiohttp: only when run
+
         asyncio.run(run_dispatchers(settings, bootstrap=bootstrap, parties=party or None))

@@ -32,7 +32,6 @@ from pydantic import BaseModel, ConfigDict
 
 from hub.broker import topics
 from hub.errors import ProtocolError
-from hub.federation.link import link_group
 from hub.policies.model import HUB, Protocol
 
 __all__ = [
@@ -215,7 +214,7 @@ def derive_acls(protocol: Protocol, *, ingress_for: Sequence[str] = ()) -> list[
     for peer in peers:
         # hub federation link (hub.federation.link): reads what the router sealed to the peer
         entries += _grant(hub, topic, topics.outbound(peer), read)
-        entries += _grant(hub, group, link_group(peer), read)
+        entries += _grant(hub, group, topics.federation_group(peer), read)
     entries += _grant(hub, topic, topics.AUDIT, read, write)
     entries += _grant(hub, topic, topics.QUARANTINE, write)
     # faust creates its one internal topic itself (the hub has no tables, so no changelog or

@@ -48,7 +48,7 @@ CHECKPOINT_TYPE = "uk.csp.audit.checkpoint.v1"
 
 def link_group(peer: str) -> str:
     """The consumer group of the link to ``peer`` (its committed offsets are its progress)."""
-    return f"hub-federation-{peer}"
+    return topics.federation_group(peer)
 
 
 class ForwardedLog:

@@ -6,10 +6,14 @@ For IG officers, MARAC coordinators and agency users (issue 6).
 ``hub console user add``. Every view of personal data asks why and is itself audited.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from hub.web.accounts import Account, Accounts, Role
-from hub.web.app import create_app
-from hub.web.context import Console
-from hub.web.server import ConsoleServer, console_server
+
+if TYPE_CHECKING:
+    from hub.web.app import create_app
+    from hub.web.context import Console
+    from hub.web.server import ConsoleServer, console_server
 
 __all__ = [
     "Account",
@@ -20,3 +24,19 @@ __all__ = [
     "console_server",
     "create_app",
 ]
+
+#: imported on first use: ``hub console user add`` needs only the accounts, not the web app
+_LAZY = {
+    "create_app": "hub.web.app",
+    "Console": "hub.web.context",
+    "ConsoleServer": "hub.web.server",
+    "console_server": "hub.web.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hub.web' has no attribute {name!r}")
