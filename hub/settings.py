@@ -147,6 +147,13 @@ class HubSettings(BaseSettings):
         description="seconds the audit store may lag the oldest unconfirmed audit message "
         "(whatever the cause) before delivery pauses; also when that message is produced again",
     )
+    audit_busy_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="seconds a write to a SQLite audit store waits for a lock another process "
+        "holds (a backup, an operator's query) before it fails and the sink retries it",
+    )
     checkpoint_every: int = Field(default=500, ge=1, description="records per checkpoint")
     checkpoint_interval: float = Field(
         default=3.0,

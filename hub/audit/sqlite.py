@@ -436,7 +436,7 @@ class SQLiteAuditStore:
     One connection per instance, guarded by a lock so a thread pool may share it.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = _TIMEOUT_S) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._cursors = LeafCursors()
@@ -445,10 +445,10 @@ class SQLiteAuditStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
             self._conn = sqlite3.connect(
-                path, timeout=_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
             try:
-                enable_wal(self._conn, within=_TIMEOUT_S)
+                enable_wal(self._conn, within=busy_timeout)
                 # FULL: a committed audit record survives power loss, not just a crash.
                 self._conn.execute("PRAGMA synchronous=FULL")
                 self._conn.execute("PRAGMA foreign_keys=ON")

@@ -183,7 +183,7 @@ def open_store(settings: HubSettings) -> AuditStore:
     """
     path = sqlite_path(settings)
     if path is not None:
-        return SQLiteAuditStore(path)
+        return SQLiteAuditStore(path, busy_timeout=settings.audit_busy_timeout)
     url = settings.audit_url or ""
     scheme = url.split(":", 1)[0]
     if url.startswith(_POSTGRES_PREFIXES):

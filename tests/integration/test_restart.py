@@ -168,8 +168,12 @@ def _log_has(hub: RunningHub, event: str) -> bool:
 def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path, where: str) -> None:
     """Own broker: the sink is killed and the audit settings differ from the shared hub's."""
     with EmbeddedBroker() as broker:
-        hub = start_hub(
-            broker.bootstrap, tmp_path / "data", audit_outage_limit=1.0, audit_sink=where
+        hub = start_hub(  # a short busy timeout: the sink's blocked write fails in 2 s, not 30
+            broker.bootstrap,
+            tmp_path / "data",
+            audit_outage_limit=1.0,
+            audit_sink=where,
+            audit_busy_timeout=2.0,
         )
         try:
             warm = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(unique("MARAC")))
