@@ -203,8 +203,10 @@ async def run_link(
             "batch the peer's broker acknowledged"
         ) from exc
     finally:
-        await consumer.stop()
-        await producer.stop()
+        try:
+            await consumer.stop()
+        finally:  # the producer is closed even when the consumer's stop fails or is cancelled
+            await producer.stop()
         _log.info("link_stopped", peer=peer, forwarded=stats.forwarded)
     return stats
 
