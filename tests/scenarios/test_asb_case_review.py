@@ -166,9 +166,14 @@ def test_the_hub_publishes_the_threshold_decision_with_its_reasons(review: Revie
     records = review.hub.wait_records(planned[0]["event_id"], at_least=5)
     delivered = [r for r in records if r.decision == AuditDecision.DELIVERED]
     assert {str(r.recipient) for r in delivered} == BODIES | {COORDINATOR}
-    assert {r.rule for r in delivered} == {"asb-threshold-met"}
+    assert {str(r.recipient): r.rule for r in delivered} == {
+        COORDINATOR: "asb-threshold-met",
+        **{party: "asb-threshold-met-bodies" for party in BODIES},
+    }
     for party in BODIES:
-        assert review.received(party, planned[0]["event_id"]).data["met"] is True
+        received = review.received(party, planned[0]["event_id"]).data
+        assert received["met"] is True
+        assert "reasons" not in received  # they name the other bodies' complaint references
 
     def review_stage() -> str:
         return str(review.status()[1]["stage"])

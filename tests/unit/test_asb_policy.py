@@ -63,7 +63,13 @@ def test_answers_go_to_the_coordinator_only_and_thresholds_by_result() -> None:
             data=factories.asb_threshold("ASB-1", met=met),
         )
         assert {r.party for r in decision.deliveries} == BROMSGROVE_BODIES | {COORDINATOR}
-        assert {r.rule_id for r in decision.deliveries} == {rule}
+        by_party = {r.party: r for r in decision.deliveries}
+        assert by_party[COORDINATOR].rule_id == rule
+        assert "*" in by_party[COORDINATOR].fields  # the coordinator tells the applicant why
+        for body in BROMSGROVE_BODIES:  # the result and the counts: never the reasons, which
+            assert by_party[body].rule_id == f"{rule}-bodies"  # name others' references
+            assert "reasons" not in by_party[body].fields
+            assert {"met", "qualifying_complaints"} <= set(by_party[body].fields)
 
 
 def test_an_alert_reaches_the_coordinator_and_the_body_it_names() -> None:
