@@ -273,3 +273,40 @@ def hub(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def unique(prefix: str) -> str:
     """A reference no other test uses (so tests on one hub never see each other's data)."""
     return f"{prefix}-{uuid.uuid4().hex[:10].upper()}"
+
+
+def event_ids_on(bootstrap: str, topic: str) -> dict[str, int]:
+    """Each event id (``ce_id``) on ``topic``, and how many messages carry it, read to the end.
+
+    On ``hub.out.<party>`` this is what the party itself reads: a second delivery of an event
+    is a second message there, whatever the audit store (one record per id) says. The end is
+    ``hub.broker.offsets.end_offsets`` (Tansu's listed end offset can be short).
+    """
+    from aiokafka import TopicPartition
+
+    from hub.broker.offsets import end_offsets
+
+    async def read() -> dict[str, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()  # a metadata refresh
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(tps)
+            ends = await end_offsets(consumer, tps)
+            await consumer.seek_to_beginning(*tps)
+            found: dict[str, int] = {}
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+            while await behind():
+                batch = await consumer.getmany(*tps, timeout_ms=500)
+                for record in (r for part in batch.values() for r in part):
+                    event_id = dict(record.headers or ()).get("ce_id", b"").decode()
+                    found[event_id] = found.get(event_id, 0) + 1
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())

@@ -43,7 +43,7 @@ from hub.models import AuditDecision, EventAttributes
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings, default_protocol_path
 from hub.state import open_proof_register
-from tests.conftest import RunningHub, start_hub, unique, wait_for
+from tests.conftest import RunningHub, event_ids_on, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, MARAC_UPDATED, marac_flag
 
 pytestmark = pytest.mark.integration
@@ -583,54 +583,33 @@ def _inbound_at_south(south: RunningHub) -> Counter[str]:
 
 
 def _ids_on(hub: RunningHub, topic: str) -> Counter[str]:
-    """Each event id (``ce_id``) on ``topic`` of ``hub``'s broker, and how many times.
-
-    On ``hub.out.<party>`` that is what the party itself would read: a second delivery of an
-    event is a second message there, whatever the audit store (one record per id) says.
-    """
-    return asyncio.run(_read_topic(hub, topic))[0]
+    """Each event id on ``topic`` of ``hub``'s broker, and how many messages carry it."""
+    return Counter(event_ids_on(hub.bootstrap, topic))
 
 
 def _routed_to_end(hub: RunningHub, topic: str) -> bool:
     """The router's group has committed ``topic`` up to its end: every message there decided."""
-    _, behind = asyncio.run(_read_topic(hub, topic, group=ROUTER_GROUP))
-    return behind == 0
-
-
-async def _read_topic(
-    hub: RunningHub, topic: str, *, group: str | None = None
-) -> tuple[Counter[str], int]:
-    """(ce_id counts on ``topic``, how many messages ``group`` has not committed past)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from hub.broker.offsets import end_offsets
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=hub.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()  # a metadata refresh
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        ends = await end_offsets(consumer, tps)
-        if group is not None:  # only the group's committed offsets; nothing is committed here
-            committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
-            return Counter(), sum(max(0, ends[tp] - committed[tp]) for tp in tps)
-        await consumer.seek_to_beginning(*tps)
-        found: Counter[str] = Counter()
+    async def behind() -> int:
+        # the group's committed offsets only: this consumer joins nothing and commits nothing
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=hub.bootstrap, group_id=ROUTER_GROUP, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(tps)
+            ends = await end_offsets(consumer, tps)
+            committed = [await consumer.committed(tp) or 0 for tp in tps]
+            return sum(max(0, ends[tp] - done) for tp, done in zip(tps, committed, strict=True))
+        finally:
+            await consumer.stop()
 
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for record in (r for part in batch.values() for r in part):
-                headers = dict(record.headers or ())
-                found[headers.get("ce_id", b"").decode()] += 1
-        return found, 0
-    finally:
-        await consumer.stop()
+    return asyncio.run(behind()) == 0
 
 
 def _read_line(process: subprocess.Popen[str], prefix: str, *, timeout: float, what: str) -> str:
