@@ -142,12 +142,17 @@ def test_migrate_copies_who_owns_a_transferred_case(
 ) -> None:
     """Else, once on PostgreSQL, the old area follows a case the peer owns to it again."""
     from hub.federation.ownership import Owned
-    from hub.state import open_ownership_register
+    from hub.state import open_ownership_register, open_proof_register
 
     local = HubSettings(data_dir=tmp_path / "data")
     owned = Owned("M-7", "swcsp-hub", "theirs", "own-7", "t-7", dt.date(2026, 12, 3))
     with open_ownership_register(local) as register:
         register.take(owned)
+    # and the peer's proofs of the hand-over, which `hub audit proof --peer` reads
+    proof = {"record": '{"record_id": "r-7"}', "leaf_index": 1, "tree_size": 2,
+             "inclusion_proof": [], "checkpoint": "c"}  # fmt: skip
+    with open_proof_register(local) as proofs:
+        proofs.add("swcsp-hub", "t-7", proof)
     monkeypatch.setenv("HUB_DATA_DIR", str(local.data_dir))
     monkeypatch.setenv("HUB_STATE_URL", postgres_url)
     result = CliRunner().invoke(app, ["state", "migrate", "--json"])
@@ -155,6 +160,8 @@ def test_migrate_copies_who_owns_a_transferred_case(
     shared = HubSettings(data_dir=tmp_path / "other-host", state_url=postgres_url)
     with open_ownership_register(shared) as register:
         assert register.owner("M-7") == owned
+    with open_proof_register(shared) as proofs:
+        assert proofs.entries("swcsp-hub", "t-7") == [proof]
 
 
 def test_a_crafted_column_name_in_the_sqlite_file_is_an_identifier_never_sql(
