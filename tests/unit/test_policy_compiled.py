@@ -13,6 +13,7 @@ import datetime as dt
 
 from hub.policies.engine import evaluate
 from hub.policies.loader import load_protocol
+from hub.policies.model import Protocol
 from hub.scenarios.north_worcs import Scenario
 from hub.settings import default_protocol_path
 from tests import factories
@@ -91,14 +92,18 @@ def test_a_copied_protocol_does_not_reuse_the_original_decisions() -> None:
     """``model_copy`` copies ``__dict__``: a changed copy must not answer from the cache."""
     protocol = load_protocol(default_protocol_path())
     data = factories.marac_flag("MARAC-2026-0001", district="redditch")
-    args = {
-        "event_type": "uk.csp.marac.flag.raised.v1",
-        "publisher": "west-mercia-police",
-        "data": data,
-        "today": TODAY,
-    }
-    before = evaluate(protocol, event_id="a", **args)
-    assert before.deliveries
+
+    def delivered(protocol: Protocol, event_id: str) -> set[str]:
+        decision = evaluate(
+            protocol,
+            event_id=event_id,
+            event_type="uk.csp.marac.flag.raised.v1",
+            publisher="west-mercia-police",
+            data=data,
+            today=TODAY,
+        )
+        return {r.party for r in decision.deliveries}
+
+    assert delivered(protocol, "a")
     without_rules = protocol.model_copy(update={"rules": ()})
-    after = evaluate(without_rules, event_id="b", **args)
-    assert not after.deliveries
+    assert not delivered(without_rules, "b")
