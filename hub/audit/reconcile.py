@@ -47,7 +47,9 @@ __all__ = [
     "reconcile_with_store",
 ]
 
-#: the hub's own notices to a party (rejections, suspensions, checkpoints) are not deliveries
+#: the hub's own notices to a party (rejections, suspensions, checkpoints) are not deliveries;
+#: the hub's own events routed under a rule (workflow alerts, withdrawals, proofs to a peer:
+#: published on hub.in.hub) are, and carry the rule (``ce_hubrule``) as every delivery does
 HUB_SOURCE = "/parties/hub"
 _PARTY_SOURCE = "/parties/"
 #: how long the reader waits for a partition behind its end offset to return anything
@@ -258,8 +260,8 @@ def classify(record: Any) -> SeenDelivery | Unidentified | None:
     if UNDECODABLE in headers:
         return Unidentified(_origin(record), f"undecodable record: {headers[UNDECODABLE]}")
     source = headers.get("ce_source")
-    if source == HUB_SOURCE:
-        return None
+    if source == HUB_SOURCE and "ce_hubrule" not in headers:
+        return None  # a notice: sealed to the party, never a disclosure under a rule
     event_id, recipient = headers.get("ce_id"), headers.get("ce_hubrecipient")
     if not event_id or not recipient:
         missing = [n for n, v in (("ce_id", event_id), ("ce_hubrecipient", recipient)) if not v]

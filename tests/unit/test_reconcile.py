@@ -117,6 +117,12 @@ def test_classify_reads_the_headers() -> None:
     )  # fmt: skip
     assert delivery == SeenDelivery("e1", POLICE, COORD, f"hub.out.{POLICE}/1@7")
     assert classify(_Raw([("ce_id", b"n1"), ("ce_source", b"/parties/hub")])) is None
+    # the hub's own event routed under a rule (an alert, a withdrawal): a delivery like any
+    alert = classify(
+        _Raw([("ce_id", b"a1"), ("ce_source", b"/parties/hub"), ("ce_hubrule", b"marac-alerts"),
+              ("ce_hubrecipient", POLICE.encode())])
+    )  # fmt: skip
+    assert alert == SeenDelivery("a1", POLICE, "hub", f"hub.out.{POLICE}/1@7")
     missing = classify(_Raw([("ce_id", b"e1")]))
     assert missing == Unidentified(f"hub.out.{POLICE}/1@7", "no ce_hubrecipient header")
     marked = classify(_Raw([(UNDECODABLE, b"header name not UTF-8"), ("ce_id", b"e1")]))
