@@ -218,6 +218,7 @@ def _sqlite_mutate(conn: sqlite3.Connection, mutation: tuple[Any, ...]) -> None:
 
 def _sqlite_dump(path: Path) -> list[Any]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.text_factory = bytes  # a mutation may leave text that is not UTF-8: compare bytes
         return [
             conn.execute(f"SELECT *, typeof({c}) FROM {t} ORDER BY 1").fetchall()  # noqa: S608
             for t, c in (
