@@ -180,7 +180,9 @@ def flag_status(
         flags = register.flags(status=None if include_closed else "active")
     reports = []
     for flag in flags:
-        records = store.query(case_pseudonym=pseudonymiser.case(flag.case_ref), limit=_ALL)
+        records = _chronological(
+            store.query(case_pseudonym=pseudonymiser.case(flag.case_ref), limit=_ALL)
+        )
         acks = tuple(
             replace(a, escalated=a.overdue and _escalated(register, a))
             for a in _acks(store, records, departments, policy, now)
@@ -210,6 +212,17 @@ def flag_status(
             )
         )
     return reports
+
+
+def _chronological(records: list[AuditRecord]) -> list[AuditRecord]:
+    """The case's records by when the hub decided, then when each event happened.
+
+    Not by append order: with several workers, each host's audit sink stores the batches it
+    consumes, so two events of one case routed in order a few milliseconds apart can be
+    appended the other way round. The sort is stable: one event's recipients keep their
+    routing order.
+    """
+    return sorted(records, key=lambda r: (r.time, r.event_time or r.time))
 
 
 def _transfers(records: list[AuditRecord], protocol: Protocol) -> tuple[tuple[str, str, str], ...]:

@@ -27,7 +27,7 @@ from hub.processes import Stores, apply_effects
 from hub.settings import HubSettings
 from hub.workflows.marac import flag_status
 from hub.workflows.register import FlagRegister
-from tests.factories import MARAC_RAISED, marac_flag
+from tests.factories import MARAC_RAISED, MARAC_UPDATED, marac_flag
 from tests.unit.test_router import FIXED, KEYS, PROTOCOL, REGISTRY, ack, never_seen, record
 
 PSEUDO = Pseudonymiser(b"k" * 32)
@@ -145,3 +145,48 @@ def test_an_acknowledgement_of_another_partys_event_with_the_same_id_does_not_co
         ]
     )
     assert status(register, store)[department].acknowledged_at is None
+
+
+def test_departments_are_listed_by_event_time_not_by_append_order(
+    register: FlagRegister, store: AuditStore
+) -> None:
+    """Two updates of one case decided in the same hub millisecond, stored the other way round.
+
+    With several workers each host's audit sink appends the batches it consumes, so a case's
+    records can reach the store out of routing order (issue 22's scale-out run found it).
+    The status lists them by the hub's decision time, then by each event's own time.
+    """
+    hub = router(register)
+    routed = []
+    for index, event_id in enumerate(("u-1", "u-2")):
+        result = hub.route(
+            **record(
+                "marac.north-worcs",
+                MARAC_UPDATED,
+                marac_flag("MARAC-50"),
+                event_id=event_id,
+                offset=index,
+            ),
+            seen=never_seen,
+        )
+        apply_effects(result.effects, Stores([register]))
+        happened = FIXED + dt.timedelta(seconds=index)  # the publisher's CloudEvents time
+        routed.append([r.model_copy(update={"event_time": happened}) for r in result.audit])
+    store.append(routed[1])  # the later event's batch reached the store first
+    store.append(routed[0])
+    [report] = flag_status(
+        register=register,
+        store=store,
+        protocol=PROTOCOL,
+        pseudonymiser=PSEUDO,
+        now=FIXED,
+        case="MARAC-50",
+    )
+    order = [a.event_id for a in report.acks]
+    assert order == sorted(order)
+    assert set(order) == {"u-1", "u-2"}
+    assert [a.party for a in report.acks if a.event_id == "u-1"] == [
+        r.recipient
+        for r in routed[0]
+        if r.decision is AuditDecision.DELIVERED and r.recipient in {a.party for a in report.acks}
+    ]
