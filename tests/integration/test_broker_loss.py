@@ -325,14 +325,22 @@ def test_events_a_router_held_undecided_are_listed_by_id(tmp_path: Path) -> None
                 return False
 
             wait_for(paused, timeout=60, what="the router to pause delivery")
-            published.extend(up.publish(3))
+            # Published while it is paused, so held undecided until the broker dies. Only a
+            # snapshot listing these was surely written after the pause: one written before
+            # it (the worker writes one a second) can list an event in mid-route, decided a
+            # moment later, and be the last one on disk when the broker dies.
+            while_paused = set(up.publish(3))
+            published.extend(while_paused)
             snapshot = next((up.data_dir / "workers").glob("*.offsets.json"))
 
-            def fetched() -> set[str]:
+            def fetched() -> set[str] | None:
                 data = json.loads(snapshot.read_text())
-                return {i for events in data.get("fetched", {}).values() for _o, _s, i in events}
+                ids = {i for events in data.get("fetched", {}).values() for _o, _s, i in events}
+                return ids if while_paused <= ids else None
 
-            held = wait_for(fetched, what="the worker's snapshot to list events it holds")
+            held = wait_for(
+                fetched, what="the worker's snapshot to list the events published while paused"
+            )
             assert held <= set(published)
             wait_for(lambda: up.pending() >= 4, what="hub up to see the paused events")
             os.kill(up.state()["broker_pid"], signal.SIGKILL)
@@ -349,6 +357,7 @@ def test_events_a_router_held_undecided_are_listed_by_id(tmp_path: Path) -> None
             if e["source"] == "/parties/marac.north-worcs"
         }
         assert listed
+        assert while_paused <= listed  # held since the pause: each one named
         assert listed <= set(published)
         lost = up.log_events("events_lost")
         total = up.log_events("events_lost_total")[0]["count"]
