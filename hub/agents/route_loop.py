@@ -23,6 +23,7 @@ crash; a test passes its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -163,6 +164,10 @@ class RouteLoop:
         self.position = position
         self.observe = observe
 
+    def _case_keys(self) -> contextlib.AbstractContextManager[None]:
+        cases = self.router.case_keys
+        return cases.batch() if cases is not None else contextlib.nullcontext()
+
     def route_one(
         self, message: InboundRecord, origin: Origin, first: Callable[[str], str | None]
     ) -> RouteResult:
@@ -262,7 +267,10 @@ class RouteLoop:
         await self.audit.watch.wait_open()  # no delivery while the store lags beyond the limit
         await self.pipeline.admit(len(events))  # raises a failed produce: restart from commit
         try:
-            routed, claims = self.route_events(events, ack)
+            # the batch's new case keys are stored in one commit as it ends (or not at all if
+            # routing fails), before any delivery of the batch is produced
+            with self._case_keys():
+                routed, claims = self.route_events(events, ack)
             self.claim(claims)  # before any delivery of the batch is produced
             written = self.position()  # after the claims: synced before the ack
             audit = self.audit.messages([r for _, _, result in routed for r in result.audit])

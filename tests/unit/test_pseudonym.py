@@ -32,6 +32,14 @@ def test_subject_pseudonym_is_stable_and_shaped() -> None:
     int(first[3:], 16)  # hex
 
 
+def test_pseudonyms_are_the_ones_every_stored_log_was_written_with() -> None:
+    """Known answers (HMAC-SHA256, truncated): a change of how they are computed must not
+    change a value, or every audit log's subject and case lookups would find nothing."""
+    p = Pseudonymiser(KEY)
+    assert p.subject("SUBJ-001") == "ps_b63e3a8054c79b14b7b2b80bfe97b5d3"
+    assert p.case("MARAC-NW-2026-0037") == "pc_1d0b864fd8393b60d0bc9f5035ff8166"
+
+
 def test_pseudonym_normalises_whitespace_and_case() -> None:
     p = Pseudonymiser(KEY)
     assert p.subject("  subj-001\n") == p.subject("SUBJ-001")
