@@ -56,7 +56,7 @@ from hub.models import (
     event_key,
     record_id_for,
 )
-from hub.policies.engine import evaluate, minimise
+from hub.policies.engine import corrections_of, evaluate, minimise
 from hub.policies.model import Protocol
 from hub.processes.acks import acknowledgement_records
 from hub.processes.base import (
@@ -606,7 +606,7 @@ class Router:
         owners: Sequence[Process],
     ) -> Collection[str]:
         """Earlier recipients of the case, when a correction (Art 19) covers this type."""
-        if case is None or not self.protocol.corrections_for(event_type):
+        if case is None or not corrections_of(self.protocol, event_type):
             return ()
         found = self._holders(case)
         if ctx is not None:  # e.g. the member that published a ban holds it too
@@ -935,13 +935,13 @@ class Router:
 def _headers_size(headers: Sequence[tuple[str, bytes | None]]) -> int:
     """Bytes of headers in a Kafka record (v2): name, value, and their varint lengths.
 
-    Every delivery is measured (``_decide``), so the sum is taken without a Python-level step
-    per header: the UTF-8 length of the joined names is the sum of each name's.
+    Every delivery is measured (``_decide``): one pass, and a name's UTF-8 length is its
+    length when it is ASCII, as every header name the hub writes is.
     """
-    if not headers:
-        return 0
-    names, values = zip(*headers, strict=True)
-    return len("".join(names).encode()) + sum(map(len, filter(None, values))) + 10 * len(headers)
+    size = 10 * len(headers)
+    for name, value in headers:
+        size += (len(name) if name.isascii() else len(name.encode())) + (len(value) if value else 0)
+    return size
 
 
 def _record_size(

@@ -16,9 +16,9 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from hub.models import Decision, RecipientDecision
-from hub.policies.model import Condition, Party, Protocol, RecipientClause, Rule
+from hub.policies.model import Condition, Correction, Party, Protocol, RecipientClause, Rule
 
-__all__ = ["evaluate", "get_path", "minimise"]
+__all__ = ["corrections_of", "evaluate", "get_path", "minimise"]
 
 _MISSING = object()
 _TEMPLATE = re.compile(r"\{([a-z0-9_.]+)\}")
@@ -187,6 +187,20 @@ def _compiled(protocol: Protocol) -> dict[Any, Any]:
         # protocol that may differ: a copy starts afresh
         kept = protocol.__dict__["_engine_compiled"] = (id(protocol), {})
     return kept[1]
+
+
+def corrections_of(protocol: Protocol, event_type: str) -> tuple[Correction, ...]:
+    """``protocol.corrections_for(event_type)``, worked out once per event type.
+
+    Asked for every routed event (the decision cache's key, the router's earlier holders);
+    the protocol is immutable, so the scan of its corrections is kept with it.
+    """
+    cache = _compiled(protocol)
+    key = ("corrections", event_type)
+    found: tuple[Correction, ...] | None = cache.get(key)
+    if found is None:
+        found = cache[key] = protocol.corrections_for(event_type)
+    return found
 
 
 def _data_free(protocol: Protocol, rules: Sequence[Rule], event_type: str) -> bool:
@@ -375,7 +389,7 @@ def evaluate(
             publisher,
             today,
             # earlier holders matter only where a correction covers the type (``_correct``)
-            frozenset(previous) if protocol.corrections_for(event_type) else None,
+            frozenset(previous) if corrections_of(protocol, event_type) else None,
             tuple(_frozen(get_path(data, p)) for p in _paths_read(protocol, event_type)),
         )
     except _Unhashable:
@@ -493,7 +507,7 @@ def _correct(
     data: Mapping[str, Any],
 ) -> RecipientDecision | None:
     """An earlier recipient no rule serves now still gets the correction, unless prohibited."""
-    corrections = protocol.corrections_for(event_type)
+    corrections = corrections_of(protocol, event_type)
     if not corrections or (outcome is not None and outcome.outcome == "deliver"):
         return outcome
     if outcome is not None and _prohibited(protocol, outcome):
