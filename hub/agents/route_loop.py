@@ -8,7 +8,10 @@ For each event of a batch, in offset order (``route_events``):
    event into a quarantined one (``Router.unapplied``), as a write failing inside routing
    always did;
 3. an accepted event is claimed in the seen-event store (with its recipients), the batch's
-   claims in one commit before any delivery is produced.
+   claims in one commit before any delivery is produced;
+4. a case's new key (escrow) is kept in memory for the batch and stored with the batch's
+   others in one commit when routing ends (``CaseKeys.batch``): a batch that fails half way
+   stores none, and none of its deliveries is produced.
 
 Then (``route_batch``) the batch's audit records become signed ``hub.audit`` messages, kept
 in the outbox until the store has them (``AuditSide``), and the batch goes to the pipeline
