@@ -11,11 +11,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hub.agents.supervisor import Supervisor, read_state
 from hub.audit.store import open_store, sqlite_path
 from hub.broker import EmbeddedBroker
 from hub.cli.common import echo_json, handle_errors, load_settings, require_party
@@ -36,7 +35,13 @@ from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings
-from hub.web.server import ConsoleServer, console_server
+
+if TYPE_CHECKING:
+    from hub.web.server import ConsoleServer
+
+# The supervisor (aiokafka's admin client, the policy engine) and the web console (FastAPI)
+# are imported by the commands that run them: `hub publish` and `hub consume`, run once per
+# event by scripts, do not pay for them.
 
 
 def _stop_on_signals() -> threading.Event:
@@ -61,7 +66,11 @@ def _wait_for_signal(check: Any = None, *, stop: threading.Event | None = None) 
 
 
 def _bootstrap(settings: HubSettings) -> str:
-    return settings.kafka_bootstrap or read_state(settings).bootstrap
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    from hub.agents.supervisor import read_state
+
+    return read_state(settings).bootstrap
 
 
 def up() -> None:
@@ -76,6 +85,8 @@ def up() -> None:
     events it took with it are logged as `events_lost`; one that keeps dying, or cannot be
     restarted, stops the hub with an error (exit code 1).
     """
+    from hub.agents.supervisor import Supervisor
+
     settings = load_settings()
     configure_logging(settings.log_level)
     supervisor = Supervisor(settings)
@@ -103,6 +114,8 @@ def _start_console(settings: HubSettings) -> ConsoleServer | None:
     """The web console next to the hub (``HUB_CONSOLE_PORT=0``: none); a busy port warns."""
     if not settings.console_port:
         return None
+    from hub.web.server import console_server
+
     try:
         console = console_server(settings)
         typer.echo(f"console ready url={console.start()}")
@@ -119,6 +132,7 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="stay up after the scenario")] = False,
 ) -> None:
     """`hub up` plus a realistic North Worcestershire scenario, with a live summary."""
+    from hub.agents.supervisor import Supervisor
     from hub.scenarios.demo import run_demo
 
     settings = load_settings()
