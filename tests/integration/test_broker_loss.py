@@ -312,6 +312,16 @@ def test_events_a_router_held_undecided_are_listed_by_id(tmp_path: Path) -> None
         wait_for(lambda: http_get(ready)[0] == 200, what="the worker to be ready")
         warm = up.publish()[0]
         wait_for(lambda: up.decided(warm), what="the warm event to be decided")
+        # ... and the router to have seen it stored: a record it still counted as pending
+        # (the sink took over the limit to store it) could pause the next event for a moment,
+        # and that pause, lifted at once, would let the events published "while paused" through
+        metrics = f"http://127.0.0.1:{up.metrics_port}/metrics"
+
+        def caught_up() -> bool:
+            status, body = http_get(metrics)
+            return status == 200 and metric_sum(body.decode(), "hub_audit_lag") == 0
+
+        wait_for(caught_up, what="the router to see the warm event's records stored")
         worker_log = up.data_dir / "worker.log"
         lock = sqlite3.connect(up.data_dir / "audit.sqlite3", isolation_level=None, timeout=5)
         lock.execute("BEGIN EXCLUSIVE")  # the store cannot be written: the router pauses
