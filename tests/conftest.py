@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import json
 import os
 import time
 import uuid
@@ -99,6 +100,49 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("HUB_"):
             monkeypatch.delenv(name)
+
+
+#: seconds each costly test file took in a recorded full run (scripts/file_costs.py)
+FILE_COSTS = Path(__file__).with_name("file_costs.json")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, hand out test files in the order collected (``pytest_collection_modifyitems``).
+
+    xdist's own order for ``--dist loadfile`` is by number of tests, most first: the
+    scenario and fault files (a few tests of a minute each) went last, and one worker was
+    left running them long after the other had finished.
+    """
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Costliest files first, each file's tests in their own order (longest job first).
+
+    A file is one xdist work unit (``--dist loadfile``) and a worker runs its units one after
+    another, so the files that take a minute or more start first and the many short ones
+    fill in behind them, leaving no worker alone with a long file at the end. The costs are
+    recorded ones (``FILE_COSTS``), so every worker sorts the same collection the same way,
+    as xdist requires; a file not listed there costs 0 and keeps its collected place among
+    the others. Only the order of files changes: every test still runs.
+    """
+    if not items:
+        return
+    costs: dict[str, float] = json.loads(FILE_COSTS.read_text())["files"]
+    rootdir = config.rootpath
+
+    def cost(item: pytest.Item) -> float:
+        try:
+            relative = Path(item.path).relative_to(rootdir).as_posix()
+        except ValueError:
+            return 0.0
+        return float(costs.get(relative, 0.0))
+
+    order = {id(item): n for n, item in enumerate(items)}
+    items.sort(key=lambda item: (-cost(item), order[id(item)]))
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:
