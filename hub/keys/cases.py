@@ -136,6 +136,7 @@ class CaseKeys:
         self._lock_depth = 0  # _locked() nesting in this process (thread lock held)
         #: keys made during a route batch, stored together when it ends (``batch``)
         self._pending: dict[str, bytes] | None = None
+        self._batch_thread: int | None = None  # the thread that opened the batch
 
     def __repr__(self) -> str:
         return f"CaseKeys({str(self._root)!r})"
@@ -165,7 +166,7 @@ class CaseKeys:
             CaseShreddedError: the case was shredded.
         """
         name = self.pseudonym(case_ref)
-        pending = self._pending
+        pending = self._batch_keys()
         if pending is not None:
             return self._deferred_key(name, pending)
         with self._thread_lock:
@@ -194,8 +195,9 @@ class CaseKeys:
         """New case keys made inside are stored together, in one commit, when it ends.
 
         The route loop routes a batch inside it: a key made for a new case is kept in memory
-        (and served to the batch's later events of that case) and written with the batch's
-        others in one transaction on leaving, before any delivery of the batch is produced.
+        (and served to the batch's later events of that case, on this thread only:
+        ``_batch_keys``) and written with the batch's others in one transaction on leaving,
+        before any delivery of the batch is produced.
         That is one commit per batch instead of one per new case. Leaving by an exception
         stores nothing: the batch's deliveries are never produced, and its events are routed
         again from the last commit.
@@ -209,11 +211,12 @@ class CaseKeys:
         if self._pending is not None:
             raise KeyStoreError("case keys: a batch is already open (batches do not nest)")
         self._pending = {}
+        self._batch_thread = threading.get_ident()
         try:
             yield
             made = self._pending
         finally:
-            self._pending = None
+            self._pending = self._batch_thread = None
         if made:
             lost = self._store_new(made)
             if lost:
@@ -222,6 +225,20 @@ class CaseKeys:
                     "created or shredded by another process while this batch was routed; "
                     "the batch is routed again from the last commit"
                 )
+
+    def _batch_keys(self) -> dict[str, bytes] | None:
+        """The open batch's new keys, if the calling thread is the one that opened it.
+
+        Only the batch's own thread is served keys that are not stored yet: the batch can
+        still fail and store none of them, and a key handed to any other caller sharing this
+        object (a console or sweep thread) would then be one the keyring never held. Another
+        thread's new key is stored at once; if the batch made one for the same case, the
+        batch fails at its end (``CaseKeyRaceError``), as for another process.
+        """
+        pending = self._pending
+        if pending is None or self._batch_thread != threading.get_ident():
+            return None
+        return pending
 
     def _deferred_key(self, name: str, pending: dict[str, bytes]) -> bytes:
         """``key_for`` inside ``batch``: the stored key, the batch's new one, or a new one."""

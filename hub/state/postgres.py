@@ -180,6 +180,7 @@ class PostgresCaseKeys(CaseKeys):
         self._pseudonymise = pseudonymise
         self._group = group
         self._pending = None
+        self._batch_thread = None
         self._pg = PgSession(
             url,
             label="case keyring",
@@ -195,7 +196,7 @@ class PostgresCaseKeys(CaseKeys):
     def key_for(self, case_ref: str) -> bytes:
         """``CaseKeys.key_for``: one indexed read; a new key under the case's lock."""
         name = self.pseudonym(case_ref)
-        pending = self._pending
+        pending = self._batch_keys()
         if pending is not None:  # inside ``batch``: stored with the batch's others
             return self._deferred_key(name, pending)
         with self._pg.read() as conn:

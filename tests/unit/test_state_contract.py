@@ -473,6 +473,31 @@ def test_a_batch_loses_a_race_for_a_case_key_or_to_a_shred_loudly(
         router.key_for("C-0002")  # inside a batch too
 
 
+def test_a_batch_defers_only_the_keys_of_the_thread_routing_it(
+    cases: Callable[[], CaseKeys],
+) -> None:
+    """A key another thread asks for while the route loop's batch is open is stored at once.
+
+    The batch may yet fail and store none of its keys; a key handed to a caller outside it
+    (a console or sweep thread sharing the object) would then be one the keyring never held.
+    """
+    router, other = cases(), cases()
+    served: dict[str, bytes] = {}
+
+    def elsewhere() -> None:
+        served["key"] = router.key_for("C-0009")
+
+    with router.batch():
+        mine = router.key_for("C-0001")
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert other.key_for("C-0009") == served["key"]  # stored, not held for the batch
+        assert other.live_cases() == [pseudonym("C-0009")]  # the batch's own key waits
+    assert other.key_for("C-0001") == mine
+
+
 def test_case_keys_group_commit(settings: HubSettings) -> None:
     group = GroupSync()
     keys = open_case_keys(settings, pseudonymise=pseudonym, group=group)
