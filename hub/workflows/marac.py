@@ -27,6 +27,7 @@ from typing import Any
 
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.store import AuditStore, open_store
+from hub.clock import utc
 from hub.log import get_logger
 from hub.models import AuditDecision, AuditRecord
 from hub.policies import durations
@@ -220,9 +221,10 @@ def _chronological(records: list[AuditRecord]) -> list[AuditRecord]:
     Not by append order: with several workers, each host's audit sink stores the batches it
     consumes, so two events of one case routed in order a few milliseconds apart can be
     appended the other way round. The sort is stable: one event's recipients keep their
-    routing order.
+    routing order. Times are compared in UTC: a ``ce_time`` sent without an offset is read
+    as a naive time, which cannot be compared with an aware one (taken as UTC, as everywhere).
     """
-    return sorted(records, key=lambda r: (r.time, r.event_time or r.time))
+    return sorted(records, key=lambda r: (utc(r.time), utc(r.event_time or r.time)))
 
 
 def _transfers(records: list[AuditRecord], protocol: Protocol) -> tuple[tuple[str, str, str], ...]:

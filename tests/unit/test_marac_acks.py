@@ -190,3 +190,45 @@ def test_departments_are_listed_by_event_time_not_by_append_order(
         for r in routed[0]
         if r.decision is AuditDecision.DELIVERED and r.recipient in {a.party for a in report.acks}
     ]
+
+
+def test_a_publishers_time_without_an_offset_does_not_break_the_status(
+    register: FlagRegister, store: AuditStore
+) -> None:
+    """Records decided in the same hub instant are ordered by event time, naive or not.
+
+    The hub reads ``ce_time`` with ``datetime.fromisoformat``, which takes a time without
+    an offset as naive; the status orders a case's records by (decision time, event time),
+    so one naive event time beside an aware one must not make the comparison raise.
+    """
+    hub = router(register)
+    routed = []
+    for index, event_id in enumerate(("n-1", "n-2")):
+        result = hub.route(
+            **record(
+                "marac.north-worcs",
+                MARAC_UPDATED,
+                marac_flag("MARAC-50"),
+                event_id=event_id,
+                offset=index,
+            ),
+            seen=never_seen,
+        )
+        apply_effects(result.effects, Stores([register]))
+        happened = FIXED + dt.timedelta(seconds=index)
+        if index == 1:  # a time sent without an offset: naive, taken as UTC
+            happened = happened.replace(tzinfo=None)
+        routed.append([r.model_copy(update={"event_time": happened}) for r in result.audit])
+    store.append(routed[1])
+    store.append(routed[0])
+    [report] = flag_status(
+        register=register,
+        store=store,
+        protocol=PROTOCOL,
+        pseudonymiser=PSEUDO,
+        now=FIXED,
+        case="MARAC-50",
+    )
+    order = [a.event_id for a in report.acks]
+    assert order == sorted(order)
+    assert set(order) == {"n-1", "n-2"}
