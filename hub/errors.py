@@ -33,7 +33,6 @@ __all__ = [
     "AuditError",
     "AuditIntegrityError",
     "BrokerError",
-    "CaseKeyRaceError",
     "CaseShreddedError",
     "ConfigError",
     "CrashLoopError",
@@ -132,14 +131,6 @@ class KeyRevokedError(KeyStoreError):
 
 class CaseShreddedError(KeyStoreError):
     """The case key was destroyed by crypto-shredding; a shredded case stays shredded."""
-
-
-class CaseKeyRaceError(KeyStoreError):
-    """Another process created or shredded a case's key while a route batch held a new one.
-
-    The batch's deliveries are not produced; its events are routed again from the last
-    commit, where the stored key (or the tombstone) is found.
-    """
 
 
 class LegalHoldError(KeyStoreError):

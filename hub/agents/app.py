@@ -97,7 +97,6 @@ def build_router(
         pseudonymiser=pseudonymiser,
         envelope=envelope,
         escrow=make_escrow(cases),
-        case_keys=cases,
         max_event_bytes=settings.max_event_bytes,
         clock=clock_for(settings.clock_file),
         previous=earlier_recipients(settings, pseudonymiser),

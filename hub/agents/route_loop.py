@@ -8,10 +8,7 @@ For each event of a batch, in offset order (``route_events``):
    event into a quarantined one (``Router.unapplied``), as a write failing inside routing
    always did;
 3. an accepted event is claimed in the seen-event store (with its recipients), the batch's
-   claims in one commit before any delivery is produced;
-4. a case's new key (escrow) is kept in memory for the batch and stored with the batch's
-   others in one commit when routing ends (``CaseKeys.batch``): a batch that fails half way
-   stores none, and none of its deliveries is produced.
+   claims in one commit before any delivery is produced.
 
 Then (``route_batch``) the batch's audit records become signed ``hub.audit`` messages, kept
 in the outbox until the store has them (``AuditSide``), and the batch goes to the pipeline
@@ -26,7 +23,6 @@ crash; a test passes its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -167,10 +163,6 @@ class RouteLoop:
         self.position = position
         self.observe = observe
 
-    def _case_keys(self) -> contextlib.AbstractContextManager[None]:
-        cases = self.router.case_keys
-        return cases.batch() if cases is not None else contextlib.nullcontext()
-
     def route_one(
         self, message: InboundRecord, origin: Origin, first: Callable[[str], str | None]
     ) -> RouteResult:
@@ -270,10 +262,7 @@ class RouteLoop:
         await self.audit.watch.wait_open()  # no delivery while the store lags beyond the limit
         await self.pipeline.admit(len(events))  # raises a failed produce: restart from commit
         try:
-            # the batch's new case keys are stored in one commit as it ends (or not at all if
-            # routing fails), before any delivery of the batch is produced
-            with self._case_keys():
-                routed, claims = self.route_events(events, ack)
+            routed, claims = self.route_events(events, ack)
             self.claim(claims)  # before any delivery of the batch is produced
             written = self.position()  # after the claims: synced before the ack
             audit = self.audit.messages([r for _, _, result in routed for r in result.audit])

@@ -41,7 +41,6 @@ from hub.federation.receipts import (
     receipt_body,
     receipt_id,
 )
-from hub.keys.cases import CaseKeys
 from hub.log import get_logger
 from hub.models import (
     ACK_TYPE,
@@ -180,12 +179,8 @@ class Router:
         quarantine_max_bytes: int = QUARANTINE_MAX_BYTES,
         processes: ProcessRegistry | None = None,
         stores: Stores | None = None,
-        case_keys: CaseKeys | None = None,
     ) -> None:
         self.protocol = protocol
-        # the keyring ``escrow`` seals under: the route loop stores a batch's new case keys
-        # in one commit (``CaseKeys.batch``), before any of its deliveries is produced
-        self.case_keys = case_keys
         # The partnership processes (``hub.processes``) check events of their types before
         # the decision and say what to record after it. Their registers are read here, never
         # written: ``register`` and ``bans`` (the flag and ban registers) are shorthand for

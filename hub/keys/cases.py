@@ -59,7 +59,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from hub.durable import GroupSync
-from hub.errors import CaseKeyRaceError, CaseShreddedError, KeyStoreError, LegalHoldError
+from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.keys.file_store import ensure_private_dir, fsync_dir, write_private_file
 from hub.sqlite_wal import enable_wal
 
@@ -75,17 +75,6 @@ _TIMEOUT_S = 30.0
 _DDL = (
     "CREATE TABLE IF NOT EXISTS case_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS shredded (name TEXT PRIMARY KEY, shredded_at TEXT NOT NULL)",
-)
-#: one statement, so one atomic step: no key for a shredded case, and of two processes
-#: creating the same case's key, the first one wins
-_INSERT_UNLESS_SHREDDED = (
-    "INSERT INTO case_keys (name, key) SELECT ?, ? WHERE NOT EXISTS "
-    "(SELECT 1 FROM shredded WHERE name = ?) ON CONFLICT (name) DO NOTHING"
-)
-#: the case's key (or NULL) and whether it is shredded, in one read
-_KEY_OR_TOMBSTONE = (
-    "SELECT (SELECT key FROM case_keys WHERE name = ?), "
-    "EXISTS (SELECT 1 FROM shredded WHERE name = ?)"
 )
 
 
@@ -134,9 +123,6 @@ class CaseKeys:
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._lock_depth = 0  # _locked() nesting in this process (thread lock held)
-        #: keys made during a route batch, stored together when it ends (``batch``)
-        self._pending: dict[str, bytes] | None = None
-        self._batch_thread: int | None = None  # the thread that opened the batch
 
     def __repr__(self) -> str:
         return f"CaseKeys({str(self._root)!r})"
@@ -166,9 +152,6 @@ class CaseKeys:
             CaseShreddedError: the case was shredded.
         """
         name = self.pseudonym(case_ref)
-        pending = self._batch_keys()
-        if pending is not None:
-            return self._deferred_key(name, pending)
         with self._thread_lock:
             db = self._db()
             try:
@@ -178,7 +161,11 @@ class CaseKeys:
                 key = os.urandom(CASE_KEY_BYTES)
                 # one statement, so one atomic transaction: no key for a shredded case, and
                 # of two processes creating the same case's key, the first one wins
-                created = db.execute(_INSERT_UNLESS_SHREDDED, (name, key, name)).rowcount
+                created = db.execute(
+                    "INSERT INTO case_keys (name, key) SELECT ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM shredded WHERE name = ?) ON CONFLICT (name) DO NOTHING",
+                    (name, key, name),
+                ).rowcount
                 if not created:
                     row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
                     if row is None:
@@ -189,105 +176,6 @@ class CaseKeys:
         if self._group is not None:  # committed, not yet fsynced: the group round does it
             self._group.dirty(self.sync, self._dir)
         return key
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """New case keys made inside are stored together, in one commit, when it ends.
-
-        The route loop routes a batch inside it: a key made for a new case is kept in memory
-        (and served to the batch's later events of that case, on this thread only:
-        ``_batch_keys``) and written with the batch's others in one transaction on leaving,
-        before any delivery of the batch is produced.
-        That is one commit per batch instead of one per new case. Leaving by an exception
-        stores nothing: the batch's deliveries are never produced, and its events are routed
-        again from the last commit.
-
-        Raises (on leaving):
-            CaseKeyRaceError: another process created or shredded one of the cases while the
-                batch was routed; the keys that could be were stored, and the batch must be
-                routed again (the worker restarts from its last commit, where ``key_for``
-                then finds the stored key or the tombstone).
-        """
-        if self._pending is not None:
-            raise KeyStoreError("case keys: a batch is already open (batches do not nest)")
-        self._pending = {}
-        self._batch_thread = threading.get_ident()
-        try:
-            yield
-            made = self._pending
-        finally:
-            self._pending = self._batch_thread = None
-        if made:
-            lost = self._store_new(made)
-            if lost:
-                raise CaseKeyRaceError(
-                    f"case keys for {len(lost)} case(s) ({', '.join(sorted(lost)[:3])}) were "
-                    "created or shredded by another process while this batch was routed; "
-                    "the batch is routed again from the last commit"
-                )
-
-    def _batch_keys(self) -> dict[str, bytes] | None:
-        """The open batch's new keys, if the calling thread is the one that opened it.
-
-        Only the batch's own thread is served keys that are not stored yet: the batch can
-        still fail and store none of them, and a key handed to any other caller sharing this
-        object (a console or sweep thread) would then be one the keyring never held. Another
-        thread's new key is stored at once; if the batch made one for the same case, the
-        batch fails at its end (``CaseKeyRaceError``), as for another process.
-        """
-        pending = self._pending
-        if pending is None or self._batch_thread != threading.get_ident():
-            return None
-        return pending
-
-    def _deferred_key(self, name: str, pending: dict[str, bytes]) -> bytes:
-        """``key_for`` inside ``batch``: the stored key, the batch's new one, or a new one."""
-        key = pending.get(name)
-        if key is not None:
-            return key
-        with self._thread_lock:
-            db = self._db()
-            try:
-                row = db.execute(_KEY_OR_TOMBSTONE, (name, name)).fetchone()
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
-        stored, shredded = row
-        if stored is not None:
-            return _checked(name, stored)
-        if shredded:
-            raise _shredded(name)
-        key = pending[name] = os.urandom(CASE_KEY_BYTES)
-        return key
-
-    def _store_new(self, made: dict[str, bytes]) -> set[str]:
-        """Store a batch's new keys in one transaction; the names another process won."""
-        with self._thread_lock:
-            db = self._db()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    written = db.executemany(
-                        _INSERT_UNLESS_SHREDDED, [(n, k, n) for n, k in made.items()]
-                    ).rowcount
-                    lost: set[str] = set()
-                    if written != len(made):
-                        for name, key in made.items():
-                            row = db.execute(
-                                "SELECT key FROM case_keys WHERE name = ?", (name,)
-                            ).fetchone()
-                            if row is None or bytes(row[0]) != key:
-                                lost.add(name)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
-        if self._group is not None:  # committed, not yet fsynced: the group round does it
-            self._group.dirty(self.sync, self._dir)
-        else:
-            self.sync()
-        return lost
 
     def sync(self) -> None:
         """Make every commit so far durable (by any process): one fsync of the keyring's log.

@@ -33,15 +33,7 @@ from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.federation.ownership import OwnershipRegister
 from hub.federation.proofs import ProofRegister
-from hub.keys.cases import (
-    _KEY_OR_TOMBSTONE,
-    _SAFE_NAME,
-    CASE_KEY_BYTES,
-    CaseKeys,
-    LegalHold,
-    _checked,
-    _shredded,
-)
+from hub.keys.cases import _SAFE_NAME, CASE_KEY_BYTES, CaseKeys, LegalHold, _checked, _shredded
 from hub.strategic.register import StrategicRegister
 from hub.workflows.agreements import AgreementAlerts
 from hub.workflows.asb.register import AsbRegister
@@ -179,8 +171,6 @@ class PostgresCaseKeys(CaseKeys):
     ) -> None:
         self._pseudonymise = pseudonymise
         self._group = group
-        self._pending = None
-        self._batch_thread = None
         self._pg = PgSession(
             url,
             label="case keyring",
@@ -196,9 +186,6 @@ class PostgresCaseKeys(CaseKeys):
     def key_for(self, case_ref: str) -> bytes:
         """``CaseKeys.key_for``: one indexed read; a new key under the case's lock."""
         name = self.pseudonym(case_ref)
-        pending = self._batch_keys()
-        if pending is not None:  # inside ``batch``: stored with the batch's others
-            return self._deferred_key(name, pending)
         with self._pg.read() as conn:
             row = conn.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
         if row is not None:
@@ -217,39 +204,6 @@ class PostgresCaseKeys(CaseKeys):
         if row is None:  # not possible under the lock; said plainly if it ever is
             raise KeyStoreError(f"case key {name}: written, then not found")
         return _checked(name, row[0])  # ours, or the key another worker created first
-
-    def _deferred_key(self, name: str, pending: dict[str, bytes]) -> bytes:
-        """``CaseKeys._deferred_key``: the stored key and the tombstone in one read."""
-        key = pending.get(name)
-        if key is not None:
-            return key
-        with self._pg.read() as conn:
-            row = conn.execute(_KEY_OR_TOMBSTONE, (name, name)).fetchone()
-        stored, shredded = row if row is not None else (None, False)
-        if stored is not None:
-            return _checked(name, stored)
-        if shredded:
-            raise _shredded(name)
-        key = pending[name] = os.urandom(CASE_KEY_BYTES)
-        return key
-
-    def _store_new(self, made: dict[str, bytes]) -> set[str]:
-        """``CaseKeys._store_new``: one transaction, each case under its lock (sorted)."""
-        names = sorted(made)
-        with self._pg.tx() as conn:  # marks the group commit dirty: synced before the ack
-            for name in names:  # the order every batch takes them in: no deadlock
-                conn.raw.execute(_LOCK_CASE, (name,))
-            conn.executemany(
-                "INSERT INTO case_keys (name, key) SELECT ?, ? WHERE NOT EXISTS "
-                "(SELECT 1 FROM shredded WHERE name = ?) ON CONFLICT DO NOTHING",
-                [(n, made[n], n) for n in names],
-            )
-            stored: dict[str, bytes] = dict(
-                conn.raw.execute(
-                    "SELECT name, key FROM case_keys WHERE name = ANY(%s)", (names,)
-                ).fetchall()
-            )
-        return {n for n in names if n not in stored or bytes(stored[n]) != made[n]}
 
     def sync(self) -> None:
         """Make every commit so far durable (``PgSession.sync``)."""

@@ -23,7 +23,7 @@ import pytest
 
 from hub.agents.seen import Claim, SeenEvents
 from hub.durable import GroupSync
-from hub.errors import CaseKeyRaceError, CaseShreddedError, ConfigError, LegalHoldError
+from hub.errors import CaseShreddedError, ConfigError, LegalHoldError
 from hub.federation.ownership import Owned
 from hub.keys.cases import CaseKeys
 from hub.models import event_key
@@ -415,87 +415,6 @@ def test_a_legal_hold_stops_a_shred_until_lifted(cases: Callable[[], CaseKeys]) 
     with pytest.raises(CaseShreddedError):
         ig.add_hold("C-0001", "too late", "ig.officer")
     assert router.holds() == []
-
-
-def test_a_batch_stores_its_new_case_keys_together_when_it_ends(
-    cases: Callable[[], CaseKeys],
-) -> None:
-    router, other = cases(), cases()
-    stored = other.key_for("C-0000")
-    with router.batch():
-        first = router.key_for("C-0001")
-        assert router.key_for("C-0001") == first  # the batch's later events of the case
-        second = router.key_for("C-0002")
-        assert router.key_for("C-0000") == stored  # a stored key is read as ever
-        assert other.live_cases() == [pseudonym("C-0000")]  # nothing stored yet
-    assert other.key_for("C-0001") == first
-    assert other.key_for("C-0002") == second
-
-
-def test_a_batch_that_fails_stores_none_of_its_keys(cases: Callable[[], CaseKeys]) -> None:
-    router, other = cases(), cases()
-
-    def route_half_a_batch() -> None:
-        with router.batch():
-            router.key_for("C-0001")
-            raise RuntimeError("routing failed half way")
-
-    with pytest.raises(RuntimeError, match="half way"):
-        route_half_a_batch()
-    assert other.live_cases() == []
-    with router.batch():  # the next batch starts afresh
-        router.key_for("C-0002")
-    assert other.live_cases() == [pseudonym("C-0002")]
-
-
-def test_a_batch_loses_a_race_for_a_case_key_or_to_a_shred_loudly(
-    cases: Callable[[], CaseKeys],
-) -> None:
-    router, other, cli = cases(), cases(), cases()
-    made: dict[str, bytes] = {}
-
-    def route_a_batch() -> None:
-        with router.batch():
-            router.key_for("C-0001")
-            router.key_for("C-0002")
-            made["mine"] = router.key_for("C-0003")
-            made["theirs"] = other.key_for("C-0001")  # another worker, meanwhile
-            cli.shred("C-0002")  # shredded before its key was ever stored
-
-    with pytest.raises(CaseKeyRaceError, match="2 case"):
-        route_a_batch()
-    mine, theirs = made["mine"], made["theirs"]
-    assert router.key_for("C-0001") == theirs  # the first stored key stands
-    with pytest.raises(CaseShreddedError):
-        router.key_for("C-0002")  # the tombstone stands: no key was written
-    assert other.key_for("C-0003") == mine  # the batch's uncontested key was stored
-    with router.batch(), pytest.raises(CaseShreddedError):
-        router.key_for("C-0002")  # inside a batch too
-
-
-def test_a_batch_defers_only_the_keys_of_the_thread_routing_it(
-    cases: Callable[[], CaseKeys],
-) -> None:
-    """A key another thread asks for while the route loop's batch is open is stored at once.
-
-    The batch may yet fail and store none of its keys; a key handed to a caller outside it
-    (a console or sweep thread sharing the object) would then be one the keyring never held.
-    """
-    router, other = cases(), cases()
-    served: dict[str, bytes] = {}
-
-    def elsewhere() -> None:
-        served["key"] = router.key_for("C-0009")
-
-    with router.batch():
-        mine = router.key_for("C-0001")
-        thread = threading.Thread(target=elsewhere)
-        thread.start()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
-        assert other.key_for("C-0009") == served["key"]  # stored, not held for the batch
-        assert other.live_cases() == [pseudonym("C-0009")]  # the batch's own key waits
-    assert other.key_for("C-0001") == mine
 
 
 def test_case_keys_group_commit(settings: HubSettings) -> None:

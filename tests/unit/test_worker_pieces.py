@@ -18,10 +18,7 @@ from hub.agents.batches import BatchPipeline, InOrderAcks
 from hub.agents.ops import OpsState
 from hub.agents.route_loop import AuditSide, RouteLoop
 from hub.agents.seen import SeenEvents
-from hub.audit.pseudonym import Pseudonymiser
-from hub.envelope.escrow import make_escrow
 from hub.errors import HubError
-from hub.keys.cases import CaseKeys
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
@@ -242,76 +239,3 @@ def test_metrics_count_each_routed_event_and_each_recipient_through_the_kept_chi
     assert f'hub_events_in_total{{topic="{origin.topic}"}} 3.0' in text
     for party in delivered:
         assert f'hub_delivered_total{{event_type="{MARAC_RAISED}",recipient="{party}"}} 3.0' in text
-
-
-class _Watch:
-    async def wait_open(self) -> None:
-        return None
-
-
-def test_a_batchs_new_case_keys_are_stored_in_one_commit_before_anything_is_produced(
-    tmp_path: Path,
-) -> None:
-    """The keyring is written once per batch, after routing and before the pipeline sends;
-    a batch that crashes half way stores none of its new keys, and its events, routed again
-    from the last commit, get keys that are then stored."""
-    pseudonymise = Pseudonymiser(b"k" * 32).case
-    cases = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymise)
-    commits: list[int] = []
-    store_new = cases._store_new
-
-    def counted(made: dict[str, bytes]) -> set[str]:
-        commits.append(len(made))
-        return store_new(made)
-
-    cases._store_new = counted  # type: ignore[method-assign]
-    reader = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymise)
-    produced: list[Any] = []
-    with (
-        FlagRegister(tmp_path / "workflows.sqlite3") as register,
-        SeenEvents(tmp_path / "seen.sqlite3") as seen,
-    ):
-        router = rt.make_router(register=register, escrow=make_escrow(cases), case_keys=cases)
-        route = router.route
-        crash_on: set[str] = {"k-4"}
-
-        def crashing(**kw: Any) -> Any:
-            if any(v == b"k-4" for k, v in kw["headers"] if k == "ce_id") and crash_on:
-                raise RuntimeError("worker killed mid-batch")
-            return route(**kw)
-
-        router.route = crashing  # type: ignore[method-assign]
-        loop = loop_for(router, seen)
-        audit = AuditSide.__new__(AuditSide)
-        audit.watch = _Watch()  # type: ignore[assignment]
-        audit.messages = lambda _records: []  # type: ignore[method-assign,assignment]
-        loop.audit = audit
-        stored_when_handed_over: list[list[str]] = []
-
-        def submit(**batch: Any) -> Any:
-            stored_when_handed_over.append(reader.live_cases())
-            produced.extend(batch["outputs"])
-            return asyncio.sleep(0)
-
-        loop.pipeline.submit = submit  # type: ignore[method-assign]
-        asyncio.run(
-            loop.route_batch(
-                [raise_of("MARAC-K1", "k-1", 0), raise_of("MARAC-K2", "k-2", 1)],
-                ack=lambda _m: None,
-            )
-        )
-        assert commits == [2]  # both new cases, one commit
-        first = sorted(pseudonymise(c) for c in ("MARAC-K1", "MARAC-K2"))
-        assert stored_when_handed_over == [first]  # stored before the pipeline had anything
-        assert produced
-        batch = [raise_of("MARAC-K3", "k-3", 2), raise_of("MARAC-K4", "k-4", 3)]
-        with pytest.raises(RuntimeError, match="mid-batch"):
-            asyncio.run(loop.route_batch(batch, ack=lambda _m: None))
-        assert reader.live_cases() == first  # K3 was routed, but its key was not stored
-        assert commits == [2]
-        crash_on.clear()  # the restarted worker routes the batch again from the last commit
-        handed = len(produced)
-        asyncio.run(loop.route_batch(batch, ack=lambda _m: None))
-        assert commits == [2, 2]
-        assert reader.live_cases() == sorted(pseudonymise(f"MARAC-K{n}") for n in range(1, 5))
-        assert len(produced) > handed
