@@ -164,6 +164,13 @@ def _log_has(hub: RunningHub, event: str) -> bool:
     return log.exists() and f'"event": "{event}"' in log.read_text()
 
 
+def _all_signed(hub: RunningHub) -> bool:
+    """Whether the newest checkpoint covers every record in the store."""
+    with hub.store() as store:
+        newest = store.newest_checkpoint()
+        return newest is not None and newest[0] == store.size()
+
+
 @pytest.mark.parametrize("where", ["process", "worker"])
 def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path, where: str) -> None:
     """Own broker: the sink is killed and the audit settings differ from the shared hub's."""
@@ -178,6 +185,10 @@ def test_kill_audit_sink_mid_write_loses_nothing(tmp_path: Path, where: str) -> 
         try:
             warm = hub.publish("marac.north-worcs", MARAC_RAISED, marac_flag(unique("MARAC")))
             hub.wait_records(warm, at_least=8)
+            # ... and under a signed checkpoint: one falling due while the store is locked
+            # (3 s after the last, with records unsigned) would keep the sink retrying it, and
+            # it would never reach the batch below
+            wait_for(lambda: _all_signed(hub), what="the sink to sign the warm event's records")
             lock = sqlite3.connect(hub.settings.audit_db_path, isolation_level=None, timeout=5)
             lock.execute("BEGIN EXCLUSIVE")  # the sink's next write blocks, then fails
             try:
