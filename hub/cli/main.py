@@ -3,8 +3,10 @@
 A command group is imported only when it is needed. ``hub audit query ...`` builds the app
 with the ``audit`` group alone, so a command does not pay for the imports of every other
 group (the web console's, the ingress API's FastAPI, the ACL renderer's...): most of a
-short command's time was spent importing groups it never used. ``hub --help``, an unknown
-command and ``app`` (as tests and the docs read it) build the whole app, in one fixed order.
+short command's time was spent importing groups it never used. A process's group (``hub
+marac``, ``hub asb``...) comes with the other processes' groups only. ``hub --help``, an
+unknown command and ``app`` (as tests and the docs read it) build the whole app, in one
+fixed order.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _acl(app: typer.Typer) -> None:
 
 #: every part of the app, in the order ``hub --help`` lists it, with the first arguments
 #: that need it alone (a process's groups are known only once the registry is read: a
-#: first argument no part names builds the whole app)
+#: first argument no part names reads it, and builds the whole app if no group has the name)
 _PARTS: tuple[tuple[tuple[str, ...], Callable[[typer.Typer], None]], ...] = (
     (("policy",), _group("policy", "policy")),
     (("audit",), _group("audit", "audit")),
@@ -92,6 +94,11 @@ def build_app(command: str | None = None) -> typer.Typer:
     )
     app.callback()(_setup)
     one = _BY_COMMAND.get(command) if command is not None else None
+    if one is None and command is not None and not command.startswith("-"):
+        _processes(app)  # perhaps a process's group (``hub marac``): those alone, if so
+        if command in {group.name for group in app.registered_groups}:
+            return app
+        return build_app()
     for part in (one,) if one is not None else [part for _, part in _PARTS]:
         part(app)
     return app

@@ -18,6 +18,7 @@ import pytest
 import typer
 
 from hub.cli.main import _BY_COMMAND, build_app
+from hub.processes import default_registry
 
 #: groups ``hub audit``, ``hub policy`` and ``hub publish`` do not need
 OTHER_GROUPS = ("hub.cli.ingress", "hub.cli.console", "hub.cli.acl")
@@ -51,6 +52,7 @@ def _modules_after(*args: str) -> set[str]:
     (("audit", "--help"), "hub.cli.audit"),
     (("policy", "--help"), "hub.cli.policy"),
     (("publish", "--help"), "hub.cli.runtime"),
+    (("marac", "--help"), "hub.cli.marac"),  # a process's group
 ])  # fmt: skip
 def test_a_command_imports_its_own_group_and_not_the_others(
     args: tuple[str, ...], needed: str
@@ -80,6 +82,14 @@ def _commands(app: typer.Typer, name: str) -> list[str]:
     return sorted(found)
 
 
-@pytest.mark.parametrize("name", sorted(_BY_COMMAND))
+#: the processes' groups (``hub marac``...), named by the registry, not by ``_BY_COMMAND``
+PROCESS_GROUPS = sorted(group.name for group in default_registry().cli())
+
+
+def test_the_processes_have_groups() -> None:
+    assert "marac" in PROCESS_GROUPS
+
+
+@pytest.mark.parametrize("name", sorted(_BY_COMMAND) + PROCESS_GROUPS)
 def test_a_command_built_alone_offers_what_the_whole_app_offers(name: str) -> None:
     assert _commands(build_app(name), name) == _commands(build_app(), name)
