@@ -147,18 +147,15 @@ def test_an_acknowledgement_of_another_partys_event_with_the_same_id_does_not_co
     assert status(register, store)[department].acknowledged_at is None
 
 
-def test_departments_are_listed_by_event_time_not_by_append_order(
-    register: FlagRegister, store: AuditStore
-) -> None:
-    """Two updates of one case decided in the same hub millisecond, stored the other way round.
-
-    With several workers each host's audit sink appends the batches it consumes, so a case's
-    records can reach the store out of routing order (issue 22's scale-out run found it).
-    The status lists them by the hub's decision time, then by each event's own time.
+def _two_updates_stored_in_reverse(
+    register: FlagRegister, store: AuditStore, ids: tuple[str, str], *, naive_second: bool = False
+) -> tuple[Any, list[list[AuditRecord]]]:
+    """Two updates of MARAC-50 decided in the same hub instant, the publisher's times a second
+    apart, the later one's records stored first; the case's status and each event's records.
     """
     hub = router(register)
     routed = []
-    for index, event_id in enumerate(("u-1", "u-2")):
+    for index, event_id in enumerate(ids):
         result = hub.route(
             **record(
                 "marac.north-worcs",
@@ -171,6 +168,8 @@ def test_departments_are_listed_by_event_time_not_by_append_order(
         )
         apply_effects(result.effects, Stores([register]))
         happened = FIXED + dt.timedelta(seconds=index)  # the publisher's CloudEvents time
+        if naive_second and index == 1:  # a time sent without an offset: naive, taken as UTC
+            happened = happened.replace(tzinfo=None)
         routed.append([r.model_copy(update={"event_time": happened}) for r in result.audit])
     store.append(routed[1])  # the later event's batch reached the store first
     store.append(routed[0])
@@ -182,6 +181,19 @@ def test_departments_are_listed_by_event_time_not_by_append_order(
         now=FIXED,
         case="MARAC-50",
     )
+    return report, routed
+
+
+def test_departments_are_listed_by_event_time_not_by_append_order(
+    register: FlagRegister, store: AuditStore
+) -> None:
+    """Two updates of one case decided in the same hub millisecond, stored the other way round.
+
+    With several workers each host's audit sink appends the batches it consumes, so a case's
+    records can reach the store out of routing order (issue 22's scale-out run found it).
+    The status lists them by the hub's decision time, then by each event's own time.
+    """
+    report, routed = _two_updates_stored_in_reverse(register, store, ("u-1", "u-2"))
     order = [a.event_id for a in report.acks]
     assert order == sorted(order)
     assert set(order) == {"u-1", "u-2"}
@@ -201,34 +213,7 @@ def test_a_publishers_time_without_an_offset_does_not_break_the_status(
     an offset as naive; the status orders a case's records by (decision time, event time),
     so one naive event time beside an aware one must not make the comparison raise.
     """
-    hub = router(register)
-    routed = []
-    for index, event_id in enumerate(("n-1", "n-2")):
-        result = hub.route(
-            **record(
-                "marac.north-worcs",
-                MARAC_UPDATED,
-                marac_flag("MARAC-50"),
-                event_id=event_id,
-                offset=index,
-            ),
-            seen=never_seen,
-        )
-        apply_effects(result.effects, Stores([register]))
-        happened = FIXED + dt.timedelta(seconds=index)
-        if index == 1:  # a time sent without an offset: naive, taken as UTC
-            happened = happened.replace(tzinfo=None)
-        routed.append([r.model_copy(update={"event_time": happened}) for r in result.audit])
-    store.append(routed[1])
-    store.append(routed[0])
-    [report] = flag_status(
-        register=register,
-        store=store,
-        protocol=PROTOCOL,
-        pseudonymiser=PSEUDO,
-        now=FIXED,
-        case="MARAC-50",
-    )
+    report, _ = _two_updates_stored_in_reverse(register, store, ("n-1", "n-2"), naive_second=True)
     order = [a.event_id for a in report.acks]
     assert order == sorted(order)
     assert set(order) == {"n-1", "n-2"}
