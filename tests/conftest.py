@@ -23,6 +23,7 @@ import functools
 import gc
 import json
 import os
+import sqlite3
 import time
 import uuid
 import warnings
@@ -143,6 +144,21 @@ def pytest_collection_modifyitems(
 
     order = {id(item): n for n, item in enumerate(items)}
     items.sort(key=lambda item: (-cost(item), order[id(item)]))
+
+
+def outbox_empty(data_dir: Path) -> bool:
+    """Whether the router's audit outbox is empty: the store confirmed every record it made.
+
+    The router keeps each audit message there from before it is produced until it sees the
+    store hold its records (``hub.agents.outbox``), so this is its own view, read at once
+    (the ``hub_audit_lag`` gauge is refreshed once a second and can be a second stale).
+    """
+    db = sqlite3.connect(f"file:{data_dir / 'audit-outbox.sqlite3'}?mode=ro", uri=True)
+    try:
+        (count,) = db.execute("SELECT count(*) FROM audit_outbox").fetchone()
+    finally:
+        db.close()
+    return int(count) == 0
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:

@@ -36,7 +36,7 @@ from hub.broker.embedded import free_port
 from hub.broker.topics import ensure_topics
 from hub.client import HubClient
 from hub.keys.file_store import FileKeyStore
-from tests.conftest import RunningHub, hub_test_env, start_hub, unique, wait_for
+from tests.conftest import RunningHub, hub_test_env, outbox_empty, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
 from tests.integration.test_operations import http_get as _http_get
 from tests.integration.test_operations import metric_samples, metric_sum
@@ -376,21 +376,6 @@ def test_events_a_router_held_undecided_are_listed_by_id(tmp_path: Path) -> None
         after = up.publish()[0]
         wait_for(lambda: up.decided(after), timeout=120, what="an event after the restart")
         assert not any(up.decided(event_id) for event_id in listed)
-
-
-def outbox_empty(data_dir: Path) -> bool:
-    """Whether the router's audit outbox is empty: the store confirmed every record it made.
-
-    The router keeps each audit message there from before it is produced until it sees the
-    store hold its records (``hub.agents.outbox``), so this is its own view, read at once
-    (the ``hub_audit_lag`` gauge is refreshed once a second and can be a second stale).
-    """
-    db = sqlite3.connect(f"file:{data_dir / 'audit-outbox.sqlite3'}?mode=ro", uri=True)
-    try:
-        (count,) = db.execute("SELECT count(*) FROM audit_outbox").fetchone()
-    finally:
-        db.close()
-    return int(count) == 0
 
 
 def _children(pid: int) -> list[int]:

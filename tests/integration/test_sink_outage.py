@@ -10,9 +10,8 @@ import pytest
 
 from hub.broker import EmbeddedBroker
 from hub.models import AuditDecision
-from tests.conftest import RunningHub, start_hub, unique, wait_for
+from tests.conftest import RunningHub, outbox_empty, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
-from tests.integration.test_broker_loss import outbox_empty
 
 pytestmark = pytest.mark.integration
 
