@@ -46,7 +46,7 @@ from hub.audit.packing import (
 from hub.audit.retention import PrunedPrefix
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
-from hub.sqlite_wal import enable_wal
+from hub.sqlite_wal import enable_wal, write_transaction
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -852,16 +852,8 @@ class SQLiteAuditStore:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        # IMMEDIATE takes the write lock now (waiting up to the timeout) rather than at the
-        # first INSERT, where a lock upgrade can fail at once with SQLITE_BUSY.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn):  # a failed COMMIT rolls back too
             yield
-        except BaseException:
-            if self._conn.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()

@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from hub.durable import GroupSync
 from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.keys.file_store import ensure_private_dir, fsync_dir, write_private_file
-from hub.sqlite_wal import enable_wal
+from hub.sqlite_wal import enable_wal, write_transaction
 
 __all__ = ["CASE_KEY_BYTES", "KEYRING_FILE", "CaseKeys", "LegalHold"]
 
@@ -239,7 +239,7 @@ class CaseKeys:
             try:
                 db.execute("PRAGMA synchronous=FULL")  # a shred is durable when it returns
                 try:
-                    with _transaction(db):
+                    with write_transaction(db):
                         db.execute(
                             "INSERT OR IGNORE INTO shredded (name, shredded_at) VALUES (?, ?)",
                             (name, _now().isoformat()),
@@ -373,7 +373,7 @@ class CaseKeys:
         if not (tombstones or keys or leftovers):
             return
         conn.execute("PRAGMA synchronous=FULL")
-        with _transaction(conn):
+        with write_transaction(conn):
             conn.executemany(
                 "INSERT OR IGNORE INTO shredded (name, shredded_at) VALUES (?, ?)",
                 tombstones.items(),
@@ -448,18 +448,6 @@ class CaseKeys:
         if getattr(self, "_lock_fd", None) is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # type: ignore[arg-type]
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _is_tombstoned(conn: sqlite3.Connection, name: str) -> bool:

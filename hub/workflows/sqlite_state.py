@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from hub.durable import GroupSync
 from hub.errors import HubError
-from hub.sqlite_wal import enable_wal
+from hub.sqlite_wal import enable_wal, write_transaction
 
 __all__ = ["RegisterError", "SQLiteState"]
 
@@ -76,13 +76,8 @@ class SQLiteState:
         """A write transaction; rolled back on any error."""
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
+                with write_transaction(self._conn) as conn:  # a failed COMMIT rolls back too
+                    yield conn
             except sqlite3.Error as exc:
                 raise RegisterError(f"{self.label} {self.path}: {exc}") from exc
         if self._group is not None:

@@ -11,14 +11,18 @@ import contextlib
 import multiprocessing
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.agents.seen import SeenEvents
 from hub.audit.sqlite import SQLiteAuditStore
 from hub.client.inbox import Inbox
-from hub.sqlite_wal import enable_wal
+from hub.errors import AuditError
+from hub.models import AuditDecision, AuditRecord, record_id_for
+from hub.sqlite_wal import enable_wal, write_transaction
 from hub.workflows.bans import BanRegister
 from hub.workflows.register import FlagRegister
 
@@ -76,3 +80,66 @@ def test_other_errors_are_not_retried(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(sqlite3.ProgrammingError):
         enable_wal(conn, within=30)
+
+
+class _CommitFailsOnce:
+    """A connection whose next ``COMMIT`` fails as a full disk would, leaving the
+    transaction open (SQLite may or may not roll back after SQLITE_FULL)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.fail = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.fail:
+            self.fail = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+
+def test_a_failed_commit_rolls_back_so_the_next_write_goes_through(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None)
+    conn.execute("CREATE TABLE t (v INTEGER)")
+    flaky = _CommitFailsOnce(conn)
+    with (
+        pytest.raises(sqlite3.OperationalError, match="disk is full"),
+        write_transaction(flaky) as tx,  # type: ignore[arg-type]
+    ):
+        tx.execute("INSERT INTO t VALUES (1)")
+    assert not conn.in_transaction  # not left open: a later BEGIN would fail on it
+    with write_transaction(conn) as tx:
+        tx.execute("INSERT INTO t VALUES (2)")
+    assert conn.execute("SELECT v FROM t").fetchall() == [(2,)]
+
+
+def audit_record(i: int) -> AuditRecord:
+    return AuditRecord(
+        record_id=record_id_for(f"evt-{i}", "council.housing", AuditDecision.DELIVERED),
+        time=datetime(2024, 5, 1, 9, 0, i, tzinfo=UTC),
+        event_id=f"evt-{i}",
+        publisher="police",
+        recipient="council.housing",
+        decision=AuditDecision.DELIVERED,
+        reason="rule matched",
+    )
+
+
+def test_the_audit_store_takes_a_batch_again_after_a_failed_commit(tmp_path: Path) -> None:
+    """The sink retries a batch whose write failed; the store must not refuse it for ever."""
+    store = SQLiteAuditStore(tmp_path / "audit.sqlite3")
+    try:
+        store.append([audit_record(0)])
+        real = store._conn
+        store._conn = _CommitFailsOnce(real)  # type: ignore[assignment]
+        with pytest.raises(AuditError, match="disk is full"):
+            store.append([audit_record(1), audit_record(2)])
+        assert store.size() == 1  # nothing of the failed batch is stored
+        assert store.append([audit_record(1), audit_record(2)]) == 2
+        assert [r.record_id for r in store.query(limit=10)] == [
+            audit_record(i).record_id for i in range(3)
+        ]
+    finally:
+        store.close()
