@@ -247,7 +247,7 @@ def _transfers(records: list[AuditRecord], protocol: Protocol) -> tuple[tuple[st
         if r.event_type == OWNERSHIP_TYPE and (r.publisher, r.event_id) in heard
     }
     out = []
-    for r in sorted(records, key=lambda r: r.time):
+    for r in records:  # chronological already (``_chronological``)
         if (
             r.recipient not in peers
             or r.decision != AuditDecision.DELIVERED
