@@ -563,3 +563,18 @@ def asb_alert(case_ref: str, parties: list[str], kind: str = "answer_overdue") -
         "due_on": "2026-04-17",
         "detail": "an answer is overdue",
     }
+
+
+def transfer_proof(**overrides: Any) -> dict[str, Any]:
+    """A transfer proof's body (``uk.csp.marac.transfer.proof.v1``), as a hub publishes it."""
+    return {
+        "transfer_event_id": "e-1",
+        "sender": "nwcsp-hub",
+        "audit_record": "r-1",
+        "record": "{}",
+        "leaf_index": 0,
+        "tree_size": 1,
+        "inclusion_proof": [],
+        "checkpoint": "x",
+        **overrides,
+    }

@@ -47,7 +47,13 @@ from hub.policies.model import Protocol
 from hub.processes.base import apply_effects
 from hub.schemas import SchemaRegistry
 from hub.settings import HubSettings, default_protocol_path
-from tests.factories import MARAC_RAISED, MARAC_WITHDRAWN, marac_flag, marac_withdrawn
+from tests.factories import (
+    MARAC_RAISED,
+    MARAC_WITHDRAWN,
+    marac_flag,
+    marac_withdrawn,
+    transfer_proof,
+)
 from tests.unit.test_router import FIXED, never_seen
 
 REGISTRY = SchemaRegistry()
@@ -935,16 +941,7 @@ def test_a_hubs_proof_reaches_only_the_peer_it_names_under_the_transfer_agreemen
 ) -> None:
     from hub.policies.engine import evaluate
 
-    body = {
-        "transfer_event_id": "e-1",
-        "sender": "x-hub",
-        "audit_record": "r-1",
-        "record": "{}",
-        "leaf_index": 0,
-        "tree_size": 1,
-        "inclusion_proof": [],
-        "checkpoint": "x",
-    }
+    body = transfer_proof(sender="x-hub")
 
     def recipients(data: dict[str, Any]) -> set[tuple[str, str | None]]:
         decision = evaluate(

@@ -10,7 +10,9 @@ decides, and check that a data-dependent rule is still decided from each event's
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+from hub.models import Decision
 from hub.policies.engine import evaluate
 from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
@@ -19,6 +21,18 @@ from hub.settings import default_protocol_path
 from tests import factories
 
 TODAY = dt.date(2026, 12, 4)
+
+
+def _police_flag(protocol: Protocol, event_id: str, data: dict[str, Any]) -> Decision:
+    """The decision on a MARAC flag the police raise today."""
+    return evaluate(
+        protocol,
+        event_id=event_id,
+        event_type="uk.csp.marac.flag.raised.v1",
+        publisher="west-mercia-police",
+        data=data,
+        today=TODAY,
+    )
 
 
 def test_every_scenario_decision_is_what_a_fresh_protocol_decides() -> None:
@@ -48,14 +62,7 @@ def test_a_data_dependent_rule_is_still_decided_per_event() -> None:
     redditch = factories.marac_flag("MARAC-2026-0001", district="redditch")
     bromsgrove = factories.marac_flag("MARAC-2026-0002", district="bromsgrove")
     decided = [
-        evaluate(
-            protocol,
-            event_id=event_id,
-            event_type="uk.csp.marac.flag.raised.v1",
-            publisher="west-mercia-police",
-            data=data,
-            today=TODAY,
-        )
+        _police_flag(protocol, event_id, data)
         for event_id, data in (("a", redditch), ("b", bromsgrove), ("c", redditch))
     ]
     delivered = [{r.party for r in d.recipients if r.outcome == "deliver"} for d in decided]
@@ -94,15 +101,7 @@ def test_a_copied_protocol_does_not_reuse_the_original_decisions() -> None:
     data = factories.marac_flag("MARAC-2026-0001", district="redditch")
 
     def delivered(protocol: Protocol, event_id: str) -> set[str]:
-        decision = evaluate(
-            protocol,
-            event_id=event_id,
-            event_type="uk.csp.marac.flag.raised.v1",
-            publisher="west-mercia-police",
-            data=data,
-            today=TODAY,
-        )
-        return {r.party for r in decision.deliveries}
+        return {r.party for r in _police_flag(protocol, event_id, data).deliveries}
 
     assert delivered(protocol, "a")
     without_rules = protocol.model_copy(update={"rules": ()})

@@ -621,31 +621,12 @@ def test_every_reference_rule_is_exercised() -> None:
         (  # the South's hub's proof that its log holds its record of a hand-over
             "uk.csp.marac.transfer.proof.v1",
             "swcsp-hub",
-            {
-                "transfer_event_id": "e-1",
-                "sender": "nwcsp-hub",
-                "audit_record": "r-1",
-                "record": "{}",
-                "leaf_index": 0,
-                "tree_size": 1,
-                "inclusion_proof": [],
-                "checkpoint": "x",
-            },
+            factories.transfer_proof(),
         ),
         (  # this hub's own proof for the South's hub: the disclosure is a rule's like any
             "uk.csp.marac.transfer.proof.v1",
             "hub",
-            {
-                "transfer_event_id": "e-1",
-                "sender": "nwcsp-hub",
-                "audit_record": "r-1",
-                "record": "{}",
-                "leaf_index": 0,
-                "tree_size": 1,
-                "inclusion_proof": [],
-                "checkpoint": "x",
-                "peer": "swcsp-hub",
-            },
+            factories.transfer_proof(peer="swcsp-hub"),
         ),
         (  # the South's hub's receipt for a transfer
             "uk.csp.marac.transfer.receipt.v1",
