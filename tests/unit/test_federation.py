@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from hub.audit.store import open_store
 from hub.cli.main import app
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
+from hub.envelope.sealing import SealedRecord
 from hub.errors import KeyStoreError
 from hub.federation.proofs import (
     PROOF_TYPE,
@@ -666,27 +667,40 @@ def test_the_receivers_sink_proves_its_record_and_the_sender_verifies_and_keeps_
     assert not [m for m in result.messages if m.topic == "hub.out.swcsp-hub"]
 
 
-def test_a_proof_whose_record_was_edited_is_refused_and_not_kept(
-    stores: dict[str, FileKeyStore], tmp_path: Path
-) -> None:
-    _, message = _transfer(stores, "MARAC-T21", "t-21")
+def _south_proof(
+    stores: dict[str, FileKeyStore],
+    tmp_path: Path,
+    case: str,
+    event_id: str,
+    *,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> SealedRecord:
+    """The South's hub's proof of its record of a North transfer, sealed to the North's hub
+    (``edit`` changes its body first), with the South's log key pinned at the North."""
+    _, message = _transfer(stores, case, event_id)
     routed = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
     sink, signer = _south_sink(tmp_path, stores)
     asyncio.run(sink.write(list(routed.audit)))
-    [(peer, event_id, body)] = sink.proofs.bodies(sink.proof_log)
-    body["record"] = body["record"].replace("marac.south-worcs", "marac.south-wrcs")
+    [(peer, proof_id, body)] = sink.proofs.bodies(sink.proof_log)
+    if edit is not None:
+        edit(body)
     attrs = EventAttributes(
-        id=event_id,
-        source="/parties/hub",
-        type=PROOF_TYPE,
-        time=FIXED,
-        subject=None,
+        id=proof_id, source="/parties/hub", type=PROOF_TYPE, time=FIXED, subject=None,
         datacontenttype=wire.JSON,
-    )
-    sealed = PartyEnvelope("hub", store=stores["south"]).seal(
+    )  # fmt: skip
+    pin_log_key(stores["north"].root, "swcsp-hub", signer.verifier_key)
+    return PartyEnvelope("hub", store=stores["south"]).seal(
         attrs, key=None, plaintext=wire.canonical_json(body), recipient=peer
     )
-    pin_log_key(stores["north"].root, "swcsp-hub", signer.verifier_key)
+
+
+def test_a_proof_whose_record_was_edited_is_refused_and_not_kept(
+    stores: dict[str, FileKeyStore], tmp_path: Path
+) -> None:
+    def edit(body: dict[str, Any]) -> None:
+        body["record"] = body["record"].replace("marac.south-worcs", "marac.south-wrcs")
+
+    sealed = _south_proof(stores, tmp_path, "MARAC-T21", "t-21", edit=edit)
     result = _router(NORTH, stores["north"]).route(
         origin=Origin(topic="hub.in.swcsp-hub", partition=0, offset=8),
         key=None,
@@ -998,19 +1012,7 @@ def test_a_verified_proof_the_protocol_refuses_is_not_kept(
     stores: dict[str, FileKeyStore], tmp_path: Path
 ) -> None:
     """Keeping a proof is an effect of its accepted event, never a write while routing."""
-    _, message = _transfer(stores, "MARAC-T22", "t-22")
-    routed = _router(SOUTH, stores["south"]).route(**_as_inbound(message), seen=never_seen)
-    sink, signer = _south_sink(tmp_path, stores)
-    asyncio.run(sink.write(list(routed.audit)))
-    [(peer, event_id, body)] = sink.proofs.bodies(sink.proof_log)
-    attrs = EventAttributes(
-        id=event_id, source="/parties/hub", type=PROOF_TYPE, time=FIXED, subject=None,
-        datacontenttype=wire.JSON,
-    )  # fmt: skip
-    sealed = PartyEnvelope("hub", store=stores["south"]).seal(
-        attrs, key=None, plaintext=wire.canonical_json(body), recipient=peer
-    )
-    pin_log_key(stores["north"].root, "swcsp-hub", signer.verifier_key)
+    sealed = _south_proof(stores, tmp_path, "MARAC-T22", "t-22")
     # the North's protocol without its rule for the South's proofs: the proof verifies, and
     # the protocol refuses it
     refusing = NORTH.model_copy(
