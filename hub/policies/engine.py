@@ -346,6 +346,8 @@ def _frozen(value: Any) -> Any:
     kind = type(value)
     if kind in _ATOMS:
         return (kind.__name__, value)
+    if value is _MISSING:  # an absent optional field: a state of its own, not None
+        return ("missing",)
     if isinstance(value, list | tuple):
         return ("list", tuple(_frozen(v) for v in value))
     if isinstance(value, Mapping):

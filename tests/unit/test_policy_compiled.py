@@ -106,3 +106,38 @@ def test_a_copied_protocol_does_not_reuse_the_original_decisions() -> None:
     assert delivered(protocol, "a")
     without_rules = protocol.model_copy(update={"rules": ()})
     assert not delivered(without_rules, "b")
+
+
+def test_an_absent_optional_field_is_decided_once_and_apart_from_a_present_one() -> None:
+    """SOCJAG intel graded P has no handling conditions: the paths the rules read are absent.
+
+    Such events are kept per protocol as others are (the second reuses the first's
+    outcomes), and an absent field is a value of its own: a C-graded item naming a partner
+    in ``share_with`` is still decided from its conditions.
+    """
+    protocol = load_protocol(default_protocol_path())
+    fresh = load_protocol(default_protocol_path())
+    named = "redditch-bc.community-safety"
+    plain = [factories.socjag_intel(f"INT-2026-00000{n}") for n in (1, 2)]
+    coded = factories.socjag_intel("INT-2026-000003", handling_code="C", share_with=[named])
+
+    def decide(p: Protocol, event_id: str, data: dict[str, Any]) -> Decision:
+        fresh.__dict__.pop("_engine_compiled", None)  # as if seen for the first time
+        return evaluate(
+            p,
+            event_id=event_id,
+            event_type="uk.csp.socjag.intel.v1",
+            publisher="west-mercia-police",
+            data=data,
+            today=TODAY,
+        )
+
+    first, second = decide(protocol, "a", plain[0]), decide(protocol, "b", plain[1])
+    assert second.event_id == "b"
+    assert second.recipients is first.recipients  # kept, not decided again
+    shared = decide(protocol, "c", coded)
+    delivered = [{r.party for r in d.recipients if r.outcome == "deliver"} for d in (first, shared)]
+    assert {named, "hwfrs"} <= delivered[0]  # P: every SOCJAG member
+    assert named in delivered[1] and "hwfrs" not in delivered[1]  # C: only those it names
+    for event_id, data, decision in (("a", plain[0], first), ("c", coded, shared)):
+        assert decision == decide(fresh, event_id, data)
