@@ -105,6 +105,8 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 #: seconds each costly test file took in a recorded full run (scripts/file_costs.py)
 FILE_COSTS = Path(__file__).with_name("file_costs.json")
+#: the test files that use the shared ``hub`` fixture (``pytest_collection_modifyitems``)
+_SHARED_HUB_FILES: set[Path] = set()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -129,6 +131,12 @@ def pytest_collection_modifyitems(
     recorded ones (``FILE_COSTS``), so every worker sorts the same collection the same way,
     as xdist requires; a file not listed there costs 0 and keeps its collected place among
     the others. Only the order of files changes: every test still runs.
+
+    The files that use the shared ``hub`` come first, together (costliest first among
+    them): an xdist worker takes work units in this order, so each worker's files of the
+    shared hub are the first it runs, and ``pytest_runtest_teardown`` stops the hub after
+    the last of them instead of leaving it idle to the end of the session (an idle hub
+    costs about a sixth of a core: its consumers fetch every 50 ms, ``hub.broker.fetch``).
     """
     if not items:
         return
@@ -142,8 +150,11 @@ def pytest_collection_modifyitems(
             return 0.0
         return float(costs.get(relative, 0.0))
 
+    shared = _SHARED_HUB_FILES
+    shared.clear()
+    shared.update(item.path for item in items if "hub" in getattr(item, "fixturenames", ()))
     order = {id(item): n for n, item in enumerate(items)}
-    items.sort(key=lambda item: (-cost(item), order[id(item)]))
+    items.sort(key=lambda item: (item.path not in shared, -cost(item), order[id(item)]))
 
 
 def outbox_empty(data_dir: Path) -> bool:
@@ -322,12 +333,57 @@ def hub_on_own_broker(data_dir: Path, **overrides: Any) -> Iterator[RunningHub]:
             running.supervisor.stop()
 
 
+class _SharedHub:
+    """The session's shared hub once a test has asked for it, and whether it runs now."""
+
+    running: RunningHub | None = None
+    up = False
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.running is not None and cls.up:
+            cls.up = False
+            cls.running.supervisor.stop()
+
+
 @pytest.fixture(scope="session")
 def hub(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
-    """One running hub (one worker) on the session broker."""
-    running = start_hub(broker.bootstrap, tmp_path_factory.mktemp("hub"))
-    yield running
-    running.supervisor.stop()
+    """One running hub (one worker) on the session broker.
+
+    Stopped after the last test file that uses it (``pytest_runtest_teardown``), and started
+    again, on its own data dir and broker as ``hub up`` restarts, should a later file use it.
+    """
+    _SharedHub.running = start_hub(broker.bootstrap, tmp_path_factory.mktemp("hub"))
+    _SharedHub.up = True
+    try:
+        yield _SharedHub.running
+    finally:
+        _SharedHub.stop()
+        _SharedHub.running = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start the shared hub again for a file that uses it, if an earlier file stopped it."""
+    running = _SharedHub.running
+    if running is not None and not _SharedHub.up and item.path in _SHARED_HUB_FILES:
+        running.supervisor = Supervisor(running.settings)
+        running.supervisor.start()
+        _SharedHub.up = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the shared hub once the next test is in a file that does not use it.
+
+    After the test's own teardown, so a module's fixtures on the hub are gone first. The
+    last test of a session (``nextitem`` None) leaves it to the fixture's own teardown.
+    """
+    try:
+        return (yield)
+    finally:
+        if nextitem is not None and nextitem.path not in _SHARED_HUB_FILES:
+            _SharedHub.stop()
 
 
 def unique(prefix: str) -> str:

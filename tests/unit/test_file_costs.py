@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,4 +46,48 @@ def test_the_refresh_sums_each_files_phases_and_drops_the_cheap_ones() -> None:
         "tests/integration/test_d.py": 70,
         "tests/scenarios/test_a.py": 66,
         "tests/unit/test_b.py": 9,
+    }
+
+
+class _Item:
+    """What the ordering reads of a collected test: its file and the fixtures it uses."""
+
+    def __init__(self, path: str, *fixtures: str) -> None:
+        self.path = ROOT / path
+        self.fixturenames = list(fixtures)
+
+
+def test_the_shared_hubs_files_come_first_together_then_the_costliest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests import conftest
+
+    # this session's own list stays as collected (its shared hub stops by it)
+    monkeypatch.setattr(conftest, "_SHARED_HUB_FILES", set())
+
+    class Config:
+        rootpath = ROOT
+
+    costly = "tests/scenarios/test_marac_loops.py"  # costed, no shared hub
+    items = [
+        _Item("tests/unit/test_nothing_costed.py"),
+        _Item(costly, "tmp_path"),
+        _Item("tests/integration/test_routing.py", "hub"),
+        _Item("tests/integration/test_cli.py", "tmp_path"),  # the file's other tests use it
+        _Item("tests/integration/test_cli.py", "hub", "tmp_path"),
+        _Item(costly),
+    ]
+    conftest.pytest_collection_modifyitems(None, Config(), items)  # type: ignore[arg-type]
+    order = [item.path.relative_to(ROOT).as_posix() for item in items]
+    assert order == [
+        "tests/integration/test_cli.py",  # the costliest of the shared hub's files
+        "tests/integration/test_cli.py",
+        "tests/integration/test_routing.py",
+        costly,
+        costly,
+        "tests/unit/test_nothing_costed.py",
+    ]
+    assert conftest._SHARED_HUB_FILES == {
+        ROOT / "tests/integration/test_cli.py",
+        ROOT / "tests/integration/test_routing.py",
     }
