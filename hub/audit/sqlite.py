@@ -78,6 +78,21 @@ _TIMEOUT_S = 30.0
 _IDS_CHUNK = 900
 #: rows numbered per statement batch when an older file gains positions
 _BACKFILL_BATCH = 10_000
+#: Write-rate settings of every connection (issue 16). An append of 500 records dirties
+#: about 1,400 pages once the log holds a million records: each record lands on a page of
+#: its own in the ``record_id`` index, and an event's records on a few more (event, case,
+#: subjects). SQLite's default page cache (2 MiB) is smaller than one such transaction, so
+#: it spilled pages to the WAL mid-transaction and read index pages back from the file on
+#: every insert; the cache is sized to hold a sink batch's pages (memory is only taken as
+#: pages are read). The default auto-checkpoint (1,000 pages) then ran a checkpoint on every
+#: commit, copying each dirty page to the database file (and syncing it) once per commit;
+#: every 10,000 pages (about 40 MiB of WAL) a page dirtied by several commits is copied
+#: once. Neither changes durability: with ``synchronous=FULL`` a commit is synced to the
+#: WAL before it returns, whenever the WAL is checkpointed. ``journal_size_limit`` truncates
+#: the WAL back after a checkpoint if a long read let it grow past that.
+_CACHE_KIB = 32 * 1024
+_AUTOCHECKPOINT_PAGES = 10_000
+_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 #: the columns queries filter on (``hub.audit.packing.INDEX_COLUMNS``), then ``canonical``:
 #: the record itself, packed against them; every other field is read from ``canonical``
@@ -455,6 +470,9 @@ class SQLiteAuditStore:
                 # statement journals and sorts in memory: in a temp file (the default) every
                 # append spilled its statement journal to /var/tmp, tens of writes an event
                 self._conn.execute("PRAGMA temp_store=MEMORY")
+                self._conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+                self._conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+                self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
                 self._migrate()
             except BaseException:
                 self._conn.close()

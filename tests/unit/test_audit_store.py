@@ -73,6 +73,35 @@ def test_creates_parent_dir_and_wal(tmp_path: Path) -> None:
         conn.close()
 
 
+def test_a_connection_holds_a_batch_and_checkpoints_in_bulk_yet_syncs_each_commit(
+    tmp_path: Path,
+) -> None:
+    """Issue 16: a 500-record append dirties about 1,400 pages at a million records, more
+    than SQLite's default 2 MiB cache (it spilled mid-transaction) and than its default
+    1,000-page auto-checkpoint (it checkpointed on every commit). Every connection, new
+    file or reopened, sizes both for that; a commit is still synced (FULL) before it returns.
+    """
+    path = tmp_path / "audit.sqlite3"
+    for _ in range(2):
+        with SQLiteAuditStore(path) as opened:
+            settings = {
+                name: opened._conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in (
+                    "synchronous",
+                    "cache_size",
+                    "wal_autocheckpoint",
+                    "journal_size_limit",
+                )
+            }
+            opened.append([record()])
+        assert settings == {
+            "synchronous": 2,  # FULL
+            "cache_size": -32 * 1024,  # KiB: room for a sink batch's dirty pages
+            "wal_autocheckpoint": 10_000,
+            "journal_size_limit": 64 * 1024 * 1024,
+        }
+
+
 def test_satisfies_protocol(store: SQLiteAuditStore) -> None:
     typed: AuditStore = store
     assert typed.counts()["delivered"] == 0
