@@ -47,11 +47,11 @@ first stored row from cursor to cursor, so it sees exactly what is stored, in th
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -225,6 +225,26 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
     return (*row[:_TIME], utc(record.time), *row[_TIME + 1 :])
 
 
+class _Built(NamedTuple):
+    """One record's row as ``append`` copies it, and its subject pseudonyms (distinct)."""
+
+    columns: tuple[Any, ...]
+    subjects: tuple[str, ...]
+
+
+def _copy(
+    cur: psycopg.Cursor[tuple[Any, ...]],
+    statement: str,
+    types: Sequence[str],
+    rows: Iterable[tuple[Any, ...]],
+) -> None:
+    """One binary ``COPY ... FROM STDIN`` of ``rows``, sent as they come."""
+    with cur.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
 class _StoreClosedError(Exception):
     """Raised inside a call after ``close``; ``_guard`` reports it as ``AuditError``."""
 
@@ -269,40 +289,48 @@ class PostgresAuditStore:
     def append(self, records: Sequence[AuditRecord]) -> int:
         """Append records in one transaction, skipping record ids already stored.
 
-        The rows are built before the lock is taken; under it, one query finds the ids
-        already stored (a replay: the first write stands, no seq used), and the rest are
-        numbered from ``audit_seq`` and written with one ``COPY`` per table.
+        Under the lock, each record's row is built as it is copied (``COPY``), so the server
+        inserts one part of the batch while the next is built; a replayed id makes one
+        query for the ids already stored (the first write stands, no seq used), and the
+        rest are copied again, numbered from ``audit_seq``.
 
         Returns:
             How many records were newly stored.
         """
-        rows = {}
+        batch: dict[str, AuditRecord] = {}
         for r in records:
-            if r.record_id not in rows:  # the first of a batch's duplicates stands
-                rows[r.record_id] = (
-                    _prepare(r),
-                    utc(r.time),
-                    tuple(dict.fromkeys(r.subject_pseudonyms)),
-                )
-        if not rows:
+            batch.setdefault(r.record_id, r)  # the first of a batch's duplicates stands
+        if not batch:
             return 0
         with self._lock, self._guard("append"):
             conn = self._connection()
             try:
-                self._append(conn, rows)
+                written = self._append(conn, batch)
             except BaseException:
                 self._shared.discard()
                 raise
             self._shared.commit()
-        return len(rows)
+        return written
 
-    def _append(self, conn: psycopg.Connection[tuple[Any, ...]], rows: dict[str, Any]) -> None:
-        """``append``'s transaction: ``rows`` loses the ids already stored.
+    def _append(
+        self, conn: psycopg.Connection[tuple[Any, ...]], batch: dict[str, AuditRecord]
+    ) -> int:
+        """``append``'s transaction: how many of ``batch`` it stored.
 
         The batch is copied in optimistically; a replayed id fails the unique index, and
         the copy is then rolled back (to a savepoint) and made again without the ids one
-        query finds stored, so no seq is skipped.
+        query finds stored, so no seq is skipped. A row is built (and its shared values
+        numbered) once, whichever copy first needs it.
         """
+        built: dict[str, _Built] = {}
+
+        def rows(seq: int) -> Iterator[tuple[Any, ...]]:
+            for i, (record_id, record) in enumerate(batch.items(), seq + 1):
+                row = built.get(record_id)
+                if row is None:
+                    row = built[record_id] = self._build(record)
+                yield (i, *row.columns)
+
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
             # Statements after the lock: READ COMMITTED gives each a snapshot that
@@ -312,41 +340,44 @@ class PostgresAuditStore:
                 raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
             seq = int(counter[0])
             self._refresh_shared(conn)
-            packed = {
-                record_id: _pack(canonical, values, columns, self._shared)
-                for record_id, ((columns, canonical, values), _, _) in rows.items()
-            }
             with conn.cursor() as cur:
                 try:
                     with conn.transaction():
-                        self._copy_records(cur, rows, packed, seq)
+                        _copy(
+                            cur,
+                            _COPY_RECORDS.format(table="audit_records"),
+                            _RECORD_TYPES,
+                            rows(seq),
+                        )
                 except psycopg.errors.UniqueViolation:
-                    for (stored,) in conn.execute(_STORED_SQL, (list(rows),)).fetchall():
-                        rows.pop(str(stored), None)
-                    self._copy_records(cur, rows, packed, seq)
-                with cur.copy(_COPY_SUBJECTS) as copy:
-                    copy.set_types(_SUBJECT_TYPES)
-                    for i, (_, _, subjects) in enumerate(rows.values(), seq + 1):
-                        for pseudonym in subjects:
-                            copy.write_row((i, pseudonym))
-                cur.executemany(_INSERT_VALUE, self._shared.new_rows())
-            if rows:
-                conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(rows),))
-
-    @staticmethod
-    def _copy_records(
-        cur: psycopg.Cursor[tuple[Any, ...]],
-        rows: dict[str, Any],
-        packed: dict[str, bytes],
-        seq: int,
-    ) -> None:
-        """COPY ``rows`` into ``audit_records``, numbered on from ``seq``."""
-        with cur.copy(_COPY_RECORDS.format(table="audit_records")) as copy:
-            copy.set_types(_RECORD_TYPES)
-            for i, (record_id, ((columns, _, _), time, _)) in enumerate(rows.items(), seq + 1):
-                copy.write_row(
-                    (i, *columns[:_TIME], time, *columns[_TIME + 1 :], packed[record_id])
+                    for (stored,) in conn.execute(_STORED_SQL, (list(batch),)).fetchall():
+                        batch.pop(str(stored), None)
+                    _copy(
+                        cur, _COPY_RECORDS.format(table="audit_records"), _RECORD_TYPES, rows(seq)
+                    )
+                _copy(
+                    cur,
+                    _COPY_SUBJECTS,
+                    _SUBJECT_TYPES,
+                    (
+                        (i, pseudonym)
+                        for i, record_id in enumerate(batch, seq + 1)
+                        for pseudonym in built[record_id].subjects
+                    ),
                 )
+                cur.executemany(_INSERT_VALUE, self._shared.new_rows())
+            if batch:
+                conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(batch),))
+        return len(batch)
+
+    def _build(self, record: AuditRecord) -> _Built:
+        """A record's ``_COLUMNS`` values as copied (``canonical`` packed) and its subjects."""
+        columns, canonical, values = _prepare(record)
+        packed = _pack(canonical, values, columns, self._shared)
+        return _Built(
+            (*columns[:_TIME], utc(record.time), *columns[_TIME + 1 :], packed),
+            tuple(dict.fromkeys(record.subject_pseudonyms)),
+        )
 
     def _refresh_shared(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         """Learn the shared values other writers added since this store last read them."""

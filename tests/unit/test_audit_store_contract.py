@@ -66,6 +66,40 @@ def test_append_dedups_by_record_id(store: AuditStore) -> None:
     assert [store.record_index(r.record_id) for r in store.query()] == [0, 1, 2, 3]
 
 
+def test_a_record_that_cannot_be_built_midway_stores_none_of_its_batch(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL builds each row as it copies it (issue 16: the server inserts the first
+    rows while the next are built), so a failure there lands inside the open COPY; either
+    store then keeps nothing of the batch, no seq, and no shared value it numbered."""
+    import hub.audit.postgres
+    import hub.audit.sqlite
+
+    real = hub.audit.sqlite._prepare
+
+    def prepare(r: AuditRecord) -> object:
+        if r.event_id == "evt-boom":
+            raise RuntimeError("cannot build this row")
+        return real(r)
+
+    monkeypatch.setattr(hub.audit.sqlite, "_prepare", prepare)
+    monkeypatch.setattr(hub.audit.postgres, "_prepare", prepare)
+    assert store.append([record("evt-0")]) == 1
+    novel = record("evt-2", rule="a-rule-not-seen-before", subject_pseudonyms=("ps_x",))
+    batch = [record("evt-1"), novel, record("evt-boom"), record("evt-3")]
+    with pytest.raises(RuntimeError, match="cannot build"):
+        store.append(batch)
+    assert store.size() == 1
+    assert store.stored_ids([r.record_id for r in batch]) == set()
+    assert store.query(subject_pseudonym="ps_x") == []
+    monkeypatch.setattr(hub.audit.sqlite, "_prepare", real)
+    monkeypatch.setattr(hub.audit.postgres, "_prepare", real)
+    assert store.append(batch) == 4
+    assert [store.record_index(r.record_id) for r in batch] == [1, 2, 3, 4]
+    assert store.query(subject_pseudonym="ps_x") == [novel]
+    assert store.mismatched_rows(0, 5) == []
+
+
 def test_query_in_append_order_with_limit(store: AuditStore) -> None:
     store.append([record(f"evt-{i}", time=T0 - timedelta(minutes=i)) for i in range(5)])
     assert events(store.query(limit=3)) == ["evt-0", "evt-1", "evt-2"]
