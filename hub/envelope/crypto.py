@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hub.canonical import canonical_json
+from hub.envelope import ed25519
 from hub.errors import EventError
 
 __all__ = [
@@ -211,7 +212,7 @@ def signing_input(headers: Mapping[str, str], key: bytes | None, value: bytes) -
 def verify_signature(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
     """Verify an Ed25519 signature or raise ``CryptoError``."""
     try:
-        public_key.verify(signature, message)
+        ed25519.verify(public_key, signature, message)  # libsodium, as strict as OpenSSL
     except InvalidSignature as exc:
         raise CryptoError(
             "signature does not verify: the event was altered or signed by another key",

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from hub.envelope import ed25519
 from hub.errors import KeyRevokedError, KeyStoreError, UnknownKeyError
 from hub.keys.model import (
     EncryptionKey,
@@ -117,7 +118,7 @@ class FileKeyStore:
         # (by_kid, signing key id -> private key of an *active* key), replaced as one object
         # whenever the directory changes, so a revoked or retired key drops out before its
         # next use, and a key checked against an old index never enters a new cache
-        self._sign_index: tuple[dict[str, PartyKeys], dict[str, Ed25519PrivateKey]] = ({}, {})
+        self._sign_index: tuple[dict[str, PartyKeys], dict[str, ed25519.Signer]] = ({}, {})
         # private keys never change once written, so they are cached for the process lifetime
         self._signers: dict[str, Ed25519PrivateKey] = {}
         self._openers: dict[str, HpkePrivateKey] = {}
@@ -257,7 +258,7 @@ class FileKeyStore:
         if record.status is KeyStatus.RETIRED:
             active = self.active(record.party).signing_key_id
             raise KeyStoreError(f"signing key {kid}: retired by rotation; sign with {active}")
-        signer = self.signing_private(kid)
+        signer = ed25519.Signer(self.signing_private(kid))  # libsodium: the same signatures
         active_signers[kid] = signer
         return signer.sign(data)
 
