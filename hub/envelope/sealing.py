@@ -141,27 +141,71 @@ def seal_record(
     dk = data_key or cache.get(
         recipient=recipient, kid=recipient_kid, suite=suite, public_key=recipient_public
     )
-    ext = dict(extensions or {})
-    ext.update(
-        hubrecipient=recipient,
-        hubkid=recipient_kid,
-        hubsuite=suite,
-        hubdekid=dk.dek_id,
-        hubdek=dk.wrapped_b64,
-        hubsigkid=signer.kid,
-    )
+    ext = dict(extensions) if extensions else {}
+    ext["hubrecipient"] = recipient
+    ext["hubkid"] = recipient_kid
+    ext["hubsuite"] = suite
+    ext["hubdekid"] = dk.dek_id
+    ext["hubdek"] = dk.wrapped_b64
+    ext["hubsigkid"] = signer.kid
     ck = dk.case_key(key)
     escrowed = escrow(ck, dk.dek_id) if escrow is not None else None
     if escrowed is not None:
         ext["hubescrow"] = escrowed
-    text, encoded = _header_texts(attrs, ext)
     key_json = _json_str(crypto.b64e(key)) if key is not None else "null"
+    layout = _layout(attrs, ext)
+    if layout is None:  # the reference path: ``wire.to_headers`` and the SDK's checks
+        return _seal_slow(attrs, ext, ck, key_json, plaintext, signer, nonce)
+    aad = (
+        f'{{"dek":{_json_str(dk.dek_id)},"id":{layout.id_json},"key":{key_json},'
+        f'"kid":{_json_str(recipient_kid)},'
+        f'"protocol":{_json_str(ext["hubprotocol"]) if "hubprotocol" in ext else "null"},'
+        f'"recipient":{_json_str(recipient)},{layout.aad_tail}'
+    ).encode()
+    value = crypto.seal_payload(ck, plaintext, aad, nonce=nonce)
+    members: list[str] = []
+    headers: list[tuple[str, bytes]] = []
+    base_members, base_bytes = layout.base_members, layout.base_bytes
+    for header, name in layout.order:
+        if name is None:
+            members.append(base_members[header])
+            headers.append((header, base_bytes[header]))
+        else:
+            text = ext[name]
+            members.append(f'"{header}":{_json_str(text)}')  # names are plain ASCII (SDK)
+            headers.append((header, text.encode()))
+    digest = hashlib.sha256(value).hexdigest()
+    signature = signer.sign(
+        f'{{"headers":{{{",".join(members)}}},"key":{key_json},"value_sha256":"{digest}"}}'.encode()
+    )
+    headers.insert(layout.sig_at, ("ce_hubsig", crypto.b64e(signature).encode()))
+    return SealedRecord(headers=headers, value=value)
+
+
+def _seal_slow(
+    attrs: EventAttributes,
+    ext: Mapping[str, str],
+    ck: bytes,
+    key_json: str,
+    plaintext: bytes,
+    signer: Signer,
+    nonce: bytes | None,
+) -> SealedRecord:
+    """``seal_record`` through ``wire.to_headers`` itself, the reference path.
+
+    Taken for a new set of extension names (the SDK checks them once) and anything unusual
+    (a value that is not a string, a name that is also an attribute's).
+    """
+    text = {k: v.decode() for k, v in wire.to_headers(attrs, ext)}
+    encoded = {k: f"{_json_str(k)}:{_json_str(v)}" for k, v in text.items()}
     value = crypto.seal_payload(ck, plaintext, _context_aad(text, key_json), nonce=nonce)
     names = sorted(text)
     signature = signer.sign(_signing_input(names, encoded, key_json, value))
     text["ce_hubsig"] = crypto.b64e(signature)
     names.append("ce_hubsig")
     names.sort()
+    if frozenset(ext).isdisjoint(_RESERVED_NAMES) and all(type(v) is str for v in ext.values()):
+        _checked_extensions.add(frozenset(ext))  # the SDK accepted these names
     return SealedRecord(headers=[(k, text[k].encode()) for k in names], value=value)
 
 
@@ -199,31 +243,63 @@ def _signing_input(
     return f'{{"headers":{{{members}}},"key":{key_json},"value_sha256":"{digest}"}}'.encode()
 
 
-#: the attribute part of the last event's headers: (attribute values, header name -> text,
-#: header name -> its encoded JSON member); an event's recipients are sealed one after
-#: another, so one entry serves a whole fan-out
-_last_attributes: tuple[tuple[Any, ...], dict[str, str], dict[str, str]] | None = None
+@dataclass(frozen=True)
+class _Layout:
+    """One event's headers for one set of extension names, worked out once for its fan-out.
+
+    ``order`` is every header but ``ce_hubsig`` in ``sort_keys`` order, each with the
+    extension it comes from (None: an attribute header, in ``base_members``/``base_bytes``);
+    ``sig_at`` is where ``ce_hubsig`` sorts among them. ``id_json`` and ``aad_tail`` are the
+    attribute parts of ``context_aad``.
+    """
+
+    order: tuple[tuple[str, str | None], ...]
+    sig_at: int
+    base_members: dict[str, str]
+    base_bytes: dict[str, bytes]
+    id_json: str
+    aad_tail: str
+
+
+#: layouts by (attribute values, extension names); an event's recipients are sealed one
+#: after another, so a few entries serve every fan-out; cleared whole when full
+_layouts: dict[tuple[tuple[Any, ...], frozenset[str]], _Layout] = {}
+_LAYOUTS_KEPT = 64
 #: extension-name sets ``wire.to_headers`` (so the CloudEvents SDK) has accepted
 _checked_extensions: set[frozenset[str]] = set()
-#: CloudEvents attribute names: an "extension" of one of these names takes the slow path
-_ATTRIBUTE_NAMES = frozenset(
-    ("specversion", "id", "source", "type", "time", "datacontenttype", "subject", "dataschema")
+#: names an extension may not take on the fast path: CloudEvents attributes, and the
+#: envelope's own ``hubcontenttype`` (``wire.to_headers`` sets it after the extensions) and
+#: ``hubsig`` (the signature, added last)
+_RESERVED_NAMES = frozenset(
+    (
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "datacontenttype",
+        "subject",
+        "dataschema",
+        wire.INNER_TYPE,
+        "hubsig",
+    )
 )
 
 
-def _header_texts(
-    attrs: EventAttributes, ext: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """``wire.to_headers(attrs, ext)`` as name -> text, and name -> ``"name":"text"`` JSON.
+def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
+    """The cached layout for these attributes and extension names; None: take the slow path.
 
-    Both dicts are new (the caller's). The attribute headers come from
-    ``wire.to_headers(attrs)`` once per distinct set of attribute values; the extensions are
-    added as ``to_headers`` adds them (``ce_`` + name, the text as given), and each new set
-    of extension names goes through ``to_headers`` itself once, so the SDK's naming checks
-    still run; anything unusual (a value that is not a string, a name that is also an
-    attribute's) always goes through it.
+    The attribute headers come from ``wire.to_headers(attrs)`` once per distinct set of
+    attribute values; the extensions are added as ``to_headers`` adds them (``ce_`` + name,
+    the text as given). A new set of extension names, or any value that is not a string,
+    goes through ``to_headers`` itself (``_seal_slow``), so the SDK's naming checks run.
     """
-    global _last_attributes  # a one-entry cache, replaced whole (thread-safe)
+    names = frozenset(ext)
+    if names not in _checked_extensions:
+        return None
+    for value in ext.values():
+        if type(value) is not str:
+            return None
     values = (
         attrs.specversion,
         attrs.id,
@@ -234,27 +310,35 @@ def _header_texts(
         attrs.datacontenttype,
         attrs.dataschema,
     )
-    last = _last_attributes
-    if last is None or last[0] != values:
-        base = {k: v.decode() for k, v in wire.to_headers(attrs)}
-        last = (values, base, {k: f"{_json_str(k)}:{_json_str(v)}" for k, v in base.items()})
-        _last_attributes = last
-    names = frozenset(ext)
-    if names in _checked_extensions:
-        text = dict(last[1])
-        encoded = dict(last[2])
-        for name, value in ext.items():
-            if type(value) is not str:
-                break
-            header = "ce_" + name
-            text[header] = value
-            encoded[header] = f'"{header}":{_json_str(value)}'  # names are plain ASCII (SDK)
-        else:
-            return text, encoded
-    text = {k: v.decode() for k, v in wire.to_headers(attrs, ext)}
-    if names.isdisjoint(_ATTRIBUTE_NAMES):  # an extension never renames an attribute
-        _checked_extensions.add(names)
-    return text, {k: f"{_json_str(k)}:{_json_str(v)}" for k, v in text.items()}
+    found = _layouts.get((values, names))
+    if found is not None:
+        return found
+    base = {k: v.decode() for k, v in wire.to_headers(attrs)}
+    by_header: dict[str, str | None] = dict.fromkeys(base)
+    for name in ext:
+        by_header["ce_" + name] = name
+    order = tuple(sorted(by_header.items()))
+    sig_at = sum(1 for header, _ in order if header < "ce_hubsig")
+
+    def field(name: str) -> str:
+        value = base.get(name)
+        return "null" if value is None else _json_str(value)
+
+    layout = _Layout(
+        order=order,
+        sig_at=sig_at,
+        base_members={k: f"{_json_str(k)}:{_json_str(v)}" for k, v in base.items()},
+        base_bytes={k: v.encode() for k, v in base.items()},
+        id_json=field("ce_id"),
+        aad_tail=(
+            f'"source":{field("ce_source")},"subject":{field("ce_subject")},'
+            f'"time":{field("ce_time")},"type":{field("ce_type")}}}'
+        ),
+    )
+    if len(_layouts) >= _LAYOUTS_KEPT:
+        _layouts.clear()
+    _layouts[(values, names)] = layout
+    return layout
 
 
 def open_record(
