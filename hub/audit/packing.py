@@ -89,8 +89,8 @@ class _Format:
     """One packed format: its tag byte and where each of its fields sits."""
 
     __slots__ = (
-        "borrowed", "field_set", "fields", "markers", "shared", "subjects", "tag", "template",
-        "time",
+        "borrowed", "borrowed_text", "field_set", "fields", "markers", "shared", "subjects",
+        "tag", "template", "time", "time_column",
     )  # fmt: skip
 
     def __init__(self, tag: bytes, fields: tuple[str, ...]) -> None:
@@ -105,6 +105,9 @@ class _Format:
         #: field position -> column position, for the fields a column can stand in for
         self.borrowed = tuple((fields.index(name), i) for i, name in enumerate(INDEX_COLUMNS))
         self.time = fields.index("time")
+        #: ``borrowed`` but for ``time``, and the column ``time`` is borrowed from
+        self.borrowed_text = tuple(pair for pair in self.borrowed if pair[0] != self.time)
+        self.time_column = INDEX_COLUMNS.index("time")
         self.shared = tuple(fields.index(name) for name in SHARED if name in fields)
         self.subjects = fields.index("subject_pseudonyms")
         #: the canonical bytes with a ``%b`` per value (field names hold no ``%``)
@@ -284,20 +287,27 @@ def pack_values(
     format (``FIELDS`` or ``FIELDS_2``).
     """
     fmt = _BY_COUNT[len(values)]
-    for field, column in fmt.borrowed:
-        if values[field] == _column_json(fmt, field, columns[column]):
+    # ``_column_json`` inline for the text columns (issue 16: a call per column cost as much
+    # as the escaping); the time column keeps its own rule.
+    escape = _escape
+    for field, column in fmt.borrowed_text:
+        text = columns[column]
+        if values[field] == (b"null" if text is None else escape(text).encode()):
             values[field] = _FROM_COLUMN
+    if values[fmt.time] == _column_json(fmt, fmt.time, columns[fmt.time_column]):
+        values[fmt.time] = _FROM_COLUMN
     if shared is not None:
+        ref = shared.ref
         for field in fmt.shared:
-            if values[field] not in _TOKENS:
-                values[field] = shared.ref(values[field])
-    packed = b"".join(
-        (
-            fmt.tag,
-            _SEP.join([_TOKENS.get(v, v) for v in values]),
-            _SEP,
-            zlib.crc32(canonical).to_bytes(_CRC_BYTES, "big"),
-        )
+            value = values[field]
+            if value not in _TOKENS:
+                values[field] = ref(value)
+    token = _TOKENS.get
+    packed = (
+        fmt.tag
+        + _SEP.join([token(v, v) for v in values])
+        + _SEP
+        + zlib.crc32(canonical).to_bytes(_CRC_BYTES, "big")
     )
     return packed if len(packed) < len(canonical) else canonical
 
