@@ -80,6 +80,8 @@ class SealedRecord:
 
     headers: list[tuple[str, bytes]]
     value: bytes
+    #: hex SHA-256 of ``value``, as signed (the audit record's ``payload_sha256``)
+    value_sha256: str
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def seal_record(
         f'{{"headers":{{{",".join(members)}}},"key":{key_json},"value_sha256":"{digest}"}}'.encode()
     )
     headers.insert(layout.sig_at, ("ce_hubsig", crypto.b64e(signature).encode()))
-    return SealedRecord(headers=headers, value=value)
+    return SealedRecord(headers=headers, value=value, value_sha256=digest)
 
 
 def _seal_slow(
@@ -206,7 +208,11 @@ def _seal_slow(
     names.sort()
     if frozenset(ext).isdisjoint(_RESERVED_NAMES) and all(type(v) is str for v in ext.values()):
         _checked_extensions.add(frozenset(ext))  # the SDK accepted these names
-    return SealedRecord(headers=[(k, text[k].encode()) for k in names], value=value)
+    return SealedRecord(
+        headers=[(k, text[k].encode()) for k in names],
+        value=value,
+        value_sha256=hashlib.sha256(value).hexdigest(),
+    )
 
 
 #: JSON string literal exactly as ``crypto.canonical_context`` writes one (``ensure_ascii``
