@@ -26,13 +26,14 @@ it (``OVERRIDING SYSTEM VALUE``) and never uses the generator: an ``INSERT`` by 
 bypasses the lock and the counter fails on the primary key instead of silently reordering
 the log.
 
-Appends are batched (issue 16): one query for the ids already stored, then one ``COPY`` per
-table, in the one locked transaction. Other choices: as in SQLite, each record is kept once,
-as the columns queries filter on and ``canonical`` (``BYTEA``) packed against them
-(``hub.audit.packing``); ``time`` is ``TIMESTAMPTZ`` (so ``since`` compares instants) and is
-read back as text formatted by the server. The schema version lives in ``audit_schema``; a
-newer one is refused. A connection lost (database restart, network) is
-reopened on the next call, so the audit sink's retry loop recovers by itself.
+Appends are batched (issue 16): one ``COPY`` per table in the one locked transaction, each
+row built as it is copied so the server inserts while the client builds (a replayed id rolls
+the copy back and one query finds the ids already stored). Other choices: as in SQLite,
+each record is kept once, as the columns queries filter on and ``canonical`` (``BYTEA``)
+packed against them (``hub.audit.packing``); ``time`` is ``TIMESTAMPTZ`` (so ``since``
+compares instants) and is read back as text formatted by the server. The schema version
+lives in ``audit_schema``; a newer one is refused. A connection lost (database restart,
+network) is reopened on the next call, so the audit sink's retry loop recovers by itself.
 
 Leaf numbering. Because ``seq`` is dense and audit retention prunes a prefix, leaf i (the row
 of rank i - K in ``seq`` order, K leaves pruned) is the row with ``seq`` i + 1, so reading
