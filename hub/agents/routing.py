@@ -930,13 +930,15 @@ class Router:
 def _headers_size(headers: Sequence[tuple[str, bytes | None]]) -> int:
     """Bytes of headers in a Kafka record (v2): name, value, and their varint lengths.
 
-    Every delivery is measured (``_decide``): one pass, and a name's UTF-8 length is its
-    length when it is ASCII, as every header name the hub writes is.
+    Every delivery is measured (``_decide``): the names' UTF-8 length is their length when
+    they are ASCII, as every header name the hub writes is.
     """
-    size = 10 * len(headers)
-    for name, value in headers:
-        size += (len(name) if name.isascii() else len(name.encode())) + (len(value) if value else 0)
-    return size
+    names = "".join([name for name, _ in headers])
+    return (
+        10 * len(headers)
+        + (len(names) if names.isascii() else len(names.encode()))
+        + sum([len(value) for _, value in headers if value])
+    )
 
 
 def _record_size(
