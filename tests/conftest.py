@@ -95,6 +95,26 @@ def _kafka_clients_closed(request: pytest.FixtureRequest) -> Iterator[None]:
         )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_console_password_hashes() -> Iterator[None]:
+    """Console passwords are hashed with Argon2id at its cheapest in the test process.
+
+    The production parameters (argon2-cffi's defaults, RFC 9106: 64 MiB, 3 passes, 4 lanes)
+    cost 0.17 s of CPU per hash and per sign-in by design, and the console tests add and sign
+    in accounts a few hundred times. The hash stays Argon2id, so what a test asserts of the
+    accounts file holds; a ``hub console`` started as a process of its own keeps the real
+    parameters.
+    """
+    from argon2 import PasswordHasher
+
+    from hub.web import accounts
+
+    real = accounts._HASHER
+    accounts._HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    yield
+    accounts._HASHER = real
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No HUB_* setting leaks in from the developer's shell (httpx's clean environ)."""
