@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -97,6 +98,10 @@ class OpenedRecord:
 
 def context_aad(headers: Mapping[str, str], key: bytes | None) -> bytes:
     """AAD: the fields a ciphertext is bound to (moving it anywhere else fails)."""
+    if all(type(headers.get(name)) in _TEXT_OR_NONE for name in _AAD_HEADERS):
+        # every record's case: written out by hand (``_context_aad``), the same bytes
+        key_json = _json_str(crypto.b64e(key)) if key is not None else "null"
+        return _context_aad(headers, key_json)
     return crypto.canonical_context(
         {
             "id": headers.get("ce_id"),
@@ -111,6 +116,21 @@ def context_aad(headers: Mapping[str, str], key: bytes | None) -> bytes:
             "key": crypto.b64e(key) if key is not None else None,
         }
     )
+
+
+#: the headers ``context_aad`` binds, and the value types ``_context_aad`` writes out
+_AAD_HEADERS = (
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_time",
+    "ce_subject",
+    "ce_hubrecipient",
+    "ce_hubprotocol",
+    "ce_hubdekid",
+    "ce_hubkid",
+)
+_TEXT_OR_NONE = (str, type(None))
 
 
 def seal_record(
@@ -206,8 +226,13 @@ def _seal_slow(
     text["ce_hubsig"] = crypto.b64e(signature)
     names.append("ce_hubsig")
     names.sort()
-    if frozenset(ext).isdisjoint(_RESERVED_NAMES) and all(type(v) is str for v in ext.values()):
-        _checked_extensions.add(frozenset(ext))  # the SDK accepted these names
+    ext_names = frozenset(ext)
+    if (
+        ext_names.isdisjoint(_RESERVED_NAMES)
+        and all(_PLAIN_NAME.fullmatch(n) for n in ext_names)
+        and all(type(v) is str for v in ext.values())
+    ):
+        _checked_extensions.add(ext_names)  # the SDK accepted these names
     return SealedRecord(
         headers=[(k, text[k].encode()) for k in names],
         value=value,
@@ -273,6 +298,9 @@ _layouts: dict[tuple[tuple[Any, ...], frozenset[str]], _Layout] = {}
 _LAYOUTS_KEPT = 64
 #: extension-name sets ``wire.to_headers`` (so the CloudEvents SDK) has accepted
 _checked_extensions: set[frozenset[str]] = set()
+#: extension names the fast path writes into JSON as they are: the SDK's rule, but whole
+#: (its ``^[a-z0-9]+$`` lets a trailing newline through, which JSON escapes)
+_PLAIN_NAME = re.compile(r"[a-z0-9]+")
 #: names an extension may not take on the fast path: CloudEvents attributes, and the
 #: envelope's own ``hubcontenttype`` (``wire.to_headers`` sets it after the extensions) and
 #: ``hubsig`` (the signature, added last)
@@ -312,6 +340,8 @@ def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
         attrs.source,
         attrs.type,
         attrs.time,
+        # equal times (one instant) in other offsets are written apart in ``ce_time``
+        attrs.time.utcoffset(),
         attrs.subject,
         attrs.datacontenttype,
         attrs.dataschema,
