@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.envelope import crypto
-from hub.envelope.sealing import open_record, seal_record
+from hub.envelope.sealing import context_aad, open_record, seal_record
 from hub.models import EventAttributes
 
 T0 = dt.datetime(2026, 11, 23, 9, 30, tzinfo=dt.UTC)
@@ -299,3 +299,45 @@ def test_signing_input_is_the_canonical_json_of_what_it_covers(
         }
     )
     assert crypto.signing_input(headers, key, value) == expected
+
+
+_AAD_NAMES = [
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_time",
+    "ce_subject",
+    "ce_hubrecipient",
+    "ce_hubprotocol",
+    "ce_hubdekid",
+    "ce_hubkid",
+    "ce_other",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    headers=st.dictionaries(st.sampled_from(_AAD_NAMES), st.text(max_size=30), max_size=10),
+    key=st.none() | st.binary(max_size=40),
+)
+def test_context_aad_is_the_canonical_json_of_the_fields_it_binds(
+    headers: dict[str, str], key: bytes | None
+) -> None:
+    # written out by hand for text headers: it must be canonical_context's bytes for any
+    # text, escapes and non-ASCII included, and an absent header is null
+    names = {
+        "id": "ce_id",
+        "source": "ce_source",
+        "type": "ce_type",
+        "time": "ce_time",
+        "subject": "ce_subject",
+        "recipient": "ce_hubrecipient",
+        "protocol": "ce_hubprotocol",
+        "dek": "ce_hubdekid",
+        "kid": "ce_hubkid",
+    }
+    expected = crypto.canonical_context(
+        {field: headers.get(header) for field, header in names.items()}
+        | {"key": crypto.b64e(key) if key is not None else None}
+    )
+    assert context_aad(headers, key) == expected
