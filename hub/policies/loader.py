@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ def _plain(node: Any) -> Any:
 _PARSED: dict[str, tuple[Any, dict[str, int]]] = {}
 #: documents kept; tests load many variants of a protocol, a process usually one
 _PARSED_MAX = 16
+_PARSED_LOCK = threading.Lock()
 
 
 def _parsed(path: Path, raw_bytes: bytes, digest: str) -> tuple[Any, dict[str, int]]:
@@ -93,9 +95,11 @@ def _parsed(path: Path, raw_bytes: bytes, digest: str) -> tuple[Any, dict[str, i
         raise ProtocolError(f"protocol {path}: not valid YAML: {exc}") from exc
     lines: dict[str, int] = {}
     _index(doc, "", lines)
-    if len(_PARSED) >= _PARSED_MAX:
-        del _PARSED[next(iter(_PARSED))]  # the oldest
-    _PARSED[digest] = parsed = (_plain(doc), lines)
+    parsed = (_plain(doc), lines)
+    with _PARSED_LOCK:  # the console loads from several threads
+        while len(_PARSED) >= _PARSED_MAX:
+            del _PARSED[next(iter(_PARSED))]  # the oldest
+        _PARSED[digest] = parsed
     return parsed
 
 

@@ -8,6 +8,7 @@ its own, and errors name the file and line they always did.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,35 @@ def test_invalid_yaml_names_the_file_every_time(tmp_path: Path, parses: list[int
     for _ in range(2):
         with pytest.raises(ProtocolError, match=rf"protocol {path}: not valid YAML"):
             load_protocol(path)
+
+
+def test_many_threads_loading_many_versions_all_get_their_own(tmp_path: Path) -> None:
+    """The console loads from a thread pool: past the cache's size, loads race on eviction."""
+    text = default_protocol_path().read_text()
+    paths = []
+    for n in range(40):  # more versions than the cache keeps
+        path = tmp_path / f"v{n}.yaml"
+        path.write_text(text + f"\n# version {n}\n")
+        paths.append(path)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        loaded = list(pool.map(load_protocol, paths * 3))
+    hashes = {p.content_hash for p in loaded}
+    assert len(hashes) == 40  # each version its own, none lost to a race
+
+
+def test_the_oldest_text_goes_when_the_cache_is_full(
+    tmp_path: Path, parses: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "_PARSED_MAX", 2)
+    paths = []
+    for n in range(3):  # three texts, room for two
+        path = tmp_path / f"p{n}.yaml"
+        path.write_text(REF_TEXT.replace('version: "2026.11"', f'version: "2026.1{n}"', 1))
+        paths.append(path)
+        load_protocol(path)
+    assert len(loader._PARSED) == 2
+    load_protocol(paths[2])  # kept
+    assert len(parses) == 3
+    assert load_protocol(paths[0]).protocol.version == "2026.10"  # gone: parsed again
+    assert len(parses) == 4
+    assert len(loader._PARSED) == 2
