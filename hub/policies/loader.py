@@ -87,8 +87,9 @@ def _parsed(path: Path, raw_bytes: bytes, digest: str) -> tuple[Any, dict[str, i
 
     Kept by content, not by path: a file edited in place is parsed again.
     """
-    if (hit := _PARSED.get(digest)) is not None:
-        return hit
+    with _PARSED_LOCK:
+        if (hit := _PARSED.get(digest)) is not None:
+            return hit
     try:
         doc = YAML(typ="rt").load(raw_bytes)
     except YAMLError as exc:
@@ -96,7 +97,7 @@ def _parsed(path: Path, raw_bytes: bytes, digest: str) -> tuple[Any, dict[str, i
     lines: dict[str, int] = {}
     _index(doc, "", lines)
     parsed = (_plain(doc), lines)
-    with _PARSED_LOCK:  # the console loads from several threads
+    with _PARSED_LOCK:  # the console loads protocols from its thread pool
         while len(_PARSED) >= _PARSED_MAX:
             del _PARSED[next(iter(_PARSED))]  # the oldest
         _PARSED[digest] = parsed

@@ -8,7 +8,6 @@ its own, and errors name the file and line they always did.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +87,6 @@ def test_invalid_yaml_names_the_file_every_time(tmp_path: Path, parses: list[int
     for _ in range(2):
         with pytest.raises(ProtocolError, match=rf"protocol {path}: not valid YAML"):
             load_protocol(path)
-
-
-def test_many_threads_loading_many_versions_all_get_their_own(tmp_path: Path) -> None:
-    """The console loads from a thread pool: past the cache's size, loads race on eviction."""
-    text = default_protocol_path().read_text()
-    paths = []
-    for n in range(40):  # more versions than the cache keeps
-        path = tmp_path / f"v{n}.yaml"
-        path.write_text(text + f"\n# version {n}\n")
-        paths.append(path)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        loaded = list(pool.map(load_protocol, paths * 3))
-    hashes = {p.content_hash for p in loaded}
-    assert len(hashes) == 40  # each version its own, none lost to a race
 
 
 def test_the_oldest_text_goes_when_the_cache_is_full(
