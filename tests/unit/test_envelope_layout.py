@@ -32,24 +32,21 @@ def _same_as_reference(attrs: EventAttributes, extensions: dict[str, str]) -> No
 def test_the_same_instant_written_with_another_offset_keeps_its_own_time() -> None:
     # equal datetimes (one instant) hash alike, yet ``ce_time`` writes each one's offset
     for when in (T0, T0.astimezone(dt.timezone(dt.timedelta(hours=1)))):
-        attrs = EventAttributes(
-            id="ev-offset",
-            source="/parties/west-mercia-police",
-            type="uk.csp.socjag.intel.v1",
-            time=when,
-            datacontenttype=wire.JSON,
-        )
-        _same_as_reference(attrs, EXTENSIONS)
+        _same_as_reference(_intel("ev-offset", when), EXTENSIONS)
 
 
 @pytest.mark.parametrize("name", ["hubx\n", "hubrule"])
 def test_an_extension_name_json_escapes_is_signed_as_the_reference_signs_it(name: str) -> None:
     # the SDK's name check (``^[a-z0-9]+$``) lets a trailing newline through; JSON escapes it
-    attrs = EventAttributes(
-        id="ev-name",
+    _same_as_reference(_intel("ev-name", T0), {**EXTENSIONS, name: "v"})
+
+
+def _intel(event_id: str, when: dt.datetime) -> EventAttributes:
+    """A delivery's attributes: SOCJAG intelligence from the police, at ``when``."""
+    return EventAttributes(
+        id=event_id,
         source="/parties/west-mercia-police",
         type="uk.csp.socjag.intel.v1",
-        time=T0,
+        time=when,
         datacontenttype=wire.JSON,
     )
-    _same_as_reference(attrs, {**EXTENSIONS, name: "v"})
