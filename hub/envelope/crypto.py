@@ -204,10 +204,8 @@ def signing_input(headers: Mapping[str, str], key: bytes | None, value: bytes) -
     if all(type(v) is str for v in covered.values()):
         # ``canonical_context`` written out for string headers (every record's): the same
         # sorted members and escapes (``test_envelope`` holds the two to each other)
-        members = ",".join([f"{_json_str(k)}:{_json_str(covered[k])}" for k in sorted(covered)])
-        key_json = _json_str(b64e(key)) if key is not None else "null"
-        digest = hashlib.sha256(value).hexdigest()
-        return f'{{"headers":{{{members}}},"key":{key_json},"value_sha256":"{digest}"}}'.encode()
+        members = ",".join([f"{json_str(k)}:{json_str(covered[k])}" for k in sorted(covered)])
+        return signing_text(members, key_json(key), hashlib.sha256(value).hexdigest())
     return canonical_context(
         {
             "headers": covered,
@@ -217,8 +215,23 @@ def signing_input(headers: Mapping[str, str], key: bytes | None, value: bytes) -
     )
 
 
-#: a JSON string literal as ``canonical_json`` writes one (``ensure_ascii`` off)
-_json_str: Callable[[str], str] = json.encoder.encode_basestring
+#: a JSON string literal exactly as ``canonical_json`` writes one (``ensure_ascii`` off: the
+#: C ``encode_basestring`` its encoder calls); for the canonical JSON written out by hand
+json_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def key_json(key: bytes | None) -> str:
+    """The record key as the signed context writes it: base64 as a JSON string, or null."""
+    return json_str(b64e(key)) if key is not None else "null"
+
+
+def signing_text(members: str, key_json: str, value_sha256: str) -> bytes:
+    """``signing_input`` from its parts in canonical JSON, for callers that write it by hand.
+
+    ``members`` are the covered headers' ``"name":"value"`` members in sorted order, joined
+    by commas; ``key_json`` is ``key_json(key)``; ``value_sha256`` the value's hex SHA-256.
+    """
+    return f'{{"headers":{{{members}}},"key":{key_json},"value_sha256":"{value_sha256}"}}'.encode()
 
 
 def verify_signature(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:

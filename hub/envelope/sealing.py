@@ -22,7 +22,6 @@ The attribute headers come from ``wire.to_headers``: envelope v2, ``content-type
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -100,8 +99,7 @@ def context_aad(headers: Mapping[str, str], key: bytes | None) -> bytes:
     """AAD: the fields a ciphertext is bound to (moving it anywhere else fails)."""
     if all(type(headers.get(name)) in _TEXT_OR_NONE for name in _AAD_HEADERS):
         # every record's case: written out by hand (``_context_aad``), the same bytes
-        key_json = _json_str(crypto.b64e(key)) if key is not None else "null"
-        return _context_aad(headers, key_json)
+        return _context_aad(headers, crypto.key_json(key))
     return crypto.canonical_context(
         {
             "id": headers.get("ce_id"),
@@ -174,16 +172,19 @@ def seal_record(
     escrowed = escrow(ck, dk.dek_id) if escrow is not None else None
     if escrowed is not None:
         ext["hubescrow"] = escrowed
-    key_json = _json_str(crypto.b64e(key)) if key is not None else "null"
+    key_json = crypto.key_json(key)
     layout = _layout(attrs, ext)
     if layout is None:  # the reference path: ``wire.to_headers`` and the SDK's checks
         return _seal_slow(attrs, ext, ck, key_json, plaintext, signer, nonce)
-    aad = (
-        f'{{"dek":{_json_str(dk.dek_id)},"id":{layout.id_json},"key":{key_json},'
-        f'"kid":{_json_str(recipient_kid)},'
-        f'"protocol":{_json_str(ext["hubprotocol"]) if "hubprotocol" in ext else "null"},'
-        f'"recipient":{_json_str(recipient)},{layout.aad_tail}'
-    ).encode()
+    aad = _aad(
+        _json_str(dk.dek_id),
+        layout.id_json,
+        key_json,
+        _json_str(recipient_kid),
+        _field(ext, "hubprotocol"),
+        _json_str(recipient),
+        layout.aad_tail,
+    )
     value = crypto.seal_payload(ck, plaintext, aad, nonce=nonce)
     members: list[str] = []
     headers: list[tuple[str, bytes]] = []
@@ -197,9 +198,7 @@ def seal_record(
             members.append(f'"{header}":{_json_str(text)}')  # names are plain ASCII (SDK)
             headers.append((header, text.encode()))
     digest = hashlib.sha256(value).hexdigest()
-    signature = signer.sign(
-        f'{{"headers":{{{",".join(members)}}},"key":{key_json},"value_sha256":"{digest}"}}'.encode()
-    )
+    signature = signer.sign(crypto.signing_text(",".join(members), key_json, digest))
     headers.insert(layout.sig_at, ("ce_hubsig", crypto.b64e(signature).encode()))
     return SealedRecord(headers=headers, value=value, value_sha256=digest)
 
@@ -221,8 +220,11 @@ def _seal_slow(
     text = {k: v.decode() for k, v in wire.to_headers(attrs, ext)}
     encoded = {k: f"{_json_str(k)}:{_json_str(v)}" for k, v in text.items()}
     value = crypto.seal_payload(ck, plaintext, _context_aad(text, key_json), nonce=nonce)
-    names = sorted(text)
-    signature = signer.sign(_signing_input(names, encoded, key_json, value))
+    names = sorted(text)  # every header (``ce_*`` or ``content-type``), no ``ce_hubsig`` yet
+    digest = hashlib.sha256(value).hexdigest()
+    signature = signer.sign(
+        crypto.signing_text(",".join([encoded[n] for n in names]), key_json, digest)
+    )
     text["ce_hubsig"] = crypto.b64e(signature)
     names.append("ce_hubsig")
     names.sort()
@@ -236,42 +238,49 @@ def _seal_slow(
     return SealedRecord(
         headers=[(k, text[k].encode()) for k in names],
         value=value,
-        value_sha256=hashlib.sha256(value).hexdigest(),
+        value_sha256=digest,
     )
 
 
-#: JSON string literal exactly as ``crypto.canonical_context`` writes one (``ensure_ascii``
-#: off: the C ``encode_basestring`` the encoder itself calls)
-_json_str: Callable[[str], str] = json.encoder.encode_basestring
+_json_str = crypto.json_str  # one JSON string literal for every hand-written member
+
+
+def _field(text: Mapping[str, str], name: str) -> str:
+    """A header's value as a JSON member's value: its string literal, or null if absent."""
+    value = text.get(name)
+    return "null" if value is None else _json_str(value)
 
 
 def _context_aad(text: Mapping[str, str], key_json: str) -> bytes:
     """``context_aad(text, key)`` written out: the same sorted keys, the same bytes."""
+    return _aad(
+        _field(text, "ce_hubdekid"),
+        _field(text, "ce_id"),
+        key_json,
+        _field(text, "ce_hubkid"),
+        _field(text, "ce_hubprotocol"),
+        _field(text, "ce_hubrecipient"),
+        _aad_tail(text),
+    )
 
-    def field(name: str) -> str:
-        value = text.get(name)
-        return "null" if value is None else _json_str(value)
 
-    # keys in sorted order: dek, id, key, kid, protocol, recipient, source, subject, time, type
+def _aad(dek: str, id_: str, key: str, kid: str, protocol: str, recipient: str, tail: str) -> bytes:
+    """``context_aad``'s bytes from its members' values in canonical JSON (keys sorted).
+
+    ``tail`` is ``_aad_tail``: the attribute members, the same for every recipient.
+    """
     return (
-        f'{{"dek":{field("ce_hubdekid")},"id":{field("ce_id")},"key":{key_json},'
-        f'"kid":{field("ce_hubkid")},"protocol":{field("ce_hubprotocol")},'
-        f'"recipient":{field("ce_hubrecipient")},"source":{field("ce_source")},'
-        f'"subject":{field("ce_subject")},"time":{field("ce_time")},"type":{field("ce_type")}}}'
+        f'{{"dek":{dek},"id":{id_},"key":{key},"kid":{kid},"protocol":{protocol},'
+        f'"recipient":{recipient},{tail}'
     ).encode()
 
 
-def _signing_input(
-    names: list[str], encoded: Mapping[str, str], key_json: str, value: bytes
-) -> bytes:
-    """``crypto.signing_input`` written out from pre-encoded ``"name":"value"`` members.
-
-    ``names`` are every header (all ``ce_*`` or ``content-type``, no ``ce_hubsig`` yet),
-    sorted as ``sort_keys`` sorts them.
-    """
-    members = ",".join([encoded[n] for n in names])
-    digest = hashlib.sha256(value).hexdigest()
-    return f'{{"headers":{{{members}}},"key":{key_json},"value_sha256":"{digest}"}}'.encode()
+def _aad_tail(text: Mapping[str, str]) -> str:
+    """The members of ``context_aad`` after ``recipient``: source, subject, time, type."""
+    return (
+        f'"source":{_field(text, "ce_source")},"subject":{_field(text, "ce_subject")},'
+        f'"time":{_field(text, "ce_time")},"type":{_field(text, "ce_type")}}}'
+    )
 
 
 @dataclass(frozen=True)
@@ -355,21 +364,13 @@ def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
         by_header["ce_" + name] = name
     order = tuple(sorted(by_header.items()))
     sig_at = sum(1 for header, _ in order if header < "ce_hubsig")
-
-    def field(name: str) -> str:
-        value = base.get(name)
-        return "null" if value is None else _json_str(value)
-
     layout = _Layout(
         order=order,
         sig_at=sig_at,
         base_members={k: f"{_json_str(k)}:{_json_str(v)}" for k, v in base.items()},
         base_bytes={k: v.encode() for k, v in base.items()},
-        id_json=field("ce_id"),
-        aad_tail=(
-            f'"source":{field("ce_source")},"subject":{field("ce_subject")},'
-            f'"time":{field("ce_time")},"type":{field("ce_type")}}}'
-        ),
+        id_json=_field(base, "ce_id"),
+        aad_tail=_aad_tail(base),
     )
     if len(_layouts) >= _LAYOUTS_KEPT:
         _layouts.clear()
