@@ -183,7 +183,7 @@ def create_app(
         position=lambda: group.position,
         observe=metrics.observe,
     )
-    _route_loop(app, settings, protocol=protocol, loop=loop, state=state)
+    intake = _route_loop(app, settings, protocol=protocol, loop=loop, state=state)
     sinks: list[AuditSink] = []
     _audit_tasks(
         app,
@@ -212,13 +212,15 @@ def create_app(
         watch=audit.watch,
         sinks=sinks,
         pipeline=pipeline,
+        loop=loop,
+        intake=intake,
     )
     return app
 
 
 def _route_loop(
     app: HubApp, settings: HubSettings, *, protocol: Protocol, loop: RouteLoop, state: OpsState
-) -> None:
+) -> Intake:
     """Subscribe the inbound topics and run the route loop over what the consumer fetches."""
     inbound = app.topic(
         *(topics.inbound(p) for p in protocol.party_ids),
@@ -243,6 +245,7 @@ def _route_loop(
         )
 
     app.task(route_batches)
+    return intake
 
 
 def _audit_side(

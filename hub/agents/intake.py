@@ -15,6 +15,13 @@ route loop has installed an ``Intake``), tracked for acknowledgement exactly as 
 own delivery tracks them; the route loop takes whatever is ready, up to its batch size.
 Acknowledgement and commit stay faust's: the route loop acks each record through the
 consumer once its outputs are confirmed (``hub.agents.batches.InOrderAcks``).
+
+A rebalance empties the queue (``discard``): after one, faust seeks every partition it
+assigns back to its committed offset and fetches from there, so a record still waiting here
+would be routed twice by this worker, or once here and once by the partition's new owner.
+A fetch made before the rebalance and handed over after it is dropped the same way (the
+``epoch`` it was fetched in has passed). Nothing is lost: a dropped record was never acked,
+so the committed offset stays before it and it is fetched again.
 """
 
 from __future__ import annotations
@@ -42,18 +49,36 @@ class Intake:
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        #: bumped by each ``discard``: a fetch from an earlier epoch is not taken
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self._records)
 
-    async def put(self, records: Iterable[Any]) -> None:
-        """Add one fetch's records, in fetch order; waits while the queue is full."""
-        while len(self._records) >= self.limit:
+    async def put(self, records: Iterable[Any], *, epoch: int | None = None) -> bool:
+        """Add one fetch's records, in fetch order; waits while the queue is full.
+
+        Returns False, having added nothing, when ``epoch`` (the epoch the records were
+        fetched in; default: now) is over, at the call or once there is room.
+        """
+        fetched_in = self.epoch if epoch is None else epoch
+        while len(self._records) >= self.limit and fetched_in == self.epoch:
             self._room.clear()
             await self._room.wait()
+        if fetched_in != self.epoch:
+            return False
         self._records.extend(records)
         if self._records:
             self._ready.set()
+        return True
+
+    def discard(self) -> int:
+        """A rebalance: drop the records waiting and end the epoch; how many were dropped."""
+        self.epoch += 1
+        dropped = len(self._records)
+        self._records.clear()
+        self._room.set()  # a put waiting for room wakes, sees the epoch over and adds nothing
+        return dropped
 
     async def take(self, most: int) -> list[Any]:
         """The records waiting (at least one, at most ``most``), oldest first."""

@@ -5,6 +5,8 @@
   ``HUB_METRICS_PORT`` is set;
 - ``drain`` (SIGTERM) stops the route loop taking batches, waits for the pipeline to be idle
   and commits what is done;
+- ``settle`` (a rebalance) drops what the route loop has not taken, finishes what it has
+  and commits, so a partition changes hands with nothing of it in flight;
 - ``mark_ready`` tells ``hub up`` this worker has its partitions (a file per worker process).
 
 Each takes what it needs as arguments (``install`` wires them to faust's signals), so a test
@@ -27,10 +29,12 @@ if TYPE_CHECKING:
 
     from hub.agents.audit_watch import AuditWatch
     from hub.agents.batches import BatchPipeline
+    from hub.agents.intake import Intake
+    from hub.agents.route_loop import RouteLoop
     from hub.agents.sink import AuditSink
     from hub.settings import HubSettings
 
-__all__ = ["drain", "install", "mark_ready", "ops_loop"]
+__all__ = ["drain", "install", "mark_ready", "ops_loop", "settle"]
 
 _log = get_logger("router")
 
@@ -114,6 +118,45 @@ async def drain(
     return True
 
 
+async def settle(
+    *,
+    intake: Intake,
+    handed_over: asyncio.Event,
+    pipeline: BatchPipeline,
+    commit: Callable[[], Awaitable[Any]],
+    within: float,
+) -> bool:
+    """A rebalance is revoking partitions: leave none of them in flight; False past ``within``.
+
+    faust seeks every partition it assigns back to its committed offset, so whatever this
+    worker fetched but had not committed would be routed a second time, here or by the new
+    owner (the same ids, but a second copy on each recipient's topic). So: the records not
+    yet taken are dropped (``Intake.discard``: never acked, they are fetched again), the
+    batch the loop holds and the batches in the pipeline are finished, and what they
+    acknowledged is committed. Past ``within`` (kept under the rebalance timeout, or the
+    group would expel this worker) it commits what is done and lets the rebalance go on:
+    what finishes later is routed again, as at least once allows.
+
+    ``handed_over`` is ``RouteLoop.handed_over``: set while the loop holds no batch that it
+    has taken but not yet given to the pipeline.
+    """
+    dropped = intake.discard()
+    try:
+        await asyncio.wait_for(_finished(handed_over, pipeline), timeout=within)
+    except TimeoutError:
+        _log.warning("rebalance_settle_timeout", pid=os.getpid(), dropped=dropped)
+        await commit()
+        return False
+    await commit()
+    _log.info("rebalance_settled", pid=os.getpid(), dropped=dropped)
+    return True
+
+
+async def _finished(handed_over: asyncio.Event, pipeline: BatchPipeline) -> None:
+    await handed_over.wait()  # the batch taken before the discard is in the pipeline
+    await pipeline.idle.wait()
+
+
 def mark_ready(data_dir: Path, partitions: int) -> Path:
     """Tell ``hub up`` this worker has its partitions: ``workers/<pid>.ready`` holds how many."""
     marker = data_dir / "workers" / f"{os.getpid()}.ready"
@@ -133,8 +176,10 @@ def install(
     watch: AuditWatch,
     sinks: list[AuditSink],
     pipeline: BatchPipeline,
+    loop: RouteLoop,
+    intake: Intake,
 ) -> None:
-    """The ops task and the drain and ready handlers, on ``app``."""
+    """The ops task and the drain, settle and ready handlers, on ``app``."""
 
     async def ops() -> None:
         await ops_loop(
@@ -156,6 +201,17 @@ def install(
             pipeline=pipeline,
             commit=app.consumer.commit,
             within=settings.session_timeout,
+        )
+
+    @app.on_partitions_revoked.connect
+    async def _settle(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
+        # inside faust's revoke handler, before the group moves on (aiokafka awaits it)
+        await settle(
+            intake=intake,
+            handed_over=loop.handed_over,
+            pipeline=pipeline,
+            commit=app.consumer.commit,
+            within=settings.rebalance_timeout / 2,
         )
 
     @app.on_rebalance_complete.connect

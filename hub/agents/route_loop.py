@@ -162,6 +162,10 @@ class RouteLoop:
         self.acks = acks
         self.position = position
         self.observe = observe
+        #: set while the loop holds no batch between taking it and handing it to the
+        #: pipeline (a rebalance waits for it, then for the pipeline: ``lifecycle.settle``)
+        self.handed_over = asyncio.Event()
+        self.handed_over.set()
 
     def route_one(
         self, message: InboundRecord, origin: Origin, first: Callable[[str], str | None]
@@ -291,7 +295,11 @@ class RouteLoop:
                 events = await take()
                 if stopping():  # draining: leave the rest uncommitted for the next owner
                     await asyncio.Event().wait()
-                await self.route_batch(events, ack)
+                self.handed_over.clear()
+                try:
+                    await self.route_batch(events, ack)
+                finally:
+                    self.handed_over.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # never acked: the worker restarts from the last commit

@@ -99,7 +99,8 @@ class _Consumer(driver.Consumer):
     else is faust's, in faust's order: the offset-gap bookkeeping, the commit every
     ``broker_commit_every`` acks, ``track_message`` before hand-over (so a graceful shutdown
     and a rebalance see the records as unacknowledged), the read offset, and abandoning the
-    hand-over when a rebalance suspends the flow.
+    hand-over when a rebalance suspends the flow. A fetch that a rebalance overtook is not
+    handed over at all (``Intake.epoch``).
     """
 
     def _new_consumer_thread(self) -> _ConsumerThread:
@@ -118,6 +119,10 @@ class _Consumer(driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 fetched: list[Any] = []
+                # records yielded before a rebalance are dropped, to be fetched again from
+                # the committed offset: faust seeks there before it resumes the flow, so
+                # what is yielded after the rebalance began is kept (``Intake.discard``)
+                epoch = intake.epoch
                 await self.sleep(0)  # as faust: getmany can return at once, loop after loop
                 if self.should_stop:
                     break
@@ -133,10 +138,15 @@ class _Consumer(driver.Consumer):
                         self._n_acked = 0
                         await self.commit()
                     self.track_message(message)
+                    if intake.epoch != epoch:
+                        fetched.clear()
+                        epoch = intake.epoch
                     fetched.append(message)
                     read_offset[tp] = offset
                 if fetched:
-                    await self.wait_first(intake.put(fetched), self.suspend_flow.wait())
+                    await self.wait_first(
+                        intake.put(fetched, epoch=epoch), self.suspend_flow.wait()
+                    )
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

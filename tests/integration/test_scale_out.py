@@ -233,6 +233,9 @@ def test_workers_on_three_hosts_share_state_in_postgres(
                 timeout=90,
                 what="45 events routed by three hosts",
             )
+            # partitions moved twice, mid-stream, with nothing killed: each worker settled
+            # what it had in flight before letting go (lifecycle.settle), so no copies
+            _delivered_once(first, list(published), replays=1)
             assert hosts.running[1].supervisor.kill_worker(0) > 0  # SIGKILL, mid-stream
             publisher.join(timeout=180)
             assert len(published) == EVENTS
@@ -265,9 +268,10 @@ def _delivered_once(
 
     Counted on each recipient's ``hub.out.<party>``, what the party itself reads: the audit
     store keeps one record per (deterministic) id, so it cannot show a second delivery.
-    ``replays`` 1 for a run without a crash; after a kill -9 an event the killed worker had
-    produced but not committed is routed again by the next owner (at least once, the same
-    ids, the inbox drops the copy): 2.
+    ``replays`` 1 for a run without a crash, partitions moving or not (a worker settles what
+    it has in flight before it lets a partition go: ``hub.agents.lifecycle.settle``); after
+    a kill -9 an event the killed worker had produced but not committed is routed again by
+    the next owner (at least once, the same ids, the inbox drops the copy): 2.
     """
     with closing(open_store(hub.settings)) as store:
         records = [r for i in published for r in store.query(event_id=i)]

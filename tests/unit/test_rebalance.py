@@ -1,0 +1,141 @@
+"""A rebalance leaves nothing of a revoked partition in flight (``lifecycle.settle``).
+
+faust seeks every partition it assigns back to its committed offset. Whatever a worker had
+fetched but not committed when a rebalance began would otherwise be routed twice: from the
+intake by this worker and again after the seek (here or by the partition's new owner), a
+second copy of each delivery on the recipients' topics. The pieces are tested here without
+faust; ``test_scale_out`` moves partitions between real workers and counts the copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from hub.agents import lifecycle
+from hub.agents.intake import Intake
+from hub.agents.route_loop import RouteLoop
+from tests.unit.test_batches import World, settle
+
+
+async def test_a_rebalance_drops_what_waits_and_what_was_fetched_before_it() -> None:
+    intake = Intake(limit=2)
+    assert await intake.put(["r1", "r2"])
+    waiting = asyncio.ensure_future(intake.put(["r3"]))  # no room: waits
+    await settle()
+    before = intake.epoch
+
+    assert intake.discard() == 2
+    assert await waiting is False  # woken by the room, and its fetch is from before
+    assert len(intake) == 0
+    assert await intake.put(["r4"], epoch=before) is False  # fetched before, handed over after
+    assert len(intake) == 0
+    assert await intake.put(["r5"], epoch=intake.epoch)
+    assert await intake.take(10) == ["r5"]
+
+
+async def test_settling_finishes_the_held_batch_and_the_pipeline_then_commits() -> None:
+    world = World()
+    intake = Intake(limit=8)
+    await intake.put(["later"])
+    handed_over = asyncio.Event()  # the loop has taken e1 and is routing it
+    commits: list[list[str]] = []
+
+    async def commit() -> None:
+        commits.append(list(world.acked))
+
+    settling = asyncio.ensure_future(
+        lifecycle.settle(
+            intake=intake,
+            handed_over=handed_over,
+            pipeline=world.pipeline,
+            commit=commit,
+            within=30.0,
+        )
+    )
+    await settle()
+    assert len(intake) == 0  # not taken: dropped, fetched again after the seek
+    assert not settling.done()
+
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    handed_over.set()
+    await settle()
+    assert not settling.done()  # e1's delivery is not on the broker yet
+    world.ok("a1")
+    await settle()
+    assert not settling.done()
+    world.ok("d1")
+    await settle()
+    assert settling.done()
+    assert settling.result() is True
+    assert commits == [["e1"]]  # committed once, after e1 was acknowledged
+
+
+async def test_settling_past_its_time_commits_what_is_done_and_lets_the_group_move_on() -> None:
+    world = World()
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    await world.batch([(1, "e2")], audit=["a2"], outputs=["d2"])  # a2 never confirmed
+    world.ok("a1")
+    await settle()
+    world.ok("d1")
+    await settle()
+    assert world.acked == ["e1"]
+    commits: list[list[str]] = []
+
+    async def commit() -> None:
+        commits.append(list(world.acked))
+
+    handed_over = asyncio.Event()
+    handed_over.set()
+    done = await lifecycle.settle(
+        intake=Intake(limit=8),
+        handed_over=handed_over,
+        pipeline=world.pipeline,
+        commit=commit,
+        within=0.2,
+    )
+    assert done is False
+    assert commits == [["e1"]]  # e2 stays uncommitted: its next owner routes it again
+
+
+async def test_the_route_loop_shows_when_it_holds_a_batch_it_has_not_handed_over() -> None:
+    loop = RouteLoop(
+        router=cast(Any, None),
+        seen=cast(Any, None),
+        audit=cast(Any, None),
+        pipeline=cast(Any, None),
+        acks=cast(Any, None),
+        position=lambda: 0,
+        observe=lambda _topic, _result: None,
+    )
+    gate = asyncio.Event()
+    routed: list[list[str]] = []
+
+    async def route_batch(events: list[str], _ack: Any) -> None:
+        await gate.wait()
+        routed.append(events)
+
+    loop.route_batch = route_batch  # type: ignore[method-assign]
+    batches = iter([["e1", "e2"]])
+    no_more = asyncio.Event()
+
+    async def take() -> list[str]:
+        for batch in batches:
+            return batch
+        await no_more.wait()
+        return []
+
+    async def crash(_exc: BaseException) -> None:
+        return None
+
+    assert loop.handed_over.is_set()
+    running = asyncio.ensure_future(
+        loop.run(take=cast(Any, take), ack=lambda _m: None, crash=crash, stopping=lambda: False)
+    )
+    await settle()
+    assert not loop.handed_over.is_set()  # e1 and e2 are taken, not yet in the pipeline
+    gate.set()
+    await settle()
+    assert loop.handed_over.is_set()
+    assert routed == [["e1", "e2"]]
+    running.cancel()
