@@ -115,7 +115,7 @@ async def test_the_route_loop_shows_when_it_holds_a_batch_it_has_not_handed_over
         await gate.wait()
         routed.append(events)
 
-    loop.route_batch = route_batch  # type: ignore[method-assign]
+    loop.route_batch = route_batch  # type: ignore[method-assign,assignment]
     batches = iter([["e1", "e2"]])
     no_more = asyncio.Event()
 
