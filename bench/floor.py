@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import gc
 import hashlib
 import hmac
 import io
@@ -256,6 +257,8 @@ async def _drive(
         key, value, headers = inputs[0]
         await producer.send_and_wait(source, key=key, value=value, headers=headers)
         await read_until(per_event)
+        gc.collect()  # the load generator's heap frozen, as in the hub's drive
+        gc.freeze()
         t0 = time.perf_counter()
         meter.start()
         for key, value, headers in inputs[1:]:
@@ -264,6 +267,7 @@ async def _drive(
         await read_until(per_event * len(inputs))
         return time.perf_counter() - t0
     finally:
+        gc.unfreeze()
         await producer.stop()
         await reader.stop()
 
@@ -480,6 +484,8 @@ def _worker(
     app.agent(topic_in, name="fan_out")(fan_out)
     worker = faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False)
     worker.spinner = None  # else faust sets the root logger to DEBUG (as the hub's worker does)
+    gc.collect()  # the start-up heap out of the collector's way, as the hub's worker does
+    gc.freeze()  # (hub.agents.heap), so the floor keeps every saving the hub makes
     worker.execute_from_commandline()
 
 

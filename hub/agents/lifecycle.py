@@ -7,7 +7,8 @@
   and commits what is done;
 - ``settle`` (a rebalance) drops what the route loop has not taken, finishes what it has
   and commits, so a partition changes hands with nothing of it in flight;
-- ``mark_ready`` tells ``hub up`` this worker has its partitions (a file per worker process).
+- ``mark_ready`` tells ``hub up`` this worker has its partitions (a file per worker process),
+  once the heap is frozen (``hub.agents.heap``).
 
 Each takes what it needs as arguments (``install`` wires them to faust's signals), so a test
 calls one with its own state.
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.agents.heap import freeze_heap
 from hub.agents.ops import Metrics, OpsServer, OpsState
 from hub.log import get_logger
 
@@ -216,4 +218,6 @@ def install(
 
     @app.on_rebalance_complete.connect
     async def _ready(sender: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
+        frozen = freeze_heap()  # started (or reassigned): what lives now lives on (heap.py)
+        _log.debug("heap_frozen", objects=frozen)
         mark_ready(settings.data_dir, len(app.assignor.assigned_actives()))

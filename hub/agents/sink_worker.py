@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import signal
 
+from hub.agents.heap import freeze_heap
 from hub.agents.sink import serve_audit_sink, sink_factory
 from hub.audit.stream import load_audit_stream_key
 from hub.envelope.crypto import DataKeyCache
@@ -50,6 +51,7 @@ async def _main(settings: HubSettings) -> None:
     )
 
     make_sink = sink_factory(settings, parties=protocol.party_ids, envelope=envelope)
+    freeze_heap()  # the start-up objects, out of the collector's way (hub.agents.heap)
 
     task = asyncio.ensure_future(
         serve_audit_sink(
