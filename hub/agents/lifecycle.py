@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from hub.agents.sink import AuditSink
     from hub.settings import HubSettings
 
-__all__ = ["drain", "install", "mark_ready", "ops_loop", "settle"]
+__all__ = ["commit_acked", "drain", "install", "mark_ready", "ops_loop", "settle"]
 
 _log = get_logger("router")
 
@@ -159,6 +159,21 @@ async def _finished(handed_over: asyncio.Event, pipeline: BatchPipeline) -> None
     await pipeline.idle.wait()
 
 
+async def commit_acked(consumer: Any) -> None:
+    """Commit every offset acknowledged so far, even while another commit is under way.
+
+    faust's ``Consumer.commit`` returns at once, committing nothing, when a commit is already
+    running (``maybe_wait_for_commit_to_finish``): the periodic one every
+    ``broker_commit_interval``, or the fetch loop's every ``broker_commit_every`` acks. That
+    one took its offsets when it began, often before the last batches of a settle or a drain
+    were acknowledged (it waits for the producer's flush first), so those would stay
+    uncommitted and be routed again by the partition's next owner. Waiting for it first, the
+    commit made here takes every acknowledgement.
+    """
+    await consumer.maybe_wait_for_commit_to_finish()
+    await consumer.commit()
+
+
 def mark_ready(data_dir: Path, partitions: int) -> Path:
     """Tell ``hub up`` this worker has its partitions: ``workers/<pid>.ready`` holds how many."""
     marker = data_dir / "workers" / f"{os.getpid()}.ready"
@@ -201,7 +216,7 @@ def install(
         await drain(
             state=state,
             pipeline=pipeline,
-            commit=app.consumer.commit,
+            commit=lambda: commit_acked(app.consumer),
             within=settings.session_timeout,
         )
 
@@ -212,7 +227,7 @@ def install(
             intake=intake,
             handed_over=loop.handed_over,
             pipeline=pipeline,
-            commit=app.consumer.commit,
+            commit=lambda: commit_acked(app.consumer),
             within=settings.rebalance_timeout / 2,
         )
 

@@ -10,11 +10,16 @@ faust; ``test_scale_out`` moves partitions between real workers and counts the c
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
+
+import pytest
 
 from hub.agents import lifecycle
 from hub.agents.intake import Intake
 from hub.agents.route_loop import RouteLoop
+from hub.agents.transport import HubApp
 from tests.unit.test_batches import World, settle
 
 
@@ -139,3 +144,53 @@ async def test_the_route_loop_shows_when_it_holds_a_batch_it_has_not_handed_over
     assert loop.handed_over.is_set()
     assert routed == [["e1", "e2"]]
     running.cancel()
+
+
+@pytest.mark.parametrize("signal", ["on_partitions_revoked", "on_before_shutdown"])
+async def test_settle_and_drain_commit_what_was_acked_after_a_commit_already_under_way(
+    signal: str, tmp_path: Path
+) -> None:
+    # faust's Consumer.commit returns without committing while another commit runs (the
+    # periodic one, every broker_commit_interval), and that one took its offsets before the
+    # batch the settle (or drain) waited for was acknowledged
+    app = HubApp("settle-commit", broker="kafka://127.0.0.1:9", web_enabled=False)
+    consumer = cast(Any, app.consumer)  # faust's real commit; no broker behind it
+    world = World()
+    commits: list[list[str]] = []
+
+    async def force_commit(*_args: Any, **_kw: Any) -> bool:
+        commits.append(list(world.acked))
+        return True
+
+    consumer.force_commit = force_commit
+    lifecycle.install(
+        app,
+        cast(Any, SimpleNamespace(rebalance_timeout=60.0, session_timeout=30.0, data_dir=tmp_path)),
+        bootstrap="127.0.0.1:9",
+        state=cast(Any, SimpleNamespace(stopping=False)),
+        metrics=cast(Any, None),
+        watch=cast(Any, None),
+        sinks=[],
+        pipeline=world.pipeline,
+        loop=cast(Any, SimpleNamespace(handed_over=_set_event())),
+        intake=Intake(limit=8),
+    )
+    await world.batch([(0, "e1")], audit=["a1"], outputs=["d1"])
+    under_way: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    consumer._commit_fut = under_way  # the periodic commit began: e1 not acked yet
+    sending = asyncio.ensure_future(getattr(app, signal).send())
+    world.ok("a1")
+    await settle()
+    world.ok("d1")
+    await settle()
+    assert world.acked == ["e1"]
+    consumer._commit_fut = None  # the periodic commit ends, as faust's commit does
+    under_way.set_result(None)
+    await asyncio.wait_for(sending, timeout=10)
+    assert commits == [["e1"]]  # committed after e1's ack: its next owner does not route it
+
+
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
