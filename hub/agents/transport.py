@@ -127,6 +127,9 @@ class _Consumer(driver.Consumer):
                 if self.should_stop:
                     break
                 async for tp, message in self.getmany(timeout=1.0):
+                    if intake.epoch != epoch:  # yielded after a rebalance: after its seek
+                        fetched.clear()
+                        epoch = intake.epoch
                     offset = message.offset
                     r_offset = read_offset[tp]
                     if r_offset is not None and offset < r_offset:
@@ -139,8 +142,11 @@ class _Consumer(driver.Consumer):
                         await self.commit()
                     self.track_message(message)
                     if intake.epoch != epoch:
+                        # a rebalance began while this loop waited above (the commit waits
+                        # for the producer's flush): this record was yielded before it, so
+                        # it goes with the rest, fetched again after the seek
                         fetched.clear()
-                        epoch = intake.epoch
+                        continue
                     fetched.append(message)
                     read_offset[tp] = offset
                 if fetched:

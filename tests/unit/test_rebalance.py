@@ -10,11 +10,14 @@ faust; ``test_scale_out`` moves partitions between real workers and counts the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from faust.types import TP
 
 from hub.agents import lifecycle
 from hub.agents.intake import Intake
@@ -154,7 +157,13 @@ async def test_settle_and_drain_commit_what_was_acked_after_a_commit_already_und
     # periodic one, every broker_commit_interval), and that one took its offsets before the
     # batch the settle (or drain) waited for was acknowledged
     app = HubApp("settle-commit", broker="kafka://127.0.0.1:9", web_enabled=False)
-    consumer = cast(Any, app.consumer)  # faust's real commit; no broker behind it
+    with _unstarted(app) as consumer:  # faust's real commit; no broker behind it
+        await _commit_after_the_one_under_way(app, consumer, signal, tmp_path)
+
+
+async def _commit_after_the_one_under_way(
+    app: HubApp, consumer: Any, signal: str, tmp_path: Path
+) -> None:
     world = World()
     commits: list[list[str]] = []
 
@@ -194,3 +203,64 @@ def _set_event() -> asyncio.Event:
     event = asyncio.Event()
     event.set()
     return event
+
+
+class _Record:
+    """A fetched record, as much of one as the fetch loop reads (faust tracks it weakly)."""
+
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.tp = tp
+        self.topic = tp.topic
+        self.offset = offset
+        self.acked = False
+
+
+async def test_a_record_yielded_before_a_rebalance_that_began_in_the_fetch_loops_commit_goes() -> (
+    None
+):
+    # the fetch loop commits every broker_commit_every acks, in the middle of handing a fetch
+    # over; a rebalance that begins while it waits there (settle drops the intake) must take
+    # the record in hand too: it is fetched again from the committed offset after the seek
+    app = HubApp("drain-epoch", broker="kafka://127.0.0.1:9", web_enabled=False)
+    intake = app.intake = Intake(limit=8)
+    with _unstarted(app) as consumer:  # faust's consumer, the hub's fetch loop; no broker
+        await _drop_the_record_in_hand(consumer, intake)
+
+
+async def _drop_the_record_in_hand(consumer: Any, intake: Intake) -> None:
+    tp = TP("hub.in", 0)
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+    async def getmany(**_kw: Any) -> Any:  # timeout=1.0
+        yield tp, _Record(tp, 1)
+        consumer._n_acked = consumer._commit_every  # the next record commits first
+        yield tp, _Record(tp, 2)
+        fetcher._stopped.set()  # the rebalance stopped the flow: this fetch yields no more
+
+    async def commit(*_args: Any, **_kw: Any) -> bool:
+        intake.discard()  # the rebalance's settle, while the commit waits for the flush
+        return True
+
+    consumer.getmany = getmany
+    consumer.commit = commit
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+    assert len(intake) == 0  # neither record is routed before the seek brings them back
+
+    async def after_the_seek(**_kw: Any) -> Any:
+        yield tp, _Record(tp, 1)
+        fetcher._stopped.set()
+
+    fetcher._stopped.clear()
+    consumer.getmany = after_the_seek
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+    assert [r.offset for r in await intake.take(8)] == [1]
+
+
+@contextlib.contextmanager
+def _unstarted(app: HubApp) -> Iterator[Any]:
+    """``app``'s faust consumer, never started; the event loop its thread made is closed."""
+    consumer = cast(Any, app.consumer)
+    try:
+        yield consumer
+    finally:
+        consumer._thread.thread_loop.close()
