@@ -242,6 +242,7 @@ def _route_loop(
             ack=lambda message: app.consumer.ack(message),
             crash=app.crash,
             stopping=lambda: state.stopping,
+            epoch=lambda: intake.epoch,
         )
 
     app.task(route_batches)

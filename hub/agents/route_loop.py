@@ -288,13 +288,27 @@ class RouteLoop:
         ack: Callable[[Any], Any],
         crash: Callable[[BaseException], Awaitable[Any]],
         stopping: Callable[[], bool],
+        epoch: Callable[[], int] = lambda: 0,
     ) -> None:
-        """Take what is ready and route it as one batch, for ever; a failure crashes."""
+        """Take what is ready and route it as one batch, for ever; a failure crashes.
+
+        ``epoch`` is the intake's (``Intake.epoch``): a batch held at the closed audit gate
+        when a rebalance empties the intake is dropped with it, not routed after the
+        partition has moved (it is fetched again from the committed offset).
+        """
         try:
             while True:
                 events = await take()
+                taken_in = epoch()
                 if stopping():  # draining: leave the rest uncommitted for the next owner
                     await asyncio.Event().wait()
+                if self.audit.watch.blocked:
+                    # wait here, holding nothing a rebalance must finish (``settle`` would
+                    # wait for the store until its time ran out, then the batch would be
+                    # routed after the partition had moved: a second copy by its new owner)
+                    await self.audit.watch.wait_open()
+                    if epoch() != taken_in:
+                        continue  # dropped by the rebalance, never acked
                 self.handed_over.clear()
                 try:
                     await self.route_batch(events, ack)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -107,15 +108,7 @@ async def test_settling_past_its_time_commits_what_is_done_and_lets_the_group_mo
 
 
 async def test_the_route_loop_shows_when_it_holds_a_batch_it_has_not_handed_over() -> None:
-    loop = RouteLoop(
-        router=cast(Any, None),
-        seen=cast(Any, None),
-        audit=cast(Any, None),
-        pipeline=cast(Any, None),
-        acks=cast(Any, None),
-        position=lambda: 0,
-        observe=lambda _topic, _result: None,
-    )
+    loop = _route_loop(_Gate(open_=True))
     gate = asyncio.Event()
     routed: list[list[str]] = []
 
@@ -264,3 +257,84 @@ def _unstarted(app: HubApp) -> Iterator[Any]:
         yield consumer
     finally:
         consumer._thread.thread_loop.close()
+
+
+class _Gate:
+    """The audit gate (``AuditWatch``), opened and closed by the test."""
+
+    def __init__(self, *, open_: bool) -> None:
+        self.opened = asyncio.Event()
+        if open_:
+            self.opened.set()
+
+    @property
+    def blocked(self) -> bool:
+        return not self.opened.is_set()
+
+    async def wait_open(self) -> None:
+        await self.opened.wait()
+
+
+def _route_loop(gate: _Gate) -> RouteLoop:
+    return RouteLoop(
+        router=cast(Any, None),
+        seen=cast(Any, None),
+        audit=cast(Any, SimpleNamespace(watch=gate)),
+        pipeline=cast(Any, None),
+        acks=cast(Any, None),
+        position=lambda: 0,
+        observe=lambda _topic, _result: None,
+    )
+
+
+async def test_a_batch_held_at_the_closed_audit_gate_is_dropped_by_a_rebalance() -> None:
+    # the store lags: the loop has taken e1 and e2 and waits for the gate. A rebalance must
+    # not wait for the store (until its time runs out) and then see them routed after the
+    # partition moved: they go with the intake, fetched again from the committed offset
+    gate = _Gate(open_=False)
+    loop = _route_loop(gate)
+    routed: list[list[str]] = []
+
+    async def route_batch(events: list[str], _ack: Any) -> None:
+        await gate.wait_open()  # as RouteLoop.route_batch does first
+        routed.append(events)
+
+    async def crash(_exc: BaseException) -> None:
+        return None
+
+    async def commit() -> None:
+        return None
+
+    loop.route_batch = route_batch  # type: ignore[method-assign,assignment]
+    intake = Intake(limit=8)
+    await intake.put(["e1", "e2"])
+    running = asyncio.ensure_future(
+        loop.run(
+            take=partial(intake.take, 8),
+            ack=lambda _m: None,
+            crash=crash,
+            stopping=lambda: False,
+            epoch=lambda: intake.epoch,
+        )
+    )
+    try:
+        await settle()
+        assert len(intake) == 0  # taken, waiting at the gate
+        settled = await lifecycle.settle(
+            intake=intake,
+            handed_over=loop.handed_over,
+            pipeline=World().pipeline,
+            commit=commit,
+            within=1.0,
+        )
+        assert settled is True  # nothing in hand: the store's lag is not the rebalance's
+        gate.opened.set()
+        await settle()
+        assert routed == []  # dropped: its partition may be another worker's now
+        await intake.put(["e1"])  # fetched again after the seek
+        await settle()
+        assert routed == [["e1"]]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
