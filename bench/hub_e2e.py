@@ -45,6 +45,8 @@ import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +62,7 @@ from hub.agents.supervisor import Supervisor
 from hub.broker import EmbeddedBroker
 from hub.broker import topics as hub_topics
 from hub.broker.fetch import FETCH_WAIT_MS
+from hub.broker.topics import all_topics, ensure_topics
 from hub.client import HubClient
 from hub.envelope import wire
 from hub.keys.file_store import FileKeyStore
@@ -360,12 +363,72 @@ def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -
         return result
 
 
-def _latency(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
+def _latency(
+    params: Mapping[str, Any], rate: float
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The hub's latency at ``rate``, and the broker's floor with the same messages."""
     with _Hub(workers=1, profile=None) as hub:
         protocol = hub.supervisor.protocol
         count = int(rate * float(params["latency_s"]))
         messages = _seal(hub.settings, protocol, count, seed=int(params["seed"]) + 1)
-        return hub.drive(messages, rate=rate, within=float(params["timeout_s"]))
+        got = hub.drive(messages, rate=rate, within=float(params["timeout_s"]))
+        partitions = hub.settings.partitions
+    floor = None
+    if params["latency_floor"]:
+        floor = _latency_floor(
+            messages, protocol.party_ids, rate=rate, partitions=partitions, params=params
+        )
+    return got, floor
+
+
+def _latency_floor(
+    messages: list[wire.WireMessage],
+    parties: tuple[str, ...],
+    *,
+    rate: float,
+    partitions: int,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The same messages at the same rate through ``bench.latency_floor``'s forwarder."""
+    fanout = int(params["latency_floor_fanout"])
+    with EmbeddedBroker() as broker:
+        asyncio.run(ensure_topics(broker.bootstrap, all_topics(parties), partitions=partitions))
+        cmd = [sys.executable, "-m", "bench.latency_floor", "forward", broker.bootstrap]
+        cmd += [str(fanout), str(partitions), *parties]
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("latency floor: the forwarder did not start")
+
+            def sent(ids: set[str]) -> Any:
+                return _Fixed(len(ids), len(ids) * fanout)
+
+            return asyncio.run(
+                _drive(
+                    broker.bootstrap,
+                    Path(os.devnull),
+                    messages,
+                    parties,
+                    rate=rate,
+                    within=float(params["timeout_s"]),
+                    watch=sent,
+                )
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+class _Fixed:
+    """A progress ``watch`` that knows the count in advance: every event, ``copies`` reads."""
+
+    def __init__(self, events: int, copies: int) -> None:
+        self._counts = (events, copies)
+
+    def poll(self) -> tuple[int, int]:
+        return self._counts
 
 
 def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
@@ -880,8 +943,13 @@ def _latency_rows(params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list
     """One worker offered each of ``rates`` events/s in turn: p50/p95/p99 produce to read."""
     measurements, rows = [], []
     for offered in (float(r) for r in params["rates"]):
-        lat = _latency(params, offered)
+        lat, floor = _latency(params, offered)
         q = {p: _quantile(lat["latencies"], p / 100) * 1000 for p in (50, 95, 99)}
+        fq = (
+            {p: _quantile(floor["latencies"], p / 100) * 1000 for p in (50, 95, 99)}
+            if floor is not None
+            else None
+        )
         measurements.append(
             {
                 "operation": "hub latency",
@@ -892,8 +960,23 @@ def _latency_rows(params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list
                 **{f"p{p}_ms": round(v, 1) for p, v in q.items()},
             }
         )
+        if floor is not None and fq is not None:
+            measurements.append(
+                {
+                    "operation": "latency floor (broker, two hops, audit first)",
+                    "offered_per_s": offered,
+                    "events": floor["events"],
+                    "deliveries": floor["deliveries"],
+                    **{f"p{p}_ms": round(v, 1) for p, v in fq.items()},
+                }
+            )
         for p, v in q.items():
-            rows.append([f"latency p{p} at {offered:g}/s", 1, lat["events"], v, "ms", None])
+            ratio = v / fq[p] if fq is not None and fq[p] > 0 else None
+            rows.append([f"latency p{p} at {offered:g}/s", 1, lat["events"], v, "ms", ratio])
+        if floor is not None and fq is not None:
+            for p, v in fq.items():
+                label = f"latency floor p{p} at {offered:g}/s (broker only)"
+                rows.append([label, "-", floor["events"], v, "ms", None])
     return measurements, rows
 
 
@@ -1084,7 +1167,13 @@ def run(params: Mapping[str, Any]) -> Measured:
         f"Latency: one worker offered {', '.join(f'{float(r):g}' for r in params['rates'])} "
         f"events/s in turn, {params['latency_s']} s each; per delivery, produce to read by a "
         "consumer in the same process as the producer (issue 16: p99 at most 100 ms at "
-        "500/s).",
+        "500/s). Ratio: to the latency floor beside it (bench.latency_floor): the same "
+        "messages at the same rate through a forwarder that does no routing, on a broker of "
+        "its own with the hub's topics, fetch wait and producer settings, its audit message "
+        f"acknowledged before {params['latency_floor_fanout']} copies of each record. On the "
+        "embedded broker every fetch lasts its whole wait (Tansu 0.6 answers a fetch only "
+        f"when its {FETCH_WAIT_MS} ms wait is over), so each of the two hops adds up to "
+        f"{FETCH_WAIT_MS} ms.",
     ]
     if soak is not None:
         held = soak["rate_last_tenth"] >= 0.9 * soak["rate"]
@@ -1124,6 +1213,8 @@ BENCHMARK = Benchmark(
         "floor_results": "bench/results/floor.json",
         "rates": [500, 1000],
         "latency_s": 10,
+        "latency_floor": True,
+        "latency_floor_fanout": 4,
         "soak_s": 1800,
         "soak_rate": None,
         "soak_slice_s": 10,

@@ -328,9 +328,11 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             "latencies": [],
         }
 
-    def latency(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
+    def latency(params: Mapping[str, Any], rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
         log.append(f"latency {rate:g}")
-        return {"events": int(rate), "deliveries": int(rate) * 4, "latencies": [0.01, 0.02]}
+        hub = {"events": int(rate), "deliveries": int(rate) * 4, "latencies": [0.01, 0.02]}
+        floor = {"events": int(rate), "deliveries": int(rate) * 4, "latencies": [0.005, 0.01]}
+        return hub, floor
 
     monkeypatch.setattr(hub_e2e, "_throughput", throughput)
     monkeypatch.setattr(hub_e2e, "_latency", latency)
@@ -368,6 +370,8 @@ def test_run_interleaves_floor_and_hub_rounds(
     for q in (50, 95, 99):
         _row(rows, f"latency p{q} at 500/s")
         _row(rows, f"latency p{q} at 1000/s")
+        assert _row(rows, f"latency floor p{q} at 500/s (broker only)")[3] > 0
+    assert _row(rows, "latency p50 at 500/s")[5] == 2.0  # 10 ms over the floor's 5 ms
     over = next(m for m in measured.measurements if m["operation"] == "hub over floor")
     assert over["source"] == "this run"
     assert [r["round"] for r in over["by_round"]] == [0, 1]
