@@ -27,6 +27,11 @@ __all__ = ["end_offsets"]
 
 #: how long a fetch may take to bring every partition's high watermark
 PROBE_TIMEOUT_S = 10.0
+#: how often the probe looks whether the fetch has answered: ``getmany`` returns early only
+#: for records, and an answer without any (a partition at its end: the usual case) updates
+#: the high watermark silently, so one long ``getmany`` waited out its whole timeout
+#: (0.5 s on every non-following read, each ``hub consume`` and each reconcile)
+PROBE_POLL_S = 0.05
 
 
 async def end_offsets(
@@ -59,7 +64,7 @@ async def end_offsets(
                 "got none; is the broker overloaded or gone?"
             )
         await asyncio.wait_for(
-            consumer.getmany(*waiting, timeout_ms=int(min(left, 0.5) * 1000)), left + 1
+            consumer.getmany(*waiting, timeout_ms=int(min(left, PROBE_POLL_S) * 1000)), left + 1
         )
         waiting = {
             tp

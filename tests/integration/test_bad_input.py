@@ -346,7 +346,8 @@ def test_duplicate_event_id_is_quarantined_and_original_delivered_once(hub: Runn
     assert first.encode() in headers["hub_detail"]
     reason = rejected_record(hub, second, f"duplicate:{second}")
     assert reason.startswith("duplicate_event_id: ")
-    deliveries = hub.deliveries("probation")
+    # read until the original is there (its delivery is produced after its audit records)
+    deliveries = hub.deliveries("probation", until=lambda ds: event_id in {d.id for d in ds})
     assert [d.id for d in deliveries].count(event_id) == 1
     records = hub.records(event_id)
     assert sum(r.recipient == "probation" for r in records) == 1
