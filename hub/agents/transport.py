@@ -44,7 +44,11 @@ from typing import Any
 import aiokafka
 import faust
 from faust.tables.manager import TableManager
+from faust.transport.consumer import CONSUMER_PARTITIONS_REVOKED
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+from faust.utils.tracing import traced_from_parent_span
+from mode import Service
 
 from hub.agents.intake import Intake
 from hub.broker import decode_guard
@@ -105,6 +109,33 @@ class _Consumer(driver.Consumer):
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    @Service.transitions_to(CONSUMER_PARTITIONS_REVOKED)
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """faust's, except that it forgets the revoked partitions' offsets after the app's handler.
+
+        faust (transport/consumer.py) drops their acknowledged offsets, committed offsets and
+        gaps first, then runs the app's handler, which settles and commits
+        (``hub.agents.lifecycle.settle``): that commit found nothing of what had been
+        acknowledged before the rebalance and not yet committed (up to
+        ``broker_commit_interval`` of routed events), so the partition's next owner routed it
+        all again (faust-streaming/faust#502). Kept until the handler is done, it is committed.
+        """
+        span = self.app._start_span_from_rebalancing("on_partitions_revoked")
+        traced = traced_from_parent_span(span)
+        with span:
+            if self._active_partitions is not None:
+                self._active_partitions.difference_update(revoked)
+            self._paused_partitions.difference_update(revoked)
+            try:
+                await traced(self._on_partitions_revoked, partitions=revoked)(revoked)
+            finally:
+                for tp in revoked:  # as faust: the partition may be another worker's now
+                    self._gap.pop(tp, None)
+                    self._acked.pop(tp, None)
+                    self._acked_index.pop(tp, None)
+                    self._read_offset.pop(tp, None)
+                    self._committed_offset.pop(tp, None)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         intake = getattr(self.app, "intake", None)

@@ -338,3 +338,47 @@ async def test_a_batch_held_at_the_closed_audit_gate_is_dropped_by_a_rebalance()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def test_what_was_acked_before_a_rebalance_is_committed_by_its_settle(
+    tmp_path: Path,
+) -> None:
+    # faust forgot a revoked partition's acknowledged offsets before the app's revoke handler
+    # (and with it settle's commit) ran: up to broker_commit_interval of routed events were
+    # left uncommitted and routed again by the partition's next owner (faust-streaming#502)
+    app = HubApp("revoke-acked", broker="kafka://127.0.0.1:9", web_enabled=False)
+    with _unstarted(app) as consumer:
+        tp = TP("hub.in", 0)
+        consumer._committed_offset[tp] = 10
+        consumer._acked[tp].extend([10, 11, 12])  # routed, confirmed, not committed yet
+        consumer._acked_index[tp].update([10, 11, 12])
+        commits: list[dict[TP, int]] = []
+
+        async def force_commit(*_args: Any, **_kw: Any) -> bool:
+            commits.append(consumer._filter_committable_offsets(list(consumer._acked)))
+            return True
+
+        async def app_handler(revoked: set[TP]) -> None:  # faust's, down to its signal
+            await app.on_partitions_revoked.send(revoked)
+
+        consumer.force_commit = force_commit
+        consumer._on_partitions_revoked = app_handler
+        lifecycle.install(
+            app,
+            cast(
+                Any,
+                SimpleNamespace(rebalance_timeout=60.0, session_timeout=30.0, data_dir=tmp_path),
+            ),
+            bootstrap="127.0.0.1:9",
+            state=cast(Any, SimpleNamespace(stopping=False)),
+            metrics=cast(Any, None),
+            watch=cast(Any, None),
+            sinks=[],
+            pipeline=World().pipeline,
+            loop=cast(Any, SimpleNamespace(handed_over=_set_event())),
+            intake=Intake(limit=8),
+        )
+        await asyncio.wait_for(consumer.on_partitions_revoked({tp}), timeout=10)
+        assert commits == [{tp: 13}]
+        assert tp not in consumer._acked  # forgotten once settled: the partition may move
+        assert tp not in consumer._committed_offset
