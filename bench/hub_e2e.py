@@ -419,6 +419,8 @@ def _latency_floor(
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 class _Fixed:
@@ -1167,7 +1169,8 @@ def run(params: Mapping[str, Any]) -> Measured:
         f"Latency: one worker offered {', '.join(f'{float(r):g}' for r in params['rates'])} "
         f"events/s in turn, {params['latency_s']} s each; per delivery, produce to read by a "
         "consumer in the same process as the producer (issue 16: p99 at most 100 ms at "
-        "500/s). Ratio: to the latency floor beside it (bench.latency_floor): the same "
+        "500/s). Ratio: hub / the latency floor beside it (lower is better; "
+        "bench.latency_floor): the same "
         "messages at the same rate through a forwarder that does no routing, on a broker of "
         "its own with the hub's topics, fetch wait and producer settings, its audit message "
         f"acknowledged before {params['latency_floor_fanout']} copies of each record. On the "

@@ -1,0 +1,105 @@
+"""``bench.latency_floor``'s forwarder: every inbound record, ``fanout`` copies, audit first.
+
+Its own broker (not the shared one): the forwarder writes ``hub.audit``, which the shared
+hub's audit sink reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bench._harness import ROOT
+from hub.broker import EmbeddedBroker, topics
+from hub.broker.topics import all_topics, ensure_topics
+from tests.conftest import event_ids_on, wait_for
+
+PARTIES = ["north-police", "south-council", "east-health"]
+FANOUT = 2
+
+
+@pytest.fixture
+def forwarder() -> Iterator[str]:
+    with EmbeddedBroker() as broker:
+        asyncio.run(ensure_topics(broker.bootstrap, all_topics(PARTIES), partitions=2))
+        cmd = [sys.executable, "-m", "bench.latency_floor", "forward", broker.bootstrap]
+        proc = subprocess.Popen(
+            [*cmd, str(FANOUT), "2", *PARTIES],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            yield broker.bootstrap
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+async def _publish(bootstrap: str, ids: list[str]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n, event_id in enumerate(ids):
+            topic = topics.inbound(PARTIES[n % len(PARTIES)])
+            headers = [("ce_id", event_id.encode())]
+            await producer.send_and_wait(topic, b"sealed", key=event_id.encode(), headers=headers)
+    finally:
+        await producer.stop()
+
+
+def test_each_record_is_copied_fanout_times_and_audited_first(forwarder: str) -> None:
+    ids = [f"floor-{n}" for n in range(6)]
+    asyncio.run(_publish(forwarder, ids))
+
+    def copies() -> dict[str, int] | None:
+        counts = dict.fromkeys(ids, 0)
+        for party in PARTIES:
+            for event_id, n in event_ids_on(forwarder, topics.outbound(party)).items():
+                counts[event_id] += n
+        return counts if min(counts.values()) >= FANOUT else None
+
+    counts = wait_for(copies, timeout=30, what="every record forwarded")
+    assert counts == dict.fromkeys(ids, FANOUT)  # exactly fanout copies, none lost or extra
+    audited = wait_for(
+        lambda: _audited(forwarder) or None, timeout=30, what="the forwarder's audit messages"
+    )
+    assert set(ids) <= audited
+
+
+def _audited(bootstrap: str) -> set[str]:
+    """Event ids the audit messages on ``hub.audit`` name (each: ids joined by commas)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.broker.offsets import end_offsets
+
+    async def read() -> set[str]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(topics.AUDIT) or set()
+            tps = [TopicPartition(topics.AUDIT, p) for p in parts]
+            consumer.assign(tps)
+            ends = await end_offsets(consumer, tps)  # moves the consumer: seek after
+            await consumer.seek_to_beginning(*tps)
+            named: set[str] = set()
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in records:
+                        named.update((record.value or b"").decode().split(","))
+            return named
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
