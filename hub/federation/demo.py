@@ -197,6 +197,7 @@ async def _play(
                 forwarded=logs[0],
                 stop=stop,
                 stats=LinkStats(),
+                session_timeout=north.session_timeout,
             )
         ),
         asyncio.create_task(
@@ -208,6 +209,7 @@ async def _play(
                 forwarded=logs[1],
                 stop=stop,
                 stats=LinkStats(),
+                session_timeout=south.session_timeout,
             )
         ),
     ]

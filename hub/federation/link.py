@@ -125,6 +125,7 @@ async def run_link(
     stop: asyncio.Event | None = None,
     stats: LinkStats | None = None,
     between_halves: Callable[[int, int], Awaitable[None]] | None = None,
+    session_timeout: float = 10.0,
 ) -> LinkStats:
     """Carry ``hub.out.<peer>`` here to ``hub.in.<hub_id>`` on the peer's broker until ``stop``.
 
@@ -142,6 +143,10 @@ async def run_link(
             halves, and this is awaited with (records sent, batch size) once the peer's
             broker acknowledged the first half, before anything is remembered or committed
             (a test kills the link there: the cut always falls inside a batch).
+        session_timeout: seconds the consumer group on this hub's broker waits for a silent
+            link before its partitions go to the next one (``HUB_SESSION_TIMEOUT``, as for
+            the router workers; 10 s is aiokafka's default). A restarted link waits that
+            long for them after a crash, and the embedded broker answers a join after half.
 
     Raises:
         BrokerError: either broker could not be reached.
@@ -159,6 +164,9 @@ async def run_link(
         group_id=link_group(peer),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=int(session_timeout * 1000),
+        # aiokafka's 3 s, or a third of a shorter session: a few beats per session
+        heartbeat_interval_ms=int(min(3.0, session_timeout / 3) * 1000),
         **(security or KafkaSecurity()).client_kwargs(),
     )
     producer = AIOKafkaProducer(

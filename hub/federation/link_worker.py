@@ -100,6 +100,7 @@ async def _serve(settings: HubSettings, peer: str) -> LinkStats:
             security=settings.kafka_security,
             peer_security=remote,
             stop=stop,
+            session_timeout=settings.session_timeout,
         )
     finally:
         forwarded.close()

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import hub_test_env
+
 HUB = Path(sys.executable).with_name("hub")
 
 
 def test_the_federation_demo_transfers_and_both_logs_hold_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env |= hub_test_env()  # the demo's hubs and links join their groups as the tests' do
     env["HUB_DATA_DIR"] = str(tmp_path / "data")
     result = subprocess.run(
         [str(HUB), "federation", "demo"],
@@ -48,6 +51,7 @@ def test_the_pages_federation_examples_run_on_the_demo_hubs(tmp_path: Path) -> N
     from tests.e2e.test_docs_examples import EXAMPLES, federated
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env |= hub_test_env()  # the demo's hubs and links join their groups as the tests' do
     env["HUB_DATA_DIR"] = str(tmp_path / "data")
     demo = subprocess.run(
         [str(HUB), "federation", "demo"], env=env, capture_output=True, text=True,

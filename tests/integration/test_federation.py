@@ -43,7 +43,14 @@ from hub.models import AuditDecision, EventAttributes
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings, default_protocol_path
 from hub.state import open_proof_register
-from tests.conftest import RunningHub, event_ids_on, start_hub, unique, wait_for
+from tests.conftest import (
+    TEST_HUB_SETTINGS,
+    RunningHub,
+    event_ids_on,
+    start_hub,
+    unique,
+    wait_for,
+)
 from tests.factories import MARAC_RAISED, MARAC_UPDATED, marac_flag
 
 pytestmark = pytest.mark.integration
@@ -101,6 +108,7 @@ class Link:
                     forwarded=forwarded,
                     stop=self._stop,
                     stats=self.stats,
+                    session_timeout=TEST_HUB_SETTINGS["session_timeout"],
                 )
             )
         except BaseException as exc:  # reported by stop(), in the test's thread
@@ -562,14 +570,22 @@ async def hang(sent: int, total: int) -> None:
 
 asyncio.run(run_link(peer="swcsp-hub", hub_id="nwcsp-hub", bootstrap=sys.argv[1],
                      peer_bootstrap=sys.argv[2], forwarded=ForwardedLog(Path(sys.argv[3])),
-                     between_halves=hang))
+                     between_halves=hang, session_timeout=float(sys.argv[4])))
 """
 
 
 def _start_cut_link(north: RunningHub, south: RunningHub) -> subprocess.Popen[str]:
     forwarded = north.settings.data_dir / "federation" / "swcsp-hub.sqlite3"
     return subprocess.Popen(
-        [sys.executable, "-c", _CUT_LINK, north.bootstrap, south.bootstrap, str(forwarded)],
+        [
+            sys.executable,
+            "-c",
+            _CUT_LINK,
+            north.bootstrap,
+            south.bootstrap,
+            str(forwarded),
+            str(TEST_HUB_SETTINGS["session_timeout"]),
+        ],
         env={**os.environ, **north.env()},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

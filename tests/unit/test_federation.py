@@ -1033,3 +1033,42 @@ def test_a_verified_proof_the_protocol_refuses_is_not_kept(
     assert kept.entries("swcsp-hub", "t-22") == []
     # and nothing was written beside the peer's pins either (the old per-host proof files)
     assert not list((stores["north"].root / "peers").glob("*.proofs"))
+
+
+@pytest.mark.parametrize(("session", "heartbeat"), [(10.0, 3000), (4.0, 1333)])
+def test_the_link_joins_its_group_with_the_hubs_session_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session: float, heartbeat: int
+) -> None:
+    """``hub up`` passes HUB_SESSION_TIMEOUT: a restarted link waits that long, not aiokafka's 10 s
+    (and the embedded broker answers its join after half); a few heartbeats fit in a session."""
+    import aiokafka
+
+    from hub.federation.link import ForwardedLog, run_link
+
+    seen: dict[str, Any] = {}
+
+    class MadeError(Exception):
+        """The consumer's arguments are all this test needs."""
+
+    def consumer(*topics: str, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        raise MadeError
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", consumer)
+    forwarded = ForwardedLog(tmp_path / "forwarded.sqlite3")
+    try:
+        with pytest.raises(MadeError):
+            asyncio.run(
+                run_link(
+                    peer="swcsp-hub",
+                    hub_id="nwcsp-hub",
+                    bootstrap="127.0.0.1:9",
+                    peer_bootstrap="127.0.0.1:9",
+                    forwarded=forwarded,
+                    session_timeout=session,
+                )
+            )
+    finally:
+        forwarded.close()
+    assert seen["session_timeout_ms"] == int(session * 1000)
+    assert seen["heartbeat_interval_ms"] == heartbeat
