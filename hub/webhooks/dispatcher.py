@@ -114,6 +114,10 @@ class WebhookDispatcher:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_WAIT_MS,
+            # the hub's, as for its workers and links (aiokafka's own: 10 s, beats every 3 s):
+            # a restarted dispatcher waits that long for the dead one's partitions
+            session_timeout_ms=int(self.settings.session_timeout * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.settings.session_timeout / 3) * 1000),
             **self._kafka,
         )
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self._kafka)
