@@ -11,6 +11,9 @@ delivery on a recipient topic with no ``delivered`` record for that event and re
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,8 +25,27 @@ from hub.audit.reconcile import (
     reconcile,
 )
 from hub.audit.store import AuditStore
+from hub.broker import EmbeddedBroker
 
-__all__ = ["Tally", "read_deliveries", "tally"]
+__all__ = ["Tally", "kill_broker", "read_deliveries", "tally"]
+
+
+def kill_broker(broker: EmbeddedBroker, *, within: float = 10.0) -> None:
+    """kill -9 the embedded broker and wait until it is gone, its memory storage with it.
+
+    A broker lost, as the fault tests mean it; ``broker.start()`` then starts an empty one on
+    the same port. (``broker.stop()`` is a SIGTERM, on which Tansu waits about 5 s for the
+    hub's clients, still connected, before it exits.)
+    """
+    pid = broker.pid
+    if pid is None or broker.exit_code is not None:
+        raise AssertionError(f"expected the broker at {broker.bootstrap} running, it is not")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + within
+    while broker.exit_code is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"broker pid {pid} still there {within:.0f}s after SIGKILL")
+        time.sleep(0.01)
 
 
 @dataclass(frozen=True)

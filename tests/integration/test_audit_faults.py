@@ -32,7 +32,7 @@ from hub.broker.topics import all_topics, ensure_topics
 from hub.models import AuditBatch, AuditDecision, AuditRecord, Delivery, record_id_for
 from tests.conftest import RunningHub, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
-from tests.faults import read_deliveries, tally
+from tests.faults import kill_broker, read_deliveries, tally
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +191,7 @@ def test_store_locked_then_broker_lost_leaves_no_delivery_unaudited(
                 timeout=60,
                 what="deliveries read by recipients while the store is locked",
             )
-            broker.stop()  # memory only: hub.audit, hub.in.*, hub.out.* all gone
+            kill_broker(broker)  # memory only: hub.audit, hub.in.*, hub.out.* all gone
             broker.start()
             asyncio.run(
                 ensure_topics(

@@ -40,6 +40,7 @@ from hub.client import HubClient
 from hub.models import AuditDecision, Delivery
 from tests.conftest import RunningHub, hub_on_own_broker, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
+from tests.faults import kill_broker
 
 pytestmark = pytest.mark.integration
 
@@ -249,7 +250,7 @@ def test_broker_restart_traffic_flows_and_in_flight_is_counted(
         hub.publish_scenario(
             in_flight, events=20, seed=11
         )  # acknowledged by the broker, then it dies
-        broker.stop()
+        kill_broker(broker)
         broker.start()  # same port: the hub's clients reconnect to it
         protocol = hub.supervisor.protocol
         asyncio.run(
