@@ -39,6 +39,7 @@ from typer.testing import CliRunner
 from hub.audit.sqlite import SQLiteAuditStore
 from hub.cli.main import app
 from hub.models import AuditDecision
+from tests.conftest import hub_test_env
 
 pytestmark = pytest.mark.e2e
 
@@ -176,6 +177,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "HUB_DATA_DIR": str(data),
         "HUB_CONSOLE_PORT": "0",  # the pages' examples do not need the demo's console
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **hub_test_env(),  # the tests' session timeout: the demo's workers join sooner
     }
     log = (data.parent / "demo.out").open("w+")
     proc = subprocess.Popen(

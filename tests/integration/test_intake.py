@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub.agents.sink import decode_audit_message
 from hub.broker import topics
+from hub.broker.offsets import end_offsets
 from hub.client import HubClient
 from hub.models import AuditDecision
 from tests import factories as hub_events
@@ -43,7 +44,6 @@ def _audit_messages(bootstrap: str, event_ids: set[str]) -> Counter[str]:
 
     async def run() -> Counter[str]:
         reader = AIOKafkaConsumer(
-            topics.AUDIT,
             bootstrap_servers=bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
@@ -52,15 +52,26 @@ def _audit_messages(bootstrap: str, event_ids: set[str]) -> Counter[str]:
         await reader.start()
         found: Counter[str] = Counter()
         try:
-            while True:
-                batches = await reader.getmany(timeout_ms=2000, max_records=500)
-                if not batches:
-                    return found
+            # read to the end as of now (every message of a decided event is there already)
+            await reader.topics()  # a metadata refresh
+            tps = [
+                TopicPartition(topics.AUDIT, p) for p in reader.partitions_for_topic(topics.AUDIT)
+            ]
+            reader.assign(tps)
+            ends = await end_offsets(reader, tps)
+            await reader.seek_to_beginning(*tps)
+
+            async def behind() -> bool:
+                return any([await reader.position(tp) < ends[tp] for tp in tps])
+
+            while await behind():
+                batches = await reader.getmany(*tps, timeout_ms=500, max_records=500)
                 for records in batches.values():
                     for record in records:
                         ids = {r.event_id for r in decode_audit_message(record.value)}
                         if ids & event_ids:
                             found[f"{record.partition}@{record.offset}"] = len(ids & event_ids)
+            return found
         finally:
             await reader.stop()
 
