@@ -27,7 +27,7 @@ import sqlite3
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -427,29 +427,42 @@ def event_ids_on(bootstrap: str, topic: str) -> dict[str, int]:
     is a second message there, whatever the audit store (one record per id) says. The end is
     ``hub.broker.offsets.end_offsets`` (Tansu's listed end offset can be short).
     """
+    return event_ids_on_topics(bootstrap, [topic])[topic]
+
+
+def event_ids_on_topics(bootstrap: str, topics: Sequence[str]) -> dict[str, dict[str, int]]:
+    """``event_ids_on`` for several topics, read by one consumer (one client, one end probe)."""
     from aiokafka import TopicPartition
 
     from hub.broker.offsets import end_offsets
 
-    async def read() -> dict[str, int]:
+    async def read() -> dict[str, dict[str, int]]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
             await consumer.topics()  # a metadata refresh
-            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            tps = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in consumer.partitions_for_topic(topic) or ()
+            ]
+            found: dict[str, dict[str, int]] = {topic: {} for topic in topics}
+            if not tps:
+                return found
             consumer.assign(tps)
             ends = await end_offsets(consumer, tps)
             await consumer.seek_to_beginning(*tps)
-            found: dict[str, int] = {}
 
             async def behind() -> bool:
                 return any([await consumer.position(tp) < ends[tp] for tp in tps])
 
             while await behind():
                 batch = await consumer.getmany(*tps, timeout_ms=500)
-                for record in (r for part in batch.values() for r in part):
-                    event_id = dict(record.headers or ()).get("ce_id", b"").decode()
-                    found[event_id] = found.get(event_id, 0) + 1
+                for tp, records in batch.items():
+                    counts = found[tp.topic]
+                    for record in records:
+                        event_id = dict(record.headers or ()).get("ce_id", b"").decode()
+                        counts[event_id] = counts.get(event_id, 0) + 1
             return found
         finally:
             await consumer.stop()

@@ -55,7 +55,7 @@ from hub.broker.watch import (
     view_path,
 )
 from hub.errors import BrokerError, ConfigError, CrashLoopError
-from hub.keys.file_store import FileKeyStore
+from hub.keys.file_store import FileKeyStore, write_private_file
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
 from hub.log import get_logger
@@ -613,7 +613,10 @@ class Supervisor:
             started_at=dt.datetime.now(dt.UTC),
             protocol_hash=self.protocol.content_hash,
         )
-        self.settings.state_file.write_text(json.dumps(state.model_dump(mode="json"), indent=2))
+        # atomically: ``hub status`` and the tests read it while a restart rewrites it
+        write_private_file(
+            self.settings.state_file, json.dumps(state.model_dump(mode="json"), indent=2).encode()
+        )
 
 
 def broker_answers(

@@ -46,7 +46,7 @@ from hub.models import AuditDecision, Delivery
 from hub.scenarios.north_worcs import Scenario
 from hub.settings import HubSettings
 from hub.state import open_seen
-from tests.conftest import RunningHub, event_ids_on, start_hub, wait_for
+from tests.conftest import RunningHub, event_ids_on_topics, start_hub, wait_for
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -284,8 +284,9 @@ def _delivered_once(
 
     def on_topics() -> dict[tuple[str, str], int] | None:
         counts: dict[tuple[str, str], int] = {}
+        read = event_ids_on_topics(hub.bootstrap, [f"hub.out.{party}" for party in owed])
         for party, events in owed.items():
-            found = event_ids_on(hub.bootstrap, f"hub.out.{party}")
+            found = read[f"hub.out.{party}"]
             counts |= {(event, party): found.get(event, 0) for event in events}
         # the audit record is written before the delivery is produced: wait for the last
         return counts if min(counts.values()) >= 1 else None

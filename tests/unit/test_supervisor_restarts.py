@@ -85,3 +85,24 @@ def test_deaths_outside_the_window_do_not_add_up(supervisor: Supervisor, tmp_pat
         time.sleep(0.6 if lines else 0.05)  # let the window pass before the next death
     assert restarts >= LIMIT + 1
     supervisor.stop()
+
+
+def test_the_state_file_is_replaced_whole_never_rewritten_in_place(
+    supervisor: Supervisor,
+) -> None:
+    """``hub.json`` is read while a restart rewrites it: a reader sees the old or the new one.
+
+    Written in place, a reader could open it truncated (a JSONDecodeError on an empty file
+    was seen under load); replaced by a rename, the old inode stays whole for whoever has it.
+    """
+    supervisor.bootstrap = "127.0.0.1:9"
+    path = supervisor.settings.state_file
+    supervisor._write_state()
+    before = path.stat().st_ino
+    with path.open() as old:
+        supervisor.bootstrap = "127.0.0.1:10"
+        supervisor._write_state()
+        assert '"127.0.0.1:9"' in old.read()  # the reader's file is still the whole old one
+    assert path.stat().st_ino != before
+    assert '"127.0.0.1:10"' in path.read_text()
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".hub.json")] == []
