@@ -432,11 +432,25 @@ def event_ids_on(bootstrap: str, topic: str) -> dict[str, int]:
 
 def event_ids_on_topics(bootstrap: str, topics: Sequence[str]) -> dict[str, dict[str, int]]:
     """``event_ids_on`` for several topics, read by one consumer (one client, one end probe)."""
+    found: dict[str, dict[str, int]] = {topic: {} for topic in topics}
+    for record in records_on(bootstrap, topics):
+        counts = found[record.topic]
+        event_id = dict(record.headers or ()).get("ce_id", b"").decode()
+        counts[event_id] = counts.get(event_id, 0) + 1
+    return found
+
+
+def records_on(bootstrap: str, topics: Sequence[str]) -> list[Any]:
+    """Every record on ``topics`` from the beginning to their end as of now, one consumer.
+
+    The end is ``hub.broker.offsets.end_offsets`` (Tansu's listed end offset can be short);
+    records are aiokafka ``ConsumerRecord``s, in fetch order.
+    """
     from aiokafka import TopicPartition
 
     from hub.broker.offsets import end_offsets
 
-    async def read() -> dict[str, dict[str, int]]:
+    async def read() -> list[Any]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
@@ -446,23 +460,19 @@ def event_ids_on_topics(bootstrap: str, topics: Sequence[str]) -> dict[str, dict
                 for topic in topics
                 for p in consumer.partitions_for_topic(topic) or ()
             ]
-            found: dict[str, dict[str, int]] = {topic: {} for topic in topics}
             if not tps:
-                return found
+                return []
             consumer.assign(tps)
             ends = await end_offsets(consumer, tps)
             await consumer.seek_to_beginning(*tps)
+            found: list[Any] = []
 
             async def behind() -> bool:
                 return any([await consumer.position(tp) < ends[tp] for tp in tps])
 
             while await behind():
                 batch = await consumer.getmany(*tps, timeout_ms=500)
-                for tp, records in batch.items():
-                    counts = found[tp.topic]
-                    for record in records:
-                        event_id = dict(record.headers or ()).get("ce_id", b"").decode()
-                        counts[event_id] = counts.get(event_id, 0) + 1
+                found.extend(r for records in batch.values() for r in records)
             return found
         finally:
             await consumer.stop()

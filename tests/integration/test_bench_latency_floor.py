@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from bench._harness import ROOT
 from hub.broker import EmbeddedBroker, topics
 from hub.broker.topics import all_topics, ensure_topics
-from tests.conftest import event_ids_on, wait_for
+from tests.conftest import event_ids_on, records_on, wait_for
 
 PARTIES = ["north-police", "south-council", "east-health"]
 FANOUT = 2
@@ -79,27 +79,7 @@ def test_each_record_is_copied_fanout_times_and_audited_first(forwarder: str) ->
 
 def _audited(bootstrap: str) -> set[str]:
     """Event ids the audit messages on ``hub.audit`` name (each: ids joined by commas)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from hub.broker.offsets import end_offsets
-
-    async def read() -> set[str]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(topics.AUDIT) or set()
-            tps = [TopicPartition(topics.AUDIT, p) for p in parts]
-            consumer.assign(tps)
-            ends = await end_offsets(consumer, tps)  # moves the consumer: seek after
-            await consumer.seek_to_beginning(*tps)
-            named: set[str] = set()
-            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for record in records:
-                        named.update((record.value or b"").decode().split(","))
-            return named
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    named: set[str] = set()
+    for record in records_on(bootstrap, [topics.AUDIT]):
+        named.update((record.value or b"").decode().split(","))
+    return named

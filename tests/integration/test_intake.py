@@ -16,15 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub.agents.sink import decode_audit_message
 from hub.broker import topics
-from hub.broker.offsets import end_offsets
 from hub.client import HubClient
 from hub.models import AuditDecision
 from tests import factories as hub_events
-from tests.conftest import RunningHub, hub_on_own_broker, wait_for
+from tests.conftest import RunningHub, hub_on_own_broker, records_on, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,42 +38,16 @@ def idle_hub(tmp_path: Path) -> Iterator[RunningHub]:
 
 
 def _audit_messages(bootstrap: str, event_ids: set[str]) -> Counter[str]:
-    """For every ``hub.audit`` message holding records of ``event_ids``: how many events."""
+    """For every ``hub.audit`` message holding records of ``event_ids``: how many events.
 
-    async def run() -> Counter[str]:
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await reader.start()
-        found: Counter[str] = Counter()
-        try:
-            # read to the end as of now (every message of a decided event is there already)
-            await reader.topics()  # a metadata refresh
-            tps = [
-                TopicPartition(topics.AUDIT, p) for p in reader.partitions_for_topic(topics.AUDIT)
-            ]
-            reader.assign(tps)
-            ends = await end_offsets(reader, tps)
-            await reader.seek_to_beginning(*tps)
-
-            async def behind() -> bool:
-                return any([await reader.position(tp) < ends[tp] for tp in tps])
-
-            while await behind():
-                batches = await reader.getmany(*tps, timeout_ms=500, max_records=500)
-                for records in batches.values():
-                    for record in records:
-                        ids = {r.event_id for r in decode_audit_message(record.value)}
-                        if ids & event_ids:
-                            found[f"{record.partition}@{record.offset}"] = len(ids & event_ids)
-            return found
-        finally:
-            await reader.stop()
-
-    return asyncio.run(run())
+    Read to the end as of now (every message of a decided event is there already).
+    """
+    found: Counter[str] = Counter()
+    for record in records_on(bootstrap, [topics.AUDIT]):
+        ids = {r.event_id for r in decode_audit_message(record.value)}
+        if ids & event_ids:
+            found[f"{record.partition}@{record.offset}"] = len(ids & event_ids)
+    return found
 
 
 def test_backlog_is_routed_in_batches_and_every_event_once(idle_hub: RunningHub) -> None:
