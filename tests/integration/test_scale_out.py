@@ -233,7 +233,7 @@ def test_workers_on_three_hosts_share_state_in_postgres(
                 timeout=90,
                 what="45 events routed by three hosts",
             )
-            # partitions moved twice, mid-stream, with nothing killed: each worker settled
+            # partitions moved mid-stream (the third host), nothing killed: each worker settled
             # what it had in flight before letting go (lifecycle.settle), so no copies
             _delivered_once(first, list(published), replays=1)
             assert hosts.running[1].supervisor.kill_worker(0) > 0  # SIGKILL, mid-stream
