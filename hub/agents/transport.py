@@ -53,8 +53,11 @@ from mode import Service
 from hub.agents.intake import Intake
 from hub.broker import decode_guard
 from hub.broker.fetch import FETCH_WAIT_MS
+from hub.log import get_logger
 
 __all__ = ["HubApp", "TrackingProducer"]
+
+_log = get_logger("router")
 
 
 class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiokafka is untyped
@@ -147,39 +150,57 @@ class _Consumer(driver.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
+        reseek = False
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                if reseek:
+                    # a rebalance overtook a fetch, which was dropped: back to the committed
+                    # offsets, so none of what it held is skipped (see below)
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:  # an assignment moving under it: try again
+                        _log.warning("fetch_reseek_failed", error=type(exc).__name__)
+                        await self.sleep(0.1)
+                        continue
+                    reseek = False
                 fetched: list[Any] = []
-                # records yielded before a rebalance are dropped, to be fetched again from
-                # the committed offset: faust seeks there before it resumes the flow, so
-                # what is yielded after the rebalance began is kept (``Intake.discard``)
+                # A fetch a rebalance overtook (``Intake.discard`` ends the epoch) is dropped
+                # whole and the partitions sought back to their committed offsets: what it
+                # yields after that point may come from before the rebalance's own seek, and
+                # handing it over would move ``read_offset`` past records the seek brought
+                # back, which would then be skipped as already handed over (lost until the
+                # next seek). Nothing dropped was acked, so nothing is lost; a record in the
+                # route loop may be routed twice.
                 epoch = intake.epoch
                 await self.sleep(0)  # as faust: getmany can return at once, loop after loop
                 if self.should_stop:
                     break
-                async for tp, message in self.getmany(timeout=1.0):
-                    if intake.epoch != epoch:  # yielded after a rebalance: after its seek
-                        fetched.clear()
-                        epoch = intake.epoch
-                    offset = message.offset
-                    r_offset = read_offset[tp]
-                    if r_offset is not None and offset < r_offset:
-                        continue  # already handed over (faust drops these the same way)
-                    if offset - (r_offset or 0) > 1 and r_offset:
-                        if acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    self.track_message(message)
-                    if intake.epoch != epoch:
-                        # a rebalance began while this loop waited above (the commit waits
-                        # for the producer's flush): this record was yielded before it, so
-                        # it goes with the rest, fetched again after the seek
-                        fetched.clear()
-                        continue
-                    fetched.append(message)
-                    read_offset[tp] = offset
+                records: Any = self.getmany(timeout=1.0)  # an async generator
+                try:
+                    async for tp, message in records:
+                        if intake.epoch != epoch:
+                            reseek = True
+                            break
+                        offset = message.offset
+                        r_offset = read_offset[tp]
+                        if r_offset is not None and offset < r_offset:
+                            continue  # already handed over (faust drops these the same way)
+                        if offset - (r_offset or 0) > 1 and r_offset:
+                            if acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        self.track_message(message)
+                        if intake.epoch != epoch:  # a rebalance began during the commit
+                            reseek = True
+                            break
+                        fetched.append(message)
+                        read_offset[tp] = offset
+                finally:
+                    await records.aclose()
+                if reseek:
+                    continue
                 if fetched:
                     await self.wait_first(
                         intake.put(fetched, epoch=epoch), self.suspend_flow.wait()

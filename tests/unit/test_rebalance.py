@@ -234,10 +234,19 @@ async def _drop_the_record_in_hand(consumer: Any, intake: Intake) -> None:
         intake.discard()  # the rebalance's settle, while the commit waits for the flush
         return True
 
+    sought: list[int] = []
+
+    async def perform_seek() -> None:  # back to the committed offset (none yet)
+        consumer._read_offset[tp] = None
+        sought.append(1)
+        fetcher._stopped.set()
+
     consumer.getmany = getmany
     consumer.commit = commit
+    consumer.perform_seek = perform_seek
     await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
     assert len(intake) == 0  # neither record is routed before the seek brings them back
+    assert sought == [1]  # the loop sought back itself, not trusting the rest of the fetch
 
     async def after_the_seek(**_kw: Any) -> Any:
         yield tp, _Record(tp, 1)
@@ -382,3 +391,45 @@ async def test_what_was_acked_before_a_rebalance_is_committed_by_its_settle(
         assert commits == [{tp: 13}]
         assert tp not in consumer._acked  # forgotten once settled: the partition may move
         assert tp not in consumer._committed_offset
+
+
+async def test_records_a_fetch_yields_after_a_rebalance_and_its_seek_are_not_kept() -> None:
+    # A rebalance (discard, assignment, seek) happens entirely while the fetch loop waits on
+    # its commit; the fetch it was handing over goes on yielding records from before the
+    # seek. Kept, they would move read_offset past the records the seek brought back, which
+    # the next fetch would then skip as already handed over: lost. The loop drops the rest
+    # of that fetch and seeks again, so the next fetch hands over every record once.
+    app = HubApp("drain-stale", broker="kafka://127.0.0.1:9", web_enabled=False)
+    intake = app.intake = Intake(limit=8)
+    tp = TP("hub.in", 0)
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    with _unstarted(app) as consumer:
+
+        async def seek_to_committed() -> None:
+            consumer._read_offset[tp] = None  # nothing committed yet on this partition
+
+        async def stale(**_kw: Any) -> Any:
+            yield tp, _Record(tp, 1)
+            consumer._n_acked = consumer._commit_every  # the next record commits first
+            yield tp, _Record(tp, 2)
+            yield tp, _Record(tp, 3)  # from the same, pre-seek fetch
+
+        async def commit(*_args: Any, **_kw: Any) -> bool:
+            intake.discard()  # the whole rebalance, while the commit waits
+            await seek_to_committed()
+            return True
+
+        async def perform_seek() -> None:
+            await seek_to_committed()
+            consumer.getmany = fresh
+
+        async def fresh(**_kw: Any) -> Any:
+            for offset in (1, 2, 3):
+                yield tp, _Record(tp, offset)
+            fetcher._stopped.set()
+
+        consumer.getmany = stale
+        consumer.commit = commit
+        consumer.perform_seek = perform_seek
+        await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+        assert [r.offset for r in await intake.take(8)] == [1, 2, 3]  # each once, none lost
