@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import queue
+import random
 import re
 import signal
 import socket
@@ -59,17 +60,32 @@ SENSITIVE_PATHS = {
 }
 
 
+def _below_ephemeral() -> range:
+    """Ports the kernel never hands out as a client's source port (below its local range).
+
+    A pair taken from the ephemeral range (``bind(0)``) can be given to an outgoing
+    connection (the parallel tests' Kafka clients open many) between this check and the
+    workers' bind: a worker then found its port in use and served no metrics.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12000), max(1025, low - 2))
+
+
 def free_port_pair() -> int:
-    """A port P with P and P + 1 free (one per worker)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
+    """A port P with P and P + 1 free (one per worker), outside the ephemeral range."""
+    ports = _below_ephemeral()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(ports.start, ports.stop)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
         return port
     pytest.fail("no two consecutive free ports")
 
