@@ -45,8 +45,6 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +55,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import passthrough
 from bench._harness import ROOT, Benchmark, CpuMeter, Measured
+from bench.latency_floor import forwarder
 from hub.agents.heap import freeze_heap
 from hub.agents.supervisor import Supervisor
 from hub.broker import EmbeddedBroker
@@ -393,14 +392,7 @@ def _latency_floor(
     fanout = int(params["latency_floor_fanout"])
     with EmbeddedBroker() as broker:
         asyncio.run(ensure_topics(broker.bootstrap, all_topics(parties), partitions=partitions))
-        cmd = [sys.executable, "-m", "bench.latency_floor", "forward", broker.bootstrap]
-        cmd += [str(fanout), str(partitions), *parties]
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        try:
-            if proc.stdout is None or proc.stdout.readline().strip() != "ready":
-                raise RuntimeError("latency floor: the forwarder did not start")
+        with forwarder(broker.bootstrap, fanout=fanout, partitions=partitions, parties=parties):
 
             def sent(ids: set[str]) -> Any:
                 return _Fixed(len(ids), len(ids) * fanout)
@@ -416,11 +408,6 @@ def _latency_floor(
                     watch=sent,
                 )
             )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 class _Fixed:

@@ -16,8 +16,12 @@ Run as ``python -m bench.latency_floor forward BOOTSTRAP FANOUT PARTITIONS TOPIC
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import sys
 import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -25,7 +29,7 @@ from hub.broker import topics
 from hub.broker.fetch import FETCH_WAIT_MS
 from hub.settings import HubSettings
 
-__all__ = ["forward"]
+__all__ = ["forward", "forwarder"]
 
 
 async def forward(bootstrap: str, *, fanout: int, partitions: int, parties: list[str]) -> None:
@@ -71,6 +75,31 @@ async def forward(bootstrap: str, *, fanout: int, partitions: int, parties: list
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+@contextlib.contextmanager
+def forwarder(
+    bootstrap: str, *, fanout: int, partitions: int, parties: Sequence[str]
+) -> Iterator[None]:
+    """``forward`` in a process of its own, reading from the end of every inbound topic."""
+    cmd = [sys.executable, "-m", "bench.latency_floor", "forward", bootstrap]
+    cmd += [str(fanout), str(partitions), *parties]
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        cmd,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("latency floor: the forwarder did not start")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["forward"]:

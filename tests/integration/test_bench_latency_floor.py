@@ -7,14 +7,12 @@ hub's audit sink reads.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bench._harness import ROOT
+from bench.latency_floor import forwarder
 from hub.broker import EmbeddedBroker, topics
 from hub.broker.topics import all_topics, ensure_topics
 from tests.conftest import event_ids_on, records_on, wait_for
@@ -24,26 +22,11 @@ FANOUT = 2
 
 
 @pytest.fixture
-def forwarder() -> Iterator[str]:
+def floor() -> Iterator[str]:
     with EmbeddedBroker() as broker:
         asyncio.run(ensure_topics(broker.bootstrap, all_topics(PARTIES), partitions=2))
-        cmd = [sys.executable, "-m", "bench.latency_floor", "forward", broker.bootstrap]
-        proc = subprocess.Popen(
-            [*cmd, str(FANOUT), "2", *PARTIES],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
+        with forwarder(broker.bootstrap, fanout=FANOUT, partitions=2, parties=PARTIES):
             yield broker.bootstrap
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 async def _publish(bootstrap: str, ids: list[str]) -> None:
@@ -58,21 +41,21 @@ async def _publish(bootstrap: str, ids: list[str]) -> None:
         await producer.stop()
 
 
-def test_each_record_is_copied_fanout_times_and_audited_first(forwarder: str) -> None:
+def test_each_record_is_copied_fanout_times_and_audited_first(floor: str) -> None:
     ids = [f"floor-{n}" for n in range(6)]
-    asyncio.run(_publish(forwarder, ids))
+    asyncio.run(_publish(floor, ids))
 
     def copies() -> dict[str, int] | None:
         counts = dict.fromkeys(ids, 0)
         for party in PARTIES:
-            for event_id, n in event_ids_on(forwarder, topics.outbound(party)).items():
+            for event_id, n in event_ids_on(floor, topics.outbound(party)).items():
                 counts[event_id] += n
         return counts if min(counts.values()) >= FANOUT else None
 
     counts = wait_for(copies, timeout=30, what="every record forwarded")
     assert counts == dict.fromkeys(ids, FANOUT)  # exactly fanout copies, none lost or extra
     audited = wait_for(
-        lambda: _audited(forwarder) or None, timeout=30, what="the forwarder's audit messages"
+        lambda: _audited(floor) or None, timeout=30, what="the forwarder's audit messages"
     )
     assert set(ids) <= audited
 
