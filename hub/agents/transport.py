@@ -39,12 +39,13 @@ for all topics, and a linger lets that strand a record for good:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import aiokafka
 import faust
 from faust.tables.manager import TableManager
-from faust.transport.consumer import CONSUMER_PARTITIONS_REVOKED
+from faust.transport.consumer import CONSUMER_PARTITIONS_REVOKED, ensure_TP
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from faust.utils.tracing import traced_from_parent_span
@@ -112,6 +113,23 @@ class _Consumer(driver.Consumer):
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """faust's, except that a partition with nothing committed goes back to its start.
+
+        aiokafka's ``seek_to_committed`` seeks only a partition whose committed offset is
+        above 0 (aiokafka/consumer/consumer.py), so one with none stayed where the fetcher
+        had read to: the records of a fetch dropped after it (the fetch loop's reseek below,
+        faust's ``getmany`` when the flow stopped under it) were never fetched again, and
+        the acks of the next ones committed past them. Offset 0 is where the hub's
+        ``consumer_auto_offset_reset="earliest"`` starts such a partition; a log that no
+        longer begins there is reset to its earliest by aiokafka.
+        """
+        committed = await super().seek_to_committed()
+        unsought = {ensure_TP(tp): 0 for tp, offset in committed.items() if not offset}
+        if unsought:
+            await self.seek_wait(unsought)
+        return committed
 
     @Service.transitions_to(CONSUMER_PARTITIONS_REVOKED)
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:

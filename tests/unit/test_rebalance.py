@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import aiokafka
 import pytest
 from faust.types import TP
 
@@ -433,3 +434,103 @@ async def test_records_a_fetch_yields_after_a_rebalance_and_its_seek_are_not_kep
         consumer.perform_seek = perform_seek
         await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
         assert [r.offset for r in await intake.take(8)] == [1, 2, 3]  # each once, none lost
+
+
+class _Kafka:
+    """The aiokafka consumer under faust's: one partition's log and fetch position.
+
+    The seeks are aiokafka's own (``AIOKafkaConsumer.seek_to_committed`` and ``seek``); a
+    fetch returns up to ``per_fetch`` records from the position and moves it past them, as
+    aiokafka's ``fetched_records`` does.
+    """
+
+    seek_to_committed = aiokafka.AIOKafkaConsumer.seek_to_committed
+    seek = aiokafka.AIOKafkaConsumer.seek
+
+    def __init__(self, tp: TP, *, end: int, committed: int | None, per_fetch: int) -> None:
+        self.tp = tp
+        self.end = end
+        self.per_fetch = per_fetch
+        self.commits = {tp: committed}
+        self.positions = {tp: committed or 0}  # where a new assignment starts ("earliest")
+        self._subscription = SimpleNamespace(assigned_partitions=lambda: set(self.positions))
+        self._fetcher = SimpleNamespace(seek_to=self.positions.__setitem__)
+
+    async def committed(self, tp: TP) -> int | None:
+        return self.commits[tp]
+
+    async def position(self, tp: TP) -> int:
+        return self.positions[tp]
+
+    def fetch(self) -> list[_Record]:
+        start = self.positions[self.tp]
+        stop = min(self.end, start + self.per_fetch)
+        self.positions[self.tp] = stop
+        return [_Record(self.tp, offset) for offset in range(start, stop)]
+
+
+def _on_kafka(consumer: Any, kafka: _Kafka) -> None:
+    """``consumer``'s thread calls ``kafka`` on the test's loop (it is never started)."""
+
+    async def call_thread(fun: Any, *args: Any, **kwargs: Any) -> Any:
+        return await fun(*args, **kwargs)
+
+    consumer._thread._consumer = kafka
+    consumer._thread.call_thread = call_thread
+
+
+@pytest.mark.parametrize("committed", [None, 2])
+async def test_a_fetch_overtaken_by_a_rebalance_is_fetched_again_with_nothing_committed(
+    committed: int | None,
+) -> None:
+    # The fetch loop began a fetch, which waited for the flow while a whole rebalance ran
+    # (settle ended the intake's epoch); it then fetched from the new assignment and was
+    # dropped, and the loop sought back to the committed offsets. aiokafka seeks only a
+    # partition with a committed offset above 0 (seek_to_committed), so a partition with
+    # none stayed past the dropped records: never routed, and committed past by the acks
+    # of the next ones
+    app = HubApp("drain-uncommitted", broker="kafka://127.0.0.1:9", web_enabled=False)
+    intake = app.intake = Intake(limit=64)
+    tp = TP("hub.in", 0)
+    kafka = _Kafka(tp, end=6, committed=committed, per_fetch=3)
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    with _unstarted(app) as consumer:
+        _on_kafka(consumer, kafka)
+        first = True
+
+        async def getmany(**_kw: Any) -> Any:
+            nonlocal first
+            if first:  # the rebalance, while this fetch waited for the flow to resume
+                first = False
+                intake.discard()
+                await consumer.perform_seek()  # faust's, as recovery seeks after assigning
+            records = kafka.fetch()
+            if not records:
+                fetcher._stopped.set()
+            for record in records:
+                yield tp, record
+
+        consumer.getmany = getmany
+        await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+    assert [r.offset for r in await intake.take(64)] == list(range(committed or 0, 6))
+
+
+async def test_a_fetch_faust_drops_when_the_flow_stopped_under_it_is_fetched_again() -> None:
+    # the flow stopped (a rebalance) while a fetch was under way: faust's getmany drops the
+    # fetch and seeks back to the committed offsets; with nothing committed, aiokafka left
+    # the partition past the dropped records
+    app = HubApp("getmany-uncommitted", broker="kafka://127.0.0.1:9", web_enabled=False)
+    tp = TP("hub.in", 0)
+    kafka = _Kafka(tp, end=6, committed=None, per_fetch=3)
+    with _unstarted(app) as consumer:
+        _on_kafka(consumer, kafka)
+        consumer._set_active_tps({tp})
+
+        async def fetch(**_kw: Any) -> dict[TP, list[_Record]]:
+            records = kafka.fetch()
+            consumer.stop_flow()  # the rebalance began meanwhile
+            return {tp: records}
+
+        consumer._getmany = fetch
+        assert [m async for m in consumer.getmany(timeout=1.0)] == []
+    assert kafka.positions[tp] == 0  # the three records are fetched again
