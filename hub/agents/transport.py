@@ -173,9 +173,13 @@ class _Consumer(driver.Consumer):
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if reseek:
                     # a rebalance overtook a fetch, which was dropped: back to the committed
-                    # offsets, so none of what it held is skipped (see below)
+                    # offsets, so none of what it held is skipped (see below). With nothing
+                    # assigned (a later rebalance took every partition) there is nothing to
+                    # seek, and aiokafka's seek_to_committed would fail until there is: a
+                    # partition assigned later starts from its committed offset anyway
                     try:
-                        await self.perform_seek()
+                        if self.assignment():
+                            await self.perform_seek()
                     except Exception as exc:  # an assignment moving under it: try again
                         _log.warning("fetch_reseek_failed", error=type(exc).__name__)
                         await self.sleep(0.1)

@@ -245,6 +245,7 @@ async def _drop_the_record_in_hand(consumer: Any, intake: Intake) -> None:
     consumer.getmany = getmany
     consumer.commit = commit
     consumer.perform_seek = perform_seek
+    consumer.assignment = lambda: {tp}
     await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
     assert len(intake) == 0  # neither record is routed before the seek brings them back
     assert sought == [1]  # the loop sought back itself, not trusting the rest of the fetch
@@ -432,6 +433,7 @@ async def test_records_a_fetch_yields_after_a_rebalance_and_its_seek_are_not_kep
         consumer.getmany = stale
         consumer.commit = commit
         consumer.perform_seek = perform_seek
+        consumer.assignment = lambda: {tp}
         await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
         assert [r.offset for r in await intake.take(8)] == [1, 2, 3]  # each once, none lost
 
@@ -439,13 +441,14 @@ async def test_records_a_fetch_yields_after_a_rebalance_and_its_seek_are_not_kep
 class _Kafka:
     """The aiokafka consumer under faust's: one partition's log and fetch position.
 
-    The seeks are aiokafka's own (``AIOKafkaConsumer.seek_to_committed`` and ``seek``); a
+    The seeks and the assignment are aiokafka's own (``AIOKafkaConsumer``'s); a
     fetch returns up to ``per_fetch`` records from the position and moves it past them, as
     aiokafka's ``fetched_records`` does.
     """
 
     seek_to_committed = aiokafka.AIOKafkaConsumer.seek_to_committed
     seek = aiokafka.AIOKafkaConsumer.seek
+    assignment = aiokafka.AIOKafkaConsumer.assignment
 
     def __init__(self, tp: TP, *, end: int, committed: int | None, per_fetch: int) -> None:
         self.tp = tp
@@ -534,3 +537,35 @@ async def test_a_fetch_faust_drops_when_the_flow_stopped_under_it_is_fetched_aga
         consumer._getmany = fetch
         assert [m async for m in consumer.getmany(timeout=1.0)] == []
     assert kafka.positions[tp] == 0  # the three records are fetched again
+
+
+async def test_the_fetch_loop_goes_on_when_a_rebalance_leaves_it_nothing_to_seek() -> None:
+    # A fetch was overtaken by a rebalance, and by the time the loop seeks back another one
+    # has left this worker no partition (more workers than partitions). aiokafka's
+    # seek_to_committed asserts that some partition is assigned, so the loop tried again
+    # every 0.1 s, a warning each time, for as long as the worker had none
+    app = HubApp("drain-unassigned", broker="kafka://127.0.0.1:9", web_enabled=False)
+    intake = app.intake = Intake(limit=8)
+    tp = TP("hub.in", 0)
+    kafka = _Kafka(tp, end=3, committed=None, per_fetch=3)
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    fetches = 0
+    with _unstarted(app) as consumer:
+        _on_kafka(consumer, kafka)
+
+        async def getmany(**_kw: Any) -> Any:
+            nonlocal fetches
+            fetches += 1
+            if fetches == 1:
+                records = kafka.fetch()
+                intake.discard()  # a rebalance overtook this fetch
+                kafka.positions.clear()  # and the next one took every partition away
+                for record in records:
+                    yield tp, record
+            else:
+                fetcher._stopped.set()  # fetching again: nothing assigned, nothing fetched
+
+        consumer.getmany = getmany
+        await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=5)
+    assert fetches == 2
+    assert len(intake) == 0
