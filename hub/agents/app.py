@@ -97,6 +97,7 @@ def build_router(
         pseudonymiser=pseudonymiser,
         envelope=envelope,
         escrow=make_escrow(cases),
+        new_keys=cases.deferred,
         max_event_bytes=settings.max_event_bytes,
         clock=clock_for(settings.clock_file),
         previous=earlier_recipients(settings, pseudonymiser),

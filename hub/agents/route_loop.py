@@ -36,6 +36,7 @@ from hub.agents.routing import Router, RouteResult
 from hub.agents.seen import Claim, source_of_origin, source_of_topic
 from hub.audit.stream import audit_messages
 from hub.envelope.wire import WireMessage
+from hub.errors import KeyStoreError
 from hub.log import get_logger
 from hub.models import AuditRecord, Origin, event_key
 from hub.processes.base import apply_effects
@@ -43,6 +44,8 @@ from hub.processes.base import apply_effects
 __all__ = ["AuditSide", "ClaimStore", "InboundRecord", "RouteLoop", "writer_name"]
 
 _log = get_logger("router")
+#: passes over a batch whose new case keys another writer keeps beating (``route_events``)
+_ROUTE_ATTEMPTS = 3
 
 
 class InboundRecord(Protocol):
@@ -189,10 +192,40 @@ class RouteLoop:
     ) -> tuple[Routed, list[Claim]]:
         """Route a batch in order: each event's effects written before the next is routed.
 
+        The case keys the batch creates are written together when its routing ends
+        (``Router.new_keys``), before anything of it is produced. If another worker wrote
+        one of those cases' key first (or the case was shredded meanwhile), what was sealed
+        under ours would carry an escrow nothing opens: the batch is routed again, as after
+        a crash (the same ids, its effects applied again), and then reads the stored key.
+
         Returns each event with its ticket (taken in offset order) and result, and the
         claims of the accepted ones (not yet written: ``claim``).
+
+        Raises:
+            KeyStoreError: the race was lost on every attempt (the worker restarts).
         """
-        routed: Routed = []
+        lost = 0
+        for attempt in range(1, _ROUTE_ATTEMPTS + 1):
+            with self.router.new_keys() as taken:
+                results, claims = self._route_all(events)
+            lost = len(taken)
+            if not lost:
+                routed: Routed = [
+                    (self.acks.take((m.topic, m.partition), partial(ack, m)), origin, result)
+                    for m, (origin, result) in zip(events, results, strict=True)
+                ]
+                return routed, claims
+            _log.warning("case_key_race", cases=lost, attempt=attempt, events=len(events))
+        raise KeyStoreError(
+            f"case keys: another writer created or shredded {lost} of a batch's new "
+            f"cases on each of {_ROUTE_ATTEMPTS} attempts; restarting from the last commit"
+        )
+
+    def _route_all(
+        self, events: Sequence[InboundRecord]
+    ) -> tuple[list[tuple[Origin, RouteResult]], list[Claim]]:
+        """``route_events``' one pass: each event's origin and result, and the claims."""
+        routed: list[tuple[Origin, RouteResult]] = []
         # the batch's claims, written together by ``claim``; until then a later event of the
         # batch carrying the same id must find the earlier one's claim here
         claims: list[Claim] = []
@@ -209,7 +242,6 @@ class RouteLoop:
 
         for message in events:
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
-            ticket = self.acks.take((message.topic, message.partition), partial(ack, message))
             result = self.route_one(message, origin, first)
             if result.remember:
                 # the recipients too: a worker that did not route the event can then tell,
@@ -224,7 +256,7 @@ class RouteLoop:
                 claimed.setdefault(
                     event_key(source_of_origin(made.origin), made.event_id), made.origin
                 )
-            routed.append((ticket, origin, result))
+            routed.append((origin, result))
         return routed, claims
 
     def claim(self, claims: list[Claim]) -> None:

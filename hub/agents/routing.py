@@ -16,7 +16,8 @@ import datetime as dt
 import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -93,6 +94,16 @@ _NOTICE_NS = uuid.UUID("6f1c3c9e-8e4b-4b7e-9d8a-2f0a1c5e7b11")
 #: sealer maps (case key, data key id) to the escrow header value (the case key sealed under
 #: the hub's per-case secret)
 Escrow = Callable[[str], Callable[[bytes, str], str] | None]
+#: ``CaseKeys.deferred``: new case keys written once, when a batch's routing ends; yields the
+#: cases whose key another worker (or a shred) got to first
+NewKeys = Callable[[], AbstractContextManager[list[str]]]
+
+
+@contextmanager
+def _keys_at_once() -> Iterator[list[str]]:
+    """No escrow, or keys written as they are made: nothing is ever lost at a batch's end."""
+    yield []
+
 
 #: event key (``hub.models.event_key``: source and id) -> origin string of the record that
 #: first carried that event, or None if never seen (``SeenEvents.first``)
@@ -171,6 +182,7 @@ class Router:
         envelope: PartyEnvelope,
         max_event_bytes: int,
         escrow: Escrow | None = None,
+        new_keys: NewKeys = _keys_at_once,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         register: object | None = None,
         previous: PreviousLookup | None = None,
@@ -213,6 +225,8 @@ class Router:
         self.envelope = envelope
         self.max_event_bytes = max_event_bytes
         self.escrow = escrow
+        # the escrow's keyring batching its new case keys (the route loop's ``route_events``)
+        self.new_keys = new_keys
         self.clock = clock
 
     # -- entry point -------------------------------------------------------------------------

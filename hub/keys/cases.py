@@ -22,10 +22,12 @@ audit log shows, so an operator can match the two. Per-case files left by earlie
 (``cases/<pseudonym>.key`` and ``.shredded``) are moved into the keyring when it is opened,
 then destroyed as before (overwritten, unlinked).
 
-Durability: with the router's group commit a new key is committed at once but not fsynced
+Durability: with the router's group commit a new key is committed but not fsynced
 (``synchronous=NORMAL``): ``GroupSync`` makes it durable (``sync``: one fsync of the
 write-ahead log, or the round's ``syncfs``) before the event that created it is
-acknowledged. Without it (the CLI, the console) every commit is fsynced.
+acknowledged. Without it (the CLI, the console) every commit is fsynced. The route loop
+commits a batch's new keys together, after routing it and before producing anything of it
+(``deferred``).
 
 What shredding does on disk (``shred``): in one transaction the tombstone is written and the
 key's row deleted with ``PRAGMA secure_delete=ON``, so SQLite overwrites the deleted row with
@@ -54,6 +56,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -72,6 +75,11 @@ KEYRING_FILE = "keyring.sqlite3"
 _FILE_MODE = 0o600
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{7,127}")
 _TIMEOUT_S = 30.0
+#: a case's key (or NULL), and whether it was shredded: one statement (``deferred``)
+_KEY_OR_TOMBSTONE = (
+    "SELECT (SELECT key FROM case_keys WHERE name = ?1), "
+    "EXISTS (SELECT 1 FROM shredded WHERE name = ?1)"
+)
 _DDL = (
     "CREATE TABLE IF NOT EXISTS case_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS shredded (name TEXT PRIMARY KEY, shredded_at TEXT NOT NULL)",
@@ -123,6 +131,7 @@ class CaseKeys:
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._lock_depth = 0  # _locked() nesting in this process (thread lock held)
+        self._deferring: _Deferred | None = None  # ``deferred()``'s keys, with its thread
 
     def __repr__(self) -> str:
         return f"CaseKeys({str(self._root)!r})"
@@ -146,15 +155,25 @@ class CaseKeys:
 
         Read from the keyring on every call (one indexed lookup; nothing is cached in
         memory), so a shred by another process (``hub keys shred``) takes effect in a running
-        hub at once.
+        hub at once. Inside ``deferred`` a new key is written when the block ends.
 
         Raises:
             CaseShreddedError: the case was shredded.
         """
         name = self.pseudonym(case_ref)
+        deferring = self._deferred_here()
+        if deferring is not None and name in deferring.keys:
+            return deferring.keys[name]
         with self._thread_lock:
             db = self._db()
             try:
+                if deferring is not None:  # a new key is written when the block ends
+                    key, shredded = db.execute(_KEY_OR_TOMBSTONE, (name,)).fetchone()
+                    if key is not None:
+                        return _checked(name, key)
+                    if shredded:
+                        raise _shredded(name)
+                    return deferring.new(name)
                 row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
                 if row is not None:
                     return _checked(name, row[0])
@@ -176,6 +195,68 @@ class CaseKeys:
         if self._group is not None:  # committed, not yet fsynced: the group round does it
             self._group.dirty(self.sync, self._dir)
         return key
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[list[str]]:
+        """New case keys kept in memory for the block, then written in one transaction.
+
+        Why: the route loop routes a batch of events, and most events of a live partnership
+        open a case; a commit per new key was the largest cost of routing such an event
+        after its signatures. Nothing the block's calls produce leaves the process before
+        the block ends (the route loop produces a batch's deliveries after routing it), so
+        a key that is never written was never used outside it.
+
+        Applies to this thread's ``key_for`` calls; other threads' write at once as ever.
+        Existing keys and tombstones are still read on every call (a shred takes effect at
+        once). An exception inside the block writes nothing.
+
+        Yields the list the block's end fills with the pseudonyms whose new key was *not*
+        written: another worker wrote that case's key first, or the case was shredded
+        meanwhile. Whatever was sealed under such a key must be made again (the route loop
+        routes its batch again): the key is then read, or the case found shredded.
+
+        Raises:
+            KeyStoreError: already inside ``deferred`` on this thread, or the write failed.
+        """
+        if self._deferring is not None:
+            raise KeyStoreError("case keys: deferred() is not reentrant; end the first block")
+        deferring = _Deferred(thread=threading.get_ident())
+        self._deferring = deferring
+        lost: list[str] = []
+        try:
+            yield lost
+        finally:
+            self._deferring = None
+        if deferring.keys:
+            written = self._write_new(deferring.keys)
+            lost.extend(name for name in deferring.keys if name not in written)
+
+    def _deferred_here(self) -> _Deferred | None:
+        deferring = self._deferring
+        if deferring is None or deferring.thread != threading.get_ident():
+            return None
+        return deferring
+
+    def _write_new(self, keys: dict[str, bytes]) -> set[str]:
+        """Write new keys in one transaction; the names written (not shredded, not taken)."""
+        written: set[str] = set()
+        with self._thread_lock:
+            db = self._db()
+            try:
+                with write_transaction(db):
+                    for name, key in keys.items():
+                        if db.execute(
+                            "INSERT INTO case_keys (name, key) SELECT ?, ? WHERE NOT EXISTS "
+                            "(SELECT 1 FROM shredded WHERE name = ?) "
+                            "ON CONFLICT (name) DO NOTHING",
+                            (name, key, name),
+                        ).rowcount:
+                            written.add(name)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        if written and self._group is not None:  # committed; the group round fsyncs it
+            self._group.dirty(self.sync, self._dir)
+        return written
 
     def sync(self) -> None:
         """Make every commit so far durable (by any process): one fsync of the keyring's log.
@@ -448,6 +529,18 @@ class CaseKeys:
         if getattr(self, "_lock_fd", None) is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class _Deferred:
+    """The new keys of one ``CaseKeys.deferred`` block, and the thread it belongs to."""
+
+    thread: int
+    keys: dict[str, bytes] = field(default_factory=dict)
+
+    def new(self, name: str) -> bytes:
+        key = self.keys[name] = os.urandom(CASE_KEY_BYTES)
+        return key
 
 
 def _is_tombstoned(conn: sqlite3.Connection, name: str) -> bool:

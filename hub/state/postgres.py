@@ -154,6 +154,17 @@ _KEYS_DDL = (
     )""",
 )
 _LOCK_CASE = "SELECT pg_advisory_xact_lock(hashtext('hub.case:' || %s))"
+#: ``_LOCK_CASE`` for many cases, taken in name order (the subquery's order)
+_LOCK_CASES = (
+    "SELECT count(pg_advisory_xact_lock(hashtext('hub.case:' || n))) "
+    "FROM (SELECT unnest(%s::text[]) AS n ORDER BY 1) AS ordered"
+)
+#: new keys of cases neither shredded nor keyed by another worker; returns those written
+_INSERT_CASES = (
+    "INSERT INTO case_keys (name, key) SELECT n, k FROM unnest(%s::text[], %s::bytea[]) "
+    "AS new (n, k) WHERE NOT EXISTS (SELECT 1 FROM shredded WHERE name = new.n) "
+    "ON CONFLICT DO NOTHING RETURNING name"
+)
 
 
 class PostgresCaseKeys(CaseKeys):
@@ -171,6 +182,7 @@ class PostgresCaseKeys(CaseKeys):
     ) -> None:
         self._pseudonymise = pseudonymise
         self._group = group
+        self._deferring = None
         self._pg = PgSession(
             url,
             label="case keyring",
@@ -186,10 +198,17 @@ class PostgresCaseKeys(CaseKeys):
     def key_for(self, case_ref: str) -> bytes:
         """``CaseKeys.key_for``: one indexed read; a new key under the case's lock."""
         name = self.pseudonym(case_ref)
+        deferring = self._deferred_here()
+        if deferring is not None and name in deferring.keys:
+            return deferring.keys[name]
         with self._pg.read() as conn:
             row = conn.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
+            if row is None and deferring is not None and _tombstoned(conn, name):
+                raise _shredded(name)
         if row is not None:
             return _checked(name, row[0])
+        if deferring is not None:  # written when the block ends (``CaseKeys.deferred``)
+            return deferring.new(name)
         key = os.urandom(CASE_KEY_BYTES)
         with self._pg.tx() as conn:  # marks the group commit dirty: synced before the ack
             conn.raw.execute(_LOCK_CASE, (name,))
@@ -204,6 +223,18 @@ class PostgresCaseKeys(CaseKeys):
         if row is None:  # not possible under the lock; said plainly if it ever is
             raise KeyStoreError(f"case key {name}: written, then not found")
         return _checked(name, row[0])  # ours, or the key another worker created first
+
+    def _write_new(self, keys: dict[str, bytes]) -> set[str]:
+        """``CaseKeys._write_new``: one transaction, every case's lock taken in name order.
+
+        In name order, so two workers writing overlapping batches cannot deadlock; under
+        the locks a shred cannot slip between the tombstone check and the insert.
+        """
+        names = sorted(keys)
+        with self._pg.tx() as conn:  # marks the group commit dirty: synced before the ack
+            conn.raw.execute(_LOCK_CASES, (names,))
+            rows = conn.raw.execute(_INSERT_CASES, (names, [keys[n] for n in names])).fetchall()
+        return {str(name) for (name,) in rows}
 
     def sync(self) -> None:
         """Make every commit so far durable (``PgSession.sync``)."""

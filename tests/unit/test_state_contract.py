@@ -23,7 +23,7 @@ import pytest
 
 from hub.agents.seen import Claim, SeenEvents
 from hub.durable import GroupSync
-from hub.errors import CaseShreddedError, ConfigError, LegalHoldError
+from hub.errors import CaseShreddedError, ConfigError, KeyStoreError, LegalHoldError
 from hub.federation.ownership import Owned
 from hub.keys.cases import CaseKeys
 from hub.models import event_key
@@ -417,6 +417,68 @@ def test_a_legal_hold_stops_a_shred_until_lifted(cases: Callable[[], CaseKeys]) 
     assert router.holds() == []
 
 
+def test_deferred_keys_are_written_together_when_the_block_ends(
+    cases: Callable[[], CaseKeys],
+) -> None:
+    router, other = cases(), cases()
+    router.key_for("C-0000")  # an existing key is read as ever
+    with router.deferred() as lost:
+        key = router.key_for("C-0001")
+        assert router.key_for("C-0001") == key  # the block's own new key, every time
+        assert router.key_for("C-0000") == other.key_for("C-0000")
+        assert other.live_cases() == [pseudonym("C-0000")]  # nothing written yet
+    assert lost == []
+    assert other.key_for("C-0001") == key
+    assert other.live_cases() == [pseudonym("C-0000"), pseudonym("C-0001")]
+
+
+def test_a_deferred_key_another_worker_wrote_first_is_reported_lost(
+    cases: Callable[[], CaseKeys],
+) -> None:
+    router, other, cli = cases(), cases(), cases()
+    with router.deferred() as lost:
+        ours = router.key_for("C-0001")
+        router.key_for("C-0002")
+        router.key_for("C-0003")
+        theirs = other.key_for("C-0001")  # another worker, writing at once
+        cli.shred("C-0002")  # and a shred, before the block ends
+    assert lost == [pseudonym("C-0001"), pseudonym("C-0002")]
+    assert router.key_for("C-0001") == theirs != ours  # the first writer's key stands
+    with pytest.raises(CaseShreddedError):
+        router.key_for("C-0002")  # no key for a shredded case, deferred or not
+    assert router.live_cases() == [pseudonym("C-0001"), pseudonym("C-0003")]
+
+
+def test_a_deferred_block_that_fails_writes_nothing_and_a_shredded_case_is_refused_inside(
+    cases: Callable[[], CaseKeys],
+) -> None:
+    router, cli = cases(), cases()
+    cli.shred("C-0009")
+    with pytest.raises(RuntimeError), router.deferred():
+        router.key_for("C-0001")
+        with pytest.raises(CaseShreddedError):
+            router.key_for("C-0009")
+        raise RuntimeError("routing failed")
+    assert cli.live_cases() == []
+    with router.deferred() as lost:  # the next block starts afresh
+        with pytest.raises(KeyStoreError, match="not reentrant"), router.deferred():
+            pass
+        router.key_for("C-0001")
+    assert lost == []
+    assert cli.live_cases() == [pseudonym("C-0001")]
+
+
+def test_deferral_applies_to_the_thread_that_began_it(cases: Callable[[], CaseKeys]) -> None:
+    router, other = cases(), cases()
+    seen: list[list[str]] = []
+    with router.deferred():
+        worker = threading.Thread(target=lambda: router.key_for("C-0002"))
+        worker.start()
+        worker.join()
+        seen.append(other.live_cases())  # another thread's key was written at once
+    assert seen == [[pseudonym("C-0002")]]
+
+
 def test_case_keys_group_commit(settings: HubSettings) -> None:
     group = GroupSync()
     keys = open_case_keys(settings, pseudonymise=pseudonym, group=group)
@@ -425,6 +487,10 @@ def test_case_keys_group_commit(settings: HubSettings) -> None:
         assert group.position > group.synced
         group.sync_to(group.position)
         assert group.synced == group.position
+        with keys.deferred():
+            keys.key_for("C-0002")
+            assert group.synced == group.position  # nothing written yet
+        assert group.position > group.synced  # written once: synced before the ack
     finally:
         keys.close()
 

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,10 @@ from hub.agents.batches import BatchPipeline, InOrderAcks
 from hub.agents.ops import OpsState
 from hub.agents.route_loop import AuditSide, RouteLoop
 from hub.agents.seen import SeenEvents
+from hub.audit.pseudonym import Pseudonymiser
+from hub.envelope.escrow import make_escrow, open_escrowed
 from hub.errors import HubError
+from hub.keys.cases import CaseKeys
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
@@ -147,6 +152,55 @@ def test_a_batch_asks_the_seen_store_once_and_still_finds_an_earlier_claim(
         assert routed[0][2].quarantined is None  # its own record: a reprocess, routed again
         assert routed[1][2].quarantined is QuarantineReason.DUPLICATE_EVENT_ID
         assert (Counting.batches, Counting.singles) == (2, 0)
+
+
+def test_a_batch_whose_new_case_key_another_worker_wrote_first_is_routed_again_under_it(
+    tmp_path: Path,
+) -> None:
+    """A batch's new case keys are written once, after its routing, before anything is sent.
+
+    If another worker wrote one of those cases' keys meanwhile, the deliveries sealed under
+    ours carry an escrow nothing could open: the batch is routed again, under the stored key.
+    """
+    pseudonymiser = Pseudonymiser(b"k" * 32)
+    ours = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
+    theirs = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
+    passes: list[int] = []
+
+    @contextmanager
+    def racing() -> Iterator[list[str]]:
+        with ours.deferred() as lost:
+            yield lost
+            if not passes:  # the other worker writes the case's key before this batch's end
+                theirs.key_for("MARAC-K1")
+            passes.append(len(ours.live_cases()))
+        # ``lost`` is filled as ``deferred`` ends, before the route loop looks at it
+
+    with (
+        FlagRegister(tmp_path / "workflows.sqlite3") as register,
+        SeenEvents(tmp_path / "seen.sqlite3") as seen,
+    ):
+        router = rt.make_router(register=register, escrow=make_escrow(ours), new_keys=racing)
+        loop = loop_for(router, seen)
+        batch = [raise_of("MARAC-K1", "k-1", 0), raise_of("MARAC-K2", "k-2", 1)]
+        routed, claims = loop.route_events(batch, ack=lambda _m: None)
+    # routed twice: the first pass wrote MARAC-K2's key and lost MARAC-K1's; the second read both
+    assert passes == [1, 2]
+    assert [r.quarantined for _, _, r in routed] == [None, None]  # the same event again
+    assert [c.event_id for c in claims] == ["k-1", "k-2"]
+    assert loop.acks.open() == 2  # one ticket per event, not one per pass
+    deliveries = [
+        (case, m)
+        for case, (_, _, r) in zip(("MARAC-K1", "MARAC-K2"), routed, strict=True)
+        for m in r.messages
+        if m.topic.startswith("hub.out.")
+    ]
+    assert {case for case, _ in deliveries} == {"MARAC-K1", "MARAC-K2"}
+    for case, m in deliveries:  # every delivery's escrow opens under the key that was kept
+        headers = {k: v.decode() for k, v in m.headers}
+        assert open_escrowed(theirs, case, headers, key=m.key, value=m.value)
+    ours.close()
+    theirs.close()
 
 
 def test_an_effect_that_cannot_be_written_quarantines_its_event_as_a_failed_write_did(
