@@ -60,6 +60,12 @@ __all__ = ["HubApp", "TrackingProducer"]
 
 _log = get_logger("router")
 
+#: what a seek raises when the assignment changes under it (aiokafka's seek_to_committed:
+#: a partition no longer assigned, or none at all). Any other error comes back on every try
+#: (aiokafka retries the retriable ones itself), so it stops the worker, as an error from a
+#: fetch does: tried again for ever, the loop would hold its partitions and fetch none
+_ASSIGNMENT_MOVING = (aiokafka.errors.IllegalStateError, AssertionError)
+
 
 class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiokafka is untyped
     """``AIOKafkaProducer`` that keeps every topic it sends to in its metadata updates.
@@ -180,7 +186,7 @@ class _Consumer(driver.Consumer):
                     try:
                         if self.assignment():
                             await self.perform_seek()
-                    except Exception as exc:  # an assignment moving under it: try again
+                    except _ASSIGNMENT_MOVING as exc:  # the next try sees the new one
                         _log.warning("fetch_reseek_failed", error=type(exc).__name__)
                         await self.sleep(0.1)
                         continue

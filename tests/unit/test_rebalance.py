@@ -569,3 +569,51 @@ async def test_the_fetch_loop_goes_on_when_a_rebalance_leaves_it_nothing_to_seek
         await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=5)
     assert fetches == 2
     assert len(intake) == 0
+
+
+@pytest.mark.parametrize(
+    ("failure", "fails_for_good"),
+    [
+        (aiokafka.errors.IllegalStateError("partition not assigned"), False),
+        (aiokafka.errors.GroupAuthorizationFailedError(), True),
+    ],
+)
+async def test_a_reseek_is_tried_again_while_the_assignment_moves_and_no_longer(
+    failure: Exception, fails_for_good: bool
+) -> None:
+    # The reseek fails. While the assignment moves under it (aiokafka: IllegalStateError)
+    # the next try sees the new one. Any other error (aiokafka retries the retriable ones
+    # itself) comes back on every try: the loop tried again every 0.1 s for ever, holding
+    # its partitions and fetching none of them. It now stops the worker, as an error from
+    # a fetch does, which restarts from its committed offsets
+    app = HubApp("drain-seek-fails", broker="kafka://127.0.0.1:9", web_enabled=False)
+    intake = app.intake = Intake(limit=8)
+    tp = TP("hub.in", 0)
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    seeks = 0
+    with _unstarted(app) as consumer:
+
+        async def getmany(**_kw: Any) -> Any:
+            if seeks == 0:
+                intake.discard()  # a rebalance overtook this fetch
+                yield tp, _Record(tp, 1)
+            else:
+                fetcher._stopped.set()  # sought back: fetching again
+
+        async def perform_seek() -> None:
+            nonlocal seeks
+            seeks += 1
+            if fails_for_good or seeks == 1:
+                raise failure
+
+        consumer.getmany = getmany
+        consumer.perform_seek = perform_seek
+        consumer.assignment = lambda: {tp}
+        draining = asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+        if fails_for_good:
+            with pytest.raises(type(failure)):
+                await draining
+            assert seeks == 1
+        else:
+            await draining
+            assert seeks == 2
