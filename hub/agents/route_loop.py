@@ -313,6 +313,21 @@ class RouteLoop:
             self.pipeline.abandon(len(events))
             raise
 
+    async def _through_the_gate(self, taken_in: int, epoch: Callable[[], int]) -> bool:
+        """Wait at the audit gate holding nothing; False if a rebalance dropped the batch.
+
+        Waiting here, the loop holds nothing a rebalance must finish: past the gate
+        (``route_batch`` waits at it too) ``settle`` would wait for the store until its time
+        ran out, then the batch would be routed after the partition had moved, a second copy
+        by its next owner. The gate is the store's lag against a clock, so it can close again
+        between opening and this loop running: it is asked again until it is open now.
+        """
+        while self.audit.watch.blocked:
+            await self.audit.watch.wait_open()
+            if epoch() != taken_in:
+                return False
+        return True
+
     async def run(
         self,
         *,
@@ -334,13 +349,8 @@ class RouteLoop:
                 taken_in = epoch()
                 if stopping():  # draining: leave the rest uncommitted for the next owner
                     await asyncio.Event().wait()
-                if self.audit.watch.blocked:
-                    # wait here, holding nothing a rebalance must finish (``settle`` would
-                    # wait for the store until its time ran out, then the batch would be
-                    # routed after the partition had moved: a second copy by its new owner)
-                    await self.audit.watch.wait_open()
-                    if epoch() != taken_in:
-                        continue  # dropped by the rebalance, never acked
+                if not await self._through_the_gate(taken_in, epoch):
+                    continue  # dropped by a rebalance, never acked
                 self.handed_over.clear()
                 try:
                     await self.route_batch(events, ack)

@@ -22,6 +22,7 @@ import pytest
 from faust.types import TP
 
 from hub.agents import lifecycle
+from hub.agents.audit_watch import AuditWatch
 from hub.agents.intake import Intake
 from hub.agents.route_loop import RouteLoop
 from hub.agents.transport import HubApp
@@ -617,3 +618,74 @@ async def test_a_reseek_is_tried_again_while_the_assignment_moves_and_no_longer(
         else:
             await draining
             assert seeks == 2
+
+
+async def test_a_batch_at_an_audit_gate_that_reopens_and_closes_is_dropped_by_a_rebalance() -> None:
+    # The gate is the store's lag against a clock: it opens when the store has caught up on
+    # the oldest pending message, and closes again as soon as the next oldest is past the
+    # limit, which can be before the route loop, woken, has run. The loop passed its gate
+    # and stopped at route_batch's, holding a batch a rebalance waits for: settle waited
+    # for the store until its time ran out, and the batch was routed after the partition
+    # had moved (a second copy by its next owner)
+    now = 0.0
+    stored: set[str] = set()
+
+    async def resend(_message: Any) -> None:
+        return None
+
+    watch = AuditWatch(
+        limit=1.0, stored=lambda ids: stored & set(ids), resend=resend, clock=lambda: now
+    )
+    watch.decided("r1", cast(Any, None))
+    now = 0.5
+    watch.decided("r2", cast(Any, None))
+    now = 1.2  # r1 is past the limit: the gate is closed
+    loop = _route_loop(cast(Any, watch))
+    routed: list[list[str]] = []
+
+    async def route_batch(events: list[str], _ack: Any) -> None:
+        await watch.wait_open()  # as RouteLoop.route_batch does first
+        routed.append(events)
+
+    async def crash(_exc: BaseException) -> None:
+        return None
+
+    async def commit() -> None:
+        return None
+
+    loop.route_batch = route_batch  # type: ignore[method-assign,assignment]
+    intake = Intake(limit=8)
+    await intake.put(["e1", "e2"])
+    running = asyncio.ensure_future(
+        loop.run(
+            take=partial(intake.take, 8),
+            ack=lambda _m: None,
+            crash=crash,
+            stopping=lambda: False,
+            epoch=lambda: intake.epoch,
+        )
+    )
+    try:
+        await settle()
+        assert len(intake) == 0  # taken, waiting at the gate
+        stored.add("r1")
+        await watch.check()  # the store has r1: r2 is 0.7 s old, the gate opens
+        now = 1.6  # and r2 passes the limit before the loop has run
+        await settle()
+        assert routed == []  # the gate is closed again
+        settled = await lifecycle.settle(
+            intake=intake,
+            handed_over=loop.handed_over,
+            pipeline=World().pipeline,
+            commit=commit,
+            within=1.0,
+        )
+        assert settled is True  # nothing in hand: the store's lag is not the rebalance's
+        stored.add("r2")
+        await watch.check()
+        await settle()
+        assert routed == []  # dropped: its partition may be another worker's now
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
