@@ -19,12 +19,18 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 # Exactly the locked versions (requirements/dev.txt, exported from uv.lock), hash-checked;
-# then the hub itself, editable, with no dependency of its own left to resolve.
-$(STAMP): pyproject.toml requirements/dev.txt
+# then the hub itself, editable, with no dependency of its own left to resolve. uv (pinned
+# and hash-checked in requirements/uv.txt, installed by pip) installs them: from its cache
+# (~/.cache/uv) a fresh clone's venv takes ~8 s; pip took 52 s, most of it compiling all
+# ~6,500 modules to bytecode, which uv leaves to Python: each module is compiled when a
+# process first imports it, and its .pyc written for the next (`make test` sees to that).
+UV_PIP_INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python
+$(STAMP): pyproject.toml requirements/dev.txt requirements/uv.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/pip check
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
+	$(UV_PIP_INSTALL) --require-hashes --no-deps -r requirements/dev.txt
+	$(UV_PIP_INSTALL) --no-deps -e .
+	$(BIN)/uv pip check --quiet --python $(BIN)/python
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install the project with its dev tools (from the lock)
@@ -60,17 +66,22 @@ browser-deps: ## chromium + chromium-driver for the browser tests (apt, root onl
 		echo "warning: chromium/chromedriver missing and not installable here (needs root and apt): the browser tests will SKIP" >&2; \
 	fi
 
+# The tests start some 400 Python processes (hub workers, sinks, CLI commands): each reads
+# its modules' .pyc, written by the first that imported them. PYTHONDONTWRITEBYTECODE (set
+# on the CI machine) would have every one compile the hub and uv-installed packages afresh,
+# ~0.1-0.2 s of CPU per process; the tests run without it (the .pyc go to gitignored dirs).
+TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 # Exit code 5 (no test collected) fails: a suite that ran nothing has not passed.
 test: $(STAMP) browser-deps ## the whole test suite in parallel (unit, integration, e2e, browser; JOBS=N)
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
+	$(TEST_ENV) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-unit: $(STAMP) ## unit tests only (no network)
-	$(BIN)/python -m pytest $(XDIST) tests/unit $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(XDIST) tests/unit $(PYTEST_ARGS)
 
 
 test-integration: $(STAMP) ## integration and e2e tests on the embedded broker
-	$(BIN)/python -m pytest $(XDIST) tests/integration tests/e2e $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(XDIST) tests/integration tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy --strict
 	$(BIN)/ruff format --check hub tests scripts bench examples

@@ -1,13 +1,16 @@
 """Refresh the lock (``make lock``): ``uv.lock``, then the pip files exported from it.
 
-``uv.lock`` is the one resolution (every platform and Python the project supports). CI's
-virtualenv and the production image install with plain pip from files exported from it, with
-hashes (``pip install --require-hashes --no-deps``), so neither needs uv:
+``uv.lock`` is the one resolution (every platform and Python the project supports). The
+production image installs with plain pip from files exported from it, with hashes (``pip
+install --require-hashes --no-deps``), so it needs no uv; CI's virtualenv installs the same
+files with uv (``uv pip install --require-hashes --no-deps``), itself installed by pip:
 
 - ``requirements/hub.txt``: the hub itself, no extras (the production image);
 - ``requirements/embedded.txt``, ``requirements/postgres.txt``: what each extra adds to it
   (the image's ``EXTRAS`` build argument installs them on top);
-- ``requirements/dev.txt``: everything for development and CI (``[dev]``, which pulls both).
+- ``requirements/dev.txt``: everything for development and CI (``[dev]``, which pulls both);
+- ``requirements/uv.txt``: uv alone, as ``dev.txt`` pins it: ``make venv`` installs it with
+  pip, then ``dev.txt`` with uv (from uv's cache, about 5x faster than pip on a fresh clone).
 
 Usage: ``python scripts/lock.py [--upgrade]`` (``make lock``; ``uv`` from the dev tools).
 """
@@ -74,7 +77,10 @@ def main() -> None:
         (OUT / f"{extra}.txt").write_text(
             HEADER + f"# what the [{extra}] extra adds to hub.txt\n" + "".join(added)
         )
-    (OUT / "dev.txt").write_text(HEADER + export("dev"))
+    dev = export("dev")
+    (OUT / "dev.txt").write_text(HEADER + dev)
+    # `make venv` installs uv alone first (pip, hash-checked), then everything else with it
+    (OUT / "uv.txt").write_text(HEADER + "# uv alone, as dev.txt pins it\n" + entries(dev)["uv"])
     print(f"wrote uv.lock and {', '.join(sorted(p.name for p in OUT.glob('*.txt')))}")
 
 

@@ -61,7 +61,7 @@ def test_uv_lock_was_resolved_from_the_current_requirements() -> None:
         assert _locked(extra) == _wanted(requirements), f"[{extra}]: {STALE}"
 
 
-@pytest.mark.parametrize("name", ["hub.txt", "embedded.txt", "postgres.txt", "dev.txt"])
+@pytest.mark.parametrize("name", ["hub.txt", "embedded.txt", "postgres.txt", "dev.txt", "uv.txt"])
 def test_exported_files_pin_uv_locks_versions(name: str) -> None:
     versions: dict[str, set[str]] = {}
     for package in LOCK["package"]:
@@ -92,3 +92,18 @@ def test_direct_dependencies_are_pinned_inside_their_ranges() -> None:
     # the image's extras add to hub.txt, never re-pin what it has
     for extra in ("embedded", "postgres"):
         assert not set(_pins(f"{extra}.txt")) & set(base)
+
+
+def test_uv_is_installed_as_dev_txt_pins_it() -> None:
+    """`make venv` installs uv from uv.txt, then dev.txt with it: the same pin and hashes."""
+
+    def entry(name: str) -> list[str]:
+        lines = (ROOT / "requirements" / name).read_text().splitlines()
+        start = next(n for n, line in enumerate(lines) if line.startswith("uv=="))
+        end = next(
+            (n for n in range(start + 1, len(lines)) if not lines[n][:1].isspace()), len(lines)
+        )
+        return lines[start:end]
+
+    assert entry("uv.txt") == entry("dev.txt"), STALE
+    assert list(_pins("uv.txt")) == ["uv"], "requirements/uv.txt pins uv alone"
