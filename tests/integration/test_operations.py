@@ -189,21 +189,27 @@ def _publish(run: Run, keys: FileKeyStore) -> None:
 
 
 def _read_all(run: Run, keys: FileKeyStore, parties: Sequence[str]) -> None:
-    """Each party reads its topic once with an idempotent consumer (an inbox by event id)."""
+    """Each party reads its topic once with an idempotent consumer (an inbox by event id).
+
+    The parties read side by side, as they would: one after another, each read's end
+    probe and its last empty poll added up to 7.5 of the fixture's 13 s.
+    """
+
+    async def read(party: str) -> None:
+        got: list[Delivery] = []
+        async with HubClient(
+            party,
+            bootstrap=run.bootstrap,
+            keys=keys,
+            inbox=run.data_dir / "test-inbox" / f"{party}.sqlite3",
+            group_id=f"ops-test-{uuid.uuid4().hex[:6]}",
+        ) as client:
+            async for delivery in client.deliveries(poll_timeout=0.3):
+                got.append(delivery)
+        run.received[party] = got
 
     async def go() -> None:
-        for party in parties:
-            got: list[Delivery] = []
-            async with HubClient(
-                party,
-                bootstrap=run.bootstrap,
-                keys=keys,
-                inbox=run.data_dir / "test-inbox" / f"{party}.sqlite3",
-                group_id=f"ops-test-{uuid.uuid4().hex[:6]}",
-            ) as client:
-                async for delivery in client.deliveries(poll_timeout=0.3):
-                    got.append(delivery)
-            run.received[party] = got
+        await asyncio.gather(*(read(party) for party in parties))
 
     asyncio.run(go())
 
