@@ -28,7 +28,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from hub.broker.embedded import free_port
 
 __all__ = ["PostgresServer", "find_pg_bindir", "postgres_server", "postgres_url"]
 
@@ -59,13 +60,6 @@ def find_pg_bindir() -> Path | None:
         if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
             return Path(candidate)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresServer:
@@ -99,7 +93,7 @@ class PostgresServer:
             *(() if self.durable else ("--no-sync",)),
         )  # fmt: skip
         for attempt in range(_START_ATTEMPTS):
-            self.port = _free_port()
+            self.port = free_port()  # below the ephemeral range: no client takes it
             options = (
                 f"-c listen_addresses=127.0.0.1 -c port={self.port} "
                 f"-c unix_socket_directories={self._root}"

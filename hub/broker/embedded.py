@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -26,7 +27,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from hub.errors import BrokerError
 from hub.log import get_logger
 
-__all__ = ["EmbeddedBroker", "broker_binary", "free_port", "wait_until_ready"]
+__all__ = ["EmbeddedBroker", "below_ephemeral", "broker_binary", "free_port", "wait_until_ready"]
+
+#: the range the kernel takes clients' source ports from (Linux)
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: ports below that range a server may take
+_SPAN = 12_000
 
 _log = get_logger("broker")
 
@@ -47,12 +53,42 @@ def broker_binary() -> Path:
     return path
 
 
+def below_ephemeral() -> range | None:
+    """Ports just below the kernel's ephemeral range, or None where it is unknown.
+
+    The kernel never gives an outgoing connection one of these as its source port, so a port
+    found free here stays free until a server binds it. One inside the range (``bind(0)``)
+    could be taken by any new connection in between, and, while the broker is down (its
+    restart on the same port), by a client retrying it: a connection to 127.0.0.1:P given P as
+    its own port connects to itself (TCP simultaneous open) and holds the port.
+    """
+    try:
+        low = int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    ports = range(max(1024, low - _SPAN), low - 1)
+    return ports if len(ports) >= 1000 else None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on ``host`` right now (the broker binds it a moment later)."""
+    """A port free on ``host`` right now (the broker binds it a moment later).
+
+    Taken at random below the ephemeral range (``below_ephemeral``) where the kernel says
+    where that is, else any the kernel picks.
+    """
+    ports = below_ephemeral() or range(0)
+    for _ in range(100 if ports else 0):
+        port = ports.start + secrets.randbelow(len(ports))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # in use (a server, another test's broker): another
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 async def wait_until_ready(bootstrap: str, *, within: float = 30.0) -> None:

@@ -32,6 +32,7 @@ from typing import IO, Any
 import pytest
 
 from hub.audit.sqlite import SQLiteAuditStore
+from hub.broker.embedded import below_ephemeral
 from hub.client import HubClient
 from hub.keys.file_store import FileKeyStore
 from hub.models import AuditDecision, AuditRecord, Delivery
@@ -60,23 +61,14 @@ SENSITIVE_PATHS = {
 }
 
 
-def _below_ephemeral() -> range:
-    """Ports the kernel never hands out as a client's source port (below its local range).
+def free_port_pair() -> int:
+    """A port P with P and P + 1 free (one per worker), below the ephemeral range.
 
     A pair taken from the ephemeral range (``bind(0)``) can be given to an outgoing
     connection (the parallel tests' Kafka clients open many) between this check and the
     workers' bind: a worker then found its port in use and served no metrics.
     """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return range(max(1024, low - 12000), max(1025, low - 2))
-
-
-def free_port_pair() -> int:
-    """A port P with P and P + 1 free (one per worker), outside the ephemeral range."""
-    ports = _below_ephemeral()
+    ports = below_ephemeral() or range(20768, 32766)
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(ports.start, ports.stop)
