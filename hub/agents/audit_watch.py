@@ -42,6 +42,7 @@ class _Pending:
     message: WireMessage
     decided: float
     resent: float | None = None
+    batch: int = 0  # the route loop's batch that decided it (0: an earlier worker's)
 
 
 class AuditWatch:
@@ -71,6 +72,7 @@ class AuditWatch:
         self._clock = clock
         self._confirmed = confirmed
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._last_batch = 0  # the newest batch ``decided`` was told of
         self._open = asyncio.Event()
         self._open.set()
         self._paused = False
@@ -79,10 +81,26 @@ class AuditWatch:
 
     # -- the router's side -------------------------------------------------------------------
 
-    def decided(self, record_id: str, message: WireMessage) -> None:
-        """An audit message whose records include ``record_id`` is going to the broker."""
+    def decided(self, record_id: str, message: WireMessage, *, batch: int = 0) -> None:
+        """An audit message whose records include ``record_id`` is going to the broker.
+
+        ``batch`` is the route loop's batch number (increasing), for ``stored_through``.
+        """
         if record_id not in self._pending:
-            self._pending[record_id] = _Pending(message=message, decided=self._clock())
+            self._pending[record_id] = _Pending(message=message, decided=self._clock(), batch=batch)
+        self._last_batch = max(self._last_batch, batch)
+
+    @property
+    def stored_through(self) -> int:
+        """The newest batch the store holds every audit message of, and of each before it.
+
+        Pending messages are in the order they were decided, so the oldest one's batch
+        bounds it; none pending: every batch decided so far. What the router keeps of a
+        batch up to here can be asked of the store instead (``Router.forget_stored``).
+        """
+        for entry in self._pending.values():
+            return entry.batch - 1
+        return self._last_batch
 
     def take_over(self, messages: Sequence[tuple[str, WireMessage]]) -> None:
         """Messages an earlier worker left unconfirmed: due for a resend at the next check.

@@ -94,12 +94,12 @@ class AuditSide:
         self.outbox = outbox
         self.watch = watch
 
-    def messages(self, records: list[AuditRecord]) -> list[WireMessage]:
+    def messages(self, records: list[AuditRecord], *, batch: int = 0) -> list[WireMessage]:
         """The batch's audit messages, in the outbox and pending in the watch."""
         audit = audit_messages(records, secret=self.secret, writer=self.writer)
         self.outbox.put((last_record, message) for message, last_record in audit)
         for message, last_record in audit:
-            self.watch.decided(last_record, message)
+            self.watch.decided(last_record, message, batch=batch)
         return [message for message, _ in audit]
 
     async def watch_store(self) -> None:
@@ -298,10 +298,15 @@ class RouteLoop:
         await self.audit.watch.wait_open()  # no delivery while the store lags beyond the limit
         await self.pipeline.admit(len(events))  # raises a failed produce: restart from commit
         try:
+            # what the router kept of batches the store now holds is asked of the store
+            self.router.forget_stored(self.audit.watch.stored_through)
+            batch = self.router.batch = self.router.batch + 1
             routed, claims = self.route_events(events, ack)
             self.claim(claims)  # before any delivery of the batch is produced
             written = self.position()  # after the claims: synced before the ack
-            audit = self.audit.messages([r for _, _, result in routed for r in result.audit])
+            audit = self.audit.messages(
+                [r for _, _, result in routed for r in result.audit], batch=batch
+            )
             await self.pipeline.submit(
                 audit=audit,
                 outputs=[m for _, _, result in routed for m in result.messages],

@@ -15,13 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from hub.agents.recent import Recent
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.subjects import case_ref, subject_refs
 from hub.broker import topics
@@ -116,9 +116,10 @@ DeliveredLookup = Callable[[str, str], Collection[tuple[str, str | None]]]
 #: case ref -> parties the audit log says received an earlier event of the case
 PreviousLookup = Callable[[str], Collection[str]]
 
+#: cases and events whose deliveries this router keeps while the audit store has not
+#: stored them (``hub.agents.recent``): the bound while the store confirms nothing, far more
+#: than the router decides before delivery pauses (``HUB_AUDIT_OUTAGE_LIMIT``)
 _RECENT_CASES = 10_000
-#: events whose deliveries this router remembers for acknowledgements (``_recently``): far
-#: more than the audit sink may lag behind the router before delivery pauses
 _RECENT_DELIVERIES = 10_000
 
 #: the largest record the router puts on hub.quarantine by default: key, value and headers,
@@ -203,7 +204,10 @@ class Router:
         )
         self.previous = previous
         # deliveries by case routed by this process: the audit store may not have them yet
-        self._recent: OrderedDict[str, set[str]] = OrderedDict()
+        # (kept until it does: ``forget_stored``)
+        self._recent: Recent[frozenset[str]] = Recent(_RECENT_CASES)
+        #: the route loop's current batch, stamped on what the router keeps (``forget_stored``)
+        self.batch = 0
         # Who may acknowledge what. The audit sink stores a delivery a little after the router
         # decided it, and a recipient may acknowledge faster than that: this router's own
         # recent deliveries (event id -> (publisher, type, recipients)) answer first, then
@@ -216,8 +220,8 @@ class Router:
         # acknowledgement that outruns the audit sink is quarantined as not_a_recipient (kept
         # whole on hub.quarantine, and the party told), never audited unproven.
         self.delivered = delivered
-        self._recent_deliveries: OrderedDict[str, list[tuple[str, str, frozenset[str]]]] = (
-            OrderedDict()
+        self._recent_deliveries: Recent[tuple[tuple[str, str, frozenset[str]], ...]] = Recent(
+            _RECENT_DELIVERIES
         )
         self.quarantine_max_bytes = quarantine_max_bytes
         self.registry = registry
@@ -627,7 +631,7 @@ class Router:
         """Parties that received an earlier event of the case: this router's, the audit's."""
         if case is None:
             return set()
-        found = set(self._recent.get(case, ()))
+        found = set(self._recent.get(case) or ())
         if self.previous is not None:
             found |= set(self.previous(case))
         return found
@@ -635,10 +639,7 @@ class Router:
     def _remember(self, case: str, parties: set[str]) -> None:
         if not parties:
             return
-        self._recent.setdefault(case, set()).update(parties)
-        self._recent.move_to_end(case)
-        while len(self._recent) > _RECENT_CASES:
-            self._recent.popitem(last=False)
+        self._recent.update(case, self.batch, lambda held: (held or frozenset()) | parties)
 
     def _remember_delivered(
         self, event_id: str, publisher: str, event_type: str, parties: set[str]
@@ -646,12 +647,21 @@ class Router:
         """Keep who received this event, for its acknowledgements (bounded, oldest out)."""
         if not parties:
             return
-        entries = self._recent_deliveries.setdefault(event_id, [])
-        entries[:] = [e for e in entries if e[0] != publisher]  # a reprocess: the same again
-        entries.append((publisher, event_type, frozenset(parties)))
-        self._recent_deliveries.move_to_end(event_id)
-        while len(self._recent_deliveries) > _RECENT_DELIVERIES:
-            self._recent_deliveries.popitem(last=False)
+        entry = (publisher, event_type, frozenset(parties))
+
+        def add(held: tuple[tuple[str, str, frozenset[str]], ...] | None) -> tuple[Any, ...]:
+            # a reprocess: the same again, in place of the earlier one
+            return (*(e for e in held or () if e[0] != publisher), entry)
+
+        self._recent_deliveries.update(event_id, self.batch, add)
+
+    def forget_stored(self, batch: int) -> None:
+        """Drop what this router kept of batches up to ``batch``: the audit store has them.
+
+        The route loop calls it with ``AuditWatch.stored_through`` before each batch.
+        """
+        self._recent.forget_through(batch)
+        self._recent_deliveries.forget_through(batch)
 
     def _delivered_to(self, event_id: str, party: str) -> dict[str, str | None]:
         """Publisher -> event type of each event with this id that was delivered to ``party``.
@@ -661,7 +671,7 @@ class Router:
         """
         found: dict[str, str | None] = {
             publisher: event_type
-            for publisher, event_type, parties in self._recent_deliveries.get(event_id, ())
+            for publisher, event_type, parties in self._recent_deliveries.get(event_id) or ()
             if party in parties
         }
         if self.delivered is not None and event_id:

@@ -149,3 +149,21 @@ async def test_a_new_worker_takes_over_what_the_last_left_and_resends_the_unstor
     store.ids.add("r2")
     await watch.check()
     assert not paused(watch)
+
+
+async def test_stored_through_is_the_batch_before_the_oldest_one_the_store_lacks() -> None:
+    watch, store, _clock, _ = make()
+    assert watch.stored_through == 0  # nothing decided yet
+    watch.decided("r1", audit("m1"), batch=1)
+    watch.decided("r2", audit("m2"), batch=2)
+    watch.decided("r3", audit("m3"), batch=3)
+    assert watch.stored_through == 0
+    store.ids |= {"r2", "r3"}  # the store has later batches, not batch 1
+    await watch.check()
+    assert watch.stored_through == 0
+    store.ids.add("r1")
+    await watch.check()
+    assert watch.stored_through == 3  # every batch decided so far
+    watch.take_over([("r0", audit("m0"))])  # an earlier worker's, not yet stored: batch 0
+    watch.decided("r4", audit("m4"), batch=4)
+    assert watch.stored_through == -1

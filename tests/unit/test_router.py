@@ -305,6 +305,32 @@ def test_a_recipient_may_acknowledge_at_once_before_the_audit_store_has_the_deli
     assert acked.ack_event_id == "ack-1"
 
 
+def test_the_router_keeps_its_deliveries_until_the_audit_store_holds_their_batch() -> None:
+    """Memory as large as the store's lag, not as the router's history (``forget_stored``)."""
+    asked: list[str] = []
+
+    def delivered(event_id: str, party: str) -> set[tuple[str, str | None]]:
+        asked.append(event_id)
+        return set()  # a store that does not have them: only the router's memory answers
+
+    router = make_router(delivered=delivered)
+    for batch, event_id in ((1, "f-41"), (2, "f-42")):
+        router.batch = batch
+        router.route(
+            **record("marac.north-worcs", MARAC_RAISED, marac_flag(event_id), event_id=event_id),
+            seen=never_seen,
+        )
+    router.batch = 3
+    router.forget_stored(0)  # the store holds nothing yet: both kept
+    assert router.route(**ack("west-mercia-police", "f-41", MARAC_RAISED), seen=never_seen).remember
+    router.forget_stored(1)  # the store holds batch 1: f-41 is now the store's to answer
+    again = ack("west-mercia-police", "f-41", MARAC_RAISED, event_id="ack-2", offset=101)
+    assert router.route(**again, seen=never_seen).quarantined is QuarantineReason.NOT_A_RECIPIENT
+    later = ack("west-mercia-police", "f-42", MARAC_RAISED, event_id="ack-3", offset=102)
+    assert router.route(**later, seen=never_seen).quarantined is None  # batch 2: still kept
+    assert "f-41" in asked
+
+
 def test_an_older_delivery_is_found_in_the_audit_store() -> None:
     asked: list[tuple[str, str]] = []
 
