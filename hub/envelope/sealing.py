@@ -305,6 +305,11 @@ class _Layout:
 #: after another, so a few entries serve every fan-out; cleared whole when full
 _layouts: dict[tuple[tuple[Any, ...], frozenset[str]], _Layout] = {}
 _LAYOUTS_KEPT = 64
+#: the attributes object, extension names and layout found last: an event's recipients are
+#: sealed one after another with one frozen ``EventAttributes``, so most lookups are this one
+#: (by identity: no tuple of nine values built and hashed per recipient); replaced whole, so
+#: a thread never reads one call's attributes with another's layout
+_last_layout: tuple[object, frozenset[str], _Layout | None] = (None, frozenset(), None)
 #: extension-name sets ``wire.to_headers`` (so the CloudEvents SDK) has accepted
 _checked_extensions: set[frozenset[str]] = set()
 #: extension names the fast path writes into JSON as they are: the SDK's rule, but whole
@@ -343,6 +348,10 @@ def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
     for value in ext.values():
         if type(value) is not str:
             return None
+    global _last_layout  # one tuple, swapped whole: safe across threads
+    last = _last_layout
+    if last[0] is attrs and last[1] == names:
+        return last[2]  # the same event's next recipient (the attributes are frozen)
     values = (
         attrs.specversion,
         attrs.id,
@@ -357,6 +366,7 @@ def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
     )
     found = _layouts.get((values, names))
     if found is not None:
+        _last_layout = (attrs, names, found)
         return found
     base = {k: v.decode() for k, v in wire.to_headers(attrs)}
     by_header: dict[str, str | None] = dict.fromkeys(base)
@@ -375,6 +385,7 @@ def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
     if len(_layouts) >= _LAYOUTS_KEPT:
         _layouts.clear()
     _layouts[(values, names)] = layout
+    _last_layout = (attrs, names, layout)
     return layout
 
 
