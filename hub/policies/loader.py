@@ -7,12 +7,25 @@ That parse is slow (about 0.15 s of CPU for the reference protocol, pure Python)
 process reads its protocol several times (the audit sink four times as it starts, a router
 worker twice), so the parsed document is kept per file content (``_parsed``); validation
 still runs on every load, on a copy, so each call returns a model of its own.
+
+With ``HUB_PROTOCOL_CACHE`` in the environment (``HubSettings.protocol_cache``, which ``hub
+up`` passes to its processes whether it came from the environment or ``hub.toml``) naming a
+directory, the parsed document is also kept there as JSON, by content,
+for the next process: a hub's workers, sink and CLI commands then parse a protocol once
+between them. The directory must belong to this user and be writable by no one else (what
+is read from it decides who receives what), or it is not used; a document JSON cannot hold
+exactly (a timestamp, a float that is not finite) is not kept; an unreadable or damaged
+entry is parsed again and rewritten.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
+import json
+import math
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -82,6 +95,85 @@ _PARSED_MAX = 16
 _PARSED_LOCK = threading.Lock()
 
 
+#: the environment variable of ``HubSettings.protocol_cache``, read at each parse
+CACHE_ENV = "HUB_PROTOCOL_CACHE"
+#: the version of the cache entries' format
+_CACHE_FORMAT = 1
+#: how a date (YAML's ``2025-04-01``) is written in a cache entry
+_DATE = "$date"
+
+
+def _cache_dir() -> Path | None:
+    """The parse cache directory, if one is set and only this user can write to it."""
+    value = os.environ.get(CACHE_ENV)
+    if not value:
+        return None
+    directory = Path(value)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = directory.stat()
+    except OSError:
+        return None
+    if mode.st_uid != os.getuid() or mode.st_mode & 0o022:
+        return None  # another user could plant a document: parse instead
+    return directory
+
+
+def _exact_in_json(node: Any) -> bool:
+    """Whether JSON (with dates tagged) gives ``node`` back equal and of the same kinds."""
+    if isinstance(node, dict):
+        if node.keys() == {_DATE}:
+            return False  # would come back as a date
+        return all(isinstance(k, str) and _exact_in_json(v) for k, v in node.items())
+    if isinstance(node, list):
+        return all(_exact_in_json(v) for v in node)
+    if isinstance(node, float):
+        return math.isfinite(node)
+    return node is None or isinstance(node, str | int) or type(node) is dt.date
+
+
+def _tag_dates(node: Any) -> Any:
+    if type(node) is dt.date:
+        return {_DATE: node.isoformat()}
+    raise TypeError(f"not kept in the parse cache: {type(node).__name__}")
+
+
+def _untag_dates(node: dict[str, Any]) -> Any:
+    if node.keys() == {_DATE}:
+        return dt.date.fromisoformat(node[_DATE])
+    return node
+
+
+def _cached(directory: Path, digest: str) -> tuple[Any, dict[str, int]] | None:
+    """The parse kept for ``digest``, if there is a sound one."""
+    try:
+        entry = json.loads((directory / f"{digest}.json").read_bytes(), object_hook=_untag_dates)
+        if entry["format"] != _CACHE_FORMAT or entry["sha256"] != digest:
+            return None
+        data, lines = entry["data"], entry["lines"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or damaged: parse again
+    if not isinstance(lines, dict):
+        return None
+    return data, lines
+
+
+def _keep(directory: Path, digest: str, parsed: tuple[Any, dict[str, int]]) -> None:
+    """Write the parse for ``digest`` (owner-only, whole or not at all); errors are ignored."""
+    data, lines = parsed
+    if not _exact_in_json(data):
+        return
+    entry = {"format": _CACHE_FORMAT, "sha256": digest, "data": data, "lines": lines}
+    temporary = directory / f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(entry, out, default=_tag_dates, separators=(",", ":"))
+        os.replace(temporary, directory / f"{digest}.json")
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
 def _parsed(path: Path, raw_bytes: bytes, digest: str) -> tuple[Any, dict[str, int]]:
     """The document in ``raw_bytes`` as plain data, and the line of each location in it.
 
@@ -90,13 +182,18 @@ def _parsed(path: Path, raw_bytes: bytes, digest: str) -> tuple[Any, dict[str, i
     with _PARSED_LOCK:
         if (hit := _PARSED.get(digest)) is not None:
             return hit
-    try:
-        doc = YAML(typ="rt").load(raw_bytes)
-    except YAMLError as exc:
-        raise ProtocolError(f"protocol {path}: not valid YAML: {exc}") from exc
-    lines: dict[str, int] = {}
-    _index(doc, "", lines)
-    parsed = (_plain(doc), lines)
+    directory = _cache_dir()
+    parsed = _cached(directory, digest) if directory is not None else None
+    if parsed is None:
+        try:
+            doc = YAML(typ="rt").load(raw_bytes)
+        except YAMLError as exc:
+            raise ProtocolError(f"protocol {path}: not valid YAML: {exc}") from exc
+        lines: dict[str, int] = {}
+        _index(doc, "", lines)
+        parsed = (_plain(doc), lines)
+        if directory is not None:
+            _keep(directory, digest, parsed)
     with _PARSED_LOCK:  # the console loads protocols from its thread pool
         while len(_PARSED) >= _PARSED_MAX:
             del _PARSED[next(iter(_PARSED))]  # the oldest
