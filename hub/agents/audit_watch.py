@@ -90,6 +90,11 @@ class AuditWatch:
             self._pending[record_id] = _Pending(message=message, decided=self._clock(), batch=batch)
         self._last_batch = max(self._last_batch, batch)
 
+    def held(self, record_id: str) -> WireMessage | None:
+        """The pending message watched by ``record_id``, if any (``AuditSide.messages``)."""
+        entry = self._pending.get(record_id)
+        return None if entry is None else entry.message
+
     @property
     def stored_through(self) -> int:
         """The newest batch the store holds every audit message of, and of each before it.

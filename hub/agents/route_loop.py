@@ -38,7 +38,7 @@ from hub.audit.stream import audit_messages
 from hub.envelope.wire import WireMessage
 from hub.errors import KeyStoreError
 from hub.log import get_logger
-from hub.models import AuditRecord, Origin, event_key
+from hub.models import AuditBatch, AuditRecord, Origin, event_key
 from hub.processes.base import apply_effects
 
 __all__ = ["AuditSide", "ClaimStore", "InboundRecord", "RouteLoop", "writer_name"]
@@ -97,10 +97,30 @@ class AuditSide:
     def messages(self, records: list[AuditRecord], *, batch: int = 0) -> list[WireMessage]:
         """The batch's audit messages, in the outbox and pending in the watch."""
         audit = audit_messages(records, secret=self.secret, writer=self.writer)
-        self.outbox.put((last_record, message) for message, last_record in audit)
+        kept: list[tuple[str, WireMessage]] = []
         for message, last_record in audit:
-            self.watch.decided(last_record, message, batch=batch)
+            for record_id in self._watched_by(message, last_record):
+                self.watch.decided(record_id, message, batch=batch)
+                kept.append((record_id, message))
+        self.outbox.put(kept)
         return [message for message, _ in audit]
+
+    def _watched_by(self, message: WireMessage, last_record: str) -> list[str]:
+        """The record ids whose being stored shows the store holds ``message``.
+
+        Its last record's, as a rule: the store writes a message's records in one
+        transaction. Not when that id is already pending for another message: a re-routed
+        event has the same record ids (``record_id_for``), so a later batch's message (other
+        events' records, then that event's again) can end in the record an earlier message,
+        not yet stored, ended in; the store holding it says nothing of the others. Such a
+        message is watched (and kept in the outbox) by each of its records not already
+        pending; a pending one is confirmed by its own entry.
+        """
+        held = self.watch.held(last_record)
+        if held is None or held.value == message.value:
+            return [last_record]
+        ids = (r.record_id for r in AuditBatch.model_validate_json(message.value).records)
+        return [i for i in dict.fromkeys(ids) if self.watch.held(i) is None]
 
     async def watch_store(self) -> None:
         """Send again what the outbox held at start, then watch the store for ever."""
