@@ -362,7 +362,13 @@ class AsbProcess(BaseProcess):
         reg = stores.get(AsbRegister)
         if reg is None or ctx.protocol.asb is None:
             return None
-        check_event(ctx, reg.case(str(ctx.data.get("case_ref"))))
+        ref = str(ctx.data.get("case_ref"))
+        if reg.applied(ctx.id, ref):
+            # a reprocess (after a crash, or a batch routed again after a lost case-key
+            # race): it passed when first routed, and the case now holds its updates (an
+            # application finds its own case open), perhaps later events' too
+            return None
+        check_event(ctx, reg.case(ref))
         return None
 
     def record(

@@ -537,6 +537,10 @@ def test_asb_register_lifecycle(settings: HubSettings) -> None:
         assert one.alert_sent("al-1")
         assert [c.case_ref for c in one.cases()] == ["ASB-1"]
         assert one.case("ASB-9") is None
+        # a reprocessed event is known as applied to its case (its checks are not run again)
+        assert two.applied("a1", "ASB-1")
+        assert not two.applied("a1", "ASB-9")
+        assert not one.applied("a9", "ASB-1")
 
 
 # -- the s17A register -----------------------------------------------------------------------

@@ -30,8 +30,9 @@ from hub.keys.store import ensure_dev_keys
 from hub.models import AuditDecision, QuarantineReason
 from hub.processes import Stores, Sweep, default_registry
 from hub.settings import HubSettings
+from hub.workflows.asb.register import AsbRegister
 from hub.workflows.register import FlagRegister
-from tests.factories import MARAC_RAISED, marac_flag
+from tests.factories import ASB_APPLICATION, MARAC_RAISED, asb_application, marac_flag
 from tests.unit import test_router as rt
 
 
@@ -199,6 +200,50 @@ def test_a_batch_whose_new_case_key_another_worker_wrote_first_is_routed_again_u
     for case, m in deliveries:  # every delivery's escrow opens under the key that was kept
         headers = {k: v.decode() for k, v in m.headers}
         assert open_escrowed(theirs, case, headers, key=m.key, value=m.value)
+    ours.close()
+    theirs.close()
+
+
+def test_a_batch_routed_again_after_a_lost_key_race_decides_each_event_as_before(
+    tmp_path: Path,
+) -> None:
+    """The second pass sees the first pass's effects; an event must not be refused for them.
+
+    Any event of the batch losing a case-key race routes the whole batch again, after the
+    first pass applied every event's effects: an ASB application then found its own case
+    open ("already has an application") and was quarantined, its deliveries dropped.
+    """
+    pseudonymiser = Pseudonymiser(b"k" * 32)
+    ours = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
+    theirs = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
+    passes: list[int] = []
+
+    @contextmanager
+    def racing() -> Iterator[list[str]]:
+        with ours.deferred() as lost:
+            yield lost
+            if not passes:  # the other worker writes MARAC-K1's key before this batch's end
+                theirs.key_for("MARAC-K1")
+            passes.append(1)
+
+    application = rt.record(
+        "nwcsp.asb-case-review", ASB_APPLICATION, asb_application("ASB-7"), event_id="a-7"
+    )
+    with (
+        FlagRegister(tmp_path / "workflows.sqlite3") as flags,
+        AsbRegister(tmp_path / "asb.sqlite3") as asb,
+        SeenEvents(tmp_path / "seen.sqlite3") as seen,
+    ):
+        router = rt.make_router(
+            stores=Stores([flags, asb]), escrow=make_escrow(ours), new_keys=racing
+        )
+        loop = loop_for(router, seen)
+        batch = [message(application), raise_of("MARAC-K1", "k-1", 1)]
+        routed, _claims = loop.route_events(batch, ack=lambda _m: None)
+        assert passes == [1, 1]  # routed again
+        assert [r.quarantined for _, _, r in routed] == [None, None]
+        assert routed[0][2].delivered > 0
+        assert asb.case("ASB-7") is not None
     ours.close()
     theirs.close()
 

@@ -289,6 +289,15 @@ class AsbRegister(SQLiteState):
             ).fetchall()
         return [(str(a), str(k)) for a, k in rows]
 
+    def applied(self, event_id: str, case_ref: str) -> bool:
+        """Whether this event's updates to the case were applied already (``_first``)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM asb_events WHERE event_id = ? AND case_ref = ?",
+                (event_id, case_ref),
+            ).fetchone()
+        return row is not None
+
     def case(self, case_ref: str) -> Case | None:
         """One case, or None."""
         with self._read() as conn:
