@@ -248,6 +248,55 @@ def test_a_batch_routed_again_after_a_lost_key_race_decides_each_event_as_before
     theirs.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open defect (review of c3da394): the second pass of a batch re-decides each event "
+    "against the registers as the first pass left them, later events' effects included",
+)
+def test_a_referral_routed_again_is_not_a_repeat_of_a_later_one_of_its_batch(
+    tmp_path: Path,
+) -> None:
+    """A repeat referral needs an earlier referral of its subject, not a later one.
+
+    Routed again after a lost case-key race, the batch's first event found the referral a
+    later event of the batch had recorded in the first pass, and a "repeat" refused as having
+    no earlier referral was delivered the second time (routed once, it is refused). A crash
+    before the batch's acks shows the same on reprocessing; the race makes it routine. The
+    fix is not the check's alone: a refused event leaves nothing to anchor "earlier" to.
+    """
+    pseudonymiser = Pseudonymiser(b"k" * 32)
+    ours = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
+    theirs = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
+    passes: list[int] = []
+
+    @contextmanager
+    def racing() -> Iterator[list[str]]:
+        with ours.deferred() as lost:
+            yield lost
+            if not passes:  # the other worker writes MARAC-B2's key before this batch's end
+                theirs.key_for("MARAC-B2")
+            passes.append(1)
+
+    subject = {"subject_ref": "SUBJ-SAME01"}
+    repeat = marac_flag("MARAC-A1", referral_reason="repeat", **subject)
+    new = marac_flag("MARAC-B2", **subject)
+    batch = [
+        message(rt.record("marac.north-worcs", MARAC_RAISED, repeat, event_id="r-1", offset=0)),
+        message(rt.record("marac.north-worcs", MARAC_RAISED, new, event_id="r-2", offset=1)),
+    ]
+    with (
+        FlagRegister(tmp_path / "workflows.sqlite3") as register,
+        SeenEvents(tmp_path / "seen.sqlite3") as seen,
+    ):
+        router = rt.make_router(register=register, escrow=make_escrow(ours), new_keys=racing)
+        routed, _claims = loop_for(router, seen).route_events(batch, ack=lambda _m: None)
+    assert passes == [1, 1]  # routed again
+    assert [r.quarantined for _, _, r in routed] == [QuarantineReason.POLICY_REJECTED, None]
+    assert routed[0][2].delivered == 0
+    ours.close()
+    theirs.close()
+
+
 def test_an_effect_that_cannot_be_written_quarantines_its_event_as_a_failed_write_did(
     tmp_path: Path,
 ) -> None:
