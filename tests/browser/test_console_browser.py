@@ -56,7 +56,11 @@ def sign_in(browser: webdriver.Chrome, seeded: Seeded, name: str) -> None:
     active = browser.switch_to.active_element
     assert active.get_attribute("id") == "password"  # Tab order follows the form
     active.send_keys(PASSWORD, Keys.ENTER)
+    # the dashboard's own heading, not its URL: the URL changes when the navigation starts,
+    # while the sign-in page may still be the document (no nav on it: a find_element then
+    # failed under load), and a browser.get() then would cut the navigation short
     wait(browser).until(ec.url_contains("/dashboard"))
+    expect_heading(browser, "Live counters")
 
 
 def justify(browser: webdriver.Chrome, purpose: str, reason: str) -> None:
