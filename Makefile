@@ -21,9 +21,10 @@ help: ## list the targets
 # Exactly the locked versions (requirements/dev.txt, exported from uv.lock), hash-checked;
 # then the hub itself, editable, with no dependency of its own left to resolve. uv (pinned
 # and hash-checked in requirements/uv.txt, installed by pip) installs them: from its cache
-# (~/.cache/uv) a fresh clone's venv takes ~8 s; pip took 52 s, most of it compiling all
-# ~6,500 modules to bytecode, which uv leaves to Python: each module is compiled when a
-# process first imports it, and its .pyc written for the next (`make test` sees to that).
+# (~/.cache/uv) a fresh clone's venv takes ~10 s, pip took 52 s. pip byte-compiled all
+# ~6,500 modules as it installed them; uv leaves that to Python: each module is compiled
+# when a process first imports it, and its .pyc written for the next (`make test` sees to
+# that).
 UV_PIP_INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python
 $(STAMP): pyproject.toml requirements/dev.txt requirements/uv.txt
 	$(PY) -m venv $(VENV)
