@@ -154,10 +154,13 @@ _KEYS_DDL = (
     )""",
 )
 _LOCK_CASE = "SELECT pg_advisory_xact_lock(hashtext('hub.case:' || %s))"
-#: ``_LOCK_CASE`` for many cases, taken in name order (the subquery's order)
+#: ``_LOCK_CASE`` for many cases, taken in the order of the lock ids themselves (the
+#: subquery's, which a subquery with ORDER BY keeps: it is not flattened). Not in name order:
+#: the ids are 32-bit hashes, so two names can share one, and ordered by name a worker taking
+#: p then q and another q then r, hash(r) == hash(p), wait on each other in a cycle
 _LOCK_CASES = (
-    "SELECT count(pg_advisory_xact_lock(hashtext('hub.case:' || n))) "
-    "FROM (SELECT unnest(%s::text[]) AS n ORDER BY 1) AS ordered"
+    "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext('hub.case:' || n) "
+    "AS h FROM unnest(%s::text[]) AS n ORDER BY h) AS ordered"
 )
 #: new keys of cases neither shredded nor keyed by another worker; returns those written
 _INSERT_CASES = (
@@ -225,9 +228,9 @@ class PostgresCaseKeys(CaseKeys):
         return _checked(name, row[0])  # ours, or the key another worker created first
 
     def _write_new(self, keys: dict[str, bytes]) -> set[str]:
-        """``CaseKeys._write_new``: one transaction, every case's lock taken in name order.
+        """``CaseKeys._write_new``: one transaction, every case's lock taken in lock-id order.
 
-        In name order, so two workers writing overlapping batches cannot deadlock; under
+        In one order, so two workers writing overlapping batches cannot deadlock; under
         the locks a shred cannot slip between the tombstone check and the insert.
         """
         names = sorted(keys)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -447,6 +448,72 @@ def test_a_deferred_key_another_worker_wrote_first_is_reported_lost(
     with pytest.raises(CaseShreddedError):
         router.key_for("C-0002")  # no key for a shredded case, deferred or not
     assert router.live_cases() == [pseudonym("C-0001"), pseudonym("C-0003")]
+
+
+def test_deferred_writers_of_overlapping_cases_never_deadlock(
+    settings: HubSettings, cases: Callable[[], CaseKeys]
+) -> None:
+    """Two workers' batches share a case; their locks are taken in one order, so none waits
+    on the other in a cycle (PostgreSQL would abort one, and its worker would restart).
+
+    The locks are on 32-bit hashes of the names: ordered by name, two names whose hashes
+    collide (p < q < r, hash(p) == hash(r)) make A take p then q, and B q then "p" (r).
+    """
+    if not settings.state_url:
+        pytest.skip("PostgreSQL only: SQLite has one writer at a time")
+    with psycopg.connect(settings.state_url, autocommit=True) as admin:
+        # two case names whose lock ids collide, in the database's order of names
+        pair = admin.execute(
+            "SELECT array_agg(n ORDER BY n) FROM (SELECT 'case_H_' || i AS n, "
+            "hashtext('hub.case:case_H_' || i) AS h FROM generate_series(1, 300000) AS i) AS t "
+            "GROUP BY h HAVING count(*) = 2 LIMIT 1"
+        ).fetchone()
+        assert pair is not None
+        low, high = pair[0]
+        middle = next(
+            m
+            for m in (low + c for c in "0123456789")
+            if admin.execute("SELECT %s < %s AND %s < %s", (low, m, m, high)).fetchone()[0]  # type: ignore[index]
+        )
+        ref = {name: name.removeprefix("case_").replace("_", "-") for name in (low, middle, high)}
+
+        def waiting() -> int:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        def until(count: int) -> None:
+            deadline = time.monotonic() + 10.0
+            while waiting() < count:
+                assert time.monotonic() < deadline, f"expected {count} waiting for a case lock"
+                time.sleep(0.01)
+
+        errors: list[BaseException] = []
+
+        def batch(keys: CaseKeys, names: tuple[str, str]) -> None:
+            try:
+                with keys.deferred():
+                    for name in names:
+                        keys.key_for(ref[name])
+            except BaseException as exc:  # reported by the test
+                errors.append(exc)
+
+        one, two = cases(), cases()
+        with psycopg.connect(settings.state_url) as holder:  # a third writer holds p's lock
+            holder.execute("SELECT pg_advisory_xact_lock(hashtext('hub.case:' || %s))", (low,))
+            first = threading.Thread(target=batch, args=(one, (low, middle)))
+            first.start()
+            until(1)
+            second = threading.Thread(target=batch, args=(two, (middle, high)))
+            second.start()
+            until(2)
+            holder.commit()
+        first.join(30)
+        second.join(30)
+    assert errors == []
+    assert set(one.live_cases()) == {low, middle, high}
 
 
 def test_a_deferred_block_that_fails_writes_nothing_and_a_shredded_case_is_refused_inside(
