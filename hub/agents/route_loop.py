@@ -36,7 +36,6 @@ from hub.agents.routing import Router, RouteResult
 from hub.agents.seen import Claim, source_of_origin, source_of_topic
 from hub.audit.stream import audit_messages
 from hub.envelope.wire import WireMessage
-from hub.errors import KeyStoreError
 from hub.log import get_logger
 from hub.models import AuditBatch, AuditRecord, Origin, event_key
 from hub.processes.base import apply_effects
@@ -44,8 +43,6 @@ from hub.processes.base import apply_effects
 __all__ = ["AuditSide", "ClaimStore", "InboundRecord", "RouteLoop", "writer_name"]
 
 _log = get_logger("router")
-#: passes over a batch whose new case keys another writer keeps beating (``route_events``)
-_ROUTE_ATTEMPTS = 3
 
 
 class InboundRecord(Protocol):
@@ -214,32 +211,23 @@ class RouteLoop:
 
         The case keys the batch creates are written together when its routing ends
         (``Router.new_keys``), before anything of it is produced. If another worker wrote
-        one of those cases' key first (or the case was shredded meanwhile), what was sealed
-        under ours would carry an escrow nothing opens: the batch is routed again, as after
-        a crash (the same ids, its effects applied again), and then reads the stored key.
+        one of those cases' key first, the deliveries sealed under ours would carry an
+        escrow nothing opens: their escrow is sealed again under the stored key
+        (``Router.reescrow``). No event is routed twice, so none is decided again against
+        registers its own batch has changed.
 
         Returns each event with its ticket (taken in offset order) and result, and the
         claims of the accepted ones (not yet written: ``claim``).
-
-        Raises:
-            KeyStoreError: the race was lost on every attempt (the worker restarts).
         """
-        lost = 0
-        for attempt in range(1, _ROUTE_ATTEMPTS + 1):
-            with self.router.new_keys() as taken:
-                results, claims = self._route_all(events)
-            lost = len(taken)
-            if not lost:
-                routed: Routed = [
-                    (self.acks.take((m.topic, m.partition), partial(ack, m)), origin, result)
-                    for m, (origin, result) in zip(events, results, strict=True)
-                ]
-                return routed, claims
-            _log.warning("case_key_race", cases=lost, attempt=attempt, events=len(events))
-        raise KeyStoreError(
-            f"case keys: another writer created or shredded {lost} of a batch's new "
-            f"cases on each of {_ROUTE_ATTEMPTS} attempts; restarting from the last commit"
-        )
+        with self.router.new_keys() as lost:
+            results, claims = self._route_all(events)
+        if lost:
+            self.router.reescrow([result for _, result in results], lost)
+        routed: Routed = [
+            (self.acks.take((m.topic, m.partition), partial(ack, m)), origin, result)
+            for m, (origin, result) in zip(events, results, strict=True)
+        ]
+        return routed, claims
 
     def _route_all(
         self, events: Sequence[InboundRecord]

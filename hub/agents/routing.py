@@ -27,6 +27,7 @@ from hub.audit.subjects import case_ref, subject_refs
 from hub.broker import topics
 from hub.envelope import wire
 from hub.envelope.crypto import CryptoError
+from hub.envelope.escrow import reescrow
 from hub.envelope.party import PartyEnvelope
 from hub.errors import EventError, KeyStoreError
 from hub.federation.inbound import TransferRefusedError, open_transfer
@@ -42,6 +43,7 @@ from hub.federation.receipts import (
     receipt_body,
     receipt_id,
 )
+from hub.keys.cases import LostKeys
 from hub.log import get_logger
 from hub.models import (
     ACK_TYPE,
@@ -95,14 +97,14 @@ _NOTICE_NS = uuid.UUID("6f1c3c9e-8e4b-4b7e-9d8a-2f0a1c5e7b11")
 #: the hub's per-case secret)
 Escrow = Callable[[str], Callable[[bytes, str], str] | None]
 #: ``CaseKeys.deferred``: new case keys written once, when a batch's routing ends; yields the
-#: cases whose key another worker (or a shred) got to first
-NewKeys = Callable[[], AbstractContextManager[list[str]]]
+#: keys another worker (or a shred) got to first
+NewKeys = Callable[[], AbstractContextManager[LostKeys]]
 
 
 @contextmanager
-def _keys_at_once() -> Iterator[list[str]]:
+def _keys_at_once() -> Iterator[LostKeys]:
     """No escrow, or keys written as they are made: nothing is ever lost at a batch's end."""
-    yield []
+    yield LostKeys()
 
 
 #: event key (``hub.models.event_key``: source and id) -> origin string of the record that
@@ -654,6 +656,38 @@ class Router:
             return (*(e for e in held or () if e[0] != publisher), entry)
 
         self._recent_deliveries.update(event_id, self.batch, add)
+
+    def reescrow(self, results: Sequence[RouteResult], lost: LostKeys) -> int:
+        """Seal again the escrow of deliveries made under case keys that were not stored.
+
+        ``lost`` is ``CaseKeys.deferred``'s: another worker stored those cases' keys first,
+        so a delivery sealed under ours would carry an escrow nothing opens. Its escrow is
+        sealed under the stored key instead and the record signed again; nothing else of it
+        changes (``hub.envelope.escrow.reescrow``), and no event is decided again. A case
+        shredded meanwhile keeps the escrow it has: no stored key opens it, as after a shred.
+
+        Returns how many deliveries were sealed again.
+        """
+        pairs = [(ours, lost.kept[name]) for name, ours in lost.ours.items()]
+        swaps = [(ours, kept) for ours, kept in pairs if kept is not None]
+        done = 0
+        for result in results:
+            for i, message in enumerate(result.messages):
+                if not message.topic.startswith(topics.OUTBOUND_PREFIX):
+                    continue
+                for ours, kept in swaps:
+                    again = reescrow(message, old=ours, new=kept, sign=self.envelope.store.sign)
+                    if again is not None:
+                        result.messages[i] = again
+                        done += 1
+                        break
+        _log.warning(
+            "case_key_race",
+            cases=len(lost.ours),
+            shredded=len(pairs) - len(swaps),
+            deliveries_sealed_again=done,
+        )
+        return done
 
     def forget_stored(self, batch: int) -> None:
         """Drop what this router kept of batches up to ``batch``: the audit store has them.

@@ -13,14 +13,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hub.envelope import crypto
 from hub.envelope.sealing import context_aad
+from hub.envelope.wire import WireMessage
 from hub.errors import CaseShreddedError
 from hub.keys.cases import CaseKeys
 
-__all__ = ["make_escrow", "open_escrowed"]
+__all__ = ["make_escrow", "open_escrowed", "reescrow"]
 
 _AAD = b"hub/escrow/v1\x00"
 
@@ -47,6 +49,45 @@ def make_escrow(cases: CaseKeys) -> Callable[[str], Callable[[bytes, str], str] 
         return seal
 
     return for_case
+
+
+def reescrow(
+    message: WireMessage, *, old: bytes, new: bytes, sign: Callable[[str, bytes], bytes]
+) -> WireMessage | None:
+    """The delivery with its escrow sealed under case secret ``new`` instead of ``old``.
+
+    For deliveries sealed under a case secret that was never stored (another worker stored
+    the case's first, ``hub.keys.cases.CaseKeys.deferred``): the escrowed case key is opened
+    with ``old`` and sealed again under ``new``, and the record signed again
+    (``sign(kid, data)`` with the key its ``ce_hubsigkid`` names), since the signature
+    covers the escrow header. Value and every other header are unchanged, so the recipient
+    opens it as before and the audit record's payload digest still holds.
+
+    Returns None when the delivery's escrow is not under ``old`` (or it has none).
+    """
+    headers = {name: value.decode() for name, value in message.headers}
+    escrowed = headers.get("ce_hubescrow")
+    dek_id = headers.get("ce_hubdekid")
+    if escrowed is None or dek_id is None or "ce_hubsigkid" not in headers:
+        return None
+    blob = crypto.b64d(escrowed, what="ce_hubescrow")
+    aad = _AAD + dek_id.encode()
+    try:
+        case_key = AESGCM(old).decrypt(blob[:12], blob[12:], aad)
+    except InvalidTag:
+        return None
+    nonce = os.urandom(12)
+    headers["ce_hubescrow"] = crypto.b64e(nonce + AESGCM(new).encrypt(nonce, case_key, aad))
+    signature = sign(
+        headers["ce_hubsigkid"], crypto.signing_input(headers, message.key, message.value)
+    )
+    headers["ce_hubsig"] = crypto.b64e(signature)
+    return WireMessage(
+        topic=message.topic,
+        key=message.key,
+        value=message.value,
+        headers=[(name, headers[name].encode()) for name in sorted(headers)],
+    )
 
 
 def open_escrowed(

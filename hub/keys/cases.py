@@ -66,7 +66,7 @@ from hub.errors import CaseShreddedError, KeyStoreError, LegalHoldError
 from hub.keys.file_store import ensure_private_dir, fsync_dir, write_private_file
 from hub.sqlite_wal import enable_wal, write_transaction
 
-__all__ = ["CASE_KEY_BYTES", "KEYRING_FILE", "CaseKeys", "LegalHold"]
+__all__ = ["CASE_KEY_BYTES", "KEYRING_FILE", "CaseKeys", "LegalHold", "LostKeys"]
 
 #: case key length: an AES-256 / HKDF-SHA256 input key
 CASE_KEY_BYTES = 32
@@ -197,7 +197,7 @@ class CaseKeys:
         return key
 
     @contextlib.contextmanager
-    def deferred(self) -> Iterator[list[str]]:
+    def deferred(self) -> Iterator[LostKeys]:
         """New case keys kept in memory for the block, then written in one transaction.
 
         Why: the route loop routes a batch of events, and most events of a live partnership
@@ -210,10 +210,11 @@ class CaseKeys:
         Existing keys and tombstones are still read on every call (a shred takes effect at
         once). An exception inside the block writes nothing.
 
-        Yields the list the block's end fills with the pseudonyms whose new key was *not*
-        written: another worker wrote that case's key first, or the case was shredded
-        meanwhile. Whatever was sealed under such a key must be made again (the route loop
-        routes its batch again): the key is then read, or the case found shredded.
+        Yields the ``LostKeys`` the block's end fills with the new keys that were *not*
+        written: another worker wrote that case's key first (``kept`` holds it), or the
+        case was shredded meanwhile (``kept`` holds None). What was sealed under such a key
+        carries an escrow nothing opens: the route loop seals it again under the kept key
+        (``hub.envelope.escrow.reescrow``).
 
         Raises:
             KeyStoreError: already inside ``deferred`` on this thread, or the write failed.
@@ -222,14 +223,30 @@ class CaseKeys:
             raise KeyStoreError("case keys: deferred() is not reentrant; end the first block")
         deferring = _Deferred(thread=threading.get_ident())
         self._deferring = deferring
-        lost: list[str] = []
+        lost = LostKeys()
         try:
             yield lost
         finally:
             self._deferring = None
         if deferring.keys:
             written = self._write_new(deferring.keys)
-            lost.extend(name for name in deferring.keys if name not in written)
+            for name, key in deferring.keys.items():
+                if name not in written:
+                    lost.ours[name] = key
+                    lost.kept[name] = self._stored(name)
+
+    def _stored(self, name: str) -> bytes | None:
+        """The key stored under a case pseudonym, or None (none, or shredded)."""
+        with self._thread_lock:
+            try:
+                row = (
+                    self._db()
+                    .execute("SELECT key FROM case_keys WHERE name = ?", (name,))
+                    .fetchone()
+                )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return None if row is None else _checked(name, row[0])
 
     def _deferred_here(self) -> _Deferred | None:
         deferring = self._deferring
@@ -529,6 +546,21 @@ class CaseKeys:
         if getattr(self, "_lock_fd", None) is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # type: ignore[arg-type]
+
+
+@dataclass
+class LostKeys:
+    """The new keys a ``CaseKeys.deferred`` block made but did not write, by pseudonym.
+
+    ``ours`` is the key the block sealed under; ``kept`` the one stored instead (another
+    worker's), or None when the case was shredded meanwhile. Empty (false) in the usual case.
+    """
+
+    ours: dict[str, bytes] = field(default_factory=dict)
+    kept: dict[str, bytes | None] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.ours)
 
 
 @dataclass(slots=True)

@@ -227,6 +227,12 @@ class PostgresCaseKeys(CaseKeys):
             raise KeyStoreError(f"case key {name}: written, then not found")
         return _checked(name, row[0])  # ours, or the key another worker created first
 
+    def _stored(self, name: str) -> bytes | None:
+        """``CaseKeys._stored``: the key stored under a case pseudonym, or None."""
+        with self._pg.read() as conn:
+            row = conn.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _checked(name, row[0])
+
     def _write_new(self, keys: dict[str, bytes]) -> set[str]:
         """``CaseKeys._write_new``: one transaction, every case's lock taken in lock-id order.
 

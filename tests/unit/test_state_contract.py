@@ -428,7 +428,8 @@ def test_deferred_keys_are_written_together_when_the_block_ends(
         assert router.key_for("C-0001") == key  # the block's own new key, every time
         assert router.key_for("C-0000") == other.key_for("C-0000")
         assert other.live_cases() == [pseudonym("C-0000")]  # nothing written yet
-    assert lost == []
+    assert not lost
+    assert lost.ours == {}
     assert other.key_for("C-0001") == key
     assert other.live_cases() == [pseudonym("C-0000"), pseudonym("C-0001")]
 
@@ -443,7 +444,12 @@ def test_a_deferred_key_another_worker_wrote_first_is_reported_lost(
         router.key_for("C-0003")
         theirs = other.key_for("C-0001")  # another worker, writing at once
         cli.shred("C-0002")  # and a shred, before the block ends
-    assert lost == [pseudonym("C-0001"), pseudonym("C-0002")]
+    # what the block sealed under, and what stands instead (None: shredded)
+    assert lost.ours == {
+        pseudonym("C-0001"): ours,
+        pseudonym("C-0002"): lost.ours[pseudonym("C-0002")],
+    }
+    assert lost.kept == {pseudonym("C-0001"): theirs, pseudonym("C-0002"): None}
     assert router.key_for("C-0001") == theirs != ours  # the first writer's key stands
     with pytest.raises(CaseShreddedError):
         router.key_for("C-0002")  # no key for a shredded case, deferred or not
@@ -521,17 +527,22 @@ def test_a_deferred_block_that_fails_writes_nothing_and_a_shredded_case_is_refus
 ) -> None:
     router, cli = cases(), cases()
     cli.shred("C-0009")
-    with pytest.raises(RuntimeError), router.deferred():
-        router.key_for("C-0001")
-        with pytest.raises(CaseShreddedError):
-            router.key_for("C-0009")
-        raise RuntimeError("routing failed")
+
+    def routing_fails() -> None:
+        with router.deferred():
+            router.key_for("C-0001")
+            with pytest.raises(CaseShreddedError):
+                router.key_for("C-0009")
+            raise RuntimeError("routing failed")
+
+    with pytest.raises(RuntimeError):
+        routing_fails()
     assert cli.live_cases() == []
     with router.deferred() as lost:  # the next block starts afresh
         with pytest.raises(KeyStoreError, match="not reentrant"), router.deferred():
             pass
         router.key_for("C-0001")
-    assert lost == []
+    assert not lost
     assert cli.live_cases() == [pseudonym("C-0001")]
 
 

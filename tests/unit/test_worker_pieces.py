@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,9 @@ from hub.agents.route_loop import AuditSide, RouteLoop
 from hub.agents.seen import SeenEvents
 from hub.audit.pseudonym import Pseudonymiser
 from hub.envelope.escrow import make_escrow, open_escrowed
-from hub.errors import HubError
-from hub.keys.cases import CaseKeys
+from hub.envelope.party import PartyEnvelope
+from hub.errors import CaseShreddedError, HubError
+from hub.keys.cases import CaseKeys, LostKeys
 from hub.keys.file_store import FileKeyStore
 from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
@@ -155,77 +156,111 @@ def test_a_batch_asks_the_seen_store_once_and_still_finds_an_earlier_claim(
         assert (Counting.batches, Counting.singles) == (2, 0)
 
 
-def test_a_batch_whose_new_case_key_another_worker_wrote_first_is_routed_again_under_it(
+def racing_keys(ours: CaseKeys, act: Callable[[], object]) -> Callable[[], Any]:
+    """``ours.deferred``, with ``act`` (another worker's write, a shred) before its end."""
+
+    @contextmanager
+    def racing() -> Iterator[LostKeys]:
+        with ours.deferred() as lost:
+            yield lost
+            act()
+        # ``lost`` is filled as ``deferred`` ends, before the route loop looks at it
+
+    return racing
+
+
+def deliveries_of(routed: Any, cases: Sequence[str]) -> list[tuple[str, Any]]:
+    return [
+        (case, m)
+        for case, (_, _, r) in zip(cases, routed, strict=True)
+        for m in r.messages
+        if m.topic.startswith("hub.out.")
+    ]
+
+
+def opened_by_recipient(m: Any) -> bytes:
+    """What the recipient reads: the hub's signature checked, the payload decrypted."""
+    party = m.topic.removeprefix("hub.out.")
+    headers = {k: v.decode() for k, v in m.headers}
+    opened = PartyEnvelope(party, store=rt.KEYS[0]).open(
+        headers, key=m.key, value=m.value, expected_signer="hub"
+    )
+    return opened.plaintext
+
+
+def test_a_batch_whose_new_case_key_another_worker_wrote_first_is_sealed_again_under_it(
     tmp_path: Path,
 ) -> None:
     """A batch's new case keys are written once, after its routing, before anything is sent.
 
     If another worker wrote one of those cases' keys meanwhile, the deliveries sealed under
-    ours carry an escrow nothing could open: the batch is routed again, under the stored key.
+    ours would carry an escrow nothing opens: their escrow is sealed again under the stored
+    key and signed again; the batch is not routed again.
     """
     pseudonymiser = Pseudonymiser(b"k" * 32)
     ours = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
     theirs = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
-    passes: list[int] = []
-
-    @contextmanager
-    def racing() -> Iterator[list[str]]:
-        with ours.deferred() as lost:
-            yield lost
-            if not passes:  # the other worker writes the case's key before this batch's end
-                theirs.key_for("MARAC-K1")
-            passes.append(len(ours.live_cases()))
-        # ``lost`` is filled as ``deferred`` ends, before the route loop looks at it
-
+    routed_once: list[str] = []
     with (
         FlagRegister(tmp_path / "workflows.sqlite3") as register,
         SeenEvents(tmp_path / "seen.sqlite3") as seen,
     ):
+        racing = racing_keys(ours, lambda: theirs.key_for("MARAC-K1"))
         router = rt.make_router(register=register, escrow=make_escrow(ours), new_keys=racing)
         loop = loop_for(router, seen)
         batch = [raise_of("MARAC-K1", "k-1", 0), raise_of("MARAC-K2", "k-2", 1)]
         routed, claims = loop.route_events(batch, ack=lambda _m: None)
-    # routed twice: the first pass wrote MARAC-K2's key and lost MARAC-K1's; the second read both
-    assert passes == [1, 2]
-    assert [r.quarantined for _, _, r in routed] == [None, None]  # the same event again
+        routed_once.extend(r.event_id for _, _, r in routed)
+    assert routed_once == ["k-1", "k-2"]
+    assert [r.quarantined for _, _, r in routed] == [None, None]
     assert [c.event_id for c in claims] == ["k-1", "k-2"]
-    assert loop.acks.open() == 2  # one ticket per event, not one per pass
-    deliveries = [
-        (case, m)
-        for case, (_, _, r) in zip(("MARAC-K1", "MARAC-K2"), routed, strict=True)
-        for m in r.messages
-        if m.topic.startswith("hub.out.")
-    ]
+    assert loop.acks.open() == 2
+    deliveries = deliveries_of(routed, ("MARAC-K1", "MARAC-K2"))
     assert {case for case, _ in deliveries} == {"MARAC-K1", "MARAC-K2"}
-    for case, m in deliveries:  # every delivery's escrow opens under the key that was kept
+    assert ours.live_cases() == sorted(pseudonymiser.case(c) for c in ("MARAC-K1", "MARAC-K2"))
+    for case, m in deliveries:
         headers = {k: v.decode() for k, v in m.headers}
+        # the hub reopens each under the key that was kept (the other worker's for MARAC-K1)
         assert open_escrowed(theirs, case, headers, key=m.key, value=m.value)
+        assert opened_by_recipient(m)  # and the recipient still verifies and opens it
     ours.close()
     theirs.close()
 
 
-def test_a_batch_routed_again_after_a_lost_key_race_decides_each_event_as_before(
+def test_a_case_shredded_while_its_batch_is_routed_keeps_no_hub_side_copy(
     tmp_path: Path,
 ) -> None:
-    """The second pass sees the first pass's effects; an event must not be refused for them.
-
-    Any event of the batch losing a case-key race routes the whole batch again, after the
-    first pass applied every event's effects: an ASB application then found its own case
-    open ("already has an application") and was quarantined, its deliveries dropped.
-    """
     pseudonymiser = Pseudonymiser(b"k" * 32)
     ours = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
-    theirs = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
-    passes: list[int] = []
+    cli = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
+    with (
+        FlagRegister(tmp_path / "workflows.sqlite3") as register,
+        SeenEvents(tmp_path / "seen.sqlite3") as seen,
+    ):
+        racing = racing_keys(ours, lambda: cli.shred("MARAC-S1"))
+        router = rt.make_router(register=register, escrow=make_escrow(ours), new_keys=racing)
+        routed, _ = loop_for(router, seen).route_events(
+            [raise_of("MARAC-S1", "s-1", 0)], ack=lambda _m: None
+        )
+    deliveries = deliveries_of(routed, ("MARAC-S1",))
+    assert deliveries
+    for case, m in deliveries:
+        headers = {k: v.decode() for k, v in m.headers}
+        with pytest.raises(CaseShreddedError):  # no key was ever stored for it
+            open_escrowed(cli, case, headers, key=m.key, value=m.value)
+        assert opened_by_recipient(m)  # delivered as decided before the shred
+    assert ours.live_cases() == []
+    ours.close()
+    cli.close()
 
-    @contextmanager
-    def racing() -> Iterator[list[str]]:
-        with ours.deferred() as lost:
-            yield lost
-            if not passes:  # the other worker writes MARAC-K1's key before this batch's end
-                theirs.key_for("MARAC-K1")
-            passes.append(1)
 
+def test_a_reprocessed_batch_decides_an_asb_application_as_before(tmp_path: Path) -> None:
+    """Reprocessing (a restart before the acks) sees the batch's own effects already written.
+
+    An ASB application then found its own case open ("already has an application") and was
+    quarantined, its deliveries dropped (fixed in c979b20: an event already applied to its
+    case is not checked again).
+    """
     application = rt.record(
         "nwcsp.asb-case-review", ASB_APPLICATION, asb_application("ASB-7"), event_id="a-7"
     )
@@ -234,49 +269,31 @@ def test_a_batch_routed_again_after_a_lost_key_race_decides_each_event_as_before
         AsbRegister(tmp_path / "asb.sqlite3") as asb,
         SeenEvents(tmp_path / "seen.sqlite3") as seen,
     ):
-        router = rt.make_router(
-            stores=Stores([flags, asb]), escrow=make_escrow(ours), new_keys=racing
-        )
-        loop = loop_for(router, seen)
+        loop = loop_for(rt.make_router(stores=Stores([flags, asb])), seen)
         batch = [message(application), raise_of("MARAC-K1", "k-1", 1)]
-        routed, _claims = loop.route_events(batch, ack=lambda _m: None)
-        assert passes == [1, 1]  # routed again
-        assert [r.quarantined for _, _, r in routed] == [None, None]
-        assert routed[0][2].delivered > 0
+        for _pass in ("first", "reprocessed"):
+            routed, _claims = loop.route_events(batch, ack=lambda _m: None)
+            assert [r.quarantined for _, _, r in routed] == [None, None]
+            assert routed[0][2].delivered > 0
         assert asb.case("ASB-7") is not None
-    ours.close()
-    theirs.close()
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open defect (review of c3da394): the second pass of a batch re-decides each event "
-    "against the registers as the first pass left them, later events' effects included",
+    reason="open defect (review of c3da394, pre-existing): an event reprocessed after a "
+    "restart is decided against the registers as its batch's first routing left them, later "
+    "events' effects included",
 )
-def test_a_referral_routed_again_is_not_a_repeat_of_a_later_one_of_its_batch(
+def test_a_reprocessed_referral_is_not_a_repeat_of_a_later_one_of_its_batch(
     tmp_path: Path,
 ) -> None:
     """A repeat referral needs an earlier referral of its subject, not a later one.
 
-    Routed again after a lost case-key race, the batch's first event found the referral a
-    later event of the batch had recorded in the first pass, and a "repeat" refused as having
-    no earlier referral was delivered the second time (routed once, it is refused). A crash
-    before the batch's acks shows the same on reprocessing; the race makes it routine. The
-    fix is not the check's alone: a refused event leaves nothing to anchor "earlier" to.
+    Reprocessed after a restart before the batch's acks, the batch's first event finds the
+    referral a later event of the batch recorded the first time, and a "repeat" refused as
+    having no earlier referral is delivered. The fix is not the check's alone: a refused
+    event leaves nothing to anchor "earlier" to.
     """
-    pseudonymiser = Pseudonymiser(b"k" * 32)
-    ours = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
-    theirs = CaseKeys(tmp_path / "keys", pseudonymise=pseudonymiser.case)
-    passes: list[int] = []
-
-    @contextmanager
-    def racing() -> Iterator[list[str]]:
-        with ours.deferred() as lost:
-            yield lost
-            if not passes:  # the other worker writes MARAC-B2's key before this batch's end
-                theirs.key_for("MARAC-B2")
-            passes.append(1)
-
     subject = {"subject_ref": "SUBJ-SAME01"}
     repeat = marac_flag("MARAC-A1", referral_reason="repeat", **subject)
     new = marac_flag("MARAC-B2", **subject)
@@ -288,13 +305,11 @@ def test_a_referral_routed_again_is_not_a_repeat_of_a_later_one_of_its_batch(
         FlagRegister(tmp_path / "workflows.sqlite3") as register,
         SeenEvents(tmp_path / "seen.sqlite3") as seen,
     ):
-        router = rt.make_router(register=register, escrow=make_escrow(ours), new_keys=racing)
-        routed, _claims = loop_for(router, seen).route_events(batch, ack=lambda _m: None)
-    assert passes == [1, 1]  # routed again
-    assert [r.quarantined for _, _, r in routed] == [QuarantineReason.POLICY_REJECTED, None]
-    assert routed[0][2].delivered == 0
-    ours.close()
-    theirs.close()
+        loop = loop_for(rt.make_router(register=register), seen)
+        for _pass in ("first", "reprocessed"):
+            routed, _claims = loop.route_events(batch, ack=lambda _m: None)
+            assert [r.quarantined for _, _, r in routed] == [QuarantineReason.POLICY_REJECTED, None]
+            assert routed[0][2].delivered == 0
 
 
 def test_an_effect_that_cannot_be_written_quarantines_its_event_as_a_failed_write_did(
