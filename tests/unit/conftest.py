@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 import hub.durable
 from hub.audit.store import AuditStore, open_store
+from hub.policies import loader
 from hub.settings import HubSettings
 from tests.postgres import find_pg_bindir
 
@@ -69,3 +72,18 @@ def store(opener: Opener) -> Iterator[AuditStore]:
     opened = opener()
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the YAML parses from now on (one entry per parse), with an empty cache."""
+    monkeypatch.setattr(loader, "_PARSED", {})
+    calls: list[int] = []
+    original = YAML.load
+
+    def load(self: YAML, stream: Any) -> Any:
+        calls.append(1)
+        return original(self, stream)
+
+    monkeypatch.setattr(YAML, "load", load)
+    return calls

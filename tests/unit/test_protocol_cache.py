@@ -14,27 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from hub.errors import ProtocolError
 from hub.policies import loader
 from hub.policies.loader import load_protocol, load_protocol_with_lines
 from hub.settings import default_protocol_path
-
-
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the YAML parses from now on (one entry per parse), in-process cache empty."""
-    monkeypatch.setattr(loader, "_PARSED", {})
-    calls: list[int] = []
-    original = YAML.load
-
-    def load(self: YAML, stream: Any) -> Any:
-        calls.append(1)
-        return original(self, stream)
-
-    monkeypatch.setattr(YAML, "load", load)
-    return calls
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ its own, and errors name the file and line they always did.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from hub.errors import ProtocolError
 from hub.policies import loader
@@ -20,21 +18,6 @@ from hub.policies.loader import load_protocol, load_protocol_with_lines
 from hub.settings import default_protocol_path
 
 REF_TEXT = default_protocol_path().read_text()
-
-
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the YAML parses from now on (one entry per parse), with an empty cache."""
-    monkeypatch.setattr(loader, "_PARSED", {})
-    calls: list[int] = []
-    original = YAML.load
-
-    def load(self: YAML, stream: Any) -> Any:
-        calls.append(1)
-        return original(self, stream)
-
-    monkeypatch.setattr(YAML, "load", load)
-    return calls
 
 
 def test_the_same_text_is_parsed_once(tmp_path: Path, parses: list[int]) -> None:
