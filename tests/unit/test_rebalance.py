@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -304,6 +304,22 @@ async def test_a_batch_held_at_the_closed_audit_gate_is_dropped_by_a_rebalance()
     # not wait for the store (until its time runs out) and then see them routed after the
     # partition moved: they go with the intake, fetched again from the committed offset
     gate = _Gate(open_=False)
+    async with _held_at_the_gate(gate) as (loop, intake, routed):
+        settled = await _settle_at_once(loop, intake)
+        assert settled is True  # nothing in hand: the store's lag is not the rebalance's
+        gate.opened.set()
+        await settle()
+        assert routed == []  # dropped: its partition may be another worker's now
+        await intake.put(["e1"])  # fetched again after the seek
+        await settle()
+        assert routed == [["e1"]]
+
+
+@contextlib.asynccontextmanager
+async def _held_at_the_gate(
+    gate: Any,
+) -> AsyncIterator[tuple[RouteLoop, Intake, list[list[str]]]]:
+    """A route loop that has taken e1 and e2 and waits at ``gate`` (as ``route_batch``)."""
     loop = _route_loop(gate)
     routed: list[list[str]] = []
 
@@ -312,9 +328,6 @@ async def test_a_batch_held_at_the_closed_audit_gate_is_dropped_by_a_rebalance()
         routed.append(events)
 
     async def crash(_exc: BaseException) -> None:
-        return None
-
-    async def commit() -> None:
         return None
 
     loop.route_batch = route_batch  # type: ignore[method-assign,assignment]
@@ -332,24 +345,26 @@ async def test_a_batch_held_at_the_closed_audit_gate_is_dropped_by_a_rebalance()
     try:
         await settle()
         assert len(intake) == 0  # taken, waiting at the gate
-        settled = await lifecycle.settle(
-            intake=intake,
-            handed_over=loop.handed_over,
-            pipeline=World().pipeline,
-            commit=commit,
-            within=1.0,
-        )
-        assert settled is True  # nothing in hand: the store's lag is not the rebalance's
-        gate.opened.set()
-        await settle()
-        assert routed == []  # dropped: its partition may be another worker's now
-        await intake.put(["e1"])  # fetched again after the seek
-        await settle()
-        assert routed == [["e1"]]
+        yield loop, intake, routed
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def _settle_at_once(loop: RouteLoop, intake: Intake) -> bool:
+    """``lifecycle.settle`` with nothing in flight and a commit that does nothing."""
+
+    async def commit() -> None:
+        return None
+
+    return await lifecycle.settle(
+        intake=intake,
+        handed_over=loop.handed_over,
+        pipeline=World().pipeline,
+        commit=commit,
+        within=1.0,
+    )
 
 
 async def test_what_was_acked_before_a_rebalance_is_committed_by_its_settle(
@@ -640,52 +655,15 @@ async def test_a_batch_at_an_audit_gate_that_reopens_and_closes_is_dropped_by_a_
     now = 0.5
     watch.decided("r2", cast(Any, None))
     now = 1.2  # r1 is past the limit: the gate is closed
-    loop = _route_loop(cast(Any, watch))
-    routed: list[list[str]] = []
-
-    async def route_batch(events: list[str], _ack: Any) -> None:
-        await watch.wait_open()  # as RouteLoop.route_batch does first
-        routed.append(events)
-
-    async def crash(_exc: BaseException) -> None:
-        return None
-
-    async def commit() -> None:
-        return None
-
-    loop.route_batch = route_batch  # type: ignore[method-assign,assignment]
-    intake = Intake(limit=8)
-    await intake.put(["e1", "e2"])
-    running = asyncio.ensure_future(
-        loop.run(
-            take=partial(intake.take, 8),
-            ack=lambda _m: None,
-            crash=crash,
-            stopping=lambda: False,
-            epoch=lambda: intake.epoch,
-        )
-    )
-    try:
-        await settle()
-        assert len(intake) == 0  # taken, waiting at the gate
+    async with _held_at_the_gate(watch) as (loop, intake, routed):
         stored.add("r1")
         await watch.check()  # the store has r1: r2 is 0.7 s old, the gate opens
         now = 1.6  # and r2 passes the limit before the loop has run
         await settle()
         assert routed == []  # the gate is closed again
-        settled = await lifecycle.settle(
-            intake=intake,
-            handed_over=loop.handed_over,
-            pipeline=World().pipeline,
-            commit=commit,
-            within=1.0,
-        )
+        settled = await _settle_at_once(loop, intake)
         assert settled is True  # nothing in hand: the store's lag is not the rebalance's
         stored.add("r2")
         await watch.check()
         await settle()
         assert routed == []  # dropped: its partition may be another worker's now
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
