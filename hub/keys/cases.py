@@ -234,6 +234,15 @@ class CaseKeys:
                 if name not in written:
                     lost.ours[name] = key
                     lost.kept[name] = self._stored(name)
+            if any(kept is not None for kept in lost.kept.values()):
+                # what is sealed again under another worker's key is acknowledged only once
+                # that key is durable too, whoever's group commit would have synced it
+                self._mark_unsynced()
+
+    def _mark_unsynced(self) -> None:
+        """Tell the group commit the keyring has writes to make durable before the ack."""
+        if self._group is not None:
+            self._group.dirty(self.sync, self._dir)
 
     def _stored(self, name: str) -> bytes | None:
         """The key stored under a case pseudonym, or None (none, or shredded)."""
@@ -271,8 +280,8 @@ class CaseKeys:
                             written.add(name)
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
-        if written and self._group is not None:  # committed; the group round fsyncs it
-            self._group.dirty(self.sync, self._dir)
+        if written:  # committed; the group round fsyncs it
+            self._mark_unsynced()
         return written
 
     def sync(self) -> None:

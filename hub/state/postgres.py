@@ -233,6 +233,11 @@ class PostgresCaseKeys(CaseKeys):
             row = conn.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
         return None if row is None else _checked(name, row[0])
 
+    def _mark_unsynced(self) -> None:
+        """``CaseKeys._mark_unsynced``: the round's ``sync`` flushes the server's WAL."""
+        if self._group is not None:
+            self._group.dirty(self.sync, None)
+
     def _write_new(self, keys: dict[str, bytes]) -> set[str]:
         """``CaseKeys._write_new``: one transaction, every case's lock taken in lock-id order.
 

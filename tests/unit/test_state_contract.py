@@ -569,6 +569,17 @@ def test_case_keys_group_commit(settings: HubSettings) -> None:
             keys.key_for("C-0002")
             assert group.synced == group.position  # nothing written yet
         assert group.position > group.synced  # written once: synced before the ack
+        group.sync_to(group.position)
+        other = open_case_keys(settings, pseudonymise=pseudonym)  # a worker of its own
+        try:
+            with keys.deferred() as lost:
+                keys.key_for("C-0003")
+                other.key_for("C-0003")  # written first, synced by nobody here
+            assert lost.kept == {pseudonym("C-0003"): other.key_for("C-0003")}
+            # sealed again under the other's key: synced before this batch's ack too
+            assert group.position > group.synced
+        finally:
+            other.close()
     finally:
         keys.close()
 
