@@ -263,7 +263,7 @@ def _audit_side(
 
     def stored(record_ids: Sequence[str]) -> set[str]:
         if not position:
-            position.append(open_store(settings))
+            position.append(open_store(settings, lookups=True))
         return position[0].stored_ids(record_ids)
 
     # audit messages on disk until the store has them: a restarted worker sends them again

@@ -46,7 +46,7 @@ def delivered_to(settings: HubSettings) -> Callable[[str, str], Collection[tuple
     def lookup(event_id: str, party: str) -> Collection[tuple[str, str | None]]:
         nonlocal store
         if store is None:
-            store = open_store(settings)
+            store = open_store(settings, lookups=True)
         return deliveries_of(store, event_id, party)
 
     return lookup

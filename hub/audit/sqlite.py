@@ -49,6 +49,7 @@ from hub.models import AuditDecision, AuditRecord
 from hub.sqlite_wal import enable_wal, write_transaction
 
 __all__ = [
+    "LOOKUP_CACHE_KIB",
     "SCHEMA_VERSION",
     "LeafCursors",
     "SQLiteAuditStore",
@@ -91,6 +92,11 @@ _BACKFILL_BATCH = 10_000
 #: WAL before it returns, whenever the WAL is checkpointed. ``journal_size_limit`` truncates
 #: the WAL back after a checkpoint if a long read let it grow past that.
 _CACHE_KIB = 32 * 1024
+#: The page cache of a connection that only looks records up (the router's: which audit
+#: messages the store holds, who received an event or a case): a point lookup reads a few
+#: pages, and a router worker kept three such connections, each filling its 32 MiB as the
+#: log grew (most of a worker's memory growth in a 30-minute soak). SQLite's own default.
+LOOKUP_CACHE_KIB = 2 * 1024
 _AUTOCHECKPOINT_PAGES = 10_000
 _WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
@@ -451,7 +457,9 @@ class SQLiteAuditStore:
     One connection per instance, guarded by a lock so a thread pool may share it.
     """
 
-    def __init__(self, path: Path, *, busy_timeout: float = _TIMEOUT_S) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = _TIMEOUT_S, cache_kib: int = _CACHE_KIB
+    ) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._cursors = LeafCursors()
@@ -470,7 +478,7 @@ class SQLiteAuditStore:
                 # statement journals and sorts in memory: in a temp file (the default) every
                 # append spilled its statement journal to /var/tmp, tens of writes an event
                 self._conn.execute("PRAGMA temp_store=MEMORY")
-                self._conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+                self._conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
                 self._conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
                 self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
                 self._migrate()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hub.audit.retention import PrunedPrefix
-from hub.audit.sqlite import SQLiteAuditStore
+from hub.audit.sqlite import LOOKUP_CACHE_KIB, SQLiteAuditStore
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
 from hub.settings import HubSettings
@@ -175,14 +175,21 @@ def sqlite_path(settings: HubSettings) -> Path | None:
     return None
 
 
-def open_store(settings: HubSettings) -> AuditStore:
+def open_store(settings: HubSettings, *, lookups: bool = False) -> AuditStore:
     """Open (creating if needed) the audit store the settings select.
+
+    ``lookups``: a connection for point lookups only (the router's), with SQLite's small
+    default page cache rather than the writer's (``hub.audit.sqlite.LOOKUP_CACHE_KIB``).
 
     Raises:
         AuditError: the URL names an unsupported backend, or the store cannot be opened.
     """
     path = sqlite_path(settings)
     if path is not None:
+        if lookups:
+            return SQLiteAuditStore(
+                path, busy_timeout=settings.audit_busy_timeout, cache_kib=LOOKUP_CACHE_KIB
+            )
         return SQLiteAuditStore(path, busy_timeout=settings.audit_busy_timeout)
     url = settings.audit_url or ""
     scheme = url.split(":", 1)[0]

@@ -65,7 +65,7 @@ def earlier_recipients(
     def lookup(case_ref: str) -> Collection[str]:
         nonlocal store
         if store is None:
-            store = open_store(settings)
+            store = open_store(settings, lookups=True)
         records = store.query(
             case_pseudonym=pseudonymiser.case(case_ref),
             decision=AuditDecision.DELIVERED,
