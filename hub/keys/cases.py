@@ -217,7 +217,8 @@ class CaseKeys:
         (``hub.envelope.escrow.reescrow``).
 
         Raises:
-            KeyStoreError: already inside ``deferred`` on this thread, or the write failed.
+            KeyStoreError: a ``deferred`` block is already open on this object (one route
+                loop per keyring object), or the write failed.
         """
         if self._deferring is not None:
             raise KeyStoreError("case keys: deferred() is not reentrant; end the first block")
