@@ -27,7 +27,7 @@ from hub.scenarios.asb import asb_case
 from hub.scenarios.north_worcs import Scenario
 from hub.scenarios.strategic import quarter_submissions
 
-__all__ = ["DemoSummary", "run_demo"]
+__all__ = ["DemoSummary", "earlier_runs_note", "run_demo"]
 
 REJECTED_NOTICE = "uk.csp.hub.rejected.v1"
 
@@ -53,6 +53,29 @@ class DemoSummary:
             f"withheld {a.get('withheld', 0)}  quarantined {a.get('rejected', 0)}  "
             f"acknowledged {a.get('acknowledged', 0)}"
         )
+
+
+def earlier_runs_note(records: int) -> str | None:
+    """What to tell a user whose data dir already holds a run (None: it holds none).
+
+    The registers persist with the audit store, and the scenario's case, flag and ban
+    references come from its seed: run again over the same data dir, the events that raise
+    them again are refused (a flag already raised, a ban already in force), as they should
+    be. Said before the run, so the refusals are not a surprise.
+    """
+    if records <= 0:
+        return None
+    return (
+        f"note: this hub's audit store already holds {records} records from earlier runs; "
+        "the scenario's flags, bans and cases are registered there, so events that raise "
+        "them again are refused (already raised, already in force). The counts below are "
+        "this run's. For a fresh run, point HUB_DATA_DIR at a new directory."
+    )
+
+
+def _since(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """Per-decision counts of this run: the store's now, less what it held at the start."""
+    return {decision: n - before.get(decision, 0) for decision, n in now.items()}
 
 
 async def _consume(client: HubClient, summary: DemoSummary, stop: asyncio.Event) -> None:
@@ -104,6 +127,10 @@ async def run_demo(
         else []
     )
     total = events + len(asb) + len(s17a)
+    at_start = store.counts()
+    note = earlier_runs_note(sum(at_start.values()))
+    if note is not None:
+        report(note)
     started = time.monotonic()
     last_report = 0.0
 
@@ -113,7 +140,7 @@ async def run_demo(
             if store.has_event(event_id):
                 pending.discard(event_id)
                 summary.decided += 1
-        summary.audit = store.counts()
+        summary.audit = _since(store.counts(), at_start)
         now = time.monotonic() - started
         if now - last_report >= 2.0:
             last_report = now

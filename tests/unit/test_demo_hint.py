@@ -1,4 +1,5 @@
-"""The demo's closing hint (issue 18): after `make demo` every command it names runs as pasted.
+"""The demo's hints (issue 18): after `make demo` every command it names runs as pasted, and a
+second demo over the same data dir says why its events are refused.
 
 `make demo` runs `.venv/bin/hub`, which is not on PATH: a hint saying `hub ...` failed there.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from hub.audit.sqlite import SQLiteAuditStore
 from hub.cli.runtime import next_steps
 from hub.models import AuditDecision, AuditRecord, record_id_for
+from hub.scenarios.demo import _since, earlier_runs_note
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_HUB = Path(sys.executable).parent / "hub"
@@ -66,3 +68,17 @@ def test_demo_hint_runs_as_pasted(tmp_path: Path) -> None:
         outputs[command] = done.stdout
     withheld = next(out for c, out in outputs.items() if "withheld" in c)
     assert "no rule delivers" in withheld  # the why, not only the who
+
+
+def test_a_demo_over_an_earlier_runs_data_dir_says_so_and_counts_its_own_run() -> None:
+    assert earlier_runs_note(0) is None  # a fresh data dir: nothing to say
+    note = earlier_runs_note(2_326)
+    assert note is not None
+    assert "2326 records from earlier runs" in note
+    assert "already raised" in note
+    assert "HUB_DATA_DIR" in note
+    # the live counts are this run's: the store's now, less what it held at the start
+    assert _since({"delivered": 2_420, "withheld": 1_510}, {"delivered": 1_390}) == {
+        "delivered": 1_030,
+        "withheld": 1_510,
+    }
