@@ -174,9 +174,9 @@ class CaseKeys:
                     if shredded:
                         raise _shredded(name)
                     return deferring.new(name)
-                row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
-                if row is not None:
-                    return _checked(name, row[0])
+                stored = self._stored(name)
+                if stored is not None:
+                    return stored
                 key = os.urandom(CASE_KEY_BYTES)
                 # one statement, so one atomic transaction: no key for a shredded case, and
                 # of two processes creating the same case's key, the first one wins
@@ -186,10 +186,10 @@ class CaseKeys:
                     (name, key, name),
                 ).rowcount
                 if not created:
-                    row = db.execute("SELECT key FROM case_keys WHERE name = ?", (name,)).fetchone()
-                    if row is None:
+                    stored = self._stored(name)  # another process created it meanwhile
+                    if stored is None:
                         raise _shredded(name)
-                    return _checked(name, row[0])  # another process created it meanwhile
+                    return stored
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
         if self._group is not None:  # committed, not yet fsynced: the group round does it

@@ -364,9 +364,9 @@ class AsbProcess(BaseProcess):
             return None
         ref = str(ctx.data.get("case_ref"))
         if reg.applied(ctx.id, ref):
-            # a reprocess (after a crash, or a batch routed again after a lost case-key
-            # race): it passed when first routed, and the case now holds its updates (an
-            # application finds its own case open), perhaps later events' too
+            # a reprocess (after a crash, before the batch's acks): it passed when first
+            # routed, and the case now holds its updates (an application finds its own
+            # case open), perhaps later events' too
             return None
         check_event(ctx, reg.case(ref))
         return None
