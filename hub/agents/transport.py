@@ -54,6 +54,7 @@ from mode import Service
 from hub.agents.intake import Intake
 from hub.broker import decode_guard
 from hub.broker.fetch import FETCH_WAIT_MS
+from hub.broker.lost_log import LostLogWatch, offsets_of
 from hub.log import get_logger
 
 __all__ = ["HubApp", "TrackingProducer"]
@@ -104,6 +105,11 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
+async def _offsets(consumer: Any) -> dict[Any, tuple[int | None, int | None]]:
+    """``offsets_of``, as the consumer thread's ``call_thread`` runs it (a coroutine)."""
+    return offsets_of(consumer)
+
+
 class _Consumer(driver.Consumer):
     """faust's consumer; with an ``Intake`` installed, each fetch is handed over whole.
 
@@ -119,6 +125,30 @@ class _Consumer(driver.Consumer):
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _rewind_lost_logs(self, watch: LostLogWatch) -> None:
+        """Seek each partition found past its log's end back to its start (``lost_log``).
+
+        Its offset bookkeeping is dropped as a revoke drops it: the committed offset faust
+        holds is the lost log's, and acknowledgements below it would never be committed.
+        """
+        thread = self._thread
+        lost = watch.observe(await thread.call_thread(_offsets, thread._ensure_consumer()))
+        for partition, beyond in lost.items():
+            _log.error(
+                "log_lost_under_position",
+                topic=partition.topic,
+                partition=partition.partition,
+                position=beyond.position,
+                high_watermark=beyond.high_watermark,
+            )
+            tp = ensure_TP(partition)
+            self._gap.pop(tp, None)
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+            self._committed_offset.pop(tp, None)
+            await self.seek(tp, 0)  # faust's: the read offset with it
+        watch.rewound(lost)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """faust's, except that a partition with nothing committed goes back to its start.
@@ -174,6 +204,7 @@ class _Consumer(driver.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
+        watch = LostLogWatch()
         reseek = False
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -233,6 +264,8 @@ class _Consumer(driver.Consumer):
                     await self.wait_first(
                         intake.put(fetched, epoch=epoch), self.suspend_flow.wait()
                     )
+                if watch.due() and self.assignment():  # once a second, busy or idle
+                    await self._rewind_lost_logs(watch)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

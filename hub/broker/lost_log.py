@@ -1,0 +1,103 @@
+"""A consumer positioned past the end of its partition's log: the broker lost records.
+
+Why: a consumer reads from its position (after a rebalance, its group's committed offset).
+If the broker lost the partition's records (the embedded Tansu keeps them in memory, so a
+broker restart loses every one; on Kafka, an unclean leader election), the committed offset
+can lie beyond the new log's end: a worker acknowledging events it had fetched before the
+restart commits their old offsets to the restarted broker. Apache Kafka answers a fetch from
+there with ``OFFSET_OUT_OF_RANGE`` and aiokafka resets the position to the earliest offset
+(the hub's ``auto_offset_reset="earliest"``). Tansu 0.6 answers it with no records and no
+error, so the consumer waited there for good, and the records written after the restart
+below that offset were never read: events published after a broker restart were never
+routed (``tests/integration/test_restart.py`` saw it about once in ten runs).
+
+What: ``LostLogWatch`` compares each assigned partition's position with the high watermark
+of the last fetch answer (exact on both brokers, unlike Tansu's ListOffsets: see
+``hub.broker.offsets``). A position above it for ``GRACE_S`` seconds (a new Kafka leader's
+high watermark can trail for a moment, never for long) is a lost log: the caller seeks the
+partition back to its start, as Kafka's answer would have, and logs it. Everything after is
+read again; the hub's ids are deterministic and its stores idempotent, so nothing is lost or
+doubled, and nothing valid is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CHECK_EVERY_S", "GRACE_S", "Beyond", "LostLogWatch", "offsets_of"]
+
+#: how long a position may stay above the high watermark before the log counts as lost
+GRACE_S = 5.0
+#: how often an idle consumer looks (the check reads in-memory state only)
+CHECK_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Beyond:
+    """A partition whose position lies beyond its log's end."""
+
+    position: int
+    high_watermark: int
+
+
+class LostLogWatch:
+    """Which partitions have stayed positioned past their log's end for the grace period."""
+
+    def __init__(
+        self,
+        *,
+        grace: float = GRACE_S,
+        every: float = CHECK_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._grace = grace
+        self._every = every
+        self._clock = clock
+        self._since: dict[Any, float] = {}
+        self._last = clock()
+
+    def due(self) -> bool:
+        """Whether a look is due (at most one every ``every`` seconds)."""
+        return self._clock() - self._last >= self._every
+
+    def observe(self, offsets: Mapping[Any, tuple[int | None, int | None]]) -> dict[Any, Beyond]:
+        """The partitions past their log's end for ``grace`` seconds now; forget the rest.
+
+        ``offsets`` maps each assigned partition to (position, high watermark), either None
+        while unknown (no position yet, no fetch answered since the assignment).
+        """
+        now = self._clock()
+        self._last = now
+        beyond = {
+            tp: Beyond(position, high)
+            for tp, (position, high) in offsets.items()
+            if position is not None and high is not None and position > high
+        }
+        self._since = {tp: self._since.get(tp, now) for tp in beyond}
+        return {tp: b for tp, b in beyond.items() if now - self._since[tp] >= self._grace}
+
+    def rewound(self, tps: Iterable[Any]) -> None:
+        """The caller sought these back to their start: watch them afresh."""
+        for tp in tps:
+            self._since.pop(tp, None)
+
+
+def offsets_of(consumer: Any) -> dict[Any, tuple[int | None, int | None]]:
+    """(position, high watermark) of each partition assigned to an ``AIOKafkaConsumer``.
+
+    Read from its subscription state, without a request: ``position()`` would wait for a
+    partition whose position is being reset, and this runs on every idle look.
+    """
+    subscription = consumer._subscription  # aiokafka 0.14: SubscriptionState
+    assignment = subscription.subscription.assignment if subscription.subscription else None
+    out: dict[Any, tuple[int | None, int | None]] = {}
+    for tp in consumer.assignment():
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is None:
+            continue
+        position = state.position if state.has_valid_position else None
+        out[tp] = (position, state.highwater)
+    return out
