@@ -34,7 +34,7 @@ from hub.audit.store import AuditStore
 from hub.audit.stream import AuditStreamError, verify_message
 from hub.broker import topics
 from hub.broker.fetch import FETCH_WAIT_MS
-from hub.broker.lost_log import LostLogWatch, offsets_of
+from hub.broker.lost_log import LostLogWatch, rewind_lost_logs
 from hub.broker.security import KafkaSecurity
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
@@ -242,25 +242,6 @@ class AuditSink:
         return out
 
 
-def _rewind_lost_logs(consumer: Any, watch: LostLogWatch) -> None:
-    """Seek each partition of ``hub.audit`` found past its log's end back to its start.
-
-    ``hub.broker.lost_log``: the broker lost the records below the committed offset; the
-    messages written since are read from the start (the store keeps each record once).
-    """
-    lost = watch.observe(offsets_of(consumer))
-    for tp, beyond in lost.items():
-        _log.error(
-            "log_lost_under_position",
-            topic=tp.topic,
-            partition=tp.partition,
-            position=beyond.position,
-            high_watermark=beyond.high_watermark,
-        )
-        consumer.seek(tp, 0)
-    watch.rewound(lost)
-
-
 async def _lag(consumer: Any) -> int:
     """End offsets minus positions over the assignment: what is in hub.audit, not yet written.
 
@@ -428,8 +409,9 @@ async def run_audit_sink(
     watch = LostLogWatch()
     try:
         while True:
-            if watch.due():
-                _rewind_lost_logs(consumer, watch)
+            # hub.broker.lost_log: a partition of hub.audit past its log's end is read from
+            # its start (the store keeps each record once)
+            rewind_lost_logs(consumer, watch, log=_log)
             raw = await _gather(consumer, linger=linger, max_records=_MAX_RECORDS)
             if raw:
                 records, refused = read_messages(raw, secret=secret)

@@ -18,6 +18,18 @@ high watermark can trail for a moment, never for long) is a lost log: the caller
 partition back to its start, as Kafka's answer would have, and logs it. Everything after is
 read again; the hub's ids are deterministic and its stores idempotent, so nothing is lost or
 doubled, and nothing valid is skipped.
+
+Users, each a long-running consumer that commits offsets in a group, where a record skipped
+is a delivery lost (each says why reading again is safe for it):
+
+- the router workers' fetch loop (``hub.agents.transport._Consumer``, through faust's
+  consumer thread, dropping faust's offset bookkeeping of the partition as a revoke does);
+- the audit sink (``hub.agents.sink.run_audit_sink``: the store keeps each record once);
+- the SDK's ``HubClient.deliveries`` (a recipient's group on ``hub.out.<party>``: the inbox
+  skips ids it holds; a read without ``follow`` does not stop while past the end,
+  ``beyond_the_end``).
+
+The raw aiokafka loops share ``rewind_lost_logs``, called on every turn of the loop.
 """
 
 from __future__ import annotations
@@ -25,9 +37,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CHECK_EVERY_S", "GRACE_S", "Beyond", "LostLogWatch", "offsets_of"]
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = [
+    "CHECK_EVERY_S",
+    "GRACE_S",
+    "Beyond",
+    "LostLogWatch",
+    "beyond_the_end",
+    "offsets_of",
+    "rewind_lost_logs",
+]
 
 #: how long a position may stay above the high watermark before the log counts as lost
 GRACE_S = 5.0
@@ -71,11 +94,7 @@ class LostLogWatch:
         """
         now = self._clock()
         self._last = now
-        beyond = {
-            tp: Beyond(position, high)
-            for tp, (position, high) in offsets.items()
-            if position is not None and high is not None and position > high
-        }
+        beyond = _beyond(offsets)
         self._since = {tp: self._since.get(tp, now) for tp in beyond}
         return {tp: b for tp, b in beyond.items() if now - self._since[tp] >= self._grace}
 
@@ -101,3 +120,48 @@ def offsets_of(consumer: Any) -> dict[Any, tuple[int | None, int | None]]:
         position = state.position if state.has_valid_position else None
         out[tp] = (position, state.highwater)
     return out
+
+
+def _beyond(offsets: Mapping[Any, tuple[int | None, int | None]]) -> dict[Any, Beyond]:
+    return {
+        tp: Beyond(position, high)
+        for tp, (position, high) in offsets.items()
+        if position is not None and high is not None and position > high
+    }
+
+
+def beyond_the_end(consumer: Any) -> dict[Any, Beyond]:
+    """The partitions of an ``AIOKafkaConsumer`` positioned past their log's end now.
+
+    No grace: for a reader that stops once it has reached the end (``HubClient.deliveries``
+    without ``follow``): a position past the end is not the end, it must wait for the
+    watch to rewind it (or, on Kafka, for the fetch's ``OFFSET_OUT_OF_RANGE`` reset).
+    """
+    return _beyond(offsets_of(consumer))
+
+
+def rewind_lost_logs(
+    consumer: Any, watch: LostLogWatch, *, log: FilteringBoundLogger
+) -> dict[Any, Beyond]:
+    """Seek each partition of an ``AIOKafkaConsumer`` found past its log's end back to 0.
+
+    For a raw aiokafka fetch loop, called on every turn, busy or idle: it looks only when
+    ``watch`` says a look is due (once a second), from the consumer's in-memory state. What
+    it finds is logged by topic, partition and offsets (never a record) and returned; the
+    messages written since the broker lost the log are read from the start, so the caller's
+    handling must be idempotent (each user's docstring says how it is).
+    """
+    if not watch.due():
+        return {}
+    lost = watch.observe(offsets_of(consumer))
+    for tp, beyond in lost.items():
+        log.error(
+            "log_lost_under_position",
+            topic=tp.topic,
+            partition=tp.partition,
+            position=beyond.position,
+            high_watermark=beyond.high_watermark,
+        )
+        consumer.seek(tp, 0)
+    watch.rewound(lost)
+    return lost

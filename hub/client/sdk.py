@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 from hub.audit.subjects import case_ref
 from hub.broker import decode_guard, topics
 from hub.broker.fetch import FETCH_WAIT_MS
+from hub.broker.lost_log import LostLogWatch, beyond_the_end, rewind_lost_logs
 from hub.broker.offsets import end_offsets
 from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
@@ -353,6 +354,12 @@ class HubClient:
         which a case's events were published. Everything waiting now is read first, then
         (with ``follow``) each later fetch; offsets are committed once a whole read has
         been handled, and the inbox skips what a crash in between re-delivers.
+
+        A committed offset past the end of a partition's log (the broker lost its records:
+        ``hub.broker.lost_log``) is read from the start after the watch's grace period, as
+        Kafka's ``OFFSET_OUT_OF_RANGE`` would do; on the embedded broker the consumer waited
+        there for good, and a read without ``follow`` stopped at once, having yielded
+        nothing. Deliveries from before may come again: the inbox skips the ids it holds.
         """
         topic = topics.outbound(self.party)
         consumer = AIOKafkaConsumer(
@@ -389,11 +396,15 @@ class HubClient:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, committed)
+            watch = LostLogWatch()
             if ordered:
-                async for next_one in self._in_order(consumer, tps, ends, follow, poll_timeout):
+                async for next_one in self._in_order(
+                    consumer, tps, ends, follow, poll_timeout, watch
+                ):
                     yield next_one
                 return
             while True:
+                rewind_lost_logs(consumer, watch, log=_log)
                 batches = await consumer.getmany(*tps, timeout_ms=int(poll_timeout * 1000))
                 for tp, records in batches.items():
                     for record in records:
@@ -402,10 +413,8 @@ class HubClient:
                             yield delivery
                             self._mark(delivery)
                         await consumer.commit({tp: record.offset + 1})
-                if not follow:
-                    positions = {tp: await consumer.position(tp) for tp in tps}
-                    if all(positions[tp] >= ends[tp] for tp in tps):
-                        return
+                if not follow and await _at_the_end(consumer, tps, ends):
+                    return
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(consumer.stop())
@@ -417,17 +426,18 @@ class HubClient:
         ends: dict[TopicPartition, int],
         follow: bool,
         poll_timeout: float,
+        watch: LostLogWatch,
     ) -> AsyncGenerator[Delivery, None]:
         """``deliveries(ordered=True)``: whole reads, each in publish order per case."""
         held: list[Any] = []
         backlog = True  # everything up to the end offsets read at the start, as one read
         while True:
+            rewind_lost_logs(consumer, watch, log=_log)
             batches = await consumer.getmany(*tps, timeout_ms=int(poll_timeout * 1000))
             held += [record for records in batches.values() for record in records]
             caught_up = True
             if backlog:
-                positions = {tp: await consumer.position(tp) for tp in tps}
-                caught_up = all(positions[tp] >= ends[tp] for tp in tps)
+                caught_up = await _at_the_end(consumer, tps, ends)
             if caught_up and held:
                 opened = [d for d in map(self._open_delivery, held) if d is not None]
                 for delivery in publish_order([d for d in opened if not self._already(d)]):
@@ -471,6 +481,18 @@ class HubClient:
     def _mark(self, delivery: Delivery) -> None:
         if self._inbox is not None:
             self._inbox.mark(delivery.id, source=delivery.source)
+
+
+async def _at_the_end(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
+) -> bool:
+    """Whether every partition was read up to ``ends``, and none is past its log's end.
+
+    A position past the log's end (``hub.broker.lost_log``) is not the end: the records
+    below it are read once the watch has sought it back to the start.
+    """
+    positions = {tp: await consumer.position(tp) for tp in tps}
+    return all(positions[tp] >= ends[tp] for tp in tps) and not beyond_the_end(consumer)
 
 
 def publish_order(deliveries: Iterable[Delivery]) -> list[Delivery]:

@@ -17,16 +17,23 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from structlog.testing import capture_logs
 
 from hub.agents.sink_worker import SINK_GROUP
 from hub.broker import EmbeddedBroker, topics
-from tests.conftest import start_hub, unique, wait_for
+from hub.client import HubClient
+from tests.conftest import RunningHub, event_ids_on, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
 
 pytestmark = pytest.mark.integration
 
 PUBLISHER = "marac.north-worcs"
+#: a recipient of the publisher's flags (``hub.out.west-mercia-police``)
+RECIPIENT = "west-mercia-police"
 PAST_THE_END = 1000
+#: past the end of a topic of the session's shared hub, whatever the tests before wrote
+FAR_PAST_THE_END = 10**9
+_LOST_FIELDS = {"topic", "partition", "position", "high_watermark"}
 
 
 def _commit_past_the_end(bootstrap: str, group: str, topic: str) -> bool:
@@ -119,3 +126,81 @@ def test_audit_messages_below_a_committed_offset_past_the_end_are_stored(
             assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
         finally:
             hub.supervisor.stop()
+
+
+def _commit_assigned_past_the_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit ``FAR_PAST_THE_END`` for every partition of ``topic`` in ``group``, assigned.
+
+    As ``HubClient.deliveries`` commits: its consumer assigns its partitions itself and joins
+    no group, and the embedded broker takes such commits at once.
+    """
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            assert tps, f"{topic}: no partitions"
+            consumer.assign(tps)
+            await consumer.commit({tp: OffsetAndMetadata(FAR_PAST_THE_END, "") for tp in tps})
+            assert [await consumer.committed(tp) for tp in tps] == [FAR_PAST_THE_END] * len(tps)
+        finally:
+            await consumer.stop()
+
+    asyncio.run(run())
+
+
+def _read_until(hub: RunningHub, group: str, ids: list[str], *, follow: bool) -> set[str]:
+    """The ids of ``ids`` that ``RECIPIENT``'s ``deliveries`` in ``group`` yields.
+
+    Without ``follow`` (``hub consume``'s read, in publish order): what one read to the end
+    yields. With it (a recipient's service loop): read until every id came, for at most 60 s.
+    """
+
+    async def run() -> set[str]:
+        seen: set[str] = set()
+        async with HubClient(
+            RECIPIENT, bootstrap=hub.bootstrap, keys=hub.keys, group_id=group
+        ) as client:
+            deliveries = client.deliveries(follow=follow, ordered=not follow, poll_timeout=0.2)
+            try:
+                async with asyncio.timeout(60):
+                    async for delivery in deliveries:
+                        seen.add(delivery.id)
+                        if follow and set(ids) <= seen:
+                            break
+            except TimeoutError:
+                pass  # the caller's assertion names what never came
+            finally:
+                await deliveries.aclose()
+        return seen & set(ids)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["read-to-the-end", "follow"])
+def test_deliveries_below_a_committed_offset_past_the_end_reach_the_recipient(
+    hub: RunningHub, follow: bool
+) -> None:
+    """A recipient's own group (``HubClient.deliveries``): without the rewind a read to the
+    end stopped at once with nothing (its position was already past the end offset), and a
+    following one waited for good."""
+    group = unique("test-lost-log")
+    _commit_assigned_past_the_end(hub.bootstrap, group, topics.outbound(RECIPIENT))
+    ids = [hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC"))) for _ in range(3)]
+    wait_for(
+        lambda: set(ids) <= set(event_ids_on(hub.bootstrap, topics.outbound(RECIPIENT))),
+        timeout=60,
+        what=f"the events on {topics.outbound(RECIPIENT)}",
+    )
+    with capture_logs() as logs:
+        assert _read_until(hub, group, ids, follow=follow) == set(ids)
+    lost = [e for e in logs if e["event"] == "log_lost_under_position"]
+    assert lost, "the rewind was not logged"
+    # by topic, partition and offsets only: nothing of a record
+    assert set(lost[0]) == {"event", "log_level", "component", *_LOST_FIELDS}
+    assert lost[0]["topic"] == topics.outbound(RECIPIENT)
+    assert lost[0]["position"] == FAR_PAST_THE_END
