@@ -27,7 +27,9 @@ is a delivery lost (each says why reading again is safe for it):
 - the audit sink (``hub.agents.sink.run_audit_sink``: the store keeps each record once);
 - the SDK's ``HubClient.deliveries`` (a recipient's group on ``hub.out.<party>``: the inbox
   skips ids it holds; a read without ``follow`` does not stop while past the end,
-  ``beyond_the_end``).
+  ``beyond_the_end``);
+- the webhook dispatcher (``hub.webhooks.dispatcher``, group ``hub-webhook.<party>``: a
+  delivery posted again keeps its ``webhook-id``, which receivers drop).
 
 The raw aiokafka loops share ``rewind_lost_logs``, called on every turn of the loop.
 """

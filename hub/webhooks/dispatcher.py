@@ -20,6 +20,12 @@ Per delivery, in order (one party's queue is sequential, so its order is kept):
 Audit records go to ``hub.audit`` like the router's (the sink writes them; deterministic
 record ids, so a crash and redo writes each once). A crash before the commit redelivers
 the one delivery in hand: at-least-once, and receivers dedupe by ``webhook-id``.
+
+A committed offset past the end of a partition's log (the broker lost its records:
+``hub.broker.lost_log``) is read from the start after the watch's grace period, as Kafka's
+``OFFSET_OUT_OF_RANGE`` would do: on the embedded broker the dispatcher waited there for
+good and the deliveries below it were never posted. What is read again is posted again
+under the same ``webhook-id``, which receivers drop, as after a crash.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hub.audit.stream import load_audit_stream_key, mac_headers
 from hub.broker import topics
 from hub.broker.fetch import FETCH_WAIT_MS
+from hub.broker.lost_log import CHECK_EVERY_S, LostLogWatch, rewind_lost_logs
 from hub.client.sdk import HubClient
 from hub.keys.file_store import FileKeyStore
 from hub.log import get_logger
@@ -127,9 +134,18 @@ class WebhookDispatcher:
         try:
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 _log.info("webhook_dispatcher_started", party=self.party)
-                async for record in consumer:
-                    await self.handle(record, http=http, producer=producer)
-                    await consumer.commit()
+                watch = LostLogWatch()
+                while True:
+                    # not ``async for``: it waits for a record however long, and the lost-log
+                    # watch must look while idle too; one record at a time, as before, so
+                    # each commit covers exactly the records handled
+                    rewind_lost_logs(consumer, watch, log=_log)
+                    batch = await consumer.getmany(
+                        timeout_ms=int(CHECK_EVERY_S * 1000), max_records=1
+                    )
+                    for record in (r for records in batch.values() for r in records):
+                        await self.handle(record, http=http, producer=producer)
+                        await consumer.commit()
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(consumer.stop())

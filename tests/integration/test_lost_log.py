@@ -11,7 +11,11 @@ were never routed. Here the group's committed offsets are put past the log's end
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -22,6 +26,7 @@ from structlog.testing import capture_logs
 from hub.agents.sink_worker import SINK_GROUP
 from hub.broker import EmbeddedBroker, topics
 from hub.client import HubClient
+from hub.webhooks import WebhookConfig
 from tests.conftest import RunningHub, event_ids_on, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
 
@@ -204,3 +209,73 @@ def test_deliveries_below_a_committed_offset_past_the_end_reach_the_recipient(
     assert set(lost[0]) == {"event", "log_level", "component", *_LOST_FIELDS}
     assert lost[0]["topic"] == topics.outbound(RECIPIENT)
     assert lost[0]["position"] == FAR_PAST_THE_END
+
+
+class _Endpoint:
+    """A webhook endpoint that accepts every POST and keeps its ``webhook-id`` (event id)."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                endpoint.ids.add(self.headers["webhook-id"])
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def endpoint() -> Iterator[_Endpoint]:
+    served = _Endpoint()
+    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
+    thread.start()
+    yield served
+    served.server.shutdown()
+    served.server.server_close()
+    thread.join(timeout=10)
+
+
+def test_webhooks_below_a_committed_offset_past_the_end_are_posted(
+    tmp_path: Path, endpoint: _Endpoint
+) -> None:
+    """The webhook dispatcher's group (``hub-webhook.<party>``): without the rewind the
+    restarted dispatcher waited past the end for good and posted none of these."""
+    data_dir = tmp_path / "data"
+    WebhookConfig(data_dir / "webhooks.json").add(RECIPIENT, endpoint.url)
+    with EmbeddedBroker() as broker:
+        hub = start_hub(broker.bootstrap, data_dir)
+        try:
+            warm = hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC")))
+            wait_for(lambda: warm in endpoint.ids, timeout=60, what="the warm event's POST")
+            dispatcher = hub.supervisor.webhooks
+            assert dispatcher is not None
+            dispatcher.kill()
+            dispatcher.wait(timeout=30)
+            wait_for(
+                lambda: _commit_past_the_end(
+                    broker.bootstrap, f"hub-webhook.{RECIPIENT}", topics.outbound(RECIPIENT)
+                ),
+                timeout=60,
+                what="the dispatcher's group, its member gone, to take offsets past the end",
+            )
+            ids = [
+                hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC"))) for _ in range(3)
+            ]
+            assert hub.supervisor.heal()  # the dispatcher, restarted
+            wait_for(
+                lambda: set(ids) <= endpoint.ids,
+                timeout=60,
+                what="the deliveries below the committed offsets to be posted",
+            )
+            assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
+        finally:
+            hub.supervisor.stop()
