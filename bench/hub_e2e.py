@@ -47,6 +47,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -60,6 +61,7 @@ from hub.agents.heap import freeze_heap
 from hub.agents.supervisor import Supervisor
 from hub.broker import EmbeddedBroker
 from hub.broker import topics as hub_topics
+from hub.broker.embedded import free_port
 from hub.broker.fetch import FETCH_WAIT_MS
 from hub.broker.topics import all_topics, ensure_topics
 from hub.client import HubClient
@@ -252,7 +254,7 @@ def _memory(pid: int) -> dict[str, int]:
 class _Hub:
     """One hub (supervisor, workers) on the bench broker, in a throwaway data dir."""
 
-    def __init__(self, *, workers: int, profile: Path | None) -> None:
+    def __init__(self, *, workers: int, profile: Path | None, metrics: bool = False) -> None:
         # its own broker: a hub started after another on one broker waits out the old
         # consumer group members (Tansu holds JoinGroup for the rebalance timeout)
         self.broker = EmbeddedBroker()
@@ -267,6 +269,8 @@ class _Hub:
             workers=workers,
             workflow_interval=0,
             log_level="WARNING",
+            # the soak reads the worker's SQLite memory from its /metrics
+            metrics_port=free_port() if metrics else 0,
         )
         self.supervisor = Supervisor(self.settings)
 
@@ -420,11 +424,27 @@ class _Fixed:
         return self._counts
 
 
+def _sqlite_kib(port: int | None) -> int | None:
+    """The worker's ``hub_sqlite_memory_bytes`` in KiB (``hub.state.sqlite_memory``), or None."""
+    if port is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("hub_sqlite_memory_bytes "):
+            return int(float(line.split()[1])) // 1024
+    return None
+
+
 def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
     """Feed one worker at ``rate`` for ``soak_s`` seconds in slices; sample its memory."""
-    with _Hub(workers=1, profile=None) as hub:
+    with _Hub(workers=1, profile=None, metrics=True) as hub:
         protocol = hub.supervisor.protocol
         pid = hub.supervisor.workers[0].pid
+        port = hub.supervisor.metrics_port(pid)
         per_slice = max(1, int(rate * float(params["soak_slice_s"])))
         samples: list[dict[str, Any]] = []
         t0 = time.monotonic()
@@ -441,6 +461,7 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
                     "cpu_s": CpuMeter.seconds(pid),
                     "broker_rss": _memory(broker)["rss"],
                     "broker_cpu_s": CpuMeter.seconds(broker),
+                    "sqlite_kib": _sqlite_kib(port),
                 }
             )
 
@@ -475,6 +496,9 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
         - max(x["rss"] for x in samples[:tenth]),
         "anon_first_tenth_kib": max(x["anon"] for x in samples[:tenth]),
         "anon_last_tenth_kib": max(x["anon"] for x in samples[-tenth:]),
+        # of which SQLite's page caches (None where the worker could not say)
+        "sqlite_first_tenth_kib": _most(samples[:tenth], "sqlite_kib"),
+        "sqlite_last_tenth_kib": _most(samples[-tenth:], "sqlite_kib"),
         "threads_first": samples[0]["threads"],
         "threads_last": last["threads"],
         "peak_rss_kib": peak,
@@ -484,6 +508,12 @@ def _soak(params: Mapping[str, Any], rate: float) -> dict[str, Any]:
         # off; a leak keeps climbing through the second half
         "memory_series": samples,
     }
+
+
+def _most(samples: list[dict[str, Any]], kind: str) -> int | None:
+    """The largest of a kind of sample, or None when no sample has it."""
+    known = [x[kind] for x in samples if x.get(kind) is not None]
+    return max(known) if known else None
 
 
 def _soak_trend(samples: list[dict[str, Any]]) -> dict[str, Any]:

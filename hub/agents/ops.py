@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from hub.agents.routing import RouteResult
 from hub.log import get_logger
 from hub.models import AuditDecision
+from hub.state.sqlite_memory import sqlite_memory
 
 __all__ = ["HEARTBEAT_LIMIT_S", "Metrics", "OpsServer", "OpsState"]
 
@@ -161,6 +162,15 @@ class _Gauges(Collector):
         yield GaugeMetricFamily(
             "hub_partitions_assigned", "partitions assigned to this worker", value=state.partitions
         )
+        held = sqlite_memory()
+        if held is not None:
+            yield GaugeMetricFamily(
+                "hub_sqlite_memory_bytes",
+                "memory SQLite's allocator holds in this worker (the page caches of its stores "
+                "and registers, up to each connection's cache_size): part of its resident "
+                "memory that Python's own counters do not see",
+                value=held,
+            )
         yield GaugeMetricFamily(
             "hub_ready", "1 when /readyz answers 200", value=float(state.readiness()[0])
         )

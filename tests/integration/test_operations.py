@@ -348,6 +348,8 @@ def test_metrics_report_each_workers_process(run: Run) -> None:
         actual = [_rss_bytes(pid) for pid in workers]  # read after the scrape: a moment later
         assert any(abs(reported - rss) <= 0.2 * rss for rss in actual), (reported, actual)
         assert metric_sum(text, "process_open_fds") > 0
+        # its stores' page caches, which the process_* series cannot tell apart
+        assert 0 < metric_sum(text, "hub_sqlite_memory_bytes") < reported
         assert metric_sum(text, "process_cpu_seconds_total") > 0
         assert metric_samples(text, "python_gc_collections_total")
         assert metric_samples(text, "python_info")
