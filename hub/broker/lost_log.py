@@ -29,7 +29,9 @@ is a delivery lost (each says why reading again is safe for it):
   skips ids it holds; a read without ``follow`` does not stop while past the end,
   ``beyond_the_end``);
 - the webhook dispatcher (``hub.webhooks.dispatcher``, group ``hub-webhook.<party>``: a
-  delivery posted again keeps its ``webhook-id``, which receivers drop).
+  delivery posted again keeps its ``webhook-id``, which receivers drop);
+- the federation link (``hub.federation.link.run_link``, group ``link_group(peer)``: its
+  event-id log skips what was forwarded already).
 
 The raw aiokafka loops share ``rewind_lost_logs``, called on every turn of the loop.
 """

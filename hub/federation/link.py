@@ -21,6 +21,11 @@ this hub (``hub.federation.inbound``). The two brokers may be different Kafka cl
   audit sink delivers to every party): the peer's protocol has no rule for them. What the
   peer needs of this log travels as ``uk.csp.marac.transfer.proof.v1`` instead: the
   hand-over record, its inclusion proof and the checkpoint (``hub.federation.proofs``).
+- A committed offset past the end of a partition's log (this hub's broker lost its records:
+  ``hub.broker.lost_log``) is read from the start after the watch's grace period, as Kafka's
+  ``OFFSET_OUT_OF_RANGE`` would do: on the embedded broker the link waited there for good
+  and the deliveries below it never reached the peer. What is read again and was forwarded
+  already is skipped by the event-id log above.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.broker import topics
+from hub.broker.lost_log import LostLogWatch, rewind_lost_logs
 from hub.broker.security import KafkaSecurity
 from hub.errors import BrokerError
 from hub.log import get_logger
@@ -187,8 +193,10 @@ async def run_link(
             f"got {type(exc).__name__}: {exc}"
         ) from exc
     _log.info("link_started", peer=peer, source=source, target=target)
+    watch = LostLogWatch()
     try:
         while not stop.is_set():
+            rewind_lost_logs(consumer, watch, log=_log)  # at most once a second, busy or idle
             batch = await consumer.getmany(timeout_ms=500, max_records=_MAX_RECORDS)
             records = [r for part in batch.values() for r in part]
             if not records:

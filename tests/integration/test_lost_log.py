@@ -5,7 +5,9 @@ what it fetched before commits offsets the new log never reached. Kafka answers 
 there with ``OFFSET_OUT_OF_RANGE`` and the consumer starts again from the earliest offset;
 Tansu answers with nothing, and the events published after the restart, below that offset,
 were never routed. Here the group's committed offsets are put past the log's end directly
-(as the restarted broker was left), and the events published after must all be decided.
+(as the restarted broker was left), and the events published after must all be handled: by
+each consumer group that commits, the router's, the audit sink's, a recipient's own (the
+SDK), the webhook dispatcher's and the federation link's.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ from structlog.testing import capture_logs
 from hub.agents.sink_worker import SINK_GROUP
 from hub.broker import EmbeddedBroker, topics
 from hub.client import HubClient
+from hub.federation.link import link_group
+from hub.settings import HubSettings, default_protocol_path
 from hub.webhooks import WebhookConfig
 from tests.conftest import RunningHub, event_ids_on, start_hub, unique, wait_for
 from tests.factories import MARAC_RAISED, marac_flag
+from tests.integration.test_federation import SOUTH_PROTOCOL, _export, _hub_keys, _pin
 
 pytestmark = pytest.mark.integration
 
@@ -275,6 +280,57 @@ def test_webhooks_below_a_committed_offset_past_the_end_are_posted(
                 lambda: set(ids) <= endpoint.ids,
                 timeout=60,
                 what="the deliveries below the committed offsets to be posted",
+            )
+            assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
+        finally:
+            hub.supervisor.stop()
+
+
+def test_transfers_below_a_committed_offset_past_the_end_cross_the_federation_link(
+    tmp_path: Path,
+) -> None:
+    """The federation link's group (``topics.federation_group``), the link run by ``hub up``:
+    without the rewind the restarted link waited past the end for good and none of these
+    transfers reached the peer's broker. The peer is its broker alone: the link's work ends
+    on its ``hub.in.<hub_id>``."""
+    data_dir = tmp_path / "north"
+    north_keys = _hub_keys(HubSettings(data_dir=data_dir).keys_dir, default_protocol_path())
+    _pin(north_keys, "swcsp-hub", _export(_hub_keys(tmp_path / "south-keys", SOUTH_PROTOCOL)))
+    inbound = topics.inbound("nwcsp-hub")  # the North as the South's protocol names it
+
+    def transfer() -> str:
+        case = unique("MARAC-LOST")
+        flag = marac_flag(case, district="wychavon")  # now in the South's area
+        return hub.publish(PUBLISHER, MARAC_RAISED, flag, key=case)
+
+    with EmbeddedBroker() as broker, EmbeddedBroker() as peer_broker:
+        asyncio.run(topics.ensure_topics(peer_broker.bootstrap, [inbound], partitions=1))
+        hub = start_hub(
+            broker.bootstrap, data_dir, federation_links=f"swcsp-hub={peer_broker.bootstrap}"
+        )
+        try:
+            warm = transfer()
+            wait_for(
+                lambda: warm in event_ids_on(peer_broker.bootstrap, inbound),
+                timeout=60,
+                what="the warm transfer at the peer's broker",
+            )
+            link = hub.supervisor.links["swcsp-hub"]
+            link.kill()
+            link.wait(timeout=30)
+            wait_for(
+                lambda: _commit_past_the_end(
+                    broker.bootstrap, link_group("swcsp-hub"), topics.outbound("swcsp-hub")
+                ),
+                timeout=60,
+                what="the link's group, its member gone, to take offsets past the end",
+            )
+            ids = [transfer() for _ in range(3)]
+            assert hub.supervisor.heal()  # the link, restarted
+            wait_for(
+                lambda: set(ids) <= set(event_ids_on(peer_broker.bootstrap, inbound)),
+                timeout=60,
+                what="the transfers below the committed offsets at the peer's broker",
             )
             assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
         finally:
