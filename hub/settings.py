@@ -147,6 +147,16 @@ class HubSettings(BaseSettings):
         "is full (aiokafka max_batch_size, 16 KiB by default): with a full batch, a send "
         "waits for a produce round trip; at most the broker's message.max.bytes",
     )
+    lost_log_grace: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="seconds a consumer's position may stay past the end of its partition's "
+        "log (the broker lost the records below it) before the consumer reads that partition "
+        "again from its start (hub.broker.lost_log); a new Kafka leader's high watermark may "
+        "trail for a moment, never this long. hub up passes it to every process it starts; "
+        "an SDK client reads HUB_LOST_LOG_GRACE itself",
+    )
     audit_outage_limit: float = Field(
         default=10.0,
         gt=0,

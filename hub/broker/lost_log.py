@@ -38,26 +38,54 @@ The raw aiokafka loops share ``rewind_lost_logs``, called on every turn of the l
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from hub.errors import ConfigError
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
 __all__ = [
     "CHECK_EVERY_S",
+    "GRACE_ENV",
     "GRACE_S",
     "Beyond",
     "LostLogWatch",
     "beyond_the_end",
+    "default_grace",
     "offsets_of",
     "rewind_lost_logs",
 ]
 
 #: how long a position may stay above the high watermark before the log counts as lost
 GRACE_S = 5.0
+#: the environment variable that sets it (``HubSettings.lost_log_grace`` for the hub's own
+#: processes, which ``hub up`` passes on; an SDK client may set it too)
+GRACE_ENV = "HUB_LOST_LOG_GRACE"
+
+
+def default_grace() -> float:
+    """``HUB_LOST_LOG_GRACE`` if set, else ``GRACE_S``.
+
+    Raises:
+        ConfigError: the variable is set but not a number of seconds above 0.
+    """
+    text = os.environ.get(GRACE_ENV)
+    if text is None:
+        return GRACE_S
+    try:
+        grace = float(text)
+    except ValueError:
+        grace = -1.0
+    if not grace > 0:
+        raise ConfigError(f"{GRACE_ENV}: expected seconds above 0, got {text!r}")
+    return grace
+
+
 #: how often an idle consumer looks (the check reads in-memory state only)
 CHECK_EVERY_S = 1.0
 
@@ -76,12 +104,17 @@ class LostLogWatch:
     def __init__(
         self,
         *,
-        grace: float = GRACE_S,
-        every: float = CHECK_EVERY_S,
+        grace: float | None = None,
+        every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._grace = grace
-        self._every = every
+        """``grace`` defaults to ``default_grace()``; ``every`` to a second, or the grace if less.
+
+        Raises:
+            ConfigError: ``HUB_LOST_LOG_GRACE`` is set to something other than seconds.
+        """
+        self._grace = default_grace() if grace is None else grace
+        self._every = min(CHECK_EVERY_S, self._grace) if every is None else every
         self._clock = clock
         self._since: dict[Any, float] = {}
         self._last = clock()

@@ -13,6 +13,7 @@ SDK), the webhook dispatcher's and the federation link's.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,7 @@ from structlog.testing import capture_logs
 
 from hub.agents.sink_worker import SINK_GROUP
 from hub.broker import EmbeddedBroker, topics
+from hub.broker.lost_log import GRACE_ENV
 from hub.client import HubClient
 from hub.federation.link import link_group
 from hub.settings import HubSettings, default_protocol_path
@@ -77,65 +79,6 @@ def _commit_past_the_end(bootstrap: str, group: str, topic: str) -> bool:
             await consumer.stop()
 
     return asyncio.run(run())
-
-
-def test_events_below_a_committed_offset_past_the_end_are_routed(tmp_path: Path) -> None:
-    with EmbeddedBroker() as broker:
-        hub = start_hub(broker.bootstrap, tmp_path / "data")
-        try:
-            warm = hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC")))
-            wait_for(lambda: hub.decided([warm]) == 1, timeout=60, what="the warm event")
-            hub.supervisor.kill_worker(0)
-            wait_for(
-                lambda: _commit_past_the_end(
-                    broker.bootstrap, "hub-router", topics.inbound(PUBLISHER)
-                ),
-                timeout=60,
-                what="the group, its worker gone, to take offsets past the log's end",
-            )
-            ids = [
-                hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC"))) for _ in range(4)
-            ]
-            hub.supervisor.start_worker()
-            hub.supervisor.wait_ready(timeout=90)
-            wait_for(
-                lambda: hub.decided(ids) == len(ids),
-                timeout=60,
-                what="the events below the committed offsets to be routed",
-            )
-            assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
-        finally:
-            hub.supervisor.stop()
-
-
-def test_audit_messages_below_a_committed_offset_past_the_end_are_stored(
-    tmp_path: Path,
-) -> None:
-    """The audit sink's group: without the rewind, the store never got these records (the
-    outbox's re-sends land below the committed offset too) and delivery stayed paused."""
-    with EmbeddedBroker() as broker:
-        hub = start_hub(broker.bootstrap, tmp_path / "data", audit_sink="process")
-        try:
-            warm = hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC")))
-            wait_for(lambda: hub.decided([warm]) == 1, timeout=60, what="the warm event")
-            hub.supervisor.kill_sink()
-            wait_for(
-                lambda: _commit_past_the_end(broker.bootstrap, SINK_GROUP, topics.AUDIT),
-                timeout=60,
-                what="the sink's group, its member gone, to take offsets past the log's end",
-            )
-            ids = [
-                hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC"))) for _ in range(4)
-            ]
-            hub.supervisor.start_sink()
-            wait_for(
-                lambda: hub.decided(ids) == len(ids),
-                timeout=60,
-                what="the audit records below the committed offsets to be stored",
-            )
-            assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
-        finally:
-            hub.supervisor.stop()
 
 
 def _commit_assigned_past_the_end(bootstrap: str, group: str, topic: str) -> None:
@@ -193,11 +136,12 @@ def _read_until(hub: RunningHub, group: str, ids: list[str], *, follow: bool) ->
 
 @pytest.mark.parametrize("follow", [False, True], ids=["read-to-the-end", "follow"])
 def test_deliveries_below_a_committed_offset_past_the_end_reach_the_recipient(
-    hub: RunningHub, follow: bool
+    hub: RunningHub, follow: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A recipient's own group (``HubClient.deliveries``): without the rewind a read to the
     end stopped at once with nothing (its position was already past the end offset), and a
     following one waited for good."""
+    monkeypatch.setenv(GRACE_ENV, "0.5")  # the rewind's wait, not what is tested
     group = unique("test-lost-log")
     _commit_assigned_past_the_end(hub.bootstrap, group, topics.outbound(RECIPIENT))
     ids = [hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC"))) for _ in range(3)]
@@ -249,89 +193,95 @@ def endpoint() -> Iterator[_Endpoint]:
     thread.join(timeout=10)
 
 
-def test_webhooks_below_a_committed_offset_past_the_end_are_posted(
+def test_every_group_of_a_hub_reads_again_below_offsets_past_the_end(
     tmp_path: Path, endpoint: _Endpoint
 ) -> None:
-    """The webhook dispatcher's group (``hub-webhook.<party>``): without the rewind the
-    restarted dispatcher waited past the end for good and posted none of these."""
-    data_dir = tmp_path / "data"
-    WebhookConfig(data_dir / "webhooks.json").add(RECIPIENT, endpoint.url)
-    with EmbeddedBroker() as broker:
-        hub = start_hub(broker.bootstrap, data_dir)
-        try:
-            warm = hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC")))
-            wait_for(lambda: warm in endpoint.ids, timeout=60, what="the warm event's POST")
-            dispatcher = hub.supervisor.webhooks
-            assert dispatcher is not None
-            dispatcher.kill()
-            dispatcher.wait(timeout=30)
-            wait_for(
-                lambda: _commit_past_the_end(
-                    broker.bootstrap, f"hub-webhook.{RECIPIENT}", topics.outbound(RECIPIENT)
-                ),
-                timeout=60,
-                what="the dispatcher's group, its member gone, to take offsets past the end",
-            )
-            ids = [
-                hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC"))) for _ in range(3)
-            ]
-            assert hub.supervisor.heal()  # the dispatcher, restarted
-            wait_for(
-                lambda: set(ids) <= endpoint.ids,
-                timeout=60,
-                what="the deliveries below the committed offsets to be posted",
-            )
-            assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
-        finally:
-            hub.supervisor.stop()
-
-
-def test_transfers_below_a_committed_offset_past_the_end_cross_the_federation_link(
-    tmp_path: Path,
-) -> None:
-    """The federation link's group (``topics.federation_group``), the link run by ``hub up``:
-    without the rewind the restarted link waited past the end for good and none of these
-    transfers reached the peer's broker. The peer is its broker alone: the link's work ends
-    on its ``hub.in.<hub_id>``."""
+    """The hub's own groups, as a broker that restarted empty leaves them all at once: the
+    router's (``hub-router``), the audit sink's, the webhook dispatcher's and the federation
+    link's. Without the rewind, the router routed none of the events below its committed
+    offsets, the store never got their records (the outbox's re-sends land below the sink's
+    offsets too, so delivery stayed paused), and neither the dispatcher nor the link passed
+    on anything. The peer is a broker alone: the link's work ends on its ``hub.in.<hub_id>``.
+    """
     data_dir = tmp_path / "north"
+    WebhookConfig(data_dir / "webhooks.json").add(RECIPIENT, endpoint.url)
     north_keys = _hub_keys(HubSettings(data_dir=data_dir).keys_dir, default_protocol_path())
     _pin(north_keys, "swcsp-hub", _export(_hub_keys(tmp_path / "south-keys", SOUTH_PROTOCOL)))
     inbound = topics.inbound("nwcsp-hub")  # the North as the South's protocol names it
 
+    def flag() -> str:
+        return hub.publish(PUBLISHER, MARAC_RAISED, marac_flag(unique("MARAC")))
+
     def transfer() -> str:
         case = unique("MARAC-LOST")
-        flag = marac_flag(case, district="wychavon")  # now in the South's area
-        return hub.publish(PUBLISHER, MARAC_RAISED, flag, key=case)
+        moved = marac_flag(case, district="wychavon")  # now in the South's area
+        return hub.publish(PUBLISHER, MARAC_RAISED, moved, key=case)
 
     with EmbeddedBroker() as broker, EmbeddedBroker() as peer_broker:
         asyncio.run(topics.ensure_topics(peer_broker.bootstrap, [inbound], partitions=1))
         hub = start_hub(
-            broker.bootstrap, data_dir, federation_links=f"swcsp-hub={peer_broker.bootstrap}"
+            broker.bootstrap,
+            data_dir,
+            audit_sink="process",
+            federation_links=f"swcsp-hub={peer_broker.bootstrap}",
+            lost_log_grace=0.5,  # the rewind's wait, not what is tested
         )
         try:
-            warm = transfer()
+            warm, warm_transfer = flag(), transfer()
+            wait_for(lambda: warm in endpoint.ids, timeout=60, what="the warm event's POST")
             wait_for(
-                lambda: warm in event_ids_on(peer_broker.bootstrap, inbound),
+                lambda: warm_transfer in event_ids_on(peer_broker.bootstrap, inbound),
                 timeout=60,
                 what="the warm transfer at the peer's broker",
             )
-            link = hub.supervisor.links["swcsp-hub"]
-            link.kill()
-            link.wait(timeout=30)
+            dispatcher, link = hub.supervisor.webhooks, hub.supervisor.links["swcsp-hub"]
+            assert dispatcher is not None
+            hub.supervisor.kill_worker(0)
+            hub.supervisor.kill_sink()
+            for proc in (dispatcher, link):
+                proc.kill()
+                proc.wait(timeout=30)
+            for group, topic in [
+                ("hub-router", topics.inbound(PUBLISHER)),
+                (SINK_GROUP, topics.AUDIT),
+                (f"hub-webhook.{RECIPIENT}", topics.outbound(RECIPIENT)),
+                (link_group("swcsp-hub"), topics.outbound("swcsp-hub")),
+            ]:
+
+                def taken(g: str = group, t: str = topic) -> bool:
+                    return _commit_past_the_end(broker.bootstrap, g, t)
+
+                wait_for(
+                    taken,
+                    timeout=60,
+                    what=f"group {group}, its member gone, to take offsets past the end",
+                )
+            ids = [flag() for _ in range(3)]
+            moved = [transfer() for _ in range(3)]
+            hub.supervisor.start_sink()
+            hub.supervisor.start_worker()
+            assert hub.supervisor.heal()  # the dispatcher and the link, restarted
             wait_for(
-                lambda: _commit_past_the_end(
-                    broker.bootstrap, link_group("swcsp-hub"), topics.outbound("swcsp-hub")
-                ),
+                lambda: hub.decided(ids + moved) == len(ids + moved),
                 timeout=60,
-                what="the link's group, its member gone, to take offsets past the end",
+                what="the events routed and their audit records stored",
             )
-            ids = [transfer() for _ in range(3)]
-            assert hub.supervisor.heal()  # the link, restarted
+            wait_for(lambda: set(ids) <= endpoint.ids, timeout=60, what="the events' POSTs")
             wait_for(
-                lambda: set(ids) <= set(event_ids_on(peer_broker.bootstrap, inbound)),
+                lambda: set(moved) <= set(event_ids_on(peer_broker.bootstrap, inbound)),
                 timeout=60,
-                what="the transfers below the committed offsets at the peer's broker",
+                what="the transfers at the peer's broker",
             )
-            assert '"event": "log_lost_under_position"' in hub.supervisor.worker_log.read_text()
+            rewound = {
+                json.loads(line)["topic"]
+                for line in hub.supervisor.worker_log.read_text().splitlines()
+                if '"event": "log_lost_under_position"' in line
+            }
+            assert rewound == {
+                topics.inbound(PUBLISHER),
+                topics.AUDIT,
+                topics.outbound(RECIPIENT),
+                topics.outbound("swcsp-hub"),
+            }
         finally:
             hub.supervisor.stop()
