@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -291,7 +292,8 @@ def _may_publish(rule: Rule, publisher: Party | None, data: Mapping[str, Any]) -
 
 
 #: distinct (event type, publisher, day, earlier recipients, values read) decisions kept per
-#: protocol: the values rules read are districts, schemes, codes, a small set
+#: protocol: the values rules read are districts, schemes, codes, a small set; the earlier
+#: recipients of a case vary more, so the entries are made small (``_kept_outcome``)
 _DECISIONS_KEPT = 4096
 
 
@@ -344,6 +346,8 @@ class _Unhashable(Exception):  # noqa: N818 - internal control signal, never esc
 def _frozen(value: Any) -> Any:
     """A hashable stand-in for an event value, tagged by type so 1, 1.0 and True differ."""
     kind = type(value)
+    if kind is str:  # a kept key's text (a district, a scheme): one copy however many keys
+        return ("str", sys.intern(value))
     if kind in _ATOMS:
         return (kind.__name__, value)
     if value is _MISSING:  # an absent optional field: a state of its own, not None
@@ -361,6 +365,24 @@ def _decisions(protocol: Protocol) -> dict[Any, tuple[Any, ...]]:
     if kept is None:
         kept = cache["decisions"] = {}
     return kept
+
+
+def _kept_outcome(
+    protocol: Protocol, recipients: tuple[RecipientDecision, ...]
+) -> tuple[RecipientDecision, ...]:
+    """The outcomes as the decision cache keeps them: one shared object per distinct outcome.
+
+    Most kept decisions differ only in their key (a case's earlier recipients, a district)
+    and hold the same per-party outcomes: kept as decided, each entry held its own dozen
+    ``RecipientDecision`` models and their strings, about 4 KiB, and a worker's memory grew
+    by that for every new key until the cache was full (4,096 of them: 16 MiB). Outcomes are
+    frozen, so equal ones are one object; the table of them is reset with the decisions.
+    """
+    cache = _compiled(protocol)
+    shared: dict[RecipientDecision, RecipientDecision] | None = cache.get("outcomes")
+    if shared is None:
+        shared = cache["outcomes"] = {}
+    return tuple(shared.setdefault(r, r) for r in recipients)
 
 
 def evaluate(
@@ -390,8 +412,9 @@ def evaluate(
             event_type,
             publisher,
             today,
-            # earlier holders matter only where a correction covers the type (``_correct``)
-            frozenset(previous) if corrections_of(protocol, event_type) else None,
+            # earlier holders matter only where a correction covers the type (``_correct``);
+            # party ids, interned: the key is kept, the lookup's strings are not
+            frozenset(map(sys.intern, previous)) if corrections_of(protocol, event_type) else None,
             tuple(_frozen(get_path(data, p)) for p in _paths_read(protocol, event_type)),
         )
     except _Unhashable:
@@ -402,14 +425,15 @@ def evaluate(
         decision = _evaluate(protocol, event_id, event_type, publisher, data, today, previous)
         if len(kept) >= _DECISIONS_KEPT:
             kept.clear()  # a new day or an unusual stream: start again rather than grow
+            _compiled(protocol).pop("outcomes", None)
         kept[key] = (
             decision.rejected,
             decision.reject_reason,
             decision.reject_rule,
-            decision.recipients,
+            _kept_outcome(protocol, decision.recipients),
             decision.suspended_agreements,
         )
-        return decision
+        fields = kept[key]  # this event answered as the next ones will be: the kept outcomes
     rejected, reject_reason, reject_rule, recipients, suspended = fields
     return Decision.model_construct(  # every field was validated when it was first decided
         event_id=event_id,

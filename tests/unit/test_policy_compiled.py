@@ -142,3 +142,41 @@ def test_an_absent_optional_field_is_decided_once_and_apart_from_a_present_one()
     assert "hwfrs" not in delivered[1]
     for event_id, data, decision in (("a", plain[0], first), ("c", coded, shared)):
         assert decision == decide(fresh, event_id, data)
+
+
+def test_kept_decisions_with_other_keys_share_their_equal_outcomes() -> None:
+    """A worker's memory grew ~4 KiB for each new kept key (a case's earlier holders): each
+    kept decision held its own copies of the same per-party outcomes. Equal outcomes of
+    decisions kept under different keys are now one object, and still equal to a fresh one."""
+    protocol = load_protocol(default_protocol_path())
+    data = factories.marac_expired("MARAC-2026-0042")
+
+    def decide(event_id: str, previous: frozenset[str]) -> Decision:
+        return evaluate(
+            protocol,
+            event_id=event_id,
+            event_type="uk.csp.marac.flag.expired.v1",
+            publisher="hub",
+            data=data,
+            today=TODAY,
+            previous=previous,
+        )
+
+    # two keys (the earlier holders differ: a party with no rule for the type either way)
+    first = decide("a", frozenset({"nwcsp.analysts"}))
+    second = decide("b", frozenset({"nwcsp.analysts", "hwfrs"}))
+    again = decide("c", frozenset({"nwcsp.analysts", "hwfrs"}))  # from the kept decisions
+    fresh = load_protocol(default_protocol_path())
+    expected = evaluate(
+        fresh,
+        event_id="c",
+        event_type="uk.csp.marac.flag.expired.v1",
+        publisher="hub",
+        data=data,
+        today=TODAY,
+        previous=frozenset({"nwcsp.analysts", "hwfrs"}),
+    )
+    assert again == expected
+    shared = [r for r in again.recipients if any(r is f for f in first.recipients)]
+    assert shared, "no outcome of the second key's decision is the first key's object"
+    assert [r.party for r in second.recipients] == [r.party for r in again.recipients]
