@@ -451,6 +451,20 @@ class PostgresAuditStore:
             )
         return row is not None
 
+    def case_recipients(self, case_pseudonym: str) -> set[str]:
+        """The parties delivered any event of the case (see ``AuditStore``)."""
+        with self._lock, self._guard("query"):
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT DISTINCT recipient FROM audit_records WHERE case_pseudonym = %s "
+                    "AND decision = 'delivered' AND recipient IS NOT NULL",
+                    (case_pseudonym,),
+                )
+                .fetchall()
+            )
+        return {str(row[0]) for row in rows}
+
     def stored_ids(self, record_ids: Sequence[str]) -> set[str]:
         """Which of these record ids the store holds (see ``AuditStore``).
 

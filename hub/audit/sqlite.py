@@ -125,6 +125,11 @@ _SUBJECTS_DDL = """CREATE TABLE {name} (
     seq INTEGER NOT NULL REFERENCES audit_records (seq),
     PRIMARY KEY (pseudonym, seq)
 ) WITHOUT ROWID"""
+#: ``case_recipients``: through the case index, the recipient read from each row's column
+_CASE_RECIPIENTS = (
+    "SELECT DISTINCT recipient FROM audit_records WHERE case_pseudonym = ? "
+    "AND decision = 'delivered' AND recipient IS NOT NULL"
+)
 _INDEX_DDL = (
     "CREATE INDEX audit_records_event_id ON audit_records (event_id)",
     "CREATE INDEX audit_records_recipient ON audit_records (recipient)",
@@ -620,6 +625,12 @@ class SQLiteAuditStore:
                 "SELECT 1 FROM audit_records WHERE event_id = ? LIMIT 1", (event_id,)
             ).fetchone()
         return row is not None
+
+    def case_recipients(self, case_pseudonym: str) -> set[str]:
+        """The parties delivered any event of the case (see ``AuditStore``)."""
+        with self._lock, self._guard("query"):
+            rows = self._conn.execute(_CASE_RECIPIENTS, (case_pseudonym,)).fetchall()
+        return {str(row[0]) for row in rows}
 
     def stored_ids(self, record_ids: Sequence[str]) -> set[str]:
         """Which of these record ids the store holds (see ``AuditStore``).

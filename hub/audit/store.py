@@ -68,6 +68,15 @@ class AuditStore(Protocol):
         """Whether any record about this event is stored."""
         ...
 
+    def case_recipients(self, case_pseudonym: str) -> set[str]:
+        """The parties delivered any event of the case (its ``delivered`` records' recipients).
+
+        What the router asks for every event of a type an Art 19 correction covers: the
+        parties alone, not the records (a case's history grows; rebuilding each record to
+        read one field cost more with every event of it).
+        """
+        ...
+
     def stored_ids(self, record_ids: Sequence[str]) -> set[str]:
         """Which of these record ids the store holds (committed), from one snapshot.
 

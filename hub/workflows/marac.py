@@ -66,12 +66,7 @@ def earlier_recipients(
         nonlocal store
         if store is None:
             store = open_store(settings, lookups=True)
-        records = store.query(
-            case_pseudonym=pseudonymiser.case(case_ref),
-            decision=AuditDecision.DELIVERED,
-            limit=_ALL,
-        )
-        return {r.recipient for r in records if r.recipient}
+        return store.case_recipients(pseudonymiser.case(case_ref))
 
     return lookup
 

@@ -176,6 +176,26 @@ def test_counts_and_has_event(store: AuditStore) -> None:
     assert not store.has_event("evt-9")
 
 
+def test_case_recipients_are_the_parties_delivered_any_event_of_the_case(
+    store: AuditStore,
+) -> None:
+    case, other = PSEUDO.case("MARAC-1"), PSEUDO.case("MARAC-2")
+    assert store.case_recipients(case) == set()
+    store.append(
+        [
+            record("evt-1"),
+            record("evt-1", "fire"),
+            record("evt-2", "council.housing"),  # a party delivered two events: named once
+            record("evt-2", "probation", AuditDecision.WITHHELD),  # withheld: never received
+            record("evt-3", "health", case_pseudonym=other),  # another case
+            record("evt-4", None, AuditDecision.REJECTED),
+        ]
+    )
+    assert store.case_recipients(case) == {"council.housing", "fire"}
+    assert store.case_recipients(other) == {"health"}
+    assert store.case_recipients(PSEUDO.case("MARAC-9")) == set()
+
+
 def test_stored_ids_names_what_the_store_holds(store: AuditStore) -> None:
     held = [record(f"evt-{i}") for i in range(3)]
     assert store.stored_ids([r.record_id for r in held]) == set()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from hub.agents.routing import Router
-from hub.audit.pseudonym import Pseudonymiser
+from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import AuditStore, open_store
 from hub.envelope.party import PartyEnvelope
 from hub.keys.file_store import FileKeyStore
@@ -25,7 +25,7 @@ from hub.keys.store import ensure_dev_keys
 from hub.models import AuditDecision, AuditRecord, record_id_for
 from hub.processes import Stores, apply_effects
 from hub.settings import HubSettings
-from hub.workflows.marac import flag_status
+from hub.workflows.marac import earlier_recipients, flag_status
 from hub.workflows.register import FlagRegister
 from tests.factories import MARAC_RAISED, MARAC_UPDATED, marac_flag
 from tests.unit.test_router import FIXED, KEYS, PROTOCOL, REGISTRY, ack, never_seen, record
@@ -217,3 +217,40 @@ def test_a_publishers_time_without_an_offset_does_not_break_the_status(
     order = [a.event_id for a in report.acks]
     assert order == sorted(order)
     assert set(order) == {"n-1", "n-2"}
+
+
+def test_earlier_recipients_are_the_parties_the_audit_says_received_the_case(
+    tmp_path: Path,
+) -> None:
+    """The router's Art 19 lookup: the parties delivered any event of a case, by its
+    pseudonym, from the store (once each; not those withheld; not another case's)."""
+    settings = HubSettings(data_dir=tmp_path)
+    pseudo = Pseudonymiser(load_pseudonym_key(settings))
+
+    def delivered(event_id: str, party: str, case: str, decision: AuditDecision) -> AuditRecord:
+        return AuditRecord(
+            record_id=record_id_for(event_id, party, decision),
+            time=FIXED,
+            event_id=event_id,
+            publisher="west-mercia-police",
+            recipient=party,
+            decision=decision,
+            reason="rule matched",
+            case_pseudonym=pseudo.case(case),
+        )
+
+    writer = open_store(settings)
+    writer.append(
+        [
+            delivered("e1", "bromsgrove-dc.housing", "MARAC-7", AuditDecision.DELIVERED),
+            delivered("e2", "bromsgrove-dc.housing", "MARAC-7", AuditDecision.DELIVERED),
+            delivered("e2", "hwfrs", "MARAC-7", AuditDecision.DELIVERED),
+            delivered("e2", "probation", "MARAC-7", AuditDecision.WITHHELD),
+            delivered("e3", "wah-nhs.safeguarding", "MARAC-8", AuditDecision.DELIVERED),
+        ]
+    )
+    writer.close()
+    lookup = earlier_recipients(settings, pseudo)
+    assert lookup(" marac-7 ") == {"bromsgrove-dc.housing", "hwfrs"}  # as pseudonymised
+    assert lookup("MARAC-8") == {"wah-nhs.safeguarding"}
+    assert lookup("MARAC-9") == set()
