@@ -48,14 +48,15 @@ FAR_PAST_THE_END = 10**9
 _LOST_FIELDS = {"topic", "partition", "position", "high_watermark"}
 
 
-def _commit_past_the_end(bootstrap: str, group: str, topic: str) -> bool:
-    """Commit ``PAST_THE_END`` for every partition of ``topic`` in ``group``; False: refused.
+def _commit_all_past_the_end(bootstrap: str, groups: dict[str, str]) -> set[str]:
+    """Commit ``PAST_THE_END`` for every partition of each group's topic; the groups that took it.
 
-    As a member of the group (the embedded broker takes commits from members only), which
-    it joins once the killed worker's session has expired, and leaves again.
+    As a member of each group (the embedded broker takes commits from members only), which
+    it joins once the killed member's session has expired, and leaves again; the groups are
+    joined at once, so their waits overlap.
     """
 
-    async def run() -> bool:
+    async def one(group: str, topic: str) -> bool:
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
@@ -77,6 +78,10 @@ def _commit_past_the_end(bootstrap: str, group: str, topic: str) -> bool:
             return False
         finally:
             await consumer.stop()
+
+    async def run() -> set[str]:
+        took = await asyncio.gather(*(one(g, t) for g, t in groups.items()))
+        return {group for group, ok in zip(groups, took, strict=True) if ok}
 
     return asyncio.run(run())
 
@@ -241,21 +246,24 @@ def test_every_group_of_a_hub_reads_again_below_offsets_past_the_end(
             for proc in (dispatcher, link):
                 proc.kill()
                 proc.wait(timeout=30)
-            for group, topic in [
-                ("hub-router", topics.inbound(PUBLISHER)),
-                (SINK_GROUP, topics.AUDIT),
-                (f"hub-webhook.{RECIPIENT}", topics.outbound(RECIPIENT)),
-                (link_group("swcsp-hub"), topics.outbound("swcsp-hub")),
-            ]:
+            groups = {
+                "hub-router": topics.inbound(PUBLISHER),
+                SINK_GROUP: topics.AUDIT,
+                f"hub-webhook.{RECIPIENT}": topics.outbound(RECIPIENT),
+                link_group("swcsp-hub"): topics.outbound("swcsp-hub"),
+            }
 
-                def taken(g: str = group, t: str = topic) -> bool:
-                    return _commit_past_the_end(broker.bootstrap, g, t)
+            def all_taken() -> bool:  # each group at once: their members' sessions end together
+                taken = _commit_all_past_the_end(broker.bootstrap, groups)
+                for group in taken:
+                    del groups[group]
+                return not groups
 
-                wait_for(
-                    taken,
-                    timeout=60,
-                    what=f"group {group}, its member gone, to take offsets past the end",
-                )
+            wait_for(
+                all_taken,
+                timeout=60,
+                what=f"groups {sorted(groups)}, their members gone, to take offsets past the end",
+            )
             ids = [flag() for _ in range(3)]
             moved = [transfer() for _ in range(3)]
             hub.supervisor.start_sink()
