@@ -6,8 +6,11 @@ with a ``GroupSync``): the publisher's signature checked and its payload decrypt
 payload decoded, the protocol evaluated, the payload minimised per recipient, each delivery
 sealed (epoch data key, AES-256-GCM, Ed25519 signature) and escrowed, one audit record per
 recipient built, and the ``AuditBatch`` JSON the worker hands to the producer serialised.
-There is no broker and no audit store write: the broker's cost is measured by
-``bench/hub_e2e.py`` and the store's by ``bench/audit_scale.py``.
+As in a worker's route loop, events are routed in batches of ``HUB_ROUTE_BATCH`` (64) and the
+case keys a batch creates are written together at its end (``Router.new_keys``, one
+transaction); that write is timed with the batch's last event. There is no broker and no
+audit store write: the broker's cost is measured by ``bench/hub_e2e.py`` and the store's by
+``bench/audit_scale.py``.
 
 For each N a synthetic protocol is written to a temporary directory: one publisher (a police
 force) and N recipient agencies (``agency-01`` ...) holding one role, and one rule that
@@ -29,6 +32,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +259,18 @@ def _round(case: _Case, timing: _Timing, chunk: list[tuple[int, wire.WireMessage
     try:
         t0 = time.perf_counter()
         c0 = time.process_time()
-        for offset, message in chunk:
+        batch = case.settings.route_batch
+        keys: AbstractContextManager[object] | None = None
+        for n, (offset, message) in enumerate(chunk):
+            if keys is None:  # a batch begins: its new case keys are written at its end
+                keys = case.router.new_keys()
+                keys.__enter__()
             route_ns, json_ns, delivered = case.route(offset, message)
+            if n % batch == batch - 1 or n == len(chunk) - 1:
+                written = time.perf_counter_ns()
+                keys.__exit__(None, None, None)
+                keys = None
+                route_ns += time.perf_counter_ns() - written
             timing.per_event.append(route_ns + json_ns)
             timing.audit_json.append(json_ns)
             timing.deliveries += delivered
