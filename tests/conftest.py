@@ -334,7 +334,15 @@ class RunningHub:
 #: a router worker or the audit sink joins: every hub's start), and hands a killed worker's
 #: partitions on only after all of it. 4 s still leaves four of the workers' 1 s heartbeats
 #: per session. Nothing a test asserts depends on the length.
-TEST_HUB_SETTINGS: dict[str, Any] = {"session_timeout": 4.0}
+#:
+#: One partition per hub topic, not the default 3: each of a hub's 61 topics gets that many
+#: partitions on Tansu, and every fetch of an idle consumer (20 a second, ``hub.broker.fetch``)
+#: walks all of them: an idle hub cost 18% of a core at 3, 11% at 1, and its broker started
+#: in half the CPU. Every party's inbound topic is still a partition of its own to move
+#: between workers; a test about events of one topic on several partitions or workers sets
+#: its own count (``test_scale_out``, ``test_operations``, ``test_graceful_shutdown``,
+#: ``test_consume_view``).
+TEST_HUB_SETTINGS: dict[str, Any] = {"session_timeout": 4.0, "partitions": 1}
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -2,9 +2,13 @@
 hub's audit checkpoints verified quietly (issue 18).
 
 Deliveries are written to the party's ``hub.out`` topic here, sealed and signed as the hub
-seals them (the hub's own keys in the session hub's data dir), on chosen partitions and in
-a chosen order: the scrambles a real hub makes under load (each publisher's topic routed on
-its own, partitions read in turn) become deterministic.
+seals them (the hub's own keys), on chosen partitions and in a chosen order: the scrambles a
+real hub makes under load (each publisher's topic routed on its own, partitions read in turn)
+become deterministic.
+
+On a broker of its own, with no hub running: the topic needs three partitions, and the
+session hub's topics have one (``TEST_HUB_SETTINGS``). What ``hub consume`` reads of a data
+dir (the keys, the audit log's signing key) is made here as ``hub up`` makes it.
 """
 
 from __future__ import annotations
@@ -14,19 +18,26 @@ import datetime as dt
 import json
 import re
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.audit.checkpoint import Checkpoint, NoteSigner, log_signer
-from hub.broker import topics
+from hub.audit.checkpoint import Checkpoint, NoteSigner, load_log_key, log_signer
+from hub.broker import EmbeddedBroker, topics
 from hub.client.checkpoints import CHECKPOINT_TYPE
 from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
+from hub.keys.file_store import FileKeyStore
+from hub.keys.model import KeySuite
+from hub.keys.store import ensure_dev_keys
 from hub.models import EventAttributes
-from tests.conftest import RunningHub, unique
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
+from tests.conftest import TEST_HUB_SETTINGS, unique
 from tests.integration.test_cli import run_hub
 
 pytestmark = pytest.mark.integration
@@ -35,14 +46,59 @@ pytestmark = pytest.mark.integration
 PARTY = "wyre-forest-dc.housing"
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 VERIFIED = re.compile(r"verified (\d+) signed audit checkpoints?")
+#: partitions of hub.out.PARTY: events of one case on several, read in turn
+PARTITIONS = 3
 
 
-def deliver(hub: RunningHub, items: list[tuple[int, str | None, EventAttributes, bytes]]) -> None:
+@dataclass
+class Outbox:
+    """hub.out.PARTY on a broker, and a hub data dir with the keys: what a delivery needs."""
+
+    settings: HubSettings
+    keys: FileKeyStore
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.settings.kafka_bootstrap is not None
+        return self.settings.kafka_bootstrap
+
+    def env(self) -> dict[str, str]:
+        return {
+            "HUB_DATA_DIR": str(self.settings.data_dir),
+            "HUB_KAFKA_BOOTSTRAP": self.bootstrap,
+            "HUB_PROTOCOL": str(self.settings.protocol),
+        }
+
+
+@pytest.fixture(scope="module")
+def outbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outbox]:
+    with EmbeddedBroker() as broker:
+        settings = HubSettings(
+            data_dir=tmp_path_factory.mktemp("view"),
+            kafka_bootstrap=broker.bootstrap,
+            **TEST_HUB_SETTINGS,
+        )
+        protocol = load_protocol(settings.protocol)
+        keys = FileKeyStore(settings.keys_dir)
+        ensure_dev_keys(
+            keys,
+            [PARTY],
+            suite=KeySuite(protocol.crypto.suite),
+            extra_suites=[KeySuite(s) for s in protocol.crypto.suites[1:]],
+        )
+        load_log_key(settings, create=True)  # as the audit sink makes it when a hub starts
+        asyncio.run(
+            topics.ensure_topics(broker.bootstrap, [topics.outbound(PARTY)], partitions=PARTITIONS)
+        )
+        yield Outbox(settings, keys)
+
+
+def deliver(outbox: Outbox, items: list[tuple[int, str | None, EventAttributes, bytes]]) -> None:
     """Write (partition, key, attributes, plaintext) to hub.out.PARTY as the hub would."""
-    envelope = PartyEnvelope("hub", store=hub.keys)
+    envelope = PartyEnvelope("hub", store=outbox.keys)
 
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=hub.bootstrap, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=outbox.bootstrap, acks="all")
         await producer.start()
         try:
             for partition, key, attrs, plaintext in items:
@@ -87,11 +143,11 @@ def checkpoint(signer: NoteSigner, size: int) -> tuple[EventAttributes, bytes]:
     return attrs, json.dumps(body).encode()
 
 
-def consume(hub: RunningHub, *args: str) -> Any:
-    return run_hub("consume", "--as", PARTY, "--no-ack", *args, env=hub.env())
+def consume(outbox: Outbox, *args: str) -> Any:
+    return run_hub("consume", "--as", PARTY, "--no-ack", *args, env=outbox.env())
 
 
-def test_events_come_by_case_in_publish_order(hub: RunningHub) -> None:
+def test_events_come_by_case_in_publish_order(outbox: Outbox) -> None:
     a, b = unique("MARAC-A"), unique("MARAC-B")
     a2, a2_attrs, a2_data = event(a, 2)
     b1, b1_attrs, b1_data = event(b, 1)
@@ -99,7 +155,7 @@ def test_events_come_by_case_in_publish_order(hub: RunningHub) -> None:
     b3, b3_attrs, b3_data = event(b, 3)
     # partition 0 holds A's later event before its first; B is split over two partitions
     deliver(
-        hub,
+        outbox,
         [
             (0, a, a2_attrs, a2_data),
             (0, b, b1_attrs, b1_data),
@@ -107,7 +163,7 @@ def test_events_come_by_case_in_publish_order(hub: RunningHub) -> None:
             (1, b, b3_attrs, b3_data),
         ],
     )
-    result = consume(hub)
+    result = consume(outbox)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     ids = [m[1] for line in lines if (m := re.search(r" id=(\S+) ", line))]
@@ -120,17 +176,17 @@ def test_events_come_by_case_in_publish_order(hub: RunningHub) -> None:
     assert lines.index(f"== case {b}") > lines.index(next(x for x in lines if a2 in x))
 
 
-def test_checkpoints_are_verified_quietly_and_shown_on_request(hub: RunningHub) -> None:
-    signer = log_signer(hub.settings)
+def test_checkpoints_are_verified_quietly_and_shown_on_request(outbox: Outbox) -> None:
+    signer = log_signer(outbox.settings)
     case = unique("MARAC-C")
     first_id, first_attrs, first_data = event(case, 0)
     cp1, cp1_data = checkpoint(signer, 10)
     cp2, cp2_data = checkpoint(signer, 11)
     deliver(
-        hub,
+        outbox,
         [(0, None, cp1, cp1_data), (1, case, first_attrs, first_data), (2, None, cp2, cp2_data)],
     )
-    quiet = consume(hub, "--json")
+    quiet = consume(outbox, "--json")
     assert quiet.returncode == 0, quiet.stderr
     shown = [json.loads(line) for line in quiet.stdout.splitlines()]
     assert first_id in {d["id"] for d in shown}
@@ -141,19 +197,19 @@ def test_checkpoints_are_verified_quietly_and_shown_on_request(hub: RunningHub) 
     assert "--notices shows them" in quiet.stderr
 
     cp3, cp3_data = checkpoint(signer, 12)
-    deliver(hub, [(0, None, cp3, cp3_data)])
-    loud = consume(hub, "--json", "--notices")
+    deliver(outbox, [(0, None, cp3, cp3_data)])
+    loud = consume(outbox, "--json", "--notices")
     assert loud.returncode == 0, loud.stderr
     notes = [json.loads(line) for line in loud.stdout.splitlines()]
     assert cp3.id in {d["id"] for d in notes if d["type"] == CHECKPOINT_TYPE}
 
 
-def test_a_checkpoint_that_does_not_verify_is_an_error(hub: RunningHub) -> None:
-    real = log_signer(hub.settings)
+def test_a_checkpoint_that_does_not_verify_is_an_error(outbox: Outbox) -> None:
+    real = log_signer(outbox.settings)
     forger = NoteSigner(real.name, Ed25519PrivateKey.generate())
     forged, forged_data = checkpoint(forger, 99)
-    deliver(hub, [(0, None, forged, forged_data)])
-    result = consume(hub, "--json")
+    deliver(outbox, [(0, None, forged, forged_data)])
+    result = consume(outbox, "--json")
     assert result.returncode == 5, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     assert f"warning: audit checkpoint failed: checkpoint {forged.id}:" in result.stderr

@@ -29,7 +29,9 @@ def two_workers(tmp_path: Path) -> Iterator[RunningHub]:
     """Its own broker: two workers (the shared hub has one), one of them stopped mid-stream;
     two hubs on one broker would share its topics and consumer groups (tests/conftest.py)."""
     with EmbeddedBroker() as broker:
-        running = start_hub(broker.bootstrap, tmp_path / "data", workers=2)
+        # the hub's default partitions, not the tests' 1: both workers share each topic, so
+        # the stopped one has events of the publishers' topics in hand to drain
+        running = start_hub(broker.bootstrap, tmp_path / "data", workers=2, partitions=3)
         try:
             yield running
         finally:

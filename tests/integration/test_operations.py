@@ -215,6 +215,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         hub_test_env(),
         HUB_DATA_DIR=str(data_dir),
         HUB_WORKERS="2",
+        HUB_PARTITIONS="3",  # the hub's default, not the tests' 1: the workers share each topic
         HUB_METRICS_PORT=str(port),
         HUB_CONSOLE_PORT="0",  # not this test's concern, and its port may be taken
     )

@@ -88,6 +88,9 @@ class Hosts:
             "clock_file": clock,
             "workflow_interval": 0,  # no sweep publishes anything of its own meanwhile
             "session_timeout": 6.0,  # a killed worker's partitions move within seconds
+            # the hub's default, not the tests' 1: a case's topic is split over the workers
+            # and a repeat under another key lands on another partition, another worker
+            "partitions": 3,
         }
         self.running: list[RunningHub] = []
 
