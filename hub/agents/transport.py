@@ -54,7 +54,7 @@ from mode import Service
 from hub.agents.intake import Intake
 from hub.broker import decode_guard
 from hub.broker.fetch import FETCH_WAIT_MS
-from hub.broker.lost_log import LostLogWatch, offsets_of
+from hub.broker.lost_log import Beyond, LostLogWatch, rewind_lost_logs
 from hub.log import get_logger
 
 __all__ = ["HubApp", "TrackingProducer"]
@@ -105,9 +105,14 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
-async def _offsets(consumer: Any) -> dict[Any, tuple[int | None, int | None]]:
-    """``offsets_of``, as the consumer thread's ``call_thread`` runs it (a coroutine)."""
-    return offsets_of(consumer)
+async def _rewind(consumer: Any, watch: LostLogWatch) -> dict[Any, Beyond]:
+    """``rewind_lost_logs`` as the consumer thread's ``call_thread`` runs it (a coroutine).
+
+    The look and the seek are one step in the thread that owns the aiokafka consumer: from
+    the fetch loop's thread, a seek raced the consumer's own loop, and a rebalance there
+    between the look and the seek made it raise (``IllegalStateError``), ending the loop.
+    """
+    return rewind_lost_logs(consumer, watch, log=_log)
 
 
 class _Consumer(driver.Consumer):
@@ -131,24 +136,31 @@ class _Consumer(driver.Consumer):
 
         Its offset bookkeeping is dropped as a revoke drops it: the committed offset faust
         holds is the lost log's, and acknowledgements below it would never be committed.
+        The records of the lost log still in the route loop (the audit gate may hold them
+        past the grace period) are marked acknowledged, so their acknowledgements, at offsets
+        the new log has not routed yet, count for nothing: counted, a commit passed the new
+        log's records below them before they were routed (lost if the worker then died or
+        the partition moved). They are routed all the same; they were fetched once only.
         """
         thread = self._thread
-        lost = watch.observe(await thread.call_thread(_offsets, thread._ensure_consumer()))
-        for partition, beyond in lost.items():
-            _log.error(
-                "log_lost_under_position",
-                topic=partition.topic,
-                partition=partition.partition,
-                position=beyond.position,
-                high_watermark=beyond.high_watermark,
-            )
-            tp = ensure_TP(partition)
+        lost = await thread.call_thread(_rewind, thread._ensure_consumer(), watch)
+        if not lost:
+            return
+        # a commit under way took its offsets from the lost log's acknowledgements: let it
+        # end before the bookkeeping is dropped, or it would put them back afterwards
+        while self._commit_fut is not None:
+            await self.maybe_wait_for_commit_to_finish()
+        rewound = {ensure_TP(partition) for partition in lost}
+        for tp in rewound:
             self._gap.pop(tp, None)
             self._acked.pop(tp, None)
             self._acked_index.pop(tp, None)
             self._committed_offset.pop(tp, None)
-            await self.seek(tp, 0)  # faust's: the read offset with it
-        watch.rewound(lost)
+            self._read_offset[tp] = None  # as faust's seek to 0: everything is read again
+        for message in list(self._unacked_messages):
+            if message.tp in rewound and not message.acked:
+                message.acked = True  # faust's ack ignores it from now on
+                self._unacked_messages.discard(message)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """faust's, except that a partition with nothing committed goes back to its start.
