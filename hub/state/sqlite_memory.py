@@ -9,17 +9,21 @@ the worker exports it as ``hub_sqlite_memory_bytes`` and the soak benchmark samp
 (measured at 20 events/s: about 2 MiB after 2,400 events, growing 0.15 KiB an event while
 the worker's resident memory grew 1.4 KiB an event: not the main part).
 
-It is read from the SQLite library the ``sqlite3`` module is linked to, found among the
-process's mapped files; where the module carries SQLite statically (no such library mapped),
-the figure is unknown (None), never a count from another copy of the library.
+It is read from the SQLite library the ``sqlite3`` module is linked to: the symbol is looked
+up through the module's own handle (``dlsym`` searches the module, then the libraries it
+was linked with), not found by name among the process's mapped files, where another copy of
+libsqlite3 that something else loaded (mapped below the module's, so listed first) answered
+with its own counters: 0 while the module's page caches held megabytes. Where the module
+carries SQLite statically without exporting it, the figure is unknown (None), never a count
+from another copy of the library.
 """
 
 from __future__ import annotations
 
+import _sqlite3
 import ctypes
-import sqlite3
 from functools import cache
-from pathlib import Path
+from typing import Any
 
 __all__ = ["sqlite_memory"]
 
@@ -28,37 +32,32 @@ _MEMORY_USED = 0
 
 
 @cache
-def _library() -> ctypes.CDLL | None:
-    """The libsqlite3 this process's ``sqlite3`` module uses, or None where it is not shared."""
-    sqlite3.sqlite_version  # noqa: B018  # the module (and its library) loaded first
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
+def _status64() -> Any | None:
+    """``sqlite3_status64`` of the SQLite the ``sqlite3`` module uses, or None where unknown."""
+    module = getattr(_sqlite3, "__file__", None)  # None: built into the interpreter
+    if module is None:
         return None
-    for line in maps.splitlines():
-        path = line.rpartition(" ")[2]
-        if "/libsqlite3.so" in path:
-            try:
-                lib = ctypes.CDLL(path)  # already loaded: the same handle, the same counters
-                lib.sqlite3_status64.argtypes = [
-                    ctypes.c_int,
-                    ctypes.POINTER(ctypes.c_int64),
-                    ctypes.POINTER(ctypes.c_int64),
-                    ctypes.c_int,
-                ]
-                lib.sqlite3_status64.restype = ctypes.c_int
-            except (OSError, AttributeError):
-                return None
-            return lib
-    return None
+    try:
+        # already loaded: the same handle; its symbols are the module's and its libraries'
+        status64 = ctypes.CDLL(module).sqlite3_status64
+    except (OSError, AttributeError):
+        return None
+    status64.argtypes = [
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.c_int,
+    ]
+    status64.restype = ctypes.c_int
+    return status64
 
 
 def sqlite_memory() -> int | None:
     """Bytes SQLite's allocator holds in this process now, or None where unknown."""
-    lib = _library()
-    if lib is None:
+    status64 = _status64()
+    if status64 is None:
         return None
     current, highwater = ctypes.c_int64(), ctypes.c_int64()
-    if lib.sqlite3_status64(_MEMORY_USED, ctypes.byref(current), ctypes.byref(highwater), 0):
+    if status64(_MEMORY_USED, ctypes.byref(current), ctypes.byref(highwater), 0):
         return None
     return int(current.value)
