@@ -231,6 +231,7 @@ def _route_loop(
     )
     # each fetch's records, whole (``hub.agents.intake``); at most two batches' worth wait here
     intake = app.intake = Intake(limit=max(settings.route_batch * 2, settings.poll_records))
+    app.lost_log_grace = settings.lost_log_grace  # the fetch loop's (hub.broker.lost_log)
     # The inbound topics are subscribed without an agent: the consumer hands each fetch to
     # ``intake`` (``hub.agents.transport``), and the route loop takes batches from it.
     app.topics.add(inbound)

@@ -372,6 +372,7 @@ async def run_audit_sink(
     security: KafkaSecurity | None = None,
     on_refused: Callable[[Refused], None] | None = None,
     linger: float = 0.1,
+    lost_log_grace: float | None = None,
 ) -> None:
     """Consume ``hub.audit`` with its own consumer group and write it to the store.
 
@@ -380,7 +381,8 @@ async def run_audit_sink(
     notice it should pause. Everything one fetch returned is written in one append (one
     transaction); offsets are committed only after it is written. A message that fails its
     MAC or does not decode is copied to ``hub.quarantine`` and its refusal audited before the
-    offset passes it; it is never stored.
+    offset passes it; it is never stored. ``lost_log_grace``: ``HubSettings.lost_log_grace``
+    (None: ``HUB_LOST_LOG_GRACE``, or 5 s).
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.errors import KafkaError
@@ -391,6 +393,9 @@ async def run_audit_sink(
     # read_messages marked, fails its MAC and is refused, instead of killing the fetcher
     decode_guard.install()
     kafka = (security or KafkaSecurity()).client_kwargs()
+    # before the clients: a bad HUB_LOST_LOG_GRACE (ConfigError) must not leave them open, one
+    # pair (and one member of the sink's group) more at each of serve_audit_sink's retries
+    watch = LostLogWatch(grace=lost_log_grace)
     consumer = AIOKafkaConsumer(
         topics.AUDIT,
         bootstrap_servers=bootstrap,
@@ -406,7 +411,6 @@ async def run_audit_sink(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **kafka)
     await consumer.start()
     await producer.start()
-    watch = LostLogWatch()
     try:
         while True:
             # hub.broker.lost_log: a partition of hub.audit past its log's end is read from
@@ -489,6 +493,7 @@ async def serve_audit_sink(
                 secret=secret,
                 security=settings.kafka_security,
                 on_refused=on_refused,
+                lost_log_grace=settings.lost_log_grace,
             )
         except asyncio.CancelledError:
             raise

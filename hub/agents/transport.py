@@ -216,7 +216,7 @@ class _Consumer(driver.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
-        watch = LostLogWatch()
+        watch = LostLogWatch(grace=getattr(self.app, "lost_log_grace", None))
         reseek = False
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -323,6 +323,9 @@ class HubApp(faust.App):
 
     #: where the consumer hands fetched records, when the route loop takes them in batches
     intake: Intake | None = None
+    #: seconds a partition may stay past its log's end before the fetch loop reads it again
+    #: from its start (``HubSettings.lost_log_grace``; None: ``HUB_LOST_LOG_GRACE`` or 5 s)
+    lost_log_grace: float | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("TableManager", _TableManager)

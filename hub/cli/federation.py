@@ -81,6 +81,7 @@ def link_command(
             peer_security=peer_security(settings, peer),
             stop=stop,
             stats=stats,
+            lost_log_grace=settings.lost_log_grace,
         )
 
     try:

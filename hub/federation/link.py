@@ -132,6 +132,7 @@ async def run_link(
     stats: LinkStats | None = None,
     between_halves: Callable[[int, int], Awaitable[None]] | None = None,
     session_timeout: float = 10.0,
+    lost_log_grace: float | None = None,
 ) -> LinkStats:
     """Carry ``hub.out.<peer>`` here to ``hub.in.<hub_id>`` on the peer's broker until ``stop``.
 
@@ -153,6 +154,8 @@ async def run_link(
             link before its partitions go to the next one (``HUB_SESSION_TIMEOUT``, as for
             the router workers; 10 s is aiokafka's default). A restarted link waits that
             long for them after a crash, and the embedded broker answers a join after half.
+        lost_log_grace: seconds a partition may stay past its log's end before it is read
+            again from its start (``HUB_LOST_LOG_GRACE``; None: that variable, or 5 s).
 
     Raises:
         BrokerError: either broker could not be reached.
@@ -164,6 +167,8 @@ async def run_link(
     stop = stop or asyncio.Event()
     source = topics.outbound(peer)
     target = topics.inbound(hub_id)
+    # before the clients: a bad HUB_LOST_LOG_GRACE (ConfigError) must not leave them open
+    watch = LostLogWatch(grace=lost_log_grace)
     consumer = AIOKafkaConsumer(
         source,
         bootstrap_servers=bootstrap,
@@ -193,7 +198,6 @@ async def run_link(
             f"got {type(exc).__name__}: {exc}"
         ) from exc
     _log.info("link_started", peer=peer, source=source, target=target)
-    watch = LostLogWatch()
     try:
         while not stop.is_set():
             rewind_lost_logs(consumer, watch, log=_log)  # at most once a second, busy or idle

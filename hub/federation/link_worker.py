@@ -101,6 +101,7 @@ async def _serve(settings: HubSettings, peer: str) -> LinkStats:
             peer_security=remote,
             stop=stop,
             session_timeout=settings.session_timeout,
+            lost_log_grace=settings.lost_log_grace,
         )
     finally:
         forwarded.close()

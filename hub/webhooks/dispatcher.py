@@ -134,7 +134,7 @@ class WebhookDispatcher:
         try:
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 _log.info("webhook_dispatcher_started", party=self.party)
-                watch = LostLogWatch()
+                watch = LostLogWatch(grace=self.settings.lost_log_grace)
                 while True:
                     # not ``async for``: it waits for a record however long, and the lost-log
                     # watch must look while idle too; one record at a time, as before, so

@@ -15,14 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
+from hub.agents import transport
+from hub.agents.app import create_app
 from hub.agents.transport import HubApp
-from hub.broker.lost_log import LostLogWatch
+from hub.broker.lost_log import GRACE_ENV, LostLogWatch
+from hub.keys.file_store import FileKeyStore
+from hub.keys.model import KeySuite
+from hub.keys.store import ensure_dev_keys
+from hub.policies.loader import load_protocol
+from hub.settings import HubSettings
 
 TOPIC = "hub.in.marac.north-worcs"
 #: where the lost log had reached (the worker's fetch position and last commit)
@@ -153,3 +162,42 @@ async def test_a_partition_revoked_just_after_the_look_does_not_stop_the_fetch_l
         await asyncio.wait_for(
             consumer._rewind_lost_logs(LostLogWatch(grace=0.0, every=0.0)), timeout=10
         )
+
+
+class _Grace(BaseException):
+    """Raised by a stand-in ``LostLogWatch`` with the grace it was given."""
+
+
+def _report_grace(*, grace: float | None = None, **_kw: Any) -> Any:
+    raise _Grace(grace)
+
+
+async def test_the_router_fetch_loop_waits_the_grace_its_settings_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the worker's settings from hub.toml (as a worker started on its own reads them): the
+    # fetch loop read HUB_LOST_LOG_GRACE only, which `hub up` alone sets from them
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(GRACE_ENV, raising=False)
+    consumer = cast(Any, _worker_app(tmp_path, "lost_log_grace = 42.0\n").consumer)
+    monkeypatch.setattr(transport, "LostLogWatch", _report_grace)
+    try:
+        with pytest.raises(_Grace) as seen:
+            await consumer._drain_messages(SimpleNamespace(_stopped=asyncio.Event()))
+    finally:
+        consumer._thread.thread_loop.close()
+    assert seen.value.args == (42.0,)
+
+
+def _worker_app(here: Path, toml: str) -> HubApp:
+    """The router app a worker builds (never started) from ``hub.toml`` in ``here``."""
+    (here / "hub.toml").write_text(f'data_dir = "{here / "data"}"\n{toml}')
+    settings = HubSettings()
+    protocol = load_protocol(settings.protocol)
+    ensure_dev_keys(
+        FileKeyStore(settings.keys_dir),
+        [p for p in protocol.party_ids if not protocol.is_peer(p)],
+        suite=KeySuite(protocol.crypto.suite),
+    )
+    app = create_app(settings, protocol=protocol, bootstrap="127.0.0.1:9")  # never dialled
+    return cast(HubApp, app)
