@@ -426,14 +426,15 @@ def evaluate(
         if len(kept) >= _DECISIONS_KEPT:
             kept.clear()  # a new day or an unusual stream: start again rather than grow
             _compiled(protocol).pop("outcomes", None)
-        kept[key] = (
+        # this event answered as the next ones will be (the kept outcomes), from this tuple:
+        # read back from ``kept``, another thread's clear in between raised KeyError
+        fields = kept[key] = (
             decision.rejected,
             decision.reject_reason,
             decision.reject_rule,
             _kept_outcome(protocol, decision.recipients),
             decision.suspended_agreements,
         )
-        fields = kept[key]  # this event answered as the next ones will be: the kept outcomes
     rejected, reject_reason, reject_rule, recipients, suspended = fields
     return Decision.model_construct(  # every field was validated when it was first decided
         event_id=event_id,

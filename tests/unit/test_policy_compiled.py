@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Any
 
 from hub.models import Decision
+from hub.policies import engine
 from hub.policies.engine import evaluate
 from hub.policies.loader import load_protocol
 from hub.policies.model import Protocol
@@ -180,3 +181,22 @@ def test_kept_decisions_with_other_keys_share_their_equal_outcomes() -> None:
     shared = [r for r in again.recipients if any(r is f for f in first.recipients)]
     assert shared, "no outcome of the second key's decision is the first key's object"
     assert [r.party for r in second.recipients] == [r.party for r in again.recipients]
+
+
+class _ClearedBehind(dict[Any, Any]):
+    """Kept decisions another thread clears (it filled them) just after this one stores."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.clear()
+
+
+def test_a_decision_stored_as_another_thread_clears_the_kept_ones_is_still_answered() -> None:
+    """evaluate runs in several threads in the web console (explain, a sync endpoint): a miss
+    stored its decision and read it back from the kept decisions, which another thread could
+    have cleared in between (the cache full at 4,096): KeyError instead of the decision."""
+    protocol = load_protocol(default_protocol_path())
+    engine._compiled(protocol)["decisions"] = _ClearedBehind()
+    data = factories.marac_flag("MARAC-2026-0077")
+    decided = _police_flag(protocol, "e1", data)
+    assert decided == _police_flag(load_protocol(default_protocol_path()), "e1", data)
