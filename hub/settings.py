@@ -147,15 +147,17 @@ class HubSettings(BaseSettings):
         "is full (aiokafka max_batch_size, 16 KiB by default): with a full batch, a send "
         "waits for a produce round trip; at most the broker's message.max.bytes",
     )
-    lost_log_grace: float = Field(
-        default=5.0,
+    lost_log_grace: float | None = Field(
+        default=None,
         gt=0,
         le=300,
         description="seconds a consumer's position may stay past the end of its partition's "
         "log (the broker lost the records below it) before the consumer reads that partition "
-        "again from its start (hub.broker.lost_log); a new Kafka leader's high watermark may "
-        "trail for a moment, never this long. hub up passes it to every process it starts; "
-        "an SDK client reads HUB_LOST_LOG_GRACE itself",
+        "again from its start (hub.broker.lost_log). Unset: 5 with the embedded broker hub up "
+        "starts (Tansu answers a fetch past a log's end with nothing), no watch with Kafka "
+        "(which answers OFFSET_OUT_OF_RANGE itself, and whose new leader's high watermark may "
+        "trail its log for up to replica.lag.time.max.ms). Set it for a Tansu started apart "
+        "from hub up; an SDK client reads HUB_LOST_LOG_GRACE itself",
     )
     audit_outage_limit: float = Field(
         default=10.0,

@@ -342,7 +342,13 @@ class RunningHub:
 #: between workers; a test about events of one topic on several partitions or workers sets
 #: its own count (``test_scale_out``, ``test_operations``, ``test_graceful_shutdown``,
 #: ``test_consume_view``).
-TEST_HUB_SETTINGS: dict[str, Any] = {"session_timeout": 4.0, "partitions": 1}
+TEST_HUB_SETTINGS: dict[str, Any] = {
+    "session_timeout": 4.0,
+    "partitions": 1,
+    # the tests' hubs run on an embedded broker they did not start (hub up watches its own
+    # for lost logs with 5 s of grace, none on Kafka: hub.broker.lost_log); 1 s, to be quick
+    "lost_log_grace": 1.0,
+}
 
 
 @pytest.fixture(autouse=True, scope="session")

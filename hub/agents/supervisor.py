@@ -42,6 +42,7 @@ from pydantic import BaseModel, SecretStr
 
 from hub.agents.datadir_lock import DataDirLock
 from hub.broker import EmbeddedBroker
+from hub.broker.lost_log import GRACE_ENV, GRACE_S
 from hub.broker.security import KafkaSecurity
 from hub.broker.topics import all_topics, ensure_topics
 from hub.broker.watch import (
@@ -482,6 +483,9 @@ class Supervisor:
                 value = value.resolve()
             env[f"HUB_{name.upper()}"] = str(value)
         env["HUB_KAFKA_BOOTSTRAP"] = self.bootstrap
+        if self.broker is not None and self.settings.lost_log_grace is None:
+            # the embedded Tansu answers a fetch past a lost log's end with nothing: watch
+            env[GRACE_ENV] = str(GRACE_S)
         return env
 
     def _spawn(self, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -13,11 +13,18 @@ routed (``tests/integration/test_restart.py`` saw it about once in ten runs).
 
 What: ``LostLogWatch`` compares each assigned partition's position with the high watermark
 of the last fetch answer (exact on both brokers, unlike Tansu's ListOffsets: see
-``hub.broker.offsets``). A position above it for ``GRACE_S`` seconds (a new Kafka leader's
-high watermark can trail for a moment, never for long) is a lost log: the caller seeks the
-partition back to its start, as Kafka's answer would have, and logs it. Everything after is
-read again; the hub's ids are deterministic and its stores idempotent, so nothing is lost or
-doubled, and nothing valid is skipped.
+``hub.broker.offsets``). A position above it for the grace period is a lost log: the caller
+seeks the partition back to its start, as Kafka's answer would have, and logs it. Everything
+after is read again; the hub's ids are deterministic and its stores idempotent, so nothing is
+lost or doubled, and nothing valid is skipped.
+
+When: only where the broker is Tansu. ``HubSettings.lost_log_grace`` unset means 5 s
+(``GRACE_S``) with the embedded broker ``hub up`` starts, and no watch with Kafka: Kafka's
+own answer covers a lost log there, and a new Kafka leader's high watermark can trail its
+log for up to ``replica.lag.time.max.ms`` (30 s by default; a fetch between the two is
+answered empty, without error), so a watch could take a healthy partition for a lost one
+and read its whole history again. A hub on a Tansu it did not start (the tests' brokers)
+sets the grace itself; an SDK client watches only with ``HUB_LOST_LOG_GRACE`` set.
 
 Users, each a long-running consumer that commits offsets in a group, where a record skipped
 is a delivery lost (each says why reading again is safe for it):
@@ -61,22 +68,22 @@ __all__ = [
     "rewind_lost_logs",
 ]
 
-#: how long a position may stay above the high watermark before the log counts as lost
+#: the grace with the embedded broker ``hub up`` starts, when none is set
 GRACE_S = 5.0
 #: the environment variable that sets it (``HubSettings.lost_log_grace`` for the hub's own
-#: processes, which ``hub up`` passes on; an SDK client may set it too)
+#: processes; ``hub up`` passes it on; an SDK client reads it itself)
 GRACE_ENV = "HUB_LOST_LOG_GRACE"
 
 
-def default_grace() -> float:
-    """``HUB_LOST_LOG_GRACE`` if set, else ``GRACE_S``.
+def default_grace() -> float | None:
+    """``HUB_LOST_LOG_GRACE`` if set, else None: no watch (an SDK client's default).
 
     Raises:
         ConfigError: the variable is set but not a number of seconds above 0.
     """
     text = os.environ.get(GRACE_ENV)
-    if text is None:
-        return GRACE_S
+    if text is None or not text.strip():
+        return None
     try:
         grace = float(text)
     except ValueError:
@@ -108,20 +115,30 @@ class LostLogWatch:
         every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``grace`` defaults to ``default_grace()``; ``every`` to a second, or the grace if less.
+        """``grace`` None: the watch is off; ``every`` defaults to a second, or the grace if less.
 
-        Raises:
-            ConfigError: ``HUB_LOST_LOG_GRACE`` is set to something other than seconds.
+        Off, it never looks and finds nothing. Off is the default on Kafka, which answers a
+        fetch past a log's end with ``OFFSET_OUT_OF_RANGE`` itself, and where a new leader's
+        high watermark can trail its log for up to ``replica.lag.time.max.ms`` (30 s): a
+        watch there could take a healthy partition for a lost one and read its whole history
+        again.
         """
-        self._grace = default_grace() if grace is None else grace
-        self._every = min(CHECK_EVERY_S, self._grace) if every is None else every
+        self._grace = grace
+        self._every = (
+            every if every is not None else min(CHECK_EVERY_S, grace if grace else CHECK_EVERY_S)
+        )
         self._clock = clock
         self._since: dict[Any, float] = {}
         self._last = clock()
 
+    @property
+    def on(self) -> bool:
+        """Whether the watch looks at all (a grace was given)."""
+        return self._grace is not None
+
     def due(self) -> bool:
-        """Whether a look is due (at most one every ``every`` seconds)."""
-        return self._clock() - self._last >= self._every
+        """Whether a look is due (at most one every ``every`` seconds; never when off)."""
+        return self._grace is not None and self._clock() - self._last >= self._every
 
     def observe(self, offsets: Mapping[Any, tuple[int | None, int | None]]) -> dict[Any, Beyond]:
         """The partitions past their log's end for ``grace`` seconds now; forget the rest.
@@ -131,6 +148,8 @@ class LostLogWatch:
         """
         now = self._clock()
         self._last = now
+        if self._grace is None:
+            return {}
         beyond = _beyond(offsets)
         self._since = {tp: self._since.get(tp, now) for tp in beyond}
         return {tp: b for tp, b in beyond.items() if now - self._since[tp] >= self._grace}

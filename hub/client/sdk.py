@@ -30,7 +30,12 @@ from aiokafka.errors import KafkaError
 from hub.audit.subjects import case_ref
 from hub.broker import decode_guard, topics
 from hub.broker.fetch import FETCH_WAIT_MS
-from hub.broker.lost_log import LostLogWatch, beyond_the_end, rewind_lost_logs
+from hub.broker.lost_log import (
+    LostLogWatch,
+    beyond_the_end,
+    default_grace,
+    rewind_lost_logs,
+)
 from hub.broker.offsets import end_offsets
 from hub.broker.security import KafkaSecurity
 from hub.client.inbox import Inbox
@@ -396,7 +401,7 @@ class HubClient:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, committed)
-            watch = LostLogWatch()
+            watch = LostLogWatch(grace=default_grace())  # HUB_LOST_LOG_GRACE, else none
             if ordered:
                 async for next_one in self._in_order(
                     consumer, tps, ends, follow, poll_timeout, watch
@@ -413,7 +418,7 @@ class HubClient:
                             yield delivery
                             self._mark(delivery)
                         await consumer.commit({tp: record.offset + 1})
-                if not follow and await _at_the_end(consumer, tps, ends):
+                if not follow and await _at_the_end(consumer, tps, ends, watch):
                     return
         finally:
             with contextlib.suppress(Exception):
@@ -437,7 +442,7 @@ class HubClient:
             held += [record for records in batches.values() for record in records]
             caught_up = True
             if backlog:
-                caught_up = await _at_the_end(consumer, tps, ends)
+                caught_up = await _at_the_end(consumer, tps, ends, watch)
             if caught_up and held:
                 opened = [d for d in map(self._open_delivery, held) if d is not None]
                 for delivery in publish_order([d for d in opened if not self._already(d)]):
@@ -484,15 +489,21 @@ class HubClient:
 
 
 async def _at_the_end(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    ends: dict[TopicPartition, int],
+    watch: LostLogWatch,
 ) -> bool:
     """Whether every partition was read up to ``ends``, and none is past its log's end.
 
-    A position past the log's end (``hub.broker.lost_log``) is not the end: the records
-    below it are read once the watch has sought it back to the start.
+    With the watch on, a position past the log's end (``hub.broker.lost_log``) is not the
+    end: the records below it are read once the watch has sought it back to the start.
+    (Off, on Kafka, the fetch from there is answered ``OFFSET_OUT_OF_RANGE`` and the
+    position reset to the earliest offset.)
     """
     positions = {tp: await consumer.position(tp) for tp in tps}
-    return all(positions[tp] >= ends[tp] for tp in tps) and not beyond_the_end(consumer)
+    reached = all(positions[tp] >= ends[tp] for tp in tps)
+    return reached and not (watch.on and beyond_the_end(consumer))
 
 
 def publish_order(deliveries: Iterable[Delivery]) -> list[Delivery]:

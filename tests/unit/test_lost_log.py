@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from hub.broker.lost_log import Beyond, LostLogWatch
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from hub.agents.supervisor import Supervisor
+from hub.broker.lost_log import GRACE_ENV, GRACE_S, Beyond, LostLogWatch
+from hub.settings import HubSettings
 
 
 class _Clock:
@@ -55,3 +62,34 @@ def test_a_rewound_partition_is_watched_afresh_and_looks_are_spaced() -> None:
     assert watch.observe({"p0": (7, 1)}) == {"p0": Beyond(7, 1)}
     watch.rewound(["p0"])
     assert watch.observe({"p0": (7, 1)}) == {}  # still there after a seek: a new grace period
+
+
+def test_a_watch_without_a_grace_never_looks() -> None:
+    """Off (Kafka's default: its own OFFSET_OUT_OF_RANGE covers a lost log, and a new
+    leader's high watermark may trail its log longer than any grace)."""
+    clock = _Clock()
+    watch = LostLogWatch(grace=None, clock=clock)
+    assert not watch.on
+    clock.now += 3600
+    assert not watch.due()
+    assert watch.observe({"p0": (9, 1)}) == {}
+    clock.now += 3600
+    assert watch.observe({"p0": (9, 1)}) == {}
+
+
+def test_hub_up_watches_with_its_embedded_broker_and_not_with_kafka(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processes ``hub up`` starts get the grace through their environment: 5 s when it
+    started the embedded broker and none is set, none with an external broker."""
+    monkeypatch.delenv(GRACE_ENV, raising=False)
+    settings = HubSettings(data_dir=tmp_path)
+    embedded = Supervisor(settings)
+    embedded.broker, embedded.bootstrap = cast(Any, object()), "127.0.0.1:1"
+    assert embedded._env()[GRACE_ENV] == str(GRACE_S)
+    external = Supervisor(settings.model_copy(update={"kafka_bootstrap": "kafka:9092"}))
+    external.bootstrap = "kafka:9092"
+    assert GRACE_ENV not in external._env()
+    chosen = Supervisor(settings.model_copy(update={"lost_log_grace": 0.5}))
+    chosen.broker, chosen.bootstrap = cast(Any, object()), "127.0.0.1:1"
+    assert chosen._env()[GRACE_ENV] == "0.5"
