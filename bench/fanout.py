@@ -393,8 +393,9 @@ def run(params: Mapping[str, Any]) -> Measured:
         f"N recipient agencies, one rule delivering {EVENT_TYPE} (from hub.scenarios) with "
         f"{len(FIELDS)} allow-listed fields. Every event delivered to all N: deliveries = "
         "events x N is asserted. Each item is a new case, so each event also creates and "
-        "escrows a case key (`CaseKeys.key_for`: a row committed to the case keyring, its "
-        "log fsynced by the group sync).",
+        "escrows a case key (`CaseKeys.key_for`; as in the route loop, a batch's new keys "
+        "are written in one transaction at its end, `Router.new_keys`, batches of "
+        "`HUB_ROUTE_BATCH` events, and the keyring's log fsynced by the group sync).",
         f"{events} timed events per N after {warmup} untimed, in {rounds} rounds taken N by "
         "N (so a busy spell on a shared machine lands on every N); each event timed on its "
         "own with `perf_counter_ns`, garbage collector paused; events/s = events / wall time "
