@@ -21,11 +21,15 @@ from hub.durable import GroupSync
 from hub.errors import HubError
 from hub.sqlite_wal import enable_wal, write_transaction
 
-__all__ = ["RegisterError", "SQLiteState"]
+__all__ = ["STATE_CACHE_KIB", "RegisterError", "SQLiteState"]
 
 
 class RegisterError(HubError):
     """A workflow register cannot be read or written."""
+
+
+#: the page cache of each state store's connection, in KiB
+STATE_CACHE_KIB = 1024
 
 
 class SQLiteState:
@@ -53,6 +57,11 @@ class SQLiteState:
             )
             enable_wal(self._conn, within=30.0)
             self._conn.execute(f"PRAGMA synchronous={'NORMAL' if group else 'FULL'}")
+            # a worker holds one of these per store (seen events, outbox, registers): each
+            # page cache fills as its file grows, SQLite's default 2 MiB each, C memory a
+            # worker's own counters do not see (hub.state.sqlite_memory); recent rows are
+            # what is read, and the operating system caches the rest of the file
+            self._conn.execute(f"PRAGMA cache_size=-{STATE_CACHE_KIB}")
             # statement journals and sorts in memory, not spilled to files in /var/tmp on the
             # router's event loop (tens of writes an event, by strace)
             self._conn.execute("PRAGMA temp_store=MEMORY")

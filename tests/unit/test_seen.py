@@ -22,7 +22,7 @@ from hub.audit.store import AuditStore
 from hub.durable import GroupSync
 from hub.models import event_key
 from hub.settings import HubSettings
-from hub.workflows.sqlite_state import RegisterError
+from hub.workflows.sqlite_state import STATE_CACHE_KIB, RegisterError
 from tests.unit.test_audit_log import SIGNER, record
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -391,3 +391,12 @@ def test_a_legal_hold_keeps_the_ids_of_the_records_it_keeps(
     seen.remember(record(4).event_id, origin=A, at=record(4).time)
     assert seen.prune(before) == 0
     assert seen.first(record(4).event_id) == A
+
+
+def test_a_state_store_keeps_a_bounded_page_cache(path: Path) -> None:
+    """Each store a worker holds (seen events, outbox, registers) fills its page cache as its
+    file grows: 1 MiB each (``STATE_CACHE_KIB``), not SQLite's default 2 MiB."""
+    with SeenEvents(path) as store:
+        row = store._conn.execute("PRAGMA cache_size").fetchone()
+    assert row is not None
+    assert row[0] == -STATE_CACHE_KIB == -1024
