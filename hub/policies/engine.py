@@ -346,8 +346,6 @@ class _Unhashable(Exception):  # noqa: N818 - internal control signal, never esc
 def _frozen(value: Any) -> Any:
     """A hashable stand-in for an event value, tagged by type so 1, 1.0 and True differ."""
     kind = type(value)
-    if kind is str:  # a kept key's text (a district, a scheme): one copy however many keys
-        return ("str", sys.intern(value))
     if kind in _ATOMS:
         return (kind.__name__, value)
     if value is _MISSING:  # an absent optional field: a state of its own, not None
