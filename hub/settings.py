@@ -153,7 +153,7 @@ class HubSettings(BaseSettings):
         le=300,
         description="seconds a consumer's position may stay past the end of its partition's "
         "log (the broker lost the records below it) before the consumer reads that partition "
-        "again from its start (hub.broker.lost_log). Unset: 5 with the embedded broker hub up "
+        "again from its start (hub.broker.lost_log). Unset: 1 with the embedded broker hub up "
         "starts (Tansu answers a fetch past a log's end with nothing), no watch with Kafka "
         "(which answers OFFSET_OUT_OF_RANGE itself, and whose new leader's high watermark may "
         "trail its log for up to replica.lag.time.max.ms). Set it for a Tansu started apart "

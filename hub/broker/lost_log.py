@@ -18,7 +18,7 @@ seeks the partition back to its start, as Kafka's answer would have, and logs it
 after is read again; the hub's ids are deterministic and its stores idempotent, so nothing is
 lost or doubled, and nothing valid is skipped.
 
-When: only where the broker is Tansu. ``HubSettings.lost_log_grace`` unset means 5 s
+When: only where the broker is Tansu. ``HubSettings.lost_log_grace`` unset means 1 s
 (``GRACE_S``) with the embedded broker ``hub up`` starts, and no watch with Kafka: Kafka's
 own answer covers a lost log there, and a new Kafka leader's high watermark can trail its
 log for up to ``replica.lag.time.max.ms`` (30 s by default; a fetch between the two is
@@ -68,8 +68,11 @@ __all__ = [
     "rewind_lost_logs",
 ]
 
-#: the grace with the embedded broker ``hub up`` starts, when none is set
-GRACE_S = 5.0
+#: the grace with the embedded broker ``hub up`` starts, when none is set: short, because
+#: Tansu has no replicas (its high watermark is its log's end, and aiokafka takes it only from
+#: an answer at the consumer's position) and because a new log that grows past the stale
+#: position within the grace hides the loss (its records below that position are never read)
+GRACE_S = 1.0
 #: the environment variable that sets it (``HubSettings.lost_log_grace`` for the hub's own
 #: processes; ``hub up`` passes it on; an SDK client reads it itself)
 GRACE_ENV = "HUB_LOST_LOG_GRACE"

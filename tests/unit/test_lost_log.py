@@ -80,7 +80,7 @@ def test_a_watch_without_a_grace_never_looks() -> None:
 def test_hub_up_watches_with_its_embedded_broker_and_not_with_kafka(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The processes ``hub up`` starts get the grace through their environment: 5 s when it
+    """The processes ``hub up`` starts get the grace through their environment: 1 s when it
     started the embedded broker and none is set, none with an external broker."""
     monkeypatch.delenv(GRACE_ENV, raising=False)
     settings = HubSettings(data_dir=tmp_path)
