@@ -32,20 +32,11 @@ from hub.keys.model import KeySuite
 from hub.keys.store import ensure_dev_keys
 from hub.policies.loader import load_protocol
 from hub.settings import HubSettings
+from tests.unit.test_rebalance import _Record
 
 TOPIC = "hub.in.marac.north-worcs"
 #: where the lost log had reached (the worker's fetch position and last commit)
 LOST_END = 511
-
-
-class _Record:
-    """A fetched record, as much of one as faust's bookkeeping reads."""
-
-    def __init__(self, tp: TP, offset: int) -> None:
-        self.tp = tp
-        self.topic = tp.topic
-        self.offset = offset
-        self.acked = False
 
 
 class _Kafka:

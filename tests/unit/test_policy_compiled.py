@@ -36,6 +36,21 @@ def _police_flag(protocol: Protocol, event_id: str, data: dict[str, Any]) -> Dec
     )
 
 
+def _expired(
+    protocol: Protocol, event_id: str, data: dict[str, Any], previous: frozenset[str]
+) -> Decision:
+    """The decision on a MARAC flag's expiry the hub publishes today, given earlier holders."""
+    return evaluate(
+        protocol,
+        event_id=event_id,
+        event_type="uk.csp.marac.flag.expired.v1",
+        publisher="hub",
+        data=data,
+        today=TODAY,
+        previous=previous,
+    )
+
+
 def test_every_scenario_decision_is_what_a_fresh_protocol_decides() -> None:
     reused = load_protocol(default_protocol_path())  # compiled as it goes
     fresh = load_protocol(default_protocol_path())
@@ -77,15 +92,7 @@ def test_a_kept_decision_is_per_day_publisher_and_earlier_holders() -> None:
     data = factories.marac_expired("MARAC-2026-0042")
 
     def delivered(event_id: str, previous: frozenset[str]) -> set[str]:
-        decision = evaluate(
-            protocol,
-            event_id=event_id,
-            event_type="uk.csp.marac.flag.expired.v1",
-            publisher="hub",
-            data=data,
-            today=TODAY,
-            previous=previous,
-        )
+        decision = _expired(protocol, event_id, data, previous)
         assert decision.event_id == event_id  # a kept outcome still names its own event
         return {r.party for r in decision.recipients if r.outcome == "deliver"}
 
@@ -153,30 +160,14 @@ def test_kept_decisions_with_other_keys_share_their_equal_outcomes() -> None:
     data = factories.marac_expired("MARAC-2026-0042")
 
     def decide(event_id: str, previous: frozenset[str]) -> Decision:
-        return evaluate(
-            protocol,
-            event_id=event_id,
-            event_type="uk.csp.marac.flag.expired.v1",
-            publisher="hub",
-            data=data,
-            today=TODAY,
-            previous=previous,
-        )
+        return _expired(protocol, event_id, data, previous)
 
     # two keys (the earlier holders differ: a party with no rule for the type either way)
     first = decide("a", frozenset({"nwcsp.analysts"}))
     second = decide("b", frozenset({"nwcsp.analysts", "hwfrs"}))
     again = decide("c", frozenset({"nwcsp.analysts", "hwfrs"}))  # from the kept decisions
     fresh = load_protocol(default_protocol_path())
-    expected = evaluate(
-        fresh,
-        event_id="c",
-        event_type="uk.csp.marac.flag.expired.v1",
-        publisher="hub",
-        data=data,
-        today=TODAY,
-        previous=frozenset({"nwcsp.analysts", "hwfrs"}),
-    )
+    expected = _expired(fresh, "c", data, frozenset({"nwcsp.analysts", "hwfrs"}))
     assert again == expected
     shared = [r for r in again.recipients if any(r is f for f in first.recipients)]
     assert shared, "no outcome of the second key's decision is the first key's object"
