@@ -382,7 +382,7 @@ async def run_audit_sink(
     transaction); offsets are committed only after it is written. A message that fails its
     MAC or does not decode is copied to ``hub.quarantine`` and its refusal audited before the
     offset passes it; it is never stored. ``lost_log_grace``: ``HubSettings.lost_log_grace``
-    (None: ``HUB_LOST_LOG_GRACE``, or 5 s).
+    (None: no watch; ``hub up`` sets it with its embedded broker, ``hub.broker.lost_log``).
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.errors import KafkaError

@@ -324,7 +324,7 @@ class HubApp(faust.App):
     #: where the consumer hands fetched records, when the route loop takes them in batches
     intake: Intake | None = None
     #: seconds a partition may stay past its log's end before the fetch loop reads it again
-    #: from its start (``HubSettings.lost_log_grace``; None: ``HUB_LOST_LOG_GRACE`` or 5 s)
+    #: from its start (``HubSettings.lost_log_grace``; None: no watch, ``hub.broker.lost_log``)
     lost_log_grace: float | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -127,9 +127,7 @@ class LostLogWatch:
         again.
         """
         self._grace = grace
-        self._every = (
-            every if every is not None else min(CHECK_EVERY_S, grace if grace else CHECK_EVERY_S)
-        )
+        self._every = every if every is not None else min(CHECK_EVERY_S, grace or CHECK_EVERY_S)
         self._clock = clock
         self._since: dict[Any, float] = {}
         self._last = clock()

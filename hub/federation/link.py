@@ -155,7 +155,7 @@ async def run_link(
             the router workers; 10 s is aiokafka's default). A restarted link waits that
             long for them after a crash, and the embedded broker answers a join after half.
         lost_log_grace: seconds a partition may stay past its log's end before it is read
-            again from its start (``HUB_LOST_LOG_GRACE``; None: that variable, or 5 s).
+            again from its start (``HubSettings.lost_log_grace``; None: no watch).
 
     Raises:
         BrokerError: either broker could not be reached.
