@@ -26,6 +26,8 @@ measures, on the hub's real code:
   record, re-derive every column from the canonical bytes, rebuild the Merkle tree and check
   every stored checkpoint's signature and root. Run once, on a fresh ``AuditLog`` and a
   fresh store connection, as the CLI does; a report that is not ``ok`` stops the benchmark.
+- **SQLite floor** (``bench.sqlite_floor``): the rows each append wrote, inserted again by
+  SQLite alone into a twin of the store and into a bare log, in the same load.
 - **size on disk**: SQLite: the database file plus its WAL; PostgreSQL:
   ``pg_database_size`` (tables, indexes, TOAST); per record: the growth over the empty
   store (schema only) divided by the records.
@@ -73,6 +75,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._harness import Benchmark, Measured, Stats
+from bench.sqlite_floor import SQLiteFloor
 from hub.audit import reports
 from hub.audit.checkpoint import NoteSigner
 from hub.audit.log import AuditLog
@@ -295,6 +298,8 @@ class _Backend:
     size_bytes: Callable[[], int]
     settle: Callable[[], None] = lambda: None
     notes: list[str] = field(default_factory=list)
+    #: the SQLite file, whose rows the floor (``bench.sqlite_floor``) inserts again
+    path: Path | None = None
 
 
 def _sqlite_backend(directory: Path) -> _Backend:
@@ -304,7 +309,7 @@ def _sqlite_backend(directory: Path) -> _Backend:
         files = [path, path.with_name(path.name + "-wal")]
         return sum(f.stat().st_size for f in files if f.exists())
 
-    return _Backend("sqlite", lambda: SQLiteAuditStore(path), size)
+    return _Backend("sqlite", lambda: SQLiteAuditStore(path), size, path=path)
 
 
 def _postgres_backend(url: str) -> _Backend:
@@ -392,7 +397,14 @@ class _Run:
             if store.size() != 0:
                 raise RuntimeError(f"audit bench {backend.name}: expected an empty store")
             empty = backend.size_bytes()
-            self._load(backend.name, store, AuditLog(store, signer=signer), traffic)
+            floor = None
+            if backend.path is not None:
+                floor = SQLiteFloor(backend.path, backend.path.parent)
+            try:
+                self._load(backend.name, store, AuditLog(store, signer=signer), traffic, floor)
+            finally:
+                if floor is not None:
+                    floor.close()
         t0 = time.perf_counter()
         backend.settle()
         settle_s = time.perf_counter() - t0
@@ -423,7 +435,14 @@ class _Run:
              f"{per_record:,.0f} B per record over the empty store's {empty / 2**20:,.1f} MiB"]
         )  # fmt: skip
 
-    def _load(self, name: str, store: AuditStore, log: AuditLog, traffic: _Traffic) -> None:
+    def _load(
+        self,
+        name: str,
+        store: AuditStore,
+        log: AuditLog,
+        traffic: _Traffic,
+        floor: SQLiteFloor | None,
+    ) -> None:
         append_ns: list[int] = []
         checkpoint_ns: list[int] = []
         since_checkpoint = 0
@@ -446,6 +465,8 @@ class _Run:
             append_ns.append(clock() - start)
             inserted += added
             since_checkpoint += added
+            if floor is not None:
+                floor.follow()  # the same rows again, SQLite alone (times itself)
             if self.checkpoint_every and since_checkpoint >= self.checkpoint_every:
                 checkpoint()
                 since_checkpoint = 0
@@ -495,12 +516,42 @@ class _Run:
                  f"{first.median_us / 1000:,.1f} ms in the first tenth, "
                  f"{last.median_us / 1000:,.1f} ms in the last"]
             )  # fmt: skip
+        if floor is not None:
+            self._floor(name, floor, rate)
         total_s = append_s + checkpoint_s
         self.record(name, "load", records=self.records, seconds=round(total_s, 3))
         self.rows.append(
             [name, "load (appends + checkpoints)", round(total_s, 1), None, "s",
              f"{self.records:,} records, {self.records / total_s:,.0f} records/s"]
         )  # fmt: skip
+
+    def _floor(self, name: str, floor: SQLiteFloor, rate: float) -> None:
+        """The SQLite floor's rates beside the store's (``bench.sqlite_floor``)."""
+        measured = floor.measured()
+        if measured["rows"] != self.records:
+            raise RuntimeError(
+                f"audit bench {name}: the floor inserted {measured['rows']} of {self.records} rows"
+            )
+        for operation, seconds, what in (
+            ("floor: the store's tables", measured["store_tables_s"],
+             "the store's rows, schema and settings, prebuilt: one executemany per table"),
+            ("floor: bare log", measured["bare_log_s"],
+             "(seq, record_id UNIQUE, canonical) only: no query index"),
+        ):  # fmt: skip
+            floor_rate = self.records / seconds
+            ratio = rate / floor_rate
+            self.record(
+                name,
+                operation,
+                records=self.records,
+                seconds=seconds,
+                records_per_s=round(floor_rate, 1),
+                store_ratio=round(ratio, 3),
+            )
+            self.rows.append(
+                [name, f"{operation}, {self.batch} records a batch", round(floor_rate, 0), None,
+                 "records/s", f"{what}; the store's append runs at {ratio:.2f} of it"]
+            )  # fmt: skip
 
     def _subjects(
         self,
@@ -615,6 +666,11 @@ def run(params: Mapping[str, Any]) -> Measured:
         f"AuditLog.checkpoint after every {bench.checkpoint_every} new records "
         "(HUB_CHECKPOINT_EVERY); each call timed alone with perf_counter, record building "
         "outside the clock.",
+        "SQLite floor (bench.sqlite_floor), in the same load, batch by batch after each append: "
+        "the rows the store just wrote, read back outside the clock and inserted into a twin "
+        "file with the store's schema and settings (one executemany per table, one "
+        "transaction), and into a bare log of (seq, record_id UNIQUE, canonical); what SQLite "
+        "alone costs for these rows, with and without the query indexes.",
         f"subject access: reports.subject_access (hub audit sar) for {bench.queries} random "
         "subjects in the log, alternated with the bare AuditStore.query by pseudonym; event "
         f"recipients: reports.recipients (hub audit recipients) for {bench.lookups} random "

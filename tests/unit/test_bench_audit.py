@@ -72,8 +72,16 @@ def test_audit_bench_sqlite(tmp_path: Path) -> None:
     record = _run(tmp_path, backends=["sqlite"])
     assert record["benchmark"] == "audit"
     assert record["parameters"]["backends"] == ["sqlite"]
-    _check(record, "sqlite")
+    measured = _check(record, "sqlite")
     assert {m["backend"] for m in record["measurements"]} == {"sqlite"}
+    # the SQLite floor: the same rows again, every one of them, SQLite alone
+    for operation in ("floor: the store's tables", "floor: bare log"):
+        floor = measured[operation]
+        assert floor["records"] == RECORDS
+        assert floor["records_per_s"] > 0
+        assert floor["store_ratio"] == pytest.approx(
+            measured["append"]["records_per_s"] / floor["records_per_s"], rel=0.01
+        )
     assert record["notes"]
 
 
