@@ -188,14 +188,13 @@ def seal_record(
     value = crypto.seal_payload(ck, plaintext, aad, nonce=nonce)
     members: list[str] = []
     headers: list[tuple[str, bytes]] = []
-    base_members, base_bytes = layout.base_members, layout.base_bytes
-    for header, name in layout.order:
+    for header, member, raw, name in layout.parts:
         if name is None:
-            members.append(base_members[header])
-            headers.append((header, base_bytes[header]))
+            members.append(member)
+            headers.append((header, raw))
         else:
             text = ext[name]
-            members.append(f'"{header}":{_json_str(text)}')  # names are plain ASCII (SDK)
+            members.append(member + _json_str(text))  # names are plain ASCII (SDK)
             headers.append((header, text.encode()))
     digest = hashlib.sha256(value).hexdigest()
     signature = signer.sign(crypto.signing_text(",".join(members), key_json, digest))
@@ -283,32 +282,43 @@ def _aad_tail(text: Mapping[str, str]) -> str:
     )
 
 
-@dataclass(frozen=True)
 class _Layout:
     """One event's headers for one set of extension names, worked out once for its fan-out.
 
-    ``order`` is every header but ``ce_hubsig`` in ``sort_keys`` order, each with the
-    extension it comes from (None: an attribute header, in ``base_members``/``base_bytes``);
-    ``sig_at`` is where ``ce_hubsig`` sorts among them. ``id_json`` and ``aad_tail`` are the
-    attribute parts of ``context_aad``.
+    ``parts`` is every header but ``ce_hubsig`` in ``sort_keys`` order, each as (header,
+    member, bytes, extension): an attribute header has its whole JSON member and its bytes
+    and no extension; an extension's header has its member's ``"name":`` prefix, no bytes,
+    and the extension it comes from. ``sig_at`` is where ``ce_hubsig`` sorts among them.
+    ``id_json`` and ``aad_tail`` are the attribute parts of ``context_aad``.
     """
 
-    order: tuple[tuple[str, str | None], ...]
-    sig_at: int
-    base_members: dict[str, str]
-    base_bytes: dict[str, bytes]
-    id_json: str
-    aad_tail: str
+    __slots__ = ("aad_tail", "id_json", "parts", "sig_at")
+
+    def __init__(
+        self,
+        parts: tuple[tuple[str, str, bytes, str | None], ...],
+        sig_at: int,
+        id_json: str,
+        aad_tail: str,
+    ) -> None:
+        self.parts = parts
+        self.sig_at = sig_at
+        self.id_json = id_json
+        self.aad_tail = aad_tail
 
 
-#: layouts by (attribute values, extension names); an event's recipients are sealed one
-#: after another, so a few entries serve every fan-out; cleared whole when full
-_layouts: dict[tuple[tuple[Any, ...], frozenset[str]], _Layout] = {}
-_LAYOUTS_KEPT = 64
+#: header order by (attribute header names, extension names): (header, its JSON name
+#: member prefix, the extension it comes from or None) in ``sort_keys`` order, and where
+#: ``ce_hubsig`` sorts; a handful of entries (one per kind of record), cleared whole if full
+_orders: dict[
+    tuple[tuple[str, ...], frozenset[str]],
+    tuple[tuple[tuple[str, str, str | None], ...], int],
+] = {}
+_ORDERS_KEPT = 64
 #: the attributes object, extension names and layout found last: an event's recipients are
 #: sealed one after another with one frozen ``EventAttributes``, so most lookups are this one
-#: (by identity: no tuple of nine values built and hashed per recipient); replaced whole, so
-#: a thread never reads one call's attributes with another's layout
+#: (by identity); replaced whole, so a thread never reads one call's attributes with another's
+#: layout. Any other attributes object gets its layout worked out afresh (a few microseconds).
 _last_layout: tuple[object, frozenset[str], _Layout | None] = (None, frozenset(), None)
 #: extension-name sets ``wire.to_headers`` (so the CloudEvents SDK) has accepted
 _checked_extensions: set[frozenset[str]] = set()
@@ -335,12 +345,13 @@ _RESERVED_NAMES = frozenset(
 
 
 def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
-    """The cached layout for these attributes and extension names; None: take the slow path.
+    """The layout for these attributes and extension names; None: take the slow path.
 
-    The attribute headers come from ``wire.to_headers(attrs)`` once per distinct set of
-    attribute values; the extensions are added as ``to_headers`` adds them (``ce_`` + name,
-    the text as given). A new set of extension names, or any value that is not a string,
-    goes through ``to_headers`` itself (``_seal_slow``), so the SDK's naming checks run.
+    The attribute headers are ``wire.to_headers(attrs)``'s, as text (``wire.attribute_texts``,
+    or ``to_headers`` itself where that cannot say); the extensions are added as
+    ``to_headers`` adds them (``ce_`` + name, the text as given). A new set of extension
+    names, or any value that is not a string, goes through ``to_headers`` itself
+    (``_seal_slow``), so the SDK's naming checks run.
     """
     names = frozenset(ext)
     if names not in _checked_extensions:
@@ -352,41 +363,43 @@ def _layout(attrs: EventAttributes, ext: Mapping[str, Any]) -> _Layout | None:
     last = _last_layout
     if last[0] is attrs and last[1] == names:
         return last[2]  # the same event's next recipient (the attributes are frozen)
-    values = (
-        attrs.specversion,
-        attrs.id,
-        attrs.source,
-        attrs.type,
-        attrs.time,
-        # equal times (one instant) in other offsets are written apart in ``ce_time``
-        attrs.time.utcoffset(),
-        attrs.subject,
-        attrs.datacontenttype,
-        attrs.dataschema,
+    base = wire.attribute_texts(attrs)
+    if base is None:  # a shape the SDK has not checked, or a value it may refuse
+        base = {k: v.decode() for k, v in wire.to_headers(attrs)}
+    shape = (tuple(base), names)
+    found = _orders.get(shape)
+    if found is None:
+        found = _order(base, ext)
+        if len(_orders) >= _ORDERS_KEPT:
+            _orders.clear()
+        _orders[shape] = found
+    order, sig_at = found
+    layout = _Layout(
+        tuple(
+            [
+                (header, prefix + _json_str(base[header]), base[header].encode(), None)
+                if name is None
+                else (header, prefix, b"", name)
+                for header, prefix, name in order
+            ]
+        ),
+        sig_at,
+        _json_str(base["ce_id"]),
+        _aad_tail(base),
     )
-    found = _layouts.get((values, names))
-    if found is not None:
-        _last_layout = (attrs, names, found)
-        return found
-    base = {k: v.decode() for k, v in wire.to_headers(attrs)}
+    _last_layout = (attrs, names, layout)
+    return layout
+
+
+def _order(
+    base: Mapping[str, str], ext: Mapping[str, Any]
+) -> tuple[tuple[tuple[str, str, str | None], ...], int]:
+    """Headers in ``sort_keys`` order with their JSON name prefix and extension (or None)."""
     by_header: dict[str, str | None] = dict.fromkeys(base)
     for name in ext:
         by_header["ce_" + name] = name
-    order = tuple(sorted(by_header.items()))
-    sig_at = sum(1 for header, _ in order if header < "ce_hubsig")
-    layout = _Layout(
-        order=order,
-        sig_at=sig_at,
-        base_members={k: f"{_json_str(k)}:{_json_str(v)}" for k, v in base.items()},
-        base_bytes={k: v.encode() for k, v in base.items()},
-        id_json=_field(base, "ce_id"),
-        aad_tail=_aad_tail(base),
-    )
-    if len(_layouts) >= _LAYOUTS_KEPT:
-        _layouts.clear()
-    _layouts[(values, names)] = layout
-    _last_layout = (attrs, names, layout)
-    return layout
+    order = tuple((h, f"{_json_str(h)}:", name) for h, name in sorted(by_header.items()))
+    return order, sum(1 for header, _, _ in order if header < "ce_hubsig")
 
 
 def open_record(

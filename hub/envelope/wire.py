@@ -51,6 +51,7 @@ __all__ = [
     "SEALED",
     "HeaderError",
     "WireMessage",
+    "attribute_texts",
     "attributes_from_headers",
     "canonical_json",
     "decode_headers",
@@ -160,6 +161,51 @@ def to_headers(
 
 #: attribute-name sets the SDK has accepted (a handful: one per kind of record the hub writes)
 _CHECKED_SHAPES: set[frozenset[str]] = set()
+#: ``to_headers``' attribute-name set without extensions, by (subject given, dataschema given)
+_BARE_SHAPES = {
+    (subject, schema): frozenset(
+        ("specversion", "id", "source", "type", "time", "datacontenttype", INNER_TYPE)
+        + (("subject",) if subject else ())
+        + (("dataschema",) if schema else ())
+    )
+    for subject in (False, True)
+    for schema in (False, True)
+}
+
+
+def attribute_texts(attributes: EventAttributes) -> dict[str, str] | None:
+    """``to_headers(attributes)`` (no extensions) as text, header name to value, unsorted.
+
+    For a sealer writing one event to many recipients, which needs the text (for the signed
+    JSON) as well as the bytes: the mapping ``to_headers`` writes out, without its sort, its
+    bytes or its generator. None where only ``to_headers`` can say: an attribute-name set
+    the SDK has not checked yet, or a value it may refuse (``_plainly_valid``'s conditions).
+    ``tests/unit/test_wire.py`` holds the two to each other.
+    """
+    subject, schema, time = attributes.subject, attributes.dataschema, attributes.time
+    if (
+        _BARE_SHAPES[subject is not None, schema is not None] not in _CHECKED_SHAPES
+        or time.tzinfo is None
+        or not (attributes.id and attributes.source and attributes.type)
+        or subject == ""
+        or schema == ""
+    ):
+        return None
+    when = time.isoformat()
+    texts = {
+        "ce_specversion": attributes.specversion,
+        "ce_id": attributes.id,
+        "ce_source": attributes.source,
+        "ce_type": attributes.type,
+        "ce_time": when[:-6] + "Z" if when.endswith("+00:00") else when,
+        "content-type": SEALED,
+        _INNER_HEADER: attributes.datacontenttype,
+    }
+    if subject is not None:
+        texts["ce_subject"] = subject
+    if schema is not None:
+        texts["ce_dataschema"] = schema
+    return texts
 
 
 #: the attributes whose values the SDK requires to be non-empty

@@ -1,7 +1,8 @@
 """``seal_record``'s cached layouts never stand in for headers they do not write.
 
-A layout is kept per (attribute values, extension names) and reused for the next delivery
-that matches its key. Whatever the key cannot tell apart, the bytes must still be those of
+A layout is kept for the last (attributes object, extension names) and reused for the next
+delivery that matches it; the header order is kept per (attribute header names, extension
+names). Whatever those keys cannot tell apart, the bytes must still be those of
 the reference construction (``wire.to_headers``, ``context_aad``, ``crypto.signing_input``,
 ``reference`` in ``test_envelope_shared``), the second time as the first.
 """

@@ -64,6 +64,49 @@ def test_headers_match_the_sdk_binding(
     assert first == again == _sdk(attributes, extensions)
 
 
+@given(
+    event_id=_TEXT,
+    party=st.from_regex(r"[a-z0-9.\-]{1,20}", fullmatch=True),
+    subject=st.none() | _TEXT,
+    dataschema=st.none() | st.just("") | st.just("https://hub.example/schemas/x.avsc"),
+    datacontenttype=st.sampled_from([wire.JSON, wire.AVRO, ""]),
+    offset_minutes=st.none() | st.sampled_from([0, 60, -300]),
+    micros=st.integers(0, 999_999),
+)
+def test_attribute_texts_are_to_headers_as_text(
+    event_id: str,
+    party: str,
+    subject: str | None,
+    dataschema: str | None,
+    datacontenttype: str,
+    offset_minutes: int | None,
+    micros: int,
+) -> None:
+    # values pydantic would refuse (an empty id, a naive time) are built unvalidated: the
+    # fast path must hand them to ``to_headers`` too, never write them itself
+    tz = None if offset_minutes is None else dt.timezone(dt.timedelta(minutes=offset_minutes))
+    attributes = EventAttributes.model_construct(
+        id=event_id,
+        source=f"/parties/{party}",
+        type="uk.csp.test.v1",
+        time=dt.datetime(2026, 11, 23, 12, 0, 0, micros, tzinfo=tz),
+        subject=subject,
+        dataschema=dataschema,
+        datacontenttype=datacontenttype,
+    )
+    try:
+        want = {k: v.decode() for k, v in wire.to_headers(attributes)}
+    except CloudEventValidationError:
+        want = None  # the SDK refuses it: the texts must not say otherwise
+    got = wire.attribute_texts(attributes)
+    if want is None:
+        assert got is None
+    elif got is not None:  # None (ask ``to_headers``) is always a right answer
+        assert got == want
+    if want is not None and tz is not None and event_id and subject != "" and dataschema != "":
+        assert got == want  # a plain value of a checked shape is written by the fast path
+
+
 def test_a_value_the_sdk_refuses_is_still_refused() -> None:
     # the direct path must not accept what the SDK's validation refuses (an empty subject)
     good = EventAttributes(
