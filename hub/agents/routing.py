@@ -453,17 +453,19 @@ class Router:
         message = self._notice_message(attrs.party, receipt_id(attrs.id), RECEIPT_TYPE, body)
         return [message] if message is not None else []
 
-    def _ownership_withheld(self, event: InboundEvent, result: RouteResult) -> None:
+    def _ownership_withheld(
+        self, event: InboundEvent, result: RouteResult, case: str | None
+    ) -> None:
         """A case a peer took ownership of: later events no longer reach that peer.
 
         Each delivery to it is withheld instead, audited with why (``hub.federation``).
+        ``case`` is the event's ``case_ref``.
         """
         to_peers = any(
             r.decision is AuditDecision.DELIVERED and self.protocol.is_peer(r.recipient or "")
             for r in result.audit
         )
         register = self.stores.get(OwnershipRegister) if to_peers else None
-        case = case_ref(event.attributes.type, event.data)
         owned = register.owner(case) if register is not None and case is not None else None
         if owned is None or event.attributes.type == OWNERSHIP_TYPE:
             return
@@ -549,7 +551,7 @@ class Router:
             raise _Reject(reason, decision.reject_reason or reason.value)
         decision = _marked(decision, marks)
         result = RouteResult(event_id=attrs.id)
-        records = _Records(self._common(event, decision))
+        records = _Records(self._common(event, decision, case))
         shared = self._shared(event, decision, escrow=self._case_escrow(case))
         for outcome in decision.recipients:
             if outcome.outcome == "deliver":
@@ -596,7 +598,7 @@ class Router:
         if decision.suspended_agreements:
             result.messages.extend(self._suspension_notice(event, decision))
         # before anything remembers who received it: a peer that took the case gets nothing
-        self._ownership_withheld(event, result)
+        self._ownership_withheld(event, result, case)
         delivered = {
             r.recipient
             for r in result.audit
@@ -742,9 +744,11 @@ class Router:
         message = self._notice_message(attrs.party, notice_id, SUSPENDED_TYPE, body)
         return [message] if message is not None else []
 
-    def _common(self, event: InboundEvent, decision: Decision | None) -> dict[str, Any]:
+    def _common(
+        self, event: InboundEvent, decision: Decision | None, case: str | None
+    ) -> dict[str, Any]:
+        """What every audit record of the event shares; ``case`` is its ``case_ref``."""
         attrs = event.attributes
-        case = case_ref(attrs.type, event.data)
         return {
             "time": self.clock(),
             "event_id": attrs.id,
@@ -829,7 +833,9 @@ class Router:
     def _acknowledge(self, event: InboundEvent) -> RouteResult:
         """A recipient's receipt: audited against the event it acknowledges (``acks``)."""
         records = acknowledgement_records(
-            event, delivered_to=self._delivered_to, common=self._common(event, None)
+            event,
+            delivered_to=self._delivered_to,
+            common=self._common(event, None, case_ref(event.attributes.type, event.data)),
         )
         return RouteResult(event_id=event.attributes.id, audit=records)
 

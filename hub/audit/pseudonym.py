@@ -43,12 +43,16 @@ class Pseudonymiser:
     same person typed two ways by two agencies still has one pseudonym.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_last_case")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ConfigError(f"pseudonym key: expected at least 16 bytes, got {len(key)}")
         self._key = key
+        # the last case reference and its pseudonym: the router asks twice per event (the
+        # audit record's case pseudonym, then the case keyring's name for its escrow key);
+        # one tuple, replaced whole, so a thread never reads one ref with another's pseudonym
+        self._last_case: tuple[str | None, str] = (None, "")
 
     def __repr__(self) -> str:
         return "Pseudonymiser(key=<hidden>)"  # never put the key in a log or traceback
@@ -59,7 +63,12 @@ class Pseudonymiser:
 
     def case(self, ref: str) -> str:
         """The pseudonym of a case reference: ``pc_`` and 32 hex characters."""
-        return "pc_" + self._digest(_CASE_DOMAIN, ref)
+        last = self._last_case
+        if last[0] == ref:
+            return last[1]
+        pseudonym = "pc_" + self._digest(_CASE_DOMAIN, ref)
+        self._last_case = (ref, pseudonym)
+        return pseudonym
 
     def _digest(self, domain: bytes, ref: str) -> str:
         message = domain + ref.strip().casefold().encode()

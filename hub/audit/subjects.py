@@ -10,6 +10,7 @@ for events that were rejected as malformed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 __all__ = ["case_ref", "person_ref", "subject_refs"]
 
 _VERSION = re.compile(r"\.v[0-9]+$")
+_FAMILIES_KEPT = 1024
 #: an intelligence item and its sanitised versions share the item reference, so one case
 #: pseudonym (and ``hub audit chronology --case``) links them
 _SOCJAG = ("uk.csp.socjag.intel", "uk.csp.socjag.intel.sanitised")
@@ -27,8 +29,13 @@ _EXCLUSIONS = ("uk.csp.pubwatch.ban", "uk.csp.retail.exclusion")
 _ASB = "uk.csp.asb.review."
 
 
+@functools.lru_cache(maxsize=_FAMILIES_KEPT)
 def _family(event_type: str) -> str:
-    """``uk.csp.marac.flag.raised.v1`` -> ``uk.csp.marac.flag.raised``."""
+    """``uk.csp.marac.flag.raised.v1`` -> ``uk.csp.marac.flag.raised``.
+
+    Kept per type: the router asks several times per event (its case, its subjects), and a
+    hub has a few dozen types; bounded, since a rejected event's type is the publisher's.
+    """
     return _VERSION.sub("", event_type)
 
 

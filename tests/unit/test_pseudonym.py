@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from hub.audit import subjects
 from hub.audit.pseudonym import KEY_BYTES, Pseudonymiser, load_pseudonym_key
 from hub.audit.subjects import case_ref, person_ref, subject_refs
 from hub.errors import ConfigError
@@ -160,3 +164,22 @@ def test_malformed_payloads_yield_nothing() -> None:
     assert case_ref("uk.csp.marac.flag.raised.v1", {"case_ref": 7}) is None
     assert subject_refs("uk.csp.socjag.intel.v1", {"subject_refs": "S-1"}) == []
     assert subject_refs("uk.csp.pubwatch.ban.v1", {"subject": {"name": "x"}}) == []
+
+
+@given(
+    refs=st.lists(st.sampled_from(["C-1", " c-1 ", "C-2", "", "MARAC-NW-2026-0037"]), max_size=8)
+)
+def test_a_case_asked_again_gets_the_pseudonym_a_fresh_pseudonymiser_computes(
+    refs: list[str],
+) -> None:
+    """The last case's pseudonym is kept (the router asks twice per event): never another's."""
+    kept = Pseudonymiser(KEY)
+    for ref in refs:
+        assert kept.case(ref) == Pseudonymiser(KEY).case(ref)
+        assert kept.subject(ref) == Pseudonymiser(KEY).subject(ref)  # a subject is not a case
+
+
+@given(event_type=st.text(max_size=30) | st.sampled_from(["uk.csp.marac.flag.raised.v12"]))
+def test_event_families_are_the_types_without_their_version(event_type: str) -> None:
+    for _ in range(2):  # the second answer is the kept one
+        assert subjects._family(event_type) == re.sub(r"\.v[0-9]+$", "", event_type)
