@@ -39,15 +39,25 @@ class _StoreSigner:
 class _StoreDirectory:
     def __init__(self, store: KeyStore) -> None:
         self._store = store
+        # kid -> (the record it was resolved from, the answer): the public key object is
+        # built once per directory generation, not per verified event. The store hands back
+        # the same (frozen) record until its directory changes, so a revocation or rotation
+        # is a new record and a new answer. Only the store's own key ids are kept.
+        self._keys: dict[str, tuple[PartyKeys, tuple[str, Ed25519PublicKey, bool]]] = {}
 
     def signing_key(self, kid: str) -> tuple[str, Ed25519PublicKey, bool]:
         try:
             record = self._store.by_key_id(kid)
         except UnknownKeyError:
             raise KeyError(kid) from None
+        cached = self._keys.get(kid)
+        if cached is not None and cached[0] is record:
+            return cached[1]
         if kid != record.signing_key_id:
             raise KeyError(kid)
-        return record.party, record.signing_public(), record.status is KeyStatus.REVOKED
+        found = (record.party, record.signing_public(), record.status is KeyStatus.REVOKED)
+        self._keys[kid] = (record, found)
+        return found
 
 
 class PartyEnvelope:
@@ -65,6 +75,8 @@ class PartyEnvelope:
         # (recipient, suite) -> (the active record it was resolved from, what seal needs)
         self._targets: dict[tuple[str, str | None], tuple[PartyKeys, tuple[str, str, Any]]] = {}
         self._own: _StoreSigner | None = None
+        # encryption key id -> (the record it was read from, its suite or None): ``_suite_of``
+        self._suites: dict[str, tuple[PartyKeys, str | None]] = {}
 
     def seal(
         self,
@@ -135,13 +147,10 @@ class PartyEnvelope:
         """
         kid, suite = headers.get("ce_hubkid"), headers.get("ce_hubsuite")
         if kid is not None and suite is not None:
-            try:
-                enc = self.store.by_key_id(kid).encryption_key(kid)
-            except UnknownKeyError:
-                enc = None  # open_record reports it (not_for_recipient)
-            if enc is not None and enc.suite.value != suite:
+            expected = self._suite_of(kid)
+            if expected is not None and expected != suite:
                 raise crypto.CryptoError(
-                    f"ce_hubsuite: expected {enc.suite.value} for key {kid}, got {suite!r}",
+                    f"ce_hubsuite: expected {expected} for key {kid}, got {suite!r}",
                     "bad_envelope",
                 )
         return open_record(
@@ -153,6 +162,24 @@ class PartyEnvelope:
             hpke_open=self._hpke_open,
             expected_signer=expected_signer,
         )
+
+    def _suite_of(self, kid: str) -> str | None:
+        """The suite of encryption key ``kid``; None if the store has no such key.
+
+        Kept per key id with the record it was read from (as ``_target``): a record lists its
+        encryption keys as new models on every call.
+        """
+        try:
+            record = self.store.by_key_id(kid)
+        except UnknownKeyError:
+            return None  # open_record reports it (not_for_recipient)
+        cached = self._suites.get(kid)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        enc = record.encryption_key(kid)
+        suite = enc.suite.value if enc is not None else None
+        self._suites[kid] = (record, suite)
+        return suite
 
     def _hpke_open(self, kid: str, ciphertext: bytes, info: bytes) -> bytes:
         slot = (kid, hashlib.sha256(info).hexdigest(), hashlib.sha256(ciphertext).hexdigest())

@@ -240,8 +240,28 @@ def decode_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[s
     A duplicated ``ce_source`` would let a publisher show one value to one reader and another
     to the next, so the hub refuses any duplicated header outright.
     """
+    items = list(headers or ())
+    # Every record the router reads: a first pass decodes without the per-header checks'
+    # branches, then checks the whole (no header twice, none undecodable, no control
+    # character anywhere). Anything it would refuse goes through the checks one header at a
+    # time (``_decoded_one_by_one``), so the error is the one they raise.
     out: dict[str, str] = {}
-    for name, raw in headers or ():
+    for name, raw in items:
+        if raw is None or len(raw) > _MAX_HEADER_BYTES:
+            return _decoded_one_by_one(items)
+        try:
+            out[name.lower()] = raw.decode("utf-8")
+        except (AttributeError, UnicodeDecodeError):  # not UTF-8 (or not bytes)
+            return _decoded_one_by_one(items)
+    if len(out) != len(items) or UNDECODABLE in out or _CONTROL.search("".join(out.values())):
+        return _decoded_one_by_one(items)
+    return out
+
+
+def _decoded_one_by_one(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    """``decode_headers`` checking each header in turn: the first to fail raises."""
+    out: dict[str, str] = {}
+    for name, raw in headers:
         lname = name.lower()
         if lname == UNDECODABLE:  # the Kafka client could not decode it (hub.broker.decode_guard)
             detail = (raw or b"").decode("ascii", "backslashreplace")

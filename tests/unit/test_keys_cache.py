@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from hub.envelope import crypto
 from hub.envelope.party import PartyEnvelope
 from hub.errors import KeyRevokedError, KeyStoreError, UnknownKeyError
 from hub.keys import FileKeyStore, KeyStatus
@@ -170,3 +171,33 @@ def test_envelope_seals_to_the_new_key_after_a_rotation_and_never_to_a_revoked_o
     store.revoke(second.encryption_key_id, reason="compromised")
     with pytest.raises(UnknownKeyError, match="active"):
         sealed_to()  # no active key: withheld, never sealed to the revoked one
+
+
+def test_envelope_refuses_a_sender_once_its_signing_key_is_revoked(
+    tmp_path: Path, clock: Clock
+) -> None:
+    # the opening side keeps each signing key's public key object per directory generation
+    # (and each encryption key's suite): a revocation is a new generation, seen at once
+    store = FileKeyStore(tmp_path / "keys", recheck_s=3600, clock=clock)
+    store.create_party("hub")
+    sender = store.create_party("p")
+    hub = PartyEnvelope("hub", store=store)
+    publisher = PartyEnvelope("p", store=store)
+
+    def opened() -> str:
+        record = publisher.seal(ATTRS, key=b"C-1", plaintext=b"{}", recipient="hub")
+        headers = {k: v.decode() for k, v in record.headers}
+        return hub.open(headers, key=b"C-1", value=record.value, expected_signer="p").signer
+
+    assert opened() == "p"
+    sealed = publisher.seal(ATTRS, key=b"C-1", plaintext=b"{}", recipient="hub")
+    assert opened() == "p"  # the cached answer
+    store.revoke(sender.signing_key_id, reason="stolen laptop")
+    with pytest.raises(crypto.CryptoError) as err:  # sealed before, opened after
+        hub.open(
+            {k: v.decode() for k, v in sealed.headers},
+            key=b"C-1",
+            value=sealed.value,
+            expected_signer="p",
+        )
+    assert err.value.reason == "revoked_key"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
@@ -198,3 +200,34 @@ def test_an_inconsistent_envelope_label_is_refused(
     with pytest.raises(wire.HeaderError, match=match) as caught:
         wire.attributes_from_headers(headers)
     assert caught.value.reason == reason
+
+
+_HEADER_NAMES = st.sampled_from(
+    ["ce_id", "CE_ID", "ce_source", "content-type", "ce_x", "hub-undecodable", "Hub-Undecodable"]
+)
+_HEADER_VALUES = (
+    st.none()
+    | st.binary(max_size=12)
+    | st.text(max_size=12).map(str.encode)
+    | st.just(b"x" * 4097)
+    | st.just(b"caf\xc3\xa9")
+    | st.just(b"a\nb")
+)
+
+
+def _decoded(decode: Any, headers: Iterable[tuple[str, bytes | None]]) -> object:
+    try:
+        return decode(headers)
+    except wire.HeaderError as exc:
+        return (exc.reason, str(exc))
+
+
+@given(headers=st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=6))
+def test_decode_headers_answers_as_the_checks_one_header_at_a_time(
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    # the first pass over the whole must give the headers, or the first header's error, that
+    # checking each header in turn gives
+    want = _decoded(wire._decoded_one_by_one, headers)
+    assert _decoded(wire.decode_headers, headers) == want
+    assert _decoded(wire.decode_headers, iter(headers)) == want  # any iterable, read once
