@@ -9,11 +9,11 @@ would let anyone confirm a guessed reference against the log.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import os
 import tempfile
 from pathlib import Path
 
+from hub.envelope.crypto import HmacSha256
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 
@@ -43,12 +43,12 @@ class Pseudonymiser:
     same person typed two ways by two agencies still has one pseudonym.
     """
 
-    __slots__ = ("_key", "_last_case")
+    __slots__ = ("_last_case", "_mac")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ConfigError(f"pseudonym key: expected at least 16 bytes, got {len(key)}")
-        self._key = key
+        self._mac = HmacSha256(key)  # the key set up once (the router asks per event)
         # the last case reference and its pseudonym: the router asks twice per event (the
         # audit record's case pseudonym, then the case keyring's name for its escrow key);
         # one tuple, replaced whole, so a thread never reads one ref with another's pseudonym
@@ -72,9 +72,9 @@ class Pseudonymiser:
 
     def _digest(self, domain: bytes, ref: str) -> str:
         message = domain + ref.strip().casefold().encode()
-        # the one-shot C HMAC (OpenSSL): the same bytes as hmac.new(...).hexdigest(), without
-        # building an HMAC object per call (the router pseudonymises several refs per event)
-        return hmac.digest(self._key, message, "sha256").hex()[:_HEX_CHARS]
+        # the same bytes as hmac.new(key, message, "sha256").hexdigest() (RFC 2104), with the
+        # key's blocks hashed once (the router pseudonymises several refs per event)
+        return self._mac.digest(message).hex()[:_HEX_CHARS]
 
 
 def load_pseudonym_key(settings: HubSettings, *, create: bool = True) -> bytes:

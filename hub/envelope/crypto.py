@@ -50,9 +50,11 @@ from hub.errors import EventError
 
 __all__ = [
     "SUITES",
+    "CaseKeyExpander",
     "CryptoError",
     "DataKey",
     "DataKeyCache",
+    "HmacSha256",
     "b64d",
     "b64e",
     "canonical_context",
@@ -131,6 +133,57 @@ def case_key_from_prk(prk: bytes, *, dek_id: str, kafka_key: bytes | None) -> by
 
 
 _HKDF_ZERO_SALT = bytes(32)
+
+
+class HmacSha256:
+    """HMAC-SHA256 (RFC 2104) under one key, for a key that signs many messages.
+
+    ``digest(message)`` is ``hmac.digest(key, message, "sha256")``: the padded key's inner
+    and outer blocks are hashed once, here, and each message costs two copies of those
+    hashes and two short updates (``hmac.digest`` sets the key up again on every call: about
+    half of its cost for a message as short as a case key's info or a pseudonym's reference).
+    ``tests/unit/test_envelope_shared.py`` holds it to ``hmac.digest`` for keys of any length.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:  # RFC 2104 section 2: a longer key is hashed first
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, message: bytes) -> bytes:
+        """The 32-byte HMAC of ``message``."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_SHA256_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class CaseKeyExpander:
+    """``case_key`` for one epoch key: extracted once, each case key one HKDF-Expand block.
+
+    An epoch key serves up to ``DataKeyCache.max_uses`` records, each of its own case, on
+    the sealing side (``DataKey.case_key``) and the opening side (``sealing.open_record``).
+    """
+
+    __slots__ = ("_expand",)
+
+    def __init__(self, epoch_key: bytes) -> None:
+        self._expand = HmacSha256(hkdf_extract(epoch_key))
+
+    def case_key(self, *, dek_id: str, kafka_key: bytes | None) -> bytes:
+        """``case_key(epoch_key, dek_id=dek_id, kafka_key=kafka_key)``."""
+        info = b"hub/case/v1\x00" + dek_id.encode() + b"\x00" + (kafka_key or b"")
+        return self._expand.digest(info + b"\x01")
 
 
 def case_key_reference(epoch_key: bytes, *, dek_id: str, kafka_key: bytes | None) -> bytes:
@@ -265,10 +318,10 @@ class DataKey:
 
     def case_key(self, kafka_key: bytes | None) -> bytes:
         """``case_key(self.key, dek_id=self.dek_id, kafka_key=...)``, extracting once."""
-        prk = self.__dict__.get("_prk")
-        if prk is None:
-            prk = self.__dict__["_prk"] = hkdf_extract(self.key)
-        return case_key_from_prk(prk, dek_id=self.dek_id, kafka_key=kafka_key)
+        expander = self.__dict__.get("_expander")
+        if expander is None:
+            expander = self.__dict__["_expander"] = CaseKeyExpander(self.key)
+        return expander.case_key(dek_id=self.dek_id, kafka_key=kafka_key)
 
 
 @dataclass

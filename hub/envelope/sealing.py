@@ -453,25 +453,25 @@ def open_record(
         recipient=recipient,
         dek_id=dek_id,
     )
-    ck = crypto.case_key_from_prk(_prk_of(epoch_key), dek_id=dek_id, kafka_key=key)
+    ck = _expander_of(epoch_key).case_key(dek_id=dek_id, kafka_key=key)
     plaintext = crypto.open_payload(ck, value, context_aad(headers, key))
     return OpenedRecord(
         signer=owner, signer_kid=kid, plaintext=plaintext, headers=dict(headers), case_key=ck
     )
 
 
-#: HKDF-Extract of the epoch keys opened lately (``crypto.case_key``'s first step): a sender
-#: keeps one epoch key per recipient key for up to ``DataKeyCache.max_uses`` records, so a
-#: stream's extract is done once per epoch, not per record; cleared whole when full. The
+#: ``crypto.case_key`` for the epoch keys opened lately: a sender keeps one epoch key per
+#: recipient key for up to ``DataKeyCache.max_uses`` records, so a stream's extract (and its
+#: expand key's setup) is done once per epoch, not per record; cleared whole when full. The
 #: epoch keys themselves are kept as long by ``PartyEnvelope``'s opened cache.
-_prks: dict[bytes, bytes] = {}
-_PRKS_KEPT = 256
+_expanders: dict[bytes, crypto.CaseKeyExpander] = {}
+_EXPANDERS_KEPT = 256
 
 
-def _prk_of(epoch_key: bytes) -> bytes:
-    prk = _prks.get(epoch_key)
-    if prk is None:
-        if len(_prks) >= _PRKS_KEPT:
-            _prks.clear()
-        prk = _prks[epoch_key] = crypto.hkdf_extract(epoch_key)
-    return prk
+def _expander_of(epoch_key: bytes) -> crypto.CaseKeyExpander:
+    expander = _expanders.get(epoch_key)
+    if expander is None:
+        if len(_expanders) >= _EXPANDERS_KEPT:
+            _expanders.clear()
+        expander = _expanders[epoch_key] = crypto.CaseKeyExpander(epoch_key)
+    return expander

@@ -11,6 +11,7 @@ and recipients, every record must be byte for byte what the reference constructi
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import os
 from typing import Any
 
@@ -160,6 +161,34 @@ def test_case_key_is_rfc5869_hkdf(epoch: bytes, dek_id: str, key: bytes | None) 
     assert crypto.case_key(epoch, dek_id=dek_id, kafka_key=key) == crypto.case_key_reference(
         epoch, dek_id=dek_id, kafka_key=key
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    key=st.binary(max_size=150),  # shorter than, as long as, and longer than a SHA-256 block
+    messages=st.lists(st.binary(max_size=200), min_size=1, max_size=3),
+)
+def test_hmac_with_the_key_set_up_once_is_rfc2104(key: bytes, messages: list[bytes]) -> None:
+    mac = crypto.HmacSha256(key)
+    for message in messages:  # the same key, several messages: each its own HMAC
+        assert mac.digest(message) == hmac.digest(key, message, "sha256")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    epoch=st.binary(min_size=32, max_size=32),
+    cases=st.lists(st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=64)), max_size=3),
+)
+def test_an_epochs_case_keys_are_rfc5869_hkdf(
+    epoch: bytes, cases: list[tuple[str, bytes | None]]
+) -> None:
+    expander = crypto.CaseKeyExpander(epoch)
+    dk = data_key("agency-01", 1)
+    dk.key = epoch
+    for dek_id, key in cases:
+        want = crypto.case_key_reference(epoch, dek_id=dek_id, kafka_key=key)
+        assert expander.case_key(dek_id=dek_id, kafka_key=key) == want
+        assert dk.case_key(key) == crypto.case_key_reference(epoch, dek_id=dk.dek_id, kafka_key=key)
 
 
 def test_an_extension_named_like_an_attribute_takes_the_sdks_path() -> None:
