@@ -37,7 +37,9 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from hub.canonical import CANONICAL_ASCII
@@ -47,10 +49,15 @@ __all__ = [
     "FIELDS_2",
     "INDEX_COLUMNS",
     "SHARED",
+    "Prepared",
     "SharedValues",
     "canonical_values",
     "pack",
+    "pack_prepared",
     "pack_values",
+    "parts_of",
+    "prepare_parts",
+    "record_parts",
     "subjects_of",
     "unpack",
     "unpack_checked",
@@ -83,6 +90,11 @@ _NULL = b"\x02"
 _EMPTY_LIST = b"\x03"
 _FROM_COLUMN = b""
 _TOKENS = {b"null": _NULL, b"[]": _EMPTY_LIST}
+_NULL_TEXT = _NULL.decode()
+_EMPTY_TEXT = _EMPTY_LIST.decode()
+#: ``_TOKENS`` for values kept as text (``record_parts``)
+_TEXT_TOKENS = {"null": _NULL_TEXT, "[]": _EMPTY_TEXT}
+_SEP_TEXT = _SEP.decode()
 
 
 class _Format:
@@ -90,7 +102,7 @@ class _Format:
 
     __slots__ = (
         "borrowed", "borrowed_text", "field_set", "fields", "markers", "shared", "subjects",
-        "tag", "template", "time", "time_column",
+        "tag", "tag_text", "template", "template_text", "time", "time_column",
     )  # fmt: skip
 
     def __init__(self, tag: bytes, fields: tuple[str, ...]) -> None:
@@ -112,6 +124,9 @@ class _Format:
         self.subjects = fields.index("subject_pseudonyms")
         #: the canonical bytes with a ``%b`` per value (field names hold no ``%``)
         self.template = b"".join(m + b"%b" for m in self.markers) + b"}"
+        #: ``template`` and ``tag`` as text, for values kept as (ASCII) text until the end
+        self.template_text = self.template.decode().replace("%b", "%s")
+        self.tag_text = tag.decode()
 
 
 _FORMAT_1 = _Format(b"\x01", FIELDS)
@@ -185,6 +200,65 @@ def _json_value(value: object) -> bytes:
     return _CANONICAL.encode(value).encode()
 
 
+#: pydantic's JSON of recent datetimes: an event's records share their times (issue 16).
+#: Keyed with the zone as well: aware datetimes at one instant in two zones compare equal.
+_TIME_TEXTS: dict[tuple[datetime, object], str] = {}
+_TIME_TEXTS_KEPT = 4096
+
+
+def _time_text(value: datetime) -> str:
+    """The JSON of a UTC datetime with microseconds as pydantic writes it, else ""."""
+    key = (value, value.tzinfo)
+    text = _TIME_TEXTS.get(key)
+    if text is None:
+        iso = value.isoformat()
+        # pydantic writes an instant at offset zero with a ``Z`` and microseconds only when
+        # there are some; ``isoformat`` agrees on everything else in this one form
+        if len(iso) != 32 or not iso.endswith("+00:00"):
+            return ""
+        text = '"' + iso[:-6] + 'Z"'
+        if len(_TIME_TEXTS) >= _TIME_TEXTS_KEPT:
+            _TIME_TEXTS.clear()
+        _TIME_TEXTS[key] = text
+    return text
+
+
+def _other_part(value: object) -> str:
+    """``record_parts`` for a value that is neither ``None`` nor a ``str``; "" if unsure."""
+    if isinstance(value, datetime):
+        return _time_text(value)
+    if type(value) is tuple:
+        if not value:
+            return _EMPTY_TEXT
+        if all(type(item) is str for item in value):
+            return "[" + ",".join(map(_escape, value)) + "]"
+        return ""
+    if isinstance(value, str) and isinstance(value, Enum):
+        return _escape(value)  # a str enum's text is its value (``StrEnum``, str mixins)
+    return ""
+
+
+def record_parts(attrs: Mapping[str, Any]) -> list[str] | None:
+    """Each field's canonical JSON text, from a record's attribute values (no ``model_dump``).
+
+    ``null`` and ``[]`` come as their packed tokens (``prepare_parts`` puts them back in the
+    canonical bytes). ``attrs`` must hold every field of ``FIELDS_2`` (a validated
+    ``AuditRecord``'s ``__dict__``); the fields of ``FIELDS`` are taken if ``gateway`` is
+    null. Only the types whose JSON is sure are written: ``None``, ``str``, tuples of
+    ``str``, ``str`` enums and UTC datetimes with microseconds (pydantic's ``...ffffffZ``).
+    Anything else (a time on a whole second, another offset) gives ``None``: the caller
+    dumps the record instead.
+    """
+    names = FIELDS if attrs["gateway"] is None else FIELDS_2
+    escape = _escape
+    null = _NULL_TEXT
+    parts = [
+        null if v is None else escape(v) if type(v) is str else _other_part(v)
+        for v in map(attrs.__getitem__, names)
+    ]
+    return None if "" in parts else parts
+
+
 def canonical_values(dumped: dict[str, Any]) -> tuple[bytes, list[bytes] | None]:
     """The canonical bytes of a record's ``model_dump(mode="json")``, and its fields' values.
 
@@ -223,6 +297,9 @@ class SharedValues:
         self.values: dict[bytes, bytes] = {}  # reference -> value
         self._refs: dict[bytes, bytes] = {}  # value -> reference
         self.pending: dict[bytes, bytes] = {}  # value -> reference, not yet committed
+        #: ``_refs`` as text, filled as ``ref_text`` meets committed values (never pending
+        #: ones, which a rollback takes back)
+        self._text_refs: dict[str, str] = {}
 
     def learn(self, rows: Iterable[tuple[int, bytes]]) -> None:
         """Take rows ``(id, value)`` read from the table."""
@@ -241,6 +318,16 @@ class SharedValues:
         ref = self._refs.get(value) or self.pending.get(value)
         if ref is None:
             ref = self.pending[value] = _REF + str(self.last + len(self.pending) + 1).encode()
+        return ref
+
+    def ref_text(self, value: str) -> str:
+        """``ref`` for a value kept as (ASCII) text: a dictionary lookup once it is committed."""
+        ref = self._text_refs.get(value)
+        if ref is None:
+            data = value.encode()
+            ref = self.ref(data).decode()
+            if data in self._refs:
+                self._text_refs[value] = ref
         return ref
 
     def new_rows(self) -> list[tuple[int, bytes]]:
@@ -310,6 +397,87 @@ def pack_values(
         + zlib.crc32(canonical).to_bytes(_CRC_BYTES, "big")
     )
     return packed if len(packed) < len(canonical) else canonical
+
+
+class Prepared:
+    """A record's canonical bytes and its packed parts, all but the shared references.
+
+    What can be done before a store's write lock (``prepare_parts``); ``pack_prepared``
+    finishes under it, where the store's ``SharedValues`` are current.
+    """
+
+    __slots__ = ("canonical", "crc", "fmt", "parts")
+
+    def __init__(self, canonical: bytes, fmt: _Format, parts: list[str], crc: bytes) -> None:
+        self.canonical = canonical
+        self.fmt = fmt
+        self.parts = parts
+        self.crc = crc
+
+
+def parts_of(values: list[bytes]) -> list[str]:
+    """``canonical_values``'s values as ``record_parts`` gives them (text, tokens)."""
+    token = _TEXT_TOKENS.get
+    return [token(text, text) for text in map(bytes.decode, values)]
+
+
+def prepare_parts(
+    parts: list[str], columns: Sequence[str | None], *, borrowed: bool = False
+) -> Prepared:
+    """``canonical_values`` and ``pack_values`` in one pass, from each field's JSON text.
+
+    Issue 16: the audit sink built each record as a dict (``model_dump``), then a JSON
+    value per field (bytes), then the packed values: most of its CPU a record but SQLite's.
+    A store that has the record's values writes each field's JSON once, as text
+    (``record_parts``), and both the canonical bytes and the packed parts follow from it.
+
+    ``parts`` must be the canonical JSON of each field of ``FIELDS`` or ``FIELDS_2`` in
+    that order, as ``_CANONICAL`` writes it (``ensure_ascii``: ASCII, no control byte, none
+    empty) but ``null`` and ``[]`` as their tokens; their number says the format, and the
+    list is changed in place. ``borrowed``: every column is known to stand in for its field
+    (both were written from one record's values: ``time`` as ``<iso>+00:00`` beside
+    ``"<iso>Z"``), so none is compared. The bytes are those of ``canonical_values`` and
+    ``pack_values`` for the same record.
+    """
+    fmt = _BY_COUNT[len(parts)]
+    # No control byte in JSON text: a token is a whole value, and the only one there.
+    canonical = (
+        (fmt.template_text % tuple(parts))
+        .replace(_NULL_TEXT, "null")
+        .replace(_EMPTY_TEXT, "[]")
+        .encode()
+    )
+    if borrowed:
+        for field, _ in fmt.borrowed:
+            parts[field] = ""
+    else:
+        escape = _escape
+        for field, column in fmt.borrowed_text:
+            text = columns[column]
+            if parts[field] == (_NULL_TEXT if text is None else escape(text)):
+                parts[field] = ""
+        time = columns[fmt.time_column]
+        if (
+            time is not None
+            and len(time) == 32
+            and time.endswith("+00:00")
+            and parts[fmt.time] == escape(time[:-6] + "Z")
+        ):
+            parts[fmt.time] = ""
+    return Prepared(canonical, fmt, parts, zlib.crc32(canonical).to_bytes(_CRC_BYTES, "big"))
+
+
+def pack_prepared(prepared: Prepared, shared: SharedValues | None = None) -> bytes:
+    """The stored bytes of a ``Prepared`` record (``pack_values``'s); its parts are changed."""
+    parts = prepared.parts
+    if shared is not None:
+        ref = shared.ref_text
+        for field in prepared.fmt.shared:
+            value = parts[field]
+            if value != _NULL_TEXT and value != _EMPTY_TEXT:
+                parts[field] = ref(value)
+    packed = (prepared.fmt.tag_text + _SEP_TEXT.join(parts) + _SEP_TEXT).encode() + prepared.crc
+    return packed if len(packed) < len(prepared.canonical) else prepared.canonical
 
 
 def unpack(
