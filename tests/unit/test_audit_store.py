@@ -164,6 +164,28 @@ def test_append_dedups_by_record_id(store: SQLiteAuditStore) -> None:
     assert store.query(event_id="evt-1")[0].reason == "rule matched"
 
 
+def test_a_replay_inside_a_batch_leaves_no_gap_and_no_trace(store: SQLiteAuditStore) -> None:
+    """The first try writes the new rows around the stored one; they are taken back (rows,
+    AUTOINCREMENT's counter) and written again densely, with their subjects and values."""
+    store.append([record("evt-1"), record("evt-2")])
+    novel = record("evt-4", rule="a-rule-not-seen-before", subject_pseudonyms=("ps_x",))
+    assert store.append([record("evt-3"), record("evt-1"), novel, record("evt-2")]) == 2
+    assert store.append([record("evt-5")]) == 1
+    conn = store._conn
+    rows = conn.execute("SELECT seq, position, event_id FROM audit_records ORDER BY seq")
+    assert rows.fetchall() == [
+        (1, 0, "evt-1"),
+        (2, 1, "evt-2"),
+        (3, 2, "evt-3"),
+        (4, 3, "evt-4"),
+        (5, 4, "evt-5"),
+    ]
+    counter = "SELECT seq FROM sqlite_sequence WHERE name = 'audit_records'"
+    assert conn.execute(counter).fetchone() == (5,)
+    assert store.query(subject_pseudonym="ps_x") == [novel]
+    assert store.mismatched_rows(0, 5) == []
+
+
 def test_query_in_append_order_with_limit(store: SQLiteAuditStore) -> None:
     store.append([record(f"evt-{i}", time=T0 - timedelta(minutes=i)) for i in range(5)])
     assert [r.event_id for r in store.query(limit=3)] == ["evt-0", "evt-1", "evt-2"]
