@@ -249,16 +249,16 @@ def unwrap_data_key(
 
 def signing_input(headers: Mapping[str, str], key: bytes | None, value: bytes) -> bytes:
     """What the Ed25519 signature covers: every CloudEvents header, the key, the value."""
-    covered = {
-        k: v
-        for k, v in headers.items()
-        if (k.startswith("ce_") or k == "content-type") and k != "ce_hubsig"
-    }
-    if all(type(v) is str for v in covered.values()):
+    names = _covered(headers)
+    values = [headers[name] for name, _ in names]
+    if all([type(v) is str for v in values]):
         # ``canonical_context`` written out for string headers (every record's): the same
         # sorted members and escapes (``test_envelope`` holds the two to each other)
-        members = ",".join([f"{json_str(k)}:{json_str(covered[k])}" for k in sorted(covered)])
+        members = ",".join(
+            [f"{member}{json_str(v)}" for (_, member), v in zip(names, values, strict=True)]
+        )
         return signing_text(members, key_json(key), hashlib.sha256(value).hexdigest())
+    covered = dict(zip([name for name, _ in names], values, strict=True))
     return canonical_context(
         {
             "headers": covered,
@@ -266,6 +266,29 @@ def signing_input(headers: Mapping[str, str], key: bytes | None, value: bytes) -
             "value_sha256": hashlib.sha256(value).hexdigest(),
         }
     )
+
+
+def _covered(headers: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The headers ``signing_input`` covers, sorted, each with its ``"name":`` JSON prefix.
+
+    Kept per set of header names in the mapping's order (a sender's records carry the same
+    headers in the same order, record after record); bounded, the names being the sender's.
+    """
+    shape = tuple(headers)
+    found = _covered_by_shape.get(shape)
+    if found is None:
+        names = sorted(
+            [k for k in shape if (k.startswith("ce_") or k == "content-type") and k != "ce_hubsig"]
+        )
+        found = tuple((name, json_str(name) + ":") for name in names)
+        if len(_covered_by_shape) >= _SHAPES_KEPT:
+            _covered_by_shape.clear()
+        _covered_by_shape[shape] = found
+    return found
+
+
+_covered_by_shape: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+_SHAPES_KEPT = 64
 
 
 #: a JSON string literal exactly as ``canonical_json`` writes one (``ensure_ascii`` off: the

@@ -29,10 +29,14 @@ __all__ = ["SchemaRegistry", "to_jsonable"]
 
 _SCHEMA_DIR = Path(__file__).parent
 _MAX_DEPTH = 32
+#: decoded Avro values that are JSON values already (exact types: a subclass takes the walk)
+_AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
 def to_jsonable(value: Any) -> Any:
     """Turn decoded Avro (dates, timestamps) into JSON values: ISO 8601 strings."""
+    if type(value) in _AS_IS:  # most of a payload: its own JSON value, no isinstance walk
+        return value
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

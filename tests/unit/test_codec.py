@@ -691,3 +691,41 @@ def test_encode_errors_name_the_json_path_the_publisher_wrote(
     assert f"field {pointer}: " in message
     assert "uk.csp.marac." not in message.removeprefix(f"{MARAC_RAISED}: ")
     assert "FlagRaisedV1" not in message
+
+
+def _to_jsonable_walk(value: Any) -> Any:
+    """``to_jsonable`` as it was before its shortcut for plain values: the reference."""
+    if isinstance(value, dict):
+        return {k: _to_jsonable_walk(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_jsonable_walk(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+_DECODED = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+    | st.binary(max_size=5)
+    | st.dates()
+    | st.datetimes(timezones=st.just(dt.UTC)),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(value=_DECODED)
+def test_to_jsonable_is_the_walk(value: Any) -> None:
+    got = to_jsonable(value)
+    assert got == _to_jsonable_walk(value)
+    assert json.dumps(got, default=repr) == json.dumps(_to_jsonable_walk(value), default=repr)

@@ -299,6 +299,16 @@ def test_signing_input_is_the_canonical_json_of_what_it_covers(
         }
     )
     assert crypto.signing_input(headers, key, value) == expected
+    # again, the covered names now kept for this shape; and with values that are not text
+    assert crypto.signing_input(headers, key, value) == expected
+    numbers: dict[str, Any] = {k: len(v) for k, v in headers.items()}
+    assert crypto.signing_input(numbers, key, value) == crypto.canonical_context(
+        {
+            "headers": {k: len(v) for k, v in covered.items()},
+            "key": crypto.b64e(key) if key is not None else None,
+            "value_sha256": hashlib.sha256(value).hexdigest(),
+        }
+    )
 
 
 _AAD_NAMES = [*_AAD_HEADERS, "ce_other"]  # the headers bound, and one that is not
