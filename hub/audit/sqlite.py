@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import Enum
+from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -60,6 +62,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "LeafCursors",
     "SQLiteAuditStore",
+    "WrittenRows",
     "canonical_bytes",
     "stored_bytes",
     "stored_checkpoint",
@@ -277,6 +280,40 @@ class LeafCursors:
         self._after[index] = seq
         while len(self._after) > self._keep:
             del self._after[next(iter(self._after))]
+
+
+class WrittenRows:
+    """The rows a store wrote lately, each with its canonical bytes: a cheaper read-back.
+
+    Issue 16: the audit sink signs a checkpoint every few hundred records, reading back the
+    leaves it has just written; rebuilding each leaf from its packed row cost more than
+    reading it. A row read back that is exactly the row written (every column and the
+    packed bytes, compared whole) holds exactly the canonical bytes it was packed from, so
+    those are its leaf (``unpack(pack(c)) == c``); a row changed since, or not written by
+    this store, is rebuilt from what it holds now, as before. The leaf is always what the
+    store holds. Each row is used once (the next read is the next leaves) and at most
+    twice ``keep`` are held (the newest): what a process that writes without reading holds.
+    """
+
+    def __init__(self, keep: int = 2500) -> None:
+        self._keep = keep
+        self._rows: dict[int, tuple[tuple[Any, ...], bytes]] = {}
+
+    def add(self, rows: Sequence[tuple[Any, ...]], canonical: Sequence[bytes]) -> None:
+        """Rows ``(seq, position, *_COLUMNS)`` just committed, and their canonical bytes."""
+        kept = self._rows
+        kept.update(zip(map(itemgetter(0), rows), zip(rows, canonical, strict=True), strict=True))
+        if len(kept) > 2 * self._keep:  # the newest ``keep``, in one go now and then
+            self._rows = dict(islice(kept.items(), len(kept) - self._keep, None))
+
+    def leaves(self, rows: Sequence[Sequence[Any]], shared: SharedValues) -> list[bytes]:
+        """The leaves of rows ``(seq, position, *_COLUMNS)`` as read from the store."""
+        written = self._rows.pop
+        out = []
+        for row in rows:
+            mine = written(row[0], None)
+            out.append(mine[1] if mine is not None and mine[0] == row else leaf(row[2:], shared))
+        return out
 
 
 def canonical_bytes(record: AuditRecord) -> bytes:
@@ -513,6 +550,7 @@ class SQLiteAuditStore:
         self._lock = threading.Lock()
         self._cursors = LeafCursors()
         self._shared = SharedValues()
+        self._written = WrittenRows()
         with self._guard("open"):
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
@@ -584,7 +622,8 @@ class SQLiteAuditStore:
                             for i, rid in enumerate(rows, 1)
                         ]
 
-                    written = self._conn.executemany(_INSERT_NEW, numbered()).rowcount
+                    inserted = numbered()
+                    written = self._conn.executemany(_INSERT_NEW, inserted).rowcount
                     if written != len(rows):
                         # A replay: take back the rows just written (every row above
                         # ``seq``) and AUTOINCREMENT's counter, and write the batch again
@@ -596,7 +635,8 @@ class SQLiteAuditStore:
                         self._conn.execute(_UNDO_COUNTER, (seq,))
                         for stored in self._stored(list(rows)):
                             del rows[stored]
-                        self._conn.executemany(_INSERT, numbered())
+                        inserted = numbered()
+                        self._conn.executemany(_INSERT, inserted)
                     self._conn.executemany(_INSERT_VALUE, self._shared.new_rows())
                     self._conn.executemany(
                         _INSERT_SUBJECT,
@@ -610,6 +650,7 @@ class SQLiteAuditStore:
                 self._shared.discard()
                 raise
             self._shared.commit()
+            self._written.add(inserted, [canonical for (_, canonical, _), _ in rows.values()])
         return len(rows)
 
     def _refresh_shared(self) -> None:
@@ -720,7 +761,7 @@ class SQLiteAuditStore:
         with self._lock, self._guard("read"), self._read():
             rows = self._window(start, end, _READ, "audit leaves")
             self._refresh_shared()
-        return [leaf(row[2:], self._shared) for row in rows]
+            return self._written.leaves(rows, self._shared)
 
     def checked_leaves(self, start: int, end: int) -> tuple[list[bytes], list[int]]:
         """``leaves`` and ``mismatched_rows`` of one window, from one read (see ``AuditStore``)."""

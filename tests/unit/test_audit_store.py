@@ -147,6 +147,30 @@ def test_the_record_is_kept_once(store: SQLiteAuditStore) -> None:
     assert store.leaves(0, 1) == [canonical_bytes(record())]
 
 
+def test_leaves_read_back_are_what_the_store_holds_not_what_it_wrote(tmp_path: Path) -> None:
+    """The writer remembers its rows' canonical bytes (``WrittenRows``, the sink's checkpoint
+    read-back) but uses them only for a row read back unchanged: a column or a blob changed
+    since gives the leaf a store that never wrote the rows reads."""
+    path = tmp_path / "audit.sqlite3"
+    records = [record(f"evt-{i}") for i in range(4)]
+    with SQLiteAuditStore(path) as writer:
+        writer.append(records[:2])
+        writer.append(records[2:])
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE audit_records SET recipient = 'fire' WHERE seq = 2")
+            (blob,) = db.execute("SELECT canonical FROM audit_records WHERE seq = 3").fetchone()
+            altered = blob.replace(b"rule matched", b"rule altered")
+            db.execute("UPDATE audit_records SET canonical = ? WHERE seq = 3", (altered,))
+            db.execute("UPDATE audit_records SET canonical = ? WHERE seq = 4", (b"{}",))
+        read = writer.leaves(0, 4)
+        with SQLiteAuditStore(path) as reader:
+            assert read == reader.leaves(0, 4)
+    assert read[0] == canonical_bytes(records[0])
+    assert read[1] != canonical_bytes(records[1])
+    assert b'"rule altered"' in read[2]
+    assert read[3] == b"{}"
+
+
 def test_round_trip_is_exact(store: SQLiteAuditStore) -> None:
     naive = record("evt-2", time=datetime(2024, 5, 1, 10, 0), event_time=None)
     assert store.append([record(), naive]) == 2
