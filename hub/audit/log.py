@@ -373,8 +373,7 @@ class AuditLog:
             batch = self._store.leaves(start, min(start + _BATCH, size))
             if not batch:
                 break
-            for data in batch:
-                current.append(leaf_hash(data))
+            current.extend_leaves(batch)
         if not fresh:
             self._range = current
         self._roots[current.size] = current.root()

@@ -178,6 +178,26 @@ def test_tree_matches_rfc_definitions(data: list[bytes]) -> None:
             assert tree.consistency_proof(m, n) == subproof(m, data[:n], True)
 
 
+@settings(max_examples=150, deadline=None)
+@given(leaves_st, st.lists(st.integers(min_value=1, max_value=9), max_size=12))
+def test_compact_range_extended_by_leaves_is_appended_hash_by_hash(
+    data: list[bytes], cuts: list[int]
+) -> None:
+    """``extend_leaves`` (the checkpoint's loop) keeps the stack ``append`` keeps, in batches."""
+    one_by_one = CompactRange()
+    batched = CompactRange()
+    start = 0
+    for cut in [*cuts, len(data)]:
+        batch = data[start : start + cut]
+        batched.extend_leaves(batch)
+        for d in batch:
+            one_by_one.append(leaf_hash(d))
+        start += len(batch)
+        assert batched.size == one_by_one.size == start
+        assert batched.frontier == one_by_one.frontier
+        assert batched.root() == one_by_one.root() == mth(data[:start])
+
+
 def test_extend_equals_build() -> None:
     hashes = [leaf_hash(bytes([i])) for i in range(37)]
     grown = MerkleTree()
