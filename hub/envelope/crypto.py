@@ -272,7 +272,8 @@ def _covered(headers: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The headers ``signing_input`` covers, sorted, each with its ``"name":`` JSON prefix.
 
     Kept per set of header names in the mapping's order (a sender's records carry the same
-    headers in the same order, record after record); bounded, the names being the sender's.
+    headers in the same order, record after record); bounded, the names being the sender's:
+    64 sets at most, of names of at most 4 KiB together (a larger set is worked out afresh).
     """
     shape = tuple(headers)
     found = _covered_by_shape.get(shape)
@@ -281,14 +282,16 @@ def _covered(headers: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
             [k for k in shape if (k.startswith("ce_") or k == "content-type") and k != "ce_hubsig"]
         )
         found = tuple((name, json_str(name) + ":") for name in names)
-        if len(_covered_by_shape) >= _SHAPES_KEPT:
-            _covered_by_shape.clear()
-        _covered_by_shape[shape] = found
+        if sum(map(len, shape)) <= _SHAPE_CHARS_KEPT:
+            if len(_covered_by_shape) >= _SHAPES_KEPT:
+                _covered_by_shape.clear()
+            _covered_by_shape[shape] = found
     return found
 
 
 _covered_by_shape: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
 _SHAPES_KEPT = 64
+_SHAPE_CHARS_KEPT = 4096
 
 
 #: a JSON string literal exactly as ``canonical_json`` writes one (``ensure_ascii`` off: the

@@ -340,3 +340,18 @@ def test_context_aad_is_the_canonical_json_of_the_fields_it_binds(
         | {"key": crypto.b64e(key) if key is not None else None}
     )
     assert context_aad(headers, key) == expected
+
+
+def test_signing_input_keeps_no_header_names_past_its_bound() -> None:
+    # the covered names are kept per set of header names, which are the sender's: a set of
+    # long names is answered all the same, and not kept
+    headers = {"ce_" + "x" * 5000: "v", "ce_id": "e-1"}
+    first = crypto.signing_input(headers, None, b"")
+    assert tuple(headers) not in crypto._covered_by_shape
+    assert (
+        crypto.signing_input(headers, None, b"")
+        == first
+        == crypto.canonical_context(
+            {"headers": headers, "key": None, "value_sha256": hashlib.sha256(b"").hexdigest()}
+        )
+    )
