@@ -62,10 +62,10 @@ from hub.audit.retention import PrunedPrefix
 from hub.audit.sqlite import (
     LeafCursors,
     WindowStart,
+    WrittenRows,
     _pack,
     _prepare,
     _record,
-    leaf,
     row_faults,
     stored_checkpoint,
     usable_values,
@@ -227,10 +227,16 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
 
 
 class _Built(NamedTuple):
-    """One record's row as ``append`` copies it, and its subject pseudonyms (distinct)."""
+    """One record's row as ``append`` copies it, and its subject pseudonyms (distinct).
+
+    ``read`` is the row as ``leaves`` reads it back (``time`` as text) and ``canonical`` its
+    canonical bytes, for ``WrittenRows``.
+    """
 
     columns: tuple[Any, ...]
     subjects: tuple[str, ...]
+    read: tuple[Any, ...]
+    canonical: bytes
 
 
 def _copy(
@@ -263,6 +269,7 @@ class PostgresAuditStore:
         self._lock = threading.Lock()
         self._cursors = LeafCursors()
         self._shared = SharedValues()
+        self._written = WrittenRows()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._closed = False
         with self._lock, self._guard("open"):
@@ -369,6 +376,10 @@ class PostgresAuditStore:
                 cur.executemany(_INSERT_VALUE, self._shared.new_rows())
             if batch:
                 conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(batch),))
+        kept = [built[record_id] for record_id in batch]  # committed
+        self._written.add(
+            [(i, *row.read) for i, row in enumerate(kept, seq + 1)], [row.canonical for row in kept]
+        )
         return len(batch)
 
     def _build(self, record: AuditRecord) -> _Built:
@@ -378,6 +389,8 @@ class PostgresAuditStore:
         return _Built(
             (*columns[:_TIME], utc(record.time), *columns[_TIME + 1 :], packed),
             tuple(dict.fromkeys(record.subject_pseudonyms)),
+            (*columns, packed),
+            canonical,
         )
 
     def _refresh_shared(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
@@ -511,7 +524,7 @@ class PostgresAuditStore:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 rows = self._window(conn, start, end, _READ, "audit leaves")
                 self._refresh_shared(conn)
-        return [leaf(row[1:], self._shared) for row in rows]
+            return self._written.leaves(rows, self._shared, columns_at=1)
 
     def record_index(self, record_id: str) -> int | None:
         """Leaf index of a record (0-based, append order), or ``None`` if not stored.

@@ -306,13 +306,22 @@ class WrittenRows:
         if len(kept) > 2 * self._keep:  # the newest ``keep``, in one go now and then
             self._rows = dict(islice(kept.items(), len(kept) - self._keep, None))
 
-    def leaves(self, rows: Sequence[Sequence[Any]], shared: SharedValues) -> list[bytes]:
-        """The leaves of rows ``(seq, position, *_COLUMNS)`` as read from the store."""
+    def leaves(
+        self, rows: Sequence[Sequence[Any]], shared: SharedValues, *, columns_at: int = 2
+    ) -> list[bytes]:
+        """The leaves of rows as read from the store, and as ``add`` was given them.
+
+        Each row starts with its ``seq``, and its ``_COLUMNS`` start at ``columns_at``
+        (SQLite's rows hold the position between).
+        """
         written = self._rows.pop
         out = []
         for row in rows:
             mine = written(row[0], None)
-            out.append(mine[1] if mine is not None and mine[0] == row else leaf(row[2:], shared))
+            if mine is not None and mine[0] == row:
+                out.append(mine[1])
+            else:
+                out.append(leaf(row[columns_at:], shared))
         return out
 
 

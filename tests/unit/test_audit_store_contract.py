@@ -427,6 +427,32 @@ def test_pg_mismatched_rows_finds_hand_edits(postgres_url: str) -> None:
 
 
 @NO_PG
+def test_pg_leaves_read_back_are_what_the_store_holds_not_what_it_wrote(
+    postgres_url: str,
+) -> None:
+    """As in SQLite (``test_audit_store.py``): the writer's remembered canonical bytes serve
+    only rows read back unchanged, ``time`` read as the server's text included (borrowed
+    from its column: a time with microseconds)."""
+    at = T0 + timedelta(microseconds=123_456)
+    records = [record(f"evt-{i}", time=at) for i in range(4)]
+    with PostgresAuditStore(postgres_url) as writer:
+        writer.append(records[:2])
+        writer.append(records[2:])
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("UPDATE audit_records SET recipient = 'fire' WHERE seq = 2")
+            conn.execute("UPDATE audit_records SET time = time + interval '1 second' WHERE seq = 3")
+            conn.execute("UPDATE audit_records SET canonical = %s WHERE seq = 4", (b"{}",))
+        read = writer.leaves(0, 4)
+        with PostgresAuditStore(postgres_url) as reader:
+            assert read == reader.leaves(0, 4)
+        assert writer.leaves(0, 4) == read  # and again, with nothing remembered
+    assert read[0] == canonical_bytes(records[0])
+    assert read[1] != canonical_bytes(records[1])
+    assert read[2] != canonical_bytes(records[2])
+    assert read[3] == b"{}"
+
+
+@NO_PG
 def test_pg_reconnects_after_the_connection_drops(postgres_url: str) -> None:
     """The audit sink retries on ``AuditError``; the store must then recover by itself."""
     with PostgresAuditStore(postgres_url) as store:
