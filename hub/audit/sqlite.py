@@ -5,11 +5,14 @@ WAL mode lets ``hub audit query`` read while the hub writes; writers take the lo
 file too. The SQL sticks to what PostgreSQL also accepts except the ``seq`` column type and
 the ``?`` placeholders.
 
-Appends are batched (issue 16): the rows are built outside the lock; under it, one query
-finds the record ids already stored (a replay: the first write stands), and the rest are
-numbered and written with one ``executemany`` per table, in one transaction. Each record is
-kept once: the columns queries filter on, and its canonical bytes packed against them
-(``hub.audit.packing``), with the protocol's repeated values in ``audit_values``.
+Appends are batched (issue 16): the rows are built outside the lock, from each record's
+attributes in one pass (``_prepare``); under it they are numbered and written with one
+``executemany`` per table, in one transaction; a batch that meets a stored record id (a
+replay: the first write stands) is taken back and written again without the ids one query
+finds stored. Each record is kept once: the columns queries filter on, and its canonical
+bytes packed against them (``hub.audit.packing``), with the protocol's repeated values in
+``audit_values``. A read of leaves the store has just written (the audit sink's checkpoint)
+takes the canonical bytes it packed for each row read back unchanged (``WrittenRows``).
 
 Leaf numbering. Leaf i of the Merkle log is the record with the (i+1-K)-th smallest ``seq``
 (K leaves pruned), but ``seq`` need not be dense: files written before schema 4 burnt an
