@@ -427,9 +427,9 @@ def prepare_parts(
     """``canonical_values`` and ``pack_values`` in one pass, from each field's JSON text.
 
     Issue 16: the audit sink built each record as a dict (``model_dump``), then a JSON
-    value per field (bytes), then the packed values: most of its CPU a record but SQLite's.
-    A store that has the record's values writes each field's JSON once, as text
-    (``record_parts``), and both the canonical bytes and the packed parts follow from it.
+    value per field (bytes), then the packed values: most of the store's CPU a record
+    besides SQLite's. A store that has the record's values writes each field's JSON once, as
+    text (``record_parts``), and both the canonical bytes and the packed parts follow.
 
     ``parts`` must be the canonical JSON of each field of ``FIELDS`` or ``FIELDS_2`` in
     that order, as ``_CANONICAL`` writes it (``ensure_ascii``: ASCII, no control byte, none
@@ -468,8 +468,12 @@ def prepare_parts(
 
 
 def pack_prepared(prepared: Prepared, shared: SharedValues | None = None) -> bytes:
-    """The stored bytes of a ``Prepared`` record (``pack_values``'s); its parts are changed."""
-    parts = prepared.parts
+    """The stored bytes of a ``Prepared`` record (``pack_values``'s).
+
+    Its parts are left as they were, so a record packed again (a retried transaction)
+    refers to its shared values again rather than taking a reference for a value.
+    """
+    parts = list(prepared.parts)
     if shared is not None:
         ref = shared.ref_text
         for field in prepared.fmt.shared:

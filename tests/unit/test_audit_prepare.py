@@ -127,3 +127,23 @@ def test_an_instant_seen_in_another_zone_keeps_that_zone() -> None:
     _check(first)
     _check(second)
     assert canonical_bytes(first) != canonical_bytes(second)
+
+
+def test_a_prepared_record_packed_twice_packs_the_same() -> None:
+    """A retried transaction packs the record again: its parts are not the first packing's."""
+    record = AuditRecord(
+        record_id="r",
+        time=dt.datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=dt.UTC),
+        event_id="e",
+        decision="delivered",
+        reason="x",
+        rule="rule-a",
+        purpose="a purpose not seen before",
+    )
+    columns, canonical, prepared = _prepare(record)
+    shared = SharedValues()
+    shared.learn([(1, b'"rule-a"')])
+    first = _pack(canonical, prepared, columns, shared)
+    shared.discard()  # the transaction rolled back
+    assert _pack(canonical, prepared, columns, shared) == first
+    assert shared.new_rows() == [(2, b'"a purpose not seen before"')]
