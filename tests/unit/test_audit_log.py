@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.audit.checkpoint import NoteSigner
+from hub.audit.checkpoint import Checkpoint, NoteSigner
 from hub.audit.log import AuditLog
 from hub.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from hub.audit.sqlite import _COLUMNS, SQLiteAuditStore, _row, canonical_bytes
@@ -323,6 +323,36 @@ def test_checkpoint_refuses_to_sign_over_altered_history(db: Path, log8: AuditLo
             fresh.checkpoint()
         with pytest.raises(AuditIntegrityError, match="run `hub audit verify`"):
             fresh.inclusion_proofs("evt-3")
+
+
+def test_the_next_checkpoint_trusts_only_its_own_note_as_stored(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink's next checkpoint does not verify the note it signed itself again (it is the
+    newest stored, byte for byte); any other newest note is verified, and a forged one is
+    refused as before."""
+    with SQLiteAuditStore(db) as store:
+        log = AuditLog(store, signer=SIGNER, heads_only=True)
+        store.append([record(0)])
+        log.checkpoint()
+        opened: list[str] = []
+        real = log._verifier.open_checkpoint
+
+        def counted(note: str, *, origin: str | None = None) -> Checkpoint:
+            opened.append(note)
+            return real(note, origin=origin)
+
+        monkeypatch.setattr(log._verifier, "open_checkpoint", counted)
+        store.append([record(1)])
+        log.checkpoint()
+        assert opened == []
+        other = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
+        forged = other.sign(Checkpoint(ORIGIN, 2, log.root()).body())
+        store.save_checkpoint(2, forged)
+        store.append([record(2)])
+        with pytest.raises(AuditIntegrityError):
+            log.checkpoint()
+        assert opened == [forged]
 
 
 def test_store_leaf_helpers(db: Path, log8: AuditLog) -> None:
