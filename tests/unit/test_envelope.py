@@ -355,3 +355,33 @@ def test_signing_input_keeps_no_header_names_past_its_bound() -> None:
             {"headers": headers, "key": None, "value_sha256": hashlib.sha256(b"").hexdigest()}
         )
     )
+
+
+def test_signing_input_keeps_no_set_of_many_short_header_names() -> None:
+    # the bound is on what a kept set holds, not only on its characters: 700 names of one to
+    # four characters come to under 1 KiB of text, but each name is a string object and each
+    # covered one a prefix and a tuple (4,000 one-character names: 350 KB a set, 22 MB kept)
+    headers = {chr(0x4E00 + i): "" for i in range(600)}
+    headers |= {f"ce_{chr(0x4E00 + i)}": "v" for i in range(100)}
+    assert sum(map(len, headers)) <= crypto._SHAPE_CHARS_KEPT
+    first = crypto.signing_input(headers, None, b"")
+    assert tuple(headers) not in crypto._covered_by_shape
+    assert (
+        crypto.signing_input(headers, None, b"")
+        == first
+        == crypto.canonical_context(
+            {
+                "headers": {k: v for k, v in headers.items() if k.startswith("ce_")},
+                "key": None,
+                "value_sha256": hashlib.sha256(b"").hexdigest(),
+            }
+        )
+    )
+    # a record's own headers are still kept
+    ordinary = {f"ce_hub{name}": "v" for name in ("kid", "dek", "dekid", "sig", "sigkid")}
+    ordinary |= {f"ce_{n}": "v" for n in ("id", "source", "type", "time", "specversion")}
+    ordinary |= {"content-type": "v", "ce_hubrecipient": "v", "ce_hubsuite": "v"}
+    ordinary |= {"ce_hubcontenttype": "v", "ce_hubrule": "v", "ce_hubfields": "v"}
+    ordinary |= {"ce_hubprotocol": "v", "ce_hubescrow": "v", "ce_subject": "v"}
+    crypto.signing_input(ordinary, None, b"")
+    assert tuple(ordinary) in crypto._covered_by_shape
