@@ -182,19 +182,22 @@ class PartyEnvelope:
         return suite
 
     def _hpke_open(self, kid: str, ciphertext: bytes, info: bytes) -> bytes:
+        # the key is checked before the kept epoch keys are asked: a wrap opened before the
+        # key's revocation is refused after it, as an envelope that never opened it refuses it
+        # (``_suite_of``: is ``kid`` an encryption key, without building its model per record)
+        try:
+            record = self.store.by_key_id(kid)
+        except UnknownKeyError:
+            raise KeyError(kid) from None
+        if record.party != self.party or self._suite_of(kid) is None:
+            raise KeyError(kid)
+        if record.status is KeyStatus.REVOKED:
+            raise crypto.CryptoError(f"sealed to revoked key {kid}", "revoked_key")
         slot = (kid, hashlib.sha256(info).hexdigest(), hashlib.sha256(ciphertext).hexdigest())
         with self._lock:
             if slot in self._opened:
                 self._opened.move_to_end(slot)
                 return self._opened[slot]
-        try:
-            record = self.store.by_key_id(kid)
-        except UnknownKeyError:
-            raise KeyError(kid) from None
-        if record.party != self.party or record.encryption_key(kid) is None:
-            raise KeyError(kid)
-        if record.status is KeyStatus.REVOKED:
-            raise crypto.CryptoError(f"sealed to revoked key {kid}", "revoked_key")
         try:
             key = self.store.hpke_open(kid, ciphertext, info=info)
         except (KeyStoreError, KeyRevokedError) as exc:

@@ -201,3 +201,31 @@ def test_envelope_refuses_a_sender_once_its_signing_key_is_revoked(
             expected_signer="p",
         )
     assert err.value.reason == "revoked_key"
+
+
+def test_envelope_refuses_a_record_sealed_to_its_revoked_key_whatever_it_opened_before(
+    tmp_path: Path, clock: Clock
+) -> None:
+    # the opened epoch keys are kept per (key id, wrap): a record whose wrap was opened before
+    # the hub's key was revoked is refused after it, as an envelope that never opened it
+    # (a restarted worker) refuses it; the answer must not depend on what the cache holds
+    store = FileKeyStore(tmp_path / "keys", recheck_s=3600, clock=clock)
+    hub_keys = store.create_party("hub")
+    store.create_party("p")
+    hub = PartyEnvelope("hub", store=store)
+    publisher = PartyEnvelope("p", store=store)
+    first = publisher.seal(ATTRS, key=b"C-1", plaintext=b"{}", recipient="hub")
+    second = publisher.seal(ATTRS, key=b"C-2", plaintext=b"{}", recipient="hub")
+    assert dict(first.headers)["ce_hubdek"] == dict(second.headers)["ce_hubdek"]  # one epoch
+
+    def open_second(envelope: PartyEnvelope) -> str:
+        headers = {k: v.decode() for k, v in second.headers}
+        with pytest.raises(crypto.CryptoError) as err:
+            envelope.open(headers, key=b"C-2", value=second.value, expected_signer="p")
+        return err.value.reason
+
+    headers = {k: v.decode() for k, v in first.headers}
+    assert hub.open(headers, key=b"C-1", value=first.value, expected_signer="p").signer == "p"
+    store.revoke(hub_keys.encryption_key_id, reason="compromised")
+    assert open_second(PartyEnvelope("hub", store=store)) == "revoked_key"
+    assert open_second(hub) == "revoked_key"  # not opened from the kept epoch key
