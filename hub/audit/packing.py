@@ -201,14 +201,16 @@ def _json_value(value: object) -> bytes:
 
 
 #: pydantic's JSON of recent datetimes: an event's records share their times (issue 16).
-#: Keyed with the zone as well: aware datetimes at one instant in two zones compare equal.
-_TIME_TEXTS: dict[tuple[datetime, object], str] = {}
+#: Keyed with the zone as well: aware datetimes at one instant in two zones compare equal;
+#: and with ``fold``: in one zone the two sides of a fold compare equal (and hash alike)
+#: though their offsets differ (Europe/London's autumn hour: ``+01:00``, then ``Z``).
+_TIME_TEXTS: dict[tuple[datetime, object, int], str] = {}
 _TIME_TEXTS_KEPT = 4096
 
 
 def _time_text(value: datetime) -> str:
     """The JSON of a UTC datetime with microseconds as pydantic writes it, else ""."""
-    key = (value, value.tzinfo)
+    key = (value, value.tzinfo, value.fold)
     text = _TIME_TEXTS.get(key)
     if text is None:
         iso = value.isoformat()
