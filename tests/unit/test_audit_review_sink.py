@@ -6,14 +6,21 @@ the ones the record's ``model_dump`` gives, or a leaf other than the one the sto
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from hub.audit.merkle import CompactRange, leaf_hash
 from hub.audit.sqlite import _prepare, _utc_text, canonical_bytes
-from hub.models import AuditDecision, AuditRecord
+from hub.models import AuditBatch, AuditDecision, AuditRecord
+
+_VECTORS = Path(__file__).parents[1] / "vectors" / "rfc9162"
 
 #: a zone whose autumn fold is at offset zero on one side: 01:00-02:00 on the last Sunday
 #: of October is BST (+01:00, fold=0) and then GMT (+00:00, fold=1)
@@ -55,3 +62,119 @@ def test_the_two_sides_of_a_fold_keep_their_own_offsets(first_fold: int) -> None
         for record in (_record(moment), _record(dt.datetime.now(dt.UTC), event_time=moment)):
             assert canonical_bytes(record) == _dumped(record)
             assert _prepare(record)[0][1] == _utc_text(record.time)
+
+
+_ZONES = st.sampled_from(
+    [
+        dt.UTC,
+        _LONDON,
+        ZoneInfo("Europe/Lisbon"),
+        ZoneInfo("Atlantic/Azores"),
+        ZoneInfo("UTC"),
+        dt.timezone(dt.timedelta(0), "GMT"),
+        dt.timezone(dt.timedelta(hours=1)),
+        None,
+    ]
+)
+#: instants around the European autumn and spring changes, where folds and gaps are
+_TIMES = st.builds(
+    lambda year, march, hour, minute, micro, zone, fold: dt.datetime(
+        year, 3 if march else 10, 25 + (year % 7), hour, minute, 0, micro, tzinfo=zone, fold=fold
+    ),
+    st.integers(min_value=2026, max_value=2032),
+    st.booleans(),
+    st.integers(min_value=0, max_value=3),
+    st.sampled_from([0, 30, 59]),
+    st.sampled_from([0, 1, 123456, 999999]),
+    _ZONES,
+    st.integers(min_value=0, max_value=1),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_TIMES, st.none() | _TIMES), min_size=1, max_size=12))
+def test_times_in_any_zone_and_fold_in_any_order_are_the_dumped_times(
+    times: list[tuple[dt.datetime, dt.datetime | None]],
+) -> None:
+    """Records one after another (the kept times carry over), as built and as parsed."""
+    for time, event_time in times:
+        record = _record(time, event_time)
+        (parsed,) = AuditBatch.model_validate_json(
+            AuditBatch(records=(record,)).model_dump_json()
+        ).records
+        for one in (record, parsed):
+            assert canonical_bytes(one) == _dumped(one)
+            assert _prepare(one)[0][1] == _utc_text(one.time)
+
+
+def _happy_roots() -> dict[int, bytes]:
+    """Tree size -> root of the reference test tree, from the inclusion happy paths."""
+    roots = {}
+    for path in (_VECTORS / "inclusion").rglob("happy-path.json"):
+        case = json.loads(path.read_text())
+        roots[case["treeSize"]] = base64.b64decode(case["root"])
+    return roots
+
+
+#: the leaves of the RFC 6962 / transparency-dev test tree the happy paths are built on
+_RFC_LEAVES = [
+    bytes.fromhex(h)
+    for h in (
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    )
+]
+
+
+def test_extend_leaves_in_every_split_gives_the_reference_roots() -> None:
+    roots = _happy_roots()
+    assert roots  # the vectors are there
+    for size, root in roots.items():
+        data = _RFC_LEAVES[:size]
+        for mask in range(1 << max(size - 1, 0)):  # every way to cut ``data`` in batches
+            batched = CompactRange()
+            start = 0
+            for i in range(1, size + 1):
+                if i == size or mask >> (i - 1) & 1:
+                    batched.extend_leaves(data[start:i])
+                    start = i
+            assert batched.size == size
+            assert batched.root() == root
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(max_size=6), min_size=1, max_size=300),
+    st.integers(min_value=0, max_value=300),
+    st.lists(st.integers(min_value=0, max_value=40), max_size=10),
+)
+def test_extend_leaves_from_a_pruned_frontier_is_append(
+    data: list[bytes], pruned: int, cuts: list[int]
+) -> None:
+    """Resumed after a prune (``from_frontier``, any size): as ``append`` hash by hash."""
+    pruned = min(pruned, len(data))
+    head = CompactRange()
+    for d in data[:pruned]:
+        head.append(leaf_hash(d))
+    one_by_one = CompactRange.from_frontier(pruned, head.frontier)
+    batched = CompactRange.from_frontier(pruned, head.frontier)
+    start = pruned
+    for cut in [*cuts, len(data)]:
+        batch = data[start : start + cut]
+        batched.extend_leaves(iter(batch))  # any iterable, as the docstring says
+        for d in batch:
+            one_by_one.append(leaf_hash(d))
+        start += len(batch)
+        assert batched.size == one_by_one.size == start
+        assert batched.frontier == one_by_one.frontier
+        assert batched.root() == one_by_one.root()
+    whole = CompactRange()
+    for d in data:
+        whole.append(leaf_hash(d))
+    assert batched.root() == whole.root()
