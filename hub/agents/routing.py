@@ -852,7 +852,8 @@ class Router:
     ) -> RouteResult:
         """Keep the record whole on hub.quarantine, audit it, and tell the publisher why."""
         # The claimed id is recorded (a breach search finds it); the record id includes the
-        # origin, so a replayed or spoofed id never hides behind the original's records.
+        # origin, so a replayed or spoofed id never hides behind the original's records, and
+        # the record's digest, so two records at one origin (offsets reused) never share one.
         event_id = attrs.id if attrs else f"unparsed:{origin}"
         if rej.reason is QuarantineReason.DUPLICATE_EVENT_ID:
             event_id = f"duplicate:{origin}"  # the original keeps its own audit records
@@ -868,7 +869,11 @@ class Router:
         if cut is not None:  # the audit record says which copy was kept, and how to match it
             reason += f"; {cut}"
         record = AuditRecord(
-            record_id=record_id_for(f"{event_id}@{origin}", None, AuditDecision.REJECTED.value),
+            record_id=record_id_for(
+                f"{event_id}@{origin}#{_record_digest(key, value, original)}",
+                None,
+                AuditDecision.REJECTED.value,
+            ),
             time=self.clock(),
             event_id=event_id,
             event_type=attrs.type if attrs else None,
@@ -1003,6 +1008,25 @@ def _headers_size(headers: Sequence[tuple[str, bytes | None]]) -> int:
         + (len(names) if names.isascii() else len(names.encode()))
         + sum([len(value) for _, value in headers if value])
     )
+
+
+def _record_digest(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> str:
+    """SHA-256 of a consumed record's key, value and headers, each length-prefixed.
+
+    Part of a refusal's record id: the origin alone (topic, partition, offset) names two
+    records when a broker's offsets start again (the embedded broker restarted empty, a topic
+    re-created), and the store keeps one record per id, so the second refusal would have no
+    audit record of its own. The same record consumed again gets the same id.
+    """
+    digest = hashlib.sha256()
+    parts = [b"" if key is None else key, value]
+    for name, text in headers:
+        parts += [name.encode("utf-8", "surrogatepass"), text]
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    digest.update(b"\x00" if key is None else b"\x01")
+    return digest.hexdigest()
 
 
 def _record_size(

@@ -782,3 +782,46 @@ def test_each_events_effects_applied_before_the_next_let_its_check_refuse_a_seco
         assert router.route(**second, seen=never_seen).quarantined is None
         apply_effects(first.effects, router.stores)
         assert router.route(**second, seen=never_seen).quarantined is not None
+
+
+def test_two_refused_records_at_one_origin_each_have_their_own_audit_record() -> None:
+    # offsets start again when the embedded broker restarts empty (or a topic is re-created):
+    # a second unreadable record at the same topic/partition/offset must not share the
+    # first's record id, or the store would keep one and the second refusal go unaudited
+    origin = Origin(topic="hub.in.marac.north-worcs", partition=0, offset=7)
+    router = make_router()
+    first = router.route(
+        origin=origin, key=b"k", value=b"not an event", headers=[], seen=never_seen
+    )
+    other = router.route(
+        origin=origin, key=b"k", value=b"also not one", headers=[], seen=never_seen
+    )
+    assert first.quarantined is not None
+    assert other.quarantined is not None
+    assert first.audit[0].event_id == other.audit[0].event_id == f"unparsed:{origin}"
+    assert first.audit[0].record_id != other.audit[0].record_id
+    # the same record consumed again (at-least-once) is the same refusal: the same id
+    again = make_router().route(
+        origin=origin, key=b"k", value=b"not an event", headers=[], seen=never_seen
+    )
+    assert again.audit[0].record_id == first.audit[0].record_id
+    # headers and key are part of the record too
+    headed = router.route(
+        origin=origin, key=b"k", value=b"not an event", headers=[("h", b"1")], seen=never_seen
+    )
+    keyless = router.route(
+        origin=origin, key=None, value=b"not an event", headers=[], seen=never_seen
+    )
+    ids = {r.audit[0].record_id for r in (first, headed, keyless)}
+    assert len(ids) == 3
+
+
+def test_two_duplicates_at_one_origin_each_have_their_own_audit_record() -> None:
+    seen = lambda _i: "hub.in.marac.north-worcs/0/1"  # noqa: E731 - the original's origin
+    a = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-5"), offset=5)
+    b = record("marac.north-worcs", MARAC_RAISED, marac_flag("MARAC-6"), offset=5)
+    first = make_router().route(**a, seen=seen)
+    other = make_router().route(**b, seen=seen)
+    assert first.quarantined is other.quarantined is QuarantineReason.DUPLICATE_EVENT_ID
+    assert first.audit[0].record_id != other.audit[0].record_id
+    assert make_router().route(**a, seen=seen).audit[0].record_id == first.audit[0].record_id
