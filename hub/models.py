@@ -7,6 +7,7 @@ These are the contracts between the packages: the router turns an ``InboundEvent
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -26,6 +27,7 @@ __all__ = [
     "Origin",
     "QuarantineReason",
     "RecipientDecision",
+    "consumed_digest",
     "event_key",
     "record_id_for",
     "split_event_key",
@@ -191,6 +193,26 @@ def record_id_for(
     prefix = f"{source}\x00" if source is not None else ""
     material = f"{prefix}{event_id}\x00{party or '-'}\x00{decision}".encode()
     return hashlib.sha256(material).hexdigest()[:32]
+
+
+def consumed_digest(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> str:
+    """SHA-256 of a consumed record's key, value and headers, each length-prefixed.
+
+    Part of a refusal's record id (the router's, the audit sink's): the origin alone (topic,
+    partition, offset) names two records when a broker's offsets start again (the embedded
+    broker restarted empty, a topic re-created), and the store keeps one record per id, so
+    the second refusal would have no audit record of its own. The same record consumed again
+    gets the same id.
+    """
+    digest = hashlib.sha256()
+    parts = [b"" if key is None else key, value]
+    for name, text in headers:
+        parts += [name.encode("utf-8", "surrogatepass"), text]
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    digest.update(b"\x00" if key is None else b"\x01")
+    return digest.hexdigest()
 
 
 def event_key(source: str, event_id: str) -> str:

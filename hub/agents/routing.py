@@ -55,6 +55,7 @@ from hub.models import (
     Origin,
     QuarantineReason,
     RecipientDecision,
+    consumed_digest,
     event_key,
     record_id_for,
 )
@@ -870,7 +871,7 @@ class Router:
             reason += f"; {cut}"
         record = AuditRecord(
             record_id=record_id_for(
-                f"{event_id}@{origin}#{_record_digest(key, value, original)}",
+                f"{event_id}@{origin}#{consumed_digest(key, value, original)}",
                 None,
                 AuditDecision.REJECTED.value,
             ),
@@ -1008,25 +1009,6 @@ def _headers_size(headers: Sequence[tuple[str, bytes | None]]) -> int:
         + (len(names) if names.isascii() else len(names.encode()))
         + sum([len(value) for _, value in headers if value])
     )
-
-
-def _record_digest(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> str:
-    """SHA-256 of a consumed record's key, value and headers, each length-prefixed.
-
-    Part of a refusal's record id: the origin alone (topic, partition, offset) names two
-    records when a broker's offsets start again (the embedded broker restarted empty, a topic
-    re-created), and the store keeps one record per id, so the second refusal would have no
-    audit record of its own. The same record consumed again gets the same id.
-    """
-    digest = hashlib.sha256()
-    parts = [b"" if key is None else key, value]
-    for name, text in headers:
-        parts += [name.encode("utf-8", "surrogatepass"), text]
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    digest.update(b"\x00" if key is None else b"\x01")
-    return digest.hexdigest()
 
 
 def _record_size(

@@ -40,7 +40,14 @@ from hub.envelope import wire
 from hub.envelope.party import PartyEnvelope
 from hub.errors import AuditError, KeyStoreError
 from hub.log import get_logger
-from hub.models import AuditBatch, AuditDecision, AuditRecord, EventAttributes, record_id_for
+from hub.models import (
+    AuditBatch,
+    AuditDecision,
+    AuditRecord,
+    EventAttributes,
+    consumed_digest,
+    record_id_for,
+)
 from hub.settings import HubSettings
 
 if TYPE_CHECKING:
@@ -292,8 +299,11 @@ class Refused:
     def audit_record(self, *, now: dt.datetime) -> AuditRecord:
         """The sink's own record of the refusal: what the IG role is alerted to."""
         event_id = f"audit:{self.origin}"
+        # the message's digest too: two messages at one origin (offsets reused after the
+        # embedded broker restarted empty) each get a record (``consumed_digest``)
+        digest = consumed_digest(self.key, self.value, self.headers)
         return AuditRecord(
-            record_id=record_id_for(event_id, None, f"rejected/{self.reason}"),
+            record_id=record_id_for(f"{event_id}#{digest}", None, f"rejected/{self.reason}"),
             time=now,
             event_id=event_id,
             decision=AuditDecision.REJECTED,

@@ -120,6 +120,21 @@ def test_the_sink_stores_authenticated_records_and_refuses_a_forgery() -> None:
     assert ("hub_reason", b"forged_audit_message") in copy.headers
 
 
+def test_two_refused_messages_at_one_origin_each_have_their_own_audit_record() -> None:
+    # offsets start again when the embedded broker restarts empty: a second forged message
+    # at the same offset must not share the first's record id (the store keeps one per id)
+    first_value, _ = batch_value(1, prefix="forged-a-")
+    other_value, _ = batch_value(1, prefix="forged-b-")
+    _, [first] = read_messages([Fetched(first_value)], secret=SECRET)
+    _, [other] = read_messages([Fetched(other_value)], secret=SECRET)
+    now = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+    assert first.origin == other.origin
+    assert first.audit_record(now=now).record_id != other.audit_record(now=now).record_id
+    # the same message read again (the sink restarted before committing) keeps its id
+    _, [again] = read_messages([Fetched(first_value)], secret=SECRET)
+    assert again.audit_record(now=now).record_id == first.audit_record(now=now).record_id
+
+
 def test_an_authenticated_message_that_does_not_decode_is_refused_not_fatal() -> None:
     records, refused = read_messages([signed(b"\xff not json")], secret=SECRET)
     assert records == []
