@@ -211,7 +211,11 @@ _TIME_TEXTS_KEPT = 4096
 def _time_text(value: datetime) -> str:
     """The JSON of a UTC datetime with microseconds as pydantic writes it, else ""."""
     key = (value, value.tzinfo, value.fold)
-    text = _TIME_TEXTS.get(key)
+    keep = True
+    try:
+        text = _TIME_TEXTS.get(key)
+    except TypeError:  # a zone with ``__eq__`` and no hash (dateutil's): written, not kept
+        text, keep = None, False
     if text is None:
         iso = value.isoformat()
         # pydantic writes an instant at offset zero with a ``Z`` and microseconds only when
@@ -219,9 +223,10 @@ def _time_text(value: datetime) -> str:
         if len(iso) != 32 or not iso.endswith("+00:00"):
             return ""
         text = '"' + iso[:-6] + 'Z"'
-        if len(_TIME_TEXTS) >= _TIME_TEXTS_KEPT:
-            _TIME_TEXTS.clear()
-        _TIME_TEXTS[key] = text
+        if keep:
+            if len(_TIME_TEXTS) >= _TIME_TEXTS_KEPT:
+                _TIME_TEXTS.clear()
+            _TIME_TEXTS[key] = text
     return text
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from dateutil import parser as dateutil_parser
+from dateutil import tz as dateutil_tz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,3 +180,24 @@ def test_extend_leaves_from_a_pruned_frontier_is_append(
     for d in data:
         whole.append(leaf_hash(d))
     assert batched.root() == whole.root()
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        dt.datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=dateutil_tz.tzutc()),
+        dateutil_parser.isoparse("2026-01-01T01:02:03.000004Z"),
+        dt.datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=dateutil_tz.tzoffset(None, 0)),
+        dt.datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=dateutil_tz.gettz("Europe/London")),
+        dt.datetime(2026, 7, 1, 1, 2, 3, 4, tzinfo=dateutil_tz.gettz("Europe/London")),
+        dt.datetime(2031, 10, 26, 1, 30, 1, 5, dateutil_tz.gettz("Europe/London"), fold=0),
+        dt.datetime(2031, 10, 26, 1, 30, 1, 5, dateutil_tz.gettz("Europe/London"), fold=1),
+    ],
+)
+def test_a_time_in_a_zone_that_cannot_be_hashed_is_the_dumped_time(time: dt.datetime) -> None:
+    """dateutil's zones (a hub dependency; ``isoparse`` gives ``tzutc()``) define ``__eq__``
+    and no hash: keeping their times' JSON by the time and its zone raised ``TypeError``,
+    so such a record could not be written at all (``model_dump`` takes it)."""
+    for record in (_record(time), _record(dt.datetime.now(dt.UTC), event_time=time)):
+        assert canonical_bytes(record) == _dumped(record)
+        assert _prepare(record)[0][1] == _utc_text(record.time)
