@@ -76,6 +76,8 @@ _ZONES = st.sampled_from(
         dt.timezone(dt.timedelta(0), "GMT"),
         dt.timezone(dt.timedelta(hours=1)),
         None,
+        dateutil_tz.tzutc(),
+        dateutil_tz.gettz("Europe/London"),
     ]
 )
 #: instants around the European autumn and spring changes, where folds and gaps are
