@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hub.audit.merkle import CompactRange, leaf_hash
 from hub.audit.sqlite import _prepare, _utc_text, canonical_bytes
 from hub.models import AuditBatch, AuditDecision, AuditRecord
+from tests.unit.test_merkle import RFC_LEAVES  # the RFC 6962 / transparency-dev test tree
 
 _VECTORS = Path(__file__).parents[1] / "vectors" / "rfc9162"
 
@@ -120,27 +121,11 @@ def _happy_roots() -> dict[int, bytes]:
     return roots
 
 
-#: the leaves of the RFC 6962 / transparency-dev test tree the happy paths are built on
-_RFC_LEAVES = [
-    bytes.fromhex(h)
-    for h in (
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    )
-]
-
-
 def test_extend_leaves_in_every_split_gives_the_reference_roots() -> None:
     roots = _happy_roots()
     assert roots  # the vectors are there
     for size, root in roots.items():
-        data = _RFC_LEAVES[:size]
+        data = RFC_LEAVES[:size]
         for mask in range(1 << max(size - 1, 0)):  # every way to cut ``data`` in batches
             batched = CompactRange()
             start = 0
