@@ -27,8 +27,10 @@ bypasses the lock and the counter fails on the primary key instead of silently r
 the log.
 
 Appends are batched (issue 16): one ``COPY`` per table in the one locked transaction, each
-row built as it is copied so the server inserts while the client builds (a replayed id rolls
-the copy back and one query finds the ids already stored). Other choices: as in SQLite,
+row built as it is copied so the server inserts while the client builds, in four round trips
+(the lock, counter and shared values as one simple query, the two copies, the commit). A
+replayed id rolls the whole transaction back, and a second one, under the lock again, skips
+the ids one query finds stored. Other choices: as in SQLite,
 each record is kept once, as the columns queries filter on and ``canonical`` (``BYTEA``)
 packed against them (``hub.audit.packing``); ``time`` is ``TIMESTAMPTZ`` (so ``since``
 compares instants) and is read back as text formatted by the server. The schema version
@@ -184,6 +186,11 @@ _VALUES_DDL = """CREATE TABLE IF NOT EXISTS audit_values (
 _INSERT_VALUE = "INSERT INTO audit_values (id, value) VALUES (%s, %s)"
 _NEW_VALUES_SQL = "SELECT id, value FROM audit_values WHERE id > %s ORDER BY id"
 _STORED_SQL = "SELECT record_id FROM audit_records WHERE record_id = ANY(%s)"
+_COPY_RECORDS_TABLE = _COPY_RECORDS.format(table="audit_records")
+#: number ``count`` rows: the counter advanced, its value before returned
+_ADVANCE_SQL = "UPDATE audit_seq SET last_seq = last_seq + {count} RETURNING last_seq - {count}"
+#: ``_NEW_VALUES_SQL`` with the id inline, for ``_begin``'s simple query (no parameters)
+_NEW_VALUES_LITERAL = "SELECT id, value FROM audit_values WHERE id > {last} ORDER BY id"
 #: rows read per round trip when ``_rebuild`` repacks an older database
 _REBUILD_BATCH = 10_000
 
@@ -250,6 +257,16 @@ def _copy(
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)
+
+
+def _commit(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    """COMMIT the transaction opened by ``BEGIN``; refuse one the server rolled back instead.
+
+    (A COMMIT of a failed transaction answers ROLLBACK without an error.)
+    """
+    status = conn.execute("COMMIT").statusmessage
+    if status != "COMMIT":
+        raise psycopg.OperationalError(f"expected COMMIT, got {status}")
 
 
 class _StoreClosedError(Exception):
@@ -325,62 +342,126 @@ class PostgresAuditStore:
     ) -> int:
         """``append``'s transaction: how many of ``batch`` it stored.
 
-        The batch is copied in optimistically; a replayed id fails the unique index, and
-        the copy is then rolled back (to a savepoint) and made again without the ids one
-        query finds stored, so no seq is skipped. A row is built (and its shared values
-        numbered) once, whichever copy first needs it.
+        The batch is copied in optimistically, numbered from ``audit_seq`` advanced by its
+        size as the transaction begins (``_begin``: one round trip). A replayed id fails the
+        unique index: that transaction is rolled back whole (nothing of it stays, not even
+        the counter) and ``_append_again`` writes the batch without the ids already stored.
+        A transaction this method leaves open (any failure) is rolled back, or the connection
+        closed, so nothing is half written.
         """
         built: dict[str, _Built] = {}
-
-        def rows(seq: int) -> Iterator[tuple[Any, ...]]:
-            for i, (record_id, record) in enumerate(batch.items(), seq + 1):
-                row = built.get(record_id)
-                if row is None:
-                    row = built[record_id] = self._build(record)
-                yield (i, *row.columns)
-
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
-            # Statements after the lock: READ COMMITTED gives each a snapshot that
-            # includes the previous writer's commit.
-            counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
-            if counter is None:
-                raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
-            seq = int(counter[0])
-            self._refresh_shared(conn)
+        try:
+            seq = self._begin(conn, len(batch))
             with conn.cursor() as cur:
                 try:
-                    with conn.transaction():
-                        _copy(
-                            cur,
-                            _COPY_RECORDS.format(table="audit_records"),
-                            _RECORD_TYPES,
-                            rows(seq),
-                        )
+                    _copy(cur, _COPY_RECORDS_TABLE, _RECORD_TYPES, self._rows(batch, built, seq))
                 except psycopg.errors.UniqueViolation:
-                    for (stored,) in conn.execute(_STORED_SQL, (list(batch),)).fetchall():
-                        batch.pop(str(stored), None)
-                    _copy(
-                        cur, _COPY_RECORDS.format(table="audit_records"), _RECORD_TYPES, rows(seq)
-                    )
-                _copy(
-                    cur,
-                    _COPY_SUBJECTS,
-                    _SUBJECT_TYPES,
-                    (
-                        (i, pseudonym)
-                        for i, record_id in enumerate(batch, seq + 1)
-                        for pseudonym in built[record_id].subjects
-                    ),
-                )
-                cur.executemany(_INSERT_VALUE, self._shared.new_rows())
-            if batch:
-                conn.execute("UPDATE audit_seq SET last_seq = %s", (seq + len(batch),))
-        kept = [built[record_id] for record_id in batch]  # committed
+                    conn.execute("ROLLBACK")
+                    # Rows were numbered against shared values the rollback took back.
+                    self._shared.discard()
+                    return self._append_again(conn, batch)
+                self._finish(conn, cur, batch, built, seq)
+        except BaseException:
+            self._roll_back(conn)
+            raise
+        return len(batch)
+
+    def _append_again(
+        self, conn: psycopg.Connection[tuple[Any, ...]], batch: dict[str, AuditRecord]
+    ) -> int:
+        """``_append`` once a replayed id was met: skip the ids stored, copy the rest.
+
+        A new transaction under the lock (the first was rolled back), so the stored ids, the
+        counter and the shared values are read after any writer that came in between.
+        """
+        self._begin(conn, None)
+        for (stored,) in conn.execute(_STORED_SQL, (list(batch),)).fetchall():
+            batch.pop(str(stored), None)
+        if not batch:
+            _commit(conn)
+            return 0
+        row = conn.execute(_ADVANCE_SQL.format(count=len(batch))).fetchone()
+        if row is None:
+            raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
+        seq = int(row[0])
+        built: dict[str, _Built] = {}
+        with conn.cursor() as cur:
+            _copy(cur, _COPY_RECORDS_TABLE, _RECORD_TYPES, self._rows(batch, built, seq))
+            self._finish(conn, cur, batch, built, seq)
+        return len(batch)
+
+    def _begin(self, conn: psycopg.Connection[tuple[Any, ...]], count: int | None) -> int:
+        """Open the append transaction: the lock, then the shared values other writers added.
+
+        With ``count``, the counter is advanced by it too and its value before returned
+        (0 without). One round trip: the statements go as one simple query, each after the
+        lock with its own READ COMMITTED snapshot, so each sees the previous writer's commit.
+        """
+        statements = ["BEGIN", f"SELECT pg_advisory_xact_lock({_APPEND_LOCK})"]
+        if count is not None:
+            statements.append(_ADVANCE_SQL.format(count=int(count)))
+        statements.append(_NEW_VALUES_LITERAL.format(last=int(self._shared.last)))
+        seq = 0
+        with conn.cursor() as cur:
+            cur.execute("; ".join(statements))
+            cur.nextset()  # past BEGIN
+            if count is not None:
+                cur.nextset()  # past the lock
+                row = cur.fetchone()
+                if row is None:
+                    raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
+                seq = int(row[0])
+            cur.nextset()
+            self._shared.learn(usable_values(cur.fetchall()))
+        return seq
+
+    def _rows(
+        self, batch: dict[str, AuditRecord], built: dict[str, _Built], seq: int
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``batch`` as copied, numbered from ``seq + 1``, each built as it goes."""
+        for i, (record_id, record) in enumerate(batch.items(), seq + 1):
+            row = built[record_id] = self._build(record)
+            yield (i, *row.columns)
+
+    def _finish(
+        self,
+        conn: psycopg.Connection[tuple[Any, ...]],
+        cur: psycopg.Cursor[tuple[Any, ...]],
+        batch: dict[str, AuditRecord],
+        built: dict[str, _Built],
+        seq: int,
+    ) -> None:
+        """Copy the subject rows and new shared values of a copied batch, then commit."""
+        _copy(
+            cur,
+            _COPY_SUBJECTS,
+            _SUBJECT_TYPES,
+            (
+                (i, pseudonym)
+                for i, record_id in enumerate(batch, seq + 1)
+                for pseudonym in built[record_id].subjects
+            ),
+        )
+        new_values = self._shared.new_rows()
+        if new_values:
+            cur.executemany(_INSERT_VALUE, new_values)
+        _commit(conn)
+        kept = [built[record_id] for record_id in batch]
         self._written.add(
             [(i, *row.read) for i, row in enumerate(kept, seq + 1)], [row.canonical for row in kept]
         )
-        return len(batch)
+
+    def _roll_back(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """End a transaction ``_append`` left open: ROLLBACK, or close the connection.
+
+        Closing also ends it (the server rolls back); the next call reconnects.
+        """
+        if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except psycopg.Error:
+            conn.close()
 
     def _build(self, record: AuditRecord) -> _Built:
         """A record's ``_COLUMNS`` values as copied (``canonical`` packed) and its subjects."""

@@ -15,6 +15,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -384,6 +385,88 @@ def test_pg_layout_and_dense_seq(postgres_url: str) -> None:
     shared.learn(values)
     assert unpack(bytes(canonical), kept, shared) == canonical_bytes(record("evt-1"))
     assert identity == ("YES",)
+
+
+@NO_PG
+def test_pg_replay_retried_after_another_writer_numbers_afresh(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replayed id rolls the whole transaction back; the retry reads what came in between.
+
+    The first attempt numbered a new shared value; another writer commits a row and a value
+    of its own before the retry takes the lock, so the retry must number its value after
+    that one and its row after that row (the counter the rollback took back).
+    """
+    with PostgresAuditStore(postgres_url) as writer, PostgresAuditStore(postgres_url) as other:
+        writer.append([record("evt-1")])
+        again = writer._append_again
+        between: list[int] = []
+
+        def append_again(conn: Any, batch: dict[str, AuditRecord]) -> int:
+            between.append(other.append([record("evt-2", rule="rule-of-the-other")]))
+            return again(conn, batch)
+
+        monkeypatch.setattr(writer, "_append_again", append_again)
+        assert writer.append([record("evt-1"), record("evt-3", rule="rule-of-the-writer")]) == 1
+        assert between == [1]
+        monkeypatch.undo()
+        assert writer.append([record("evt-4")]) == 1  # the fast path numbers on from there
+        written = writer.leaves(0, 4)
+    with PostgresAuditStore(postgres_url) as fresh:
+        assert events(fresh.query()) == ["evt-1", "evt-2", "evt-3", "evt-4"]
+        assert [r.rule for r in fresh.query()][1:3] == ["rule-of-the-other", "rule-of-the-writer"]
+        assert fresh.leaves(0, 4) == written
+        assert fresh.mismatched_rows(0, 4) == []
+    with psycopg.connect(postgres_url) as conn:
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM audit_records ORDER BY seq")]
+        counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
+        subjects = conn.execute("SELECT count(*) FROM audit_subjects").fetchone()
+    assert seqs == [1, 2, 3, 4]
+    assert counter == (4,)
+    assert subjects == (4,)
+
+
+@NO_PG
+def test_pg_a_batch_wholly_replayed_stores_nothing_and_keeps_the_counter(
+    postgres_url: str,
+) -> None:
+    with PostgresAuditStore(postgres_url) as store:
+        store.append([record("evt-1"), record("evt-2")])
+        assert store.append([record("evt-2"), record("evt-1")]) == 0
+        assert store.append([record("evt-3")]) == 1
+        assert store.size() == 3
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT last_seq FROM audit_seq").fetchone() == (3,)
+
+
+@NO_PG
+def test_pg_a_failed_append_leaves_the_connection_usable_and_nothing_written(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the counter moved (here, the subject rows) rolls it all back."""
+    with PostgresAuditStore(postgres_url) as store:
+        store.append([record("evt-1")])
+
+        def fail(*args: Any) -> None:
+            raise RuntimeError("subject rows refused")
+
+        monkeypatch.setattr(store, "_finish", fail)
+        with pytest.raises(RuntimeError, match="subject rows refused"):
+            store.append([record("evt-2", rule="a-rule-never-kept")])
+        monkeypatch.undo()
+        conn = store._conn
+        assert conn is not None
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert store.append([record("evt-3", rule="a-rule-kept")]) == 1
+        assert events(store.query()) == ["evt-1", "evt-3"]
+    with psycopg.connect(postgres_url) as conn:
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM audit_records ORDER BY seq")]
+        counter = conn.execute("SELECT last_seq FROM audit_seq").fetchone()
+        kept = [bytes(row[0]) for row in conn.execute("SELECT value FROM audit_values")]
+    assert seqs == [1, 2]
+    assert counter == (2,)
+    assert b'"a-rule-kept"' in kept
+    assert b'"a-rule-never-kept"' not in kept
 
 
 @NO_PG
