@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -230,19 +230,42 @@ def _time_text(value: datetime) -> str:
     return text
 
 
-def _other_part(value: object) -> str:
-    """``record_parts`` for a value that is neither ``None`` nor a ``str``; "" if unsure."""
-    if isinstance(value, datetime):
-        return _time_text(value)
-    if type(value) is tuple:
-        if not value:
-            return _EMPTY_TEXT
-        if all(type(item) is str for item in value):
-            return "[" + ",".join(map(_escape, value)) + "]"
-        return ""
-    if isinstance(value, str) and isinstance(value, Enum):
-        return _escape(value)  # a str enum's text is its value (``StrEnum``, str mixins)
+def _tuple_text(value: tuple[Any, ...]) -> str:
+    """The JSON of a tuple of ``str`` (``[]`` as its token), else ""."""
+    if not value:
+        return _EMPTY_TEXT
+    for item in value:
+        if type(item) is not str:
+            return ""
+    return "[" + ",".join(map(_escape, value)) + "]"
+
+
+def _unsure(value: object) -> str:
     return ""
+
+
+#: ``record_parts``'s writer of a value that is neither ``None`` nor a ``str``, by its type,
+#: learnt as types are met (a record's are a handful: datetime, tuple, its decision's enum),
+#: so such a value costs one lookup, not a chain of ``isinstance`` checks (issue 16)
+_PART_WRITERS: dict[type, Callable[[Any], str]] = {}
+_PART_WRITERS_KEPT = 64
+
+
+def _part_writer(kind: type) -> Callable[[Any], str]:
+    """The writer of values of exactly this type: their JSON text, or "" if unsure."""
+    writer = _PART_WRITERS.get(kind)
+    if writer is None:
+        if issubclass(kind, datetime):
+            writer = _time_text
+        elif kind is tuple:
+            writer = _tuple_text
+        elif issubclass(kind, str) and issubclass(kind, Enum):
+            writer = _escape  # a str enum's text is its value (``StrEnum``, str mixins)
+        else:
+            writer = _unsure
+        if len(_PART_WRITERS) < _PART_WRITERS_KEPT:
+            _PART_WRITERS[kind] = writer
+    return writer
 
 
 def record_parts(attrs: Mapping[str, Any]) -> list[str] | None:
@@ -259,8 +282,13 @@ def record_parts(attrs: Mapping[str, Any]) -> list[str] | None:
     names = FIELDS if attrs["gateway"] is None else FIELDS_2
     escape = _escape
     null = _NULL_TEXT
+    writers = _PART_WRITERS
     parts = [
-        null if v is None else escape(v) if type(v) is str else _other_part(v)
+        null
+        if v is None
+        else escape(v)
+        if type(v) is str
+        else (writers.get(type(v)) or _part_writer(type(v)))(v)
         for v in map(attrs.__getitem__, names)
     ]
     return None if "" in parts else parts

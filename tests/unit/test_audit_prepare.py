@@ -10,12 +10,21 @@ odd values (times on a whole second, other offsets, naive times, escapes) take t
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.audit.packing import SharedValues, canonical_values, pack_values, unpack
+from hub.audit import packing
+from hub.audit.packing import (
+    FIELDS,
+    SharedValues,
+    canonical_values,
+    pack_values,
+    record_parts,
+    unpack,
+)
 from hub.audit.sqlite import _pack, _prepare, _utc_text, canonical_bytes
 from hub.models import AuditBatch, AuditDecision, AuditRecord
 
@@ -147,3 +156,47 @@ def test_a_prepared_record_packed_twice_packs_the_same() -> None:
     shared.discard()  # the transaction rolled back
     assert _pack(canonical, prepared, columns, shared) == first
     assert shared.new_rows() == [(2, b'"a purpose not seen before"')]
+
+
+class _Time(dt.datetime):
+    pass
+
+
+class _Text(str):
+    pass
+
+
+class _Colour(enum.StrEnum):
+    RED = 're"d'
+
+
+def test_record_parts_writes_by_type_as_the_isinstance_checks_did() -> None:
+    """``record_parts`` picks a writer by a value's type (kept per type): same answers.
+
+    A ``datetime`` subclass is written as a ``datetime``, a ``str`` enum as its value; a
+    tuple holding anything but exact ``str`` (a subclass, a number) or a value of another
+    type is not written (the record is dumped instead), also once the kept writers are full.
+    """
+    moment = dt.datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=dt.UTC)
+    attrs = AuditRecord(record_id="r", time=moment, event_id="e", decision="delivered",
+                        reason="x").__dict__  # fmt: skip
+    time_at = FIELDS.index("time")
+    plain = record_parts(attrs)
+    assert plain is not None
+    sub = record_parts({**attrs, "time": _Time(2026, 1, 5, 8, 0, 0, 123456, tzinfo=dt.UTC)})
+    assert sub == plain
+    assert plain[time_at] == '"2026-01-05T08:00:00.123456Z"'
+    coloured = record_parts({**attrs, "reason": _Colour.RED})
+    assert coloured is not None
+    assert coloured[FIELDS.index("reason")] == '"re\\"d"'
+    assert record_parts({**attrs, "fields": ("a", _Text("b"))}) is None
+    assert record_parts({**attrs, "fields": ("a", 1)}) is None
+    assert record_parts({**attrs, "fields": ("a", "b")}) is not None
+    others = [type(f"_Kind{i}", (), {}) for i in range(2 * packing._PART_WRITERS_KEPT)]
+    for kind in others:
+        assert record_parts({**attrs, "reason": kind()}) is None
+        assert record_parts({**attrs, "reason": 7}) is None
+    assert len(packing._PART_WRITERS) <= packing._PART_WRITERS_KEPT
+    assert record_parts({**attrs, "time": _Time(2026, 1, 5, 8, 0, 0, 123456, tzinfo=dt.UTC)}) == (
+        plain
+    )
