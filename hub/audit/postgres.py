@@ -234,13 +234,13 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
 
 
 class _Built(NamedTuple):
-    """One record's row as ``append`` copies it, and its subject pseudonyms (distinct).
+    """One record's row as ``append`` copies it (``seq`` first), and its subjects (distinct).
 
-    ``read`` is the row as ``leaves`` reads it back (``time`` as text) and ``canonical`` its
-    canonical bytes, for ``WrittenRows``.
+    ``read`` is the row as ``leaves`` reads it back (``seq``, ``time`` as text) and
+    ``canonical`` its canonical bytes, for ``WrittenRows``.
     """
 
-    columns: tuple[Any, ...]
+    copied: tuple[Any, ...]
     subjects: tuple[str, ...]
     read: tuple[Any, ...]
     canonical: bytes
@@ -419,9 +419,10 @@ class PostgresAuditStore:
         self, batch: dict[str, AuditRecord], built: dict[str, _Built], seq: int
     ) -> Iterator[tuple[Any, ...]]:
         """The rows of ``batch`` as copied, numbered from ``seq + 1``, each built as it goes."""
+        build = self._build
         for i, (record_id, record) in enumerate(batch.items(), seq + 1):
-            row = built[record_id] = self._build(record)
-            yield (i, *row.columns)
+            row = built[record_id] = build(record, i)
+            yield row.copied
 
     def _finish(
         self,
@@ -447,9 +448,7 @@ class PostgresAuditStore:
             cur.executemany(_INSERT_VALUE, new_values)
         _commit(conn)
         kept = [built[record_id] for record_id in batch]
-        self._written.add(
-            [(i, *row.read) for i, row in enumerate(kept, seq + 1)], [row.canonical for row in kept]
-        )
+        self._written.add([row.read for row in kept], [row.canonical for row in kept])
 
     def _roll_back(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         """End a transaction ``_append`` left open: ROLLBACK, or close the connection.
@@ -463,14 +462,14 @@ class PostgresAuditStore:
         except psycopg.Error:
             conn.close()
 
-    def _build(self, record: AuditRecord) -> _Built:
-        """A record's ``_COLUMNS`` values as copied (``canonical`` packed) and its subjects."""
+    def _build(self, record: AuditRecord, seq: int) -> _Built:
+        """A record's row numbered ``seq`` as copied (``canonical`` packed) and its subjects."""
         columns, canonical, values = _prepare(record)
         packed = _pack(canonical, values, columns, self._shared)
         return _Built(
-            (*columns[:_TIME], utc(record.time), *columns[_TIME + 1 :], packed),
+            (seq, *columns[:_TIME], utc(record.time), *columns[_TIME + 1 :], packed),
             tuple(dict.fromkeys(record.subject_pseudonyms)),
-            (*columns, packed),
+            (seq, *columns, packed),
             canonical,
         )
 
