@@ -470,6 +470,20 @@ def test_pg_a_failed_append_leaves_the_connection_usable_and_nothing_written(
 
 
 @NO_PG
+def test_pg_copies_bytea_through_the_plain_bytes_dumper(postgres_url: str) -> None:
+    """The dumper ``COPY`` finds by bytea's oid is bytes', not dbapi20's ``Binary`` one."""
+    with PostgresAuditStore(postgres_url) as store:
+        conn = store._connection()
+        dumper = conn.adapters.get_dumper_by_oid(
+            psycopg.adapters.types["bytea"].oid, psycopg.pq.Format.BINARY
+        )
+        assert not issubclass(dumper, psycopg.dbapi20.BinaryBinaryDumper)
+        assert dumper is conn.adapters.get_dumper(bytes, psycopg.adapt.PyFormat.BINARY)
+        store.append([record("evt-1")])
+        assert store.leaves(0, 1) == [canonical_bytes(record("evt-1"))]
+
+
+@NO_PG
 def test_pg_writer_waits_for_the_lock_holder(postgres_url: str) -> None:
     """A second writer waits while another holds the append lock, and readers do not."""
     with PostgresAuditStore(postgres_url) as writer, PostgresAuditStore(postgres_url) as reader:
