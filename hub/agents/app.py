@@ -39,7 +39,7 @@ from hub.agents.seen import (
     delivered_lookup,
 )
 from hub.agents.sink import AuditSink, serve_audit_sink, sink_factory
-from hub.agents.transport import HubApp
+from hub.agents.transport import HubApp, TrackingProducer
 from hub.audit.lookups import delivered_to
 from hub.audit.pseudonym import Pseudonymiser, load_pseudonym_key
 from hub.audit.store import AuditStore, open_store
@@ -168,12 +168,23 @@ def create_app(
             message.topic, message.key, message.value, None, None, message.headers
         )
 
+    async def send_many(messages: Sequence[WireMessage]) -> Sequence[Awaitable[Any]]:
+        # a batch's outputs at once: what ``send`` does per record, fewer calls per record
+        # (``TrackingProducer.send_many``)
+        driver: Any = app.producer  # faust's aiokafka Producer (ProducerT has no accessor)
+        producer: TrackingProducer = driver._ensure_producer()
+        return await producer.send_many(messages)
+
     audit = _audit_side(settings, group=group, send=send)
     # Batches (``hub.agents.batches``): a batch's audit records go to the broker first, its
     # deliveries once they are there; the next batch is routed meanwhile; events are acked in
     # offset order once everything is confirmed, and a failed confirmation stops the worker.
     pipeline = BatchPipeline(
-        max_in_flight=settings.max_in_flight, send=send, sync=group.wait, crash=app.crash
+        max_in_flight=settings.max_in_flight,
+        send=send,
+        send_many=send_many,
+        sync=group.wait,
+        crash=app.crash,
     )
     loop = RouteLoop(
         router=router,

@@ -38,12 +38,15 @@ from typing import Any
 from hub.envelope.wire import WireMessage
 from hub.log import get_logger
 
-__all__ = ["BatchPipeline", "InOrderAcks", "Send", "Ticket"]
+__all__ = ["BatchPipeline", "InOrderAcks", "Send", "SendMany", "Ticket"]
 
 _log = get_logger("router")
 
 #: hand one message to the producer; returns the future the broker's acknowledgement resolves
 Send = Callable[[WireMessage], Awaitable[Awaitable[Any]]]
+#: hand messages to the producer in order, as ``Send`` one by one would; returns futures
+#: that are all resolved once every one of them is acknowledged (one per message or fewer)
+SendMany = Callable[[Sequence[WireMessage]], Awaitable[Sequence[Awaitable[Any]]]]
 
 
 @dataclass(eq=False)
@@ -94,6 +97,9 @@ class BatchPipeline:
     Args:
         max_in_flight: events whose outputs may be awaiting the broker at once.
         send: hands a message to the producer (``Send``).
+        send_many: hands a batch's outputs to the producer at once (``SendMany``: the
+            worker's ``TrackingProducer.send_many``, without a layer of calls per record);
+            ``send`` for each, in order, when not given.
         sync: waits until the group commit has synced a position (``GroupSync.wait``).
         crash: stops the worker with the failure (``faust.App.crash``).
     """
@@ -105,10 +111,12 @@ class BatchPipeline:
         send: Send,
         sync: Callable[[int], Awaitable[None]],
         crash: Callable[[BaseException], Awaitable[None]],
+        send_many: SendMany | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight
         self._window = asyncio.Semaphore(max_in_flight)
         self._send = send
+        self._send_many = send_many or self._each
         self._sync = sync
         self._crash = crash
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -129,6 +137,9 @@ class BatchPipeline:
     def _slots(self, events: int) -> int:
         # a batch larger than the window takes the whole window, never more (no deadlock)
         return max(1, min(events, self.max_in_flight))
+
+    async def _each(self, messages: Sequence[WireMessage]) -> list[Awaitable[Any]]:
+        return [await self._send(message) for message in messages]
 
     async def admit(self, events: int) -> None:
         """Before routing a batch of ``events``: wait for room in the window.
@@ -192,7 +203,7 @@ class BatchPipeline:
             await asyncio.gather(*audit_acks)  # the audit records are on the broker
             if previous is not None and not await previous:
                 raise RuntimeError("an earlier batch failed: its successors are not delivered")
-            acks = [await self._send(message) for message in outputs]
+            acks = await self._send_many(outputs)
             sent.set_result(True)
             await asyncio.gather(*acks)
             await self._sync(written)  # this batch's case keys, register rows, seen ids

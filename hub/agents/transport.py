@@ -39,11 +39,13 @@ for all topics, and a linger lets that strand a record for good:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiokafka
 import faust
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.structs import TopicPartition
 from faust.tables.manager import TableManager
 from faust.transport.consumer import CONSUMER_PARTITIONS_REVOKED, ensure_TP
 from faust.transport.drivers import aiokafka as driver
@@ -55,9 +57,10 @@ from hub.agents.intake import Intake
 from hub.broker import decode_guard
 from hub.broker.fetch import FETCH_WAIT_MS
 from hub.broker.lost_log import Beyond, LostLogWatch, rewind_lost_logs
+from hub.envelope.wire import WireMessage
 from hub.log import get_logger
 
-__all__ = ["HubApp", "TrackingProducer"]
+__all__ = ["HubApp", "KeptHashPartitioner", "TrackingProducer"]
 
 _log = get_logger("router")
 
@@ -68,6 +71,37 @@ _log = get_logger("router")
 _ASSIGNMENT_MOVING = (aiokafka.errors.IllegalStateError, AssertionError)
 
 
+#: keys whose hash ``KeptHashPartitioner`` keeps; past this many it starts again (a
+#: batch's keys are a few hundred at most)
+_KEPT_HASHES = 4096
+
+
+class KeptHashPartitioner:
+    """aiokafka's ``DefaultPartitioner`` with each key's murmur2 hash kept: same partitions.
+
+    An event's deliveries all carry the event's key (one record per recipient) and one
+    case's events share theirs, and aiokafka's murmur2 is pure Python (about 5 us a key):
+    it ran once per record, the same key several times an event. The hash is kept per key
+    bytes; the partition is worked out from it as aiokafka does (``& 0x7FFFFFFF``, modulo
+    the topic's partitions, which may change). A record without a key, or a key that is not
+    ``bytes``, goes to ``DefaultPartitioner`` as it always did (a random partition).
+    """
+
+    def __init__(self) -> None:
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: Any, all_partitions: list[int], available: list[int]) -> int:
+        """The partition for ``key`` among ``all_partitions`` (aiokafka's partitioner call)."""
+        if type(key) is not bytes:
+            return int(DefaultPartitioner()(key, all_partitions, available))
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= _KEPT_HASHES:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
+
+
 class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiokafka is untyped
     """``AIOKafkaProducer`` that keeps every topic it sends to in its metadata updates.
 
@@ -75,9 +109,14 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
     every later metadata request, so an update can never leave a record of this producer
     without a leader (see the module docstring). The first call per topic costs one metadata
     request, later calls a set lookup.
+
+    aiokafka's default partitioner (faust passes it) is swapped for ``KeptHashPartitioner``,
+    which gives the same partitions; one configured otherwise is kept.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if type(kwargs.get("partitioner")) is DefaultPartitioner:
+            kwargs["partitioner"] = KeptHashPartitioner()
         super().__init__(*args, **kwargs)
         self._tracked: set[str] = set()
 
@@ -90,6 +129,61 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
         """``AIOKafkaProducer.send``, the topic tracked first."""
         self._track(topic)
         return await super().send(topic, *args, **kwargs)
+
+    async def send_many(self, messages: Sequence[WireMessage]) -> list[asyncio.Future[Any]]:
+        """``send`` each message, in order; futures that resolve once all are on the broker.
+
+        What ``send`` does for a record, without its per-record layers: faust's
+        ``Producer.send`` (a signal no one in the hub listens to, a headers check) and
+        aiokafka's metadata wait, asked once per topic of the call (it only waits while the
+        topic is unknown; tracked first, the topic stays known). Serialising (the size
+        check) and the partition (``_partition``: the configured partitioner over the
+        topic's partitions now) are aiokafka's own, so each record goes where ``send`` puts
+        it, in the same order per partition.
+
+        A record that fits the partition's open batch (the accumulator's last, not yet
+        drained) is appended to it as ``add_message`` would, but without a future of its
+        own: the batch's future, which aiokafka resolves or fails with the batch (as it does
+        every record future of it), stands for it. Otherwise (no open batch, a full one, a
+        closed or failed accumulator) ``add_message`` takes it: a new batch, a wait while
+        the full one drains, the error. One future per batch touched, not one per record:
+        aiokafka made, resolved and gathered a future and a ``RecordMetadata`` per record.
+        """
+        if self._txn_manager is not None and self._txn_manager.transactional_id is not None:
+            return [
+                await self.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages
+            ]
+        futures: dict[int, tuple[asyncio.Future[Any], asyncio.Future[Any]]] = {}
+        ready: set[str] = set()
+        timeout = self._request_timeout_ms / 1000
+        accumulator = self._message_accumulator
+        for message in messages:
+            topic = message.topic
+            if topic not in ready:
+                self._track(topic)
+                await self.client._wait_on_metadata(topic)
+                ready.add(topic)
+            headers = message.headers or []
+            key, value = self._serialize(message.key, message.value, headers)
+            tp = TopicPartition(
+                topic, self._partition(topic, None, message.key, message.value, key, value)
+            )
+            pending = accumulator._batches.get(tp)
+            if pending and not accumulator._closed and accumulator._exception is None:
+                batch = pending[-1]
+                if (
+                    batch._builder.append(timestamp=None, key=key, value=value, headers=headers)
+                    is not None
+                ):
+                    # shielded, as aiokafka's send_batch returns it: cancelling a waiter
+                    # must not cancel the batch's own future
+                    if id(batch.future) not in futures:
+                        futures[id(batch.future)] = (batch.future, asyncio.shield(batch.future))
+                    continue
+            future = await accumulator.add_message(tp, key, value, timeout, headers=headers)
+            futures[id(future)] = (future, future)
+        # keyed by the id of a future held here (its id cannot be reused meanwhile)
+        return [waiter for _, waiter in futures.values()]
 
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
         """``AIOKafkaProducer.send_batch``, the topic tracked first."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -302,3 +303,61 @@ def test_acked_in_order_faust_never_commits_past_an_unconfirmed_event(
     assert faust_acks.commit_position() is None  # nothing to commit: the head is open
     acks.done(tickets[0])
     assert faust_acks.commit_position() == head + 2  # up to the next open event, no further
+
+
+class ManyWorld(World):
+    """A pipeline handing a batch's outputs over in one call (``send_many``)."""
+
+    def __init__(self, max_in_flight: int = 8) -> None:
+        super().__init__(max_in_flight)
+        self.calls: list[list[str]] = []  # the outputs of each send_many call
+        self.pipeline = BatchPipeline(
+            max_in_flight=max_in_flight,
+            send=self.send,
+            send_many=self.send_many,
+            sync=self.sync,
+            crash=self.crash,
+        )
+
+    async def send_many(self, messages: Sequence[WireMessage]) -> list[asyncio.Future[Any]]:
+        self.calls.append([m.value.decode() for m in messages])
+        return [await self.send(m) for m in messages]  # a refused one raises midway
+
+
+async def test_a_batch_outputs_go_to_send_many_in_one_call_after_the_audit_is_on_it() -> None:
+    world = ManyWorld()
+    await world.batch([(0, "e1"), (0, "e2")], audit=["a1"], outputs=["d1", "d2", "q2"])
+    await world.batch([(0, "e3")], audit=["a2"], outputs=["d3"])
+    await settle()
+    assert world.sent == ["a1", "a2"]  # audit alone, one by one
+    assert world.calls == []
+    world.ok("a2")
+    await settle()
+    assert world.calls == []  # the second batch's deliveries wait for the first's
+    world.ok("a1")
+    await settle()
+    assert world.calls == [["d1", "d2", "q2"], ["d3"]]
+    assert world.sent == ["a1", "a2", "d1", "d2", "q2", "d3"]
+    world.ok("d1", "d2", "d3")
+    await settle()
+    assert world.acked == []  # q2 still open, and e3 is behind e1 and e2
+    world.ok("q2")
+    await settle()
+    assert world.acked == ["e1", "e2", "e3"]
+
+
+async def test_a_send_many_failing_midway_acks_nothing_and_delivers_no_later_batch() -> None:
+    """A crash in the middle of a batch's hand-over: what was handed over is left unacked."""
+    world = ManyWorld()
+    world.refuse.add("d2")  # the second output of the batch is refused by the producer
+    await world.batch([(0, "e1"), (0, "e2")], audit=["a1"], outputs=["d1", "d2", "d3"])
+    await world.batch([(0, "e3")], audit=["a2"], outputs=["d4"])
+    world.ok("a1", "a2")
+    await settle()
+    assert world.sent == ["a1", "a2", "d1"]  # the rest of the batch and the next: never sent
+    world.ok("d1")
+    await settle()
+    assert world.acked == []
+    assert [type(e) for e in world.crashes] == [ValueError]
+    with pytest.raises(ValueError, match="too large"):
+        await world.pipeline.admit(1)
