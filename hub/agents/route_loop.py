@@ -287,10 +287,13 @@ class RouteLoop:
         """What to do once a batch's outputs are confirmed: ack in order, count, log."""
 
         def done() -> None:
+            # bound once for the batch: the module's logger is a lazy proxy that binds a new
+            # logger on every call (structlog's cache is off so tests can reconfigure it)
+            log = _log.bind()
             for ticket, origin, result in routed:
                 self.acks.done(ticket)  # acks this event once every earlier one is acked too
                 self.observe(origin.topic, result)
-                _log.info(
+                log.info(
                     "routed",
                     event_id=result.event_id,
                     origin=str(origin),
