@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from hub.agents import lifecycle, timers
 from hub.agents.batches import BatchPipeline, InOrderAcks
@@ -118,6 +119,26 @@ def test_a_batchs_effects_are_written_event_by_event_so_a_second_raise_is_refuse
         # only the accepted event is claimed, in the batch's one commit (not yet written)
         assert [c.event_id for c in claims] == ["l-1"]
         assert seen.first("l-1") is None
+
+
+def test_a_confirmed_batch_acks_in_order_and_logs_each_event_routed(tmp_path: Path) -> None:
+    """One ``routed`` line an event, through the logger bound once for the batch."""
+    with (
+        FlagRegister(tmp_path / "workflows.sqlite3") as register,
+        SeenEvents(tmp_path / "seen.sqlite3") as seen,
+    ):
+        loop = loop_for(rt.make_router(register=register), seen)
+        batch = [raise_of("MARAC-G1", "g-1", 0), raise_of("MARAC-G2", "g-2", 1)]
+        acked: list[int] = []
+        routed, _ = loop.route_events(batch, ack=lambda m: acked.append(m.offset))
+        with structlog.testing.capture_logs() as logs:
+            loop.confirmed(routed)()
+    assert acked == [0, 1]
+    lines = [line for line in logs if line["event"] == "routed"]
+    assert [(line["event_id"], line["origin"], line["log_level"]) for line in lines] == [
+        (result.event_id, str(origin), "info") for _, origin, result in routed
+    ]
+    assert [line["outcome"] for line in lines] == [result.outcome for _, _, result in routed]
 
 
 def test_a_batch_asks_the_seen_store_once_and_still_finds_an_earlier_claim(
