@@ -154,14 +154,48 @@ def audit_messages(
     exceeds ``max_bytes``. All records of a message are stored in one transaction, so the
     store holding the last record id means it holds the message (``AuditWatch``).
     """
+    return _messages(records, None, secret=secret, writer=writer, max_bytes=max_bytes)
+
+
+#: how an ``AuditBatch`` serialises around its records: ``{"records":[`` r0 ``,`` r1 ... ``]}``
+_OPEN = b'{"records":['
+_CLOSE = b"]}"
+
+
+def _batch_json(records: Sequence[AuditRecord]) -> bytes:
+    return AuditBatch(records=tuple(records)).model_dump_json().encode()
+
+
+def _messages(
+    records: Sequence[AuditRecord],
+    value: bytes | None,
+    *,
+    secret: bytes,
+    writer: str,
+    max_bytes: int,
+) -> list[tuple[WireMessage, str]]:
+    """``audit_messages``, given the records' ``AuditBatch`` JSON when it is known already.
+
+    Split, the first half is serialised and the second half's JSON cut from the whole's:
+    the whole is the first half's records, a comma, then the second half's, so the cut is
+    byte for byte what serialising the second half gives (checked: where the whole does not
+    begin with the first half's records and a comma, the second half is serialised).
+    Serialising both halves again cost a batch too big for one message its JSON twice.
+    """
     if not records:
         return []
-    value = AuditBatch(records=tuple(records)).model_dump_json().encode()
+    if value is None:
+        value = _batch_json(records)
     if len(value) > max_bytes and len(records) > 1:
         half = len(records) // 2
-        return audit_messages(
-            records[:half], secret=secret, writer=writer, max_bytes=max_bytes
-        ) + audit_messages(records[half:], secret=secret, writer=writer, max_bytes=max_bytes)
+        first = _batch_json(records[:half])
+        cut = len(first) - len(_CLOSE)  # the first half's records end here in both
+        rest: bytes | None = None
+        if value[cut : cut + 1] == b"," and value.startswith(memoryview(first)[:cut]):
+            rest = _OPEN + value[cut + 1 :]
+        return _messages(
+            records[:half], first, secret=secret, writer=writer, max_bytes=max_bytes
+        ) + _messages(records[half:], rest, secret=secret, writer=writer, max_bytes=max_bytes)
     last = records[-1].record_id
     key = last.encode()
     headers = mac_headers(secret, writer=writer, key=key, value=value)

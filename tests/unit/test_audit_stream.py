@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.agents.sink import QUARANTINE_COPY_BYTES, read_messages
+from hub.audit import stream
 from hub.audit.stream import (
     MAC_HEADER,
     WRITER_HEADER,
@@ -23,6 +26,7 @@ from hub.audit.stream import (
     mac_headers,
     verify_message,
 )
+from hub.envelope.wire import WireMessage
 from hub.errors import ConfigError
 from hub.models import AuditBatch, AuditDecision, AuditRecord, record_id_for
 from hub.settings import HubSettings
@@ -189,3 +193,66 @@ def test_a_short_configured_key_is_refused_without_echoing_it(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="at least 32 bytes, got 8") as info:
         load_audit_stream_key(settings)
     assert "abab" not in str(info.value)
+
+
+def _split_as_before(
+    records: list[AuditRecord], *, max_bytes: int
+) -> list[tuple[WireMessage, str]]:
+    """The split as it was: each half serialised on its own (the reference for the bytes)."""
+    if not records:
+        return []
+    value = AuditBatch(records=tuple(records)).model_dump_json().encode()
+    if len(value) > max_bytes and len(records) > 1:
+        half = len(records) // 2
+        return _split_as_before(records[:half], max_bytes=max_bytes) + _split_as_before(
+            records[half:], max_bytes=max_bytes
+        )
+    last = records[-1].record_id
+    headers = mac_headers(SECRET, writer="router/h/1", key=last.encode(), value=value)
+    return [(WireMessage(topic="hub.audit", key=last.encode(), value=value, headers=headers), last)]
+
+
+_zones = st.sampled_from(
+    [dt.UTC, dt.timezone(dt.timedelta(hours=1)), dt.timezone(dt.timedelta(hours=-5, minutes=-30))]
+)
+_texts = st.text(max_size=30)  # any characters: escapes, non-ASCII, surrogates refused
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> AuditRecord:
+    when = draw(st.datetimes(timezones=_zones))
+    return AuditRecord(
+        record_id=draw(st.text("0123456789abcdef", min_size=1, max_size=32)),
+        time=when,
+        event_id=draw(_texts),
+        event_type=draw(st.none() | _texts),
+        event_time=draw(st.none() | st.datetimes(timezones=_zones)),
+        publisher=draw(st.none() | _texts),
+        recipient=draw(st.none() | _texts),
+        decision=draw(st.sampled_from(list(AuditDecision))),
+        rule=draw(st.none() | _texts),
+        reason=draw(_texts),
+        gateway=draw(st.none() | _texts),
+        fields=tuple(draw(st.lists(_texts, max_size=4))),
+        subject_pseudonyms=tuple(draw(st.lists(_texts, max_size=2))),
+        payload_sha256=draw(st.none() | st.just("0" * 64)),
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(_records(), max_size=40), max_bytes=st.integers(100, 12_000))
+def test_a_split_batch_is_byte_for_byte_the_halves_serialised_on_their_own(
+    records: list[AuditRecord], max_bytes: int
+) -> None:
+    made = audit_messages(records, secret=SECRET, writer="router/h/1", max_bytes=max_bytes)
+    assert made == _split_as_before(records, max_bytes=max_bytes)
+
+
+def test_a_whole_that_does_not_begin_with_its_first_half_has_its_second_half_serialised() -> None:
+    records = [audit_record(event_id=f"e{i}") for i in range(8)]
+    whole = AuditBatch(records=tuple(records)).model_dump_json().encode()
+    odd = whole.replace(b'"e1"', b'"eX"')  # not what the first half serialises to
+    made = stream._messages(
+        records, odd, secret=SECRET, writer="router/h/1", max_bytes=len(whole) - 1
+    )
+    assert made == _split_as_before(records, max_bytes=len(whole) - 1)
