@@ -154,14 +154,25 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
                 await self.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages
             ]
         futures: dict[int, tuple[asyncio.Future[Any], asyncio.Future[Any]]] = {}
+        # topics whose partitions were known at the last await: an await (a metadata wait, a
+        # full batch draining) lets a metadata update answer a topic with an error, which
+        # drops it from the cluster metadata until a later one (``send`` waits per record)
         ready: set[str] = set()
+        asked: set[str] = set()
         timeout = self._request_timeout_ms / 1000
         accumulator = self._message_accumulator
         for message in messages:
             topic = message.topic
             if topic not in ready:
-                self._track(topic)
-                await self.client._wait_on_metadata(topic)
+                known = self._metadata.partitions_for_topic(topic) is not None
+                if topic not in asked:
+                    self._track(topic)
+                    asked.add(topic)
+                    await self.client._wait_on_metadata(topic)
+                elif not known:
+                    await self.client._wait_on_metadata(topic)  # dropped since: as ``send``
+                if not known:
+                    ready.clear()  # the wait let updates in
                 ready.add(topic)
             headers = message.headers or []
             key, value = self._serialize(message.key, message.value, headers)
@@ -182,6 +193,7 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
                     continue
             future = await accumulator.add_message(tp, key, value, timeout, headers=headers)
             futures[id(future)] = (future, future)
+            ready.clear()
         # keyed by the id of a future held here (its id cannot be reused meanwhile)
         return [waiter for _, waiter in futures.values()]
 
