@@ -135,8 +135,9 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
 
         What ``send`` does for a record, without its per-record layers: faust's
         ``Producer.send`` (a signal no one in the hub listens to, a headers check) and
-        aiokafka's metadata wait, asked once per topic of the call (it only waits while the
-        topic is unknown; tracked first, the topic stays known). Serialising (the size
+        aiokafka's metadata wait, asked once per topic of the call and again after a metadata
+        update lands (it only waits while the topic is unknown; tracked first, the topic
+        stays known unless an update answers it with an error). Serialising (the size
         check) and the partition (``_partition``: the configured partitioner over the
         topic's partitions now) are aiokafka's own, so each record goes where ``send`` puts
         it, in the same order per partition.
@@ -154,25 +155,22 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
                 await self.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages
             ]
         futures: dict[int, tuple[asyncio.Future[Any], asyncio.Future[Any]]] = {}
-        # topics whose partitions were known at the last await: an await (a metadata wait, a
-        # full batch draining) lets a metadata update answer a topic with an error, which
-        # drops it from the cluster metadata until a later one (``send`` waits per record)
+        # topics asked for since the last metadata update: an update landing while this
+        # awaits (a metadata wait, a full batch draining) drops a topic it answers with an
+        # error from the cluster metadata, and ``send`` would wait for it again (per record)
         ready: set[str] = set()
-        asked: set[str] = set()
+        cluster = self._metadata
+        answered = cluster._partitions  # replaced, never changed, by each metadata update
         timeout = self._request_timeout_ms / 1000
         accumulator = self._message_accumulator
         for message in messages:
             topic = message.topic
             if topic not in ready:
-                known = self._metadata.partitions_for_topic(topic) is not None
-                if topic not in asked:
-                    self._track(topic)
-                    asked.add(topic)
-                    await self.client._wait_on_metadata(topic)
-                elif not known:
-                    await self.client._wait_on_metadata(topic)  # dropped since: as ``send``
-                if not known:
-                    ready.clear()  # the wait let updates in
+                self._track(topic)
+                await self.client._wait_on_metadata(topic)
+                if cluster._partitions is not answered:
+                    answered = cluster._partitions
+                    ready.clear()
                 ready.add(topic)
             headers = message.headers or []
             key, value = self._serialize(message.key, message.value, headers)
@@ -193,7 +191,9 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
                     continue
             future = await accumulator.add_message(tp, key, value, timeout, headers=headers)
             futures[id(future)] = (future, future)
-            ready.clear()
+            if cluster._partitions is not answered:
+                answered = cluster._partitions
+                ready.clear()
         # keyed by the id of a future held here (its id cannot be reused meanwhile)
         return [waiter for _, waiter in futures.values()]
 
