@@ -392,6 +392,18 @@ def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, Prepared | No
             # the text columns are the record's values that ``parts`` wrote
             prepared = prepare_parts(parts, columns, borrowed=True)
             return columns, prepared.canonical, prepared
+    columns, canonical, values = dumped_parts(record)
+    if values is None:
+        return columns, canonical, None
+    return columns, canonical, prepare_parts(parts_of(values), columns)
+
+
+def dumped_parts(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, list[bytes] | None]:
+    """``_prepare``'s columns and canonical bytes by ``model_dump``, and the fields' JSON.
+
+    The reference the one pass is held to (``tests/unit/test_audit_prepare.py``), and the way
+    for anything the one pass does not write.
+    """
     dumped = record.model_dump(mode="json")
     canonical, values = canonical_values(dumped)
     columns = (
@@ -403,9 +415,7 @@ def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, Prepared | No
         dumped["decision"],
         record.case_pseudonym,
     )
-    if values is None:
-        return columns, canonical, None
-    return columns, canonical, prepare_parts(parts_of(values), columns)
+    return columns, canonical, values
 
 
 def stored_bytes(value: Any) -> bytes | None:

@@ -20,12 +20,11 @@ from hub.audit import packing
 from hub.audit.packing import (
     FIELDS,
     SharedValues,
-    canonical_values,
     pack_values,
     record_parts,
     unpack,
 )
-from hub.audit.sqlite import _pack, _prepare, _utc_text, canonical_bytes
+from hub.audit.sqlite import _pack, _prepare, canonical_bytes, dumped_parts
 from hub.models import AuditBatch, AuditDecision, AuditRecord
 
 _TEXT = st.text(max_size=12) | st.sampled_from(["rule-a", "UK GDPR Art 6(1)(e)", 'é"\\\x00\n'])
@@ -78,18 +77,8 @@ def _dumped_row(
     record: AuditRecord, shared: SharedValues
 ) -> tuple[tuple[object, ...], bytes, bytes]:
     """The row as the stores built it before issue 16's one pass: dump, values, pack."""
-    dumped = record.model_dump(mode="json")
-    canonical, values = canonical_values(dumped)
+    columns, canonical, values = dumped_parts(record)
     assert values is not None
-    columns = (
-        record.record_id,
-        _utc_text(record.time),
-        record.event_id,
-        record.publisher,
-        record.recipient,
-        dumped["decision"],
-        record.case_pseudonym,
-    )
     return columns, canonical, pack_values(canonical, values, columns, shared)
 
 
