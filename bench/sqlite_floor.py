@@ -27,12 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hub.audit.sqlite import (  # the store's own settings, so the floor runs as it does
-    _AUTOCHECKPOINT_PAGES,
-    _CACHE_KIB,
-    _WAL_LIMIT_BYTES,
-    SQLiteAuditStore,
-)
+from hub.audit.sqlite import SQLiteAuditStore, configure
+from hub.sqlite_wal import enable_wal
 
 __all__ = ["SQLiteFloor"]
 
@@ -44,15 +40,10 @@ _BARE_DDL = """CREATE TABLE log (
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """A connection set up as ``SQLiteAuditStore`` sets up its own."""
+    """A connection set up as ``SQLiteAuditStore`` sets up its own (``configure``)."""
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-    conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
-    conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+    enable_wal(conn, within=30.0)
+    configure(conn)
     return conn
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "SQLiteAuditStore",
     "WrittenRows",
     "canonical_bytes",
+    "configure",
     "stored_bytes",
     "stored_checkpoint",
     "usable_values",
@@ -559,6 +560,19 @@ def _consistent_the_long_way(
     return row == columns and again == canonical and set(record.subject_pseudonyms) == subjects
 
 
+def configure(conn: sqlite3.Connection, *, cache_kib: int = _CACHE_KIB) -> None:
+    """A store connection's settings, after ``enable_wal`` (the bench's SQLite floor too)."""
+    # FULL: a committed audit record survives power loss, not just a crash.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    # statement journals and sorts in memory: in a temp file (the default) every append
+    # spilled its statement journal to /var/tmp, tens of writes an event
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+
+
 class SQLiteAuditStore:
     """``AuditStore`` over one SQLite file (see the module docstring for concurrency).
 
@@ -581,15 +595,7 @@ class SQLiteAuditStore:
             )
             try:
                 enable_wal(self._conn, within=busy_timeout)
-                # FULL: a committed audit record survives power loss, not just a crash.
-                self._conn.execute("PRAGMA synchronous=FULL")
-                self._conn.execute("PRAGMA foreign_keys=ON")
-                # statement journals and sorts in memory: in a temp file (the default) every
-                # append spilled its statement journal to /var/tmp, tens of writes an event
-                self._conn.execute("PRAGMA temp_store=MEMORY")
-                self._conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
-                self._conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
-                self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+                configure(self._conn, cache_kib=cache_kib)
                 self._migrate()
             except BaseException:
                 self._conn.close()
