@@ -315,11 +315,7 @@ class AuditLog:
                     f"checkpoint: the stored records no longer match the checkpoint at size "
                     f"{previous.size}; run `hub audit verify`"
                 )
-        head = Checkpoint(origin=self.origin, size=tree.size, root_hash=tree.root())
-        note = self._signer.sign(head.body())
-        self._store.save_checkpoint(head.size, note)
-        self._opened = (note, head)
-        return note
+        return self._sign(tree.size, tree.root())
 
     def _checkpoint_from_range(self) -> str:
         """``checkpoint`` from the compact range: the same checks, the same note."""
@@ -338,7 +334,14 @@ class AuditLog:
                     f"{previous.size}; run `hub audit verify`"
                 )
         head_range = self._advance(size, newest)
-        head = Checkpoint(origin=self.origin, size=head_range.size, root_hash=head_range.root())
+        return self._sign(head_range.size, head_range.root())
+
+    def _sign(self, size: int, root: bytes) -> str:
+        """Sign and save the checkpoint of the tree head ``(size, root)``; its note.
+
+        The note is kept with its head (``_open`` need not verify this log's own note again).
+        """
+        head = Checkpoint(origin=self.origin, size=size, root_hash=root)
         note = self._signer.sign(head.body())
         self._store.save_checkpoint(head.size, note)
         self._opened = (note, head)

@@ -73,7 +73,6 @@ from hub.audit.sqlite import (
     stored_checkpoint,
     usable_values,
 )
-from hub.audit.sqlite import _row as _sqlite_row
 from hub.clock import utc
 from hub.errors import AuditError
 from hub.models import AuditDecision, AuditRecord
@@ -228,12 +227,6 @@ def _libpq_url(url: str) -> str:
     return url
 
 
-def _row(record: AuditRecord) -> tuple[Any, ...]:
-    """The stored values of ``_COLUMNS`` (``time`` a UTC datetime, ``canonical`` packed)."""
-    row = _sqlite_row(record)
-    return (*row[:_TIME], utc(record.time), *row[_TIME + 1 :])
-
-
 class _Built(NamedTuple):
     """One record's row as ``append`` copies it (``seq`` first), and its subjects (distinct).
 
@@ -381,10 +374,7 @@ class PostgresAuditStore:
         if not batch:
             _commit(conn)
             return 0
-        row = conn.execute(_ADVANCE_SQL.format(count=len(batch))).fetchone()
-        if row is None:
-            raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
-        seq = int(row[0])
+        seq = self._advanced(conn.execute(_ADVANCE_SQL.format(count=len(batch))).fetchone())
         built: dict[str, _Built] = {}
         with conn.cursor() as cur:
             _copy(cur, _COPY_RECORDS_TABLE, _RECORD_TYPES, self._rows(batch, built, seq))
@@ -408,13 +398,16 @@ class PostgresAuditStore:
             cur.nextset()  # past BEGIN
             if count is not None:
                 cur.nextset()  # past the lock
-                row = cur.fetchone()
-                if row is None:
-                    raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
-                seq = int(row[0])
+                seq = self._advanced(cur.fetchone())
             cur.nextset()
             self._shared.learn(usable_values(cur.fetchall()))
         return seq
+
+    def _advanced(self, row: tuple[Any, ...] | None) -> int:
+        """The counter's value before ``_ADVANCE_SQL`` moved it, from the row it returned."""
+        if row is None:
+            raise AuditError(f"audit store {self.display_url}: audit_seq is empty")
+        return int(row[0])
 
     def _rows(
         self, batch: dict[str, AuditRecord], built: dict[str, _Built], seq: int

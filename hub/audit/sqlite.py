@@ -381,14 +381,10 @@ def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, Prepared | No
         parts = record_parts(attrs)
         if parts is not None:
             decision = attrs["decision"]
-            columns = (
-                attrs["record_id"],
+            columns = _index_columns(
+                record,
                 parts[_TIME_TEXT][1:-2] + "+00:00",  # ``_utc_text`` of a UTC time
-                attrs["event_id"],
-                attrs["publisher"],
-                attrs["recipient"],
                 decision.value if isinstance(decision, Enum) else decision,
-                attrs["case_pseudonym"],
             )
             # the text columns are the record's values that ``parts`` wrote
             prepared = prepare_parts(parts, columns, borrowed=True)
@@ -407,16 +403,21 @@ def dumped_parts(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, list[byte
     """
     dumped = record.model_dump(mode="json")
     canonical, values = canonical_values(dumped)
-    columns = (
+    columns = _index_columns(record, _utc_text(record.time), dumped["decision"])
+    return columns, canonical, values
+
+
+def _index_columns(record: AuditRecord, time: str, decision: str) -> tuple[Any, ...]:
+    """The ``INDEX_COLUMNS`` values of a record, given its time's text and its decision's."""
+    return (
         record.record_id,
-        _utc_text(record.time),
+        time,
         record.event_id,
         record.publisher,
         record.recipient,
-        dumped["decision"],
+        decision,
         record.case_pseudonym,
     )
-    return columns, canonical, values
 
 
 def stored_bytes(value: Any) -> bytes | None:
