@@ -128,8 +128,12 @@ def hkdf_extract(epoch_key: bytes) -> bytes:
 
 def case_key_from_prk(prk: bytes, *, dek_id: str, kafka_key: bytes | None) -> bytes:
     """HKDF-Expand of one 32-byte block (RFC 5869 section 2.3): ``case_key`` after extract."""
-    info = b"hub/case/v1\x00" + dek_id.encode() + b"\x00" + (kafka_key or b"")
-    return hmac.digest(prk, info + b"\x01", "sha256")
+    return hmac.digest(prk, _case_info(dek_id, kafka_key) + b"\x01", "sha256")
+
+
+def _case_info(dek_id: str, kafka_key: bytes | None) -> bytes:
+    """HKDF ``info`` of a case key: the epoch key's id and the record's Kafka key."""
+    return b"hub/case/v1\x00" + dek_id.encode() + b"\x00" + (kafka_key or b"")
 
 
 _HKDF_ZERO_SALT = bytes(32)
@@ -182,13 +186,12 @@ class CaseKeyExpander:
 
     def case_key(self, *, dek_id: str, kafka_key: bytes | None) -> bytes:
         """``case_key(epoch_key, dek_id=dek_id, kafka_key=kafka_key)``."""
-        info = b"hub/case/v1\x00" + dek_id.encode() + b"\x00" + (kafka_key or b"")
-        return self._expand.digest(info + b"\x01")
+        return self._expand.digest(_case_info(dek_id, kafka_key) + b"\x01")
 
 
 def case_key_reference(epoch_key: bytes, *, dek_id: str, kafka_key: bytes | None) -> bytes:
     """``case_key`` with pyca's HKDF, the reference the tests compare it with."""
-    info = b"hub/case/v1\x00" + dek_id.encode() + b"\x00" + (kafka_key or b"")
+    info = _case_info(dek_id, kafka_key)
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(epoch_key)
 
 

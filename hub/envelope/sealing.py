@@ -21,6 +21,7 @@ The attribute headers come from ``wire.to_headers``: envelope v2, ``content-type
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -462,16 +463,6 @@ def open_record(
 
 #: ``crypto.case_key`` for the epoch keys opened lately: a sender keeps one epoch key per
 #: recipient key for up to ``DataKeyCache.max_uses`` records, so a stream's extract (and its
-#: expand key's setup) is done once per epoch, not per record; cleared whole when full. The
-#: epoch keys themselves are kept as long by ``PartyEnvelope``'s opened cache.
-_expanders: dict[bytes, crypto.CaseKeyExpander] = {}
-_EXPANDERS_KEPT = 256
-
-
-def _expander_of(epoch_key: bytes) -> crypto.CaseKeyExpander:
-    expander = _expanders.get(epoch_key)
-    if expander is None:
-        if len(_expanders) >= _EXPANDERS_KEPT:
-            _expanders.clear()
-        expander = _expanders[epoch_key] = crypto.CaseKeyExpander(epoch_key)
-    return expander
+#: expand key's setup) is done once per epoch, not per record. The epoch keys themselves are
+#: kept as long by ``PartyEnvelope``'s opened cache.
+_expander_of = functools.lru_cache(maxsize=256)(crypto.CaseKeyExpander)

@@ -191,13 +191,12 @@ def attribute_texts(attributes: EventAttributes) -> dict[str, str] | None:
         or schema == ""
     ):
         return None
-    when = time.isoformat()
     texts = {
         "ce_specversion": attributes.specversion,
         "ce_id": attributes.id,
         "ce_source": attributes.source,
         "ce_type": attributes.type,
-        "ce_time": when[:-6] + "Z" if when.endswith("+00:00") else when,
+        "ce_time": _header_text(time),
         "content-type": SEALED,
         _INNER_HEADER: attributes.datacontenttype,
     }
