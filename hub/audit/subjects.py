@@ -39,9 +39,9 @@ def _family(event_type: str) -> str:
     return _VERSION.sub("", event_type)
 
 
-def _is_marac(event_type: str) -> bool:
+def _is_marac(family: str) -> bool:
     """Every MARAC event (flags, observations, referrals, alerts) is filed by ``case_ref``."""
-    return _family(event_type).startswith("uk.csp.marac.")
+    return family.startswith("uk.csp.marac.")
 
 
 def person_ref(name: str, date_of_birth: dt.date | str) -> str:
@@ -69,7 +69,7 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
     """
     family = _family(event_type)
     refs: list[str] = []
-    if _is_marac(event_type):
+    if _is_marac(family):
         refs = _strings([data.get("subject_ref")])
     elif family.startswith(_ASB):
         refs = _strings([data.get("applicant_ref")])
@@ -88,7 +88,7 @@ def subject_refs(event_type: str, data: Mapping[str, Any]) -> list[str]:
 def case_ref(event_type: str, data: Mapping[str, Any]) -> str | None:
     """The case reference in an event's payload, or ``None`` if the type has none."""
     family = _family(event_type)
-    if _is_marac(event_type) or family.startswith(_ASB):
+    if _is_marac(family) or family.startswith(_ASB):
         key = "case_ref"
     elif family in _SOCJAG:
         key = "intel_ref"
