@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
-__all__ = ["CANONICAL_ASCII", "canonical_json"]
+__all__ = ["CANONICAL_ASCII", "canonical_json", "update_length_prefixed"]
 
 
 def _json_default(value: Any) -> Any:
@@ -40,3 +41,17 @@ CANONICAL_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 def canonical_json(data: Any) -> bytes:
     """Canonical JSON bytes (sorted keys, no spaces, UTF-8, ISO 8601 dates)."""
     return _CANONICAL.encode(data).encode()
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+def update_length_prefixed(hasher: _Hasher, parts: Iterable[bytes]) -> None:
+    """Feed each part to a hash or MAC after its length (8 bytes, big-endian).
+
+    So that no two lists of parts make the same input (``ab``+``c`` is not ``a``+``bc``).
+    """
+    for part in parts:
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)

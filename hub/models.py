@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.canonical import update_length_prefixed
+
 __all__ = [
     "ACK_TYPE",
     "PARTY_ID_PATTERN",
@@ -208,9 +210,7 @@ def consumed_digest(key: bytes | None, value: bytes, headers: Sequence[tuple[str
     parts = [b"" if key is None else key, value]
     for name, text in headers:
         parts += [name.encode("utf-8", "surrogatepass"), text]
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
+    update_length_prefixed(digest, parts)
     digest.update(b"\x00" if key is None else b"\x01")
     return digest.hexdigest()
 

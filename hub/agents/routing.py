@@ -25,6 +25,7 @@ from hub.agents.recent import Recent
 from hub.audit.pseudonym import Pseudonymiser
 from hub.audit.subjects import case_ref, subject_refs
 from hub.broker import topics
+from hub.canonical import update_length_prefixed
 from hub.envelope import wire
 from hub.envelope.crypto import CryptoError
 from hub.envelope.escrow import reescrow
@@ -926,9 +927,7 @@ class Router:
         if _headers_size(original) > limit // _HEADER_SHARE:
             digest = hashlib.sha256()
             for name, raw in original:  # length-prefixed, so the digest is unambiguous
-                encoded = name.encode()
-                for part in (encoded, raw):
-                    digest.update(len(part).to_bytes(8, "big") + part)
+                update_length_prefixed(digest, (name.encode(), raw))
             marks += [
                 ("hub_headers_dropped", str(len(original)).encode()),
                 ("hub_headers_sha256", digest.hexdigest().encode()),

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from hub.audit.pseudonym import create_key_file, decode_key
 from hub.broker import topics
+from hub.canonical import update_length_prefixed
 from hub.envelope.wire import WireMessage
 from hub.errors import AuditError, ConfigError
 from hub.models import AuditBatch, AuditRecord
@@ -88,9 +89,7 @@ def load_audit_stream_key(settings: HubSettings) -> bytes:
 
 def _mac(secret: bytes, writer: bytes, key: bytes | None, value: bytes) -> str:
     mac = hmac.new(secret, _TAG, hashlib.sha256)
-    for part in (writer, b"" if key is None else b"k" + key, value):
-        mac.update(len(part).to_bytes(8, "big"))
-        mac.update(part)
+    update_length_prefixed(mac, (writer, b"" if key is None else b"k" + key, value))
     return mac.hexdigest()
 
 
