@@ -40,12 +40,14 @@ __all__ = [
     "ROOT",
     "Benchmark",
     "CpuMeter",
+    "MachineMeter",
     "Measured",
     "Stats",
     "machine_info",
     "run_benchmark",
     "time_alternating",
     "time_calls",
+    "usable_cpus",
 ]
 
 #: format tag of a result file, bumped on a breaking change to its layout
@@ -172,6 +174,42 @@ class CpuMeter:
         return {k: round((after[k] - self._before[k]) * 1000 / units, 3) for k in after}
 
 
+class MachineMeter:
+    """How many of the machine's CPUs were busy over a stretch, from ``/proc/stat``.
+
+    Why: on a two-core machine a second worker can only go as fast as the CPU the first one
+    leaves. The share of the machine busy during a run (every process, the benchmark's and
+    anything else's) says whether a run was bound by the machine or by one process.
+    """
+
+    def __init__(self) -> None:
+        self._before: tuple[int, int] | None = None
+
+    @staticmethod
+    def ticks() -> tuple[int, int]:
+        """(all ticks, idle ticks: idle plus iowait) since boot, over every CPU."""
+        try:
+            with open("/proc/stat", encoding="ascii") as stat:
+                values = [int(v) for v in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return 0, 0
+        return sum(values), values[3] + values[4]
+
+    def start(self) -> None:
+        """Start counting from now."""
+        self._before = self.ticks()
+
+    def busy_cpus(self, cpus: int) -> float | None:
+        """CPUs busy on average since ``start`` (of ``cpus``); None without ``/proc/stat``."""
+        if self._before is None:
+            return None
+        total, idle = self.ticks()
+        spent = total - self._before[0]
+        if spent <= 0:
+            return None
+        return round(cpus * (spent - (idle - self._before[1])) / spent, 2)
+
+
 @dataclass
 class Measured:
     """What a benchmark's ``run`` returns: its numbers and the docs view of them."""
@@ -237,16 +275,20 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else every CPU the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 0
+
+
 def machine_info() -> dict[str, Any]:
     """Where the numbers were measured: CPUs, Python, library versions, git commit."""
     status = _git("status", "--porcelain", "--untracked-files=no")
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 0
     return {
         "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
+        "cpus_usable": usable_cpus(),
         "cpu_model": _cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),

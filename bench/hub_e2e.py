@@ -55,7 +55,7 @@ from typing import Any, TypeGuard
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import passthrough
-from bench._harness import ROOT, Benchmark, CpuMeter, Measured
+from bench._harness import ROOT, Benchmark, CpuMeter, MachineMeter, Measured, usable_cpus
 from bench.latency_floor import forwarder
 from hub.agents.heap import freeze_heap
 from hub.agents.supervisor import Supervisor
@@ -354,10 +354,12 @@ def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -
         hub.drive(warm, rate=None, within=float(params["timeout_s"]))
         messages = _seal(hub.settings, protocol, int(params["events"]), seed=int(params["seed"]))
         groups = _process_groups(hub.supervisor, hub.broker.pid or 0)
-        meter = CpuMeter(groups)
+        meter, machine = CpuMeter(groups), MachineMeter()
         meter.start()
+        machine.start()
         result = hub.drive(messages, rate=None, within=float(params["timeout_s"]))
         cpu = meter.ms_per(len(messages))
+        result["machine_busy_cpus"] = machine.busy_cpus(usable_cpus())
         result["cpu_ms_per_event"] = cpu
         result["whole_hub_cpu_ms_per_event"] = _whole_hub(cpu)
         result["processes"] = {name: len(pids) for name, pids in groups.items()}
@@ -791,6 +793,7 @@ def _throughput_record(
         "cpu_ms_per_event": got["cpu_ms_per_event"],
         _WHOLE: got[_WHOLE],
         "processes": got["processes"],
+        "machine_busy_cpus": got.get("machine_busy_cpus"),
     }
 
 
@@ -806,6 +809,8 @@ def _hub_rows(
     summary: dict[str, Any] = {"operation": "hub summary", "by_workers": {}}
     rows: list[list[Any]] = []
     medians: dict[int, float] = {}
+    cpus = usable_cpus()
+    every: dict[int, float] = {}  # CPU ms per event of every process measured, bench's too
     for workers, got in runs.items():
         rates = [float(m["events_per_s"]) for m in got]
         medians[workers] = statistics.median(rates)
@@ -857,6 +862,20 @@ def _hub_rows(
                 None,
             ]
         )
+        busy = middle.get("machine_busy_cpus")
+        if busy is not None:
+            rows.append(
+                [
+                    f"machine CPUs busy in that round, of {cpus} (every process, the bench's "
+                    "and any other work's)",
+                    workers,
+                    events,
+                    busy,
+                    "CPUs",
+                    None,
+                ]
+            )
+        every[workers] = sum(float(v) for v in cpu.values())
         summary["by_workers"][str(workers)] = {
             "rounds": len(got),
             "events_per_s_median": round(medians[workers], 1),
@@ -880,6 +899,24 @@ def _hub_rows(
                     None,
                 ]
             )
+            if every.get(workers):
+                # the most this many workers could route if every CPU were busy with the
+                # processes measured, each spending what it spent per event in that round
+                ceiling = cpus * 1000 / every[workers]
+                summary[f"scaling_{workers}_over_1_ceiling"] = round(ceiling / medians[1], 3)
+                rows.append(
+                    [
+                        f"scaling ceiling of this machine: {cpus} CPUs / the CPU per event of "
+                        f"every process with {workers} workers (hub and bench: "
+                        f"{every[workers]:.2f} ms) = {ceiling:.0f} events/s, over one "
+                        "worker's median",
+                        f"{workers}/1",
+                        "-",
+                        ceiling / medians[1],
+                        "ratio",
+                        None,
+                    ]
+                )
     return summary, rows
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import bench
 from bench.__main__ import main
-from bench._harness import CpuMeter
+from bench._harness import CpuMeter, MachineMeter
 from bench.page import END, START, replace_block, update_page
 
 SUITES = ["x25519", "mlkem768-x25519"]
@@ -162,6 +162,23 @@ def test_cpu_meter_counts_the_work_of_each_group_of_processes() -> None:
     assert per["busy"] >= 30 - 1  # 300 ms over 10 units (clock ticks are 10 ms)
     assert per["idle"] < per["busy"] / 10
     assert per["gone"] == 0.0  # no such process: nothing counted, no error
+
+
+def test_machine_meter_counts_at_least_this_process_s_work_and_at_most_every_cpu() -> None:
+    """Busy CPUs from /proc/stat: 0.3 s of this process's CPU over the wall time shows in it."""
+    meter = MachineMeter()
+    assert meter.busy_cpus(2) is None  # not started: nothing to say
+    meter.start()
+    wall = time.perf_counter()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # burn 0.3 s of this process's CPU
+        hashlib.sha256(b"x" * 4096).digest()
+    wall = time.perf_counter() - wall
+    cpus = os.cpu_count() or 1
+    busy = meter.busy_cpus(cpus)
+    assert busy is not None
+    assert busy >= (0.3 - 0.02) / wall  # our own work at least (clock ticks are 10 ms)
+    assert busy <= cpus
 
 
 def test_soak_memory_by_kind_adds_up_to_the_resident_set() -> None:

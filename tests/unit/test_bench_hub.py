@@ -197,6 +197,7 @@ def _hub_run(rate: float, whole: float, *, sink: int = 1) -> dict[str, Any]:
         "cpu_ms_per_event": {**cpu, "bench": 0.5},
         "whole_hub_cpu_ms_per_event": whole,
         "processes": {"workers": 1, "sink": sink, "webhooks": 0, "broker": 1, "bench": 1},
+        "machine_busy_cpus": 1.5,
     }
 
 
@@ -206,7 +207,10 @@ def _row(rows: list[list[Any]], start: str, workers: Any = None) -> list[Any]:
     return found[0]
 
 
-def test_hub_rows_give_medians_cpu_by_process_and_the_scaling() -> None:
+def test_hub_rows_give_medians_cpu_by_process_and_the_scaling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bench.hub_e2e.usable_cpus", lambda: 2)
     runs = {
         1: [_hub_run(300.0, 3.0), _hub_run(200.0, 5.0), _hub_run(250.0, 4.0)],
         2: [_hub_run(400.0, 3.5), _hub_run(500.0, 3.0), _hub_run(450.0, 4.5)],
@@ -225,6 +229,13 @@ def test_hub_rows_give_medians_cpu_by_process_and_the_scaling() -> None:
     scaling = _row(rows, "scaling: 2 workers / 1 worker")
     assert scaling[3] == pytest.approx(450 / 250)
     assert summary["scaling_2_over_1"] == round(450 / 250, 3)
+    # the machine's ceiling: 2 CPUs over every process's CPU per event in the two-worker
+    # median round (whole hub 3.5 ms and the bench's 0.5 ms), over one worker's median
+    ceiling = _row(rows, "scaling ceiling of this machine")
+    assert ceiling[3] == pytest.approx(2 * 1000 / 4.0 / 250)
+    assert "500 events/s" in ceiling[0]
+    assert summary["scaling_2_over_1_ceiling"] == round(2 * 1000 / 4.0 / 250, 3)
+    assert _row(rows, "machine CPUs busy", 2)[3] == 1.5
     assert summary["by_workers"]["1"]["events_per_s_median"] == 250.0
 
 
