@@ -348,6 +348,30 @@ def _marginal(measurements: list[dict[str, Any]]) -> str | None:
     )
 
 
+#: issue 16's cost line for ``Router.route``: µs per event, and per recipient
+TARGET_US = (250, 60)
+
+
+def _against_target(measurements: list[dict[str, Any]]) -> str:
+    """Each N's CPU µs per event beside issue 16's line at that N (250 + 60 N).
+
+    Why beside the fit as well: the fitted intercept and slope trade against each other (a
+    cost that shrinks per recipient as N grows lowers the slope and raises the intercept),
+    while the line says what an event with N recipients may cost; each N is held to it.
+    """
+    fixed, each = TARGET_US
+    parts = []
+    for m in measurements:
+        n, cpu = int(m["recipients"]), float(m["cpu_us_per_event"])
+        line = fixed + each * n
+        parts.append(f"N={n} {cpu:.0f} of {line} µs ({'within' if cpu <= line else 'over'})")
+    return (
+        f"Against issue 16's line ({fixed} µs per event plus {each} µs per recipient): "
+        + ", ".join(parts)
+        + "."
+    )
+
+
 def _load_average() -> str:
     """The 1-minute load average, or "unknown" where the OS has none."""
     try:
@@ -413,6 +437,8 @@ def run(params: Mapping[str, Any]) -> Measured:
     marginal = _marginal(measurements)
     if marginal:
         notes.append(marginal)
+    if measurements:
+        notes.append(_against_target(measurements))
     return Measured(
         measurements=measurements,
         columns=COLUMNS,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import bench
-from bench.fanout import COLUMNS, protocol_yaml, write_protocol
+from bench.fanout import COLUMNS, _against_target, protocol_yaml, write_protocol
 from hub.schemas import SchemaRegistry
 
 RECIPIENTS = [1, 4]
@@ -68,3 +68,12 @@ def test_protocol_check_failure_is_loud(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr("bench.fanout.protocol_yaml", broken)
     with pytest.raises(RuntimeError, match="hub policy check"):
         write_protocol(tmp_path / "p.yaml", 2, SchemaRegistry())
+
+
+def test_each_recipient_count_is_held_to_issue_16s_line() -> None:
+    """250 us per event plus 60 per recipient: N=1 may cost 310, N=4 490."""
+    said = _against_target(
+        [{"recipients": 1, "cpu_us_per_event": 298.4}, {"recipients": 4, "cpu_us_per_event": 518}]
+    )
+    assert "N=1 298 of 310 µs (within)" in said
+    assert "N=4 518 of 490 µs (over)" in said
