@@ -145,19 +145,25 @@ class CompactRange:
 
         The audit sink's checkpoint hashes every record once (issue 16): a call per hash and
         per merge cost as much as the hashing. The same merges, in the same order.
+
+        If ``leaves`` raises part way (a reader failing, a value that is not bytes), the range
+        holds the leaves before it, as that many ``append`` calls would have left it: the
+        size is counted with each leaf, so the stack and the size never disagree.
         """
         stack = self._stack
         size = self._size
         sha256 = hashlib.sha256
-        for data in leaves:
-            hash_ = sha256(_LEAF_PREFIX + data).digest()
-            size += 1
-            merges = size
-            while merges & 1 == 0:
-                hash_ = sha256(_NODE_PREFIX + stack.pop() + hash_).digest()
-                merges >>= 1
-            stack.append(hash_)
-        self._size = size
+        try:
+            for data in leaves:
+                hash_ = sha256(_LEAF_PREFIX + data).digest()
+                size += 1
+                merges = size
+                while merges & 1 == 0:
+                    hash_ = sha256(_NODE_PREFIX + stack.pop() + hash_).digest()
+                    merges >>= 1
+                stack.append(hash_)
+        finally:
+            self._size = size
 
     def root(self) -> bytes:
         """MTH of the leaves appended so far (``EMPTY_ROOT`` for none)."""

@@ -198,6 +198,34 @@ def test_compact_range_extended_by_leaves_is_appended_hash_by_hash(
         assert batched.root() == one_by_one.root() == mth(data[:start])
 
 
+@given(st.lists(st.binary(max_size=8), max_size=40), st.integers(min_value=0, max_value=40))
+def test_compact_range_extended_by_failing_leaves_holds_those_before_the_failure(
+    data: list[bytes], fail_at: int
+) -> None:
+    """A reader failing part way leaves the range as the appends before it would have."""
+
+    class ReaderFailedError(Exception):
+        pass
+
+    def leaves() -> Any:
+        for i, d in enumerate(data):
+            if i == fail_at:
+                raise ReaderFailedError
+            yield d
+
+    batched = CompactRange()
+    if fail_at < len(data):
+        with pytest.raises(ReaderFailedError):
+            batched.extend_leaves(leaves())
+    else:
+        batched.extend_leaves(leaves())
+    held = data[:fail_at]
+    assert batched.size == len(held)
+    assert batched.root() == mth(held)
+    batched.extend_leaves([b"next"])  # and it goes on from there
+    assert batched.root() == mth([*held, b"next"])
+
+
 def test_extend_equals_build() -> None:
     hashes = [leaf_hash(bytes([i])) for i in range(37)]
     grown = MerkleTree()
