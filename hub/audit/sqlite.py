@@ -383,7 +383,9 @@ def _prepare(record: AuditRecord) -> tuple[tuple[Any, ...], bytes, Prepared | No
             decision = attrs["decision"]
             columns = _index_columns(
                 record,
-                parts[_TIME_TEXT][1:-2] + "+00:00",  # ``_utc_text`` of a UTC time
+                # ``_utc_text`` of a UTC time: ``packing.time_string``'s reverse, inline (a
+                # call a record on the append path slowed this function 1-2%)
+                parts[_TIME_TEXT][1:-2] + "+00:00",
                 decision.value if isinstance(decision, Enum) else decision,
             )
             # the text columns are the record's values that ``parts`` wrote
