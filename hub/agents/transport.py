@@ -89,11 +89,13 @@ class KeptHashPartitioner:
 
     def __init__(self) -> None:
         self._hashes: dict[bytes, int] = {}
+        #: one for every record it takes: it keeps no state (its ``__call__`` is a classmethod)
+        self._default = DefaultPartitioner()
 
     def __call__(self, key: Any, all_partitions: list[int], available: list[int]) -> int:
         """The partition for ``key`` among ``all_partitions`` (aiokafka's partitioner call)."""
         if type(key) is not bytes:
-            return int(DefaultPartitioner()(key, all_partitions, available))
+            return int(self._default(key, all_partitions, available))
         hashed = self._hashes.get(key)
         if hashed is None:
             if len(self._hashes) >= _KEPT_HASHES:
@@ -124,6 +126,17 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
         if topic not in self._tracked:
             self.client.add_topic(topic)
             self._tracked.add(topic)
+
+    def _landed(self, answered: object, ready: set[str]) -> object:
+        """The cluster's partition map now; ``ready`` emptied if an update replaced ``answered``.
+
+        ``send_many``'s check that a metadata update landed while it awaited: each update
+        replaces the map (never changes it), so identity says whether one did.
+        """
+        partitions = self._metadata._partitions
+        if partitions is not answered:
+            ready.clear()
+        return partitions
 
     async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
         """``AIOKafkaProducer.send``, the topic tracked first."""
@@ -159,8 +172,7 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
         # awaits (a metadata wait, a full batch draining) drops a topic it answers with an
         # error from the cluster metadata, and ``send`` would wait for it again (per record)
         ready: set[str] = set()
-        cluster = self._metadata
-        answered = cluster._partitions  # replaced, never changed, by each metadata update
+        answered = self._metadata._partitions  # replaced, never changed, by each update
         timeout = self._request_timeout_ms / 1000
         accumulator = self._message_accumulator
         for message in messages:
@@ -168,9 +180,7 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
             if topic not in ready:
                 self._track(topic)
                 await self.client._wait_on_metadata(topic)
-                if cluster._partitions is not answered:
-                    answered = cluster._partitions
-                    ready.clear()
+                answered = self._landed(answered, ready)
                 ready.add(topic)
             headers = message.headers or []
             key, value = self._serialize(message.key, message.value, headers)
@@ -191,9 +201,7 @@ class TrackingProducer(aiokafka.AIOKafkaProducer):  # type: ignore[misc]  # aiok
                     continue
             future = await accumulator.add_message(tp, key, value, timeout, headers=headers)
             futures[id(future)] = (future, future)
-            if cluster._partitions is not answered:
-                answered = cluster._partitions
-                ready.clear()
+            answered = self._landed(answered, ready)
         # keyed by the id of a future held here (its id cannot be reused meanwhile)
         return [waiter for _, waiter in futures.values()]
 
