@@ -283,6 +283,10 @@ def _aad_tail(text: Mapping[str, str]) -> str:
     )
 
 
+# Not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``, which
+# made building one 3.7 times slower (140 -> 513 ns; one a sealed event, on the router's
+# path); nothing changes a layout once built. ``eq=False``: compared by identity, as before.
+@dataclass(slots=True, eq=False)
 class _Layout:
     """One event's headers for one set of extension names, worked out once for its fan-out.
 
@@ -293,19 +297,10 @@ class _Layout:
     ``id_json`` and ``aad_tail`` are the attribute parts of ``context_aad``.
     """
 
-    __slots__ = ("aad_tail", "id_json", "parts", "sig_at")
-
-    def __init__(
-        self,
-        parts: tuple[tuple[str, str, bytes, str | None], ...],
-        sig_at: int,
-        id_json: str,
-        aad_tail: str,
-    ) -> None:
-        self.parts = parts
-        self.sig_at = sig_at
-        self.id_json = id_json
-        self.aad_tail = aad_tail
+    parts: tuple[tuple[str, str, bytes, str | None], ...]
+    sig_at: int
+    id_json: str
+    aad_tail: str
 
 
 #: header order by (attribute header names, extension names): (header, its JSON name
