@@ -37,8 +37,8 @@ def to_jsonable(value: Any) -> Any:
     """Turn decoded Avro (dates, timestamps) into JSON values: ISO 8601 strings."""
     if type(value) in _AS_IS:  # most of a payload: its own JSON value, no isinstance walk
         return value
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, dict):  # a record: its plain values kept without a call each
+        return {k: v if type(v) in _AS_IS else to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     if isinstance(value, dt.datetime):
