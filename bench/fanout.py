@@ -36,6 +36,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from bench import floor
 from bench._harness import Benchmark, Measured, Stats, machine_info
 from hub.agents.app import build_router
 from hub.broker import topics
@@ -73,6 +74,8 @@ COLUMNS = [
     "CPU µs per event",
     "deliveries",
     "group sync ms",
+    "floor (a) CPU µs per event",
+    "route / floor (a)",
 ]
 
 
@@ -251,6 +254,50 @@ class _Timing:
         self.sync_s = 0.0
 
 
+class _Floor:
+    """Floor (a)'s per-event work for N recipients (``bench.floor.FanOut.crypto``), in-process.
+
+    Why: ``Router.route`` costs what it costs on the machine of the moment, which on a
+    shared machine moves by half from one hour to the next. The floor's work (verify,
+    decode, derive, seal, sign per recipient) timed in the same rounds gives a ratio that
+    moves far less: the in-process counterpart of the hub benchmark's hub / floor (a).
+    """
+
+    def __init__(self, directory: Path, n: int, inputs: list[Any], publisher_public: str) -> None:
+        config, _ = floor._write_config(directory / f"floor-{n}.json", n)
+        config["publisher_public"] = publisher_public  # one publisher, one set of inputs
+        self.work = floor.FanOut(config)
+        self.inputs = [(key, value, dict(headers)) for key, value, headers in inputs]
+        self.rounds: list[float] = []  # CPU µs per event of each round
+        self._next = 0
+
+    def round(self, events: int) -> None:
+        """``events`` inputs through the floor's work, timed as a whole (CPU)."""
+        crypto, inputs = self.work.crypto, self.inputs
+        picked = [inputs[(self._next + i) % len(inputs)] for i in range(events)]
+        self._next = (self._next + events) % len(inputs)
+        gc.collect()
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            c0 = time.process_time()
+            for key, value, headers in picked:
+                crypto(key, value, headers)
+            cpu = time.process_time() - c0
+        finally:
+            if was_enabled:
+                gc.enable()
+        self.rounds.append(cpu / events * 1e6)
+
+
+def _floors(directory: Path, recipients: list[int], count: int, seed: int) -> list[_Floor]:
+    """Floor (a) for each N, on one set of signed, Avro-encoded SOCJAG items."""
+    _, publisher = floor._write_config(directory / "floor-publisher.json", 1)
+    inputs = floor._inputs(publisher, count, seed)
+    public = publisher.public_key().public_bytes_raw().hex()
+    return [_Floor(directory, n, inputs, public) for n in recipients]
+
+
 def _round(case: _Case, timing: _Timing, chunk: list[tuple[int, wire.WireMessage]]) -> None:
     """Time one round of one N: every event on its own, the round's CPU as a whole."""
     gc.collect()
@@ -288,7 +335,7 @@ def _round(case: _Case, timing: _Timing, chunk: list[tuple[int, wire.WireMessage
     timing.sync_s += time.perf_counter() - s0
 
 
-def _result(case: _Case, timing: _Timing) -> dict[str, Any]:
+def _result(case: _Case, timing: _Timing, floor_of: _Floor) -> dict[str, Any]:
     events = len(timing.per_event)
     if timing.deliveries != events * case.n:
         raise RuntimeError(
@@ -312,6 +359,10 @@ def _result(case: _Case, timing: _Timing) -> dict[str, Any]:
         "median_us_per_recipient": round(stats.median_us / case.n, 2),
         "audit_json": Stats.of(timing.audit_json).as_dict(),
         "group_sync_ms": round(timing.sync_s * 1000, 2),
+        # the same quietest-round reading of floor (a)'s work in the same rounds
+        "floor_cpu_us_per_event": round(min(floor_of.rounds), 1),
+        "floor_cpu_us_per_event_by_round": [round(r, 1) for r in floor_of.rounds],
+        "route_over_floor": round(min(timing.rounds) / min(floor_of.rounds), 3),
     }
 
 
@@ -328,15 +379,17 @@ def _row(m: Mapping[str, Any]) -> list[Any]:
         round(m["cpu_us_per_event"]),
         m["deliveries"],
         round(m["group_sync_ms"], 1),
+        round(m["floor_cpu_us_per_event"]),
+        round(m["route_over_floor"], 2),
     ]
 
 
-def _marginal(measurements: list[dict[str, Any]]) -> str | None:
-    """Least-squares line through the CPU µs per event against N: fixed and per-recipient."""
+def _marginal(measurements: list[dict[str, Any]], *, key: str = "cpu_us_per_event") -> str | None:
+    """Least-squares line through ``key`` (CPU µs per event) against N: fixed, per recipient."""
     if len(measurements) < 2:
         return None
     xs = [float(m["recipients"]) for m in measurements]
-    ys = [float(m["cpu_us_per_event"]) for m in measurements]
+    ys = [float(m[key]) for m in measurements]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     if sxx == 0:
@@ -348,6 +401,8 @@ def _marginal(measurements: list[dict[str, Any]]) -> str | None:
     )
 
 
+#: inputs signed for floor (a)'s in-process work (reused in turn past that many events)
+_FLOOR_INPUTS = 500
 #: issue 16's cost line for ``Router.route``: µs per event, and per recipient
 TARGET_US = (250, 60)
 
@@ -397,13 +452,20 @@ def run(params: Mapping[str, Any]) -> Measured:
         cases = [_Case(Path(tmp) / f"n{n}", n, items) for n in recipients]
         for case in cases:
             _warm(case, warmup)
+        floors = _floors(
+            Path(tmp), recipients, min(events, _FLOOR_INPUTS), seed=int(params["seed"])
+        )
+        for each in floors:
+            each.round(max(1, min(warmup, _FLOOR_INPUTS)))  # warm, as the routers were
+            each.rounds.clear()
         timings = [_Timing() for _ in cases]
         timed = list(enumerate(items[warmup:], start=warmup))
         for r in range(rounds):  # N by N within each round, so a busy spell hits every N
             lo, hi = events * r // rounds, events * (r + 1) // rounds
-            for case, timing in zip(cases, timings, strict=True):
+            for case, timing, each in zip(cases, timings, floors, strict=True):
                 _round(case, timing, [(o, case.messages[o]) for o, _ in timed[lo:hi]])
-        measurements = [_result(c, t) for c, t in zip(cases, timings, strict=True)]
+                each.round(hi - lo)  # the floor's work right after, for as many events
+        measurements = [_result(c, t, f) for c, t, f in zip(cases, timings, floors, strict=True)]
         del cases  # routers, keys and sealed events go with the temporary directory
     machine = machine_info()
     notes = [
@@ -434,9 +496,20 @@ def run(params: Mapping[str, Any]) -> Measured:
         f"{load_before} before the run, {_load_average()} after: other work on a shared "
         "machine inflates the numbers, the p95 most.",
     ]
+    notes.append(
+        "Floor (a) in-process (`bench.floor.FanOut.crypto`, the hub benchmark's design floor "
+        "without its broker): per event one Ed25519 verify and the Avro decode, per "
+        "recipient HKDF, AES-256-GCM, canonical JSON and an Ed25519 signature; timed in the "
+        "same rounds right after each N's routing, for as many events, CPU of the quietest "
+        "round. Route / floor (a) is the machine-independent reading of the cost: on a "
+        "shared machine both move together from hour to hour."
+    )
     marginal = _marginal(measurements)
     if marginal:
         notes.append(marginal)
+    floor_line = _marginal(measurements, key="floor_cpu_us_per_event")
+    if floor_line:
+        notes.append(floor_line.replace("an event costs", "floor (a)'s work costs"))
     if measurements:
         notes.append(_against_target(measurements))
     return Measured(

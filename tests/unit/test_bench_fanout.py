@@ -47,6 +47,12 @@ def test_quick_run_delivers_every_event_to_every_recipient(tmp_path: Path) -> No
         assert m["cpu_us_per_event"] > 0
         assert m["median_us_per_recipient"] > 0
         assert m["group_sync_ms"] >= 0
+        # floor (a)'s work for the same N in the same rounds, and the route's ratio to it
+        assert len(m["floor_cpu_us_per_event_by_round"]) == len(m["cpu_us_per_event_by_round"])
+        assert m["floor_cpu_us_per_event"] == min(m["floor_cpu_us_per_event_by_round"]) > 0
+        assert m["route_over_floor"] == pytest.approx(
+            m["cpu_us_per_event"] / m["floor_cpu_us_per_event"], rel=0.01
+        )
         for stats in (m["per_event"], m["audit_json"]):
             assert stats["n"] == EVENTS
             assert 0 < stats["min_us"] <= stats["median_us"] <= stats["p95_us"]
