@@ -264,7 +264,7 @@ class _Floor:
     """
 
     def __init__(self, directory: Path, n: int, inputs: list[Any], publisher_public: str) -> None:
-        config, _ = floor._write_config(directory / f"floor-{n}.json", n)
+        config, _ = floor.write_config(directory / f"floor-{n}.json", n)
         config["publisher_public"] = publisher_public  # one publisher, one set of inputs
         self.work = floor.FanOut(config)
         self.inputs = [(key, value, dict(headers)) for key, value, headers in inputs]
@@ -292,8 +292,8 @@ class _Floor:
 
 def _floors(directory: Path, recipients: list[int], count: int, seed: int) -> list[_Floor]:
     """Floor (a) for each N, on one set of signed, Avro-encoded SOCJAG items."""
-    _, publisher = floor._write_config(directory / "floor-publisher.json", 1)
-    inputs = floor._inputs(publisher, count, seed)
+    _, publisher = floor.write_config(directory / "floor-publisher.json", 1)
+    inputs = floor.signed_inputs(publisher, count, seed)
     public = publisher.public_key().public_bytes_raw().hex()
     return [_Floor(directory, n, inputs, public) for n in recipients]
 

@@ -56,7 +56,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench._harness import ROOT, Benchmark, CpuMeter, Measured
 
-__all__ = ["BENCHMARK", "COLUMNS", "FanOut", "hub_ratios", "run"]
+__all__ = ["BENCHMARK", "COLUMNS", "FanOut", "hub_ratios", "run", "signed_inputs", "write_config"]
 
 COLUMNS = [
     "variant",
@@ -86,7 +86,7 @@ class FanOut:
     """The per-event work of each variant, outside faust (so a unit test can run it).
 
     Args:
-        config: what ``_write_config`` wrote: keys (raw, hex), recipients, the Avro schema.
+        config: what ``write_config`` wrote: keys (raw, hex), recipients, the Avro schema.
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -165,7 +165,7 @@ class FanOut:
 # -- the bench side ----------------------------------------------------------------------
 
 
-def _write_config(path: Path, recipients: int) -> tuple[dict[str, Any], Any]:
+def write_config(path: Path, recipients: int) -> tuple[dict[str, Any], Any]:
     """Keys for the run, the recipients and the schema; returns it and the publisher key."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -187,7 +187,7 @@ def _write_config(path: Path, recipients: int) -> tuple[dict[str, Any], Any]:
     return config, publisher
 
 
-def _inputs(publisher: Any, count: int, seed: int) -> list[Any]:
+def signed_inputs(publisher: Any, count: int, seed: int) -> list[Any]:
     """``count`` signed, Avro-encoded SOCJAG items: (key, value, headers)."""
     from hub.scenarios.north_worcs import SOCJAG_INTEL, Scenario
     from hub.schemas import SchemaRegistry
@@ -378,8 +378,8 @@ def run(params: Mapping[str, Any]) -> Measured:
     measurements: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-floor-cfg-") as tmp:
         config_path = Path(tmp) / "floor.json"
-        _config, publisher = _write_config(config_path, int(params["recipients"]))
-        inputs = _inputs(publisher, events + 1, int(params["seed"]))
+        _config, publisher = write_config(config_path, int(params["recipients"]))
+        inputs = signed_inputs(publisher, events + 1, int(params["seed"]))
         broker = EmbeddedBroker()
         bootstrap = broker.start()
         try:

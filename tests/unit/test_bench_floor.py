@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import bench
-from bench.floor import FIELDS, FanOut, _inputs, _write_config, hub_ratios
+from bench.floor import FIELDS, FanOut, hub_ratios, signed_inputs, write_config
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[dict[str, Any], Any, FanOut]:
-    config, publisher = _write_config(tmp_path / "floor.json", 4)
+    config, publisher = write_config(tmp_path / "floor.json", 4)
     assert (tmp_path / "floor.json").stat().st_mode & 0o777 == 0o600
     return config, publisher, FanOut(json.loads((tmp_path / "floor.json").read_text()))
 
@@ -41,7 +41,7 @@ def test_crypto_fan_out_seals_signs_and_audits_every_delivery(
     setup: tuple[dict[str, Any], Any, FanOut],
 ) -> None:
     config, publisher, work = setup
-    ((key, value, headers),) = _inputs(publisher, 1, seed=11)
+    ((key, value, headers),) = signed_inputs(publisher, 1, seed=11)
     out = work.crypto(key, value, dict(headers))
     assert [target for target, _v, _h in out] == [*config["recipients"], "audit"]
     hub_public = Ed25519PrivateKey.from_private_bytes(
@@ -86,7 +86,7 @@ def test_crypto_fan_out_refuses_a_bad_publisher_signature(
     setup: tuple[dict[str, Any], Any, FanOut],
 ) -> None:
     _config, publisher, work = setup
-    ((key, value, headers),) = _inputs(publisher, 1, seed=11)
+    ((key, value, headers),) = signed_inputs(publisher, 1, seed=11)
     tampered = dict(headers)
     tampered["ce_hubsig"] = bytes(64)
     with pytest.raises(InvalidSignature):
@@ -95,7 +95,7 @@ def test_crypto_fan_out_refuses_a_bad_publisher_signature(
 
 def test_plain_fan_out_has_the_same_shape(setup: tuple[dict[str, Any], Any, FanOut]) -> None:
     config, publisher, work = setup
-    ((key, value, headers),) = _inputs(publisher, 1, seed=11)
+    ((key, value, headers),) = signed_inputs(publisher, 1, seed=11)
     out = work.plain(key, value, dict(headers))
     assert [target for target, _v, _h in out] == [*config["recipients"], "audit"]
     assert all(v == value for _t, v, _h in out[:-1])
