@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -632,6 +634,20 @@ def test_accounts_keep_only_argon2id_hashes(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "accounts.toml").stat().st_mode) == 0o600
     assert accounts.authenticate("a", PASSWORD) is not None
     assert accounts.authenticate("a", PASSWORD + "!") is None
+
+
+def test_production_password_hashes_use_rfc_9106s_argon2id_parameters() -> None:
+    # the test process hashes at Argon2's cheapest (conftest), so the parameters a console
+    # really uses are read in a fresh interpreter: RFC 9106 section 4's second recommended
+    # option, Argon2id with 64 MiB, 3 passes, 4 lanes, a 16-byte salt and a 32-byte tag
+    probe = (
+        "from hub.web import accounts; h = accounts._HASHER; "
+        "print(h.type.name, h.memory_cost, h.time_cost, h.parallelism, h.salt_len, h.hash_len)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert shown == ["ID", "65536", "3", "4", "16", "32"]
 
 
 @pytest.mark.parametrize(
