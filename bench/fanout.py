@@ -384,8 +384,16 @@ def _row(m: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-def _marginal(measurements: list[dict[str, Any]], *, key: str = "cpu_us_per_event") -> str | None:
-    """Least-squares line through ``key`` (CPU µs per event) against N: fixed, per recipient."""
+def _marginal(
+    measurements: list[dict[str, Any]],
+    *,
+    key: str = "cpu_us_per_event",
+    what: str = "an event",
+) -> str | None:
+    """Least-squares line through ``key`` (CPU µs per event) against N: fixed, per recipient.
+
+    ``what`` names whose cost the line is, in the sentence.
+    """
     if len(measurements) < 2:
         return None
     xs = [float(m["recipients"]) for m in measurements]
@@ -396,7 +404,7 @@ def _marginal(measurements: list[dict[str, Any]], *, key: str = "cpu_us_per_even
         return None
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
     return (
-        f"Fitted to a line (least squares over CPU µs per event), an event costs about "
+        f"Fitted to a line (least squares over CPU µs per event), {what} costs about "
         f"{my - slope * mx:.0f} µs plus {slope:.0f} µs per recipient."
     )
 
@@ -507,9 +515,9 @@ def run(params: Mapping[str, Any]) -> Measured:
     marginal = _marginal(measurements)
     if marginal:
         notes.append(marginal)
-    floor_line = _marginal(measurements, key="floor_cpu_us_per_event")
+    floor_line = _marginal(measurements, key="floor_cpu_us_per_event", what="floor (a)'s work")
     if floor_line:
-        notes.append(floor_line.replace("an event costs", "floor (a)'s work costs"))
+        notes.append(floor_line)
     if measurements:
         notes.append(_against_target(measurements))
     return Measured(
