@@ -199,8 +199,13 @@ class MachineMeter:
         """Start counting from now."""
         self._before = self.ticks()
 
-    def busy_cpus(self, cpus: int) -> float | None:
-        """CPUs busy on average since ``start`` (of ``cpus``); None without ``/proc/stat``."""
+    def busy_cpus(self) -> float | None:
+        """CPUs busy on average since ``start``; None without ``/proc/stat``.
+
+        Of every CPU the machine has (``os.cpu_count``), which ``/proc/stat``'s first line
+        sums over, whatever this process's affinity.
+        """
+        cpus = os.cpu_count() or 1
         if self._before is None:
             return None
         total, idle = self.ticks()

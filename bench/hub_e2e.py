@@ -364,7 +364,7 @@ def _throughput(params: Mapping[str, Any], workers: int, profile: Path | None) -
         machine.start()
         result = hub.drive(messages, rate=None, within=float(params["timeout_s"]))
         cpu = meter.ms_per(len(messages))
-        result["machine_busy_cpus"] = machine.busy_cpus(usable_cpus())
+        result["machine_busy_cpus"] = machine.busy_cpus()
         result["cpu_ms_per_event"] = cpu
         result["whole_hub_cpu_ms_per_event"] = _whole_hub(cpu)
         result["processes"] = {name: len(pids) for name, pids in groups.items()}
@@ -871,8 +871,8 @@ def _hub_rows(
         if busy is not None:
             rows.append(
                 [
-                    f"machine CPUs busy in that round, of {cpus} (every process, the bench's "
-                    "and any other work's)",
+                    f"machine CPUs busy in that round, of {os.cpu_count()} (every process, the "
+                    "bench's and any other work's)",
                     workers,
                     events,
                     busy,

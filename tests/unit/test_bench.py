@@ -167,7 +167,7 @@ def test_cpu_meter_counts_the_work_of_each_group_of_processes() -> None:
 def test_machine_meter_counts_at_least_this_process_s_work_and_at_most_every_cpu() -> None:
     """Busy CPUs from /proc/stat: 0.3 s of this process's CPU over the wall time shows in it."""
     meter = MachineMeter()
-    assert meter.busy_cpus(2) is None  # not started: nothing to say
+    assert meter.busy_cpus() is None  # not started: nothing to say
     meter.start()
     wall = time.perf_counter()
     deadline = time.process_time() + 0.3
@@ -175,7 +175,7 @@ def test_machine_meter_counts_at_least_this_process_s_work_and_at_most_every_cpu
         hashlib.sha256(b"x" * 4096).digest()
     wall = time.perf_counter() - wall
     cpus = os.cpu_count() or 1
-    busy = meter.busy_cpus(cpus)
+    busy = meter.busy_cpus()
     assert busy is not None
     assert busy >= (0.3 - 0.02) / wall  # our own work at least (clock ticks are 10 ms)
     assert busy <= cpus
